@@ -1,3 +1,10 @@
 //! The xvr data plane: wire formats, tables, and the pipeline stages that
 //! turn a batch of received frames into a batch of frames to transmit.
+pub mod frame;
+pub mod pipeline;
+pub mod table;
 pub mod wire;
+
+pub use frame::Frame;
+pub use pipeline::{DropReason, Event, Pipeline, Stats, Verdict};
+pub use table::{Tables, TablesBuilder};

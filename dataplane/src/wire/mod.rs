@@ -8,8 +8,9 @@ pub mod vlan;
 pub mod vxlan;
 
 pub use smoltcp::wire::{
-    ArpOperation, ArpPacket, EthernetAddress, EthernetFrame, EthernetProtocol, Icmpv4Message,
-    Icmpv4Packet, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket,
+    ArpOperation, ArpPacket, EthernetAddress, EthernetFrame, EthernetProtocol,
+    Icmpv4DstUnreachable, Icmpv4Message, Icmpv4Packet, IpProtocol, Ipv4Packet, TcpPacket,
+    UdpPacket,
 };
 
 /// Length of an Ethernet II header without a VLAN tag.

@@ -1,0 +1,71 @@
+//! ARP responder. The router answers for its gateway address on each VM
+//! port, and for every VM of the tenant that it knows (local or remote),
+//! with that VM's MAC, so ARP never has to be flooded over the overlay
+//! (OVN's ARP responder, EVPN's ARP suppression). Requests that arrive from
+//! the overlay are answered only for VMs on this host.
+use super::{DropReason, Event, Stats};
+use crate::frame::Frame;
+use crate::table::{Location, PortRole, Tables};
+use crate::wire::{ArpOperation, ArpPacket, EthernetAddress, EthernetFrame, ETH_HEADER_LEN};
+use smoltcp::wire::ArpRepr;
+use std::net::Ipv4Addr;
+
+pub(crate) fn respond(tables: &Tables, frame: &mut Frame<'_>, stats: &mut Stats) {
+    let Ok(arp) = ArpPacket::new_checked(&frame.data()[ETH_HEADER_LEN..]) else {
+        frame.meta.drop(stats, DropReason::ArpMalformed);
+        return;
+    };
+    let Ok(ArpRepr::EthernetIpv4 {
+        operation,
+        source_hardware_addr: requester_mac,
+        source_protocol_addr: requester_ip,
+        target_protocol_addr: target_ip,
+        ..
+    }) = ArpRepr::parse(&arp)
+    else {
+        frame.meta.drop(stats, DropReason::ArpMalformed);
+        return;
+    };
+    if operation != ArpOperation::Request || target_ip == requester_ip {
+        frame.meta.drop(stats, DropReason::ArpNotOurs);
+        return;
+    }
+    let Some(answer_mac) = answer(tables, frame, target_ip) else {
+        frame.meta.drop(stats, DropReason::ArpNotOurs);
+        return;
+    };
+    let reply = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Reply,
+        source_hardware_addr: answer_mac,
+        source_protocol_addr: target_ip,
+        target_hardware_addr: requester_mac,
+        target_protocol_addr: requester_ip,
+    };
+    let data = frame.data_mut();
+    let mut eth = EthernetFrame::new_unchecked(&mut data[..]);
+    let requester_eth = eth.src_addr();
+    eth.set_dst_addr(requester_eth);
+    eth.set_src_addr(answer_mac);
+    reply.emit(&mut ArpPacket::new_unchecked(&mut data[ETH_HEADER_LEN..]));
+    stats.event(Event::ArpReply);
+    frame.meta.bounce();
+}
+
+/// The MAC that owns `target` in the frame's tenant, if we answer for it.
+fn answer(tables: &Tables, frame: &Frame<'_>, target: Ipv4Addr) -> Option<EthernetAddress> {
+    let from_overlay = frame.meta.from_vtep.is_some();
+    if !from_overlay {
+        if let Some(port) = tables.port(frame.meta.in_port) {
+            if let PortRole::Vm { gateway, .. } = port.role {
+                if gateway.addr() == target {
+                    return Some(port.mac);
+                }
+            }
+        }
+    }
+    let host = tables.host(frame.meta.tenant, target)?;
+    match host.location {
+        Location::Remote(_) if from_overlay => None,
+        _ => Some(host.mac),
+    }
+}

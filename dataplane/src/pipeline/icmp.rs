@@ -1,0 +1,167 @@
+//! The router's own ICMP: echo replies from gateway addresses, and errors
+//! (time exceeded, unreachable) built in place in front of the offending
+//! packet, which becomes the error's payload without being copied.
+use super::ipv4::CheckedIpv4;
+use super::{DropReason, Event, Stats};
+use crate::frame::Frame;
+use crate::table::{PortRole, Tables};
+use crate::wire::{
+    checksum, EthernetFrame, Icmpv4Message, Icmpv4Packet, IpProtocol, Ipv4Packet, ETH_HEADER_LEN,
+    IPV4_HEADER_LEN,
+};
+use std::net::Ipv4Addr;
+
+/// TTL of packets the router originates.
+const OWN_TTL: u8 = 64;
+/// RFC 1812 4.3.2.3: an error carries as much of the original as fits in 576 bytes.
+const ERROR_MAX_LEN: usize = 576;
+const ICMP_HEADER_LEN: usize = 8;
+
+/// Answers an echo request to a gateway address; drops anything else sent there.
+pub(crate) fn echo_reply(frame: &mut Frame<'_>, checked: &CheckedIpv4, stats: &mut Stats) {
+    let ip_bytes = &frame.data()[ETH_HEADER_LEN..ETH_HEADER_LEN + checked.total_len];
+    let ip = Ipv4Packet::new_unchecked(ip_bytes);
+    if ip.next_header() != IpProtocol::Icmp {
+        return frame.meta.drop(stats, DropReason::GatewayProtoUnsupported);
+    }
+    if ip.more_frags() || ip.frag_offset() != 0 {
+        return frame.meta.drop(stats, DropReason::IcmpMalformed);
+    }
+    let Ok(icmp) = Icmpv4Packet::new_checked(&ip_bytes[checked.header_len..]) else {
+        return frame.meta.drop(stats, DropReason::IcmpMalformed);
+    };
+    if icmp.msg_type() != Icmpv4Message::EchoRequest || icmp.msg_code() != 0 {
+        return frame.meta.drop(stats, DropReason::GatewayProtoUnsupported);
+    }
+    if !icmp.verify_checksum() {
+        return frame.meta.drop(stats, DropReason::IcmpMalformed);
+    }
+    frame.truncate(ETH_HEADER_LEN + checked.total_len);
+    let data = frame.data_mut();
+    swap_macs(data);
+    let ip = &mut data[ETH_HEADER_LEN..];
+    // Swapping addresses leaves the header checksum as it is; the TTL does not.
+    let (src, dst) = (u32_at(ip, 12), u32_at(ip, 16));
+    ip[12..16].copy_from_slice(&dst.to_be_bytes());
+    ip[16..20].copy_from_slice(&src.to_be_bytes());
+    let old = u16::from_be_bytes([ip[8], ip[9]]);
+    ip[8] = OWN_TTL;
+    let sum = checksum::update_u16(
+        u16::from_be_bytes([ip[10], ip[11]]),
+        old,
+        u16::from_be_bytes([ip[8], ip[9]]),
+    );
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    let icmp = &mut ip[checked.header_len..];
+    let old = u16::from_be_bytes([icmp[0], icmp[1]]);
+    icmp[0] = Icmpv4Message::EchoReply.into();
+    let sum = checksum::update_u16(
+        u16::from_be_bytes([icmp[2], icmp[3]]),
+        old,
+        u16::from_be_bytes([icmp[0], icmp[1]]),
+    );
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    stats.event(Event::IcmpEchoReply);
+    frame.meta.bounce();
+}
+
+/// Drops the frame for `reason` and, where RFC 1812 allows, sends an ICMP
+/// error of `msg`/`code` about it back to its sender from the gateway.
+pub(crate) fn error(
+    tables: &Tables,
+    frame: &mut Frame<'_>,
+    checked: &CheckedIpv4,
+    msg: Icmpv4Message,
+    code: u8,
+    reason: DropReason,
+    stats: &mut Stats,
+) {
+    let Some(source) = error_source(tables, frame).filter(|_| may_send_error(frame)) else {
+        return frame.meta.drop(stats, reason);
+    };
+    let original_len = checked
+        .total_len
+        .min(ERROR_MAX_LEN - IPV4_HEADER_LEN - ICMP_HEADER_LEN);
+    let prefix = IPV4_HEADER_LEN + ICMP_HEADER_LEN;
+    if !frame.push_front(prefix) {
+        return frame.meta.drop(stats, DropReason::NoHeadroom);
+    }
+    stats.drop(reason);
+    frame.truncate(ETH_HEADER_LEN + prefix + original_len);
+    let data = frame.data_mut();
+    // The old Ethernet header now sits at [prefix, prefix + 14).
+    let requester = u32_at(data, prefix + ETH_HEADER_LEN + 12);
+    data.copy_within(prefix + 6..prefix + 12, 0); // dst = old src
+    data.copy_within(prefix..prefix + 6, 6); // src = old dst (the router)
+    data[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    let ip = &mut data[ETH_HEADER_LEN..ETH_HEADER_LEN + IPV4_HEADER_LEN];
+    ip.copy_from_slice(&[
+        0x45, 0xc0, 0, 0, 0, 0, 0, 0, OWN_TTL, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ]);
+    ip[2..4].copy_from_slice(&((prefix + original_len) as u16).to_be_bytes());
+    ip[12..16].copy_from_slice(&source.octets());
+    ip[16..20].copy_from_slice(&requester.to_be_bytes());
+    let sum = checksum::of(ip);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    let icmp = &mut data[ETH_HEADER_LEN + IPV4_HEADER_LEN..];
+    icmp[..ICMP_HEADER_LEN].copy_from_slice(&[msg.into(), code, 0, 0, 0, 0, 0, 0]);
+    let sum = checksum::of(icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    stats.event(Event::IcmpErrorSent);
+    frame.meta.bounce();
+}
+
+/// The gateway address that sources errors: the ingress port's, or for
+/// frames from the overlay the tenant's first gateway on this host.
+fn error_source(tables: &Tables, frame: &Frame<'_>) -> Option<Ipv4Addr> {
+    if frame.meta.from_vtep.is_some() {
+        return tables.tenant(frame.meta.tenant).gateways.first().copied();
+    }
+    match tables.port(frame.meta.in_port)?.role {
+        PortRole::Vm { gateway, .. } => Some(gateway.addr()),
+        PortRole::Uplink { .. } => None,
+    }
+}
+
+/// RFC 1812 4.3.2.7: no error about an ICMP error, a later fragment, or a
+/// packet from an address that is not a single host.
+fn may_send_error(frame: &Frame<'_>) -> bool {
+    let eth = EthernetFrame::new_unchecked(frame.data());
+    let ip = Ipv4Packet::new_unchecked(&frame.data()[ETH_HEADER_LEN..]);
+    let src = ip.src_addr();
+    if !eth.src_addr().is_unicast()
+        || ip.frag_offset() != 0
+        || src.is_unspecified()
+        || src.is_broadcast()
+        || src.is_multicast()
+        || src.is_loopback()
+    {
+        return false;
+    }
+    if ip.next_header() == IpProtocol::Icmp {
+        let header_len = usize::from(ip.header_len());
+        let icmp_type = frame.data().get(ETH_HEADER_LEN + header_len).copied();
+        let is_error = matches!(
+            icmp_type.map(Icmpv4Message::from),
+            Some(
+                Icmpv4Message::DstUnreachable
+                    | Icmpv4Message::Redirect
+                    | Icmpv4Message::TimeExceeded
+                    | Icmpv4Message::ParamProblem
+            )
+        ) || icmp_type == Some(4); // source quench
+        return !is_error;
+    }
+    true
+}
+
+fn swap_macs(data: &mut [u8]) {
+    let mut eth = EthernetFrame::new_unchecked(data);
+    let (src, dst) = (eth.src_addr(), eth.dst_addr());
+    eth.set_src_addr(dst);
+    eth.set_dst_addr(src);
+}
+
+fn u32_at(data: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]])
+}

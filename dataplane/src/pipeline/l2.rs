@@ -1,0 +1,52 @@
+//! L2: switching inside a tenant by destination MAC. The router's own MACs
+//! send the frame to L3; a local VM's MAC to its port; a remote VM's MAC to
+//! encapsulation. Broadcast ARP goes to the ARP responder; other flooding
+//! is not done (the controller tells us where every VM is).
+use super::{arp, DropReason, Event, Stage, Stats};
+use crate::frame::Frame;
+use crate::table::{L2Dest, Location, Tables};
+use crate::wire::{vlan, EthernetFrame, EthernetProtocol};
+
+pub(crate) fn run(tables: &Tables, frames: &mut [Frame<'_>], stats: &mut Stats) {
+    for frame in frames.iter_mut().filter(|f| f.meta.stage == Stage::L2) {
+        let Ok(eth) = EthernetFrame::new_checked(frame.data()) else {
+            frame.meta.drop(stats, DropReason::EthTruncated);
+            continue;
+        };
+        let ethertype = eth.ethertype();
+        if ethertype == EthernetProtocol::Unknown(vlan::TPID) {
+            frame.meta.drop(stats, DropReason::VlanUnsupported);
+            continue;
+        }
+        let dst = eth.dst_addr();
+        if !dst.is_unicast() {
+            if ethertype == EthernetProtocol::Arp {
+                arp::respond(tables, frame, stats);
+            } else {
+                frame.meta.drop(stats, DropReason::L2Broadcast);
+            }
+            continue;
+        }
+        match tables.l2(frame.meta.tenant, dst) {
+            // Unicast ARP to the router (Linux re-confirms its neighbors so).
+            Some(L2Dest::Router) if ethertype == EthernetProtocol::Arp => {
+                arp::respond(tables, frame, stats)
+            }
+            Some(L2Dest::Router) => frame.meta.stage = Stage::L3,
+            Some(L2Dest::Host(Location::Local(port))) => {
+                stats.event(Event::Bridged);
+                frame.meta.tx(port);
+            }
+            Some(L2Dest::Host(Location::Remote(vtep))) => {
+                if frame.meta.from_vtep.is_some() {
+                    // Never send what came from the overlay back into it.
+                    frame.meta.drop(stats, DropReason::SplitHorizon);
+                } else {
+                    stats.event(Event::Bridged);
+                    frame.meta.encap(vtep);
+                }
+            }
+            None => frame.meta.drop(stats, DropReason::L2UnknownUnicast),
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! L3: routing inside the tenant's VRF. Packets to a gateway address are
+//! the router's own (ICMP echo); the rest get a TTL check, a longest-prefix
+//! match, next-hop resolution through the host table, a TTL decrement with
+//! an incremental checksum update, and new MACs.
+use super::{icmp, ipv4, DropReason, Event, Stage, Stats};
+use crate::frame::Frame;
+use crate::table::{Location, NextHop, PortRole, Tables};
+use crate::wire::{
+    checksum, EthernetAddress, EthernetFrame, EthernetProtocol, Icmpv4DstUnreachable,
+    Icmpv4Message, Ipv4Packet, ETH_HEADER_LEN,
+};
+
+pub(crate) fn run(tables: &Tables, frames: &mut [Frame<'_>], stats: &mut Stats) {
+    for frame in frames.iter_mut().filter(|f| f.meta.stage == Stage::L3) {
+        route(tables, frame, stats);
+    }
+}
+
+fn route(tables: &Tables, frame: &mut Frame<'_>, stats: &mut Stats) {
+    let data = frame.data();
+    // L2 checked the Ethernet header's length.
+    if EthernetFrame::new_unchecked(data).ethertype() != EthernetProtocol::Ipv4 {
+        frame.meta.drop(stats, DropReason::EthertypeUnsupported);
+        return;
+    }
+    let checked = match ipv4::check(&data[ETH_HEADER_LEN..]) {
+        Ok(c) => c,
+        Err(reason) => return frame.meta.drop(stats, reason),
+    };
+    let ip = Ipv4Packet::new_unchecked(&data[ETH_HEADER_LEN..]);
+    let (dst, ttl) = (ip.dst_addr(), ip.hop_limit());
+    let tenant_id = frame.meta.tenant;
+    let tenant = tables.tenant(tenant_id);
+    if tenant.is_gateway(dst) {
+        return icmp::echo_reply(frame, &checked, stats);
+    }
+    if ttl <= 1 {
+        let (msg, code) = (Icmpv4Message::TimeExceeded, 0);
+        return icmp::error(
+            tables,
+            frame,
+            &checked,
+            msg,
+            code,
+            DropReason::TtlExceeded,
+            stats,
+        );
+    }
+    let next_hop = match tables.route(tenant_id, dst) {
+        None => {
+            let (msg, code) = (
+                Icmpv4Message::DstUnreachable,
+                Icmpv4DstUnreachable::NetUnreachable,
+            );
+            let reason = DropReason::NoRoute;
+            return icmp::error(tables, frame, &checked, msg, code.into(), reason, stats);
+        }
+        Some(NextHop::Blackhole) => return frame.meta.drop(stats, DropReason::Blackhole),
+        Some(NextHop::Internet) => return to_internet(tables, frame, stats),
+        Some(NextHop::Connected) => dst,
+        Some(NextHop::Via(gateway)) => gateway,
+    };
+    let Some(host) = tables.host(tenant_id, next_hop) else {
+        let (msg, code) = (
+            Icmpv4Message::DstUnreachable,
+            Icmpv4DstUnreachable::HostUnreachable,
+        );
+        let reason = DropReason::HostUnknown;
+        return icmp::error(tables, frame, &checked, msg, code.into(), reason, stats);
+    };
+    let src_mac = match host.location {
+        Location::Local(port) => {
+            frame.meta.tx(port);
+            tables.port(port).map_or(tenant.router_mac, |p| p.mac)
+        }
+        Location::Remote(vtep) => {
+            frame.meta.encap(vtep);
+            tenant.router_mac
+        }
+    };
+    forward(frame, src_mac, host.mac);
+    stats.event(Event::Routed);
+}
+
+fn to_internet(tables: &Tables, frame: &mut Frame<'_>, stats: &mut Stats) {
+    let Some((uplink, port)) = tables.uplink() else {
+        return frame.meta.drop(stats, DropReason::NoUplink);
+    };
+    let PortRole::Uplink {
+        internet_gateway_mac: Some(gateway_mac),
+        ..
+    } = port.role
+    else {
+        return frame.meta.drop(stats, DropReason::NoInternetGateway);
+    };
+    frame.meta.tx(uplink);
+    forward(frame, port.mac, gateway_mac);
+    stats.event(Event::Routed);
+}
+
+/// Decrements the TTL (RFC 1624 update of the header checksum) and writes
+/// the new MACs. The caller checked that TTL > 1 and the header is whole.
+#[inline]
+fn forward(frame: &mut Frame<'_>, src_mac: EthernetAddress, dst_mac: EthernetAddress) {
+    let data = frame.data_mut();
+    let mut eth = EthernetFrame::new_unchecked(&mut data[..]);
+    eth.set_src_addr(src_mac);
+    eth.set_dst_addr(dst_mac);
+    let ip = &mut data[ETH_HEADER_LEN..];
+    let old = u16::from_be_bytes([ip[8], ip[9]]);
+    ip[8] -= 1;
+    let new = u16::from_be_bytes([ip[8], ip[9]]);
+    let sum = checksum::update_u16(u16::from_be_bytes([ip[10], ip[11]]), old, new);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+}

@@ -1,0 +1,114 @@
+//! The pipeline: stages in the style of VPP graph nodes, each a plain
+//! function over the whole batch that handles the frames waiting for it.
+//! Frames only move forward (ingress -> l2 -> l3 -> encap), so one pass
+//! over the stages finishes every frame.
+mod arp;
+mod encap;
+mod icmp;
+mod ingress;
+mod ipv4;
+mod l2;
+mod l3;
+mod stats;
+
+pub use stats::{DropReason, Event, Stats};
+
+use crate::frame::Frame;
+use crate::table::{PortId, Tables, TenantId, VtepId};
+
+/// The stage a frame waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Ingress,
+    L2,
+    L3,
+    Encap,
+    Done,
+}
+
+/// What happens to a frame once the pipeline is done with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Pending,
+    /// Transmit on this port.
+    Tx(PortId),
+    Drop(DropReason),
+    /// Not ours: hand it to the kernel (XDP_PASS on the live path).
+    Kernel,
+}
+
+/// Per-frame state carried between stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub in_port: PortId,
+    pub tenant: TenantId,
+    /// The VTEP the frame came from, when it arrived over the overlay.
+    pub from_vtep: Option<VtepId>,
+    /// The VTEP to encapsulate toward, when `stage` is `Encap`.
+    pub to_vtep: VtepId,
+    pub stage: Stage,
+    pub verdict: Verdict,
+}
+
+impl Meta {
+    pub const fn new(in_port: PortId) -> Self {
+        Meta {
+            in_port,
+            tenant: 0,
+            from_vtep: None,
+            to_vtep: 0,
+            stage: Stage::Ingress,
+            verdict: Verdict::Pending,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn drop(&mut self, stats: &mut Stats, reason: DropReason) {
+        stats.drop(reason);
+        self.stage = Stage::Done;
+        self.verdict = Verdict::Drop(reason);
+    }
+
+    #[inline]
+    pub(crate) fn tx(&mut self, port: PortId) {
+        self.stage = Stage::Done;
+        self.verdict = Verdict::Tx(port);
+    }
+
+    #[inline]
+    pub(crate) fn encap(&mut self, vtep: VtepId) {
+        self.stage = Stage::Encap;
+        self.to_vtep = vtep;
+    }
+
+    /// Sends a reply back where the frame came from: out of its port, or
+    /// back into the overlay toward the VTEP that sent it.
+    #[inline]
+    pub(crate) fn bounce(&mut self) {
+        match self.from_vtep {
+            Some(vtep) => self.encap(vtep),
+            None => self.tx(self.in_port),
+        }
+    }
+}
+
+/// One worker's pipeline: the stages and their counters.
+#[derive(Debug, Default)]
+pub struct Pipeline {
+    pub stats: Stats,
+}
+
+impl Pipeline {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs a batch through every stage. Each frame ends with a verdict;
+    /// frames to transmit have been rewritten in place.
+    pub fn run(&mut self, tables: &Tables, frames: &mut [Frame<'_>]) {
+        ingress::run(tables, frames, &mut self.stats);
+        l2::run(tables, frames, &mut self.stats);
+        l3::run(tables, frames, &mut self.stats);
+        encap::run(tables, frames, &mut self.stats);
+    }
+}

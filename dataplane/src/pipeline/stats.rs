@@ -1,0 +1,135 @@
+//! Per-worker counters: one per drop reason and one per event, plain
+//! integers with no sharing, summed by whoever reads them.
+
+/// Declares an enum whose variants each have a stable snake_case name, and
+/// the list of all of them (stats dumps iterate over it).
+macro_rules! named_counters {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($(#[$vdoc])* $variant,)* }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+            pub const COUNT: usize = Self::ALL.len();
+
+            pub const fn name(self) -> &'static str {
+                match self { $($name::$variant => $text,)* }
+            }
+        }
+    };
+}
+
+named_counters! {
+    /// Why a frame was dropped. Every drop has exactly one.
+    DropReason {
+        PortUnknown = "port_unknown",
+        EthTruncated = "eth_truncated",
+        VlanUnsupported = "vlan_unsupported",
+        EthertypeUnsupported = "ethertype_unsupported",
+        Ipv4Truncated = "ipv4_truncated",
+        Ipv4BadVersion = "ipv4_bad_version",
+        Ipv4BadIhl = "ipv4_bad_ihl",
+        Ipv4BadLength = "ipv4_bad_length",
+        Ipv4BadChecksum = "ipv4_bad_checksum",
+        UdpBadLength = "udp_bad_length",
+        VxlanFragmented = "vxlan_fragmented",
+        VxlanTruncated = "vxlan_truncated",
+        VxlanBadFlags = "vxlan_bad_flags",
+        VxlanUnknownVni = "vxlan_unknown_vni",
+        VxlanUnknownVtep = "vxlan_unknown_vtep",
+        ArpMalformed = "arp_malformed",
+        ArpNotOurs = "arp_not_ours",
+        L2Broadcast = "l2_broadcast_unsupported",
+        L2UnknownUnicast = "l2_unknown_unicast",
+        SplitHorizon = "overlay_split_horizon",
+        IcmpMalformed = "icmp_malformed",
+        GatewayProtoUnsupported = "gateway_proto_unsupported",
+        TtlExceeded = "ttl_exceeded",
+        NoRoute = "no_route",
+        Blackhole = "blackhole",
+        HostUnknown = "host_unknown",
+        NoInternetGateway = "no_internet_gateway",
+        NoUplink = "no_uplink",
+        NoHeadroom = "no_headroom",
+    }
+}
+
+named_counters! {
+    /// Things the pipeline did, beyond forwarding.
+    Event {
+        Decap = "vxlan_decap",
+        Encap = "vxlan_encap",
+        Bridged = "bridged",
+        Routed = "routed",
+        ArpReply = "arp_reply",
+        IcmpEchoReply = "icmp_echo_reply",
+        IcmpErrorSent = "icmp_error_sent",
+        ToKernel = "to_kernel",
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stats {
+    pub drops: [u64; DropReason::COUNT],
+    pub events: [u64; Event::COUNT],
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            drops: [0; DropReason::COUNT],
+            events: [0; Event::COUNT],
+        }
+    }
+}
+
+impl Stats {
+    #[inline]
+    pub fn drop(&mut self, reason: DropReason) {
+        self.drops[reason as usize] += 1;
+    }
+
+    #[inline]
+    pub fn event(&mut self, event: Event) {
+        self.events[event as usize] += 1;
+    }
+
+    pub fn drops_of(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+
+    pub fn events_of(&self, event: Event) -> u64 {
+        self.events[event as usize]
+    }
+
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    /// Adds another worker's counters into these.
+    pub fn add(&mut self, other: &Stats) {
+        for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
+            *a += b;
+        }
+        for (a, b) in self.events.iter_mut().zip(other.events.iter()) {
+            *a += b;
+        }
+    }
+
+    /// Non-zero drop counters by name, in declaration order.
+    pub fn nonzero_drops(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        DropReason::ALL
+            .iter()
+            .map(|r| (r.name(), self.drops_of(*r)))
+            .filter(|(_, n)| *n > 0)
+    }
+
+    /// Non-zero event counters by name, in declaration order.
+    pub fn nonzero_events(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        Event::ALL
+            .iter()
+            .map(|e| (e.name(), self.events_of(*e)))
+            .filter(|(_, n)| *n > 0)
+    }
+}

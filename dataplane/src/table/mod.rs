@@ -1,0 +1,190 @@
+//! The immutable tables snapshot that the pipeline reads. The control plane
+//! validates a desired state and builds a `Tables` with `TablesBuilder`; the
+//! pipeline only ever reads it. Every lookup that a packet drives is keyed by
+//! the tenant, so one tenant can never match another tenant's entries.
+mod host;
+mod lpm;
+mod port;
+mod tenant;
+mod vtep;
+
+pub use host::{Host, HostTable, L2Dest, L2Table, Location};
+pub use lpm::{Lpm, NextHop};
+pub use port::{Port, PortRole};
+pub use tenant::Tenant;
+pub use vtep::{Vtep, VtepTable};
+
+use crate::wire::EthernetAddress;
+use ipnet::Ipv4Net;
+use std::net::Ipv4Addr;
+
+/// Index of a tenant in `Tables::tenants`.
+pub type TenantId = u16;
+/// Index of a port in `Tables::ports`.
+pub type PortId = u16;
+/// Index of a remote VTEP in `VtepTable`.
+pub type VtepId = u16;
+
+/// One consistent view of the whole configuration.
+#[derive(Debug, Default)]
+pub struct Tables {
+    tenants: Vec<Tenant>,
+    ports: Vec<Port>,
+    vni_to_tenant: hashbrown::HashMap<u32, TenantId>,
+    vrfs: Vec<Lpm<NextHop>>,
+    hosts: HostTable,
+    l2: L2Table,
+    vteps: VtepTable,
+    uplink: Option<PortId>,
+}
+
+impl Tables {
+    pub fn tenants(&self) -> &[Tenant] {
+        &self.tenants
+    }
+
+    pub fn tenant(&self, id: TenantId) -> &Tenant {
+        &self.tenants[usize::from(id)]
+    }
+
+    pub fn tenant_by_vni(&self, vni: u32) -> Option<TenantId> {
+        self.vni_to_tenant.get(&vni).copied()
+    }
+
+    pub fn ports(&self) -> &[Port] {
+        &self.ports
+    }
+
+    pub fn port(&self, id: PortId) -> Option<&Port> {
+        self.ports.get(usize::from(id))
+    }
+
+    pub fn port_by_name(&self, name: &str) -> Option<PortId> {
+        self.ports
+            .iter()
+            .position(|p| p.name == name)
+            .map(|i| i as PortId)
+    }
+
+    /// The uplink port, if one is configured.
+    pub fn uplink(&self) -> Option<(PortId, &Port)> {
+        self.uplink.map(|id| (id, &self.ports[usize::from(id)]))
+    }
+
+    /// Longest-prefix match in the tenant's VRF.
+    #[inline]
+    pub fn route(&self, tenant: TenantId, dst: Ipv4Addr) -> Option<NextHop> {
+        self.vrfs.get(usize::from(tenant))?.lookup(dst).copied()
+    }
+
+    pub fn vrf(&self, tenant: TenantId) -> &Lpm<NextHop> {
+        &self.vrfs[usize::from(tenant)]
+    }
+
+    #[inline]
+    pub fn host(&self, tenant: TenantId, ip: Ipv4Addr) -> Option<&Host> {
+        self.hosts.get(tenant, ip)
+    }
+
+    pub fn hosts(&self) -> &HostTable {
+        &self.hosts
+    }
+
+    #[inline]
+    pub fn l2(&self, tenant: TenantId, mac: EthernetAddress) -> Option<L2Dest> {
+        self.l2.get(tenant, mac)
+    }
+
+    pub fn vteps(&self) -> &VtepTable {
+        &self.vteps
+    }
+}
+
+/// Builds a `Tables`. It trusts its caller (the control plane validates
+/// first) but never produces an inconsistent snapshot: ids it hands out are
+/// the only way to refer to tenants, ports and VTEPs.
+#[derive(Debug, Default)]
+pub struct TablesBuilder {
+    tables: Tables,
+}
+
+impl TablesBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add_tenant(&mut self, tenant: Tenant) -> TenantId {
+        let id = self.tables.tenants.len() as TenantId;
+        self.tables.vni_to_tenant.insert(tenant.vni, id);
+        self.tables.l2.insert(id, tenant.router_mac, L2Dest::Router);
+        self.tables.tenants.push(tenant);
+        self.tables.vrfs.push(Lpm::new());
+        id
+    }
+
+    /// Adds a port; a VM port also gets its connected route and becomes a
+    /// router MAC and a gateway address of its tenant.
+    pub fn add_port(&mut self, port: Port) -> PortId {
+        let id = self.tables.ports.len() as PortId;
+        match port.role {
+            PortRole::Uplink { .. } => self.tables.uplink = Some(id),
+            PortRole::Vm { tenant, gateway } => {
+                self.tables.l2.insert(tenant, port.mac, L2Dest::Router);
+                self.tables.vrfs[usize::from(tenant)].insert(gateway.trunc(), NextHop::Connected);
+                let t = &mut self.tables.tenants[usize::from(tenant)];
+                t.gateways.push(gateway.addr());
+            }
+        }
+        self.tables.ports.push(port);
+        id
+    }
+
+    pub fn add_route(&mut self, tenant: TenantId, prefix: Ipv4Net, next_hop: NextHop) {
+        self.tables.vrfs[usize::from(tenant)].insert(prefix, next_hop);
+    }
+
+    pub fn add_vtep(&mut self, ip: Ipv4Addr, mac: EthernetAddress) -> VtepId {
+        let (local_ip, local_mac) = match self.tables.uplink() {
+            Some((
+                _,
+                Port {
+                    mac,
+                    role: PortRole::Uplink { ip, .. },
+                    ..
+                },
+            )) => (*ip, *mac),
+            _ => (Ipv4Addr::UNSPECIFIED, EthernetAddress([0; 6])),
+        };
+        self.tables.vteps.insert(ip, mac, local_ip, local_mac)
+    }
+
+    /// A VM on a local port.
+    pub fn add_local_host(
+        &mut self,
+        tenant: TenantId,
+        ip: Ipv4Addr,
+        mac: EthernetAddress,
+        port: PortId,
+    ) {
+        let location = Location::Local(port);
+        self.tables.hosts.insert(tenant, ip, Host { mac, location });
+        self.tables.l2.insert(tenant, mac, L2Dest::Host(location));
+    }
+
+    /// A VM behind a remote VTEP.
+    pub fn add_remote_host(
+        &mut self,
+        tenant: TenantId,
+        ip: Ipv4Addr,
+        mac: EthernetAddress,
+        vtep: VtepId,
+    ) {
+        let location = Location::Remote(vtep);
+        self.tables.hosts.insert(tenant, ip, Host { mac, location });
+        self.tables.l2.insert(tenant, mac, L2Dest::Host(location));
+    }
+
+    pub fn build(self) -> Tables {
+        self.tables
+    }
+}

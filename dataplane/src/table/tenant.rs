@@ -1,0 +1,37 @@
+use crate::wire::EthernetAddress;
+use std::net::Ipv4Addr;
+
+/// A tenant: one VRF, one VNI on the overlay.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub name: String,
+    pub vni: u32,
+    /// Source MAC of frames the router sends into the overlay; the same on
+    /// every host, as a distributed gateway's.
+    pub router_mac: EthernetAddress,
+    /// Gateway addresses of this tenant on this host, in port order. The
+    /// first one sources ICMP errors for packets that came from the overlay.
+    pub gateways: Vec<Ipv4Addr>,
+}
+
+impl Tenant {
+    pub fn new(name: impl Into<String>, vni: u32, router_mac: EthernetAddress) -> Self {
+        Tenant {
+            name: name.into(),
+            vni,
+            router_mac,
+            gateways: Vec::new(),
+        }
+    }
+
+    pub fn is_gateway(&self, ip: Ipv4Addr) -> bool {
+        self.gateways.contains(&ip)
+    }
+
+    /// The default router MAC for a VNI: locally administered `02:78:76`
+    /// ("xv") followed by the 24-bit VNI, so every host derives the same.
+    pub fn default_router_mac(vni: u32) -> EthernetAddress {
+        let v = vni.to_be_bytes();
+        EthernetAddress([0x02, 0x78, 0x76, v[1], v[2], v[3]])
+    }
+}
