@@ -1,1 +1,14 @@
+//! The xvr control plane. For now: the desired-state model (what a
+//! controller or an operator's JSON file says should exist), its
+//! validation, and building the data plane's immutable tables from it.
+mod build;
+mod mac;
+mod model;
+mod validate;
 
+pub use mac::Mac;
+pub use model::{
+    NeighborConfig, NextHopConfig, PortConfig, RemoteVmConfig, RouteConfig, State, TenantConfig,
+    VtepConfig,
+};
+pub use validate::{ConfigError, ConfigErrors};

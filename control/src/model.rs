@@ -1,0 +1,130 @@
+//! The desired state, as a controller sends it and as `state.json` holds it.
+use crate::Mac;
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    #[serde(default)]
+    pub tenants: Vec<TenantConfig>,
+    #[serde(default)]
+    pub ports: Vec<PortConfig>,
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// VMs on local ports.
+    #[serde(default)]
+    pub neighbors: Vec<NeighborConfig>,
+    /// Remote VTEPs on the underlay.
+    #[serde(default)]
+    pub vteps: Vec<VtepConfig>,
+    /// VMs behind remote VTEPs.
+    #[serde(default)]
+    pub remote_vms: Vec<RemoteVmConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub name: String,
+    /// VXLAN network identifier, 1..=16777215, unique.
+    pub vni: u32,
+    /// Router MAC toward the overlay; by default derived from the VNI, so
+    /// every host agrees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router_mac: Option<Mac>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PortConfig {
+    /// The underlay port; `ip` is the local VTEP address.
+    Uplink {
+        name: String,
+        mac: Mac,
+        ip: Ipv4Addr,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        internet_gateway_mac: Option<Mac>,
+    },
+    /// The router's side of a VM's interface; `gateway` is the router's
+    /// address and the subnet on it, e.g. `10.0.0.1/24`.
+    Vm {
+        name: String,
+        mac: Mac,
+        tenant: String,
+        gateway: Ipv4Net,
+    },
+}
+
+impl PortConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            PortConfig::Uplink { name, .. } | PortConfig::Vm { name, .. } => name,
+        }
+    }
+
+    pub fn mac(&self) -> Mac {
+        match self {
+            PortConfig::Uplink { mac, .. } | PortConfig::Vm { mac, .. } => *mac,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub tenant: String,
+    pub prefix: Ipv4Net,
+    pub next_hop: NextHopConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NextHopConfig {
+    /// Hosts of the tenant (local or remote VMs).
+    Connected,
+    /// A VM of the tenant that routes further.
+    Via(Ipv4Addr),
+    /// The internet gateway on the uplink.
+    Internet,
+    Blackhole,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NeighborConfig {
+    pub tenant: String,
+    pub ip: Ipv4Addr,
+    pub mac: Mac,
+    pub port: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VtepConfig {
+    pub ip: Ipv4Addr,
+    /// Underlay next-hop MAC toward this VTEP.
+    pub mac: Mac,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteVmConfig {
+    pub tenant: String,
+    pub ip: Ipv4Addr,
+    pub mac: Mac,
+    pub vtep: Ipv4Addr,
+}
+
+impl State {
+    /// Parses the JSON file format. Unknown fields are errors, so a typo
+    /// never silently drops a setting.
+    pub fn from_json(text: &str) -> Result<State, crate::ConfigErrors> {
+        serde_json::from_str(text).map_err(|e| crate::ConfigErrors::single("", e.to_string()))
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("state serializes")
+    }
+}

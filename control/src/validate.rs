@@ -1,0 +1,374 @@
+//! Validation of a whole desired state. Every problem is reported with the
+//! path of the field (`ports[2].gateway`) and the offending value, and a
+//! state with any problem is rejected whole.
+use crate::model::{NextHopConfig, PortConfig, State};
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::Ipv4Addr;
+use xvr_dataplane::wire::vxlan::VNI_MAX;
+
+/// Linux interface names are at most 15 bytes (IFNAMSIZ - 1).
+const MAX_PORT_NAME: usize = 15;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Path of the offending field, e.g. `tenants[1].vni`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+/// All problems found in one state, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    pub fn single(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigErrors(vec![ConfigError {
+            field: field.into(),
+            message: message.into(),
+        }])
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+#[derive(Default)]
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn add(&mut self, field: String, message: String) {
+        self.0.push(ConfigError { field, message });
+    }
+}
+
+fn usable_host(ip: Ipv4Addr) -> bool {
+    !(ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback())
+}
+
+impl State {
+    /// Checks the whole state; `Ok` means `build` will produce tables that
+    /// say exactly what the state says.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut errors = Errors::default();
+        let tenants = self.check_tenants(&mut errors);
+        let ports = self.check_ports(&mut errors, &tenants);
+        self.check_routes(&mut errors, &tenants);
+        self.check_hosts(&mut errors, &tenants, &ports);
+        if errors.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors.0))
+        }
+    }
+
+    fn check_tenants<'a>(&'a self, errors: &mut Errors) -> HashSet<&'a str> {
+        let mut names = HashSet::new();
+        let mut vnis = HashMap::new();
+        for (i, t) in self.tenants.iter().enumerate() {
+            if t.name.is_empty() {
+                errors.add(format!("tenants[{i}].name"), "must not be empty".into());
+            } else if !names.insert(t.name.as_str()) {
+                errors.add(
+                    format!("tenants[{i}].name"),
+                    format!("duplicate tenant name {:?}", t.name),
+                );
+            }
+            if t.vni == 0 || t.vni > VNI_MAX {
+                errors.add(
+                    format!("tenants[{i}].vni"),
+                    format!("{} is outside 1..={VNI_MAX}", t.vni),
+                );
+            } else if let Some(other) = vnis.insert(t.vni, &t.name) {
+                errors.add(
+                    format!("tenants[{i}].vni"),
+                    format!("duplicate VNI {} (also tenant {other:?})", t.vni),
+                );
+            }
+            if let Some(mac) = t.router_mac.filter(|m| !m.is_unicast()) {
+                errors.add(
+                    format!("tenants[{i}].router_mac"),
+                    format!("{mac} is not a unicast MAC"),
+                );
+            }
+        }
+        names
+    }
+
+    /// Returns VM port name -> (tenant, gateway subnet).
+    fn check_ports<'a>(
+        &'a self,
+        errors: &mut Errors,
+        tenants: &HashSet<&str>,
+    ) -> HashMap<&'a str, (&'a str, ipnet::Ipv4Net)> {
+        let mut names = HashSet::new();
+        let mut macs = HashMap::new();
+        let mut vm_ports = HashMap::new();
+        let mut subnets: Vec<(&str, ipnet::Ipv4Net, usize)> = Vec::new();
+        let mut uplink = None;
+        for (i, p) in self.ports.iter().enumerate() {
+            let name = p.name();
+            if name.is_empty() || name.len() > MAX_PORT_NAME {
+                errors.add(
+                    format!("ports[{i}].name"),
+                    format!("{name:?} must be 1..={MAX_PORT_NAME} bytes"),
+                );
+            } else if !names.insert(name) {
+                errors.add(
+                    format!("ports[{i}].name"),
+                    format!("duplicate port {name:?}"),
+                );
+            }
+            let mac = p.mac();
+            if !mac.is_unicast() {
+                errors.add(
+                    format!("ports[{i}].mac"),
+                    format!("{mac} is not a unicast MAC"),
+                );
+            } else if let Some(other) = macs.insert(mac, name) {
+                errors.add(
+                    format!("ports[{i}].mac"),
+                    format!("{mac} is already the MAC of port {other:?}"),
+                );
+            }
+            match p {
+                PortConfig::Uplink {
+                    ip,
+                    internet_gateway_mac,
+                    ..
+                } => {
+                    if let Some(first) = uplink.replace(i) {
+                        errors.add(
+                            format!("ports[{i}].role"),
+                            format!("a second uplink (ports[{first}] is one); one is supported"),
+                        );
+                    }
+                    if !usable_host(*ip) {
+                        errors.add(
+                            format!("ports[{i}].ip"),
+                            format!("{ip} is not a usable VTEP address"),
+                        );
+                    }
+                    if let Some(m) = internet_gateway_mac.filter(|m| !m.is_unicast()) {
+                        errors.add(
+                            format!("ports[{i}].internet_gateway_mac"),
+                            format!("{m} is not a unicast MAC"),
+                        );
+                    }
+                }
+                PortConfig::Vm {
+                    tenant, gateway, ..
+                } => {
+                    if !tenants.contains(tenant.as_str()) {
+                        errors.add(
+                            format!("ports[{i}].tenant"),
+                            format!("unknown tenant {tenant:?}"),
+                        );
+                    }
+                    let subnet = gateway.trunc();
+                    if gateway.prefix_len() == 0 || gateway.prefix_len() > 30 {
+                        errors.add(
+                            format!("ports[{i}].gateway"),
+                            format!("{gateway}: prefix length must be 1..=30"),
+                        );
+                    } else if gateway.addr() == subnet.network()
+                        || gateway.addr() == subnet.broadcast()
+                    {
+                        errors.add(
+                            format!("ports[{i}].gateway"),
+                            format!(
+                                "{gateway}: the gateway cannot be the network or broadcast address"
+                            ),
+                        );
+                    }
+                    for (other_tenant, other, j) in &subnets {
+                        let overlaps = other.contains(&subnet) || subnet.contains(other);
+                        if other_tenant == tenant && overlaps && *other != subnet {
+                            errors.add(
+                                format!("ports[{i}].gateway"),
+                                format!(
+                                    "{subnet} overlaps {other} of ports[{j}] in tenant {tenant:?}"
+                                ),
+                            );
+                        }
+                    }
+                    subnets.push((tenant, subnet, i));
+                    vm_ports.insert(name, (tenant.as_str(), *gateway));
+                }
+            }
+        }
+        vm_ports
+    }
+
+    fn check_routes(&self, errors: &mut Errors, tenants: &HashSet<&str>) {
+        let mut seen = HashSet::new();
+        let has_internet = self.ports.iter().any(|p| {
+            matches!(
+                p,
+                PortConfig::Uplink {
+                    internet_gateway_mac: Some(_),
+                    ..
+                }
+            )
+        });
+        for (i, r) in self.routes.iter().enumerate() {
+            if !tenants.contains(r.tenant.as_str()) {
+                errors.add(
+                    format!("routes[{i}].tenant"),
+                    format!("unknown tenant {:?}", r.tenant),
+                );
+            }
+            if r.prefix != r.prefix.trunc() {
+                errors.add(
+                    format!("routes[{i}].prefix"),
+                    format!(
+                        "{} has host bits set (did you mean {}?)",
+                        r.prefix,
+                        r.prefix.trunc()
+                    ),
+                );
+            } else if !seen.insert((r.tenant.as_str(), r.prefix)) {
+                errors.add(
+                    format!("routes[{i}].prefix"),
+                    format!("duplicate route {} in tenant {:?}", r.prefix, r.tenant),
+                );
+            }
+            match r.next_hop {
+                NextHopConfig::Via(ip) if !usable_host(ip) => {
+                    errors.add(
+                        format!("routes[{i}].next_hop.via"),
+                        format!("{ip} is not a usable next hop"),
+                    );
+                }
+                NextHopConfig::Internet if !has_internet => {
+                    errors.add(
+                        format!("routes[{i}].next_hop"),
+                        "internet needs an uplink port with internet_gateway_mac".into(),
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn check_hosts(
+        &self,
+        errors: &mut Errors,
+        tenants: &HashSet<&str>,
+        vm_ports: &HashMap<&str, (&str, ipnet::Ipv4Net)>,
+    ) {
+        let gateways: HashSet<(&str, Ipv4Addr)> =
+            vm_ports.values().map(|(t, g)| (*t, g.addr())).collect();
+        let mut ips: HashMap<(String, Ipv4Addr), String> = HashMap::new();
+        let mut macs: HashMap<(String, crate::Mac), String> = HashMap::new();
+        let mut host =
+            |errors: &mut Errors, at: String, tenant: &str, ip: Ipv4Addr, mac: crate::Mac| {
+                if !tenants.contains(tenant) {
+                    errors.add(format!("{at}.tenant"), format!("unknown tenant {tenant:?}"));
+                }
+                if !usable_host(ip) {
+                    errors.add(format!("{at}.ip"), format!("{ip} is not a host address"));
+                } else if gateways.contains(&(tenant, ip)) {
+                    errors.add(
+                        format!("{at}.ip"),
+                        format!("{ip} is a gateway address of tenant {tenant:?}"),
+                    );
+                } else if let Some(other) = ips.insert((tenant.to_string(), ip), at.clone()) {
+                    errors.add(
+                        format!("{at}.ip"),
+                        format!("{ip} is already used by {other} in tenant {tenant:?}"),
+                    );
+                }
+                if !mac.is_unicast() {
+                    errors.add(format!("{at}.mac"), format!("{mac} is not a unicast MAC"));
+                } else if let Some(other) = macs.insert((tenant.to_string(), mac), at.clone()) {
+                    errors.add(
+                        format!("{at}.mac"),
+                        format!("{mac} is already used by {other} in tenant {tenant:?}"),
+                    );
+                }
+            };
+        for (i, n) in self.neighbors.iter().enumerate() {
+            let at = format!("neighbors[{i}]");
+            host(errors, at.clone(), &n.tenant, n.ip, n.mac);
+            match vm_ports.get(n.port.as_str()) {
+                None => errors.add(
+                    format!("{at}.port"),
+                    format!("{:?} is not a VM port", n.port),
+                ),
+                Some((t, _)) if *t != n.tenant => errors.add(
+                    format!("{at}.port"),
+                    format!(
+                        "port {:?} belongs to tenant {t:?}, not {:?}",
+                        n.port, n.tenant
+                    ),
+                ),
+                Some((_, gw)) if !gw.contains(&n.ip) => errors.add(
+                    format!("{at}.ip"),
+                    format!(
+                        "{} is outside port {:?}'s subnet {}",
+                        n.ip,
+                        n.port,
+                        gw.trunc()
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+        let mut vtep_ips = HashSet::new();
+        let local = self.ports.iter().find_map(|p| match p {
+            PortConfig::Uplink { ip, .. } => Some(*ip),
+            _ => None,
+        });
+        for (i, v) in self.vteps.iter().enumerate() {
+            if local.is_none() {
+                errors.add(
+                    format!("vteps[{i}]"),
+                    "remote VTEPs need an uplink port".into(),
+                );
+            }
+            if !usable_host(v.ip) || Some(v.ip) == local {
+                errors.add(
+                    format!("vteps[{i}].ip"),
+                    format!("{} is not a remote VTEP address", v.ip),
+                );
+            } else if !vtep_ips.insert(v.ip) {
+                errors.add(format!("vteps[{i}].ip"), format!("duplicate VTEP {}", v.ip));
+            }
+            if !v.mac.is_unicast() {
+                errors.add(
+                    format!("vteps[{i}].mac"),
+                    format!("{} is not a unicast MAC", v.mac),
+                );
+            }
+        }
+        for (i, r) in self.remote_vms.iter().enumerate() {
+            let at = format!("remote_vms[{i}]");
+            host(errors, at.clone(), &r.tenant, r.ip, r.mac);
+            if !vtep_ips.contains(&r.vtep) {
+                errors.add(format!("{at}.vtep"), format!("{} is not in vteps", r.vtep));
+            }
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! A two-tenant host used by the pipeline tests: tenants A and B with the
+//! same subnet 10.0.0.0/24, local VMs, remote VMs behind one VTEP, and an
+//! uplink. Packets are built and parsed with etherparse, independently of
+//! the smoltcp views the pipeline uses.
+#![allow(dead_code)]
+use etherparse::PacketBuilder;
+use std::net::Ipv4Addr;
+use xvr_dataplane::io::memory::MemoryIo;
+use xvr_dataplane::table::{
+    NextHop, Port, PortId, PortRole, Tables, TablesBuilder, Tenant, TenantId,
+};
+use xvr_dataplane::wire::EthernetAddress;
+use xvr_dataplane::{Pipeline, Verdict};
+
+pub const UPLINK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+pub const INTERNET_GW_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
+pub const VTEP_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+pub const LOCAL_VTEP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+pub const REMOTE_VTEP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+pub const VNI_A: u32 = 1001;
+pub const VNI_B: u32 = 1002;
+
+pub const UP: PortId = 0;
+pub const A1: PortId = 1; // tenant A, 10.0.0.1/24
+pub const A2: PortId = 2; // tenant A, 10.0.1.1/24
+pub const A3: PortId = 3; // tenant A, 10.0.0.1/24 (a second VM in A1's subnet)
+pub const B1: PortId = 4; // tenant B, 10.0.0.1/24
+
+pub const A1_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 0x01];
+pub const A2_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 0x02];
+pub const A3_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 0x03];
+pub const B1_MAC: [u8; 6] = [0x02, 0xbb, 0, 0, 0, 0x01];
+
+pub const VM_A10_MAC: [u8; 6] = [0x02, 0x0a, 0, 0, 0, 0x10]; // A 10.0.0.10 on A1
+pub const VM_A11_MAC: [u8; 6] = [0x02, 0x0a, 0, 0, 0, 0x11]; // A 10.0.0.11 on A3
+pub const VM_A110_MAC: [u8; 6] = [0x02, 0x0a, 0, 0, 1, 0x10]; // A 10.0.1.10 on A2
+pub const VM_A20_MAC: [u8; 6] = [0x02, 0x0a, 0, 0, 0, 0x20]; // A 10.0.0.20, remote
+pub const VM_B10_MAC: [u8; 6] = [0x02, 0x0b, 0, 0, 0, 0x10]; // B 10.0.0.10 on B1
+pub const VM_B20_MAC: [u8; 6] = [0x02, 0x0b, 0, 0, 0, 0x20]; // B 10.0.0.20, remote
+
+pub const TENANT_A: TenantId = 0;
+pub const TENANT_B: TenantId = 1;
+
+pub fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+pub fn mac(m: [u8; 6]) -> EthernetAddress {
+    EthernetAddress(m)
+}
+
+pub fn tables() -> Tables {
+    let mut b = TablesBuilder::new();
+    let a = b.add_tenant(Tenant::new("a", VNI_A, Tenant::default_router_mac(VNI_A)));
+    let bt = b.add_tenant(Tenant::new("b", VNI_B, Tenant::default_router_mac(VNI_B)));
+    assert_eq!((a, bt), (TENANT_A, TENANT_B));
+    let up = PortRole::Uplink {
+        ip: LOCAL_VTEP,
+        internet_gateway_mac: Some(mac(INTERNET_GW_MAC)),
+    };
+    let vm = |tenant, gw: &str| PortRole::Vm {
+        tenant,
+        gateway: gw.parse().unwrap(),
+    };
+    let ports = [
+        ("up0", UPLINK_MAC, up),
+        ("a1", A1_MAC, vm(a, "10.0.0.1/24")),
+        ("a2", A2_MAC, vm(a, "10.0.1.1/24")),
+        ("a3", A3_MAC, vm(a, "10.0.0.1/24")),
+        ("b1", B1_MAC, vm(bt, "10.0.0.1/24")),
+    ];
+    for (i, (name, m, role)) in ports.into_iter().enumerate() {
+        assert_eq!(
+            b.add_port(Port {
+                name: name.into(),
+                mac: mac(m),
+                role
+            }),
+            i as PortId
+        );
+    }
+    b.add_local_host(a, ip("10.0.0.10"), mac(VM_A10_MAC), A1);
+    b.add_local_host(a, ip("10.0.0.11"), mac(VM_A11_MAC), A3);
+    b.add_local_host(a, ip("10.0.1.10"), mac(VM_A110_MAC), A2);
+    b.add_local_host(bt, ip("10.0.0.10"), mac(VM_B10_MAC), B1);
+    let vtep = b.add_vtep(REMOTE_VTEP, mac(VTEP_MAC));
+    b.add_remote_host(a, ip("10.0.0.20"), mac(VM_A20_MAC), vtep);
+    b.add_remote_host(bt, ip("10.0.0.20"), mac(VM_B20_MAC), vtep);
+    b.add_route(a, "0.0.0.0/0".parse().unwrap(), NextHop::Internet);
+    b.add_route(a, "10.9.0.0/16".parse().unwrap(), NextHop::Blackhole);
+    b.add_route(
+        a,
+        "10.5.0.0/16".parse().unwrap(),
+        NextHop::Via(ip("10.0.0.10")),
+    );
+    b.build()
+}
+
+/// Runs one frame arriving on `port` through a fresh pipeline.
+pub fn run(tables: &Tables, port: PortId, frame: &[u8]) -> (Verdict, Vec<u8>, Pipeline) {
+    let mut pipeline = Pipeline::new();
+    let (verdict, out) = MemoryIo::new().run_one(&mut pipeline, tables, port, frame);
+    (verdict, out, pipeline)
+}
+
+pub fn udp(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: &str,
+    dst: &str,
+    ttl: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(ip(src).octets(), ip(dst).octets(), ttl)
+        .udp(40000, 5001);
+    let mut out = Vec::new();
+    b.write(&mut out, payload).unwrap();
+    out
+}
+
+pub fn tcp(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: &str,
+    dst: &str,
+    ttl: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(ip(src).octets(), ip(dst).octets(), ttl)
+        .tcp(40000, 80, 1000, 64240)
+        .ack(77);
+    let mut out = Vec::new();
+    b.write(&mut out, payload).unwrap();
+    out
+}
+
+pub fn ping(src_mac: [u8; 6], dst_mac: [u8; 6], src: &str, dst: &str, ttl: u8) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(ip(src).octets(), ip(dst).octets(), ttl)
+        .icmpv4_echo_request(0x1234, 7);
+    let mut out = Vec::new();
+    b.write(&mut out, b"xvr-ping-payload").unwrap();
+    out
+}
+
+pub fn arp_request(src_mac: [u8; 6], sender: &str, target: &str) -> Vec<u8> {
+    let arp = etherparse::ArpEthIpv4Packet {
+        operation: etherparse::ArpOperation::REQUEST,
+        sender_mac: src_mac,
+        sender_ipv4: ip(sender).octets(),
+        target_mac: [0; 6],
+        target_ipv4: ip(target).octets(),
+    };
+    let b = PacketBuilder::ethernet2(src_mac, [0xff; 6]).arp(arp.into());
+    let mut out = Vec::new();
+    b.write(&mut out).unwrap();
+    out
+}
+
+/// A VXLAN frame from `vtep` to the local VTEP carrying `inner`.
+pub fn vxlan(vtep: Ipv4Addr, vni: u32, inner: &[u8]) -> Vec<u8> {
+    let mut payload = vec![0x08, 0, 0, 0];
+    payload.extend_from_slice(&(vni << 8).to_be_bytes());
+    payload.extend_from_slice(inner);
+    let b = PacketBuilder::ethernet2(VTEP_MAC, UPLINK_MAC)
+        .ipv4(vtep.octets(), LOCAL_VTEP.octets(), 64)
+        .udp(51234, 4789);
+    let mut out = Vec::new();
+    b.write(&mut out, &payload).unwrap();
+    out
+}
+
+/// RFC 1071 sum, written here so tests do not trust the code under test.
+pub fn checksum_ok(bytes: &[u8]) -> bool {
+    let mut sum: u32 = 0;
+    for chunk in bytes.chunks(2) {
+        let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
+        sum += u32::from(word);
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum == 0xffff
+}
