@@ -1,0 +1,290 @@
+//! Tenant isolation as a property: over random configurations in which
+//! tenants reuse the same subnets, addresses and MACs, and random packets
+//! from every port and every VNI, no frame of tenant A ever leaves on a
+//! port of tenant B or inside B's VNI.
+use proptest::prelude::*;
+use std::net::Ipv4Addr;
+use xvr_dataplane::io::memory::MemoryIo;
+use xvr_dataplane::table::{
+    NextHop, Port, PortId, PortRole, Tables, TablesBuilder, Tenant, TenantId,
+};
+use xvr_dataplane::wire::EthernetAddress;
+use xvr_dataplane::{Pipeline, Verdict};
+
+const LOCAL_VTEP: [u8; 4] = [198, 18, 0, 1];
+const VTEPS: [[u8; 4]; 2] = [[198, 18, 0, 2], [198, 18, 0, 3]];
+const SUBNETS: [&str; 3] = ["10.0.0.1/24", "10.0.1.1/24", "10.2.0.1/16"];
+/// Host addresses drawn from the subnets above, shared by every tenant.
+const HOSTS: [[u8; 4]; 6] = [
+    [10, 0, 0, 10],
+    [10, 0, 0, 11],
+    [10, 0, 1, 10],
+    [10, 2, 3, 4],
+    [10, 0, 0, 1],
+    [198, 19, 0, 1],
+];
+
+fn mac(i: u8) -> [u8; 6] {
+    [0x02, 0, 0, 0, 0x10, i]
+}
+
+#[derive(Debug, Clone)]
+struct Config {
+    /// Per tenant: ports (subnet index each), hosts (address index, MAC
+    /// index, local port slot or remote VTEP), default route kind.
+    tenants: Vec<(Vec<usize>, Vec<(usize, u8, Result<usize, usize>)>, u8)>,
+}
+
+fn config() -> impl Strategy<Value = Config> {
+    let host = (
+        0..HOSTS.len(),
+        0u8..6,
+        prop_oneof![(0usize..3).prop_map(Ok), (0usize..2).prop_map(Err)],
+    );
+    let tenant = (
+        prop::collection::vec(0..SUBNETS.len(), 1..3),
+        prop::collection::vec(host, 0..6),
+        0u8..3,
+    );
+    prop::collection::vec(tenant, 2..4).prop_map(|tenants| Config { tenants })
+}
+
+struct Built {
+    tables: Tables,
+    vnis: Vec<u32>,
+    /// MACs a frame may be sent to: router, port and host MACs of all tenants.
+    macs: Vec<[u8; 6]>,
+}
+
+fn build(config: &Config) -> Built {
+    let mut b = TablesBuilder::new();
+    let mut vnis = Vec::new();
+    let mut macs = vec![[0xff; 6]];
+    for (t, _) in config.tenants.iter().enumerate() {
+        let vni = 5000 + t as u32;
+        vnis.push(vni);
+        b.add_tenant(Tenant::new(
+            format!("t{t}"),
+            vni,
+            Tenant::default_router_mac(vni),
+        ));
+        macs.push(Tenant::default_router_mac(vni).0);
+    }
+    let uplink = PortRole::Uplink {
+        ip: LOCAL_VTEP.into(),
+        internet_gateway_mac: Some(EthernetAddress(mac(0xfe))),
+    };
+    b.add_port(Port {
+        name: "up0".into(),
+        mac: EthernetAddress(mac(0xf0)),
+        role: uplink,
+    });
+    let vteps: Vec<_> = VTEPS
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| b.add_vtep((*ip).into(), EthernetAddress(mac(0xe0 + i as u8))))
+        .collect();
+    let mut next_port: PortId = 1;
+    for (t, (subnets, hosts, default)) in config.tenants.iter().enumerate() {
+        let tenant = t as TenantId;
+        let mut ports = Vec::new();
+        let mut seen = Vec::new();
+        for &s in subnets {
+            if seen.contains(&s) {
+                continue; // one port per subnet keeps gateways distinct
+            }
+            seen.push(s);
+            // Port MACs repeat across tenants on purpose.
+            let port_mac = mac(0x80 + s as u8);
+            macs.push(port_mac);
+            let role = PortRole::Vm {
+                tenant,
+                gateway: SUBNETS[s].parse().unwrap(),
+            };
+            b.add_port(Port {
+                name: format!("p{next_port}"),
+                mac: EthernetAddress(port_mac),
+                role,
+            });
+            ports.push(next_port);
+            next_port += 1;
+        }
+        for &(h, m, location) in hosts {
+            let ip = Ipv4Addr::from(HOSTS[h]);
+            macs.push(mac(m));
+            match location {
+                Ok(slot) => b.add_local_host(
+                    tenant,
+                    ip,
+                    EthernetAddress(mac(m)),
+                    ports[slot % ports.len()],
+                ),
+                Err(v) => b.add_remote_host(tenant, ip, EthernetAddress(mac(m)), vteps[v]),
+            }
+        }
+        let next_hop = match default {
+            0 => NextHop::Internet,
+            1 => NextHop::Via(Ipv4Addr::from(HOSTS[0])),
+            _ => NextHop::Blackhole,
+        };
+        b.add_route(tenant, "0.0.0.0/0".parse().unwrap(), next_hop);
+    }
+    Built {
+        tables: b.build(),
+        vnis,
+        macs,
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Packet {
+    port: usize,
+    /// For uplink packets: VXLAN from this VTEP (index; 2 = unknown) with
+    /// this VNI (index into the tenants' VNIs; past the end = unknown).
+    vtep: usize,
+    vni: usize,
+    dst_mac: usize,
+    src_ip: usize,
+    dst_ip: usize,
+    kind: u8,
+    ttl: u8,
+}
+
+fn packet() -> impl Strategy<Value = Packet> {
+    (
+        0usize..16,
+        0usize..3,
+        0usize..5,
+        0usize..64,
+        0..HOSTS.len(),
+        0..HOSTS.len(),
+        0u8..4,
+        prop_oneof![Just(1u8), Just(2), Just(64)],
+    )
+        .prop_map(
+            |(port, vtep, vni, dst_mac, src_ip, dst_ip, kind, ttl)| Packet {
+                port,
+                vtep,
+                vni,
+                dst_mac,
+                src_ip,
+                dst_ip,
+                kind,
+                ttl,
+            },
+        )
+}
+
+fn inner_frame(p: &Packet, dst_mac: [u8; 6]) -> Vec<u8> {
+    use etherparse::PacketBuilder;
+    let (src, dst) = (HOSTS[p.src_ip], HOSTS[p.dst_ip]);
+    let src_mac = mac(0x40);
+    let mut out = Vec::new();
+    match p.kind {
+        0 => PacketBuilder::ethernet2(src_mac, dst_mac)
+            .ipv4(src, dst, p.ttl)
+            .udp(1000, 2000)
+            .write(&mut out, b"payload")
+            .unwrap(),
+        1 => PacketBuilder::ethernet2(src_mac, dst_mac)
+            .ipv4(src, dst, p.ttl)
+            .tcp(1000, 80, 1, 100)
+            .write(&mut out, b"payload")
+            .unwrap(),
+        2 => PacketBuilder::ethernet2(src_mac, dst_mac)
+            .ipv4(src, dst, p.ttl)
+            .icmpv4_echo_request(1, 1)
+            .write(&mut out, b"ping")
+            .unwrap(),
+        _ => {
+            let arp = etherparse::ArpEthIpv4Packet {
+                operation: etherparse::ArpOperation::REQUEST,
+                sender_mac: src_mac,
+                sender_ipv4: src,
+                target_mac: [0; 6],
+                target_ipv4: dst,
+            };
+            PacketBuilder::ethernet2(src_mac, dst_mac)
+                .arp(arp.into())
+                .write(&mut out)
+                .unwrap()
+        }
+    }
+    out
+}
+
+fn vxlan_frame(vtep: [u8; 4], vni: u32, inner: &[u8]) -> Vec<u8> {
+    let mut payload = vec![0x08, 0, 0, 0];
+    payload.extend_from_slice(&(vni << 8).to_be_bytes());
+    payload.extend_from_slice(inner);
+    let mut out = Vec::new();
+    etherparse::PacketBuilder::ethernet2(mac(0xe0), mac(0xf0))
+        .ipv4(vtep, LOCAL_VTEP, 64)
+        .udp(50000, 4789)
+        .write(&mut out, &payload)
+        .unwrap();
+    out
+}
+
+/// The VNI of a frame we sent into the overlay, if it is one.
+fn sent_vni(frame: &[u8]) -> Option<u32> {
+    let headers = etherparse::PacketHeaders::from_ethernet_slice(frame).ok()?;
+    match headers.transport {
+        Some(etherparse::TransportHeader::Udp(udp)) if udp.destination_port == 4789 => {
+            let vx = headers.payload.slice();
+            Some(u32::from_be_bytes([0, vx[4], vx[5], vx[6]]))
+        }
+        _ => None,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn no_frame_crosses_tenants(config in config(), packets in prop::collection::vec(packet(), 1..100)) {
+        let built = build(&config);
+        let tables = &built.tables;
+        let port_count = tables.ports().len();
+        // (in port, input frame, the tenant it belongs to, if any)
+        let mut inputs: Vec<(PortId, Vec<u8>, Option<TenantId>)> = Vec::new();
+        for p in &packets {
+            let port = (p.port % port_count) as PortId;
+            let dst_mac = built.macs[p.dst_mac % built.macs.len()];
+            let inner = inner_frame(p, dst_mac);
+            match tables.port(port).unwrap().tenant() {
+                Some(tenant) => inputs.push((port, inner, Some(tenant))),
+                None => {
+                    let vni = built.vnis.get(p.vni).copied().unwrap_or(9999);
+                    let vtep = VTEPS.get(p.vtep).copied().unwrap_or([198, 18, 0, 99]);
+                    let known = VTEPS.get(p.vtep).is_some();
+                    let tenant = tables.tenant_by_vni(vni).filter(|_| known);
+                    inputs.push((port, vxlan_frame(vtep, vni, &inner), tenant));
+                }
+            }
+        }
+        let mut pipeline = Pipeline::new();
+        let mut outputs = Vec::new();
+        MemoryIo::new().run(&mut pipeline, tables, inputs.iter().map(|(p, f, _)| (*p, f.as_slice())), |port, verdict, data| {
+            outputs.push((port, verdict, data.to_vec()));
+        });
+        prop_assert_eq!(outputs.len(), inputs.len());
+        for ((in_port, input, tenant), (_, verdict, data)) in inputs.iter().zip(&outputs) {
+            let Verdict::Tx(out) = *verdict else { continue };
+            let tenant = tenant.expect("a frame of no tenant was transmitted");
+            let out_port = tables.port(out).unwrap();
+            match out_port.tenant() {
+                Some(t) => prop_assert_eq!(t, tenant, "frame from port {} left on port {} of another tenant: {:02x?}", in_port, out, input),
+                None => {
+                    if let Some(vni) = sent_vni(data) {
+                        prop_assert_eq!(vni, tables.tenant(tenant).vni, "frame from port {} sent with another tenant's VNI", in_port);
+                    }
+                }
+            }
+        }
+        let transmitted = outputs.iter().filter(|o| matches!(o.1, Verdict::Tx(_))).count() as u64;
+        let dropped = pipeline.stats.total_drops();
+        let kernel = outputs.iter().filter(|o| o.1 == Verdict::Kernel).count() as u64;
+        prop_assert_eq!(transmitted + kernel + dropped - pipeline.stats.events_of(xvr_dataplane::Event::IcmpErrorSent), inputs.len() as u64);
+    }
+}
