@@ -1,0 +1,147 @@
+//! The desired-state model: the shipped example builds, and each kind of
+//! bad input is rejected whole with the field and value named.
+use xvr_control::State;
+
+fn example() -> State {
+    State::from_json(include_str!("../../examples/two-tenants.json")).unwrap()
+}
+
+/// Applies `change` to the example and returns the single error message.
+fn rejected(change: impl FnOnce(&mut serde_json::Value)) -> String {
+    let mut json: serde_json::Value =
+        serde_json::from_str(include_str!("../../examples/two-tenants.json")).unwrap();
+    change(&mut json);
+    let result = State::from_json(&json.to_string()).and_then(|s| s.build().map(|_| ()));
+    result.expect_err("should be rejected").to_string()
+}
+
+#[test]
+fn example_builds_into_tables() {
+    let tables = example().build().unwrap();
+    assert_eq!(tables.tenants().len(), 2);
+    assert_eq!(tables.ports().len(), 4);
+    let acme = tables.tenant_by_vni(1001).unwrap();
+    let globex = tables.tenant_by_vni(1002).unwrap();
+    let ip = |s: &str| s.parse().unwrap();
+    // Same address, two tenants, two different VMs.
+    assert_ne!(
+        tables.host(acme, ip("10.0.0.10")).unwrap().mac,
+        tables.host(globex, ip("10.0.0.10")).unwrap().mac
+    );
+    assert!(tables.route(globex, ip("198.19.0.1")).is_none());
+    assert!(tables.route(acme, ip("198.19.0.1")).is_some());
+    assert_eq!(tables.vteps().len(), 1);
+}
+
+#[test]
+fn json_round_trips() {
+    let state = example();
+    assert_eq!(State::from_json(&state.to_json()).unwrap(), state);
+}
+
+#[test]
+fn bad_input_names_the_field_and_value() {
+    use serde_json::json;
+    let cases: Vec<(&str, Box<dyn FnOnce(&mut serde_json::Value)>)> = vec![
+        (
+            "tenants[1].vni: duplicate VNI 1001",
+            Box::new(|j| j["tenants"][1]["vni"] = json!(1001)),
+        ),
+        (
+            "tenants[0].vni: 16777216 is outside",
+            Box::new(|j| j["tenants"][0]["vni"] = json!(16777216)),
+        ),
+        (
+            "tenants[1].name: duplicate tenant name \"acme\"",
+            Box::new(|j| j["tenants"][1]["name"] = json!("acme")),
+        ),
+        (
+            "routes[0].prefix: 10.1.2.0/16 has host bits set",
+            Box::new(|j| j["routes"][0]["prefix"] = json!("10.1.2.0/16")),
+        ),
+        (
+            "routes[1].tenant: unknown tenant \"initech\"",
+            Box::new(|j| j["routes"][1]["tenant"] = json!("initech")),
+        ),
+        (
+            "ports[3].tenant: unknown tenant \"initech\"",
+            Box::new(|j| j["ports"][3]["tenant"] = json!("initech")),
+        ),
+        (
+            "ports[2].name: duplicate port \"acme-web\"",
+            Box::new(|j| j["ports"][2]["name"] = json!("acme-web")),
+        ),
+        (
+            "ports[2].mac: 02:aa:00:00:00:01 is already the MAC of port \"acme-web\"",
+            Box::new(|j| j["ports"][2]["mac"] = json!("02:aa:00:00:00:01")),
+        ),
+        (
+            "ports[2].gateway: 10.0.0.0/23 overlaps 10.0.0.0/24",
+            Box::new(|j| j["ports"][2]["gateway"] = json!("10.0.1.1/23")),
+        ),
+        (
+            "ports[1].gateway: 10.0.0.0/24: the gateway cannot be the network",
+            Box::new(|j| j["ports"][1]["gateway"] = json!("10.0.0.0/24")),
+        ),
+        (
+            "neighbors[2].port: port \"acme-web\" belongs to tenant \"acme\", not \"globex\"",
+            Box::new(|j| j["neighbors"][2]["port"] = json!("acme-web")),
+        ),
+        (
+            "neighbors[0].ip: 10.0.5.10 is outside port \"acme-web\"'s subnet",
+            Box::new(|j| j["neighbors"][0]["ip"] = json!("10.0.5.10")),
+        ),
+        (
+            "remote_vms[0].ip: 10.0.0.10 is already used by neighbors[0]",
+            Box::new(|j| j["remote_vms"][0]["ip"] = json!("10.0.0.10")),
+        ),
+        (
+            "remote_vms[1].vtep: 198.18.0.9 is not in vteps",
+            Box::new(|j| j["remote_vms"][1]["vtep"] = json!("198.18.0.9")),
+        ),
+        (
+            "vteps[0].ip: 198.18.0.1 is not a remote VTEP",
+            Box::new(|j| j["vteps"][0]["ip"] = json!("198.18.0.1")),
+        ),
+        (
+            "neighbors[0].ip: 10.0.0.1 is a gateway address",
+            Box::new(|j| j["neighbors"][0]["ip"] = json!("10.0.0.1")),
+        ),
+        (
+            "ports[0].mac: 01:00:5e:00:00:01 is not a unicast MAC",
+            Box::new(|j| j["ports"][0]["mac"] = json!("01:00:5e:00:00:01")),
+        ),
+        (
+            "invalid MAC address \"02:00\"",
+            Box::new(|j| j["vteps"][0]["mac"] = json!("02:00")),
+        ),
+        (
+            "unknown field `vnii`",
+            Box::new(|j| j["tenants"][0]["vnii"] = json!(5)),
+        ),
+        (
+            "routes[0].next_hop: internet needs an uplink",
+            Box::new(|j| {
+                j["ports"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("internet_gateway_mac")
+                    .map(|_| ())
+                    .unwrap()
+            }),
+        ),
+    ];
+    for (want, change) in cases {
+        let message = rejected(change);
+        assert!(message.contains(want), "want {want:?} in:\n{message}");
+    }
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let message = rejected(|j| {
+        j["tenants"][1]["vni"] = serde_json::json!(1001);
+        j["routes"][0]["prefix"] = serde_json::json!("10.0.0.1/8");
+    });
+    assert_eq!(message.lines().count(), 2, "{message}");
+}
