@@ -1,1 +1,259 @@
+//! Shared pieces of the benchmarks: the example topology, one batch of
+//! input frames per packet path, and buffers that are reset between
+//! iterations without allocating.
+use etherparse::PacketBuilder;
+use xvr_control::State;
+use xvr_dataplane::frame::{Frame, BATCH_SIZE, FRAME_SIZE, HEADROOM};
+use xvr_dataplane::table::{PortId, Tables};
+use xvr_dataplane::{Pipeline, Verdict};
 
+pub const EXAMPLE: &str = include_str!("../../examples/two-tenants.json");
+
+const UPLINK: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+const VTEP2: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+const ACME_WEB_PORT: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 0x01];
+const ACME_WEB: [u8; 6] = [0x02, 0x0a, 0, 0, 0, 0x10];
+const ACME_REMOTE: [u8; 6] = [0x02, 0x0a, 0, 0, 0, 0x20];
+
+pub fn example_tables() -> Tables {
+    State::from_json(EXAMPLE).unwrap().build().unwrap()
+}
+
+/// One packet path of the pipeline, as benchmarked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// Routed between two local subnets of one tenant (VRF lookup, TTL, MACs).
+    EastWest64,
+    /// Bridged to a remote VM: VXLAN encapsulation, 60-byte inner frame.
+    VxlanEncap64,
+    /// Same with a 1514-byte inner frame.
+    VxlanEncap1500,
+    /// VXLAN from a remote VTEP, decapsulated to a local VM.
+    VxlanDecap64,
+    /// ARP requests for a gateway address, answered.
+    ArpReply,
+}
+
+impl Path {
+    pub const ALL: [Path; 5] = [
+        Path::EastWest64,
+        Path::VxlanEncap64,
+        Path::VxlanDecap64,
+        Path::ArpReply,
+        Path::VxlanEncap1500,
+    ];
+
+    /// The criterion id in group `pipeline`.
+    pub fn id(self) -> &'static str {
+        match self {
+            Path::EastWest64 => "east_west_64",
+            Path::VxlanEncap64 => "vxlan_encap_64",
+            Path::VxlanEncap1500 => "vxlan_encap_1500",
+            Path::VxlanDecap64 => "vxlan_decap_64",
+            Path::ArpReply => "arp_reply",
+        }
+    }
+
+    pub fn from_id(id: &str) -> Option<Path> {
+        Path::ALL.into_iter().find(|p| p.id() == id)
+    }
+
+    /// A batch of `BATCH_SIZE` frames, 64 flows (distinct UDP source
+    /// ports), with the port each arrives on.
+    pub fn inputs(self, tables: &Tables) -> Vec<(PortId, Vec<u8>)> {
+        let port = |name| tables.port_by_name(name).unwrap();
+        (0..BATCH_SIZE as u16)
+            .map(|i| match self {
+                Path::EastWest64 => (
+                    port("acme-web"),
+                    udp(
+                        ACME_WEB,
+                        ACME_WEB_PORT,
+                        [10, 0, 0, 10],
+                        [10, 0, 1, 10],
+                        1000 + i,
+                        18,
+                    ),
+                ),
+                Path::VxlanEncap64 => (
+                    port("acme-web"),
+                    udp(
+                        ACME_WEB,
+                        ACME_REMOTE,
+                        [10, 0, 0, 10],
+                        [10, 0, 0, 20],
+                        1000 + i,
+                        18,
+                    ),
+                ),
+                Path::VxlanEncap1500 => (
+                    port("acme-web"),
+                    udp(
+                        ACME_WEB,
+                        ACME_REMOTE,
+                        [10, 0, 0, 10],
+                        [10, 0, 0, 20],
+                        1000 + i,
+                        1472,
+                    ),
+                ),
+                Path::VxlanDecap64 => {
+                    let inner = udp(
+                        ACME_REMOTE,
+                        ACME_WEB,
+                        [10, 0, 0, 20],
+                        [10, 0, 0, 10],
+                        1000 + i,
+                        18,
+                    );
+                    (port("up0"), vxlan(1001, 49152 + i, &inner))
+                }
+                Path::ArpReply => (
+                    port("acme-web"),
+                    arp_request(ACME_WEB, [10, 0, 0, 10], [10, 0, 0, 1]),
+                ),
+            })
+            .collect()
+    }
+
+    /// The port every frame of this path must leave on.
+    pub fn expected_port(self, tables: &Tables) -> PortId {
+        let name = match self {
+            Path::EastWest64 => "acme-db",
+            Path::VxlanEncap64 | Path::VxlanEncap1500 => "up0",
+            Path::VxlanDecap64 | Path::ArpReply => "acme-web",
+        };
+        tables.port_by_name(name).unwrap()
+    }
+}
+
+fn udp(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    payload_len: usize,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(src, dst, 64)
+        .udp(sport, 5001);
+    b.write(&mut out, &vec![0x5a; payload_len]).unwrap();
+    out
+}
+
+fn vxlan(vni: u32, sport: u16, inner: &[u8]) -> Vec<u8> {
+    let mut payload = vec![0x08, 0, 0, 0];
+    payload.extend_from_slice(&(vni << 8).to_be_bytes());
+    payload.extend_from_slice(inner);
+    let mut out = Vec::new();
+    let b = PacketBuilder::ethernet2(VTEP2, UPLINK)
+        .ipv4([198, 18, 0, 2], [198, 18, 0, 1], 64)
+        .udp(sport, 4789);
+    b.write(&mut out, &payload).unwrap();
+    out
+}
+
+fn arp_request(src_mac: [u8; 6], sender: [u8; 4], target: [u8; 4]) -> Vec<u8> {
+    let packet = etherparse::ArpEthIpv4Packet {
+        operation: etherparse::ArpOperation::REQUEST,
+        sender_mac: src_mac,
+        sender_ipv4: sender,
+        target_mac: [0; 6],
+        target_ipv4: target,
+    };
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(src_mac, [0xff; 6])
+        .arp(packet.into())
+        .write(&mut out)
+        .unwrap();
+    out
+}
+
+/// Frame buffers allocated once.
+pub struct Buffers {
+    bufs: Vec<Vec<u8>>,
+}
+
+impl Default for Buffers {
+    fn default() -> Self {
+        Buffers {
+            bufs: (0..BATCH_SIZE).map(|_| vec![0u8; FRAME_SIZE]).collect(),
+        }
+    }
+}
+
+impl Buffers {
+    pub fn frames<'a>(&'a mut self, inputs: &[(PortId, Vec<u8>)]) -> Vec<Frame<'a>> {
+        self.bufs
+            .iter_mut()
+            .zip(inputs)
+            .map(|(buf, (port, data))| Frame::with_data(buf, data, *port))
+            .collect()
+    }
+}
+
+/// Bytes from the start of a frame that the pipeline may rewrite in place.
+const REWRITTEN: usize = 64;
+
+/// Puts frames back as they were received: start, length, metadata, and
+/// the header bytes the pipeline rewrites (a 64-byte copy per frame, part
+/// of every measured iteration).
+#[inline]
+pub fn reset(frames: &mut [Frame<'_>], inputs: &[(PortId, Vec<u8>)]) {
+    for (frame, (port, data)) in frames.iter_mut().zip(inputs) {
+        frame.reset(HEADROOM, data.len(), *port);
+        let n = data.len().min(REWRITTEN);
+        frame.data_mut()[..n].copy_from_slice(&data[..n]);
+    }
+}
+
+/// Runs one batch and checks every frame went where the path says, so a
+/// benchmark never measures a path that silently drops.
+pub fn check_path(path: Path, tables: &Tables) {
+    let inputs = path.inputs(tables);
+    let mut buffers = Buffers::default();
+    let mut frames = buffers.frames(&inputs);
+    for round in 0..3 {
+        reset(&mut frames, &inputs);
+        let mut pipeline = Pipeline::new();
+        pipeline.run(tables, &mut frames);
+        let want = Verdict::Tx(path.expected_port(tables));
+        for f in &frames {
+            assert_eq!(
+                f.meta.verdict,
+                want,
+                "{} round {round}: {:?}",
+                path.id(),
+                pipeline.stats
+            );
+        }
+    }
+}
+
+/// A deterministic pseudo-random sequence (splitmix64) for benchmark inputs.
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_benchmarked_path_forwards_every_frame() {
+        let tables = example_tables();
+        for path in Path::ALL {
+            check_path(path, &tables);
+        }
+    }
+}

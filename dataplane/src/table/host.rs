@@ -2,9 +2,9 @@
 //! port (a neighbor) or behind a remote VTEP; one lookup answers both, so
 //! routing and ARP need no second table. Keys pack the tenant into the
 //! high bits of a `u64`, so an entry of one tenant never matches another's.
+use super::FastMap;
 use super::{PortId, TenantId, VtepId};
 use crate::wire::EthernetAddress;
-use hashbrown::HashMap;
 use std::net::Ipv4Addr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +21,7 @@ pub struct Host {
 
 #[derive(Debug, Default, Clone)]
 pub struct HostTable {
-    map: HashMap<u64, Host>,
+    map: FastMap<u64, Host>,
 }
 
 fn ip_key(tenant: TenantId, ip: Ipv4Addr) -> u64 {
@@ -63,7 +63,7 @@ pub enum L2Dest {
 
 #[derive(Debug, Default, Clone)]
 pub struct L2Table {
-    map: HashMap<u64, L2Dest>,
+    map: FastMap<u64, L2Dest>,
 }
 
 fn mac_key(tenant: TenantId, mac: EthernetAddress) -> u64 {

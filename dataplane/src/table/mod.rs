@@ -18,6 +18,12 @@ use crate::wire::EthernetAddress;
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
 
+/// Hash map for lookups keyed by packet fields. FxHash is one multiply per
+/// word, far cheaper than a keyed hash (measured: the decap path spent 80
+/// instructions per packet in two foldhash lookups). Flooding is no risk:
+/// packets only look keys up; only the controller inserts them.
+pub type FastMap<K, V> = hashbrown::HashMap<K, V, rustc_hash::FxBuildHasher>;
+
 /// Index of a tenant in `Tables::tenants`.
 pub type TenantId = u16;
 /// Index of a port in `Tables::ports`.
@@ -30,7 +36,7 @@ pub type VtepId = u16;
 pub struct Tables {
     tenants: Vec<Tenant>,
     ports: Vec<Port>,
-    vni_to_tenant: hashbrown::HashMap<u32, TenantId>,
+    vni_to_tenant: FastMap<u32, TenantId>,
     vrfs: Vec<Lpm<NextHop>>,
     hosts: HostTable,
     l2: L2Table,

@@ -1,9 +1,9 @@
 //! Remote VTEPs on the underlay. Each carries a prebuilt outer header
 //! (Ethernet/IPv4/UDP/VXLAN) so that encapsulation is one 50-byte copy plus
 //! the per-packet fields (lengths, source port, VNI, IP checksum delta).
+use super::FastMap;
 use super::VtepId;
 use crate::wire::{checksum, vxlan, EthernetAddress, VXLAN_OVERHEAD};
-use hashbrown::HashMap;
 use std::net::Ipv4Addr;
 
 /// Outer IPv4 TTL, as Linux's VXLAN device uses by default.
@@ -22,7 +22,7 @@ pub struct Vtep {
 #[derive(Debug, Default, Clone)]
 pub struct VtepTable {
     vteps: Vec<Vtep>,
-    by_ip: HashMap<u32, VtepId>,
+    by_ip: FastMap<u32, VtepId>,
 }
 
 impl VtepTable {

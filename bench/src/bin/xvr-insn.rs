@@ -1,0 +1,30 @@
+//! Runs one pipeline path for a number of batches, for instruction counting
+//! under `valgrind --tool=callgrind` (scripts/insn-count runs it twice with
+//! different batch counts and divides the difference, so setup cancels).
+//!
+//! `xvr-insn PATH BATCHES`, PATH one of the `pipeline` bench ids.
+use xvr_bench::{check_path, example_tables, reset, Buffers, Path};
+use xvr_dataplane::Pipeline;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let usage = "usage: xvr-insn PATH BATCHES (PATH: east_west_64, vxlan_encap_64, vxlan_decap_64, arp_reply, vxlan_encap_1500)";
+    let path = args.next().and_then(|p| Path::from_id(&p)).expect(usage);
+    let batches: u64 = args.next().and_then(|n| n.parse().ok()).expect(usage);
+    let tables = example_tables();
+    check_path(path, &tables);
+    let inputs = path.inputs(&tables);
+    let mut buffers = Buffers::default();
+    let mut frames = buffers.frames(&inputs);
+    let mut pipeline = Pipeline::new();
+    for _ in 0..batches {
+        reset(&mut frames, &inputs);
+        pipeline.run(&tables, std::hint::black_box(&mut frames));
+    }
+    println!(
+        "{} batches of {}: {:?}",
+        batches,
+        frames.len(),
+        pipeline.stats.nonzero_events().collect::<Vec<_>>()
+    );
+}
