@@ -39,10 +39,13 @@ fn json_round_trips() {
     assert_eq!(State::from_json(&state.to_json()).unwrap(), state);
 }
 
+/// A change to the example's JSON.
+type Change = Box<dyn FnOnce(&mut serde_json::Value)>;
+
 #[test]
 fn bad_input_names_the_field_and_value() {
     use serde_json::json;
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut serde_json::Value)>)> = vec![
+    let cases: Vec<(&str, Change)> = vec![
         (
             "tenants[1].vni: duplicate VNI 1001",
             Box::new(|j| j["tenants"][1]["vni"] = json!(1001)),

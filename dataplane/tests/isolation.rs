@@ -28,11 +28,17 @@ fn mac(i: u8) -> [u8; 6] {
     [0x02, 0, 0, 0, 0x10, i]
 }
 
+/// A host: address index, MAC index, and a local port slot (`Ok`) or a
+/// remote VTEP index (`Err`).
+type HostSpec = (usize, u8, Result<usize, usize>);
+/// A tenant: subnet index per port, hosts, default route kind.
+type TenantSpec = (Vec<usize>, Vec<HostSpec>, u8);
+
 #[derive(Debug, Clone)]
 struct Config {
     /// Per tenant: ports (subnet index each), hosts (address index, MAC
     /// index, local port slot or remote VTEP), default route kind.
-    tenants: Vec<(Vec<usize>, Vec<(usize, u8, Result<usize, usize>)>, u8)>,
+    tenants: Vec<TenantSpec>,
 }
 
 fn config() -> impl Strategy<Value = Config> {

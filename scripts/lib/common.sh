@@ -1,0 +1,41 @@
+# Shared by scripts/test and scripts/demo: find the Rust toolchain (sudo
+# drops ~/.cargo/bin from PATH) and install Debian packages that are missing.
+
+# The Debian packages the test suite and the demo need. Keep every system
+# dependency here: CI installs from this list on a fresh machine.
+XVR_PACKAGES=(tshark)
+
+find_cargo() {
+    if ! command -v cargo >/dev/null 2>&1; then
+        for home in "${CARGO_HOME:-}" "$HOME/.cargo" "/root/.cargo" ${SUDO_USER:+"$(getent passwd "$SUDO_USER" | cut -d: -f6)/.cargo"}; do
+            if [ -n "$home" ] && [ -x "$home/bin/cargo" ]; then
+                export PATH="$home/bin:$PATH"
+                break
+            fi
+        done
+    fi
+    if ! command -v cargo >/dev/null 2>&1; then
+        echo "error: cargo not found; xvr needs Rust >= 1.85 (install it with rustup)" >&2
+        exit 1
+    fi
+}
+
+ensure_packages() {
+    local missing=()
+    for pkg in "$@"; do
+        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+            missing+=("$pkg")
+        fi
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        return
+    fi
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "error: missing packages ${missing[*]}; run as root (sudo) to install them" >&2
+        exit 1
+    fi
+    echo "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+}
