@@ -47,9 +47,9 @@ pub fn fold(mut sum: u32) -> u16 {
 ///
 /// Hand-written instead of `smoltcp::wire::checksum::data` because the data
 /// path verifies every IPv4 header: this adds 4 bytes per step into a
-/// 64-bit accumulator and folds once, where smoltcp's loop adds 2 bytes per
-/// step with a bounds check each (`checksum` benches in `bench/`: about 4x
-/// fewer instructions on a 20-byte header).
+/// 64-bit accumulator and folds once at the end, where smoltcp adds 2 bytes
+/// per step. Measured by the `checksum` benches in `bench/`: 4.7 ns against
+/// 7.7 ns per 20-byte header on this machine.
 #[inline]
 pub fn sum(data: &[u8]) -> u16 {
     let mut acc: u64 = 0;
