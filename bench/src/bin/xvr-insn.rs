@@ -2,7 +2,8 @@
 //! under `valgrind --tool=callgrind` (scripts/insn-count runs it twice with
 //! different batch counts and divides the difference, so setup cancels).
 //!
-//! `xvr-insn PATH BATCHES`, PATH one of the `pipeline` bench ids.
+//! `xvr-insn PATH BATCHES [reset-only]`, PATH one of the `pipeline` bench
+//! ids; `reset-only` skips the pipeline, to count the harness's own share.
 use xvr_bench::{check_path, example_tables, reset, Buffers, Path};
 use xvr_dataplane::Pipeline;
 
@@ -11,6 +12,7 @@ fn main() {
     let usage = "usage: xvr-insn PATH BATCHES (PATH: east_west_64, vxlan_encap_64, vxlan_decap_64, arp_reply, vxlan_encap_1500)";
     let path = args.next().and_then(|p| Path::from_id(&p)).expect(usage);
     let batches: u64 = args.next().and_then(|n| n.parse().ok()).expect(usage);
+    let reset_only = args.next().as_deref() == Some("reset-only");
     let tables = example_tables();
     check_path(path, &tables);
     let inputs = path.inputs(&tables);
@@ -19,7 +21,10 @@ fn main() {
     let mut pipeline = Pipeline::new();
     for _ in 0..batches {
         reset(&mut frames, &inputs);
-        pipeline.run(&tables, std::hint::black_box(&mut frames));
+        if !reset_only {
+            pipeline.run(&tables, std::hint::black_box(&mut frames));
+        }
+        std::hint::black_box(&mut frames);
     }
     println!(
         "{} batches of {}: {:?}",
