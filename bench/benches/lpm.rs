@@ -36,7 +36,13 @@ fn lookups(c: &mut Criterion) {
         ("lookup_100k", 100_000),
         ("lookup_1m", 1_000_000),
     ] {
+        let built = std::time::Instant::now();
         let lpm = table(routes);
+        eprintln!(
+            "lpm/{id}: {routes} routes built in {:?}, lookup structure {} MiB",
+            built.elapsed(),
+            lpm.lookup_bytes() >> 20
+        );
         let mut rng = SplitMix(7);
         let addrs: Vec<Ipv4Addr> = (0..LOOKUPS)
             .map(|_| Ipv4Addr::from(rng.next_u64() as u32))

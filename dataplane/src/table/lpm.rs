@@ -44,8 +44,11 @@ struct Ply {
 }
 
 impl Ply {
-    fn filled(slot: u32, len: u8) -> Box<Ply> {
-        Box::new(Ply { slots: [slot; SLOTS], lens: [len; SLOTS] })
+    fn filled(slot: u32, len: u8) -> Ply {
+        Box::new(Ply {
+            slots: [slot; SLOTS],
+            lens: [len; SLOTS],
+        })
     }
 }
 
@@ -56,12 +59,17 @@ pub struct Lpm<T> {
     values: Vec<Option<T>>,
     free_values: Vec<u32>,
     /// `plies[0]` is the root (bits 31..24).
-    plies: Vec<Box<Ply>>,
+    plies: Vec<Ply>,
 }
 
 impl<T> Default for Lpm<T> {
     fn default() -> Self {
-        Lpm { routes: PrefixMap::new(), values: Vec::new(), free_values: Vec::new(), plies: vec![Ply::filled(EMPTY, 0)] }
+        Lpm {
+            routes: PrefixMap::new(),
+            values: Vec::new(),
+            free_values: Vec::new(),
+            plies: vec![Ply::filled(EMPTY, 0)],
+        }
     }
 }
 
@@ -115,7 +123,10 @@ impl<T> Lpm<T> {
         };
         self.routes.insert(prefix, index);
         let len = prefix.prefix_len();
-        let leaf = Leaf { slot: index + 1, len };
+        let leaf = Leaf {
+            slot: index + 1,
+            len,
+        };
         self.paint(0, 0, prefix, leaf, Overwrite::UpTo(len));
         None
     }
@@ -125,8 +136,14 @@ impl<T> Lpm<T> {
         let index = self.routes.remove(&prefix)?;
         // The route that covered this one now owns its slots.
         let leaf = match self.routes.get_lpm(&prefix) {
-            Some((covering, &i)) => Leaf { slot: i + 1, len: covering.prefix_len() },
-            None => Leaf { slot: EMPTY, len: 0 },
+            Some((covering, &i)) => Leaf {
+                slot: i + 1,
+                len: covering.prefix_len(),
+            },
+            None => Leaf {
+                slot: EMPTY,
+                len: 0,
+            },
         };
         self.paint(0, 0, prefix, leaf, Overwrite::Exactly(prefix.prefix_len()));
         self.free_values.push(index);
@@ -209,12 +226,15 @@ impl<T> Lpm<T> {
 
     /// Routes in prefix order.
     pub fn iter(&self) -> impl Iterator<Item = (Ipv4Net, &T)> {
-        self.routes.iter().filter_map(|(p, &i)| Some((p, self.values[i as usize].as_ref()?)))
+        self.routes
+            .iter()
+            .filter_map(|(p, &i)| Some((p, self.values[i as usize].as_ref()?)))
     }
 
     /// Bytes held by the lookup structure (plies and values).
     pub fn lookup_bytes(&self) -> usize {
-        self.plies.len() * std::mem::size_of::<Ply>() + self.values.len() * std::mem::size_of::<Option<T>>()
+        self.plies.len() * std::mem::size_of::<Ply>()
+            + self.values.len() * std::mem::size_of::<Option<T>>()
     }
 }
 
@@ -254,7 +274,11 @@ mod tests {
 
     /// The reference: the longest matching prefix by a linear scan.
     fn reference(routes: &[(Ipv4Net, u32)], addr: Ipv4Addr) -> Option<u32> {
-        routes.iter().filter(|(p, _)| p.contains(&addr)).max_by_key(|(p, _)| p.prefix_len()).map(|(_, v)| *v)
+        routes
+            .iter()
+            .filter(|(p, _)| p.contains(&addr))
+            .max_by_key(|(p, _)| p.prefix_len())
+            .map(|(_, v)| *v)
     }
 
     proptest! {
