@@ -45,10 +45,10 @@ struct Ply {
 
 impl Ply {
     fn filled(slot: u32, len: u8) -> Ply {
-        Box::new(Ply {
+        Ply {
             slots: [slot; SLOTS],
             lens: [len; SLOTS],
-        })
+        }
     }
 }
 
