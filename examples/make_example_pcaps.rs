@@ -2,8 +2,8 @@
 //! `examples/pcaps/` (or the directory given as the first argument).
 //! `cargo run --example make_example_pcaps`; a test keeps the shipped
 //! files equal to what this writes.
-use etherparse::PacketBuilder;
 use std::path::Path;
+use xvr_testkit::{arp_request as arp, headers, Mac};
 
 const UPLINK: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const VTEP2: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
@@ -14,67 +14,22 @@ const ACME_REMOTE: [u8; 6] = [0x02, 0x0a, 0, 0, 0, 0x20];
 const GLOBEX_WEB: [u8; 6] = [0x02, 0x0b, 0, 0, 0, 0x10];
 const GLOBEX_REMOTE: [u8; 6] = [0x02, 0x0b, 0, 0, 0, 0x20];
 
-fn udp(
-    src_mac: [u8; 6],
-    dst_mac: [u8; 6],
-    src: [u8; 4],
-    dst: [u8; 4],
-    ttl: u8,
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut out = Vec::new();
-    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src, dst, ttl)
-        .udp(33434, 5001);
-    b.write(&mut out, payload).unwrap();
-    out
+fn udp(src_mac: Mac, dst_mac: Mac, src: [u8; 4], dst: [u8; 4], ttl: u8, payload: &[u8]) -> Vec<u8> {
+    headers(src_mac, dst_mac, src, dst)
+        .ttl(ttl)
+        .udp(33434, 5001, payload)
 }
 
-fn tcp_syn(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src, dst, 64)
-        .tcp(41000, 443, 1, 64240)
-        .syn();
-    b.write(&mut out, &[]).unwrap();
-    out
+fn tcp_syn(src_mac: Mac, dst_mac: Mac, src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+    headers(src_mac, dst_mac, src, dst).tcp_syn(41000, 443)
 }
 
-fn ping(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src, dst, 64)
-        .icmpv4_echo_request(7, 1);
-    b.write(&mut out, b"xvr demo ping").unwrap();
-    out
-}
-
-fn arp(src_mac: [u8; 6], sender: [u8; 4], target: [u8; 4]) -> Vec<u8> {
-    let packet = etherparse::ArpEthIpv4Packet {
-        operation: etherparse::ArpOperation::REQUEST,
-        sender_mac: src_mac,
-        sender_ipv4: sender,
-        target_mac: [0; 6],
-        target_ipv4: target,
-    };
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(src_mac, [0xff; 6])
-        .arp(packet.into())
-        .write(&mut out)
-        .unwrap();
-    out
+fn ping(src_mac: Mac, dst_mac: Mac, src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+    headers(src_mac, dst_mac, src, dst).ping(7, 1, b"xvr demo ping")
 }
 
 fn vxlan(vni: u32, flags: u8, inner: &[u8]) -> Vec<u8> {
-    let mut payload = vec![flags, 0, 0, 0];
-    payload.extend_from_slice(&(vni << 8).to_be_bytes());
-    payload.extend_from_slice(inner);
-    let mut out = Vec::new();
-    let b = PacketBuilder::ethernet2(VTEP2, UPLINK)
-        .ipv4([198, 18, 0, 2], [198, 18, 0, 1], 64)
-        .udp(50123, 4789);
-    b.write(&mut out, &payload).unwrap();
-    out
+    headers(VTEP2, UPLINK, [198, 18, 0, 2], [198, 18, 0, 1]).vxlan(50123, vni, flags, inner)
 }
 
 /// The frames of each input capture, by port name.

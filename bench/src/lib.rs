@@ -1,11 +1,11 @@
 //! Shared pieces of the benchmarks: the example topology, one batch of
 //! input frames per packet path, and buffers that are reset between
 //! iterations without allocating.
-use etherparse::PacketBuilder;
 use xvr_control::State;
 use xvr_dataplane::frame::{Frame, BATCH_SIZE, FRAME_SIZE, HEADROOM};
 use xvr_dataplane::table::{PortId, Tables};
 use xvr_dataplane::{Pipeline, Verdict};
+use xvr_testkit::{arp_request, headers, Mac};
 
 pub const EXAMPLE: &str = include_str!("../../examples/two-tenants.json");
 
@@ -128,47 +128,18 @@ impl Path {
 }
 
 fn udp(
-    src_mac: [u8; 6],
-    dst_mac: [u8; 6],
+    src_mac: Mac,
+    dst_mac: Mac,
     src: [u8; 4],
     dst: [u8; 4],
     sport: u16,
     payload_len: usize,
 ) -> Vec<u8> {
-    let mut out = Vec::new();
-    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src, dst, 64)
-        .udp(sport, 5001);
-    b.write(&mut out, &vec![0x5a; payload_len]).unwrap();
-    out
+    headers(src_mac, dst_mac, src, dst).udp(sport, 5001, &vec![0x5a; payload_len])
 }
 
 fn vxlan(vni: u32, sport: u16, inner: &[u8]) -> Vec<u8> {
-    let mut payload = vec![0x08, 0, 0, 0];
-    payload.extend_from_slice(&(vni << 8).to_be_bytes());
-    payload.extend_from_slice(inner);
-    let mut out = Vec::new();
-    let b = PacketBuilder::ethernet2(VTEP2, UPLINK)
-        .ipv4([198, 18, 0, 2], [198, 18, 0, 1], 64)
-        .udp(sport, 4789);
-    b.write(&mut out, &payload).unwrap();
-    out
-}
-
-fn arp_request(src_mac: [u8; 6], sender: [u8; 4], target: [u8; 4]) -> Vec<u8> {
-    let packet = etherparse::ArpEthIpv4Packet {
-        operation: etherparse::ArpOperation::REQUEST,
-        sender_mac: src_mac,
-        sender_ipv4: sender,
-        target_mac: [0; 6],
-        target_ipv4: target,
-    };
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(src_mac, [0xff; 6])
-        .arp(packet.into())
-        .write(&mut out)
-        .unwrap();
-    out
+    headers(VTEP2, UPLINK, [198, 18, 0, 2], [198, 18, 0, 1]).vxlan(sport, vni, 0x08, inner)
 }
 
 /// Frame buffers allocated once.

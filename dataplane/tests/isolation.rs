@@ -182,54 +182,18 @@ fn packet() -> impl Strategy<Value = Packet> {
 }
 
 fn inner_frame(p: &Packet, dst_mac: [u8; 6]) -> Vec<u8> {
-    use etherparse::PacketBuilder;
     let (src, dst) = (HOSTS[p.src_ip], HOSTS[p.dst_ip]);
-    let src_mac = mac(0x40);
-    let mut out = Vec::new();
+    let h = xvr_testkit::headers(mac(0x40), dst_mac, src, dst).ttl(p.ttl);
     match p.kind {
-        0 => PacketBuilder::ethernet2(src_mac, dst_mac)
-            .ipv4(src, dst, p.ttl)
-            .udp(1000, 2000)
-            .write(&mut out, b"payload")
-            .unwrap(),
-        1 => PacketBuilder::ethernet2(src_mac, dst_mac)
-            .ipv4(src, dst, p.ttl)
-            .tcp(1000, 80, 1, 100)
-            .write(&mut out, b"payload")
-            .unwrap(),
-        2 => PacketBuilder::ethernet2(src_mac, dst_mac)
-            .ipv4(src, dst, p.ttl)
-            .icmpv4_echo_request(1, 1)
-            .write(&mut out, b"ping")
-            .unwrap(),
-        _ => {
-            let arp = etherparse::ArpEthIpv4Packet {
-                operation: etherparse::ArpOperation::REQUEST,
-                sender_mac: src_mac,
-                sender_ipv4: src,
-                target_mac: [0; 6],
-                target_ipv4: dst,
-            };
-            PacketBuilder::ethernet2(src_mac, dst_mac)
-                .arp(arp.into())
-                .write(&mut out)
-                .unwrap()
-        }
+        0 => h.udp(1000, 2000, b"payload"),
+        1 => h.tcp_syn(1000, 80),
+        2 => h.ping(1, 1, b"ping"),
+        _ => xvr_testkit::arp_request(mac(0x40), src, dst),
     }
-    out
 }
 
 fn vxlan_frame(vtep: [u8; 4], vni: u32, inner: &[u8]) -> Vec<u8> {
-    let mut payload = vec![0x08, 0, 0, 0];
-    payload.extend_from_slice(&(vni << 8).to_be_bytes());
-    payload.extend_from_slice(inner);
-    let mut out = Vec::new();
-    etherparse::PacketBuilder::ethernet2(mac(0xe0), mac(0xf0))
-        .ipv4(vtep, LOCAL_VTEP, 64)
-        .udp(50000, 4789)
-        .write(&mut out, &payload)
-        .unwrap();
-    out
+    xvr_testkit::headers(mac(0xe0), mac(0xf0), vtep, LOCAL_VTEP).vxlan(50000, vni, 0x08, inner)
 }
 
 /// The VNI of a frame we sent into the overlay, if it is one.

@@ -495,18 +495,6 @@ fn malformed_frames_are_named_drops() {
         f(&mut v);
         v
     };
-    // A raw RFC 1071 sum over 20 bytes: etherparse refuses some of these headers.
-    let fix_ip_sum = |v: &mut Vec<u8>| {
-        v[24..26].fill(0);
-        let mut sum: u32 = v[14..34]
-            .chunks(2)
-            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-            .sum();
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        v[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-    };
     let cases: Vec<(&str, xvr_dataplane::table::PortId, Vec<u8>, DropReason)> = vec![
         ("runt", A1, vec![0u8; 10], DropReason::EthTruncated),
         (
@@ -526,7 +514,7 @@ fn malformed_frames_are_named_drops() {
             UP,
             patched(&good, &|v| {
                 v[14] = 0x44;
-                fix_ip_sum(v)
+                fix_ipv4_checksum(v)
             }),
             DropReason::Ipv4BadIhl,
         ),
@@ -550,7 +538,7 @@ fn malformed_frames_are_named_drops() {
             UP,
             patched(&good, &|v| {
                 v[16..18].copy_from_slice(&2000u16.to_be_bytes());
-                fix_ip_sum(v)
+                fix_ipv4_checksum(v)
             }),
             DropReason::Ipv4BadLength,
         ),
@@ -559,7 +547,7 @@ fn malformed_frames_are_named_drops() {
             A1,
             patched(&routed, &|v| {
                 v[16..18].copy_from_slice(&10u16.to_be_bytes());
-                fix_ip_sum(v)
+                fix_ipv4_checksum(v)
             }),
             DropReason::Ipv4BadLength,
         ),
@@ -622,7 +610,7 @@ fn malformed_frames_are_named_drops() {
             UP,
             patched(&good, &|v| {
                 v[20] |= 0x20;
-                fix_ip_sum(v)
+                fix_ipv4_checksum(v)
             }),
             DropReason::VxlanFragmented,
         ),
@@ -695,9 +683,7 @@ impl PipeUdpLen for Vec<u8> {
         let ip_len = (self.len() - 14) as u16;
         self[16..18].copy_from_slice(&ip_len.to_be_bytes());
         self[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
-        self[24..26].fill(0);
-        let (ip, _) = Ipv4Header::from_slice(&self[14..]).unwrap();
-        self[24..26].copy_from_slice(&ip.calc_header_checksum().to_be_bytes());
+        fix_ipv4_checksum(&mut self);
         self
     }
 }

@@ -1,9 +1,8 @@
 //! A two-tenant host used by the pipeline tests: tenants A and B with the
 //! same subnet 10.0.0.0/24, local VMs, remote VMs behind one VTEP, and an
 //! uplink. Packets are built and parsed with etherparse, independently of
-//! the smoltcp views the pipeline uses.
-#![allow(dead_code)]
-use etherparse::PacketBuilder;
+//! the smoltcp views the pipeline uses (see `xvr-testkit`).
+#![allow(dead_code, unused_imports)]
 use std::net::Ipv4Addr;
 use xvr_dataplane::io::memory::MemoryIo;
 use xvr_dataplane::table::{
@@ -11,6 +10,8 @@ use xvr_dataplane::table::{
 };
 use xvr_dataplane::wire::EthernetAddress;
 use xvr_dataplane::{Pipeline, Verdict};
+use xvr_testkit::headers;
+pub use xvr_testkit::{checksum_ok, fix_ipv4_checksum};
 
 pub const UPLINK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 pub const INTERNET_GW_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
@@ -111,12 +112,9 @@ pub fn udp(
     ttl: u8,
     payload: &[u8],
 ) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(ip(src).octets(), ip(dst).octets(), ttl)
-        .udp(40000, 5001);
-    let mut out = Vec::new();
-    b.write(&mut out, payload).unwrap();
-    out
+    headers(src_mac, dst_mac, ip(src).octets(), ip(dst).octets())
+        .ttl(ttl)
+        .udp(40000, 5001, payload)
 }
 
 pub fn tcp(
@@ -127,60 +125,22 @@ pub fn tcp(
     ttl: u8,
     payload: &[u8],
 ) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(ip(src).octets(), ip(dst).octets(), ttl)
-        .tcp(40000, 80, 1000, 64240)
-        .ack(77);
-    let mut out = Vec::new();
-    b.write(&mut out, payload).unwrap();
-    out
+    headers(src_mac, dst_mac, ip(src).octets(), ip(dst).octets())
+        .ttl(ttl)
+        .tcp_ack(40000, 80, payload)
 }
 
 pub fn ping(src_mac: [u8; 6], dst_mac: [u8; 6], src: &str, dst: &str, ttl: u8) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(ip(src).octets(), ip(dst).octets(), ttl)
-        .icmpv4_echo_request(0x1234, 7);
-    let mut out = Vec::new();
-    b.write(&mut out, b"xvr-ping-payload").unwrap();
-    out
+    headers(src_mac, dst_mac, ip(src).octets(), ip(dst).octets())
+        .ttl(ttl)
+        .ping(0x1234, 7, b"xvr-ping-payload")
 }
 
 pub fn arp_request(src_mac: [u8; 6], sender: &str, target: &str) -> Vec<u8> {
-    let arp = etherparse::ArpEthIpv4Packet {
-        operation: etherparse::ArpOperation::REQUEST,
-        sender_mac: src_mac,
-        sender_ipv4: ip(sender).octets(),
-        target_mac: [0; 6],
-        target_ipv4: ip(target).octets(),
-    };
-    let b = PacketBuilder::ethernet2(src_mac, [0xff; 6]).arp(arp.into());
-    let mut out = Vec::new();
-    b.write(&mut out).unwrap();
-    out
+    xvr_testkit::arp_request(src_mac, ip(sender).octets(), ip(target).octets())
 }
 
 /// A VXLAN frame from `vtep` to the local VTEP carrying `inner`.
 pub fn vxlan(vtep: Ipv4Addr, vni: u32, inner: &[u8]) -> Vec<u8> {
-    let mut payload = vec![0x08, 0, 0, 0];
-    payload.extend_from_slice(&(vni << 8).to_be_bytes());
-    payload.extend_from_slice(inner);
-    let b = PacketBuilder::ethernet2(VTEP_MAC, UPLINK_MAC)
-        .ipv4(vtep.octets(), LOCAL_VTEP.octets(), 64)
-        .udp(51234, 4789);
-    let mut out = Vec::new();
-    b.write(&mut out, &payload).unwrap();
-    out
-}
-
-/// RFC 1071 sum, written here so tests do not trust the code under test.
-pub fn checksum_ok(bytes: &[u8]) -> bool {
-    let mut sum: u32 = 0;
-    for chunk in bytes.chunks(2) {
-        let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
-        sum += u32::from(word);
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum == 0xffff
+    headers(VTEP_MAC, UPLINK_MAC, vtep.octets(), LOCAL_VTEP.octets()).vxlan(51234, vni, 0x08, inner)
 }
