@@ -1,9 +1,11 @@
 # Shared by scripts/test and scripts/demo: find the Rust toolchain (sudo
 # drops ~/.cargo/bin from PATH) and install Debian packages that are missing.
 
-# The Debian packages the test suite and the demo need. Keep every system
-# dependency here: CI installs from this list on a fresh machine.
-XVR_PACKAGES=(tshark)
+# The Debian packages the build, the test suite and the demo need. Keep
+# every system dependency here: CI installs from this list on a fresh
+# machine. clang-19 and the libbpf/kernel headers build the XDP program
+# (ebpf/build.rs); tshark checks what the data path writes.
+XVR_PACKAGES=(clang-19 llvm-19 libbpf-dev linux-libc-dev tshark)
 
 find_cargo() {
     if ! command -v cargo >/dev/null 2>&1; then

@@ -1,0 +1,183 @@
+//! Loads xvr's XDP steering program (`src/bpf/steer.bpf.c`), attaches it to
+//! interfaces, and fills the maps that tell it which frames are xvr's: all
+//! of a VM port's, UDP 4789 to a local VTEP, IPv4 to a public NAT address.
+//! Those go to the AF_XDP socket of their queue; the rest to the kernel.
+//! Dropping a `Steering` detaches the program from every interface.
+use aya::maps::{HashMap, MapData, PerCpuArray, XskMap};
+use aya::programs::{Xdp, XdpMode};
+use aya::{include_bytes_aligned, Ebpf};
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+
+static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/steer.bpf.o"));
+const PROGRAM: &str = "xvr_steer";
+
+/// What the program decided for a frame; indexes its per-CPU counters.
+/// Keep in step with `enum decision` in steer.bpf.c.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    ToSocketVmPort,
+    ToSocketVxlan,
+    ToSocketPublic,
+    /// Ours, but no AF_XDP socket on that queue: passed to the kernel.
+    NoSocket,
+    PassNotOurs,
+    PassNotIpv4,
+    PassLaterFragment,
+    PassMalformed,
+}
+
+impl Decision {
+    pub const ALL: [Decision; 8] = [
+        Decision::ToSocketVmPort,
+        Decision::ToSocketVxlan,
+        Decision::ToSocketPublic,
+        Decision::NoSocket,
+        Decision::PassNotOurs,
+        Decision::PassNotIpv4,
+        Decision::PassLaterFragment,
+        Decision::PassMalformed,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Decision::ToSocketVmPort => "to_socket_vm_port",
+            Decision::ToSocketVxlan => "to_socket_vxlan",
+            Decision::ToSocketPublic => "to_socket_public",
+            Decision::NoSocket => "no_socket",
+            Decision::PassNotOurs => "pass_not_ours",
+            Decision::PassNotIpv4 => "pass_not_ipv4",
+            Decision::PassLaterFragment => "pass_later_fragment",
+            Decision::PassMalformed => "pass_malformed",
+        }
+    }
+}
+
+/// How to attach: native (in the driver, the default and what veth
+/// supports) or generic (in the kernel stack, for drivers without XDP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachMode {
+    Native,
+    Generic,
+}
+
+#[derive(Debug)]
+pub struct Error(String);
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+fn err(context: &str, e: impl std::fmt::Display) -> Error {
+    Error(format!("{context}: {e}"))
+}
+
+pub struct Steering {
+    ebpf: Ebpf,
+    local_vteps: HashMap<MapData, u32, u8>,
+    public_addrs: HashMap<MapData, u32, u8>,
+    vm_ports: HashMap<MapData, u32, u8>,
+    sockets: XskMap<MapData>,
+    decisions: PerCpuArray<MapData, u64>,
+}
+
+impl Steering {
+    /// Loads the program into the kernel (needs CAP_BPF and CAP_NET_ADMIN).
+    pub fn load() -> Result<Steering, Error> {
+        let mut ebpf = Ebpf::load(OBJECT).map_err(|e| err("loading the XDP program", e))?;
+        let program: &mut Xdp = program_mut(&mut ebpf)?;
+        program
+            .load()
+            .map_err(|e| err("verifying the XDP program", e))?;
+        let mut take = |name: &str| {
+            ebpf.take_map(name)
+                .ok_or_else(|| Error(format!("map {name} missing")))
+        };
+        let (vteps, public, vms, xsks, decisions) = (
+            take("local_vteps")?,
+            take("public_addrs")?,
+            take("vm_ports")?,
+            take("xsks")?,
+            take("decisions")?,
+        );
+        Ok(Steering {
+            local_vteps: HashMap::try_from(vteps).map_err(|e| err("local_vteps", e))?,
+            public_addrs: HashMap::try_from(public).map_err(|e| err("public_addrs", e))?,
+            vm_ports: HashMap::try_from(vms).map_err(|e| err("vm_ports", e))?,
+            sockets: XskMap::try_from(xsks).map_err(|e| err("xsks", e))?,
+            decisions: PerCpuArray::try_from(decisions).map_err(|e| err("decisions", e))?,
+            ebpf,
+        })
+    }
+
+    /// Attaches to `interface`; detached again when `self` is dropped.
+    pub fn attach(&mut self, interface: &str, mode: AttachMode) -> Result<(), Error> {
+        let mode = match mode {
+            AttachMode::Native => XdpMode::Driver,
+            AttachMode::Generic => XdpMode::Skb,
+        };
+        program_mut(&mut self.ebpf)?
+            .attach(interface, mode)
+            .map(|_| ())
+            .map_err(|e| err(&format!("attaching XDP to {interface} ({mode:?} mode)"), e))
+    }
+
+    pub fn add_local_vtep(&mut self, ip: Ipv4Addr) -> Result<(), Error> {
+        self.local_vteps
+            .insert(u32::from_ne_bytes(ip.octets()), 1, 0)
+            .map_err(|e| err("local_vteps", e))
+    }
+
+    pub fn add_public_addr(&mut self, ip: Ipv4Addr) -> Result<(), Error> {
+        self.public_addrs
+            .insert(u32::from_ne_bytes(ip.octets()), 1, 0)
+            .map_err(|e| err("public_addrs", e))
+    }
+
+    pub fn add_vm_port(&mut self, ifindex: u32) -> Result<(), Error> {
+        self.vm_ports
+            .insert(ifindex, 1, 0)
+            .map_err(|e| err("vm_ports", e))
+    }
+
+    /// Sends frames of rx queue `queue` that are ours to this AF_XDP socket.
+    pub fn set_socket(&mut self, queue: u32, socket: impl AsRawFd) -> Result<(), Error> {
+        self.sockets
+            .set(queue, socket, 0)
+            .map_err(|e| err("xsks", e))
+    }
+
+    /// Each decision's count, summed over CPUs.
+    pub fn counters(&self) -> Result<Vec<(Decision, u64)>, Error> {
+        Decision::ALL
+            .iter()
+            .map(|d| {
+                let per_cpu = self
+                    .decisions
+                    .get(&(*d as u32), 0)
+                    .map_err(|e| err("decisions", e))?;
+                Ok((*d, per_cpu.iter().sum()))
+            })
+            .collect()
+    }
+
+    /// The loaded program, e.g. to run it on test frames.
+    pub fn program(&self) -> Result<&Xdp, Error> {
+        let program = self
+            .ebpf
+            .program(PROGRAM)
+            .ok_or_else(|| Error(format!("program {PROGRAM} missing")))?;
+        program.try_into().map_err(|e| err(PROGRAM, e))
+    }
+}
+
+fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, Error> {
+    let program = ebpf
+        .program_mut(PROGRAM)
+        .ok_or_else(|| Error(format!("program {PROGRAM} missing")))?;
+    program.try_into().map_err(|e| err(PROGRAM, e))
+}
