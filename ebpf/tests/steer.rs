@@ -5,6 +5,7 @@
 use aya::programs::{TestRun, TestRunOptions};
 use std::net::Ipv4Addr;
 use xvr_ebpf::{Decision, Steering};
+use xvr_testkit::netns::privileged;
 use xvr_testkit::{arp_request, headers};
 
 const XDP_PASS: u32 = 2;
@@ -13,23 +14,6 @@ const XDP_PASS: u32 = 2;
 const LOOPBACK_IFINDEX: u32 = 1;
 const LOCAL_VTEP: [u8; 4] = [198, 18, 0, 1];
 const PUBLIC: [u8; 4] = [203, 0, 113, 10];
-
-/// BPF needs root. Without it the test says why and passes, except under
-/// CI=true, where that is a failure.
-fn privileged() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let root = status
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
-    if !root {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "BPF tests need root under CI=true"
-        );
-        eprintln!("SKIPPED: loading BPF programs needs root");
-    }
-    root
-}
 
 /// Runs one frame as if received on `ifindex` and returns the XDP action
 /// and the decision it counted.
@@ -83,7 +67,7 @@ fn vxlan_to(dst: [u8; 4], port: u16) -> Vec<u8> {
 
 #[test]
 fn steers_what_is_ours_and_passes_the_rest() {
-    if !privileged() {
+    if !privileged("loading BPF programs") {
         return;
     }
     let mut steering = Steering::load().unwrap();

@@ -4,8 +4,9 @@
 # The Debian packages the build, the test suite and the demo need. Keep
 # every system dependency here: CI installs from this list on a fresh
 # machine. clang-19 and the libbpf/kernel headers build the XDP program
-# (ebpf/build.rs); tshark checks what the data path writes.
-XVR_PACKAGES=(clang-19 llvm-19 libbpf-dev linux-libc-dev tshark)
+# (ebpf/build.rs); tshark checks what the data path writes; iproute2 and
+# ping build and probe the network-namespace test rigs.
+XVR_PACKAGES=(clang-19 llvm-19 libbpf-dev linux-libc-dev tshark iproute2 iputils-ping)
 
 find_cargo() {
     if ! command -v cargo >/dev/null 2>&1; then

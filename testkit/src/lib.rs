@@ -1,6 +1,9 @@
 //! Frames for tests, benches and example captures, built with etherparse
-//! so that what checks the data path does not share its code.
+//! so that what checks the data path does not share its code, and network
+//! namespace rigs for tests that send real traffic.
 use etherparse::PacketBuilder;
+
+pub mod netns;
 
 pub type Mac = [u8; 6];
 pub type Ip = [u8; 4];

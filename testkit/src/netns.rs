@@ -1,0 +1,133 @@
+//! Test topologies in network namespaces (DESIGN.md section 6). Every
+//! namespace is named `xvr-<test>-<pid>-<n>` and deleted when the `Rig`
+//! is dropped, also when the test panics. Nothing is created in the root
+//! namespace.
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::process::{Command, Output};
+
+pub struct Rig {
+    test: String,
+    namespaces: Vec<String>,
+}
+
+/// Runs a command and returns its output; panics with the command and its
+/// stderr when it fails.
+pub fn run(args: &[&str]) -> Output {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", args[0]));
+    assert!(
+        out.status.success(),
+        "{} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+impl Rig {
+    pub fn new(test: &str) -> Rig {
+        Rig {
+            test: test.to_string(),
+            namespaces: Vec::new(),
+        }
+    }
+
+    /// Creates a namespace with its loopback up and returns its name.
+    pub fn namespace(&mut self) -> String {
+        let name = format!(
+            "xvr-{}-{}-{}",
+            self.test,
+            std::process::id(),
+            self.namespaces.len()
+        );
+        run(&["ip", "netns", "add", &name]);
+        self.namespaces.push(name.clone());
+        self.exec(&name, &["ip", "link", "set", "lo", "up"]);
+        name
+    }
+
+    /// Runs a command inside namespace `ns`.
+    pub fn exec(&self, ns: &str, args: &[&str]) -> Output {
+        let mut full = vec!["ip", "netns", "exec", ns];
+        full.extend_from_slice(args);
+        run(&full)
+    }
+
+    /// Like `exec`, but returns whether the command succeeded.
+    pub fn try_exec(&self, ns: &str, args: &[&str]) -> bool {
+        Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// A veth pair from `a` (named `a_dev`) to `b` (named `b_dev`), both
+    /// up, with IPv4 addresses in CIDR form (or none).
+    pub fn veth(
+        &self,
+        a: &str,
+        a_dev: &str,
+        a_addr: Option<&str>,
+        b: &str,
+        b_dev: &str,
+        b_addr: Option<&str>,
+    ) {
+        self.exec(
+            a,
+            &[
+                "ip", "link", "add", a_dev, "type", "veth", "peer", "name", b_dev, "netns", b,
+            ],
+        );
+        for (ns, dev, addr) in [(a, a_dev, a_addr), (b, b_dev, b_addr)] {
+            if let Some(addr) = addr {
+                self.exec(ns, &["ip", "addr", "add", addr, "dev", dev]);
+            }
+            self.exec(ns, &["ip", "link", "set", dev, "up"]);
+        }
+    }
+
+    /// Runs `f` on a thread that has entered namespace `ns`, so sockets
+    /// and netlink calls it makes (XDP attach, AF_XDP) act inside it.
+    pub fn inside<T: Send>(&self, ns: &str, f: impl FnOnce() -> T + Send) -> T {
+        let file = File::open(format!("/run/netns/{ns}")).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: setns only changes this thread's network namespace.
+                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(rc, 0, "setns {ns}: {}", std::io::Error::last_os_error());
+                f()
+            })
+            .join()
+            .unwrap()
+        })
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        for ns in self.namespaces.drain(..).rev() {
+            let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+        }
+    }
+}
+
+/// True when running as root. Otherwise says why the caller skips, and
+/// under CI=true, where a skip is a failure, panics.
+pub fn privileged(what: &str) -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let root = status
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    if !root {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{what} needs root under CI=true"
+        );
+        eprintln!("SKIPPED: {what} needs root");
+    }
+    root
+}
