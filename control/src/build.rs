@@ -1,5 +1,5 @@
 //! Builds the data plane's immutable tables from a validated state.
-use crate::model::{NextHopConfig, PortConfig, State};
+use crate::model::{NextHopConfig, PortConfig, State, DEFAULT_MTU};
 use crate::ConfigErrors;
 use std::collections::HashMap;
 use xvr_dataplane::table::{NextHop, Port, PortRole, Tables, TablesBuilder, Tenant};
@@ -34,10 +34,12 @@ impl State {
                 PortConfig::Uplink {
                     ip,
                     internet_gateway_mac,
+                    mtu,
                     ..
                 } => PortRole::Uplink {
                     ip: *ip,
                     internet_gateway_mac: internet_gateway_mac.map(Into::into),
+                    mtu: mtu.unwrap_or(DEFAULT_MTU),
                 },
                 PortConfig::Vm {
                     tenant, gateway, ..

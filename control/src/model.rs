@@ -46,6 +46,11 @@ pub enum PortConfig {
         ip: Ipv4Addr,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         internet_gateway_mac: Option<Mac>,
+        /// The underlay's IPv4 MTU (default 1500). Encapsulation adds 50
+        /// bytes, so VMs get `mtu - 50`; bigger packets get "fragmentation
+        /// needed".
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mtu: Option<u16>,
     },
     /// The router's side of a VM's interface; `gateway` is the router's
     /// address and the subnet on it, e.g. `10.0.0.1/24`.
@@ -56,6 +61,14 @@ pub enum PortConfig {
         gateway: Ipv4Net,
     },
 }
+
+/// Linux's default MTU, used when a port gives none.
+pub const DEFAULT_MTU: u16 = 1500;
+/// Smallest uplink MTU: VMs must still get the IPv4 minimum of 576 bytes
+/// once 50 bytes of VXLAN are taken off.
+pub const MIN_UPLINK_MTU: u16 = 626;
+/// Largest uplink MTU (jumbo frames).
+pub const MAX_UPLINK_MTU: u16 = 9216;
 
 impl PortConfig {
     pub fn name(&self) -> &str {

@@ -1,7 +1,7 @@
 //! Validation of a whole desired state. Every problem is reported with the
 //! path of the field (`ports[2].gateway`) and the offending value, and a
 //! state with any problem is rejected whole.
-use crate::model::{NextHopConfig, PortConfig, State};
+use crate::model::{NextHopConfig, PortConfig, State, MAX_UPLINK_MTU, MIN_UPLINK_MTU};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -156,8 +156,17 @@ impl State {
                 PortConfig::Uplink {
                     ip,
                     internet_gateway_mac,
+                    mtu,
                     ..
                 } => {
+                    if let Some(mtu) =
+                        mtu.filter(|m| !(MIN_UPLINK_MTU..=MAX_UPLINK_MTU).contains(m))
+                    {
+                        errors.add(
+                            format!("ports[{i}].mtu"),
+                            format!("{mtu} is outside {MIN_UPLINK_MTU}..={MAX_UPLINK_MTU}"),
+                        );
+                    }
                     if let Some(first) = uplink.replace(i) {
                         errors.add(
                             format!("ports[{i}].role"),

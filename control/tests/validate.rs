@@ -119,6 +119,10 @@ fn bad_input_names_the_field_and_value() {
             Box::new(|j| j["vteps"][0]["mac"] = json!("02:00")),
         ),
         (
+            "ports[0].mtu: 100 is outside 626..=9216",
+            Box::new(|j| j["ports"][0]["mtu"] = json!(100)),
+        ),
+        (
             "unknown field `vnii`",
             Box::new(|j| j["tenants"][0]["vnii"] = json!(5)),
         ),

@@ -12,6 +12,7 @@ use xvr_dataplane::wire::EthernetAddress;
 use xvr_dataplane::{Pipeline, Verdict};
 
 const LOCAL_VTEP: [u8; 4] = [198, 18, 0, 1];
+const UPLINK_MTU: u16 = 1550;
 const VTEPS: [[u8; 4]; 2] = [[198, 18, 0, 2], [198, 18, 0, 3]];
 const SUBNETS: [&str; 3] = ["10.0.0.1/24", "10.0.1.1/24", "10.2.0.1/16"];
 /// Host addresses drawn from the subnets above, shared by every tenant.
@@ -79,6 +80,7 @@ fn build(config: &Config) -> Built {
     let uplink = PortRole::Uplink {
         ip: LOCAL_VTEP.into(),
         internet_gateway_mac: Some(EthernetAddress(mac(0xfe))),
+        mtu: UPLINK_MTU,
     };
     b.add_port(Port {
         name: "up0".into(),

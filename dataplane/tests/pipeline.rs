@@ -687,3 +687,77 @@ impl PipeUdpLen for Vec<u8> {
         self
     }
 }
+
+/// A UDP packet whose IPv4 total length is `ip_len`.
+fn sized(dst_mac: [u8; 6], dst: &str, ip_len: usize) -> Vec<u8> {
+    udp(
+        VM_A10_MAC,
+        dst_mac,
+        "10.0.0.10",
+        dst,
+        64,
+        &vec![0x42; ip_len - 28],
+    )
+}
+
+#[test]
+fn packets_that_fit_the_underlay_are_encapsulated() {
+    let t = tables();
+    let frame = sized(VM_A20_MAC, "10.0.0.20", 1500);
+    let (verdict, out, _) = run(&t, A1, &frame);
+    assert_eq!(verdict, Verdict::Tx(UP));
+    let (_, ip, _, _, inner) = vxlan_parts(&out);
+    assert_eq!(usize::from(ip.total_len), usize::from(UPLINK_MTU));
+    assert_eq!(inner, frame);
+}
+
+/// Checks a "fragmentation needed" error sent back to 10.0.0.10 on A1.
+fn frag_needed(out: &[u8], src_mac: [u8; 6], src: [u8; 4], original: &[u8]) {
+    let (eth, ip, message) = eth_ipv4(out);
+    assert_eq!((eth.source, eth.destination), (src_mac, VM_A10_MAC));
+    assert_eq!((ip.source, ip.destination), (src, [10, 0, 0, 10]));
+    assert!(
+        usize::from(ip.total_len) <= 576,
+        "RFC 1812: at most 576 bytes"
+    );
+    assert!(checksum_ok(message), "ICMP checksum");
+    assert_eq!(
+        (message[0], message[1]),
+        (3, 4),
+        "destination unreachable, fragmentation needed"
+    );
+    assert_eq!(
+        u16::from_be_bytes([message[6], message[7]]),
+        UPLINK_MTU - 50,
+        "next-hop MTU"
+    );
+    assert_eq!(&message[8..], &original[14..14 + message.len() - 8]);
+}
+
+#[test]
+fn too_big_with_df_gets_fragmentation_needed() {
+    let t = tables();
+    // Bridged: the error comes from the destination, as Linux's VXLAN device sends it.
+    let frame = sized(VM_A20_MAC, "10.0.0.20", 1501);
+    let (verdict, out, p) = run(&t, A1, &frame);
+    assert_eq!(verdict, Verdict::Tx(A1));
+    frag_needed(&out, VM_A20_MAC, [10, 0, 0, 20], &frame);
+    assert_eq!(p.stats.drops_of(DropReason::MtuExceeded), 1);
+    assert_eq!(p.stats.events_of(Event::IcmpErrorSent), 1);
+    // Routed (sent to the router's MAC): from the gateway.
+    let frame = sized(A1_MAC, "10.0.0.20", 1501);
+    let (verdict, out, _) = run(&t, A1, &frame);
+    assert_eq!(verdict, Verdict::Tx(A1));
+    frag_needed(&out, A1_MAC, [10, 0, 0, 1], &frame);
+}
+
+#[test]
+fn too_big_without_df_is_a_named_drop() {
+    let t = tables();
+    let mut frame = sized(VM_A20_MAC, "10.0.0.20", 1501);
+    frame[20] &= !0x40;
+    fix_ipv4_checksum(&mut frame);
+    let (verdict, _, p) = run(&t, A1, &frame);
+    assert_eq!(verdict, Verdict::Drop(DropReason::MtuExceeded));
+    assert_eq!(p.stats.events_of(Event::IcmpErrorSent), 0);
+}

@@ -17,6 +17,35 @@ const OWN_TTL: u8 = 64;
 const ERROR_MAX_LEN: usize = 576;
 const ICMP_HEADER_LEN: usize = 8;
 
+/// Sends "fragmentation needed" (RFC 1191) back to the sender of an IPv4
+/// packet with DF set that does not fit the overlay once encapsulated;
+/// drops other packets that do not fit. `source` is the error's source:
+/// the gateway for routed packets, the destination itself for bridged ones
+/// (as Linux's VXLAN device does), so the sender's path MTU cache learns it.
+pub(crate) fn too_big_for_overlay(
+    tables: &Tables,
+    frame: &mut Frame<'_>,
+    ip_mtu: usize,
+    source: Option<Ipv4Addr>,
+    stats: &mut Stats,
+) {
+    let data = frame.data();
+    let is_ipv4 =
+        EthernetFrame::new_unchecked(data).ethertype() == crate::wire::EthernetProtocol::Ipv4;
+    let checked = match super::ipv4::check(&data[ETH_HEADER_LEN..]) {
+        Ok(c) if is_ipv4 && Ipv4Packet::new_unchecked(&data[ETH_HEADER_LEN..]).dont_frag() => c,
+        _ => return frame.meta.drop(stats, DropReason::MtuExceeded),
+    };
+    let (msg, code) = (
+        Icmpv4Message::DstUnreachable,
+        crate::wire::Icmpv4DstUnreachable::FragRequired,
+    );
+    let mut error = IcmpError::new(msg, code.into(), DropReason::MtuExceeded);
+    error.mtu = ip_mtu.min(usize::from(u16::MAX)) as u16;
+    error.source = source;
+    self::error(tables, frame, &checked, error, stats);
+}
+
 /// Answers an echo request to a gateway address; drops anything else sent there.
 pub(crate) fn echo_reply(frame: &mut Frame<'_>, checked: &CheckedIpv4, stats: &mut Stats) {
     let ip_bytes = &frame.data()[ETH_HEADER_LEN..ETH_HEADER_LEN + checked.total_len];
@@ -65,18 +94,49 @@ pub(crate) fn echo_reply(frame: &mut Frame<'_>, checked: &CheckedIpv4, stats: &m
     frame.meta.bounce();
 }
 
-/// Drops the frame for `reason` and, where RFC 1812 allows, sends an ICMP
-/// error of `msg`/`code` about it back to its sender from the gateway.
+/// An ICMP error to send about a packet the router drops.
+pub(crate) struct IcmpError {
+    pub msg: Icmpv4Message,
+    pub code: u8,
+    /// Why the packet itself is dropped (counted whether or not the error
+    /// can be sent).
+    pub reason: DropReason,
+    /// Next-hop MTU for "fragmentation needed" (RFC 1191), otherwise 0.
+    pub mtu: u16,
+    /// The error's source address; `None` for the gateway.
+    pub source: Option<Ipv4Addr>,
+}
+
+impl IcmpError {
+    pub fn new(msg: Icmpv4Message, code: u8, reason: DropReason) -> Self {
+        IcmpError {
+            msg,
+            code,
+            reason,
+            mtu: 0,
+            source: None,
+        }
+    }
+}
+
+/// Drops the frame and, where RFC 1812 allows, sends `error` about it back
+/// to its sender.
 pub(crate) fn error(
     tables: &Tables,
     frame: &mut Frame<'_>,
     checked: &CheckedIpv4,
-    msg: Icmpv4Message,
-    code: u8,
-    reason: DropReason,
+    error: IcmpError,
     stats: &mut Stats,
 ) {
-    let Some(source) = error_source(tables, frame).filter(|_| may_send_error(frame)) else {
+    let IcmpError {
+        msg,
+        code,
+        reason,
+        mtu,
+        source,
+    } = error;
+    let source = source.or_else(|| error_source(tables, frame));
+    let Some(source) = source.filter(|_| may_send_error(frame)) else {
         return frame.meta.drop(stats, reason);
     };
     let original_len = checked
@@ -92,7 +152,7 @@ pub(crate) fn error(
     // The old Ethernet header now sits at [prefix, prefix + 14).
     let requester = u32_at(data, prefix + ETH_HEADER_LEN + 12);
     data.copy_within(prefix + 6..prefix + 12, 0); // dst = old src
-    data.copy_within(prefix..prefix + 6, 6); // src = old dst (the router)
+    data.copy_within(prefix..prefix + 6, 6); // src = old dst (the router, or the bridged peer)
     data[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
     let ip = &mut data[ETH_HEADER_LEN..ETH_HEADER_LEN + IPV4_HEADER_LEN];
     ip.copy_from_slice(&[
@@ -105,6 +165,7 @@ pub(crate) fn error(
     ip[10..12].copy_from_slice(&sum.to_be_bytes());
     let icmp = &mut data[ETH_HEADER_LEN + IPV4_HEADER_LEN..];
     icmp[..ICMP_HEADER_LEN].copy_from_slice(&[msg.into(), code, 0, 0, 0, 0, 0, 0]);
+    icmp[6..8].copy_from_slice(&mtu.to_be_bytes());
     let sum = checksum::of(icmp);
     icmp[2..4].copy_from_slice(&sum.to_be_bytes());
     stats.event(Event::IcmpErrorSent);

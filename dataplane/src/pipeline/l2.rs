@@ -2,10 +2,10 @@
 //! send the frame to L3; a local VM's MAC to its port; a remote VM's MAC to
 //! encapsulation. Broadcast ARP goes to the ARP responder; other flooding
 //! is not done (the controller tells us where every VM is).
-use super::{arp, DropReason, Event, Stage, Stats};
+use super::{arp, icmp, DropReason, Event, Stage, Stats};
 use crate::frame::Frame;
 use crate::table::{L2Dest, Location, Tables};
-use crate::wire::{vlan, EthernetFrame, EthernetProtocol};
+use crate::wire::{vlan, EthernetFrame, EthernetProtocol, ETH_HEADER_LEN};
 
 pub(crate) fn run(tables: &Tables, frames: &mut [Frame<'_>], stats: &mut Stats) {
     for frame in frames.iter_mut().filter(|f| f.meta.stage == Stage::L2) {
@@ -41,6 +41,9 @@ pub(crate) fn run(tables: &Tables, frames: &mut [Frame<'_>], stats: &mut Stats) 
                 if frame.meta.from_vtep.is_some() {
                     // Never send what came from the overlay back into it.
                     frame.meta.drop(stats, DropReason::SplitHorizon);
+                } else if let Some(ip_mtu) = too_big(tables, frame) {
+                    let source = ip_dst(frame.data());
+                    icmp::too_big_for_overlay(tables, frame, ip_mtu, source, stats);
                 } else {
                     stats.event(Event::Bridged);
                     frame.meta.encap(vtep);
@@ -49,4 +52,17 @@ pub(crate) fn run(tables: &Tables, frames: &mut [Frame<'_>], stats: &mut Stats) 
             None => frame.meta.drop(stats, DropReason::L2UnknownUnicast),
         }
     }
+}
+
+/// The overlay's inner IP MTU, if this frame's payload exceeds it.
+#[inline]
+fn too_big(tables: &Tables, frame: &Frame<'_>) -> Option<usize> {
+    let ip_mtu = tables.overlay_ip_mtu()?;
+    (frame.len() - ETH_HEADER_LEN > ip_mtu).then_some(ip_mtu)
+}
+
+/// The IPv4 destination of an Ethernet frame, if it carries IPv4.
+fn ip_dst(frame: &[u8]) -> Option<std::net::Ipv4Addr> {
+    let b = frame.get(ETH_HEADER_LEN + 16..ETH_HEADER_LEN + 20)?;
+    (frame[12..14] == [0x08, 0x00]).then(|| std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]))
 }

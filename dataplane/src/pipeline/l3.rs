@@ -2,7 +2,8 @@
 //! the router's own (ICMP echo); the rest get a TTL check, a longest-prefix
 //! match, next-hop resolution through the host table, a TTL decrement with
 //! an incremental checksum update, and new MACs.
-use super::{icmp, ipv4, DropReason, Event, Stage, Stats};
+use super::icmp::{self, IcmpError};
+use super::{ipv4, DropReason, Event, Stage, Stats};
 use crate::frame::Frame;
 use crate::table::{Location, NextHop, PortRole, Tables};
 use crate::wire::{
@@ -35,25 +36,14 @@ fn route(tables: &Tables, frame: &mut Frame<'_>, stats: &mut Stats) {
         return icmp::echo_reply(frame, &checked, stats);
     }
     if ttl <= 1 {
-        let (msg, code) = (Icmpv4Message::TimeExceeded, 0);
-        return icmp::error(
-            tables,
-            frame,
-            &checked,
-            msg,
-            code,
-            DropReason::TtlExceeded,
-            stats,
-        );
+        let error = IcmpError::new(Icmpv4Message::TimeExceeded, 0, DropReason::TtlExceeded);
+        return icmp::error(tables, frame, &checked, error, stats);
     }
     let next_hop = match tables.route(tenant_id, dst) {
         None => {
-            let (msg, code) = (
-                Icmpv4Message::DstUnreachable,
-                Icmpv4DstUnreachable::NetUnreachable,
-            );
-            let reason = DropReason::NoRoute;
-            return icmp::error(tables, frame, &checked, msg, code.into(), reason, stats);
+            let code = Icmpv4DstUnreachable::NetUnreachable.into();
+            let error = IcmpError::new(Icmpv4Message::DstUnreachable, code, DropReason::NoRoute);
+            return icmp::error(tables, frame, &checked, error, stats);
         }
         Some(NextHop::Blackhole) => return frame.meta.drop(stats, DropReason::Blackhole),
         Some(NextHop::Internet) => return to_internet(tables, frame, stats),
@@ -61,12 +51,9 @@ fn route(tables: &Tables, frame: &mut Frame<'_>, stats: &mut Stats) {
         Some(NextHop::Via(gateway)) => gateway,
     };
     let Some(host) = tables.host(tenant_id, next_hop) else {
-        let (msg, code) = (
-            Icmpv4Message::DstUnreachable,
-            Icmpv4DstUnreachable::HostUnreachable,
-        );
-        let reason = DropReason::HostUnknown;
-        return icmp::error(tables, frame, &checked, msg, code.into(), reason, stats);
+        let code = Icmpv4DstUnreachable::HostUnreachable.into();
+        let error = IcmpError::new(Icmpv4Message::DstUnreachable, code, DropReason::HostUnknown);
+        return icmp::error(tables, frame, &checked, error, stats);
     };
     let src_mac = match host.location {
         Location::Local(port) => {
@@ -74,6 +61,9 @@ fn route(tables: &Tables, frame: &mut Frame<'_>, stats: &mut Stats) {
             tables.port(port).map_or(tenant.router_mac, |p| p.mac)
         }
         Location::Remote(vtep) => {
+            if let Some(ip_mtu) = tables.overlay_ip_mtu().filter(|m| checked.total_len > *m) {
+                return icmp::too_big_for_overlay(tables, frame, ip_mtu, None, stats);
+            }
             frame.meta.encap(vtep);
             tenant.router_mac
         }

@@ -52,6 +52,7 @@ named_counters! {
         NoInternetGateway = "no_internet_gateway",
         NoUplink = "no_uplink",
         NoHeadroom = "no_headroom",
+        MtuExceeded = "mtu_exceeded",
     }
 }
 

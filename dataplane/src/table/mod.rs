@@ -72,6 +72,18 @@ impl Tables {
             .map(|i| i as PortId)
     }
 
+    /// The largest inner IPv4 packet that fits the uplink once
+    /// encapsulated, or `None` without an uplink.
+    #[inline]
+    pub fn overlay_ip_mtu(&self) -> Option<usize> {
+        match self.uplink()?.1.role {
+            PortRole::Uplink { mtu, .. } => {
+                Some(usize::from(mtu).saturating_sub(crate::wire::VXLAN_OVERHEAD))
+            }
+            PortRole::Vm { .. } => None,
+        }
+    }
+
     /// The uplink port, if one is configured.
     pub fn uplink(&self) -> Option<(PortId, &Port)> {
         self.uplink.map(|id| (id, &self.ports[usize::from(id)]))

@@ -20,6 +20,9 @@ pub enum PortRole {
         ip: Ipv4Addr,
         /// Next hop toward the internet for tenants' `internet` routes.
         internet_gateway_mac: Option<EthernetAddress>,
+        /// Largest IPv4 packet the underlay carries. Encapsulated frames
+        /// must fit: an inner IPv4 packet may be `mtu - VXLAN_OVERHEAD`.
+        mtu: u16,
     },
     Vm {
         tenant: TenantId,

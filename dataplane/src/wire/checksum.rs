@@ -160,7 +160,11 @@ mod tests {
         }
         for start in 0..data.len() - 20 {
             let header = &data[start..start + 20];
-            assert_eq!(sum(header), smoltcp::wire::checksum::data(header), "header at {start}");
+            assert_eq!(
+                sum(header),
+                smoltcp::wire::checksum::data(header),
+                "header at {start}"
+            );
         }
         assert_eq!(sum(&[0xff; 20]), 0xffff);
         assert_eq!(sum(&[0xff; 64]), 0xffff);

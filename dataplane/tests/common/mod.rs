@@ -18,6 +18,8 @@ pub const INTERNET_GW_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
 pub const VTEP_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 pub const LOCAL_VTEP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const REMOTE_VTEP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+/// Underlay MTU: inner IPv4 packets of up to 1500 bytes fit.
+pub const UPLINK_MTU: u16 = 1550;
 pub const VNI_A: u32 = 1001;
 pub const VNI_B: u32 = 1002;
 
@@ -58,6 +60,7 @@ pub fn tables() -> Tables {
     let up = PortRole::Uplink {
         ip: LOCAL_VTEP,
         internet_gateway_mac: Some(mac(INTERNET_GW_MAC)),
+        mtu: UPLINK_MTU,
     };
     let vm = |tenant, gw: &str| PortRole::Vm {
         tenant,
