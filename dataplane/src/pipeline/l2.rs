@@ -8,6 +8,7 @@ use crate::table::{L2Dest, Location, Tables};
 use crate::wire::{vlan, EthernetFrame, EthernetProtocol, ETH_HEADER_LEN};
 
 pub(crate) fn run(tables: &Tables, frames: &mut [Frame<'_>], stats: &mut Stats) {
+    let overlay_ip_mtu = tables.overlay_ip_mtu().unwrap_or(usize::MAX);
     for frame in frames.iter_mut().filter(|f| f.meta.stage == Stage::L2) {
         let Ok(eth) = EthernetFrame::new_checked(frame.data()) else {
             frame.meta.drop(stats, DropReason::EthTruncated);
@@ -41,9 +42,9 @@ pub(crate) fn run(tables: &Tables, frames: &mut [Frame<'_>], stats: &mut Stats) 
                 if frame.meta.from_vtep.is_some() {
                     // Never send what came from the overlay back into it.
                     frame.meta.drop(stats, DropReason::SplitHorizon);
-                } else if let Some(ip_mtu) = too_big(tables, frame) {
+                } else if frame.len() - ETH_HEADER_LEN > overlay_ip_mtu {
                     let source = ip_dst(frame.data());
-                    icmp::too_big_for_overlay(tables, frame, ip_mtu, source, stats);
+                    icmp::too_big_for_overlay(tables, frame, overlay_ip_mtu, source, stats);
                 } else {
                     stats.event(Event::Bridged);
                     frame.meta.encap(vtep);
@@ -52,13 +53,6 @@ pub(crate) fn run(tables: &Tables, frames: &mut [Frame<'_>], stats: &mut Stats) 
             None => frame.meta.drop(stats, DropReason::L2UnknownUnicast),
         }
     }
-}
-
-/// The overlay's inner IP MTU, if this frame's payload exceeds it.
-#[inline]
-fn too_big(tables: &Tables, frame: &Frame<'_>) -> Option<usize> {
-    let ip_mtu = tables.overlay_ip_mtu()?;
-    (frame.len() - ETH_HEADER_LEN > ip_mtu).then_some(ip_mtu)
 }
 
 /// The IPv4 destination of an Ethernet frame, if it carries IPv4.

@@ -12,12 +12,13 @@ use crate::wire::{
 };
 
 pub(crate) fn run(tables: &Tables, frames: &mut [Frame<'_>], stats: &mut Stats) {
+    let overlay_ip_mtu = tables.overlay_ip_mtu().unwrap_or(usize::MAX);
     for frame in frames.iter_mut().filter(|f| f.meta.stage == Stage::L3) {
-        route(tables, frame, stats);
+        route(tables, frame, overlay_ip_mtu, stats);
     }
 }
 
-fn route(tables: &Tables, frame: &mut Frame<'_>, stats: &mut Stats) {
+fn route(tables: &Tables, frame: &mut Frame<'_>, overlay_ip_mtu: usize, stats: &mut Stats) {
     let data = frame.data();
     // L2 checked the Ethernet header's length.
     if EthernetFrame::new_unchecked(data).ethertype() != EthernetProtocol::Ipv4 {
@@ -61,8 +62,8 @@ fn route(tables: &Tables, frame: &mut Frame<'_>, stats: &mut Stats) {
             tables.port(port).map_or(tenant.router_mac, |p| p.mac)
         }
         Location::Remote(vtep) => {
-            if let Some(ip_mtu) = tables.overlay_ip_mtu().filter(|m| checked.total_len > *m) {
-                return icmp::too_big_for_overlay(tables, frame, ip_mtu, None, stats);
+            if checked.total_len > overlay_ip_mtu {
+                return icmp::too_big_for_overlay(tables, frame, overlay_ip_mtu, None, stats);
             }
             frame.meta.encap(vtep);
             tenant.router_mac
