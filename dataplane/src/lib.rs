@@ -5,6 +5,7 @@ pub mod io;
 pub mod pipeline;
 pub mod table;
 pub mod wire;
+pub mod worker;
 
 pub use frame::Frame;
 pub use pipeline::{DropReason, Event, Pipeline, Stats, Verdict};

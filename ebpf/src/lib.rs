@@ -82,8 +82,13 @@ pub struct Steering {
     public_addrs: HashMap<MapData, u32, u8>,
     vm_ports: HashMap<MapData, u32, u8>,
     sockets: XskMap<MapData>,
+    port_slots: HashMap<MapData, u32, u32>,
     decisions: PerCpuArray<MapData, u64>,
 }
+
+/// Must match steer.bpf.c.
+const MAX_QUEUES: u32 = 16;
+const MAX_PORTS: u32 = 256;
 
 impl Steering {
     /// Loads the program into the kernel (needs CAP_BPF and CAP_NET_ADMIN).
@@ -97,11 +102,12 @@ impl Steering {
             ebpf.take_map(name)
                 .ok_or_else(|| Error(format!("map {name} missing")))
         };
-        let (vteps, public, vms, xsks, decisions) = (
+        let (vteps, public, vms, xsks, slots, decisions) = (
             take("local_vteps")?,
             take("public_addrs")?,
             take("vm_ports")?,
             take("xsks")?,
+            take("port_slots")?,
             take("decisions")?,
         );
         Ok(Steering {
@@ -109,6 +115,7 @@ impl Steering {
             public_addrs: HashMap::try_from(public).map_err(|e| err("public_addrs", e))?,
             vm_ports: HashMap::try_from(vms).map_err(|e| err("vm_ports", e))?,
             sockets: XskMap::try_from(xsks).map_err(|e| err("xsks", e))?,
+            port_slots: HashMap::try_from(slots).map_err(|e| err("port_slots", e))?,
             decisions: PerCpuArray::try_from(decisions).map_err(|e| err("decisions", e))?,
             ebpf,
         })
@@ -144,10 +151,34 @@ impl Steering {
             .map_err(|e| err("vm_ports", e))
     }
 
-    /// Sends frames of rx queue `queue` that are ours to this AF_XDP socket.
-    pub fn set_socket(&mut self, queue: u32, socket: impl AsRawFd) -> Result<(), Error> {
+    /// Sends frames that are ours, received on interface `ifindex` queue
+    /// `queue`, to this AF_XDP socket.
+    pub fn set_socket(
+        &mut self,
+        ifindex: u32,
+        queue: u32,
+        socket: impl AsRawFd,
+    ) -> Result<(), Error> {
+        if queue >= MAX_QUEUES {
+            return Err(Error(format!(
+                "queue {queue}: at most {MAX_QUEUES} queues per interface"
+            )));
+        }
+        let slot = match self.port_slots.get(&ifindex, 0) {
+            Ok(slot) => slot,
+            Err(_) => {
+                let slot = self.port_slots.keys().count() as u32;
+                if slot >= MAX_PORTS {
+                    return Err(Error(format!("at most {MAX_PORTS} interfaces")));
+                }
+                self.port_slots
+                    .insert(ifindex, slot, 0)
+                    .map_err(|e| err("port_slots", e))?;
+                slot
+            }
+        };
         self.sockets
-            .set(queue, socket, 0)
+            .set(slot * MAX_QUEUES + queue, socket, 0)
             .map_err(|e| err("xsks", e))
     }
 

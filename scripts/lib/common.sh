@@ -3,10 +3,12 @@
 
 # The Debian packages the build, the test suite and the demo need. Keep
 # every system dependency here: CI installs from this list on a fresh
-# machine. clang-19 and the libbpf/kernel headers build the XDP program
-# (ebpf/build.rs); tshark checks what the data path writes; iproute2 and
-# ping build and probe the network-namespace test rigs.
-XVR_PACKAGES=(clang-19 llvm-19 libbpf-dev linux-libc-dev tshark iproute2 iputils-ping)
+# machine.
+# - clang-19, llvm-19, libbpf-dev, linux-libc-dev: the XDP program (ebpf/build.rs)
+# - libelf-dev, zlib1g-dev, pkg-config, m4, make: libxdp-sys's vendored libxdp (AF_XDP)
+# - tshark: checks what the data path writes
+# - iproute2, iputils-ping: the network-namespace test rigs
+XVR_PACKAGES=(clang-19 llvm-19 libbpf-dev linux-libc-dev libelf-dev zlib1g-dev pkg-config m4 make tshark iproute2 iputils-ping)
 
 find_cargo() {
     if ! command -v cargo >/dev/null 2>&1; then

@@ -2,3 +2,4 @@
 //! benches); the AF_XDP backend joins it behind a common trait with the live
 //! data path.
 pub mod memory;
+pub mod xsk;

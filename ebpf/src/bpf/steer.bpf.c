@@ -5,8 +5,10 @@
 //   - IPv4 to a tenant's public NAT address (public_addrs),
 //   - UDP to port 4789 of a local VTEP address (local_vteps), first fragments
 //     only (later fragments carry no UDP header: the kernel reassembles);
-// those go to the AF_XDP socket of their rx queue (xsks, with XDP_PASS as
-// the fallback, so a queue without a socket still reaches the kernel).
+// those go to the AF_XDP socket of their interface and rx queue (xsks at
+// slot * MAX_QUEUES + queue, the interface's slot from port_slots), with
+// XDP_PASS as the fallback, so a queue without a socket still reaches the
+// kernel.
 // Everything else is XDP_PASS. The maps are the only interface; xvrd fills
 // them. Per-CPU counters record each decision.
 #include <linux/bpf.h>
@@ -18,7 +20,8 @@
 #include <bpf/bpf_endian.h>
 
 #define VXLAN_PORT 4789
-#define MAX_QUEUES 64
+#define MAX_QUEUES 16
+#define MAX_PORTS 256
 
 // Keep in step with `Decision` in lib.rs.
 enum decision {
@@ -35,10 +38,18 @@ enum decision {
 
 struct {
     __uint(type, BPF_MAP_TYPE_XSKMAP);
-    __uint(max_entries, MAX_QUEUES);
+    __uint(max_entries, MAX_PORTS * MAX_QUEUES);
     __type(key, __u32);
     __type(value, __u32);
 } xsks SEC(".maps");
+
+// Interface index -> its slot in xsks.
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, MAX_PORTS);
+    __type(key, __u32);
+    __type(value, __u32);
+} port_slots SEC(".maps");
 
 // Keys are IPv4 addresses in network byte order; values are unused.
 struct {
@@ -85,7 +96,12 @@ static __always_inline int pass(__u32 decision)
 
 static __always_inline int to_socket(struct xdp_md *ctx, __u32 decision)
 {
-    int action = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+    __u32 ifindex = ctx->ingress_ifindex;
+    __u32 *slot = bpf_map_lookup_elem(&port_slots, &ifindex);
+    if (!slot || *slot >= MAX_PORTS || ctx->rx_queue_index >= MAX_QUEUES)
+        return pass(NO_SOCKET);
+    __u32 key = *slot * MAX_QUEUES + ctx->rx_queue_index;
+    int action = bpf_redirect_map(&xsks, key, XDP_PASS);
     count(action == XDP_REDIRECT ? decision : NO_SOCKET);
     return action;
 }
