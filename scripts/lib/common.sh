@@ -6,9 +6,9 @@
 # machine.
 # - clang-19, llvm-19, libbpf-dev, linux-libc-dev: the XDP program (ebpf/build.rs)
 # - libelf-dev, zlib1g-dev, pkg-config, m4, make: libxdp-sys's vendored libxdp (AF_XDP)
-# - tshark: checks what the data path writes
+# - tshark, tcpdump: check what the data path writes
 # - iproute2, iputils-ping: the network-namespace test rigs
-XVR_PACKAGES=(clang-19 llvm-19 libbpf-dev linux-libc-dev libelf-dev zlib1g-dev pkg-config m4 make tshark iproute2 iputils-ping)
+XVR_PACKAGES=(clang-19 llvm-19 libbpf-dev linux-libc-dev libelf-dev zlib1g-dev pkg-config m4 make tshark tcpdump iproute2 iputils-ping)
 
 find_cargo() {
     if ! command -v cargo >/dev/null 2>&1; then
