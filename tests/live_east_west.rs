@@ -25,6 +25,51 @@ const STATE: &str = r#"{
   ]
 }"#;
 
+/// Bytes sent over TCP; more than fit in the socket buffers, so the
+/// transfer only completes if segments and ACKs cross xvr intact.
+const TCP_BYTES: usize = 4 << 20;
+
+/// Sends `TCP_BYTES` from `client_ns` to a server in `server_ns` with the
+/// kernels' TCP stacks (TX checksum offload left on, as veth has it by
+/// default) and returns what the server received.
+fn tcp_transfer(
+    rig: &Rig,
+    server_ns: &str,
+    client_ns: &str,
+    server_ip: &str,
+) -> Result<usize, String> {
+    let server = std::process::Command::new("ip")
+        .args(["netns", "exec", server_ns, "python3", "-c"])
+        .arg(concat!(
+            "import socket\n",
+            "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n",
+            "s.bind(('0.0.0.0', 5001)); s.listen(1); s.settimeout(10)\n",
+            "c,_=s.accept(); c.settimeout(10); n=0\n",
+            "while True:\n  b=c.recv(65536)\n  if not b: break\n  n+=len(b)\n",
+            "print(n)\n",
+        ))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let send = format!(
+        "import socket\ns=socket.create_connection(('{server_ip}', 5001), timeout=10)\ns.sendall(b'x'*{TCP_BYTES})\ns.close()\n"
+    );
+    let client_ok = rig.try_exec(client_ns, &["timeout", "20", "python3", "-c", &send]);
+    let out = server.wait_with_output().map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let received = text
+        .trim()
+        .parse::<usize>()
+        .map_err(|_| format!("server printed {text:?}"))?;
+    if !client_ok {
+        return Err(format!(
+            "the client failed after the server got {received} bytes"
+        ));
+    }
+    Ok(received)
+}
+
 fn ifindex(name: &str) -> u32 {
     let name = CString::new(name).unwrap();
     // SAFETY: a NUL-terminated name.
@@ -81,6 +126,7 @@ fn vms_ping_each_other_and_the_gateway_through_xvr() {
                 ping(&vm2, "10.0.0.10"),
                 ping(&vm1, "10.0.0.1"),
             );
+            let tcp = tcp_transfer(&rig, &vm2, &vm1, "10.0.0.11");
             stop.store(true, Ordering::Relaxed);
             let stats = handle.join().unwrap();
             assert_eq!(
@@ -88,11 +134,18 @@ fn vms_ping_each_other_and_the_gateway_through_xvr() {
                 (true, true, true),
                 "pings vm1->vm2, vm2->vm1, vm1->gateway; {stats:?}"
             );
+            assert_eq!(
+                tcp,
+                Ok(TCP_BYTES),
+                "TCP vm1->vm2, checksum offload on; {stats:?}"
+            );
             stats
         });
         assert!(stats.events_of(Event::ArpReply) >= 2, "{stats:?}");
         assert!(stats.events_of(Event::Bridged) >= 12, "{stats:?}");
         assert!(stats.events_of(Event::IcmpEchoReply) >= 3, "{stats:?}");
+        // The VMs' kernels left TCP checksums to offload; xvr finished them.
+        assert!(stats.events_of(Event::ChecksumFinished) > 100, "{stats:?}");
         let to_socket = steering
             .counters()
             .unwrap()

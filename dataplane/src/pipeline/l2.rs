@@ -2,7 +2,7 @@
 //! send the frame to L3; a local VM's MAC to its port; a remote VM's MAC to
 //! encapsulation. Broadcast ARP goes to the ARP responder; other flooding
 //! is not done (the controller tells us where every VM is).
-use super::{arp, icmp, DropReason, Event, Stage, Stats};
+use super::{arp, icmp, offload, DropReason, Event, Stage, Stats};
 use crate::frame::Frame;
 use crate::table::{L2Dest, Location, Tables};
 use crate::wire::{vlan, EthernetFrame, EthernetProtocol, ETH_HEADER_LEN};
@@ -10,6 +10,9 @@ use crate::wire::{vlan, EthernetFrame, EthernetProtocol, ETH_HEADER_LEN};
 pub(crate) fn run(tables: &Tables, frames: &mut [Frame<'_>], stats: &mut Stats) {
     let overlay_ip_mtu = tables.overlay_ip_mtu().unwrap_or(usize::MAX);
     for frame in frames.iter_mut().filter(|f| f.meta.stage == Stage::L2) {
+        if offload::finish_partial_checksum(frame.data_mut()) {
+            stats.event(Event::ChecksumFinished);
+        }
         let Ok(eth) = EthernetFrame::new_checked(frame.data()) else {
             frame.meta.drop(stats, DropReason::EthTruncated);
             continue;

@@ -9,6 +9,7 @@ mod ingress;
 mod ipv4;
 mod l2;
 mod l3;
+mod offload;
 mod stats;
 
 pub use stats::{DropReason, Event, Stats};

@@ -67,6 +67,7 @@ named_counters! {
         IcmpEchoReply = "icmp_echo_reply",
         IcmpErrorSent = "icmp_error_sent",
         ToKernel = "to_kernel",
+        ChecksumFinished = "checksum_finished",
     }
 }
 
