@@ -4,13 +4,10 @@
 //! pipeline. The VMs' own kernels are the independent checkers: ARP
 //! resolution (answered by xvr), ping between the VMs (bridged through
 //! xvr) and ping to the gateway (answered by xvr).
-use std::ffi::CString;
-use std::sync::atomic::{AtomicBool, Ordering};
+use xvr::router::Router;
 use xvr_control::State;
-use xvr_dataplane::io::xsk::{Socket, Umem};
-use xvr_dataplane::worker::Worker;
 use xvr_dataplane::Event;
-use xvr_ebpf::{AttachMode, Decision, Steering};
+use xvr_ebpf::{AttachMode, Decision};
 use xvr_testkit::netns::{privileged, Rig};
 
 const STATE: &str = r#"{
@@ -70,14 +67,6 @@ fn tcp_transfer(
     Ok(received)
 }
 
-fn ifindex(name: &str) -> u32 {
-    let name = CString::new(name).unwrap();
-    // SAFETY: a NUL-terminated name.
-    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    assert_ne!(index, 0, "no interface {name:?}");
-    index
-}
-
 #[test]
 fn vms_ping_each_other_and_the_gateway_through_xvr() {
     if !privileged("the live data path over veth") {
@@ -100,59 +89,32 @@ fn vms_ping_each_other_and_the_gateway_through_xvr() {
     );
 
     rig.inside(&host, || {
-        let mut steering = Steering::load().unwrap();
-        let mut umem = Umem::new(4096).unwrap();
-        let mut sockets = Vec::new();
-        for name in ["a1", "a2"] {
-            let index = ifindex(name);
-            steering.add_vm_port(index).unwrap();
-            steering.attach(name, AttachMode::Native).unwrap();
-            let socket = Socket::bind(&mut umem, name, 0).unwrap();
-            steering.set_socket(index, 0, socket.fd()).unwrap();
-            sockets.push((tables.port_by_name(name).unwrap(), socket));
-        }
-        let mut worker = Worker::new(umem, sockets, tables.ports().len());
-        let stop = AtomicBool::new(false);
-        let stats = std::thread::scope(|s| {
-            let handle = s.spawn(|| {
-                worker.run(&tables, &stop);
-                worker.pipeline.stats.clone()
-            });
+        let mut router = Router::start(&tables, AttachMode::Native).unwrap();
+        let ((pings, tcp), stats) = router.run_while(&tables, || {
             let ping = |ns: &str, to: &str| {
                 rig.try_exec(ns, &["ping", "-c", "3", "-i", "0.2", "-W", "2", to])
             };
-            let results = (
+            let pings = (
                 ping(&vm1, "10.0.0.11"),
                 ping(&vm2, "10.0.0.10"),
                 ping(&vm1, "10.0.0.1"),
             );
-            let tcp = tcp_transfer(&rig, &vm2, &vm1, "10.0.0.11");
-            stop.store(true, Ordering::Relaxed);
-            let stats = handle.join().unwrap();
-            assert_eq!(
-                results,
-                (true, true, true),
-                "pings vm1->vm2, vm2->vm1, vm1->gateway; {stats:?}"
-            );
-            assert_eq!(
-                tcp,
-                Ok(TCP_BYTES),
-                "TCP vm1->vm2, checksum offload on; {stats:?}"
-            );
-            stats
+            (pings, tcp_transfer(&rig, &vm2, &vm1, "10.0.0.11"))
         });
+        let what = "pings vm1->vm2, vm2->vm1, vm1->gateway";
+        assert_eq!(pings, (true, true, true), "{what}; {stats:?}");
+        assert_eq!(tcp, Ok(TCP_BYTES), "TCP vm1->vm2, offload on; {stats:?}");
         assert!(stats.events_of(Event::ArpReply) >= 2, "{stats:?}");
         assert!(stats.events_of(Event::Bridged) >= 12, "{stats:?}");
         assert!(stats.events_of(Event::IcmpEchoReply) >= 3, "{stats:?}");
         // The VMs' kernels left TCP checksums to offload; xvr finished them.
         assert!(stats.events_of(Event::ChecksumFinished) > 100, "{stats:?}");
-        let to_socket = steering
-            .counters()
-            .unwrap()
-            .into_iter()
+        let counters = router.steering().counters().unwrap();
+        let to_socket = counters
+            .iter()
             .find(|(d, _)| *d == Decision::ToSocketVmPort)
             .unwrap()
             .1;
-        assert!(to_socket >= 15, "{:?}", steering.counters());
+        assert!(to_socket >= 15, "{counters:?}");
     });
 }

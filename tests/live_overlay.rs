@@ -3,13 +3,10 @@
 //! bridged to its VM) ping each other across a veth underlay. The kernel
 //! decapsulates what xvr encapsulates and the other way round, and answers
 //! its ARP through the overlay; tcpdump on the kernel side sees the VNI.
-use std::ffi::CString;
-use std::sync::atomic::{AtomicBool, Ordering};
+use xvr::router::Router;
 use xvr_control::State;
-use xvr_dataplane::io::xsk::{Socket, Umem};
-use xvr_dataplane::worker::Worker;
 use xvr_dataplane::Event;
-use xvr_ebpf::{AttachMode, Steering};
+use xvr_ebpf::AttachMode;
 use xvr_testkit::netns::{privileged, Rig};
 
 const STATE: &str = r#"{
@@ -22,14 +19,6 @@ const STATE: &str = r#"{
   "vteps": [{ "ip": "198.18.0.2", "mac": "02:00:00:00:00:02" }],
   "remote_vms": [{ "tenant": "t", "ip": "10.0.0.20", "mac": "02:0a:00:00:00:20", "vtep": "198.18.0.2" }]
 }"#;
-
-fn ifindex(name: &str) -> u32 {
-    let name = CString::new(name).unwrap();
-    // SAFETY: a NUL-terminated name.
-    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    assert_ne!(index, 0, "no interface {name:?}");
-    index
-}
 
 #[test]
 fn vm_behind_xvr_and_vm_behind_kernel_vxlan_ping_each_other() {
@@ -98,26 +87,8 @@ fn vm_behind_xvr_and_vm_behind_kernel_vxlan_ping_each_other() {
     }
 
     rig.inside(&host, || {
-        let mut steering = Steering::load().unwrap();
-        steering
-            .add_local_vtep("198.18.0.1".parse().unwrap())
-            .unwrap();
-        steering.add_vm_port(ifindex("a1")).unwrap();
-        let mut umem = Umem::new(4096).unwrap();
-        let mut sockets = Vec::new();
-        for name in ["a1", "up0"] {
-            steering.attach(name, AttachMode::Native).unwrap();
-            let socket = Socket::bind(&mut umem, name, 0).unwrap();
-            steering.set_socket(ifindex(name), 0, socket.fd()).unwrap();
-            sockets.push((tables.port_by_name(name).unwrap(), socket));
-        }
-        let mut worker = Worker::new(umem, sockets, tables.ports().len());
-        let stop = AtomicBool::new(false);
-        let stats = std::thread::scope(|s| {
-            let handle = s.spawn(|| {
-                worker.run(&tables, &stop);
-                worker.pipeline.stats.clone()
-            });
+        let mut router = Router::start(&tables, AttachMode::Native).unwrap();
+        let ((pings, dump), stats) = router.run_while(&tables, || {
             let capture = std::process::Command::new("ip")
                 .args([
                     "netns",
@@ -140,26 +111,20 @@ fn vm_behind_xvr_and_vm_behind_kernel_vxlan_ping_each_other() {
             let ping = |ns: &str, to: &str| {
                 rig.try_exec(ns, &["ping", "-c", "3", "-i", "0.2", "-W", "2", to])
             };
-            let results = (
+            let pings = (
                 ping(&vm1, "10.0.0.20"),
                 ping(&vm2, "10.0.0.10"),
                 ping(&kernel, "198.18.0.1"),
             );
             let dump = capture.wait_with_output().unwrap();
-            stop.store(true, Ordering::Relaxed);
-            let stats = handle.join().unwrap();
-            assert_eq!(
-                results,
-                (true, true, true),
-                "pings vm1->vm2, vm2->vm1, kernel->host underlay; {stats:?}"
-            );
-            let dump = String::from_utf8_lossy(&dump.stdout).to_string();
-            assert!(
-                dump.contains("VXLAN") && dump.contains("vni 100"),
-                "tcpdump on the kernel VTEP:\n{dump}"
-            );
-            stats
+            (pings, String::from_utf8_lossy(&dump.stdout).to_string())
         });
+        let what = "pings vm1->vm2, vm2->vm1, kernel->host underlay";
+        assert_eq!(pings, (true, true, true), "{what}; {stats:?}");
+        assert!(
+            dump.contains("VXLAN") && dump.contains("vni 100"),
+            "tcpdump on the kernel VTEP:\n{dump}"
+        );
         assert!(stats.events_of(Event::Encap) >= 6, "{stats:?}");
         assert!(stats.events_of(Event::Decap) >= 6, "{stats:?}");
     });

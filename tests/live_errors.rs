@@ -1,0 +1,32 @@
+//! Starting the router on a host that lacks a configured interface fails
+//! with a message naming it, and leaves nothing attached.
+use xvr::router::Router;
+use xvr_control::State;
+use xvr_ebpf::AttachMode;
+use xvr_testkit::netns::{privileged, Rig};
+
+const STATE: &str = r#"{
+  "tenants": [{ "name": "t", "vni": 100 }],
+  "ports": [
+    { "role": "vm", "name": "a1", "mac": "02:aa:00:00:00:01", "tenant": "t", "gateway": "10.0.0.1/24" },
+    { "role": "vm", "name": "a2", "mac": "02:aa:00:00:00:02", "tenant": "t", "gateway": "10.0.0.1/24" }
+  ]
+}"#;
+
+#[test]
+fn a_missing_interface_is_named_and_nothing_stays_attached() {
+    if !privileged("attaching XDP in a network namespace") {
+        return;
+    }
+    let tables = State::from_json(STATE).unwrap().build().unwrap();
+    let mut rig = Rig::new("missing");
+    let host = rig.namespace();
+    let vm = rig.namespace();
+    rig.veth(&host, "a1", None, &vm, "eth0", None);
+    let error = rig.inside(&host, || Router::start(&tables, AttachMode::Native).err());
+    let error = error.expect("a2 does not exist");
+    assert!(error.contains("a2"), "{error}");
+    let link = rig.exec(&host, &["ip", "-d", "link", "show", "dev", "a1"]);
+    let link = String::from_utf8_lossy(&link.stdout);
+    assert!(!link.contains("prog/xdp"), "XDP left on a1:\n{link}");
+}
