@@ -2,11 +2,11 @@
 //! every XDP program detached, and after SIGKILL a restarted daemon
 //! attaches again and forwards (the kernel dropped the killed one's XDP
 //! links with its file descriptors).
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-use xvr_testkit::netns::{privileged, Rig};
+mod common;
 
-const XVRD: &str = env!("CARGO_BIN_EXE_xvrd");
+use common::{attached, start_xvrd, stop_xvrd, XVRD};
+use std::process::Command;
+use xvr_testkit::netns::{privileged, Rig};
 
 const STATE: &str = r#"{
   "tenants": [{ "name": "t", "vni": 100 }],
@@ -19,32 +19,6 @@ const STATE: &str = r#"{
     { "tenant": "t", "ip": "10.0.0.11", "mac": "02:0a:00:00:00:11", "port": "a2" }
   ]
 }"#;
-
-fn attached(rig: &Rig, ns: &str, dev: &str) -> bool {
-    let out = rig.exec(ns, &["ip", "-d", "link", "show", "dev", dev]);
-    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
-}
-
-/// Starts xvrd in `ns` and waits until both ports carry its program.
-fn start(rig: &Rig, ns: &str, config: &std::path::Path) -> Child {
-    let child = Command::new("ip")
-        .args(["netns", "exec", ns, XVRD, "--config"])
-        .arg(config)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !(attached(rig, ns, "a1") && attached(rig, ns, "a2")) {
-        assert!(Instant::now() < deadline, "xvrd did not attach");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child
-}
-
-fn signal(child: &Child, signal: i32) {
-    // SAFETY: signalling our own child process by PID.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
-}
 
 #[test]
 fn forwards_stops_cleanly_and_restarts_after_sigkill() {
@@ -76,21 +50,18 @@ fn forwards_stops_cleanly_and_restarts_after_sigkill() {
     };
 
     // `ip netns exec` execs xvrd, so the child's PID is xvrd's own.
-    let mut daemon = start(&rig, &host, &config);
+    let daemon = start_xvrd(&rig, &host, &config, &["a1", "a2"]);
     assert!(ping(), "ping through xvrd");
-    signal(&daemon, libc::SIGKILL);
-    daemon.wait().unwrap();
+    daemon.stop_with(libc::SIGKILL);
     // aya attaches through BPF links, which die with the killed process.
     assert!(
         !attached(&rig, &host, "a1"),
         "XDP left attached after SIGKILL"
     );
 
-    let mut daemon = start(&rig, &host, &config);
+    let daemon = start_xvrd(&rig, &host, &config, &["a1", "a2"]);
     assert!(ping(), "ping through the restarted xvrd");
-    signal(&daemon, libc::SIGTERM);
-    let status = daemon.wait().unwrap();
-    assert!(status.success(), "xvrd exited with {status}");
+    stop_xvrd(daemon);
     assert!(
         !attached(&rig, &host, "a1") && !attached(&rig, &host, "a2"),
         "XDP left attached"

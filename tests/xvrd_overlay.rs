@@ -1,0 +1,165 @@
+//! Two hosts, each running xvrd, joined by a VXLAN underlay. Tenants red
+//! (VNI 100) and blue (VNI 200) use the same subnet, the same VM addresses
+//! and a VM on each host. Each tenant's VMs reach each other across the
+//! hosts; a blue VM that addresses red's VM directly (by its MAC) gets
+//! nothing through, and red's VM sees none of it.
+mod common;
+
+use common::{start_xvrd, stop_xvrd};
+use xvr_testkit::netns::{privileged, Rig};
+
+/// One host's state: its underlay address and MAC, the peer's, and which
+/// VM of each tenant is local (".10" on host A, ".20" on host B).
+fn state(me: u8, peer: u8) -> String {
+    let (local, remote) = if me == 1 { (10, 20) } else { (20, 10) };
+    format!(
+        r#"{{
+  "tenants": [{{ "name": "red", "vni": 100 }}, {{ "name": "blue", "vni": 200 }}],
+  "ports": [
+    {{ "role": "uplink", "name": "up0", "mac": "02:00:00:00:00:0{me}", "ip": "198.18.0.{me}" }},
+    {{ "role": "vm", "name": "red0", "mac": "02:aa:00:00:0{me}:01", "tenant": "red", "gateway": "10.0.0.1/24" }},
+    {{ "role": "vm", "name": "blue0", "mac": "02:bb:00:00:0{me}:01", "tenant": "blue", "gateway": "10.0.0.1/24" }}
+  ],
+  "neighbors": [
+    {{ "tenant": "red", "ip": "10.0.0.{local}", "mac": "02:0a:00:00:00:{local}", "port": "red0" }},
+    {{ "tenant": "blue", "ip": "10.0.0.{local}", "mac": "02:0b:00:00:00:{local}", "port": "blue0" }}
+  ],
+  "vteps": [{{ "ip": "198.18.0.{peer}", "mac": "02:00:00:00:00:0{peer}" }}],
+  "remote_vms": [
+    {{ "tenant": "red", "ip": "10.0.0.{remote}", "mac": "02:0a:00:00:00:{remote}", "vtep": "198.18.0.{peer}" }},
+    {{ "tenant": "blue", "ip": "10.0.0.{remote}", "mac": "02:0b:00:00:00:{remote}", "vtep": "198.18.0.{peer}" }}
+  ]
+}}"#
+    )
+}
+
+/// Echo requests the kernel in `ns` has received (its ICMP InEchos).
+fn echo_requests_received(rig: &Rig, ns: &str) -> u64 {
+    let snmp = rig.exec(ns, &["cat", "/proc/net/snmp"]);
+    let snmp = String::from_utf8_lossy(&snmp.stdout);
+    let mut icmp = snmp.lines().filter(|l| l.starts_with("Icmp:"));
+    let (names, values) = (icmp.next().unwrap(), icmp.next().unwrap());
+    let column = names
+        .split_whitespace()
+        .position(|n| n == "InEchos")
+        .unwrap();
+    values
+        .split_whitespace()
+        .nth(column)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn tenants_with_the_same_addresses_reach_their_own_vms_across_hosts_only() {
+    if !privileged("running xvrd over veth") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut rig = Rig::new("2hosts");
+    let hosts = [rig.namespace(), rig.namespace()];
+    rig.veth(
+        &hosts[0],
+        "up0",
+        Some("198.18.0.1/24"),
+        &hosts[1],
+        "up0",
+        Some("198.18.0.2/24"),
+    );
+    for (i, host) in hosts.iter().enumerate() {
+        rig.exec(
+            host,
+            &[
+                "ip",
+                "link",
+                "set",
+                "up0",
+                "address",
+                &format!("02:00:00:00:00:0{}", i + 1),
+            ],
+        );
+    }
+    // vms[host][tenant]: red then blue, ".10" on host A and ".20" on host B.
+    let mut vms = Vec::new();
+    for (i, host) in hosts.iter().enumerate() {
+        let last = if i == 0 { 10 } else { 20 };
+        let mut pair = Vec::new();
+        for (port, mac_prefix) in [("red0", "02:0a"), ("blue0", "02:0b")] {
+            let vm = rig.namespace();
+            rig.veth(
+                host,
+                port,
+                None,
+                &vm,
+                "eth0",
+                Some(&format!("10.0.0.{last}/24")),
+            );
+            rig.exec(
+                &vm,
+                &[
+                    "ip",
+                    "link",
+                    "set",
+                    "eth0",
+                    "address",
+                    &format!("{mac_prefix}:00:00:00:{last}"),
+                ],
+            );
+            pair.push(vm);
+        }
+        vms.push(pair);
+    }
+    let mut daemons = Vec::new();
+    for (i, host) in hosts.iter().enumerate() {
+        let config = dir.path().join(format!("host{i}.json"));
+        std::fs::write(&config, state(i as u8 + 1, 2 - i as u8)).unwrap();
+        daemons.push(start_xvrd(&rig, host, &config, &["up0", "red0", "blue0"]));
+    }
+    let ping =
+        |ns: &str, to: &str| rig.try_exec(ns, &["ping", "-c", "2", "-i", "0.2", "-W", "2", to]);
+    let (red_a, blue_a, red_b) = (&vms[0][0], &vms[0][1], &vms[1][0]);
+
+    // Each tenant reaches its own VM on the other host, at the same address.
+    assert!(ping(red_a, "10.0.0.20"), "red A -> red B");
+    assert!(ping(blue_a, "10.0.0.20"), "blue A -> blue B");
+    let neighbour = |ns: &str| {
+        String::from_utf8_lossy(&rig.exec(ns, &["ip", "neigh", "show", "10.0.0.20"]).stdout)
+            .to_string()
+    };
+    assert!(
+        neighbour(red_a).contains("02:0a:00:00:00:20"),
+        "red A resolved red B: {}",
+        neighbour(red_a)
+    );
+    assert!(
+        neighbour(blue_a).contains("02:0b:00:00:00:20"),
+        "blue A resolved blue B: {}",
+        neighbour(blue_a)
+    );
+
+    // Blue aims at red's VM by its MAC: nothing gets through.
+    rig.exec(
+        blue_a,
+        &[
+            "ip",
+            "neigh",
+            "replace",
+            "10.0.0.20",
+            "lladdr",
+            "02:0a:00:00:00:20",
+            "nud",
+            "permanent",
+            "dev",
+            "eth0",
+        ],
+    );
+    let before = echo_requests_received(&rig, red_b);
+    assert!(!ping(blue_a, "10.0.0.20"), "blue reached red's VM");
+    let after = echo_requests_received(&rig, red_b);
+    assert_eq!(after, before, "red B received blue's pings");
+
+    for daemon in daemons {
+        stop_xvrd(daemon);
+    }
+}
