@@ -87,10 +87,11 @@ fn vms_ping_each_other_and_the_gateway_through_xvr() {
         &vm2,
         &["ip", "link", "set", "eth0", "address", "02:0a:00:00:00:11"],
     );
+    rig.exec(&vm1, &["ip", "route", "add", "default", "via", "10.0.0.1"]);
 
     rig.inside(&host, || {
         let mut router = Router::start(&tables, AttachMode::Native).unwrap();
-        let ((pings, tcp), stats) = router.run_while(&tables, || {
+        let ((pings, tcp, errors), stats) = router.run_while(&tables, || {
             let ping = |ns: &str, to: &str| {
                 rig.try_exec(ns, &["ping", "-c", "3", "-i", "0.2", "-W", "2", to])
             };
@@ -99,11 +100,34 @@ fn vms_ping_each_other_and_the_gateway_through_xvr() {
                 ping(&vm2, "10.0.0.10"),
                 ping(&vm1, "10.0.0.1"),
             );
-            (pings, tcp_transfer(&rig, &vm2, &vm1, "10.0.0.11"))
+            // Routed through the gateway: TTL 1 and an unrouted network
+            // get ICMP errors from xvr, as the VM's ping reports them.
+            let probe = |args: &[&str]| {
+                let mut full = vec!["ping", "-c", "1", "-W", "2"];
+                full.extend_from_slice(args);
+                let out = std::process::Command::new("ip")
+                    .args(["netns", "exec", vm1.as_str()])
+                    .args(&full)
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&out.stdout).to_string()
+            };
+            let errors = (probe(&["-t", "1", "10.0.5.1"]), probe(&["10.0.5.1"]));
+            (pings, tcp_transfer(&rig, &vm2, &vm1, "10.0.0.11"), errors)
         });
         let what = "pings vm1->vm2, vm2->vm1, vm1->gateway";
         assert_eq!(pings, (true, true, true), "{what}; {stats:?}");
         assert_eq!(tcp, Ok(TCP_BYTES), "TCP vm1->vm2, offload on; {stats:?}");
+        assert!(
+            errors.0.contains("From 10.0.0.1") && errors.0.contains("Time to live exceeded"),
+            "TTL 1: {}",
+            errors.0
+        );
+        assert!(
+            errors.1.contains("From 10.0.0.1") && errors.1.contains("Destination Net Unreachable"),
+            "no route: {}",
+            errors.1
+        );
         assert!(stats.events_of(Event::ArpReply) >= 2, "{stats:?}");
         assert!(stats.events_of(Event::Bridged) >= 12, "{stats:?}");
         assert!(stats.events_of(Event::IcmpEchoReply) >= 3, "{stats:?}");
