@@ -1,3 +1,17 @@
 //! The `xvr` binaries' shared code: the live router that ties the
 //! steering program, AF_XDP sockets and workers together.
 pub mod router;
+
+use std::path::Path;
+use xvr_control::State;
+use xvr_dataplane::Tables;
+
+/// Reads a state file and builds its tables; errors name the file and,
+/// for invalid states, every offending field.
+pub fn load_tables(path: &Path) -> Result<Tables, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let state = State::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    state
+        .build()
+        .map_err(|e| format!("{}:\n{e}", path.display()))
+}

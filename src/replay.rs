@@ -5,7 +5,6 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use xvr_control::State;
 use xvr_dataplane::frame::{FRAME_SIZE, HEADROOM};
 use xvr_dataplane::io::memory::MemoryIo;
 use xvr_dataplane::table::PortId;
@@ -31,12 +30,7 @@ struct Summary {
 }
 
 pub fn run(args: &Args) -> Result<(), String> {
-    let text = std::fs::read_to_string(&args.config)
-        .map_err(|e| format!("{}: {e}", args.config.display()))?;
-    let state = State::from_json(&text).map_err(|e| format!("{}: {e}", args.config.display()))?;
-    let tables = state
-        .build()
-        .map_err(|e| format!("{}:\n{e}", args.config.display()))?;
+    let tables = xvr::load_tables(&args.config)?;
     let mut summary = Summary::default();
     let mut frames: Vec<(Duration, PortId, Vec<u8>)> = Vec::new();
     for (name, path) in &args.inputs {

@@ -6,7 +6,6 @@ use clap::{Parser, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use xvr::router::Router;
-use xvr_control::State;
 use xvr_ebpf::AttachMode;
 
 #[derive(Parser)]
@@ -39,12 +38,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    let text = std::fs::read_to_string(&args.config)
-        .map_err(|e| format!("{}: {e}", args.config.display()))?;
-    let state = State::from_json(&text).map_err(|e| format!("{}: {e}", args.config.display()))?;
-    let tables = state
-        .build()
-        .map_err(|e| format!("{}:\n{e}", args.config.display()))?;
+    let tables = xvr::load_tables(&args.config)?;
     let signals = block_termination_signals();
     let mode = match args.xdp_mode {
         Mode::Native => AttachMode::Native,
