@@ -73,23 +73,12 @@ pub(crate) fn echo_reply(frame: &mut Frame<'_>, checked: &CheckedIpv4, stats: &m
     let (src, dst) = (u32_at(ip, 12), u32_at(ip, 16));
     ip[12..16].copy_from_slice(&dst.to_be_bytes());
     ip[16..20].copy_from_slice(&src.to_be_bytes());
-    let old = u16::from_be_bytes([ip[8], ip[9]]);
-    ip[8] = OWN_TTL;
-    let sum = checksum::update_u16(
-        u16::from_be_bytes([ip[10], ip[11]]),
-        old,
-        u16::from_be_bytes([ip[8], ip[9]]),
-    );
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    // TTL and protocol share the word at 8; the header checksum is at 10.
+    checksum::rewrite_word(ip, 8, u16::from_be_bytes([OWN_TTL, ip[9]]), 10);
     let icmp = &mut ip[checked.header_len..];
-    let old = u16::from_be_bytes([icmp[0], icmp[1]]);
-    icmp[0] = Icmpv4Message::EchoReply.into();
-    let sum = checksum::update_u16(
-        u16::from_be_bytes([icmp[2], icmp[3]]),
-        old,
-        u16::from_be_bytes([icmp[0], icmp[1]]),
-    );
-    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    // Type and code share the word at 0; the ICMP checksum is at 2.
+    let reply = u16::from_be_bytes([Icmpv4Message::EchoReply.into(), icmp[1]]);
+    checksum::rewrite_word(icmp, 0, reply, 2);
     stats.event(Event::IcmpEchoReply);
     frame.meta.bounce();
 }

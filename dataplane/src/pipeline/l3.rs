@@ -98,9 +98,6 @@ fn forward(frame: &mut Frame<'_>, src_mac: EthernetAddress, dst_mac: EthernetAdd
     eth.set_src_addr(src_mac);
     eth.set_dst_addr(dst_mac);
     let ip = &mut data[ETH_HEADER_LEN..];
-    let old = u16::from_be_bytes([ip[8], ip[9]]);
-    ip[8] -= 1;
-    let new = u16::from_be_bytes([ip[8], ip[9]]);
-    let sum = checksum::update_u16(u16::from_be_bytes([ip[10], ip[11]]), old, new);
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    // TTL and protocol share the word at 8; the header checksum is at 10.
+    checksum::rewrite_word(ip, 8, u16::from_be_bytes([ip[8] - 1, ip[9]]), 10);
 }

@@ -22,6 +22,17 @@ pub fn update_u32(checksum: u16, old: u32, new: u32) -> u16 {
     !fold(sum)
 }
 
+/// Rewrites the 16-bit big-endian word at `at` of `header` to `new` and
+/// updates the checksum stored at `checksum_at` to match (RFC 1624). The
+/// router uses it for single-field edits: a TTL, an ICMP type.
+#[inline]
+pub fn rewrite_word(header: &mut [u8], at: usize, new: u16, checksum_at: usize) {
+    let old = u16::from_be_bytes([header[at], header[at + 1]]);
+    header[at..at + 2].copy_from_slice(&new.to_be_bytes());
+    let sum = u16::from_be_bytes([header[checksum_at], header[checksum_at + 1]]);
+    header[checksum_at..checksum_at + 2].copy_from_slice(&update_u16(sum, old, new).to_be_bytes());
+}
+
 /// UDP over IPv4 carries 0 for "no checksum" and sends a computed 0 as 0xffff
 /// (RFC 768), so an update must keep 0 as 0 and never produce 0.
 #[inline]
