@@ -4,23 +4,14 @@
 //! pipeline. The VMs' own kernels are the independent checkers: ARP
 //! resolution (answered by xvr), ping between the VMs (bridged through
 //! xvr) and ping to the gateway (answered by xvr).
+mod common;
+
+use common::{two_vms, TWO_VMS};
 use xvr::router::Router;
 use xvr_control::State;
 use xvr_dataplane::Event;
 use xvr_ebpf::{AttachMode, Decision};
 use xvr_testkit::netns::{privileged, Rig};
-
-const STATE: &str = r#"{
-  "tenants": [{ "name": "t", "vni": 100 }],
-  "ports": [
-    { "role": "vm", "name": "a1", "mac": "02:aa:00:00:00:01", "tenant": "t", "gateway": "10.0.0.1/24" },
-    { "role": "vm", "name": "a2", "mac": "02:aa:00:00:00:02", "tenant": "t", "gateway": "10.0.0.1/24" }
-  ],
-  "neighbors": [
-    { "tenant": "t", "ip": "10.0.0.10", "mac": "02:0a:00:00:00:10", "port": "a1" },
-    { "tenant": "t", "ip": "10.0.0.11", "mac": "02:0a:00:00:00:11", "port": "a2" }
-  ]
-}"#;
 
 /// Bytes sent over TCP; more than fit in the socket buffers, so the
 /// transfer only completes if segments and ACKs cross xvr intact.
@@ -72,21 +63,9 @@ fn vms_ping_each_other_and_the_gateway_through_xvr() {
     if !privileged("the live data path over veth") {
         return;
     }
-    let tables = State::from_json(STATE).unwrap().build().unwrap();
+    let tables = State::from_json(TWO_VMS).unwrap().build().unwrap();
     let mut rig = Rig::new("eastwest");
-    let host = rig.namespace();
-    let vm1 = rig.namespace();
-    let vm2 = rig.namespace();
-    rig.veth(&host, "a1", None, &vm1, "eth0", Some("10.0.0.10/24"));
-    rig.veth(&host, "a2", None, &vm2, "eth0", Some("10.0.0.11/24"));
-    rig.exec(
-        &vm1,
-        &["ip", "link", "set", "eth0", "address", "02:0a:00:00:00:10"],
-    );
-    rig.exec(
-        &vm2,
-        &["ip", "link", "set", "eth0", "address", "02:0a:00:00:00:11"],
-    );
+    let (host, vm1, vm2) = two_vms(&mut rig);
     rig.exec(&vm1, &["ip", "route", "add", "default", "via", "10.0.0.1"]);
 
     rig.inside(&host, || {

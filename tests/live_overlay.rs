@@ -28,14 +28,10 @@ fn vm_behind_xvr_and_vm_behind_kernel_vxlan_ping_each_other() {
     let tables = State::from_json(STATE).unwrap().build().unwrap();
     let mut rig = Rig::new("overlay");
     let host = rig.namespace();
-    let vm1 = rig.namespace();
+    let vm1 = rig.vm(&host, "a1", "10.0.0.10/24", "02:0a:00:00:00:10");
     let kernel = rig.namespace();
-    let vm2 = rig.namespace();
-    rig.veth(&host, "a1", None, &vm1, "eth0", Some("10.0.0.10/24"));
-    rig.exec(
-        &vm1,
-        &["ip", "link", "set", "eth0", "address", "02:0a:00:00:00:10"],
-    );
+    // vm2 hangs off the kernel VTEP host, bridged to its vxlan device below.
+    let vm2 = rig.vm(&kernel, "b1", "10.0.0.20/24", "02:0a:00:00:00:20");
     rig.veth(
         &host,
         "up0",
@@ -76,11 +72,6 @@ fn vm_behind_xvr_and_vm_behind_kernel_vxlan_ping_each_other() {
     ]);
     k(&["ip", "link", "add", "br0", "type", "bridge"]);
     k(&["ip", "link", "set", "vxlan100", "master", "br0"]);
-    rig.veth(&kernel, "b1", None, &vm2, "eth0", Some("10.0.0.20/24"));
-    rig.exec(
-        &vm2,
-        &["ip", "link", "set", "eth0", "address", "02:0a:00:00:00:20"],
-    );
     k(&["ip", "link", "set", "b1", "master", "br0"]);
     for dev in ["vxlan100", "br0"] {
         k(&["ip", "link", "set", dev, "up"]);

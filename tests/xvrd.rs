@@ -4,21 +4,9 @@
 //! links with its file descriptors).
 mod common;
 
-use common::{attached, start_xvrd, stop_xvrd, XVRD};
+use common::{start_xvrd, stop_xvrd, two_vms, TWO_VMS, XVRD};
 use std::process::Command;
 use xvr_testkit::netns::{privileged, Rig};
-
-const STATE: &str = r#"{
-  "tenants": [{ "name": "t", "vni": 100 }],
-  "ports": [
-    { "role": "vm", "name": "a1", "mac": "02:aa:00:00:00:01", "tenant": "t", "gateway": "10.0.0.1/24" },
-    { "role": "vm", "name": "a2", "mac": "02:aa:00:00:00:02", "tenant": "t", "gateway": "10.0.0.1/24" }
-  ],
-  "neighbors": [
-    { "tenant": "t", "ip": "10.0.0.10", "mac": "02:0a:00:00:00:10", "port": "a1" },
-    { "tenant": "t", "ip": "10.0.0.11", "mac": "02:0a:00:00:00:11", "port": "a2" }
-  ]
-}"#;
 
 #[test]
 fn forwards_stops_cleanly_and_restarts_after_sigkill() {
@@ -27,21 +15,9 @@ fn forwards_stops_cleanly_and_restarts_after_sigkill() {
     }
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("state.json");
-    std::fs::write(&config, STATE).unwrap();
+    std::fs::write(&config, TWO_VMS).unwrap();
     let mut rig = Rig::new("xvrd");
-    let host = rig.namespace();
-    let vm1 = rig.namespace();
-    let vm2 = rig.namespace();
-    rig.veth(&host, "a1", None, &vm1, "eth0", Some("10.0.0.10/24"));
-    rig.veth(&host, "a2", None, &vm2, "eth0", Some("10.0.0.11/24"));
-    rig.exec(
-        &vm1,
-        &["ip", "link", "set", "eth0", "address", "02:0a:00:00:00:10"],
-    );
-    rig.exec(
-        &vm2,
-        &["ip", "link", "set", "eth0", "address", "02:0a:00:00:00:11"],
-    );
+    let (host, vm1, _vm2) = two_vms(&mut rig);
     let ping = || {
         rig.try_exec(
             &vm1,
@@ -55,7 +31,7 @@ fn forwards_stops_cleanly_and_restarts_after_sigkill() {
     daemon.stop_with(libc::SIGKILL);
     // aya attaches through BPF links, which die with the killed process.
     assert!(
-        !attached(&rig, &host, "a1"),
+        !rig.xdp_attached(&host, "a1"),
         "XDP left attached after SIGKILL"
     );
 
@@ -63,7 +39,7 @@ fn forwards_stops_cleanly_and_restarts_after_sigkill() {
     assert!(ping(), "ping through the restarted xvrd");
     stop_xvrd(daemon);
     assert!(
-        !attached(&rig, &host, "a1") && !attached(&rig, &host, "a2"),
+        !rig.xdp_attached(&host, "a1") && !rig.xdp_attached(&host, "a2"),
         "XDP left attached"
     );
 }
@@ -72,7 +48,7 @@ fn forwards_stops_cleanly_and_restarts_after_sigkill() {
 fn bad_config_is_refused_with_the_field_named() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("state.json");
-    std::fs::write(&config, STATE.replace("\"vni\": 100", "\"vni\": 0")).unwrap();
+    std::fs::write(&config, TWO_VMS.replace("\"vni\": 100", "\"vni\": 0")).unwrap();
     let out = Command::new(XVRD)
         .arg("--config")
         .arg(&config)

@@ -86,26 +86,11 @@ fn tenants_with_the_same_addresses_reach_their_own_vms_across_hosts_only() {
         let last = if i == 0 { 10 } else { 20 };
         let mut pair = Vec::new();
         for (port, mac_prefix) in [("red0", "02:0a"), ("blue0", "02:0b")] {
-            let vm = rig.namespace();
-            rig.veth(
-                host,
-                port,
-                None,
-                &vm,
-                "eth0",
-                Some(&format!("10.0.0.{last}/24")),
+            let (addr, mac) = (
+                format!("10.0.0.{last}/24"),
+                format!("{mac_prefix}:00:00:00:{last}"),
             );
-            rig.exec(
-                &vm,
-                &[
-                    "ip",
-                    "link",
-                    "set",
-                    "eth0",
-                    "address",
-                    &format!("{mac_prefix}:00:00:00:{last}"),
-                ],
-            );
+            let vm = rig.vm(host, port, &addr, &mac);
             pair.push(vm);
         }
         vms.push(pair);

@@ -16,11 +16,6 @@ fn count(steering: &Steering, decision: Decision) -> u64 {
         .1
 }
 
-fn xdp_attached(rig: &Rig, ns: &str, dev: &str) -> bool {
-    let out = rig.exec(ns, &["ip", "-d", "link", "show", "dev", dev]);
-    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
-}
-
 #[test]
 fn attached_program_passes_host_traffic_and_detaches_on_drop() {
     if !privileged("attaching XDP in a network namespace") {
@@ -44,7 +39,7 @@ fn attached_program_passes_host_traffic_and_detaches_on_drop() {
             .add_local_vtep(Ipv4Addr::new(198, 18, 0, 1))
             .unwrap();
         steering.attach("up0", AttachMode::Native).unwrap();
-        assert!(xdp_attached(&rig, &host, "up0"));
+        assert!(rig.xdp_attached(&host, "up0"));
 
         rig.exec(
             &peer,
@@ -76,7 +71,7 @@ fn attached_program_passes_host_traffic_and_detaches_on_drop() {
 
         drop(steering);
         assert!(
-            !xdp_attached(&rig, &host, "up0"),
+            !rig.xdp_attached(&host, "up0"),
             "the program stays attached after drop"
         );
     });

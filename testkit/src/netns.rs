@@ -90,6 +90,21 @@ impl Rig {
         }
     }
 
+    /// A VM: a new namespace whose `eth0`, with address `addr` (CIDR) and
+    /// MAC `mac`, is the peer of `host_dev` in namespace `host`.
+    pub fn vm(&mut self, host: &str, host_dev: &str, addr: &str, mac: &str) -> String {
+        let vm = self.namespace();
+        self.veth(host, host_dev, None, &vm, "eth0", Some(addr));
+        self.exec(&vm, &["ip", "link", "set", "eth0", "address", mac]);
+        vm
+    }
+
+    /// Whether `dev` in `ns` carries an XDP program.
+    pub fn xdp_attached(&self, ns: &str, dev: &str) -> bool {
+        let out = self.exec(ns, &["ip", "-d", "link", "show", "dev", dev]);
+        String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+    }
+
     /// Runs `f` on a thread that has entered namespace `ns`, so sockets
     /// and netlink calls it makes (XDP attach, AF_XDP) act inside it.
     pub fn inside<T: Send>(&self, ns: &str, f: impl FnOnce() -> T + Send) -> T {

@@ -34,10 +34,26 @@ use xvr_testkit::netns::Rig;
 
 pub const XVRD: &str = env!("CARGO_BIN_EXE_xvrd");
 
-/// Whether `dev` in `ns` carries an XDP program.
-pub fn attached(rig: &Rig, ns: &str, dev: &str) -> bool {
-    let out = rig.exec(ns, &["ip", "-d", "link", "show", "dev", dev]);
-    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+/// One tenant with two VMs on this host: 10.0.0.10 behind port `a1`
+/// and 10.0.0.11 behind port `a2`.
+pub const TWO_VMS: &str = r#"{
+  "tenants": [{ "name": "t", "vni": 100 }],
+  "ports": [
+    { "role": "vm", "name": "a1", "mac": "02:aa:00:00:00:01", "tenant": "t", "gateway": "10.0.0.1/24" },
+    { "role": "vm", "name": "a2", "mac": "02:aa:00:00:00:02", "tenant": "t", "gateway": "10.0.0.1/24" }
+  ],
+  "neighbors": [
+    { "tenant": "t", "ip": "10.0.0.10", "mac": "02:0a:00:00:00:10", "port": "a1" },
+    { "tenant": "t", "ip": "10.0.0.11", "mac": "02:0a:00:00:00:11", "port": "a2" }
+  ]
+}"#;
+
+/// The namespaces of `TWO_VMS`: (host, vm1, vm2).
+pub fn two_vms(rig: &mut Rig) -> (String, String, String) {
+    let host = rig.namespace();
+    let vm1 = rig.vm(&host, "a1", "10.0.0.10/24", "02:0a:00:00:00:10");
+    let vm2 = rig.vm(&host, "a2", "10.0.0.11/24", "02:0a:00:00:00:11");
+    (host, vm1, vm2)
 }
 
 /// Starts xvrd in `ns` with `config` and waits until every device in
@@ -53,7 +69,7 @@ pub fn start_xvrd(rig: &Rig, ns: &str, config: &Path, ports: &[&str]) -> Daemon 
         .unwrap();
     let daemon = Daemon(Some(child));
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !ports.iter().all(|dev| attached(rig, ns, dev)) {
+    while !ports.iter().all(|dev| rig.xdp_attached(ns, dev)) {
         assert!(
             Instant::now() < deadline,
             "xvrd did not attach to {ports:?}"
