@@ -1,22 +1,54 @@
 //! The live router on one host: the steering program attached to every
-//! configured port, an AF_XDP socket per port sharing one UMEM, and a
-//! poll-mode worker running the pipeline over them. (One worker and queue
-//! 0 for now; xvrd will add threads, cores and queues.)
+//! configured port, and poll-mode workers, each with its own UMEM and one
+//! AF_XDP socket per (port, queue) it owns. With N workers, worker w owns
+//! queues w, w+N, w+2N... of every port, so each port needs at least N
+//! receive queues (`ethtool -L DEV rx N tx N`, or `combined N`).
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
 use xvr_dataplane::io::xsk::{Socket, Umem};
+use xvr_dataplane::io::xsk_ports::XskPorts;
 use xvr_dataplane::table::PortRole;
-use xvr_dataplane::worker::Worker;
+use xvr_dataplane::worker::{Idle, Worker, WorkerCounters};
 use xvr_dataplane::{Stats, Tables};
 use xvr_ebpf::{AttachMode, Steering};
 
 /// UMEM chunks per worker.
 const UMEM_FRAMES: u32 = 4096;
 
+/// How the router runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub mode: AttachMode,
+    pub workers: usize,
+    /// Core for each worker, in order; empty: not pinned.
+    pub cores: Vec<usize>,
+    pub idle: Idle,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            mode: AttachMode::Native,
+            workers: 1,
+            cores: Vec::new(),
+            idle: Idle::Sleep,
+        }
+    }
+}
+
+/// What one worker did, read when it stopped.
+#[derive(Debug, Clone)]
+pub struct WorkerReport {
+    pub core: Option<usize>,
+    pub counters: WorkerCounters,
+    pub stats: Stats,
+}
+
 pub struct Router {
-    // The worker (its sockets) goes before the program is detached.
-    worker: Worker,
+    // Workers (their sockets) go before the program is detached.
+    workers: Vec<Worker<XskPorts>>,
     steering: Steering,
+    options: Options,
 }
 
 /// Index of interface `name` in the current network namespace.
@@ -32,51 +64,217 @@ pub fn ifindex(name: &str) -> Result<u32, String> {
     }
 }
 
+/// `struct ethtool_channels` of <linux/ethtool.h>.
+#[repr(C)]
+#[derive(Default)]
+struct EthtoolChannels {
+    cmd: u32,
+    max_rx: u32,
+    max_tx: u32,
+    max_other: u32,
+    max_combined: u32,
+    rx_count: u32,
+    tx_count: u32,
+    other_count: u32,
+    combined_count: u32,
+}
+
+const ETHTOOL_GCHANNELS: u32 = 0x3c;
+const SIOCETHTOOL: libc::c_ulong = 0x8946;
+
+/// Receive queues of interface `name` (rx + combined channels, as
+/// `ethtool -l` shows them); 1 when the driver does not report channels.
+pub fn rx_queues(name: &str) -> Result<u32, String> {
+    let mut channels = EthtoolChannels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..Default::default()
+    };
+    // SAFETY: a zeroed ifreq with the name copied in (checked to fit),
+    // pointing at `channels`, which outlives the ioctl.
+    let rc = unsafe {
+        let mut req: libc::ifreq = std::mem::zeroed();
+        if name.len() >= req.ifr_name.len() {
+            return Err(format!("interface name {name:?} is too long"));
+        }
+        for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
+            *dst = src as libc::c_char;
+        }
+        req.ifr_ifru.ifru_data = (&mut channels as *mut EthtoolChannels).cast();
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(format!("socket: {}", std::io::Error::last_os_error()));
+        }
+        let rc = libc::ioctl(fd, SIOCETHTOOL, &mut req);
+        libc::close(fd);
+        rc
+    };
+    if rc < 0 {
+        let error = std::io::Error::last_os_error();
+        return match error.raw_os_error() {
+            Some(libc::EOPNOTSUPP) => Ok(1),
+            _ => Err(format!("interface {name}: reading its queues: {error}")),
+        };
+    }
+    Ok((channels.rx_count + channels.combined_count).max(1))
+}
+
 impl Router {
     /// Attaches to every port of `tables` (interfaces of the same names in
-    /// the calling thread's network namespace) and binds their sockets.
-    /// On error, whatever was attached is detached again.
-    pub fn start(tables: &Tables, mode: AttachMode) -> Result<Router, String> {
+    /// the calling thread's network namespace) and binds the workers'
+    /// sockets. On error, whatever was attached is detached again.
+    pub fn start(tables: &Tables, options: &Options) -> Result<Router, String> {
+        let workers = options.workers;
+        if workers == 0 {
+            return Err("workers: at least 1".into());
+        }
+        if !options.cores.is_empty() && options.cores.len() != workers {
+            return Err(format!(
+                "cores: {} listed for {workers} workers",
+                options.cores.len()
+            ));
+        }
+        for &core in &options.cores {
+            check_core(core)?;
+        }
         let mut steering = Steering::load().map_err(|e| e.to_string())?;
-        let mut umem = Umem::new(UMEM_FRAMES).map_err(|e| e.to_string())?;
-        let mut sockets = Vec::new();
+        let mut ports = Vec::new();
         for (id, port) in tables.ports().iter().enumerate() {
             let index = ifindex(&port.name)?;
+            let queues = rx_queues(&port.name)?;
+            if (queues as usize) < workers {
+                return Err(format!(
+                    "interface {}: {queues} receive queue(s) for {workers} workers; \
+                     give it one per worker (ethtool -L {} rx {workers} tx {workers}, \
+                     or combined {workers})",
+                    port.name, port.name
+                ));
+            }
             match port.role {
                 PortRole::Uplink { ip, .. } => steering.add_local_vtep(ip),
                 PortRole::Vm { .. } => steering.add_vm_port(index),
             }
             .map_err(|e| e.to_string())?;
-            steering
-                .attach(&port.name, mode)
-                .map_err(|e| e.to_string())?;
-            let socket = Socket::bind(&mut umem, &port.name, 0).map_err(|e| e.to_string())?;
-            steering
-                .set_socket(index, 0, socket.fd())
-                .map_err(|e| e.to_string())?;
-            sockets.push((id as u16, socket));
+            steering.attach(&port.name, options.mode).map_err(|e| {
+                let hint = match options.mode {
+                    AttachMode::Native => {
+                        "; if its driver has no native XDP, use --xdp-mode generic"
+                    }
+                    AttachMode::Generic => "",
+                };
+                format!("{e}{hint}")
+            })?;
+            ports.push((id as u16, index, queues));
         }
-        let worker = Worker::new(umem, sockets, tables.ports().len());
-        Ok(Router { worker, steering })
+        let mut all = Vec::new();
+        for w in 0..workers {
+            let mut umem = Umem::new(UMEM_FRAMES).map_err(|e| e.to_string())?;
+            let mut sockets = Vec::new();
+            for (&(id, index, queues), port) in ports.iter().zip(tables.ports()) {
+                for queue in (w as u32..queues).step_by(workers) {
+                    let socket =
+                        Socket::bind(&mut umem, &port.name, queue).map_err(|e| e.to_string())?;
+                    steering
+                        .set_socket(index, queue, socket.fd())
+                        .map_err(|e| e.to_string())?;
+                    sockets.push((id, socket));
+                }
+            }
+            let io = XskPorts::new(umem, sockets, tables.ports().len());
+            all.push(Worker::new(io));
+        }
+        Ok(Router {
+            workers: all,
+            steering,
+            options: options.clone(),
+        })
     }
 
-    /// Forwards on a worker thread while `f` runs; returns what `f`
-    /// returned and the pipeline's counters.
-    pub fn run_while<T>(&mut self, tables: &Tables, f: impl FnOnce() -> T) -> (T, Stats) {
+    /// Forwards on the worker threads while `f` runs; returns what `f`
+    /// returned and each worker's report.
+    pub fn run_while<T>(
+        &mut self,
+        tables: &Tables,
+        f: impl FnOnce() -> T,
+    ) -> Result<(T, Vec<WorkerReport>), String> {
         let stop = AtomicBool::new(false);
-        let worker = &mut self.worker;
+        let idle = self.options.idle;
+        let cores = &self.options.cores;
         std::thread::scope(|s| {
-            let handle = s.spawn(|| {
-                worker.run(tables, &stop);
-                worker.pipeline.stats.clone()
-            });
+            let mut handles = Vec::new();
+            for (w, worker) in self.workers.iter_mut().enumerate() {
+                let core = cores.get(w).copied();
+                let stop = &stop;
+                let handle = std::thread::Builder::new()
+                    .name(format!("xvr-worker-{w}"))
+                    .spawn_scoped(s, move || {
+                        if let Some(core) = core {
+                            pin_to(core);
+                        }
+                        worker.run(tables, idle, stop);
+                        WorkerReport {
+                            core,
+                            counters: worker.counters.clone(),
+                            stats: worker.pipeline.stats.clone(),
+                        }
+                    })
+                    .map_err(|e| format!("starting worker {w}: {e}"));
+                match handle {
+                    Ok(handle) => handles.push(handle),
+                    Err(e) => {
+                        // The scope joins the workers already started.
+                        stop.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
+            }
             let result = f();
             stop.store(true, Ordering::Relaxed);
-            (result, handle.join().expect("worker thread"))
+            let reports = handles
+                .into_iter()
+                .map(|h| h.join().expect("worker thread"))
+                .collect();
+            Ok((result, reports))
         })
     }
 
     pub fn steering(&self) -> &Steering {
         &self.steering
+    }
+}
+
+/// The pipeline counters of all workers, summed.
+pub fn total_stats(reports: &[WorkerReport]) -> Stats {
+    let mut total = Stats::default();
+    for r in reports {
+        total.add(&r.stats);
+    }
+    total
+}
+
+/// Whether this process may run on `core` (it exists and is in our
+/// affinity mask).
+fn check_core(core: usize) -> Result<(), String> {
+    // SAFETY: reads our own affinity mask into a zeroed set.
+    let allowed = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0
+            && core < libc::CPU_SETSIZE as usize
+            && libc::CPU_ISSET(core, &set)
+    };
+    match allowed {
+        true => Ok(()),
+        false => Err(format!(
+            "cores: core {core} does not exist or is not allowed"
+        )),
+    }
+}
+
+/// Pins the calling thread to `core` (checked by `check_core`).
+fn pin_to(core: usize) {
+    // SAFETY: sets the calling thread's affinity to one core.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
     }
 }

@@ -7,10 +7,10 @@
 mod common;
 
 use common::{two_vms, TWO_VMS};
-use xvr::router::Router;
+use xvr::router::{total_stats, Options, Router};
 use xvr_control::State;
 use xvr_dataplane::Event;
-use xvr_ebpf::{AttachMode, Decision};
+use xvr_ebpf::Decision;
 use xvr_testkit::netns::{privileged, Rig};
 
 /// Bytes sent over TCP; more than fit in the socket buffers, so the
@@ -69,31 +69,34 @@ fn vms_ping_each_other_and_the_gateway_through_xvr() {
     rig.exec(&vm1, &["ip", "route", "add", "default", "via", "10.0.0.1"]);
 
     rig.inside(&host, || {
-        let mut router = Router::start(&tables, AttachMode::Native).unwrap();
-        let ((pings, tcp, errors), stats) = router.run_while(&tables, || {
-            let ping = |ns: &str, to: &str| {
-                rig.try_exec(ns, &["ping", "-c", "3", "-i", "0.2", "-W", "2", to])
-            };
-            let pings = (
-                ping(&vm1, "10.0.0.11"),
-                ping(&vm2, "10.0.0.10"),
-                ping(&vm1, "10.0.0.1"),
-            );
-            // Routed through the gateway: TTL 1 and an unrouted network
-            // get ICMP errors from xvr, as the VM's ping reports them.
-            let probe = |args: &[&str]| {
-                let mut full = vec!["ping", "-c", "1", "-W", "2"];
-                full.extend_from_slice(args);
-                let out = std::process::Command::new("ip")
-                    .args(["netns", "exec", vm1.as_str()])
-                    .args(&full)
-                    .output()
-                    .unwrap();
-                String::from_utf8_lossy(&out.stdout).to_string()
-            };
-            let errors = (probe(&["-t", "1", "10.0.5.1"]), probe(&["10.0.5.1"]));
-            (pings, tcp_transfer(&rig, &vm2, &vm1, "10.0.0.11"), errors)
-        });
+        let mut router = Router::start(&tables, &Options::default()).unwrap();
+        let ((pings, tcp, errors), reports) = router
+            .run_while(&tables, || {
+                let ping = |ns: &str, to: &str| {
+                    rig.try_exec(ns, &["ping", "-c", "3", "-i", "0.2", "-W", "2", to])
+                };
+                let pings = (
+                    ping(&vm1, "10.0.0.11"),
+                    ping(&vm2, "10.0.0.10"),
+                    ping(&vm1, "10.0.0.1"),
+                );
+                // Routed through the gateway: TTL 1 and an unrouted network
+                // get ICMP errors from xvr, as the VM's ping reports them.
+                let probe = |args: &[&str]| {
+                    let mut full = vec!["ping", "-c", "1", "-W", "2"];
+                    full.extend_from_slice(args);
+                    let out = std::process::Command::new("ip")
+                        .args(["netns", "exec", vm1.as_str()])
+                        .args(&full)
+                        .output()
+                        .unwrap();
+                    String::from_utf8_lossy(&out.stdout).to_string()
+                };
+                let errors = (probe(&["-t", "1", "10.0.5.1"]), probe(&["10.0.5.1"]));
+                (pings, tcp_transfer(&rig, &vm2, &vm1, "10.0.0.11"), errors)
+            })
+            .unwrap();
+        let stats = total_stats(&reports);
         let what = "pings vm1->vm2, vm2->vm1, vm1->gateway";
         assert_eq!(pings, (true, true, true), "{what}; {stats:?}");
         assert_eq!(tcp, Ok(TCP_BYTES), "TCP vm1->vm2, offload on; {stats:?}");

@@ -1,8 +1,7 @@
 //! Starting the router on a host that lacks a configured interface fails
 //! with a message naming it, and leaves nothing attached.
-use xvr::router::Router;
+use xvr::router::{Options, Router};
 use xvr_control::State;
-use xvr_ebpf::AttachMode;
 use xvr_testkit::netns::{privileged, Rig};
 
 const STATE: &str = r#"{
@@ -23,7 +22,7 @@ fn a_missing_interface_is_named_and_nothing_stays_attached() {
     let host = rig.namespace();
     let vm = rig.namespace();
     rig.veth(&host, "a1", None, &vm, "eth0", None);
-    let error = rig.inside(&host, || Router::start(&tables, AttachMode::Native).err());
+    let error = rig.inside(&host, || Router::start(&tables, &Options::default()).err());
     let error = error.expect("a2 does not exist");
     assert!(error.contains("a2"), "{error}");
     let link = rig.exec(&host, &["ip", "-d", "link", "show", "dev", "a1"]);

@@ -3,10 +3,9 @@
 //! bridged to its VM) ping each other across a veth underlay. The kernel
 //! decapsulates what xvr encapsulates and the other way round, and answers
 //! its ARP through the overlay; tcpdump on the kernel side sees the VNI.
-use xvr::router::Router;
+use xvr::router::{total_stats, Options, Router};
 use xvr_control::State;
 use xvr_dataplane::Event;
-use xvr_ebpf::AttachMode;
 use xvr_testkit::netns::{privileged, Rig};
 
 const STATE: &str = r#"{
@@ -78,38 +77,41 @@ fn vm_behind_xvr_and_vm_behind_kernel_vxlan_ping_each_other() {
     }
 
     rig.inside(&host, || {
-        let mut router = Router::start(&tables, AttachMode::Native).unwrap();
-        let ((pings, dump), stats) = router.run_while(&tables, || {
-            let capture = std::process::Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &kernel,
-                    "tcpdump",
-                    "-n",
-                    "-i",
-                    "eth0",
-                    "-c",
-                    "4",
-                    "-v",
-                    "udp port 4789",
-                ])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
-            std::thread::sleep(std::time::Duration::from_millis(500));
-            let ping = |ns: &str, to: &str| {
-                rig.try_exec(ns, &["ping", "-c", "3", "-i", "0.2", "-W", "2", to])
-            };
-            let pings = (
-                ping(&vm1, "10.0.0.20"),
-                ping(&vm2, "10.0.0.10"),
-                ping(&kernel, "198.18.0.1"),
-            );
-            let dump = capture.wait_with_output().unwrap();
-            (pings, String::from_utf8_lossy(&dump.stdout).to_string())
-        });
+        let mut router = Router::start(&tables, &Options::default()).unwrap();
+        let ((pings, dump), reports) = router
+            .run_while(&tables, || {
+                let capture = std::process::Command::new("ip")
+                    .args([
+                        "netns",
+                        "exec",
+                        &kernel,
+                        "tcpdump",
+                        "-n",
+                        "-i",
+                        "eth0",
+                        "-c",
+                        "4",
+                        "-v",
+                        "udp port 4789",
+                    ])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                let ping = |ns: &str, to: &str| {
+                    rig.try_exec(ns, &["ping", "-c", "3", "-i", "0.2", "-W", "2", to])
+                };
+                let pings = (
+                    ping(&vm1, "10.0.0.20"),
+                    ping(&vm2, "10.0.0.10"),
+                    ping(&kernel, "198.18.0.1"),
+                );
+                let dump = capture.wait_with_output().unwrap();
+                (pings, String::from_utf8_lossy(&dump.stdout).to_string())
+            })
+            .unwrap();
+        let stats = total_stats(&reports);
         let what = "pings vm1->vm2, vm2->vm1, kernel->host underlay";
         assert_eq!(pings, (true, true, true), "{what}; {stats:?}");
         assert!(

@@ -4,7 +4,7 @@
 //! links with its file descriptors).
 mod common;
 
-use common::{start_xvrd, stop_xvrd, two_vms, TWO_VMS, XVRD};
+use common::{start_xvrd, start_xvrd_with, stop_xvrd, two_vms, TWO_VMS, XVRD};
 use std::process::Command;
 use xvr_testkit::netns::{privileged, Rig};
 
@@ -57,4 +57,130 @@ fn bad_config_is_refused_with_the_field_named() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("tenants[0].vni: 0 is outside"), "{stderr}");
+}
+
+/// The `rx N` count xvrd's exit report gives worker `w`.
+fn worker_rx(log: &str, w: usize) -> u64 {
+    let line = log
+        .lines()
+        .find(|l| l.starts_with(&format!("xvrd: worker {w} ")))
+        .unwrap_or_else(|| panic!("no report of worker {w} in:\n{log}"));
+    let rx = line.split(" rx ").nth(1).expect("rx field");
+    rx.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn two_pinned_workers_each_serve_their_queue() {
+    if !privileged("running xvrd over veth") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("state.json");
+    std::fs::write(&config, TWO_VMS).unwrap();
+    let mut rig = Rig::new("workers");
+    let host = rig.namespace();
+    let vm1 = rig.vm_queues(&host, "a1", "10.0.0.10/24", "02:0a:00:00:00:10", 2);
+    let vm2 = rig.vm_queues(&host, "a2", "10.0.0.11/24", "02:0a:00:00:00:11", 2);
+    // XPS: what a VM sends from core c leaves on its queue c, and veth
+    // delivers it on the host side's receive queue c, worker c's.
+    for vm in [&vm1, &vm2] {
+        let xps = "echo 1 > /sys/class/net/eth0/queues/tx-0/xps_cpus && \
+                   echo 2 > /sys/class/net/eth0/queues/tx-1/xps_cpus";
+        rig.exec(vm, &["sh", "-c", xps]);
+    }
+
+    let daemon = start_xvrd_with(
+        &rig,
+        &host,
+        &config,
+        &["a1", "a2"],
+        &["--workers", "2", "--cores", "0,1"],
+    );
+    for core in ["0", "1"] {
+        let ping = [
+            "taskset",
+            "-c",
+            core,
+            "ping",
+            "-c",
+            "5",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            "10.0.0.11",
+        ];
+        assert!(rig.try_exec(&vm1, &ping), "ping from core {core}");
+    }
+    let log = stop_xvrd(daemon);
+    // Each worker saw at least the five echo requests sent from its core.
+    assert!(worker_rx(&log, 0) >= 5, "{log}");
+    assert!(worker_rx(&log, 1) >= 5, "{log}");
+    assert!(log.contains("worker 1 (core 1)"), "{log}");
+}
+
+#[test]
+fn too_few_queues_for_the_workers_is_refused_and_nothing_stays_attached() {
+    if !privileged("running xvrd over veth") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("state.json");
+    std::fs::write(&config, TWO_VMS).unwrap();
+    let mut rig = Rig::new("queues");
+    let (host, _vm1, _vm2) = two_vms(&mut rig);
+    let out = Command::new("ip")
+        .args(["netns", "exec", &host, XVRD, "--workers", "2", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("interface a1: 1 receive queue(s) for 2 workers"),
+        "{stderr}"
+    );
+    assert!(!rig.xdp_attached(&host, "a1") && !rig.xdp_attached(&host, "a2"));
+}
+
+#[test]
+fn an_interface_without_native_xdp_is_named_and_generic_mode_works() {
+    if !privileged("running xvrd over veth") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("state.json");
+    // A bridge has no XDP in its driver.
+    std::fs::write(&config, TWO_VMS.replace("\"a2\"", "\"d0\"")).unwrap();
+    let mut rig = Rig::new("noxdp");
+    let host = rig.namespace();
+    let _vm1 = rig.vm(&host, "a1", "10.0.0.10/24", "02:0a:00:00:00:10");
+    rig.exec(&host, &["ip", "link", "add", "d0", "type", "bridge"]);
+    rig.exec(&host, &["ip", "link", "set", "d0", "up"]);
+    let xvrd = |args: &[&str]| {
+        Command::new("ip")
+            .args(["netns", "exec", &host, XVRD, "--config"])
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = xvrd(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("d0") && stderr.contains("--xdp-mode generic"),
+        "{stderr}"
+    );
+    assert!(!rig.xdp_attached(&host, "a1"), "XDP left on a1");
+
+    let daemon = start_xvrd_with(
+        &rig,
+        &host,
+        &config,
+        &["a1", "d0"],
+        &["--xdp-mode", "generic"],
+    );
+    stop_xvrd(daemon);
+    assert!(!rig.xdp_attached(&host, "d0"), "XDP left on d0");
 }

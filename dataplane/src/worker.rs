@@ -1,123 +1,79 @@
-//! A poll-mode worker: one thread, its own UMEM shared by all its AF_XDP
-//! sockets, run to completion. Each pass takes up to a batch from every
-//! socket's RX ring, runs it through the pipeline, and moves the frames'
-//! addresses to the TX rings of their output ports; nothing is copied, and
-//! the only syscall is the TX kick the kernel asks for.
-use crate::frame::{Frame, BATCH_SIZE};
-use crate::io::xsk::{Socket, Umem};
-use crate::pipeline::{Pipeline, Verdict};
-use crate::table::{PortId, Tables};
-use arrayvec::ArrayVec;
+//! A poll-mode worker: one thread running the pipeline to completion over
+//! the receive sources of its I/O. Each pass takes up to a batch from every
+//! source and transmits what the pipeline forwards; when a pass finds
+//! nothing, the idle policy decides whether to sleep or spin.
+use crate::io::FrameIo;
+use crate::pipeline::Pipeline;
+use crate::table::Tables;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Frames each socket keeps posted in its fill ring.
-const FILL_TARGET: u32 = 512;
-
-pub struct Worker {
-    // Sockets are declared before the UMEM so they are dropped first.
-    sockets: Vec<(PortId, Socket)>,
-    umem: Umem,
-    /// Port id -> index into `sockets`.
-    socket_of_port: Vec<Option<usize>>,
-    /// Per socket, the descriptors to transmit from this batch.
-    tx: Vec<Vec<(u64, u32)>>,
-    pub pipeline: Pipeline,
+/// What a worker does when a pass finds no frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Idle {
+    /// Sleep in poll() on the sockets, so an idle router does not burn a
+    /// core (need_wakeup tells the kernel to wake us).
+    #[default]
+    Sleep,
+    /// Spin: lowest latency, one core at 100% whatever the load.
+    BusyPoll,
 }
 
-impl Worker {
-    /// A worker serving `sockets` (each bound to a port's interface and
-    /// queue, all sharing `umem`), for a configuration of `port_count` ports.
-    pub fn new(umem: Umem, sockets: Vec<(PortId, Socket)>, port_count: usize) -> Worker {
-        let mut socket_of_port = vec![None; port_count];
-        for (i, (port, _)) in sockets.iter().enumerate() {
-            if let Some(slot) = socket_of_port.get_mut(usize::from(*port)) {
-                *slot = Some(i);
-            }
-        }
-        let tx = sockets
-            .iter()
-            .map(|_| Vec::with_capacity(BATCH_SIZE))
-            .collect();
+/// Longest sleep, so a stop request is noticed.
+const SLEEP_MS: i32 = 10;
+
+/// Per-worker counters beyond the pipeline's.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct WorkerCounters {
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    /// Forwarded frames dropped because the output TX ring was full.
+    pub tx_ring_full: u64,
+    /// Passes that found nothing.
+    pub idle_passes: u64,
+}
+
+pub struct Worker<I: FrameIo> {
+    pub io: I,
+    pub pipeline: Pipeline,
+    pub counters: WorkerCounters,
+}
+
+impl<I: FrameIo> Worker<I> {
+    pub fn new(io: I) -> Worker<I> {
         Worker {
-            sockets,
-            umem,
-            socket_of_port,
-            tx,
+            io,
             pipeline: Pipeline::new(),
+            counters: WorkerCounters::default(),
         }
     }
 
-    /// One pass over every socket; returns the number of frames received.
+    /// One pass over every source; returns the number of frames received.
     pub fn poll(&mut self, tables: &Tables) -> usize {
+        self.io.service();
         let mut received = 0;
-        for (_, socket) in &mut self.sockets {
-            socket.complete(&mut self.umem);
-            socket.refill(&mut self.umem, FILL_TARGET);
+        for source in 0..self.io.sources() {
+            let pipeline = &mut self.pipeline;
+            let done = self
+                .io
+                .exchange(source, |frames| pipeline.run(tables, frames));
+            received += done.received;
+            self.counters.tx_packets += done.transmitted as u64;
+            self.counters.tx_ring_full += done.tx_full as u64;
         }
-        for i in 0..self.sockets.len() {
-            received += self.run_batch(i, tables);
-        }
+        self.counters.rx_packets += received as u64;
         received
     }
 
-    fn run_batch(&mut self, i: usize, tables: &Tables) -> usize {
-        let mut descs = [(0u64, 0u32); BATCH_SIZE];
-        let (port, socket) = &mut self.sockets[i];
-        let n = socket.receive(&mut descs);
-        if n == 0 {
-            return 0;
-        }
-        let mut frames: ArrayVec<Frame<'_>, BATCH_SIZE> = ArrayVec::new();
-        for (addr, len) in &descs[..n] {
-            // SAFETY: each descriptor from the RX ring names a distinct
-            // chunk that the kernel has handed to us.
-            let (chunk, offset) = unsafe { self.umem.chunk(*addr) };
-            frames.push(Frame::new(chunk, offset, *len as usize, *port));
-        }
-        self.pipeline.run(tables, &mut frames);
-        let mut freed: ArrayVec<u64, BATCH_SIZE> = ArrayVec::new();
-        for (frame, (addr, _)) in frames.iter().zip(&descs[..n]) {
-            let out = match frame.meta.verdict {
-                Verdict::Tx(out) => self.socket_of_port.get(usize::from(out)).copied().flatten(),
-                // Frames here were steered to us; the kernel never sees them.
-                Verdict::Drop(_) | Verdict::Kernel | Verdict::Pending => None,
-            };
-            match out {
-                Some(j) => {
-                    self.tx[j].push((Umem::addr_in_chunk(*addr, frame.head()), frame.len() as u32))
-                }
-                None => freed.push(*addr),
+    /// Polls until `stop` is set.
+    pub fn run(&mut self, tables: &Tables, idle: Idle, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            if self.poll(tables) > 0 {
+                continue;
             }
-        }
-        drop(frames);
-        for addr in freed {
-            self.umem.release(addr);
-        }
-        for j in 0..self.sockets.len() {
-            let sent = self.sockets[j].1.transmit(&self.tx[j]);
-            for (addr, _) in self.tx[j].drain(..).skip(sent) {
-                self.umem.release(addr);
-            }
-        }
-        n
-    }
-
-    /// Polls until `stop` is set, sleeping in poll() on the sockets when a
-    /// pass finds nothing, so an idle router does not burn a core.
-    pub fn run(&mut self, tables: &Tables, stop: &std::sync::atomic::AtomicBool) {
-        let mut fds: Vec<libc::pollfd> = self
-            .sockets
-            .iter()
-            .map(|(_, s)| libc::pollfd {
-                fd: s.fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            if self.poll(tables) == 0 {
-                // SAFETY: polling our own socket fds, 10 ms at most so
-                // `stop` is noticed.
-                unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 10) };
+            self.counters.idle_passes += 1;
+            match idle {
+                Idle::Sleep => self.io.wait(SLEEP_MS),
+                Idle::BusyPoll => self.io.wake_fill(),
             }
         }
     }

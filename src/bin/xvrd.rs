@@ -5,7 +5,8 @@
 use clap::{Parser, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use xvr::router::Router;
+use xvr::router::{total_stats, Options, Router};
+use xvr_dataplane::worker::Idle;
 use xvr_ebpf::AttachMode;
 
 #[derive(Parser)]
@@ -18,6 +19,49 @@ struct Args {
     /// for drivers without XDP).
     #[arg(long, value_enum, default_value = "native")]
     xdp_mode: Mode,
+    /// Poll-mode worker threads; every port needs at least this many
+    /// receive queues. Default: one, or one per core of --cores.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Cores to pin the workers to, one each, e.g. `2,3` or `2-5`.
+    #[arg(long, value_parser = parse_cores)]
+    cores: Option<Cores>,
+    /// What an idle worker does: sleep in poll() until frames arrive, or
+    /// busy-poll (lowest latency, burns its core).
+    #[arg(long, value_enum, default_value = "sleep")]
+    idle: IdleArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum IdleArg {
+    Sleep,
+    BusyPoll,
+}
+
+#[derive(Clone)]
+struct Cores(Vec<usize>);
+
+/// `2,3` or `2-5` or a mix: `0,2-3`.
+fn parse_cores(list: &str) -> Result<Cores, String> {
+    let mut cores = Vec::new();
+    for part in list.split(',') {
+        let number = |s: &str| {
+            s.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("{s:?} is not a core number"))
+        };
+        match part.split_once('-') {
+            Some((first, last)) => cores.extend(number(first)?..=number(last)?),
+            None => cores.push(number(part)?),
+        }
+    }
+    let mut sorted = cores.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.len() != cores.len() || cores.is_empty() {
+        return Err("list each core once".into());
+    }
+    Ok(Cores(cores))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -40,14 +84,36 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<(), String> {
     let tables = xvr::load_tables(&args.config)?;
     let signals = block_termination_signals();
-    let mode = match args.xdp_mode {
-        Mode::Native => AttachMode::Native,
-        Mode::Generic => AttachMode::Generic,
+    let cores = args.cores.clone().map(|c| c.0).unwrap_or_default();
+    let options = Options {
+        mode: match args.xdp_mode {
+            Mode::Native => AttachMode::Native,
+            Mode::Generic => AttachMode::Generic,
+        },
+        workers: args.workers.unwrap_or(cores.len().max(1)),
+        cores,
+        idle: match args.idle {
+            IdleArg::Sleep => Idle::Sleep,
+            IdleArg::BusyPoll => Idle::BusyPoll,
+        },
     };
-    let mut router = Router::start(&tables, mode)?;
-    eprintln!("xvrd: forwarding on {} ports", tables.ports().len());
-    let (signal, stats) = router.run_while(&tables, || wait_for(&signals));
+    let mut router = Router::start(&tables, &options)?;
+    eprintln!(
+        "xvrd: forwarding on {} ports with {} workers",
+        tables.ports().len(),
+        options.workers
+    );
+    let (signal, reports) = router.run_while(&tables, || wait_for(&signals))?;
     eprintln!("xvrd: signal {signal}, stopping");
+    for (w, r) in reports.iter().enumerate() {
+        let c = &r.counters;
+        let core = r.core.map_or("any".to_string(), |c| c.to_string());
+        eprintln!(
+            "xvrd: worker {w} (core {core}): rx {} tx {} tx_ring_full {}",
+            c.rx_packets, c.tx_packets, c.tx_ring_full
+        );
+    }
+    let stats = total_stats(&reports);
     for (name, n) in stats.nonzero_events().chain(stats.nonzero_drops()) {
         eprintln!("xvrd:   {name} {n}");
     }

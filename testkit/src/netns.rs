@@ -76,10 +76,45 @@ impl Rig {
         b_dev: &str,
         b_addr: Option<&str>,
     ) {
+        self.veth_queues(a, a_dev, a_addr, b, b_dev, b_addr, 1);
+    }
+
+    /// `veth` with `queues` receive and transmit queues on both ends.
+    #[allow(clippy::too_many_arguments)]
+    pub fn veth_queues(
+        &self,
+        a: &str,
+        a_dev: &str,
+        a_addr: Option<&str>,
+        b: &str,
+        b_dev: &str,
+        b_addr: Option<&str>,
+        queues: u32,
+    ) {
+        let q = queues.to_string();
+        let q = q.as_str();
         self.exec(
             a,
             &[
-                "ip", "link", "add", a_dev, "type", "veth", "peer", "name", b_dev, "netns", b,
+                "ip",
+                "link",
+                "add",
+                a_dev,
+                "numtxqueues",
+                q,
+                "numrxqueues",
+                q,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                b_dev,
+                "numtxqueues",
+                q,
+                "numrxqueues",
+                q,
+                "netns",
+                b,
             ],
         );
         for (ns, dev, addr) in [(a, a_dev, a_addr), (b, b_dev, b_addr)] {
@@ -93,8 +128,20 @@ impl Rig {
     /// A VM: a new namespace whose `eth0`, with address `addr` (CIDR) and
     /// MAC `mac`, is the peer of `host_dev` in namespace `host`.
     pub fn vm(&mut self, host: &str, host_dev: &str, addr: &str, mac: &str) -> String {
+        self.vm_queues(host, host_dev, addr, mac, 1)
+    }
+
+    /// `vm` with `queues` queues on both ends of its veth.
+    pub fn vm_queues(
+        &mut self,
+        host: &str,
+        host_dev: &str,
+        addr: &str,
+        mac: &str,
+        queues: u32,
+    ) -> String {
         let vm = self.namespace();
-        self.veth(host, host_dev, None, &vm, "eth0", Some(addr));
+        self.veth_queues(host, host_dev, None, &vm, "eth0", Some(addr), queues);
         self.exec(&vm, &["ip", "link", "set", "eth0", "address", mac]);
         vm
     }

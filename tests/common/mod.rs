@@ -1,15 +1,20 @@
 //! Running xvrd as a process inside a test namespace.
 #![allow(dead_code)]
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 /// An xvrd process we started; killed (SIGKILL) on drop unless stopped,
 /// so a failing test leaves no daemon behind.
-pub struct Daemon(Option<Child>);
+pub struct Daemon(Option<Child>, PathBuf);
 
 impl Daemon {
     pub fn id(&self) -> u32 {
         self.0.as_ref().expect("running").id()
+    }
+
+    /// What xvrd has written to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.1).unwrap_or_default()
     }
 
     /// Sends `signal` and waits for the exit status.
@@ -60,27 +65,46 @@ pub fn two_vms(rig: &mut Rig) -> (String, String, String) {
 /// `ports` carries its program. `ip netns exec` execs xvrd, so the child's
 /// PID is xvrd's own.
 pub fn start_xvrd(rig: &Rig, ns: &str, config: &Path, ports: &[&str]) -> Daemon {
+    start_xvrd_with(rig, ns, config, ports, &[])
+}
+
+/// `start_xvrd` with more arguments; xvrd's stderr goes to a file beside
+/// `config` (see `Daemon::log`).
+pub fn start_xvrd_with(
+    rig: &Rig,
+    ns: &str,
+    config: &Path,
+    ports: &[&str],
+    args: &[&str],
+) -> Daemon {
+    let log = config.with_extension("log");
     let child = Command::new("ip")
         .args(["netns", "exec", ns, XVRD, "--config"])
         .arg(config)
+        .args(args)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let daemon = Daemon(Some(child));
+    let mut daemon = Daemon(Some(child), log);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !ports.iter().all(|dev| rig.xdp_attached(ns, dev)) {
+        let exited = daemon.0.as_mut().expect("running").try_wait().unwrap();
         assert!(
-            Instant::now() < deadline,
-            "xvrd did not attach to {ports:?}"
+            exited.is_none() && Instant::now() < deadline,
+            "xvrd did not attach to {ports:?} ({exited:?}): {}",
+            daemon.log()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
     daemon
 }
 
-/// Stops xvrd with SIGTERM and checks it exited 0.
-pub fn stop_xvrd(daemon: Daemon) {
+/// Stops xvrd with SIGTERM, checks it exited 0, and returns its log.
+pub fn stop_xvrd(daemon: Daemon) -> String {
+    let log = daemon.1.clone();
     let status = daemon.stop_with(libc::SIGTERM);
-    assert!(status.success(), "xvrd exited with {status}");
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(status.success(), "xvrd exited with {status}: {log}");
+    log
 }

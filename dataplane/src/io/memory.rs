@@ -1,25 +1,68 @@
 //! In-memory I/O: copies each input frame into a buffer with headroom,
 //! runs batches of `BATCH_SIZE` through the pipeline, and hands every frame
 //! with its verdict to a callback. Buffers are allocated once and reused.
+//!
+//! As a `FrameIo` (for a `Worker`), it has one source: frames queued with
+//! `push`, and the frames the pipeline transmits collect in `sent`.
+use super::{Exchanged, FrameIo};
 use crate::frame::{Frame, BATCH_SIZE, FRAME_SIZE};
 use crate::pipeline::{Pipeline, Verdict};
 use crate::table::{PortId, Tables};
+use std::collections::VecDeque;
 
 pub struct MemoryIo {
     buffers: Vec<Vec<u8>>,
+    inbox: VecDeque<(PortId, Vec<u8>)>,
+    /// (output port, bytes) of every frame transmitted, in order.
+    pub sent: Vec<(PortId, Vec<u8>)>,
 }
 
 impl Default for MemoryIo {
     fn default() -> Self {
         MemoryIo {
             buffers: (0..BATCH_SIZE).map(|_| vec![0u8; FRAME_SIZE]).collect(),
+            inbox: VecDeque::new(),
+            sent: Vec::new(),
         }
+    }
+}
+
+impl FrameIo for MemoryIo {
+    fn sources(&self) -> usize {
+        1
+    }
+
+    fn exchange(&mut self, _source: usize, process: impl FnOnce(&mut [Frame<'_>])) -> Exchanged {
+        let mut frames: Vec<Frame<'_>> = Vec::with_capacity(BATCH_SIZE);
+        for buf in self.buffers.iter_mut() {
+            let Some((port, data)) = self.inbox.pop_front() else {
+                break;
+            };
+            frames.push(Frame::with_data(buf, &data, port));
+        }
+        process(&mut frames);
+        let mut done = Exchanged {
+            received: frames.len(),
+            ..Exchanged::default()
+        };
+        for frame in &frames {
+            if let Verdict::Tx(out) = frame.meta.verdict {
+                self.sent.push((out, frame.data().to_vec()));
+                done.transmitted += 1;
+            }
+        }
+        done
     }
 }
 
 impl MemoryIo {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Queues a frame received on `port` for the next `exchange`.
+    pub fn push(&mut self, port: PortId, data: &[u8]) {
+        self.inbox.push_back((port, data.to_vec()));
     }
 
     /// Runs `input` (frames with the port they arrived on) through the

@@ -305,6 +305,22 @@ impl Socket {
         n
     }
 
+    /// Lets the kernel take frames from the fill ring (busy polling, when
+    /// `fill_needs_wakeup`): a non-blocking recvfrom, as libxdp's samples do.
+    pub fn wake_rx(&self) {
+        // SAFETY: a zero-length non-blocking recvfrom on our own socket.
+        unsafe {
+            libc::recvfrom(
+                self.fd,
+                ptr::null_mut(),
+                0,
+                libc::MSG_DONTWAIT,
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        };
+    }
+
     /// Whether the fill ring wants a wakeup (poll) to get more frames.
     pub fn fill_needs_wakeup(&self) -> bool {
         // SAFETY: reads the flag word of this socket's fill ring.

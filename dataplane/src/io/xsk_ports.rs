@@ -1,0 +1,138 @@
+//! A worker's AF_XDP I/O: its own UMEM shared by all its sockets, one
+//! socket per (port, queue) it owns. Receiving takes descriptors from a
+//! socket's RX ring; forwarding moves a frame's address to the TX ring of
+//! the output port's socket, so the payload is never copied, and the only
+//! syscalls are the kicks the kernel asks for (need_wakeup).
+use super::xsk::{Socket, Umem};
+use super::{Exchanged, FrameIo};
+use crate::frame::{Frame, BATCH_SIZE};
+use crate::pipeline::Verdict;
+use crate::table::PortId;
+use arrayvec::ArrayVec;
+
+/// Frames each socket keeps posted in its fill ring.
+const FILL_TARGET: u32 = 512;
+
+pub struct XskPorts {
+    // Sockets are declared before the UMEM so they are dropped first.
+    sockets: Vec<(PortId, Socket)>,
+    umem: Umem,
+    /// Port id -> the socket that transmits on it (the first one bound).
+    tx_socket_of_port: Vec<Option<usize>>,
+    /// Per socket, the descriptors to transmit from this batch.
+    tx: Vec<ArrayVec<(u64, u32), BATCH_SIZE>>,
+    poll_fds: Vec<libc::pollfd>,
+}
+
+impl XskPorts {
+    /// I/O over `sockets` (each bound to a port's interface and queue, all
+    /// sharing `umem`), for a configuration of `port_count` ports.
+    pub fn new(umem: Umem, sockets: Vec<(PortId, Socket)>, port_count: usize) -> XskPorts {
+        let mut tx_socket_of_port = vec![None; port_count];
+        for (i, (port, _)) in sockets.iter().enumerate() {
+            if let Some(slot @ None) = tx_socket_of_port.get_mut(usize::from(*port)) {
+                *slot = Some(i);
+            }
+        }
+        let poll_fds = sockets
+            .iter()
+            .map(|(_, s)| libc::pollfd {
+                fd: s.fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        XskPorts {
+            tx: sockets.iter().map(|_| ArrayVec::new()).collect(),
+            sockets,
+            umem,
+            tx_socket_of_port,
+            poll_fds,
+        }
+    }
+}
+
+impl FrameIo for XskPorts {
+    fn sources(&self) -> usize {
+        self.sockets.len()
+    }
+
+    fn service(&mut self) {
+        for (_, socket) in &mut self.sockets {
+            socket.complete(&mut self.umem);
+            socket.refill(&mut self.umem, FILL_TARGET);
+        }
+    }
+
+    fn exchange(&mut self, source: usize, process: impl FnOnce(&mut [Frame<'_>])) -> Exchanged {
+        let mut descs = [(0u64, 0u32); BATCH_SIZE];
+        let (port, socket) = &mut self.sockets[source];
+        let n = socket.receive(&mut descs);
+        if n == 0 {
+            return Exchanged::default();
+        }
+        let mut frames: ArrayVec<Frame<'_>, BATCH_SIZE> = ArrayVec::new();
+        for (addr, len) in &descs[..n] {
+            // SAFETY: each descriptor from the RX ring names a distinct
+            // chunk that the kernel has handed to us.
+            let (chunk, offset) = unsafe { self.umem.chunk(*addr) };
+            frames.push(Frame::new(chunk, offset, *len as usize, *port));
+        }
+        process(&mut frames);
+        let mut freed: ArrayVec<u64, BATCH_SIZE> = ArrayVec::new();
+        for (frame, (addr, _)) in frames.iter().zip(&descs[..n]) {
+            let out = match frame.meta.verdict {
+                Verdict::Tx(out) => self
+                    .tx_socket_of_port
+                    .get(usize::from(out))
+                    .copied()
+                    .flatten(),
+                // Frames here were steered to us; the kernel never sees them.
+                Verdict::Drop(_) | Verdict::Kernel | Verdict::Pending => None,
+            };
+            match out {
+                Some(j) => {
+                    let desc = (Umem::addr_in_chunk(*addr, frame.head()), frame.len() as u32);
+                    self.tx[j].push(desc);
+                }
+                None => freed.push(*addr),
+            }
+        }
+        drop(frames);
+        for addr in freed {
+            self.umem.release(addr);
+        }
+        let mut done = Exchanged {
+            received: n,
+            ..Exchanged::default()
+        };
+        for j in 0..self.sockets.len() {
+            let sent = self.sockets[j].1.transmit(&self.tx[j]);
+            done.transmitted += sent;
+            done.tx_full += self.tx[j].len() - sent;
+            for (addr, _) in self.tx[j].drain(..).skip(sent) {
+                self.umem.release(addr);
+            }
+        }
+        done
+    }
+
+    fn wait(&mut self, timeout_ms: i32) {
+        // SAFETY: polling our own sockets' fds.
+        unsafe {
+            libc::poll(
+                self.poll_fds.as_mut_ptr(),
+                self.poll_fds.len() as libc::nfds_t,
+                timeout_ms,
+            )
+        };
+    }
+
+    fn wake_fill(&mut self) {
+        for (_, socket) in &self.sockets {
+            if socket.fill_needs_wakeup() {
+                socket.wake_rx();
+            }
+        }
+    }
+}
