@@ -2,7 +2,9 @@
 //! xvr and a VM behind a kernel VTEP (a `vxlan` device with the same VNI,
 //! bridged to its VM) ping each other across a veth underlay. The kernel
 //! decapsulates what xvr encapsulates and the other way round, and answers
-//! its ARP through the overlay; tcpdump on the kernel side sees the VNI.
+//! its ARP through the overlay. iperf3 runs TCP both ways and UDP across
+//! it with the VMs' checksum offload on; the VMs' kernels count no bad
+//! checksum, and tshark on the underlay checks every frame xvr sent.
 use xvr::router::{total_stats, Options, Router};
 use xvr_control::State;
 use xvr_dataplane::Event;
@@ -11,7 +13,7 @@ use xvr_testkit::netns::{privileged, Rig};
 const STATE: &str = r#"{
   "tenants": [{ "name": "t", "vni": 100 }],
   "ports": [
-    { "role": "uplink", "name": "up0", "mac": "02:00:00:00:00:01", "ip": "198.18.0.1" },
+    { "role": "uplink", "name": "up0", "mac": "02:00:00:00:00:01", "ip": "198.18.0.1", "mtu": 1600 },
     { "role": "vm", "name": "a1", "mac": "02:aa:00:00:00:01", "tenant": "t", "gateway": "10.0.0.1/24" }
   ],
   "neighbors": [{ "tenant": "t", "ip": "10.0.0.10", "mac": "02:0a:00:00:00:10", "port": "a1" }],
@@ -39,13 +41,32 @@ fn vm_behind_xvr_and_vm_behind_kernel_vxlan_ping_each_other() {
         "eth0",
         Some("198.18.0.2/24"),
     );
+    // An underlay MTU with room for VXLAN around 1500-byte inner packets.
     rig.exec(
         &host,
-        &["ip", "link", "set", "up0", "address", "02:00:00:00:00:01"],
+        &[
+            "ip",
+            "link",
+            "set",
+            "up0",
+            "address",
+            "02:00:00:00:00:01",
+            "mtu",
+            "1600",
+        ],
     );
     rig.exec(
         &kernel,
-        &["ip", "link", "set", "eth0", "address", "02:00:00:00:00:02"],
+        &[
+            "ip",
+            "link",
+            "set",
+            "eth0",
+            "address",
+            "02:00:00:00:00:02",
+            "mtu",
+            "1600",
+        ],
     );
     // The kernel VTEP: vxlan100 to 198.18.0.1, bridged with vm2's veth.
     let k = |args: &[&str]| {
@@ -76,25 +97,26 @@ fn vm_behind_xvr_and_vm_behind_kernel_vxlan_ping_each_other() {
         k(&["ip", "link", "set", dev, "up"]);
     }
 
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("underlay.pcap");
+    let pcap_arg = pcap.to_str().unwrap();
+
     rig.inside(&host, || {
         let mut router = Router::start(&tables, &Options::default()).unwrap();
-        let ((pings, dump), reports) = router
+        let ((pings, udp, tcp_out, tcp_in), reports) = router
             .run_while(&tables, || {
+                // Underlay capture on the kernel VTEP's side, while the
+                // pings and the UDP stream (checksums left to offload)
+                // cross it.
                 let capture = std::process::Command::new("ip")
+                    .args(["netns", "exec", &kernel, "timeout", "20", "tcpdump"])
+                    // -Z root: tcpdump would otherwise drop to a user that
+                    // cannot write into the test's private directory.
                     .args([
-                        "netns",
-                        "exec",
-                        &kernel,
-                        "tcpdump",
-                        "-n",
-                        "-i",
-                        "eth0",
-                        "-c",
-                        "4",
-                        "-v",
-                        "udp port 4789",
+                        "-n", "-U", "-Z", "root", "-i", "eth0", "-c", "300", "-w", pcap_arg,
                     ])
-                    .stdout(std::process::Stdio::piped())
+                    .arg("udp port 4789")
+                    .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::null())
                     .spawn()
                     .unwrap();
@@ -107,18 +129,102 @@ fn vm_behind_xvr_and_vm_behind_kernel_vxlan_ping_each_other() {
                     ping(&vm2, "10.0.0.10"),
                     ping(&kernel, "198.18.0.1"),
                 );
-                let dump = capture.wait_with_output().unwrap();
-                (pings, String::from_utf8_lossy(&dump.stdout).to_string())
+                let udp = rig.iperf3(&vm2, &vm1, "10.0.0.20", 1, &["-u", "-b", "20M"]);
+                capture.wait_with_output().unwrap();
+                // TCP both ways: vm1 -> vm2, and vm2 -> vm1 (-R).
+                let tcp_out = rig.iperf3(&vm2, &vm1, "10.0.0.20", 2, &[]);
+                let tcp_in = rig.iperf3(&vm2, &vm1, "10.0.0.20", 2, &["-R"]);
+                (pings, udp, tcp_out, tcp_in)
             })
             .unwrap();
         let stats = total_stats(&reports);
         let what = "pings vm1->vm2, vm2->vm1, kernel->host underlay";
         assert_eq!(pings, (true, true, true), "{what}; {stats:?}");
-        assert!(
-            dump.contains("VXLAN") && dump.contains("vni 100"),
-            "tcpdump on the kernel VTEP:\n{dump}"
-        );
+        let udp = udp.unwrap();
+        assert!(udp.bytes_received > 1_000_000, "UDP vm1->vm2: {udp:?}");
+        for (way, tcp) in [("vm1->vm2", tcp_out), ("vm2->vm1", tcp_in)] {
+            let tcp = tcp.unwrap_or_else(|e| panic!("TCP {way}: {e}; {stats:?}"));
+            assert!(tcp.bytes_received > 1_000_000, "TCP {way}: {tcp:?}");
+        }
         assert!(stats.events_of(Event::Encap) >= 6, "{stats:?}");
         assert!(stats.events_of(Event::Decap) >= 6, "{stats:?}");
     });
+
+    // Both VMs' kernels found every TCP and UDP checksum good.
+    for vm in [&vm1, &vm2] {
+        let snmp = rig.exec(vm, &["cat", "/proc/net/snmp"]);
+        let snmp = String::from_utf8_lossy(&snmp.stdout);
+        let errors = checksum_errors(&snmp);
+        assert_eq!(errors, [("Tcp", 0), ("Udp", 0)], "InCsumErrors in {vm}");
+    }
+    // tshark: every frame xvr put on the underlay is VXLAN VNI 100 with a
+    // good outer IPv4 checksum, a zero outer UDP checksum, and good inner
+    // checksums.
+    let out = std::process::Command::new("tshark")
+        .args(["-r", pcap_arg, "-o", "ip.check_checksum:TRUE"])
+        .args(["-o", "udp.check_checksum:TRUE"])
+        .args([
+            "-Y",
+            "ip.src == 198.18.0.1",
+            "-T",
+            "fields",
+            "-E",
+            "separator=|",
+        ])
+        .args([
+            "-e",
+            "vxlan.vni",
+            "-e",
+            "ip.checksum.status",
+            "-e",
+            "udp.checksum",
+        ])
+        .args(["-e", "udp.checksum.status", "-e", "icmp.checksum.status"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('|').collect()).collect();
+    assert!(
+        rows.len() > 100,
+        "frames from xvr on the underlay:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for row in &rows {
+        assert_eq!(row[0], "100", "VNI: {row:?}");
+        assert!(
+            row[1].split(',').all(|s| s == "1"),
+            "outer (and inner) IPv4 checksums Good: {row:?}"
+        );
+        assert!(
+            row[2].starts_with("0x0000"),
+            "outer UDP checksum zero: {row:?}"
+        );
+        assert!(
+            !row[3].contains('0') && !row[4].contains('0'),
+            "bad checksum: {row:?}"
+        );
+    }
+    let inner_udp = rows.iter().filter(|r| r[3] == "3,1").count();
+    assert!(
+        inner_udp > 100,
+        "inner UDP with good checksums: {inner_udp}"
+    );
+}
+
+/// (protocol, InCsumErrors) for Tcp and Udp in a /proc/net/snmp text.
+fn checksum_errors(snmp: &str) -> Vec<(&str, u64)> {
+    let lines: Vec<&str> = snmp.lines().collect();
+    let mut found = Vec::new();
+    for pair in lines.windows(2) {
+        let (names, values) = (pair[0], pair[1]);
+        let proto = names.split(':').next().unwrap_or("");
+        if !["Tcp", "Udp"].contains(&proto) || !values.starts_with(&format!("{proto}:")) {
+            continue;
+        }
+        let at = names.split_whitespace().position(|n| n == "InCsumErrors");
+        if let Some(n) = at.and_then(|i| values.split_whitespace().nth(i)) {
+            found.push((proto, n.parse().unwrap()));
+        }
+    }
+    found
 }

@@ -7,8 +7,10 @@
 # - clang-19, llvm-19, libbpf-dev, linux-libc-dev: the XDP program (ebpf/build.rs)
 # - libelf-dev, zlib1g-dev, pkg-config, m4, make: libxdp-sys's vendored libxdp (AF_XDP)
 # - tshark, tcpdump: check what the data path writes
-# - iproute2, iputils-ping: the network-namespace test rigs
-XVR_PACKAGES=(clang-19 llvm-19 libbpf-dev linux-libc-dev libelf-dev zlib1g-dev pkg-config m4 make tshark tcpdump iproute2 iputils-ping)
+# - iproute2, iputils-ping, iperf3, ethtool: the network-namespace test rigs
+#   (iperf3 also drives the overlay TCP comparison of xvr-e2e)
+# - util-linux: taskset (pinning test hosts and generators)
+XVR_PACKAGES=(clang-19 llvm-19 libbpf-dev linux-libc-dev libelf-dev zlib1g-dev pkg-config m4 make tshark tcpdump iproute2 iputils-ping iperf3 ethtool util-linux)
 
 find_cargo() {
     if ! command -v cargo >/dev/null 2>&1; then

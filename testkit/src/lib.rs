@@ -3,6 +3,7 @@
 //! namespace rigs for tests that send real traffic.
 use etherparse::PacketBuilder;
 
+pub mod iperf;
 pub mod netns;
 
 pub type Mac = [u8; 6];
