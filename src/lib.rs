@@ -1,5 +1,6 @@
 //! The `xvr` binaries' shared code: the live router that ties the
 //! steering program, AF_XDP sockets and workers together.
+pub mod affinity;
 pub mod router;
 
 use std::path::Path;

@@ -3,6 +3,7 @@
 //! AF_XDP socket per (port, queue) it owns. With N workers, worker w owns
 //! queues w, w+N, w+2N... of every port, so each port needs at least N
 //! receive queues (`ethtool -L DEV rx N tx N`, or `combined N`).
+use crate::affinity::{check_core, pin_to};
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
 use xvr_dataplane::io::xsk::{Socket, Umem};
@@ -249,32 +250,4 @@ pub fn total_stats(reports: &[WorkerReport]) -> Stats {
         total.add(&r.stats);
     }
     total
-}
-
-/// Whether this process may run on `core` (it exists and is in our
-/// affinity mask).
-fn check_core(core: usize) -> Result<(), String> {
-    // SAFETY: reads our own affinity mask into a zeroed set.
-    let allowed = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0
-            && core < libc::CPU_SETSIZE as usize
-            && libc::CPU_ISSET(core, &set)
-    };
-    match allowed {
-        true => Ok(()),
-        false => Err(format!(
-            "cores: core {core} does not exist or is not allowed"
-        )),
-    }
-}
-
-/// Pins the calling thread to `core` (checked by `check_core`).
-fn pin_to(core: usize) {
-    // SAFETY: sets the calling thread's affinity to one core.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(core, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
 }

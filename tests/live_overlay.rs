@@ -9,93 +9,21 @@ use xvr::router::{total_stats, Options, Router};
 use xvr_control::State;
 use xvr_dataplane::Event;
 use xvr_testkit::netns::{privileged, Rig};
-
-const STATE: &str = r#"{
-  "tenants": [{ "name": "t", "vni": 100 }],
-  "ports": [
-    { "role": "uplink", "name": "up0", "mac": "02:00:00:00:00:01", "ip": "198.18.0.1", "mtu": 1600 },
-    { "role": "vm", "name": "a1", "mac": "02:aa:00:00:00:01", "tenant": "t", "gateway": "10.0.0.1/24" }
-  ],
-  "neighbors": [{ "tenant": "t", "ip": "10.0.0.10", "mac": "02:0a:00:00:00:10", "port": "a1" }],
-  "vteps": [{ "ip": "198.18.0.2", "mac": "02:00:00:00:00:02" }],
-  "remote_vms": [{ "tenant": "t", "ip": "10.0.0.20", "mac": "02:0a:00:00:00:20", "vtep": "198.18.0.2" }]
-}"#;
+use xvr_testkit::overlay::{self, Overlay};
 
 #[test]
 fn vm_behind_xvr_and_vm_behind_kernel_vxlan_ping_each_other() {
     if !privileged("the live data path over veth") {
         return;
     }
-    let tables = State::from_json(STATE).unwrap().build().unwrap();
+    let tables = State::from_json(overlay::STATE).unwrap().build().unwrap();
     let mut rig = Rig::new("overlay");
-    let host = rig.namespace();
-    let vm1 = rig.vm(&host, "a1", "10.0.0.10/24", "02:0a:00:00:00:10");
-    let kernel = rig.namespace();
-    // vm2 hangs off the kernel VTEP host, bridged to its vxlan device below.
-    let vm2 = rig.vm(&kernel, "b1", "10.0.0.20/24", "02:0a:00:00:00:20");
-    rig.veth(
-        &host,
-        "up0",
-        Some("198.18.0.1/24"),
-        &kernel,
-        "eth0",
-        Some("198.18.0.2/24"),
-    );
-    // An underlay MTU with room for VXLAN around 1500-byte inner packets.
-    rig.exec(
-        &host,
-        &[
-            "ip",
-            "link",
-            "set",
-            "up0",
-            "address",
-            "02:00:00:00:00:01",
-            "mtu",
-            "1600",
-        ],
-    );
-    rig.exec(
-        &kernel,
-        &[
-            "ip",
-            "link",
-            "set",
-            "eth0",
-            "address",
-            "02:00:00:00:00:02",
-            "mtu",
-            "1600",
-        ],
-    );
-    // The kernel VTEP: vxlan100 to 198.18.0.1, bridged with vm2's veth.
-    let k = |args: &[&str]| {
-        rig.exec(&kernel, args);
-    };
-    k(&[
-        "ip",
-        "link",
-        "add",
-        "vxlan100",
-        "type",
-        "vxlan",
-        "id",
-        "100",
-        "local",
-        "198.18.0.2",
-        "remote",
-        "198.18.0.1",
-        "dstport",
-        "4789",
-        "dev",
-        "eth0",
-    ]);
-    k(&["ip", "link", "add", "br0", "type", "bridge"]);
-    k(&["ip", "link", "set", "vxlan100", "master", "br0"]);
-    k(&["ip", "link", "set", "b1", "master", "br0"]);
-    for dev in ["vxlan100", "br0"] {
-        k(&["ip", "link", "set", dev, "up"]);
-    }
+    let Overlay {
+        host,
+        vm1,
+        kernel,
+        vm2,
+    } = rig.overlay(false);
 
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("underlay.pcap");

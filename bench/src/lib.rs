@@ -1,6 +1,8 @@
 //! Shared pieces of the benchmarks: the example topology, one batch of
 //! input frames per packet path, and buffers that are reset between
 //! iterations without allocating.
+pub mod e2e;
+
 use xvr_control::State;
 use xvr_dataplane::frame::{Frame, BATCH_SIZE, FRAME_SIZE, HEADROOM};
 use xvr_dataplane::table::{PortId, Tables};

@@ -212,3 +212,7 @@ fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, Error> {
         .ok_or_else(|| Error(format!("program {PROGRAM} missing")))?;
     program.try_into().map_err(|e| err(PROGRAM, e))
 }
+
+/// The end-to-end benchmark rig's XDP programs (`src/bpf/bench.bpf.c`):
+/// `generate`, `count_and_drop` and `to_cpu`. Loaded by `xvr-bench`.
+pub static BENCH_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench.bpf.o"));

@@ -5,6 +5,7 @@ use etherparse::PacketBuilder;
 
 pub mod iperf;
 pub mod netns;
+pub mod overlay;
 
 pub type Mac = [u8; 6];
 pub type Ip = [u8; 4];

@@ -148,6 +148,8 @@ pub struct Socket {
     fd: i32,
     /// Frames transmitted and not yet completed.
     in_flight: u32,
+    /// Chunks posted in the fill ring and not yet received.
+    in_fill: u32,
 }
 
 // SAFETY: as for Umem: owned by one worker thread at a time.
@@ -207,6 +209,7 @@ impl Socket {
             comp,
             fd,
             in_flight: 0,
+            in_fill: 0,
         })
     }
 
@@ -214,9 +217,13 @@ impl Socket {
         self.fd
     }
 
-    /// Moves up to `want` free chunks of `umem` into the fill ring.
-    pub fn refill(&mut self, umem: &mut Umem, want: u32) -> u32 {
-        let n = want.min(umem.free.len() as u32);
+    /// Tops the fill ring up to `target` chunks from `umem`'s free list.
+    /// A level, not an amount: a socket that receives nothing must not
+    /// soak up the chunks its busy siblings need.
+    pub fn refill(&mut self, umem: &mut Umem, target: u32) -> u32 {
+        let n = target
+            .saturating_sub(self.in_fill)
+            .min(umem.free.len() as u32);
         if n == 0 {
             return 0;
         }
@@ -230,6 +237,7 @@ impl Socket {
         }
         // SAFETY: submitting what was reserved and written.
         unsafe { xdp::xsk_ring_prod__submit(&mut *self.fill, got) };
+        self.in_fill += got;
         got
     }
 
@@ -246,6 +254,8 @@ impl Socket {
         }
         // SAFETY: releasing what was peeked.
         unsafe { xdp::xsk_ring_cons__release(&mut *self.rx, n) };
+        // Each received frame used one chunk from the fill ring.
+        self.in_fill = self.in_fill.saturating_sub(n);
         n as usize
     }
 

@@ -1,0 +1,393 @@
+//! xvr-e2e: end-to-end packet rates on a veth rig of network namespaces,
+//! gen -> device under test -> sink, for xvr and its peers in one run:
+//!
+//! - raw ceiling: the generator connected straight to the sink;
+//! - AF_XDP l2fwd: the floor of any AF_XDP forwarder here (receive, swap
+//!   MACs, transmit), on the same rings as xvr;
+//! - Linux kernel forwarding (fed through a CPUMAP, see `traffic`);
+//! - xvr east-west (VM to VM) and VXLAN encap (VM to a remote VM), with
+//!   one worker and, for encap, two;
+//!
+//! and iperf3 TCP across the overlay: a VM behind xvr to a VM behind a
+//! kernel VTEP, beside kernel VTEP to kernel VTEP.
+//!
+//! 64-byte UDP frames (60 without the FCS) from the live-frames generator;
+//! the sink counts and drops in XDP. Cores: the generator runs on core 0,
+//! the device under test on core 1 (both cores, generators included, for
+//! two workers). Needs root. `--json` prints one JSON object.
+use clap::Parser;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use xvr::router::{Options, Router};
+use xvr_bench::e2e::l2fwd::L2Fwd;
+use xvr_bench::e2e::traffic::{generate, KernelHandoff, Sink};
+use xvr_control::State;
+use xvr_dataplane::worker::Idle;
+use xvr_testkit::netns::Rig;
+use xvr_testkit::{headers, overlay};
+
+#[derive(Parser)]
+#[command(about = "End-to-end packet rates of xvr and its peers on a veth rig")]
+struct Args {
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Seconds each packet-rate measurement sends for.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Seconds of each iperf3 run (0: skip the TCP comparison).
+    #[arg(long, default_value_t = 5)]
+    iperf_seconds: u32,
+}
+
+/// UDP source ports the generator cycles over.
+const FLOWS: u32 = 64;
+const GEN_CORE: usize = 0;
+const DUT_CORE: usize = 1;
+
+const VM1_MAC: [u8; 6] = [0x02, 0x0a, 0, 0, 0, 0x10];
+const VM2_MAC: [u8; 6] = [0x02, 0x0a, 0, 0, 0, 0x11];
+const REMOTE_VM_MAC: [u8; 6] = [0x02, 0x0a, 0, 0, 0, 0x20];
+const ROUTER_IN_MAC: &str = "02:00:00:00:01:01";
+const SINK_MAC: &str = "02:00:00:00:02:02";
+
+/// One tenant: VM 10.0.0.10 on a1, VM 10.0.0.11 on a2, and a remote VM
+/// 10.0.0.20 behind VTEP 198.18.0.2 through uplink up0.
+const STATE: &str = r#"{
+  "tenants": [{ "name": "t", "vni": 100 }],
+  "ports": [
+    { "role": "uplink", "name": "up0", "mac": "02:00:00:00:00:01", "ip": "198.18.0.1" },
+    { "role": "vm", "name": "a1", "mac": "02:aa:00:00:00:01", "tenant": "t", "gateway": "10.0.0.1/24" },
+    { "role": "vm", "name": "a2", "mac": "02:aa:00:00:00:02", "tenant": "t", "gateway": "10.0.0.1/24" }
+  ],
+  "neighbors": [
+    { "tenant": "t", "ip": "10.0.0.10", "mac": "02:0a:00:00:00:10", "port": "a1" },
+    { "tenant": "t", "ip": "10.0.0.11", "mac": "02:0a:00:00:00:11", "port": "a2" }
+  ],
+  "vteps": [{ "ip": "198.18.0.2", "mac": "02:00:00:00:00:02" }],
+  "remote_vms": [{ "tenant": "t", "ip": "10.0.0.20", "mac": "02:0a:00:00:00:20", "vtep": "198.18.0.2" }]
+}"#;
+
+/// A 60-byte Ethernet/IPv4/UDP frame (64 on the wire with the FCS) with
+/// a zero UDP checksum, so the generator may change the source port.
+fn udp64(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+    let mut frame = headers(src_mac, dst_mac, src, dst).udp(1024, 9, &[0; 18]);
+    assert_eq!(frame.len(), 60);
+    frame[40..42].fill(0);
+    frame
+}
+
+fn mac_bytes(mac: &str) -> [u8; 6] {
+    let mut out = [0; 6];
+    for (o, part) in out.iter_mut().zip(mac.split(':')) {
+        *o = u8::from_str_radix(part, 16).unwrap();
+    }
+    out
+}
+
+#[derive(Clone, Copy, Default)]
+struct Rate {
+    generator_pps: f64,
+    sink_pps: f64,
+}
+
+/// The gen -> dut -> sink namespaces: `g0` in gen is the peer of
+/// `dut_in`, `dut_out` the peer of `s0` in sink, where the sink counts.
+struct Line {
+    rig: Rig,
+    gen: String,
+    dut: String,
+    sink_ns: String,
+    sink: Sink,
+}
+
+impl Line {
+    /// With `dut_in` None, the generator is wired straight to the sink.
+    fn new(name: &str, dut_in: Option<&str>, dut_out: &str, queues: u32) -> Result<Line, String> {
+        let mut rig = Rig::new(name);
+        let gen = rig.namespace();
+        let dut = rig.namespace();
+        let sink_ns = rig.namespace();
+        match dut_in {
+            Some(dev) => {
+                rig.veth_queues(&gen, "g0", None, &dut, dev, None, queues);
+                rig.veth_queues(&dut, dut_out, None, &sink_ns, "s0", None, queues);
+            }
+            None => rig.veth(&gen, "g0", None, &sink_ns, "s0", None),
+        }
+        rig.exec(&sink_ns, &["ip", "link", "set", "s0", "address", SINK_MAC]);
+        let sink = rig.inside(&sink_ns, || Sink::attach("s0"))?;
+        Ok(Line {
+            rig,
+            gen,
+            dut,
+            sink_ns,
+            sink,
+        })
+    }
+
+    /// Sends `frame` from `cores` for `seconds` after a short warm-up and
+    /// returns the generator's and the sink's rates.
+    fn measure(&self, frame: &[u8], cores: &[usize], seconds: f64) -> Result<Rate, String> {
+        let run = |duration| {
+            self.rig
+                .inside(&self.gen, || generate("g0", frame, FLOWS, cores, duration))
+        };
+        run(Duration::from_millis(300))?;
+        let before = self.sink.received();
+        let start = Instant::now();
+        let sent = run(Duration::from_secs_f64(seconds))?;
+        let elapsed = start.elapsed().as_secs_f64();
+        let received = self.sink.received() - before;
+        Ok(Rate {
+            generator_pps: sent as f64 / elapsed,
+            sink_pps: received as f64 / elapsed,
+        })
+    }
+}
+
+fn raw_ceiling(seconds: f64) -> Result<Rate, String> {
+    let line = Line::new("e2e-raw", None, "", 1)?;
+    let _ = &line.sink_ns;
+    line.measure(&east_west_frame(), &[GEN_CORE], seconds)
+}
+
+fn east_west_frame() -> Vec<u8> {
+    udp64(VM1_MAC, VM2_MAC, [10, 0, 0, 10], [10, 0, 0, 11])
+}
+
+fn encap_frame() -> Vec<u8> {
+    udp64(VM1_MAC, REMOTE_VM_MAC, [10, 0, 0, 10], [10, 0, 0, 20])
+}
+
+fn afxdp_l2fwd(seconds: f64) -> Result<Rate, String> {
+    let line = Line::new("e2e-l2fwd", Some("in0"), "out0", 1)?;
+    line.rig.inside(&line.dut, || {
+        let mut fwd = L2Fwd::start("in0", "out0")?;
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let forwarder = s.spawn(|| fwd.run(DUT_CORE, &stop));
+            let rate = line.measure(&east_west_frame(), &[GEN_CORE], seconds);
+            stop.store(true, Ordering::Relaxed);
+            forwarder.join().expect("forwarder");
+            rate
+        })
+    })
+}
+
+fn kernel_forward(seconds: f64) -> Result<Rate, String> {
+    let line = Line::new("e2e-kernel", Some("in0"), "out0", 1)?;
+    let (rig, dut) = (&line.rig, &line.dut);
+    rig.exec(dut, &["ip", "link", "set", "in0", "address", ROUTER_IN_MAC]);
+    rig.exec(dut, &["ip", "addr", "add", "198.18.1.1/24", "dev", "in0"]);
+    rig.exec(dut, &["ip", "addr", "add", "198.18.2.1/24", "dev", "out0"]);
+    rig.exec(dut, &["sysctl", "-qw", "net.ipv4.conf.all.forwarding=1"]);
+    let neigh = [
+        "ip",
+        "neigh",
+        "add",
+        "198.18.2.2",
+        "lladdr",
+        SINK_MAC,
+        "dev",
+        "out0",
+        "nud",
+        "permanent",
+    ];
+    rig.exec(dut, &neigh);
+    let _handoff = rig.inside(dut, || KernelHandoff::attach("in0", DUT_CORE as u32))?;
+    let frame = udp64(
+        [0x02, 0, 0, 0, 0x01, 0x02],
+        mac_bytes(ROUTER_IN_MAC),
+        [198, 18, 1, 2],
+        [198, 18, 2, 2],
+    );
+    line.measure(&frame, &[GEN_CORE], seconds)
+}
+
+fn xvr(name: &str, out: &str, frame: &[u8], workers: usize, seconds: f64) -> Result<Rate, String> {
+    let line = Line::new(name, Some("a1"), out, workers as u32)?;
+    // The other configured ports exist but carry nothing.
+    for dev in ["up0", "a2"].into_iter().filter(|d| *d != out) {
+        let q = workers.to_string();
+        let add = [
+            "ip",
+            "link",
+            "add",
+            dev,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "type",
+            "veth",
+        ];
+        line.rig.exec(&line.dut, &add);
+        line.rig.exec(&line.dut, &["ip", "link", "set", dev, "up"]);
+    }
+    let tables = State::from_json(STATE)
+        .and_then(|s| s.build())
+        .map_err(|e| e.to_string())?;
+    let cores: Vec<usize> = match workers {
+        1 => vec![DUT_CORE],
+        _ => (0..workers).collect(),
+    };
+    let gen_cores = match workers {
+        1 => vec![GEN_CORE],
+        _ => cores.clone(),
+    };
+    let options = Options {
+        workers,
+        cores,
+        idle: Idle::BusyPoll,
+        ..Options::default()
+    };
+    line.rig.inside(&line.dut, || {
+        let mut router = Router::start(&tables, &options)?;
+        let (rate, reports) =
+            router.run_while(&tables, || line.measure(frame, &gen_cores, seconds))?;
+        for (w, r) in reports.iter().enumerate() {
+            let c = &r.counters;
+            let drops: Vec<_> = r.stats.nonzero_drops().collect();
+            eprintln!(
+                "  worker {w}: rx {} tx {} tx_ring_full {} drops {drops:?}",
+                c.rx_packets, c.tx_packets, c.tx_ring_full
+            );
+        }
+        eprintln!("  steering: {:?}", router.steering().counters());
+        rate
+    })
+}
+
+#[derive(Clone, Copy, Default)]
+struct Tcp {
+    forward_bps: f64,
+    reverse_bps: f64,
+}
+
+/// iperf3 TCP vm1 -> vm2 and back (-R) over the overlay rig.
+fn overlay_tcp(with_xvr: bool, seconds: u32) -> Result<Tcp, String> {
+    let mut rig = Rig::new(if with_xvr { "e2e-ovx" } else { "e2e-ovk" });
+    let o = rig.overlay(!with_xvr);
+    let run = || -> Result<Tcp, String> {
+        let forward = rig.iperf3(&o.vm2, &o.vm1, "10.0.0.20", seconds, &[])?;
+        let reverse = rig.iperf3(&o.vm2, &o.vm1, "10.0.0.20", seconds, &["-R"])?;
+        Ok(Tcp {
+            forward_bps: forward.bits_per_second,
+            reverse_bps: reverse.bits_per_second,
+        })
+    };
+    if !with_xvr {
+        return run();
+    }
+    let tables = State::from_json(overlay::STATE)
+        .and_then(|s| s.build())
+        .map_err(|e| e.to_string())?;
+    rig.inside(&o.host, || {
+        let mut router = Router::start(&tables, &Options::default())?;
+        let (result, _) = router.run_while(&tables, run)?;
+        result
+    })
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(&args) {
+        eprintln!("xvr-e2e: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("needs root (network namespaces, XDP, AF_XDP)".into());
+    }
+    let s = args.seconds;
+    let step = |what: &str| eprintln!("measuring {what}...");
+    step("the raw ceiling");
+    let raw = raw_ceiling(s)?;
+    step("AF_XDP l2fwd");
+    let l2fwd = afxdp_l2fwd(s)?;
+    step("kernel forwarding");
+    let kernel = kernel_forward(s)?;
+    step("xvr east-west");
+    let east_west = xvr("e2e-xew", "a2", &east_west_frame(), 1, s)?;
+    step("xvr VXLAN encap");
+    let encap = xvr("e2e-xen", "up0", &encap_frame(), 1, s)?;
+    step("xvr VXLAN encap, 2 workers");
+    let encap2 = xvr("e2e-xen2", "up0", &encap_frame(), 2, s)?;
+    let (xvr_tcp, kernel_tcp) = if args.iperf_seconds > 0 {
+        step("iperf3 over the overlay");
+        (
+            overlay_tcp(true, args.iperf_seconds)?,
+            overlay_tcp(false, args.iperf_seconds)?,
+        )
+    } else {
+        (Tcp::default(), Tcp::default())
+    };
+
+    let rows = [
+        ("raw ceiling (gen -> XDP drop)", "raw_ceiling", raw),
+        ("AF_XDP l2fwd, 1 core", "afxdp_l2fwd", l2fwd),
+        ("Linux kernel forwarding", "kernel_forward", kernel),
+        ("xvr east-west, 1 worker", "xvr_east_west", east_west),
+        ("xvr VXLAN encap, 1 worker", "xvr_vxlan_encap", encap),
+        ("xvr VXLAN encap, 2 workers", "xvr_vxlan_encap_2w", encap2),
+    ];
+    if args.json {
+        let mut json = serde_json::Map::new();
+        for (_, key, rate) in &rows {
+            json.insert(format!("{key}_pps"), rate.sink_pps.round().into());
+            json.insert(
+                format!("{key}_generator_pps"),
+                rate.generator_pps.round().into(),
+            );
+        }
+        for (key, tcp) in [("xvr_overlay", xvr_tcp), ("kernel_vxlan", kernel_tcp)] {
+            json.insert(format!("{key}_tcp_bps"), tcp.forward_bps.round().into());
+            json.insert(
+                format!("{key}_tcp_reverse_bps"),
+                tcp.reverse_bps.round().into(),
+            );
+        }
+        json.insert("seconds".into(), s.into());
+        println!("{}", serde_json::Value::Object(json));
+        return Ok(());
+    }
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    println!("64-byte UDP, {FLOWS} flows, {s} s each; generator on core {GEN_CORE}, device under test on core {DUT_CORE}\n");
+    println!("| path | Mpps at sink | generator Mpps | x ceiling | x l2fwd | x kernel |");
+    println!("|---|---|---|---|---|---|");
+    for (name, _, rate) in &rows {
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            rate.sink_pps / 1e6,
+            rate.generator_pps / 1e6,
+            ratio(rate.sink_pps, raw.sink_pps),
+            ratio(rate.sink_pps, l2fwd.sink_pps),
+            ratio(rate.sink_pps, kernel.sink_pps),
+        );
+    }
+    if args.iperf_seconds > 0 {
+        println!(
+            "\niperf3 TCP, VM to VM over VXLAN (underlay MTU 1600), {} s each\n",
+            args.iperf_seconds
+        );
+        println!("| path | vm1 -> vm2 Gbit/s | vm2 -> vm1 Gbit/s | x kernel |");
+        println!("|---|---|---|---|");
+        for (name, tcp) in [
+            ("xvr -> kernel VTEP", xvr_tcp),
+            ("kernel VTEP -> kernel VTEP", kernel_tcp),
+        ] {
+            println!(
+                "| {name} | {:.2} | {:.2} | {:.2} / {:.2} |",
+                tcp.forward_bps / 1e9,
+                tcp.reverse_bps / 1e9,
+                ratio(tcp.forward_bps, kernel_tcp.forward_bps),
+                ratio(tcp.reverse_bps, kernel_tcp.reverse_bps),
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,4 @@
+//! The end-to-end rig of `xvr-e2e`: traffic ends in XDP, and the AF_XDP
+//! forwarding floor.
+pub mod l2fwd;
+pub mod traffic;

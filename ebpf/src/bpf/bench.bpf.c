@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+//
+// XDP programs of the end-to-end benchmark rig (bench/, xvr-e2e):
+//   - generate: run with BPF_PROG_RUN and BPF_F_TEST_XDP_LIVE_FRAMES, it
+//     sends its test frame out of the interface in tx_port (a DEVMAP),
+//     with the UDP source port cycling over `flows` values so flows spread;
+//   - count_and_drop: the sink, counting what arrives (per CPU);
+//   - to_cpu: on a kernel-forwarding device under test, hands frames to
+//     the kernel stack through a CPUMAP on the CPU in cpus[0], because
+//     live frames passed to the stack directly mostly never arrive
+//     (DESIGN.md section 8).
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+// Offset of the UDP source port in an untagged Ethernet/IPv4 frame
+// without IP options.
+#define UDP_SPORT_AT (14 + 20)
+
+struct {
+    __uint(type, BPF_MAP_TYPE_DEVMAP);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct bpf_devmap_val);
+} tx_port SEC(".maps");
+
+// [0]: number of UDP source ports to cycle over (0 or 1: leave it alone).
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u32);
+} flows SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u64);
+} sequence SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u64);
+} received SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_CPUMAP);
+    __uint(max_entries, 64);
+    __type(key, __u32);
+    __type(value, struct bpf_cpumap_val);
+} cpus SEC(".maps");
+
+// [0]: the CPU to_cpu sends to.
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u32);
+} target_cpu SEC(".maps");
+
+SEC("xdp")
+int generate(struct xdp_md *ctx)
+{
+    void *data = (void *)(long)ctx->data;
+    void *end = (void *)(long)ctx->data_end;
+    __u32 zero = 0;
+    __u32 *n_flows = bpf_map_lookup_elem(&flows, &zero);
+    __u64 *seq = bpf_map_lookup_elem(&sequence, &zero);
+    if (!n_flows || !seq)
+        return XDP_ABORTED;
+    if (*n_flows > 1) {
+        __u16 *sport = data + UDP_SPORT_AT;
+        if ((void *)(sport + 1) > end)
+            return XDP_ABORTED;
+        // The test frame's UDP checksum is zero, so the port needs no fix.
+        *sport = bpf_htons(1024 + (__u16)(*seq % *n_flows));
+        *seq += 1;
+    }
+    return bpf_redirect_map(&tx_port, 0, 0);
+}
+
+SEC("xdp")
+int count_and_drop(struct xdp_md *ctx)
+{
+    __u32 zero = 0;
+    __u64 *n = bpf_map_lookup_elem(&received, &zero);
+    if (n)
+        *n += 1;
+    return XDP_DROP;
+}
+
+SEC("xdp")
+int to_cpu(struct xdp_md *ctx)
+{
+    __u32 zero = 0;
+    __u32 *cpu = bpf_map_lookup_elem(&target_cpu, &zero);
+    if (!cpu)
+        return XDP_PASS;
+    return bpf_redirect_map(&cpus, *cpu, XDP_PASS);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
