@@ -7,14 +7,15 @@ use crate::affinity::{check_core, pin_to};
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
 use xvr_dataplane::io::xsk::{Socket, Umem};
-use xvr_dataplane::io::xsk_ports::XskPorts;
+use xvr_dataplane::io::xsk_ports::{SocketDrops, XskPorts};
 use xvr_dataplane::table::PortRole;
 use xvr_dataplane::worker::{Idle, Worker, WorkerCounters};
 use xvr_dataplane::{Stats, Tables};
 use xvr_ebpf::{AttachMode, Steering};
 
-/// UMEM chunks per worker.
-const UMEM_FRAMES: u32 = 4096;
+/// UMEM chunks per worker (16 MiB): a full fill ring, RX ring and TX
+/// ring for a busy port, with room for the small fill rings of idle ones.
+const UMEM_FRAMES: u32 = 8192;
 
 /// How the router runs.
 #[derive(Debug, Clone)]
@@ -42,6 +43,8 @@ impl Default for Options {
 pub struct WorkerReport {
     pub core: Option<usize>,
     pub counters: WorkerCounters,
+    /// What the kernel dropped before the worker saw it.
+    pub socket_drops: SocketDrops,
     pub stats: Stats,
 }
 
@@ -215,6 +218,7 @@ impl Router {
                         WorkerReport {
                             core,
                             counters: worker.counters.clone(),
+                            socket_drops: worker.io.socket_drops(),
                             stats: worker.pipeline.stats.clone(),
                         }
                     })

@@ -214,5 +214,5 @@ fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, Error> {
 }
 
 /// The end-to-end benchmark rig's XDP programs (`src/bpf/bench.bpf.c`):
-/// `generate`, `count_and_drop` and `to_cpu`. Loaded by `xvr-bench`.
+/// `generate` and `count_and_drop`. Loaded by `xvr-bench`.
 pub static BENCH_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench.bpf.o"));

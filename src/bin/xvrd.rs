@@ -108,9 +108,16 @@ fn run(args: &Args) -> Result<(), String> {
     for (w, r) in reports.iter().enumerate() {
         let c = &r.counters;
         let core = r.core.map_or("any".to_string(), |c| c.to_string());
+        let d = &r.socket_drops;
         eprintln!(
-            "xvrd: worker {w} (core {core}): rx {} tx {} tx_ring_full {}",
-            c.rx_packets, c.tx_packets, c.tx_ring_full
+            "xvrd: worker {w} (core {core}): rx {} tx {} tx_ring_full {} \
+             rx_ring_full {} fill_ring_empty {} rx_dropped {}",
+            c.rx_packets,
+            c.tx_packets,
+            c.tx_ring_full,
+            d.rx_ring_full,
+            d.fill_ring_empty,
+            d.rx_dropped
         );
     }
     let stats = total_stats(&reports);

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use xvr::router::{Options, Router};
 use xvr_bench::e2e::l2fwd::L2Fwd;
-use xvr_bench::e2e::traffic::{generate, KernelHandoff, Sink};
+use xvr_bench::e2e::traffic::{generate, generate_afxdp, Sink};
 use xvr_control::State;
 use xvr_dataplane::worker::Idle;
 use xvr_testkit::netns::Rig;
@@ -38,6 +38,10 @@ struct Args {
     /// Seconds of each iperf3 run (0: skip the TCP comparison).
     #[arg(long, default_value_t = 5)]
     iperf_seconds: u32,
+    /// Run only these measurements (JSON key prefixes such as
+    /// `raw_ceiling`, `xvr_vxlan_encap`, or `tcp`); repeatable.
+    #[arg(long)]
+    only: Vec<String>,
 }
 
 /// UDP source ports the generator cycles over.
@@ -111,6 +115,7 @@ impl Line {
         match dut_in {
             Some(dev) => {
                 rig.veth_queues(&gen, "g0", None, &dut, dev, None, queues);
+
                 rig.veth_queues(&dut, dut_out, None, &sink_ns, "s0", None, queues);
             }
             None => rig.veth(&gen, "g0", None, &sink_ns, "s0", None),
@@ -129,10 +134,19 @@ impl Line {
     /// Sends `frame` from `cores` for `seconds` after a short warm-up and
     /// returns the generator's and the sink's rates.
     fn measure(&self, frame: &[u8], cores: &[usize], seconds: f64) -> Result<Rate, String> {
-        let run = |duration| {
-            self.rig
-                .inside(&self.gen, || generate("g0", frame, FLOWS, cores, duration))
-        };
+        self.measure_with(seconds, |duration| {
+            generate("g0", frame, FLOWS, cores, duration)
+        })
+    }
+
+    /// `measure` with a generator of one's own: `send(duration)` runs in
+    /// the gen namespace and returns the frames it sent.
+    fn measure_with(
+        &self,
+        seconds: f64,
+        send: impl Fn(Duration) -> Result<u64, String> + Sync,
+    ) -> Result<Rate, String> {
+        let run = |duration| self.rig.inside(&self.gen, || send(duration));
         run(Duration::from_millis(300))?;
         let before = self.sink.received();
         let start = Instant::now();
@@ -195,14 +209,22 @@ fn kernel_forward(seconds: f64) -> Result<Rate, String> {
         "permanent",
     ];
     rig.exec(dut, &neigh);
-    let _handoff = rig.inside(dut, || KernelHandoff::attach("in0", DUT_CORE as u32))?;
+    // RPS moves the stack's work off the generator's core, to the
+    // core the xvr worker gets.
+    let rps = format!(
+        "echo {:x} > /sys/class/net/in0/queues/rx-0/rps_cpus",
+        1 << DUT_CORE
+    );
+    rig.exec(dut, &["sh", "-c", &rps]);
     let frame = udp64(
         [0x02, 0, 0, 0, 0x01, 0x02],
         mac_bytes(ROUTER_IN_MAC),
         [198, 18, 1, 2],
         [198, 18, 2, 2],
     );
-    line.measure(&frame, &[GEN_CORE], seconds)
+    line.measure_with(seconds, |duration| {
+        generate_afxdp("g0", &frame, FLOWS, GEN_CORE, duration)
+    })
 }
 
 fn xvr(name: &str, out: &str, frame: &[u8], workers: usize, seconds: f64) -> Result<Rate, String> {
@@ -250,11 +272,10 @@ fn xvr(name: &str, out: &str, frame: &[u8], workers: usize, seconds: f64) -> Res
             let c = &r.counters;
             let drops: Vec<_> = r.stats.nonzero_drops().collect();
             eprintln!(
-                "  worker {w}: rx {} tx {} tx_ring_full {} drops {drops:?}",
-                c.rx_packets, c.tx_packets, c.tx_ring_full
+                "  worker {w}: rx {} tx {} idle passes {} kernel drops {:?} pipeline drops {drops:?}",
+                c.rx_packets, c.tx_packets, c.idle_passes, r.socket_drops
             );
         }
-        eprintln!("  steering: {:?}", router.steering().counters());
         rate
     })
 }
@@ -305,19 +326,40 @@ fn run(args: &Args) -> Result<(), String> {
     }
     let s = args.seconds;
     let step = |what: &str| eprintln!("measuring {what}...");
-    step("the raw ceiling");
-    let raw = raw_ceiling(s)?;
-    step("AF_XDP l2fwd");
-    let l2fwd = afxdp_l2fwd(s)?;
-    step("kernel forwarding");
-    let kernel = kernel_forward(s)?;
-    step("xvr east-west");
-    let east_west = xvr("e2e-xew", "a2", &east_west_frame(), 1, s)?;
-    step("xvr VXLAN encap");
-    let encap = xvr("e2e-xen", "up0", &encap_frame(), 1, s)?;
-    step("xvr VXLAN encap, 2 workers");
-    let encap2 = xvr("e2e-xen2", "up0", &encap_frame(), 2, s)?;
-    let (xvr_tcp, kernel_tcp) = if args.iperf_seconds > 0 {
+    type Scenario = (&'static str, &'static str, fn(f64) -> Result<Rate, String>);
+    let scenarios: [Scenario; 6] = [
+        ("raw ceiling (gen -> XDP drop)", "raw_ceiling", raw_ceiling),
+        ("AF_XDP l2fwd, 1 core", "afxdp_l2fwd", afxdp_l2fwd),
+        ("Linux kernel forwarding", "kernel_forward", kernel_forward),
+        ("xvr east-west, 1 worker", "xvr_east_west", |s| {
+            xvr("e2e-xew", "a2", &east_west_frame(), 1, s)
+        }),
+        ("xvr VXLAN encap, 1 worker", "xvr_vxlan_encap", |s| {
+            xvr("e2e-xen", "up0", &encap_frame(), 1, s)
+        }),
+        ("xvr VXLAN encap, 2 workers", "xvr_vxlan_encap_2w", |s| {
+            xvr("e2e-xen2", "up0", &encap_frame(), 2, s)
+        }),
+    ];
+    let wanted = |key: &str| args.only.is_empty() || args.only.iter().any(|k| k == key);
+    let mut rows = Vec::new();
+    for (name, key, measure) in scenarios {
+        if wanted(key) {
+            step(name);
+            rows.push((name, key, measure(s)?));
+        }
+    }
+    let rate_of = |key: &str| {
+        rows.iter()
+            .find(|r| r.1 == key)
+            .map_or(0.0, |r| r.2.sink_pps)
+    };
+    let (raw, l2fwd, kernel) = (
+        rate_of("raw_ceiling"),
+        rate_of("afxdp_l2fwd"),
+        rate_of("kernel_forward"),
+    );
+    let (xvr_tcp, kernel_tcp) = if args.iperf_seconds > 0 && wanted("tcp") {
         step("iperf3 over the overlay");
         (
             overlay_tcp(true, args.iperf_seconds)?,
@@ -327,14 +369,6 @@ fn run(args: &Args) -> Result<(), String> {
         (Tcp::default(), Tcp::default())
     };
 
-    let rows = [
-        ("raw ceiling (gen -> XDP drop)", "raw_ceiling", raw),
-        ("AF_XDP l2fwd, 1 core", "afxdp_l2fwd", l2fwd),
-        ("Linux kernel forwarding", "kernel_forward", kernel),
-        ("xvr east-west, 1 worker", "xvr_east_west", east_west),
-        ("xvr VXLAN encap, 1 worker", "xvr_vxlan_encap", encap),
-        ("xvr VXLAN encap, 2 workers", "xvr_vxlan_encap_2w", encap2),
-    ];
     if args.json {
         let mut json = serde_json::Map::new();
         for (_, key, rate) in &rows {
@@ -364,9 +398,9 @@ fn run(args: &Args) -> Result<(), String> {
             "| {name} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
             rate.sink_pps / 1e6,
             rate.generator_pps / 1e6,
-            ratio(rate.sink_pps, raw.sink_pps),
-            ratio(rate.sink_pps, l2fwd.sink_pps),
-            ratio(rate.sink_pps, kernel.sink_pps),
+            ratio(rate.sink_pps, raw),
+            ratio(rate.sink_pps, l2fwd),
+            ratio(rate.sink_pps, kernel),
         );
     }
     if args.iperf_seconds > 0 {

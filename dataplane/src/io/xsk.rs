@@ -119,6 +119,11 @@ impl Umem {
         (addr & !(FRAME_SIZE as u64 - 1)) + offset as u64
     }
 
+    /// Takes a chunk off the free list (a sender writes a frame into it).
+    pub fn take(&mut self) -> Option<u64> {
+        self.free.pop()
+    }
+
     /// Returns a chunk to the free list.
     pub fn release(&mut self, addr: u64) {
         self.free.push(addr & !(FRAME_SIZE as u64 - 1));
@@ -148,8 +153,6 @@ pub struct Socket {
     fd: i32,
     /// Frames transmitted and not yet completed.
     in_flight: u32,
-    /// Chunks posted in the fill ring and not yet received.
-    in_fill: u32,
 }
 
 // SAFETY: as for Umem: owned by one worker thread at a time.
@@ -174,6 +177,9 @@ impl Socket {
         };
         // SAFETY: zeroed ring structs are filled in by libxdp.
         let zeroed = || unsafe { (Box::new(std::mem::zeroed()), Box::new(std::mem::zeroed())) };
+        // The first socket takes the rings created with the UMEM (libxdp
+        // keeps pointers to them); they go back if the bind fails.
+        let first = umem.rings.is_some();
         let (mut fill, mut comp) = umem.rings.take().unwrap_or_else(zeroed);
         // SAFETY: zeroed ring structs are filled in by libxdp.
         let (mut rx, mut tx): (Box<xdp::xsk_ring_cons>, Box<xdp::xsk_ring_prod>) =
@@ -194,6 +200,9 @@ impl Socket {
             )
         };
         if rc != 0 {
+            if first {
+                umem.rings = Some((fill, comp));
+            }
             return Err(os_error(
                 &format!("binding AF_XDP to {interface} queue {queue}"),
                 rc,
@@ -209,7 +218,6 @@ impl Socket {
             comp,
             fd,
             in_flight: 0,
-            in_fill: 0,
         })
     }
 
@@ -222,7 +230,7 @@ impl Socket {
     /// soak up the chunks its busy siblings need.
     pub fn refill(&mut self, umem: &mut Umem, target: u32) -> u32 {
         let n = target
-            .saturating_sub(self.in_fill)
+            .saturating_sub(self.fill_level())
             .min(umem.free.len() as u32);
         if n == 0 {
             return 0;
@@ -237,8 +245,20 @@ impl Socket {
         }
         // SAFETY: submitting what was reserved and written.
         unsafe { xdp::xsk_ring_prod__submit(&mut *self.fill, got) };
-        self.in_fill += got;
         got
+    }
+
+    /// Chunks in the fill ring that the kernel has not taken yet.
+    fn fill_level(&self) -> u32 {
+        // SAFETY: the ring's producer and consumer words, mapped for the
+        // socket's lifetime; the kernel writes the consumer, hence the
+        // atomic (acquire) read.
+        unsafe {
+            let producer = *self.fill.producer;
+            let consumer = (*(self.fill.consumer as *const std::sync::atomic::AtomicU32))
+                .load(std::sync::atomic::Ordering::Acquire);
+            producer.wrapping_sub(consumer)
+        }
     }
 
     /// Takes up to `out.len()` received descriptors as (address, length);
@@ -254,8 +274,6 @@ impl Socket {
         }
         // SAFETY: releasing what was peeked.
         unsafe { xdp::xsk_ring_cons__release(&mut *self.rx, n) };
-        // Each received frame used one chunk from the fill ring.
-        self.in_fill = self.in_fill.saturating_sub(n);
         n as usize
     }
 
@@ -329,6 +347,29 @@ impl Socket {
                 ptr::null_mut(),
             )
         };
+    }
+
+    /// The kernel's counters for this socket (XDP_STATISTICS): frames it
+    /// could not deliver because the RX ring was full or the fill ring
+    /// empty, among others.
+    pub fn kernel_stats(&self) -> io::Result<libc::xdp_statistics> {
+        // SAFETY: a plain-integer struct, valid zeroed.
+        let mut stats: libc::xdp_statistics = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
+        // SAFETY: getsockopt into a buffer of `len` bytes.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd,
+                libc::SOL_XDP,
+                libc::XDP_STATISTICS,
+                (&mut stats as *mut libc::xdp_statistics).cast(),
+                &mut len,
+            )
+        };
+        match rc {
+            0 => Ok(stats),
+            _ => Err(io::Error::last_os_error()),
+        }
     }
 
     /// Whether the fill ring wants a wakeup (poll) to get more frames.

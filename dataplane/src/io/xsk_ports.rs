@@ -10,8 +10,14 @@ use crate::pipeline::Verdict;
 use crate::table::PortId;
 use arrayvec::ArrayVec;
 
-/// Frames each socket keeps posted in its fill ring.
-const FILL_TARGET: u32 = 512;
+/// Chunks kept in the fill ring of a socket that is receiving: the whole
+/// ring, so a worker that loses its core for a while (a time slice, an
+/// interrupt storm) does not make the kernel drop for want of buffers.
+const FILL_BUSY: u32 = super::xsk::RING_SIZE;
+/// Chunks kept in the fill ring of a socket that has received nothing
+/// lately: enough for its first batches, without parking the UMEM in
+/// idle ports.
+const FILL_IDLE: u32 = 128;
 
 pub struct XskPorts {
     // Sockets are declared before the UMEM so they are dropped first.
@@ -22,6 +28,8 @@ pub struct XskPorts {
     /// Per socket, the descriptors to transmit from this batch.
     tx: Vec<ArrayVec<(u64, u32), BATCH_SIZE>>,
     poll_fds: Vec<libc::pollfd>,
+    /// Per socket, whether its last receive found frames.
+    busy: Vec<bool>,
 }
 
 impl XskPorts {
@@ -44,11 +52,38 @@ impl XskPorts {
             .collect();
         XskPorts {
             tx: sockets.iter().map(|_| ArrayVec::new()).collect(),
+            busy: vec![false; sockets.len()],
             sockets,
             umem,
             tx_socket_of_port,
             poll_fds,
         }
+    }
+}
+
+/// Frames the kernel could not hand to a worker's sockets.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SocketDrops {
+    /// RX ring full: the worker did not keep up.
+    pub rx_ring_full: u64,
+    /// No free chunk in the fill ring.
+    pub fill_ring_empty: u64,
+    /// Other receive drops (e.g. a frame larger than a chunk).
+    pub rx_dropped: u64,
+}
+
+impl XskPorts {
+    /// The kernel's drop counters, summed over this worker's sockets.
+    pub fn socket_drops(&self) -> SocketDrops {
+        let mut drops = SocketDrops::default();
+        for (_, socket) in &self.sockets {
+            if let Ok(s) = socket.kernel_stats() {
+                drops.rx_ring_full += s.rx_ring_full;
+                drops.fill_ring_empty += s.rx_fill_ring_empty_descs;
+                drops.rx_dropped += s.rx_dropped;
+            }
+        }
+        drops
     }
 }
 
@@ -58,9 +93,10 @@ impl FrameIo for XskPorts {
     }
 
     fn service(&mut self) {
-        for (_, socket) in &mut self.sockets {
+        for ((_, socket), busy) in self.sockets.iter_mut().zip(&self.busy) {
             socket.complete(&mut self.umem);
-            socket.refill(&mut self.umem, FILL_TARGET);
+            let target = if *busy { FILL_BUSY } else { FILL_IDLE };
+            socket.refill(&mut self.umem, target);
         }
     }
 
@@ -68,6 +104,7 @@ impl FrameIo for XskPorts {
         let mut descs = [(0u64, 0u32); BATCH_SIZE];
         let (port, socket) = &mut self.sockets[source];
         let n = socket.receive(&mut descs);
+        self.busy[source] = n > 0;
         if n == 0 {
             return Exchanged::default();
         }

@@ -4,11 +4,7 @@
 //   - generate: run with BPF_PROG_RUN and BPF_F_TEST_XDP_LIVE_FRAMES, it
 //     sends its test frame out of the interface in tx_port (a DEVMAP),
 //     with the UDP source port cycling over `flows` values so flows spread;
-//   - count_and_drop: the sink, counting what arrives (per CPU);
-//   - to_cpu: on a kernel-forwarding device under test, hands frames to
-//     the kernel stack through a CPUMAP on the CPU in cpus[0], because
-//     live frames passed to the stack directly mostly never arrive
-//     (DESIGN.md section 8).
+//   - count_and_drop: the sink, counting what arrives (per CPU).
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -46,21 +42,6 @@ struct {
     __type(value, __u64);
 } received SEC(".maps");
 
-struct {
-    __uint(type, BPF_MAP_TYPE_CPUMAP);
-    __uint(max_entries, 64);
-    __type(key, __u32);
-    __type(value, struct bpf_cpumap_val);
-} cpus SEC(".maps");
-
-// [0]: the CPU to_cpu sends to.
-struct {
-    __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(max_entries, 1);
-    __type(key, __u32);
-    __type(value, __u32);
-} target_cpu SEC(".maps");
-
 SEC("xdp")
 int generate(struct xdp_md *ctx)
 {
@@ -90,16 +71,6 @@ int count_and_drop(struct xdp_md *ctx)
     if (n)
         *n += 1;
     return XDP_DROP;
-}
-
-SEC("xdp")
-int to_cpu(struct xdp_md *ctx)
-{
-    __u32 zero = 0;
-    __u32 *cpu = bpf_map_lookup_elem(&target_cpu, &zero);
-    if (!cpu)
-        return XDP_PASS;
-    return bpf_redirect_map(&cpus, *cpu, XDP_PASS);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
