@@ -2,6 +2,7 @@
 //! with a message naming it, and leaves nothing attached.
 use xvr::router::{Options, Router};
 use xvr_control::State;
+use xvr_dataplane::io::xsk::{Socket, Umem};
 use xvr_testkit::netns::{privileged, Rig};
 
 const STATE: &str = r#"{
@@ -28,4 +29,24 @@ fn a_missing_interface_is_named_and_nothing_stays_attached() {
     let link = rig.exec(&host, &["ip", "-d", "link", "show", "dev", "a1"]);
     let link = String::from_utf8_lossy(&link.stdout);
     assert!(!link.contains("prog/xdp"), "XDP left on a1:\n{link}");
+}
+
+/// A failed bind (no such interface) must leave the UMEM usable: its fill
+/// and completion rings go to the next socket, which then takes frames.
+#[test]
+fn a_failed_bind_leaves_the_umem_whole() {
+    if !privileged("binding AF_XDP sockets in a network namespace") {
+        return;
+    }
+    let mut rig = Rig::new("rebind");
+    let host = rig.namespace();
+    let vm = rig.namespace();
+    rig.veth(&host, "a1", None, &vm, "eth0", None);
+    rig.inside(&host, || {
+        let mut umem = Umem::new(256).unwrap();
+        assert!(Socket::bind(&mut umem, "missing0", 0).is_err());
+        let mut socket = Socket::bind(&mut umem, "a1", 0).unwrap();
+        assert_eq!(socket.refill(&mut umem, 64), 64);
+        assert_eq!(umem.free_frames(), 256 - 64);
+    });
 }
