@@ -1,0 +1,46 @@
+//! What identifies a flow: its zone (a tenant's VRF, or the public side
+//! where NAT addresses live), protocol, addresses and ports. ICMP echo
+//! uses its identifier as both ports, so a request and its reply map to
+//! keys of the same shape.
+use crate::table::TenantId;
+use std::net::Ipv4Addr;
+
+/// The zone of the public side: the internet, where the tenants' public
+/// NAT addresses are. Not a tenant id (tenant ids stay below it).
+pub const PUBLIC: TenantId = TenantId::MAX;
+
+pub const TCP: u8 = 6;
+pub const UDP: u8 = 17;
+pub const ICMP: u8 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub zone: TenantId,
+    pub proto: u8,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+/// One end of a flow, for endpoint-independent NAT mappings (RFC 4787
+/// REQ-1, RFC 5382 REQ-1): the same inside endpoint always gets the same
+/// public port, whatever it talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    pub zone: TenantId,
+    pub proto: u8,
+    pub ip: Ipv4Addr,
+    pub port: u16,
+}
+
+impl FlowKey {
+    pub fn source(&self) -> Endpoint {
+        Endpoint {
+            zone: self.zone,
+            proto: self.proto,
+            ip: self.src,
+            port: self.sport,
+        }
+    }
+}

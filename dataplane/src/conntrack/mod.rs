@@ -1,0 +1,352 @@
+//! Connection tracking and NAT sessions, owned by one worker.
+//!
+//! A session holds a flow as the inside (a VM) sends it and what its
+//! source becomes on the public side. Both directions are indexed: the
+//! inside key, and the reply key as replies arrive at the public address.
+//! Public ports come from endpoint-independent mappings (the same inside
+//! endpoint keeps its public port whatever it talks to), allocated from a
+//! per-(address, protocol) pool with port preservation, and freed with the
+//! mapping's last session.
+//!
+//! Expiry is a timing wheel of one-second slots. Traffic only moves a
+//! session's `expires` forward; the session stays in its slot and is
+//! re-queued when the slot comes round (no per-packet list work). When a
+//! state change shortens the timeout (FIN, RST), the session moves.
+//! Sweeping is bounded per call, so a mass expiry never stalls a batch.
+//!
+//! Nothing here allocates once the tables are reserved, except the first
+//! use of a public address and protocol (its port pool).
+mod key;
+mod ports;
+mod state;
+
+pub use key::{Endpoint, FlowKey, ICMP, PUBLIC, TCP, UDP};
+pub use ports::PortPool;
+pub use state::{initial, next, State, Timeouts, ACK, FIN, RST, SYN};
+
+use hashbrown::HashMap;
+use std::net::Ipv4Addr;
+
+/// Which way a packet goes relative to the session's first packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    /// From the inside, as the session was opened.
+    Orig,
+    /// The answer, arriving on the public side.
+    Reply,
+}
+
+pub type SessionId = u32;
+const NIL: u32 = u32::MAX;
+/// Wheel size in one-second slots; longer timeouts go round again.
+const SLOTS: u32 = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Sessions this worker may hold; beyond it new flows are dropped and
+    /// counted, existing ones keep working.
+    pub max_sessions: u32,
+    pub timeouts: Timeouts,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_sessions: 65_536,
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Session {
+    /// The flow as the inside sends it.
+    pub inside: FlowKey,
+    /// The inside source's address and port on the public side (for ICMP
+    /// echo, the identifier).
+    pub nat_ip: Ipv4Addr,
+    pub nat_port: u16,
+    pub state: State,
+    live: bool,
+    /// Second (of the worker's clock) at which it dies without traffic.
+    pub expires: u32,
+    /// The wheel slot it is queued in, and its neighbours there.
+    slot: u16,
+    prev: u32,
+    next: u32,
+}
+
+impl Session {
+    /// The key of the reply direction, as it arrives on the public side.
+    pub fn reply_key(&self) -> FlowKey {
+        let inside = &self.inside;
+        FlowKey {
+            zone: PUBLIC,
+            proto: inside.proto,
+            src: inside.dst,
+            dst: self.nat_ip,
+            sport: if inside.proto == ICMP {
+                self.nat_port
+            } else {
+                inside.dport
+            },
+            dport: self.nat_port,
+        }
+    }
+}
+
+/// Why a new session was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetupError {
+    /// `max_sessions` reached.
+    Full,
+    /// No free public port for this address and protocol.
+    PortsExhausted,
+}
+
+/// Marks an index key as a mapping (inside endpoint -> public port)
+/// rather than a flow: the protocol with its high bit set.
+const MAPPING: u8 = 0x80;
+
+/// The index key of the mapping of `inside`'s source endpoint on `nat_ip`.
+fn mapping_key(inside: &FlowKey, nat_ip: Ipv4Addr) -> FlowKey {
+    FlowKey {
+        zone: inside.zone,
+        proto: inside.proto | MAPPING,
+        src: inside.src,
+        dst: nat_ip,
+        sport: inside.sport,
+        dport: 0,
+    }
+}
+
+pub struct Conntrack {
+    config: Config,
+    sessions: Vec<Session>,
+    /// Free sessions, linked through `next`.
+    free_head: u32,
+    // Keyed by packet fields that a VM chooses, so a keyed hash
+    // (foldhash, randomly seeded), not FxHash: no crafted collisions.
+    /// One table for three kinds of entries, up to three per session:
+    /// its inside key and its reply key -> session id << 1 | (1 for
+    /// Reply), and its endpoint's mapping -> the public port.
+    index: HashMap<FlowKey, u32>,
+    /// Per (public address, protocol): which ports are taken, and by how
+    /// many sessions each.
+    pools: HashMap<(Ipv4Addr, u8), PortPool>,
+    /// Head session of each one-second slot.
+    wheel: Vec<u32>,
+    /// Every slot for a second before this one has been swept.
+    swept: u32,
+    live: u32,
+}
+
+impl Conntrack {
+    /// Reserves room for `config.max_sessions` up front, so setting up a
+    /// session never grows a table.
+    pub fn new(config: Config) -> Conntrack {
+        let max = config.max_sessions as usize;
+        Conntrack {
+            config,
+            sessions: Vec::with_capacity(max),
+            free_head: NIL,
+            index: HashMap::with_capacity(3 * max),
+            pools: HashMap::new(),
+            wheel: vec![NIL; SLOTS as usize],
+            swept: 0,
+            live: 0,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Live sessions.
+    pub fn len(&self) -> usize {
+        self.live as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Bytes reserved per session at `max_sessions`: the session and its
+    /// share of the index (hashbrown: an entry and a control byte per
+    /// bucket, buckets a power of two at most 7/8 full).
+    pub fn bytes_per_session(&self) -> usize {
+        use std::mem::size_of;
+        let max = self.config.max_sessions.max(1) as usize;
+        let buckets = (self.index.capacity() * 8 / 7).next_power_of_two();
+        let index = buckets * (size_of::<(FlowKey, u32)>() + 1);
+        (index + max * size_of::<Session>()) / max
+    }
+
+    #[inline]
+    pub fn lookup(&self, key: &FlowKey) -> Option<(SessionId, Dir)> {
+        let v = *self.index.get(key)?;
+        let dir = if v & 1 == 0 { Dir::Orig } else { Dir::Reply };
+        Some((v >> 1, dir))
+    }
+
+    pub fn session(&self, id: SessionId) -> &Session {
+        &self.sessions[id as usize]
+    }
+
+    /// Live sessions (for dumps and tests).
+    pub fn iter(&self) -> impl Iterator<Item = &Session> {
+        self.sessions.iter().filter(|s| s.live)
+    }
+
+    /// Opens a source-NAT session for `inside` (whose first packet put it
+    /// in `state`), translating its source to `nat_ip` and a port of
+    /// `ports`.
+    pub fn setup_snat(
+        &mut self,
+        inside: FlowKey,
+        nat_ip: Ipv4Addr,
+        ports: (u16, u16),
+        state: State,
+        now: u32,
+    ) -> Result<SessionId, SetupError> {
+        if self.live >= self.config.max_sessions {
+            return Err(SetupError::Full);
+        }
+        let pool = self
+            .pools
+            .entry((nat_ip, inside.proto))
+            .or_insert_with(|| PortPool::new(ports.0, ports.1));
+        let mapping = mapping_key(&inside, nat_ip);
+        let port = match self.index.get(&mapping) {
+            Some(&port) => port as u16,
+            None => {
+                let port = pool
+                    .allocate(inside.sport)
+                    .ok_or(SetupError::PortsExhausted)?;
+                self.index.insert(mapping, u32::from(port));
+                port
+            }
+        };
+        pool.hold(port);
+        let session = Session {
+            inside,
+            nat_ip,
+            nat_port: port,
+            state,
+            live: true,
+            expires: now.saturating_add(self.config.timeouts.of(state)),
+            slot: 0,
+            prev: NIL,
+            next: NIL,
+        };
+        let id = match self.free_head {
+            NIL => {
+                self.sessions.push(session);
+                (self.sessions.len() - 1) as SessionId
+            }
+            id => {
+                self.free_head = self.sessions[id as usize].next;
+                self.sessions[id as usize] = session;
+                id
+            }
+        };
+        self.index.insert(inside, id << 1);
+        self.index.insert(session.reply_key(), (id << 1) | 1);
+        self.link(id);
+        self.live += 1;
+        Ok(id)
+    }
+
+    /// Accounts a packet of session `id` going `dir`: the next state, and
+    /// the timeout from now.
+    #[inline]
+    pub fn update(&mut self, id: SessionId, dir: Dir, tcp_flags: u8, now: u32) {
+        let timeouts = &self.config.timeouts;
+        let s = &mut self.sessions[id as usize];
+        let old_expires = s.expires;
+        s.state = next(s.state, dir, tcp_flags);
+        s.expires = now.saturating_add(timeouts.of(s.state));
+        // A longer life needs nothing (the sweep re-queues); a shorter one
+        // must move to its earlier slot.
+        if s.expires < old_expires && s.expires % SLOTS != old_expires % SLOTS {
+            self.unlink(id);
+            self.link(id);
+        }
+    }
+
+    /// Sweeps the wheel up to `now`, removing at most `budget` expired
+    /// sessions; returns how many it removed.
+    pub fn expire(&mut self, now: u32, budget: usize) -> usize {
+        let mut removed = 0;
+        while self.swept <= now {
+            let slot = (self.swept % SLOTS) as usize;
+            let mut id = self.wheel[slot];
+            self.wheel[slot] = NIL;
+            while id != NIL {
+                let s = self.sessions[id as usize];
+                if s.expires <= now {
+                    if removed == budget {
+                        // Put the rest back; carry on next call.
+                        self.sessions[id as usize].prev = NIL;
+                        self.wheel[slot] = id;
+                        return removed;
+                    }
+                    self.remove(id);
+                    removed += 1;
+                } else {
+                    self.link(id);
+                }
+                id = s.next;
+            }
+            self.swept += 1;
+        }
+        removed
+    }
+
+    fn remove(&mut self, id: SessionId) {
+        let s = self.sessions[id as usize];
+        self.index.remove(&s.inside);
+        self.index.remove(&s.reply_key());
+        if let Some(pool) = self.pools.get_mut(&(s.nat_ip, s.inside.proto)) {
+            // The last session of the mapping frees its port.
+            if pool.drop_hold(s.nat_port) {
+                self.index.remove(&mapping_key(&s.inside, s.nat_ip));
+            }
+        }
+        let s = &mut self.sessions[id as usize];
+        s.live = false;
+        s.next = self.free_head;
+        self.free_head = id;
+        self.live -= 1;
+    }
+
+    /// Puts session `id` at the head of the slot of its `expires`.
+    fn link(&mut self, id: SessionId) {
+        let slot = (self.sessions[id as usize].expires % SLOTS) as usize;
+        let head = self.wheel[slot];
+        if head != NIL {
+            self.sessions[head as usize].prev = id;
+        }
+        let s = &mut self.sessions[id as usize];
+        s.slot = slot as u16;
+        s.prev = NIL;
+        s.next = head;
+        self.wheel[slot] = id;
+    }
+
+    /// Takes session `id` out of its slot's list.
+    fn unlink(&mut self, id: SessionId) {
+        let Session { prev, next, .. } = self.sessions[id as usize];
+        if prev == NIL {
+            let slot = usize::from(self.sessions[id as usize].slot);
+            if self.wheel[slot] == id {
+                self.wheel[slot] = next;
+            }
+        } else {
+            self.sessions[prev as usize].next = next;
+        }
+        if next != NIL {
+            self.sessions[next as usize].prev = prev;
+        }
+    }
+}

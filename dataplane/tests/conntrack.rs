@@ -1,0 +1,213 @@
+//! Connection tracking and NAT sessions: both directions found, mappings
+//! endpoint-independent, expiry on time (and only then), the table limit,
+//! and under random flows a public (address, protocol, port) never serves
+//! two inside endpoints.
+use proptest::prelude::*;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use xvr_dataplane::conntrack::*;
+
+const NAT_IP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+const PORTS: (u16, u16) = (1024, 65535);
+
+fn key(proto: u8, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> FlowKey {
+    FlowKey {
+        zone: 0,
+        proto,
+        src: src.into(),
+        dst: dst.into(),
+        sport,
+        dport,
+    }
+}
+
+fn small(max_sessions: u32) -> Conntrack {
+    Conntrack::new(Config {
+        max_sessions,
+        timeouts: Timeouts::default(),
+    })
+}
+
+#[test]
+fn both_directions_find_the_session() {
+    let mut ct = small(16);
+    let k = key(TCP, [10, 0, 0, 10], 40000, [198, 19, 0, 10], 80);
+    let id = ct.setup_snat(k, NAT_IP, PORTS, State::SynSent, 0).unwrap();
+    let s = *ct.session(id);
+    assert_eq!((s.nat_ip, s.nat_port), (NAT_IP, 40000), "port preserved");
+    assert_eq!(ct.lookup(&k), Some((id, Dir::Orig)));
+    let reply = FlowKey {
+        zone: PUBLIC,
+        proto: TCP,
+        src: [198, 19, 0, 10].into(),
+        dst: NAT_IP,
+        sport: 80,
+        dport: 40000,
+    };
+    assert_eq!(s.reply_key(), reply);
+    assert_eq!(ct.lookup(&reply), Some((id, Dir::Reply)));
+    ct.update(id, Dir::Reply, SYN | ACK, 1);
+    ct.update(id, Dir::Orig, ACK, 1);
+    assert_eq!(ct.session(id).state, State::Established);
+}
+
+#[test]
+fn mappings_are_endpoint_independent() {
+    let mut ct = small(16);
+    let a = ct
+        .setup_snat(
+            key(UDP, [10, 0, 0, 10], 5000, [198, 19, 0, 1], 53),
+            NAT_IP,
+            PORTS,
+            State::UdpUnreplied,
+            0,
+        )
+        .unwrap();
+    let b = ct
+        .setup_snat(
+            key(UDP, [10, 0, 0, 10], 5000, [198, 19, 0, 2], 53),
+            NAT_IP,
+            PORTS,
+            State::UdpUnreplied,
+            0,
+        )
+        .unwrap();
+    // Another VM with the same source port gets another public port.
+    let c = ct
+        .setup_snat(
+            key(UDP, [10, 0, 0, 11], 5000, [198, 19, 0, 1], 53),
+            NAT_IP,
+            PORTS,
+            State::UdpUnreplied,
+            0,
+        )
+        .unwrap();
+    let port = |id| ct.session(id).nat_port;
+    assert_eq!(port(a), 5000);
+    assert_eq!(port(b), 5000, "same inside endpoint, same public port");
+    assert_ne!(port(c), 5000);
+}
+
+#[test]
+fn sessions_expire_on_time_and_free_their_port() {
+    let mut ct = small(16);
+    let k = key(UDP, [10, 0, 0, 10], 5000, [198, 19, 0, 1], 53);
+    let id = ct
+        .setup_snat(k, NAT_IP, PORTS, State::UdpUnreplied, 100)
+        .unwrap();
+    assert_eq!(ct.expire(129, 64), 0, "unreplied UDP lives 30 s");
+    assert_eq!(ct.lookup(&k), Some((id, Dir::Orig)));
+    // A reply at 120 makes it a replied flow: 120 s from then.
+    ct.update(id, Dir::Reply, 0, 120);
+    assert_eq!(ct.expire(239, 64), 0);
+    assert_eq!(ct.expire(240, 64), 1);
+    assert_eq!(ct.lookup(&k), None);
+    assert!(ct.is_empty());
+    // Port 5000 is free again: another endpoint can have it.
+    let other = key(UDP, [10, 0, 0, 11], 5000, [198, 19, 0, 1], 53);
+    let id = ct
+        .setup_snat(other, NAT_IP, PORTS, State::UdpUnreplied, 241)
+        .unwrap();
+    assert_eq!(ct.session(id).nat_port, 5000);
+}
+
+#[test]
+fn a_fin_shortens_the_life_of_an_established_session() {
+    let mut ct = small(16);
+    let k = key(TCP, [10, 0, 0, 10], 40000, [198, 19, 0, 10], 80);
+    let id = ct.setup_snat(k, NAT_IP, PORTS, State::SynSent, 0).unwrap();
+    ct.update(id, Dir::Reply, SYN | ACK, 0);
+    ct.update(id, Dir::Orig, ACK, 0);
+    assert_eq!(ct.expire(10_000, 64), 0, "established lives 5 days");
+    ct.update(id, Dir::Orig, FIN | ACK, 10_000);
+    ct.update(id, Dir::Reply, FIN | ACK, 10_001);
+    assert_eq!(ct.session(id).state, State::TimeWait);
+    assert_eq!(ct.expire(10_120, 64), 0);
+    assert_eq!(ct.expire(10_121, 64), 1, "time-wait: 120 s");
+}
+
+#[test]
+fn a_full_table_refuses_new_sessions_and_keeps_the_old() {
+    let mut ct = small(4);
+    let keys: Vec<FlowKey> = (0..5)
+        .map(|i| key(UDP, [10, 0, 0, 10], 5000 + i, [198, 19, 0, 1], 53))
+        .collect();
+    for k in &keys[..4] {
+        ct.setup_snat(*k, NAT_IP, PORTS, State::UdpUnreplied, 0)
+            .unwrap();
+    }
+    assert_eq!(
+        ct.setup_snat(keys[4], NAT_IP, PORTS, State::UdpUnreplied, 0),
+        Err(SetupError::Full)
+    );
+    assert!(keys[..4].iter().all(|k| ct.lookup(k).is_some()));
+}
+
+#[test]
+fn an_exhausted_port_range_is_refused() {
+    let mut ct = small(16);
+    for i in 0..3 {
+        let k = key(UDP, [10, 0, 0, 10 + i], 5000, [198, 19, 0, 1], 53);
+        let r = ct.setup_snat(k, NAT_IP, (2000, 2001), State::UdpUnreplied, 0);
+        assert_eq!(r.is_ok(), i < 2, "{i}: {r:?}");
+    }
+}
+
+#[test]
+fn a_mass_expiry_is_spread_over_calls() {
+    let mut ct = small(1000);
+    for i in 0..1000u16 {
+        let k = key(UDP, [10, 0, 0, 10], 1000 + i, [198, 19, 0, 1], 53);
+        ct.setup_snat(k, NAT_IP, PORTS, State::UdpUnreplied, 0)
+            .unwrap();
+    }
+    assert_eq!(ct.expire(30, 64), 64);
+    let mut total = 64;
+    while total < 1000 {
+        total += ct.expire(30, 64);
+    }
+    assert!(ct.is_empty());
+}
+
+#[test]
+fn memory_per_session_is_at_most_128_bytes() {
+    let ct = small(1 << 20);
+    let bytes = ct.bytes_per_session();
+    assert!(bytes <= 128, "{bytes} bytes per session");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Random flows from a few VMs and ports to a few servers, with time
+    /// passing: every live session is found by both keys, and a public
+    /// (protocol, port) serves one inside endpoint only.
+    #[test]
+    fn nat_mappings_stay_a_bijection(
+        flows in prop::collection::vec((0u8..4, 0u16..6, 0u8..3, any::<bool>(), 0u32..40), 1..300)
+    ) {
+        let mut ct = small(10_000);
+        let mut now = 0;
+        for (vm, sport, server, tcp, dt) in flows {
+            now += dt;
+            ct.expire(now, usize::MAX);
+            let proto = if tcp { TCP } else { UDP };
+            let k = key(proto, [10, 0, 0, 10 + vm], 3000 + sport, [198, 19, 0, server], 80);
+            match ct.lookup(&k) {
+                Some((id, _)) => ct.update(id, Dir::Orig, ACK, now),
+                None => {
+                    let state = if tcp { State::SynSent } else { State::UdpUnreplied };
+                    ct.setup_snat(k, NAT_IP, (3000, 3063), state, now).unwrap();
+                }
+            }
+            let mut owner: HashMap<(u8, u16), (Ipv4Addr, u16)> = HashMap::new();
+            for s in ct.iter() {
+                let (id, dir) = ct.lookup(&s.inside).unwrap();
+                prop_assert_eq!(dir, Dir::Orig);
+                prop_assert_eq!(ct.lookup(&s.reply_key()), Some((id, Dir::Reply)));
+                let inside = (s.inside.src, s.inside.sport);
+                let prev = owner.insert((s.inside.proto, s.nat_port), inside);
+                prop_assert!(prev.is_none() || prev == Some(inside), "port {} shared", s.nat_port);
+            }
+        }
+    }
+}
