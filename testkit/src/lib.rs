@@ -59,6 +59,17 @@ impl Headers {
         out
     }
 
+    pub fn tcp_syn_ack(&self, sport: u16, dport: u16) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.ip()
+            .tcp(sport, dport, 500, 64240)
+            .syn()
+            .ack(2)
+            .write(&mut out, &[])
+            .unwrap();
+        out
+    }
+
     pub fn tcp_ack(&self, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         self.ip()
@@ -73,6 +84,15 @@ impl Headers {
         let mut out = Vec::new();
         self.ip()
             .icmpv4_echo_request(id, seq)
+            .write(&mut out, payload)
+            .unwrap();
+        out
+    }
+
+    pub fn pong(&self, id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.ip()
+            .icmpv4_echo_reply(id, seq)
             .write(&mut out, payload)
             .unwrap();
         out

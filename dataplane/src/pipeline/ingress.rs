@@ -1,7 +1,8 @@
 //! Ingress: which tenant a frame belongs to. Frames from a VM port belong
-//! to the port's tenant. On the uplink only VXLAN to the local VTEP is
-//! ours: it is checked, decapsulated (by moving the frame start, no copy)
-//! and mapped VNI -> tenant; everything else goes to the kernel.
+//! to the port's tenant. On the uplink, VXLAN to the local VTEP is
+//! checked, decapsulated (by moving the frame start, no copy) and mapped
+//! VNI -> tenant; IPv4 to a public address goes to reverse NAT, which
+//! finds the tenant from the session; everything else goes to the kernel.
 use super::{ipv4, DropReason, Event, Stage, Stats, Verdict};
 use crate::frame::Frame;
 use crate::table::{PortRole, Tables, TenantId, VtepId};
@@ -35,8 +36,9 @@ pub(crate) fn run(tables: &Tables, frames: &mut [Frame<'_>], stats: &mut Stats) 
                 frame.meta.stage = Stage::L2;
             }
             PortRole::Uplink { ip, .. } => match decap(tables, frame, ip, &mut last) {
-                Ok(true) => stats.event(Event::Decap),
-                Ok(false) => {
+                Ok(Uplink::Decapsulated) => stats.event(Event::Decap),
+                Ok(Uplink::Public) => frame.meta.stage = Stage::Unsnat,
+                Ok(Uplink::Kernel) => {
                     stats.event(Event::ToKernel);
                     frame.meta.stage = Stage::Done;
                     frame.meta.verdict = Verdict::Kernel;
@@ -47,36 +49,52 @@ pub(crate) fn run(tables: &Tables, frames: &mut [Frame<'_>], stats: &mut Stats) 
     }
 }
 
-/// Decapsulates VXLAN to `local_vtep`. `Ok(false)`: not ours, for the kernel.
+/// What arrived on the uplink.
+enum Uplink {
+    /// VXLAN from a known VTEP, now the inner frame.
+    Decapsulated,
+    /// IPv4 to a tenant's public address.
+    Public,
+    /// Not ours.
+    Kernel,
+}
+
+/// Decapsulates VXLAN to `local_vtep`; recognises public addresses.
 fn decap(
     tables: &Tables,
     frame: &mut Frame<'_>,
     local_vtep: Ipv4Addr,
     last: &mut Option<LastOverlay>,
-) -> Result<bool, DropReason> {
+) -> Result<Uplink, DropReason> {
     let data = frame.data();
     let eth = EthernetFrame::new_checked(data).map_err(|_| DropReason::EthTruncated)?;
     if eth.ethertype() != EthernetProtocol::Ipv4 {
-        return Ok(false);
+        return Ok(Uplink::Kernel);
     }
     let ip_bytes = &data[ETH_HEADER_LEN..];
     // Cheap early exit before checking the whole header: not to our VTEP.
     if ip_bytes.len() >= 20 {
         let ip = Ipv4Packet::new_unchecked(ip_bytes);
-        if ip.dst_addr() != local_vtep || ip.next_header() != IpProtocol::Udp {
-            return Ok(false);
+        if ip.dst_addr() != local_vtep {
+            return Ok(match tables.nat().owner(ip.dst_addr()) {
+                Some(_) => Uplink::Public,
+                None => Uplink::Kernel,
+            });
+        }
+        if ip.next_header() != IpProtocol::Udp {
+            return Ok(Uplink::Kernel);
         }
     }
     let checked = ipv4::check(ip_bytes)?;
     let ip = Ipv4Packet::new_unchecked(&ip_bytes[..checked.total_len]);
     if ip.frag_offset() != 0 {
         // A later fragment carries no UDP header; the kernel reassembles.
-        return Ok(false);
+        return Ok(Uplink::Kernel);
     }
     let udp_bytes = &ip_bytes[checked.header_len..checked.total_len];
     let udp = UdpPacket::new_checked(udp_bytes).map_err(|_| DropReason::UdpBadLength)?;
     if udp.dst_port() != vxlan::UDP_PORT {
-        return Ok(false);
+        return Ok(Uplink::Kernel);
     }
     if ip.more_frags() {
         return Err(DropReason::VxlanFragmented);
@@ -114,5 +132,5 @@ fn decap(
     frame.meta.tenant = tenant;
     frame.meta.from_vtep = Some(vtep);
     frame.meta.stage = Stage::L2;
-    Ok(true)
+    Ok(Uplink::Decapsulated)
 }

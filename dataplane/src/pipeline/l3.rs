@@ -87,6 +87,10 @@ fn to_internet(tables: &Tables, frame: &mut Frame<'_>, stats: &mut Stats) {
     frame.meta.tx(uplink);
     forward(frame, port.mac, gateway_mac);
     stats.event(Event::Routed);
+    if tables.nat().source(frame.meta.tenant).is_some() {
+        // Out of the uplink once its source is translated.
+        frame.meta.stage = Stage::Snat;
+    }
 }
 
 /// Decrements the TTL (RFC 1624 update of the header checksum) and writes

@@ -9,11 +9,13 @@ mod ingress;
 mod ipv4;
 mod l2;
 mod l3;
+mod nat;
 mod offload;
 mod stats;
 
 pub use stats::{DropReason, Event, Stats};
 
+use crate::conntrack::{self, Conntrack};
 use crate::frame::Frame;
 use crate::table::{PortId, Tables, TenantId, VtepId};
 
@@ -21,8 +23,13 @@ use crate::table::{PortId, Tables, TenantId, VtepId};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     Ingress,
+    /// To a public address: reverse source NAT, then L3.
+    Unsnat,
     L2,
     L3,
+    /// To the internet from a tenant with source NAT (the uplink is
+    /// already the verdict).
+    Snat,
     Encap,
     Done,
 }
@@ -93,23 +100,67 @@ impl Meta {
     }
 }
 
-/// One worker's pipeline: the stages and their counters.
-#[derive(Debug, Default)]
+/// One worker's pipeline: the stages, their counters, and the worker's
+/// connection-tracking sessions.
 pub struct Pipeline {
     pub stats: Stats,
+    pub conntrack: Conntrack,
+    /// The worker's clock in seconds, for session timeouts; the worker
+    /// (or a test) sets it.
+    pub now: u32,
 }
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        Self::with_conntrack(conntrack::Config::default())
+    }
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("stats", &self.stats)
+            .field("sessions", &self.conntrack.len())
+            .field("now", &self.now)
+            .finish()
+    }
+}
+
+/// Expired sessions removed per batch at most, so a mass expiry is spread
+/// over batches.
+const EXPIRY_BUDGET: usize = 64;
 
 impl Pipeline {
     pub fn new() -> Self {
         Self::default()
     }
 
+    pub fn with_conntrack(config: conntrack::Config) -> Self {
+        Pipeline {
+            stats: Stats::default(),
+            conntrack: Conntrack::new(config),
+            now: 0,
+        }
+    }
+
     /// Runs a batch through every stage. Each frame ends with a verdict;
     /// frames to transmit have been rewritten in place.
     pub fn run(&mut self, tables: &Tables, frames: &mut [Frame<'_>]) {
+        let expired = self.conntrack.expire(self.now, EXPIRY_BUDGET);
+        for _ in 0..expired {
+            self.stats.event(Event::SessionExpired);
+        }
         ingress::run(tables, frames, &mut self.stats);
+        nat::run_in(frames, &mut self.conntrack, self.now, &mut self.stats);
         l2::run(tables, frames, &mut self.stats);
         l3::run(tables, frames, &mut self.stats);
+        nat::run_out(
+            tables,
+            frames,
+            &mut self.conntrack,
+            self.now,
+            &mut self.stats,
+        );
         encap::run(tables, frames, &mut self.stats);
     }
 }

@@ -53,6 +53,12 @@ named_counters! {
         NoUplink = "no_uplink",
         NoHeadroom = "no_headroom",
         MtuExceeded = "mtu_exceeded",
+        L4Truncated = "l4_truncated",
+        NatFragment = "nat_fragment_unsupported",
+        NatUnsupported = "nat_unsupported_protocol",
+        NatNoSession = "nat_no_session",
+        NatPortsExhausted = "nat_ports_exhausted",
+        ConntrackFull = "conntrack_full",
     }
 }
 
@@ -68,6 +74,10 @@ named_counters! {
         IcmpErrorSent = "icmp_error_sent",
         ToKernel = "to_kernel",
         ChecksumFinished = "checksum_finished",
+        SessionNew = "session_new",
+        SessionExpired = "session_expired",
+        Snat = "snat",
+        Unsnat = "unsnat",
     }
 }
 

@@ -4,12 +4,14 @@
 //! the tenant, so one tenant can never match another tenant's entries.
 mod host;
 mod lpm;
+mod nat;
 mod port;
 mod tenant;
 mod vtep;
 
 pub use host::{Host, HostTable, L2Dest, L2Table, Location};
 pub use lpm::{Lpm, NextHop};
+pub use nat::{NatTable, SourceNat};
 pub use port::{Port, PortRole};
 pub use tenant::Tenant;
 pub use vtep::{Vtep, VtepTable};
@@ -42,6 +44,7 @@ pub struct Tables {
     l2: L2Table,
     vteps: VtepTable,
     uplink: Option<PortId>,
+    nat: NatTable,
 }
 
 impl Tables {
@@ -115,6 +118,10 @@ impl Tables {
 
     pub fn vteps(&self) -> &VtepTable {
         &self.vteps
+    }
+
+    pub fn nat(&self) -> &NatTable {
+        &self.nat
     }
 }
 
@@ -200,6 +207,11 @@ impl TablesBuilder {
         let location = Location::Remote(vtep);
         self.tables.hosts.insert(tenant, ip, Host { mac, location });
         self.tables.l2.insert(tenant, mac, L2Dest::Host(location));
+    }
+
+    /// The tenant's internet traffic leaves with its source translated.
+    pub fn set_source_nat(&mut self, tenant: TenantId, snat: SourceNat) {
+        self.tables.nat.set_source(tenant, snat);
     }
 
     pub fn build(self) -> Tables {

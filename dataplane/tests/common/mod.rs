@@ -53,6 +53,11 @@ pub fn mac(m: [u8; 6]) -> EthernetAddress {
 }
 
 pub fn tables() -> Tables {
+    builder().build()
+}
+
+/// The tables of `tables()`, still open for more.
+pub fn builder() -> TablesBuilder {
     let mut b = TablesBuilder::new();
     let a = b.add_tenant(Tenant::new("a", VNI_A, Tenant::default_router_mac(VNI_A)));
     let bt = b.add_tenant(Tenant::new("b", VNI_B, Tenant::default_router_mac(VNI_B)));
@@ -97,7 +102,7 @@ pub fn tables() -> Tables {
         "10.5.0.0/16".parse().unwrap(),
         NextHop::Via(ip("10.0.0.10")),
     );
-    b.build()
+    b
 }
 
 /// Runs one frame arriving on `port` through a fresh pipeline.

@@ -1,0 +1,195 @@
+//! Source NAT in memory: a TCP handshake out through SNAT and back, UDP
+//! and ICMP echo, port preservation and collisions, expiry, the session
+//! limit, and what is refused. Every frame that comes out is parsed back
+//! with etherparse and its checksums recomputed independently.
+mod common;
+
+use common::*;
+use etherparse::{IpNumber, PacketHeaders, TransportHeader};
+use xvr_dataplane::conntrack::{self, State};
+use xvr_dataplane::io::memory::MemoryIo;
+use xvr_dataplane::table::{SourceNat, Tables};
+use xvr_dataplane::{DropReason, Event, Pipeline, Verdict};
+use xvr_testkit::headers;
+
+const PUBLIC_IP: [u8; 4] = [203, 0, 113, 10];
+const SERVER: [u8; 4] = [198, 19, 0, 10];
+const VM: [u8; 4] = [10, 0, 0, 10];
+const VM2: [u8; 4] = [10, 0, 0, 11];
+
+fn snat_tables() -> Tables {
+    let mut b = builder();
+    b.set_source_nat(
+        TENANT_A,
+        SourceNat {
+            ip: PUBLIC_IP.into(),
+            ports: (1024, 65535),
+        },
+    );
+    b.build()
+}
+
+fn send(p: &mut Pipeline, t: &Tables, port: u16, frame: &[u8]) -> (Verdict, Vec<u8>) {
+    MemoryIo::new().run_one(p, t, port, frame)
+}
+
+/// Parses a frame, checks the IPv4 and transport checksums, and returns
+/// (src, sport, dst, dport, ttl); ICMP echo gives its identifier as ports.
+fn fields(frame: &[u8]) -> ([u8; 4], u16, [u8; 4], u16, u8) {
+    let h = PacketHeaders::from_ethernet_slice(frame).unwrap();
+    let Some(etherparse::NetHeaders::Ipv4(ip, _)) = h.net else {
+        panic!("not IPv4")
+    };
+    assert_eq!(
+        ip.header_checksum,
+        ip.calc_header_checksum(),
+        "IPv4 checksum"
+    );
+    let payload = h.payload.slice();
+    let (sport, dport) = match h.transport.unwrap() {
+        TransportHeader::Tcp(tcp) => {
+            let want = tcp.calc_checksum_ipv4(&ip, payload).unwrap();
+            assert_eq!(tcp.checksum, want, "TCP checksum");
+            (tcp.source_port, tcp.destination_port)
+        }
+        TransportHeader::Udp(udp) => {
+            let want = udp.calc_checksum_ipv4(&ip, payload).unwrap();
+            assert_eq!(udp.checksum, want, "UDP checksum");
+            (udp.source_port, udp.destination_port)
+        }
+        TransportHeader::Icmpv4(icmp) => {
+            assert_eq!(
+                icmp.checksum,
+                icmp.icmp_type.calc_checksum(payload),
+                "ICMP checksum"
+            );
+            let id = match icmp.icmp_type {
+                etherparse::Icmpv4Type::EchoRequest(e) | etherparse::Icmpv4Type::EchoReply(e) => {
+                    e.id
+                }
+                other => panic!("{other:?}"),
+            };
+            (id, id)
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_ne!(ip.protocol, IpNumber::IPV6_ICMP);
+    (ip.source, sport, ip.destination, dport, ip.time_to_live)
+}
+
+fn out_of_vm(src: [u8; 4]) -> xvr_testkit::Headers {
+    let mac = if src == VM { VM_A10_MAC } else { VM_A11_MAC };
+    headers(mac, A1_MAC, src, SERVER)
+}
+
+fn from_server() -> xvr_testkit::Headers {
+    headers(INTERNET_GW_MAC, UPLINK_MAC, SERVER, PUBLIC_IP)
+}
+
+#[test]
+fn a_tcp_handshake_goes_out_through_snat_and_back() {
+    let t = snat_tables();
+    let mut p = Pipeline::new();
+    let (verdict, out) = send(&mut p, &t, A1, &out_of_vm(VM).tcp_syn(40000, 80));
+    assert_eq!(verdict, Verdict::Tx(UP));
+    assert_eq!(&out[0..6], &INTERNET_GW_MAC);
+    assert_eq!(&out[6..12], &UPLINK_MAC);
+    assert_eq!(
+        fields(&out),
+        (PUBLIC_IP, 40000, SERVER, 80, 63),
+        "port preserved"
+    );
+
+    let (verdict, back) = send(&mut p, &t, UP, &from_server().tcp_syn_ack(80, 40000));
+    assert_eq!(verdict, Verdict::Tx(A1));
+    assert_eq!(&back[0..6], &VM_A10_MAC);
+    assert_eq!(fields(&back), (SERVER, 80, VM, 40000, 63));
+
+    let (verdict, _) = send(&mut p, &t, A1, &out_of_vm(VM).tcp_ack(40000, 80, b"GET /"));
+    assert_eq!(verdict, Verdict::Tx(UP));
+    let s = p.conntrack.iter().next().unwrap();
+    assert_eq!(s.state, State::Established);
+    assert_eq!(p.stats.events_of(Event::SessionNew), 1);
+    assert_eq!(p.stats.events_of(Event::Snat), 2);
+    assert_eq!(p.stats.events_of(Event::Unsnat), 1);
+}
+
+#[test]
+fn udp_and_ping_go_out_and_their_replies_come_back() {
+    let t = snat_tables();
+    let mut p = Pipeline::new();
+    let (_, out) = send(&mut p, &t, A1, &out_of_vm(VM).udp(5353, 53, b"query"));
+    assert_eq!(fields(&out), (PUBLIC_IP, 5353, SERVER, 53, 63));
+    let (verdict, back) = send(&mut p, &t, UP, &from_server().udp(53, 5353, b"answer"));
+    assert_eq!(verdict, Verdict::Tx(A1));
+    assert_eq!(fields(&back), (SERVER, 53, VM, 5353, 63));
+
+    let (_, out) = send(&mut p, &t, A1, &out_of_vm(VM).ping(0x4242, 1, b"ping"));
+    assert_eq!(fields(&out), (PUBLIC_IP, 0x4242, SERVER, 0x4242, 63));
+    let (verdict, back) = send(&mut p, &t, UP, &from_server().pong(0x4242, 1, b"ping"));
+    assert_eq!(verdict, Verdict::Tx(A1));
+    assert_eq!(fields(&back), (SERVER, 0x4242, VM, 0x4242, 63));
+}
+
+#[test]
+fn two_vms_with_the_same_port_get_different_public_ports() {
+    let t = snat_tables();
+    let mut p = Pipeline::new();
+    let (_, a) = send(&mut p, &t, A1, &out_of_vm(VM).udp(7000, 53, b"a"));
+    let (_, b) = send(&mut p, &t, A3, &out_of_vm(VM2).udp(7000, 53, b"b"));
+    let (pa, pb) = (fields(&a).1, fields(&b).1);
+    assert_eq!(pa, 7000);
+    assert_ne!(pb, 7000);
+    let (verdict, back) = send(&mut p, &t, UP, &from_server().udp(53, pb, b"to b"));
+    assert_eq!(verdict, Verdict::Tx(A3));
+    assert_eq!(fields(&back).2, VM2);
+}
+
+#[test]
+fn what_no_session_allows_is_dropped() {
+    let t = snat_tables();
+    let mut p = Pipeline::new();
+    // Unsolicited, to the public address.
+    let (verdict, _) = send(&mut p, &t, UP, &from_server().tcp_syn(80, 40000));
+    assert_eq!(verdict, Verdict::Drop(DropReason::NatNoSession));
+    // Mid-stream TCP from inside opens nothing.
+    let (verdict, _) = send(&mut p, &t, A1, &out_of_vm(VM).tcp_ack(40000, 80, b"x"));
+    assert_eq!(verdict, Verdict::Drop(DropReason::NatNoSession));
+    // A reply from another server port than the one contacted.
+    send(&mut p, &t, A1, &out_of_vm(VM).udp(5353, 53, b"q"));
+    let (verdict, _) = send(&mut p, &t, UP, &from_server().udp(54, 5353, b"a"));
+    assert_eq!(verdict, Verdict::Drop(DropReason::NatNoSession));
+    assert!(p.conntrack.len() == 1);
+}
+
+#[test]
+fn an_expired_session_no_longer_lets_replies_in() {
+    let t = snat_tables();
+    let mut p = Pipeline::new();
+    send(&mut p, &t, A1, &out_of_vm(VM).udp(5353, 53, b"q"));
+    p.now = 29;
+    let (verdict, _) = send(&mut p, &t, UP, &from_server().udp(53, 5353, b"a"));
+    assert_eq!(verdict, Verdict::Tx(A1), "a reply within 30 s");
+    // Replied: 120 s from the reply.
+    p.now = 29 + 121;
+    let (verdict, _) = send(&mut p, &t, UP, &from_server().udp(53, 5353, b"late"));
+    assert_eq!(verdict, Verdict::Drop(DropReason::NatNoSession));
+    assert_eq!(p.stats.events_of(Event::SessionExpired), 1);
+}
+
+#[test]
+fn a_full_session_table_drops_new_flows_only() {
+    let t = snat_tables();
+    let mut p = Pipeline::with_conntrack(conntrack::Config {
+        max_sessions: 2,
+        ..Default::default()
+    });
+    for port in [6000, 6001] {
+        let (verdict, _) = send(&mut p, &t, A1, &out_of_vm(VM).udp(port, 53, b"q"));
+        assert_eq!(verdict, Verdict::Tx(UP));
+    }
+    let (verdict, _) = send(&mut p, &t, A1, &out_of_vm(VM).udp(6002, 53, b"q"));
+    assert_eq!(verdict, Verdict::Drop(DropReason::ConntrackFull));
+    let (verdict, _) = send(&mut p, &t, A1, &out_of_vm(VM).udp(6000, 53, b"again"));
+    assert_eq!(verdict, Verdict::Tx(UP), "existing sessions keep working");
+}
