@@ -1,8 +1,9 @@
 //! Builds the data plane's immutable tables from a validated state.
-use crate::model::{NextHopConfig, PortConfig, State, DEFAULT_MTU};
+use crate::model::{NextHopConfig, PortConfig, State, DEFAULT_MTU, DEFAULT_NAT_PORTS};
 use crate::ConfigErrors;
 use std::collections::HashMap;
-use xvr_dataplane::table::{NextHop, Port, PortRole, Tables, TablesBuilder, Tenant};
+use xvr_dataplane::conntrack;
+use xvr_dataplane::table::{NextHop, Port, PortRole, SourceNat, Tables, TablesBuilder, Tenant};
 
 impl State {
     /// Validates, then builds. Nothing is built from an invalid state.
@@ -84,6 +85,45 @@ impl State {
                 vteps[&r.vtep],
             );
         }
+        for n in &self.nat.source {
+            let [first, last] = n.ports.unwrap_or(DEFAULT_NAT_PORTS);
+            let snat = SourceNat {
+                ip: n.public_ip,
+                ports: (first, last),
+            };
+            b.set_source_nat(tenants[n.tenant.as_str()], snat);
+        }
         Ok(b.build())
+    }
+
+    /// Each worker's connection tracking: the state's limits and
+    /// timeouts over the defaults.
+    pub fn conntrack_config(&self) -> conntrack::Config {
+        let mut config = conntrack::Config::default();
+        let Some(c) = &self.conntrack else {
+            return config;
+        };
+        if let Some(max) = c.max_sessions {
+            config.max_sessions = max;
+        }
+        if let Some(t) = &c.timeouts {
+            let d = &mut config.timeouts;
+            let set = |field: &mut u32, value: Option<u32>| {
+                if let Some(v) = value {
+                    *field = v;
+                }
+            };
+            set(&mut d.syn_sent, t.tcp_syn_sent);
+            set(&mut d.syn_recv, t.tcp_syn_recv);
+            set(&mut d.established, t.tcp_established);
+            set(&mut d.fin_wait, t.tcp_fin_wait);
+            set(&mut d.close_wait, t.tcp_close_wait);
+            set(&mut d.time_wait, t.tcp_time_wait);
+            set(&mut d.closed, t.tcp_closed);
+            set(&mut d.udp_unreplied, t.udp_unreplied);
+            set(&mut d.udp_replied, t.udp_replied);
+            set(&mut d.icmp, t.icmp);
+        }
+        config
     }
 }

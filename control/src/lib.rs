@@ -8,7 +8,7 @@ mod validate;
 
 pub use mac::Mac;
 pub use model::{
-    NeighborConfig, NextHopConfig, PortConfig, RemoteVmConfig, RouteConfig, State, TenantConfig,
-    VtepConfig,
+    ConntrackConfig, NatConfig, NeighborConfig, NextHopConfig, PortConfig, RemoteVmConfig,
+    RouteConfig, SourceNatConfig, State, TenantConfig, TimeoutsConfig, VtepConfig,
 };
 pub use validate::{ConfigError, ConfigErrors};

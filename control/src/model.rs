@@ -22,6 +22,68 @@ pub struct State {
     /// VMs behind remote VTEPs.
     #[serde(default)]
     pub remote_vms: Vec<RemoteVmConfig>,
+    /// Public addresses and how tenants' traffic is translated to them.
+    #[serde(default, skip_serializing_if = "NatConfig::is_empty")]
+    pub nat: NatConfig,
+    /// Connection tracking limits and timeouts, per worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conntrack: Option<ConntrackConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatConfig {
+    /// Source NAT: a tenant's traffic to the internet leaves from its
+    /// public address (CloudStack's source NAT IP).
+    #[serde(default)]
+    pub source: Vec<SourceNatConfig>,
+}
+
+impl NatConfig {
+    pub fn is_empty(&self) -> bool {
+        self.source.is_empty()
+    }
+}
+
+/// Public ports allocated when none is given.
+pub const DEFAULT_NAT_PORTS: [u16; 2] = [1024, 65535];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceNatConfig {
+    pub tenant: String,
+    pub public_ip: Ipv4Addr,
+    /// First and last public port, default [1024, 65535].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<[u16; 2]>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConntrackConfig {
+    /// Sessions per worker (default 65536); beyond it new flows are
+    /// dropped and counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_sessions: Option<u32>,
+    /// Seconds without traffic before a session in each state dies;
+    /// unset states keep Linux's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<TimeoutsConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    pub tcp_syn_sent: Option<u32>,
+    pub tcp_syn_recv: Option<u32>,
+    pub tcp_established: Option<u32>,
+    pub tcp_fin_wait: Option<u32>,
+    pub tcp_close_wait: Option<u32>,
+    pub tcp_time_wait: Option<u32>,
+    pub tcp_closed: Option<u32>,
+    pub udp_unreplied: Option<u32>,
+    pub udp_replied: Option<u32>,
+    pub icmp: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -76,6 +76,8 @@ impl State {
         let ports = self.check_ports(&mut errors, &tenants);
         self.check_routes(&mut errors, &tenants);
         self.check_hosts(&mut errors, &tenants, &ports);
+        self.check_nat(&mut errors, &tenants);
+        self.check_conntrack(&mut errors);
         if errors.0.is_empty() {
             Ok(())
         } else {
@@ -230,9 +232,8 @@ impl State {
         vm_ports
     }
 
-    fn check_routes(&self, errors: &mut Errors, tenants: &HashSet<&str>) {
-        let mut seen = HashSet::new();
-        let has_internet = self.ports.iter().any(|p| {
+    fn has_internet(&self) -> bool {
+        self.ports.iter().any(|p| {
             matches!(
                 p,
                 PortConfig::Uplink {
@@ -240,7 +241,95 @@ impl State {
                     ..
                 }
             )
+        })
+    }
+
+    fn check_nat(&self, errors: &mut Errors, tenants: &HashSet<&str>) {
+        let vtep = self.ports.iter().find_map(|p| match p {
+            PortConfig::Uplink { ip, .. } => Some(*ip),
+            PortConfig::Vm { .. } => None,
         });
+        let mut owners: HashMap<Ipv4Addr, &str> = HashMap::new();
+        let mut with_snat: HashMap<&str, usize> = HashMap::new();
+        for (i, n) in self.nat.source.iter().enumerate() {
+            let at = |field: &str| format!("nat.source[{i}].{field}");
+            if !tenants.contains(n.tenant.as_str()) {
+                errors.add(at("tenant"), format!("unknown tenant {:?}", n.tenant));
+            } else if let Some(first) = with_snat.insert(&n.tenant, i) {
+                errors.add(
+                    at("tenant"),
+                    format!(
+                        "tenant {:?} already has source NAT (nat.source[{first}])",
+                        n.tenant
+                    ),
+                );
+            }
+            if !usable_host(n.public_ip) {
+                errors.add(at("public_ip"), format!("{} is not usable", n.public_ip));
+            } else if Some(n.public_ip) == vtep {
+                errors.add(
+                    at("public_ip"),
+                    format!("{} is the uplink's VTEP address", n.public_ip),
+                );
+            } else if let Some(owner) = owners.insert(n.public_ip, &n.tenant) {
+                if owner != n.tenant {
+                    errors.add(
+                        at("public_ip"),
+                        format!("{} already belongs to tenant {owner:?}", n.public_ip),
+                    );
+                }
+            }
+            if let Some([first, last]) = n.ports {
+                if first == 0 || first > last {
+                    errors.add(
+                        at("ports"),
+                        format!(
+                            "[{first}, {last}] is not a range of ports 1..=65535, first to last"
+                        ),
+                    );
+                }
+            }
+            if !self.has_internet() {
+                errors.add(
+                    format!("nat.source[{i}]"),
+                    "source NAT needs an uplink port with internet_gateway_mac".into(),
+                );
+            }
+        }
+    }
+
+    fn check_conntrack(&self, errors: &mut Errors) {
+        let Some(c) = &self.conntrack else { return };
+        if c.max_sessions == Some(0) {
+            errors.add("conntrack.max_sessions".into(), "must be at least 1".into());
+        }
+        if let Some(t) = &c.timeouts {
+            let all = [
+                ("tcp_syn_sent", t.tcp_syn_sent),
+                ("tcp_syn_recv", t.tcp_syn_recv),
+                ("tcp_established", t.tcp_established),
+                ("tcp_fin_wait", t.tcp_fin_wait),
+                ("tcp_close_wait", t.tcp_close_wait),
+                ("tcp_time_wait", t.tcp_time_wait),
+                ("tcp_closed", t.tcp_closed),
+                ("udp_unreplied", t.udp_unreplied),
+                ("udp_replied", t.udp_replied),
+                ("icmp", t.icmp),
+            ];
+            for (name, value) in all {
+                if value == Some(0) {
+                    errors.add(
+                        format!("conntrack.timeouts.{name}"),
+                        "must be at least 1 second".into(),
+                    );
+                }
+            }
+        }
+    }
+
+    fn check_routes(&self, errors: &mut Errors, tenants: &HashSet<&str>) {
+        let mut seen = HashSet::new();
+        let has_internet = self.has_internet();
         for (i, r) in self.routes.iter().enumerate() {
             if !tenants.contains(r.tenant.as_str()) {
                 errors.add(

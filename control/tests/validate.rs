@@ -144,6 +144,94 @@ fn bad_input_names_the_field_and_value() {
     }
 }
 
+/// The example with source NAT for both tenants.
+fn with_nat(j: &mut serde_json::Value) {
+    j["nat"] = serde_json::json!({ "source": [
+        { "tenant": "acme", "public_ip": "203.0.113.10" },
+        { "tenant": "globex", "public_ip": "203.0.113.20", "ports": [20000, 29999] }
+    ]});
+}
+
+#[test]
+fn source_nat_and_conntrack_settings_build() {
+    let mut json: serde_json::Value =
+        serde_json::from_str(include_str!("../../examples/two-tenants.json")).unwrap();
+    with_nat(&mut json);
+    json["conntrack"] =
+        serde_json::json!({ "max_sessions": 1000, "timeouts": { "udp_replied": 60 } });
+    let state = State::from_json(&json.to_string()).unwrap();
+    let tables = state.build().unwrap();
+    let globex = tables.tenant_by_vni(1002).unwrap();
+    let snat = tables.nat().source(globex).unwrap();
+    assert_eq!(
+        snat.ip,
+        "203.0.113.20".parse::<std::net::Ipv4Addr>().unwrap()
+    );
+    assert_eq!(snat.ports, (20000, 29999));
+    assert_eq!(tables.nat().owner(snat.ip), Some(globex));
+    let acme = tables.tenant_by_vni(1001).unwrap();
+    assert_eq!(tables.nat().source(acme).unwrap().ports, (1024, 65535));
+    let ct = state.conntrack_config();
+    assert_eq!(ct.max_sessions, 1000);
+    assert_eq!(ct.timeouts.udp_replied, 60);
+    assert_eq!(ct.timeouts.udp_unreplied, 30, "unset: Linux's default");
+    assert_eq!(State::from_json(&state.to_json()).unwrap(), state);
+}
+
+#[test]
+fn bad_nat_and_conntrack_settings_name_the_field() {
+    use serde_json::json;
+    let cases: Vec<(&str, Change)> = vec![
+        (
+            "nat.source[0].tenant: unknown tenant \"nobody\"",
+            Box::new(|j| {
+                with_nat(j);
+                j["nat"]["source"][0]["tenant"] = json!("nobody");
+            }),
+        ),
+        (
+            "nat.source[1].tenant: tenant \"acme\" already has source NAT (nat.source[0])",
+            Box::new(|j| {
+                with_nat(j);
+                j["nat"]["source"][1]["tenant"] = json!("acme");
+            }),
+        ),
+        (
+            "nat.source[1].public_ip: 203.0.113.10 already belongs to tenant \"acme\"",
+            Box::new(|j| {
+                with_nat(j);
+                j["nat"]["source"][1]["public_ip"] = json!("203.0.113.10");
+            }),
+        ),
+        (
+            "nat.source[0].public_ip: 198.18.0.1 is the uplink's VTEP address",
+            Box::new(|j| {
+                with_nat(j);
+                j["nat"]["source"][0]["public_ip"] = json!("198.18.0.1");
+            }),
+        ),
+        (
+            "nat.source[0].ports: [2000, 1000] is not a range",
+            Box::new(|j| {
+                with_nat(j);
+                j["nat"]["source"][0]["ports"] = json!([2000, 1000]);
+            }),
+        ),
+        (
+            "conntrack.max_sessions: must be at least 1",
+            Box::new(|j| j["conntrack"] = json!({ "max_sessions": 0 })),
+        ),
+        (
+            "conntrack.timeouts.udp_replied: must be at least 1 second",
+            Box::new(|j| j["conntrack"] = json!({ "timeouts": { "udp_replied": 0 } })),
+        ),
+    ];
+    for (want, change) in cases {
+        let message = rejected(change);
+        assert!(message.contains(want), "want {want:?} in:\n{message}");
+    }
+}
+
 #[test]
 fn every_problem_is_reported_at_once() {
     let message = rejected(|j| {

@@ -6,6 +6,7 @@ use crate::io::FrameIo;
 use crate::pipeline::Pipeline;
 use crate::table::Tables;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 /// What a worker does when a pass finds no frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -36,19 +37,28 @@ pub struct Worker<I: FrameIo> {
     pub io: I,
     pub pipeline: Pipeline,
     pub counters: WorkerCounters,
+    /// Session timeouts count from here.
+    started: Instant,
 }
 
 impl<I: FrameIo> Worker<I> {
     pub fn new(io: I) -> Worker<I> {
+        Self::with_pipeline(io, Pipeline::new())
+    }
+
+    pub fn with_pipeline(io: I, pipeline: Pipeline) -> Worker<I> {
         Worker {
             io,
-            pipeline: Pipeline::new(),
+            pipeline,
             counters: WorkerCounters::default(),
+            started: Instant::now(),
         }
     }
 
     /// One pass over every source; returns the number of frames received.
     pub fn poll(&mut self, tables: &Tables) -> usize {
+        // A vDSO clock read, once per pass: no syscall.
+        self.pipeline.now = self.started.elapsed().as_secs() as u32;
         self.io.service();
         let mut received = 0;
         for source in 0..self.io.sources() {
