@@ -10,9 +10,16 @@ use xvr_dataplane::Tables;
 /// Reads a state file and builds its tables; errors name the file and,
 /// for invalid states, every offending field.
 pub fn load_tables(path: &Path) -> Result<Tables, String> {
+    load_state(path).map(|(_, tables)| tables)
+}
+
+/// `load_tables`, keeping the state too (for settings outside the tables,
+/// such as connection tracking).
+pub fn load_state(path: &Path) -> Result<(State, Tables), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let state = State::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    state
+    let tables = state
         .build()
-        .map_err(|e| format!("{}:\n{e}", path.display()))
+        .map_err(|e| format!("{}:\n{e}", path.display()))?;
+    Ok((state, tables))
 }

@@ -6,11 +6,12 @@
 use crate::affinity::{check_core, pin_to};
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
+use xvr_dataplane::conntrack;
 use xvr_dataplane::io::xsk::{Socket, Umem};
 use xvr_dataplane::io::xsk_ports::{SocketDrops, XskPorts};
 use xvr_dataplane::table::PortRole;
 use xvr_dataplane::worker::{Idle, Worker, WorkerCounters};
-use xvr_dataplane::{Stats, Tables};
+use xvr_dataplane::{Pipeline, Stats, Tables};
 use xvr_ebpf::{AttachMode, Steering};
 
 /// UMEM chunks per worker (16 MiB): a full fill ring, RX ring and TX
@@ -25,6 +26,8 @@ pub struct Options {
     /// Core for each worker, in order; empty: not pinned.
     pub cores: Vec<usize>,
     pub idle: Idle,
+    /// Each worker's session table.
+    pub conntrack: conntrack::Config,
 }
 
 impl Default for Options {
@@ -34,6 +37,7 @@ impl Default for Options {
             workers: 1,
             cores: Vec::new(),
             idle: Idle::Sleep,
+            conntrack: conntrack::Config::default(),
         }
     }
 }
@@ -45,6 +49,8 @@ pub struct WorkerReport {
     pub counters: WorkerCounters,
     /// What the kernel dropped before the worker saw it.
     pub socket_drops: SocketDrops,
+    /// Connection-tracking sessions alive when it stopped.
+    pub sessions: usize,
     pub stats: Stats,
 }
 
@@ -169,6 +175,9 @@ impl Router {
             })?;
             ports.push((id as u16, index, queues));
         }
+        for (ip, _) in tables.nat().public_addrs() {
+            steering.add_public_addr(ip).map_err(|e| e.to_string())?;
+        }
         let mut all = Vec::new();
         for w in 0..workers {
             let mut umem = Umem::new(UMEM_FRAMES).map_err(|e| e.to_string())?;
@@ -184,7 +193,8 @@ impl Router {
                 }
             }
             let io = XskPorts::new(umem, sockets, tables.ports().len());
-            all.push(Worker::new(io));
+            let pipeline = Pipeline::with_conntrack(options.conntrack);
+            all.push(Worker::with_pipeline(io, pipeline));
         }
         Ok(Router {
             workers: all,
@@ -219,6 +229,7 @@ impl Router {
                             core,
                             counters: worker.counters.clone(),
                             socket_drops: worker.io.socket_drops(),
+                            sessions: worker.pipeline.conntrack.len(),
                             stats: worker.pipeline.stats.clone(),
                         }
                     })

@@ -82,7 +82,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    let tables = xvr::load_tables(&args.config)?;
+    let (state, tables) = xvr::load_state(&args.config)?;
     let signals = block_termination_signals();
     let cores = args.cores.clone().map(|c| c.0).unwrap_or_default();
     let options = Options {
@@ -96,6 +96,7 @@ fn run(args: &Args) -> Result<(), String> {
             IdleArg::Sleep => Idle::Sleep,
             IdleArg::BusyPoll => Idle::BusyPoll,
         },
+        conntrack: state.conntrack_config(),
     };
     let mut router = Router::start(&tables, &options)?;
     eprintln!(
@@ -121,6 +122,8 @@ fn run(args: &Args) -> Result<(), String> {
         );
     }
     let stats = total_stats(&reports);
+    let sessions: usize = reports.iter().map(|r| r.sessions).sum();
+    eprintln!("xvrd: {sessions} live sessions");
     for (name, n) in stats.nonzero_events().chain(stats.nonzero_drops()) {
         eprintln!("xvrd:   {name} {n}");
     }

@@ -6,7 +6,7 @@
 //! public address): the reply's session is found, the destination
 //! rewritten back to the inside endpoint, and l3 routes it in the
 //! tenant's VRF. Checksums are updated incrementally (RFC 1624).
-use super::{ipv4, DropReason, Event, Stage, Stats};
+use super::{ipv4, offload, DropReason, Event, Stage, Stats};
 use crate::conntrack::{self, Conntrack, Dir, FlowKey, SetupError, ICMP, PUBLIC, TCP, UDP};
 use crate::frame::Frame;
 use crate::table::Tables;
@@ -201,6 +201,11 @@ fn unsnat(
     now: u32,
     stats: &mut Stats,
 ) -> Result<(), DropReason> {
+    // A sender on the public side may have left its checksum to offload
+    // (veth peers do); finish it before rewriting, as l2 does inside.
+    if offload::finish_partial_checksum(frame.data_mut()) {
+        stats.event(Event::ChecksumFinished);
+    }
     let ip = &mut frame.data_mut()[ETH_HEADER_LEN..];
     let checked = ipv4::check(ip)?;
     let ip = &mut ip[..checked.total_len];

@@ -1,0 +1,204 @@
+//! Source NAT live: a VM reaches a server in the "internet" namespace
+//! through xvrd, which translates it to the tenant's public address.
+//! Independent checks: the VM's ping, iperf3 TCP both ways, an HTTP
+//! download by Python whose server logs the public address as the client,
+//! 5,000 TCP connections open at once, and an unsolicited connection from
+//! the internet that never reaches the VM.
+mod common;
+
+use common::{start_xvrd, stop_xvrd};
+use std::process::{Command, Stdio};
+use xvr_testkit::netns::{privileged, Rig};
+
+const STATE: &str = r#"{
+  "tenants": [{ "name": "t", "vni": 100 }],
+  "ports": [
+    { "role": "uplink", "name": "up0", "mac": "02:00:00:00:00:01", "ip": "198.18.0.1",
+      "internet_gateway_mac": "02:00:00:00:00:fe" },
+    { "role": "vm", "name": "a1", "mac": "02:aa:00:00:00:01", "tenant": "t", "gateway": "10.0.0.1/24" }
+  ],
+  "routes": [{ "tenant": "t", "prefix": "0.0.0.0/0", "next_hop": "internet" }],
+  "neighbors": [{ "tenant": "t", "ip": "10.0.0.10", "mac": "02:0a:00:00:00:10", "port": "a1" }],
+  "nat": { "source": [{ "tenant": "t", "public_ip": "203.0.113.10" }] }
+}"#;
+
+const SERVER: &str = "198.19.0.10";
+
+/// host (xvrd: up0, a1), vm (10.0.0.10), internet (the gateway at
+/// 198.18.0.254 with a server at 198.19.0.10, routing 203.0.113.0/24 to
+/// the host).
+fn rig(rig: &mut Rig) -> (String, String, String) {
+    let host = rig.namespace();
+    let vm = rig.vm(&host, "a1", "10.0.0.10/24", "02:0a:00:00:00:10");
+    rig.exec(&vm, &["ip", "route", "add", "default", "via", "10.0.0.1"]);
+    let internet = rig.namespace();
+    rig.veth(
+        &host,
+        "up0",
+        Some("198.18.0.1/24"),
+        &internet,
+        "eth0",
+        Some("198.18.0.254/24"),
+    );
+    rig.exec(
+        &host,
+        &["ip", "link", "set", "up0", "address", "02:00:00:00:00:01"],
+    );
+    let i = |args: &[&str]| {
+        rig.exec(&internet, args);
+    };
+    i(&["ip", "link", "set", "eth0", "address", "02:00:00:00:00:fe"]);
+    i(&["ip", "link", "set", "lo", "up"]);
+    i(&["ip", "addr", "add", &format!("{SERVER}/32"), "dev", "lo"]);
+    i(&["ip", "route", "add", "203.0.113.0/24", "via", "198.18.0.1"]);
+    (host, vm, internet)
+}
+
+/// Runs a Python program in `ns`; returns (success, stdout, stderr).
+fn python(ns: &str, program: &str) -> (bool, String, String) {
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", ns, "timeout", "60", "python3", "-c", program,
+        ])
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+/// An HTTP server in `ns` serving 1 MiB at /blob; its log (stderr) names
+/// each client.
+fn http_server(ns: &str) -> std::process::Child {
+    let program = format!(
+        "import http.server\n\
+         class H(http.server.BaseHTTPRequestHandler):\n\
+         \x20 def do_GET(self):\n\
+         \x20   body = bytes(range(256)) * 4096\n\
+         \x20   self.send_response(200); self.send_header('Content-Length', str(len(body))); self.end_headers()\n\
+         \x20   self.wfile.write(body)\n\
+         s = http.server.HTTPServer(('{SERVER}', 8080), H)\n\
+         s.handle_request()\n"
+    );
+    Command::new("ip")
+        .args([
+            "netns", "exec", ns, "timeout", "30", "python3", "-c", &program,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// An echo server in `ns` that accepts `n` connections, holds them all
+/// open, and answers each after all have arrived.
+fn many_connections_server(ns: &str, n: usize) -> std::process::Child {
+    let program = format!(
+        "import socket, resource\n\
+         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n\
+         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))\n\
+         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('{SERVER}', 9000)); s.listen(8192); s.settimeout(30)\n\
+         conns = [s.accept()[0] for _ in range({n})]\n\
+         for c in conns: c.settimeout(30); c.sendall(c.recv(16))\n\
+         print(len(conns))\n"
+    );
+    Command::new("ip")
+        .args([
+            "netns", "exec", ns, "timeout", "60", "python3", "-c", &program,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_vm_reaches_the_internet_through_source_nat() {
+    if !privileged("running xvrd with source NAT over veth") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("state.json");
+    std::fs::write(&config, STATE).unwrap();
+    let mut r = Rig::new("snat");
+    let (host, vm, internet) = rig(&mut r);
+    let daemon = start_xvrd(&r, &host, &config, &["up0", "a1"]);
+
+    let ping = ["ping", "-c", "3", "-i", "0.2", "-W", "2", SERVER];
+    assert!(r.try_exec(&vm, &ping), "ping through SNAT");
+    // The host's own traffic on the uplink still reaches its kernel.
+    assert!(r.try_exec(&internet, &["ping", "-c", "1", "-W", "2", "198.18.0.1"]));
+
+    let up = r
+        .iperf3(&internet, &vm, SERVER, 2, &[])
+        .expect("iperf3 vm -> internet");
+    let down = r
+        .iperf3(&internet, &vm, SERVER, 2, &["-R"])
+        .expect("iperf3 internet -> vm");
+    assert!(up.bytes_received > 1_000_000, "{up:?}");
+    assert!(down.bytes_received > 1_000_000, "{down:?}");
+
+    // An HTTP download; the server sees the public address.
+    let server = http_server(&internet);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let fetch = format!(
+        "import urllib.request, hashlib\n\
+         body = urllib.request.urlopen('http://{SERVER}:8080/blob', timeout=20).read()\n\
+         assert body == bytes(range(256)) * 4096, len(body)\n\
+         print(len(body))\n"
+    );
+    let (ok, got, err) = python(&vm, &fetch);
+    assert!(ok && got.trim() == "1048576", "download: {got} {err}");
+    let log = server.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&log.stderr);
+    assert!(log.starts_with("203.0.113.10 "), "server log: {log}");
+
+    // 5,000 connections open at once, each echoing a byte.
+    let n = 5000;
+    let server = many_connections_server(&internet, n);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let client = format!(
+        "import socket, resource\n\
+         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n\
+         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))\n\
+         conns = []\n\
+         for i in range({n}):\n\
+         \x20 c = socket.create_connection(('{SERVER}', 9000), timeout=20); conns.append(c)\n\
+         for c in conns: c.sendall(b'x')\n\
+         ok = sum(1 for c in conns if c.recv(16) == b'x')\n\
+         print(ok)\n"
+    );
+    let (ok, got, err) = python(&vm, &client);
+    let accepted = server.wait_with_output().unwrap();
+    let accepted = String::from_utf8_lossy(&accepted.stdout).trim().to_string();
+    assert!(ok && got.trim() == n.to_string(), "client: {got} {err}");
+    assert_eq!(accepted, n.to_string());
+
+    // Unsolicited from the internet: refused at xvr; tcpdump in the VM
+    // sees nothing of it.
+    let watch = Command::new("ip")
+        .args([
+            "netns", "exec", &vm, "timeout", "4", "tcpdump", "-n", "-i", "eth0",
+        ])
+        .args(["-c", "1", "tcp dst port 22"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let probe = "import socket\n\
+                 s = socket.socket(); s.settimeout(1)\n\
+                 try: s.connect(('203.0.113.10', 22)); print('connected')\n\
+                 except OSError: print('refused')\n";
+    let (_, got, _) = python(&internet, probe);
+    assert_eq!(got.trim(), "refused");
+    let seen = watch.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&seen.stderr);
+    assert!(
+        seen.contains("0 packets captured"),
+        "tcpdump in the VM: {seen}"
+    );
+
+    let log = stop_xvrd(daemon);
+    assert!(log.contains("nat_no_session"), "{log}");
+}
