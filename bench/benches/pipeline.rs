@@ -15,6 +15,7 @@ fn pipeline(c: &mut Criterion) {
         let mut buffers = Buffers::default();
         let mut frames = buffers.frames(&inputs);
         let mut pipeline = Pipeline::new();
+        path.prime(&mut pipeline, &tables);
         group.bench_function(path.id(), |b| {
             b.iter(|| {
                 reset(&mut frames, &inputs);

@@ -3,7 +3,7 @@
 //! iterations without allocating.
 pub mod e2e;
 
-use xvr_control::State;
+use xvr_control::{SourceNatConfig, State};
 use xvr_dataplane::frame::{Frame, BATCH_SIZE, FRAME_SIZE, HEADROOM};
 use xvr_dataplane::table::{PortId, Tables};
 use xvr_dataplane::{Pipeline, Verdict};
@@ -17,8 +17,30 @@ const ACME_WEB_PORT: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 0x01];
 const ACME_WEB: [u8; 6] = [0x02, 0x0a, 0, 0, 0, 0x10];
 const ACME_REMOTE: [u8; 6] = [0x02, 0x0a, 0, 0, 0, 0x20];
 
+const INTERNET_GW: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
+/// acme's source NAT address in the benches.
+pub const ACME_PUBLIC: [u8; 4] = [203, 0, 113, 10];
+
+/// The example topology, with source NAT for acme.
 pub fn example_tables() -> Tables {
-    State::from_json(EXAMPLE).unwrap().build().unwrap()
+    let mut state = State::from_json(EXAMPLE).unwrap();
+    state.nat.source.push(SourceNatConfig {
+        tenant: "acme".into(),
+        public_ip: ACME_PUBLIC.into(),
+        ports: None,
+    });
+    state.build().unwrap()
+}
+
+/// A UDP frame from acme-web (10.0.0.10, port `sport`) to the internet
+/// host `dst` port 5001, as the VM sends it to its gateway.
+pub fn acme_to_internet(dst: [u8; 4], sport: u16) -> Vec<u8> {
+    udp(ACME_WEB, ACME_WEB_PORT, [10, 0, 0, 10], dst, sport, 18)
+}
+
+/// The reply to `acme_to_internet(src, dport)` as it arrives on up0.
+pub fn internet_to_acme(src: [u8; 4], dport: u16) -> Vec<u8> {
+    headers(INTERNET_GW, UPLINK, src, ACME_PUBLIC).udp(5001, dport, &[0x5a; 18])
 }
 
 /// One packet path of the pipeline, as benchmarked.
@@ -34,15 +56,21 @@ pub enum Path {
     VxlanDecap64,
     /// ARP requests for a gateway address, answered.
     ArpReply,
+    /// acme-web to the internet through source NAT, sessions established.
+    SnatEstablished64,
+    /// Their replies, arriving at the public address: reverse NAT.
+    SnatReply64,
 }
 
 impl Path {
-    pub const ALL: [Path; 5] = [
+    pub const ALL: [Path; 7] = [
         Path::EastWest64,
         Path::VxlanEncap64,
         Path::VxlanDecap64,
         Path::ArpReply,
         Path::VxlanEncap1500,
+        Path::SnatEstablished64,
+        Path::SnatReply64,
     ];
 
     /// The criterion id in group `pipeline`.
@@ -53,6 +81,8 @@ impl Path {
             Path::VxlanEncap1500 => "vxlan_encap_1500",
             Path::VxlanDecap64 => "vxlan_decap_64",
             Path::ArpReply => "arp_reply",
+            Path::SnatEstablished64 => "snat_established_64",
+            Path::SnatReply64 => "snat_reply_64",
         }
     }
 
@@ -114,16 +144,34 @@ impl Path {
                     port("acme-web"),
                     arp_request(ACME_WEB, [10, 0, 0, 10], [10, 0, 0, 1]),
                 ),
+                Path::SnatEstablished64 => (
+                    port("acme-web"),
+                    acme_to_internet([198, 19, 0, i as u8], 2000 + i),
+                ),
+                Path::SnatReply64 => (
+                    port("up0"),
+                    internet_to_acme([198, 19, 0, i as u8], 2000 + i),
+                ),
             })
             .collect()
+    }
+
+    /// Puts `pipeline` in the state the path needs: the sessions that
+    /// replies belong to.
+    pub fn prime(self, pipeline: &mut Pipeline, tables: &Tables) {
+        if self == Path::SnatReply64 {
+            let inputs = Path::SnatEstablished64.inputs(tables);
+            let mut buffers = Buffers::default();
+            pipeline.run(tables, &mut buffers.frames(&inputs));
+        }
     }
 
     /// The port every frame of this path must leave on.
     pub fn expected_port(self, tables: &Tables) -> PortId {
         let name = match self {
             Path::EastWest64 => "acme-db",
-            Path::VxlanEncap64 | Path::VxlanEncap1500 => "up0",
-            Path::VxlanDecap64 | Path::ArpReply => "acme-web",
+            Path::VxlanEncap64 | Path::VxlanEncap1500 | Path::SnatEstablished64 => "up0",
+            Path::VxlanDecap64 | Path::ArpReply | Path::SnatReply64 => "acme-web",
         };
         tables.port_by_name(name).unwrap()
     }
@@ -191,6 +239,7 @@ pub fn check_path(path: Path, tables: &Tables) {
     for round in 0..3 {
         reset(&mut frames, &inputs);
         let mut pipeline = Pipeline::new();
+        path.prime(&mut pipeline, tables);
         pipeline.run(tables, &mut frames);
         let want = Verdict::Tx(path.expected_port(tables));
         for f in &frames {
