@@ -9,7 +9,7 @@ use xvr_dataplane::Pipeline;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: xvr-insn PATH BATCHES (PATH: east_west_64, vxlan_encap_64, vxlan_decap_64, arp_reply, vxlan_encap_1500)";
+    let usage = "usage: xvr-insn PATH BATCHES (PATH: a pipeline bench id, e.g. east_west_64 or snat_established_64)";
     let path = args.next().and_then(|p| Path::from_id(&p)).expect(usage);
     let batches: u64 = args.next().and_then(|n| n.parse().ok()).expect(usage);
     let reset_only = args.next().as_deref() == Some("reset-only");
@@ -19,6 +19,7 @@ fn main() {
     let mut buffers = Buffers::default();
     let mut frames = buffers.frames(&inputs);
     let mut pipeline = Pipeline::new();
+    path.prime(&mut pipeline, &tables);
     for _ in 0..batches {
         reset(&mut frames, &inputs);
         if !reset_only {

@@ -16,6 +16,7 @@
 //!
 //! Nothing here allocates once the tables are reserved, except the first
 //! use of a public address and protocol (its port pool).
+mod hugepages;
 mod key;
 mod ports;
 mod state;
@@ -24,7 +25,9 @@ pub use key::{Endpoint, FlowKey, ICMP, PUBLIC, TCP, UDP};
 pub use ports::PortPool;
 pub use state::{initial, next, State, Timeouts, ACK, FIN, RST, SYN};
 
-use hashbrown::HashMap;
+use allocator_api2::vec::Vec as HugeVec;
+use hashbrown::{DefaultHashBuilder, HashMap};
+use hugepages::HugePages;
 use std::net::Ipv4Addr;
 
 /// Which way a packet goes relative to the session's first packet.
@@ -122,7 +125,7 @@ fn mapping_key(inside: &FlowKey, nat_ip: Ipv4Addr) -> FlowKey {
 
 pub struct Conntrack {
     config: Config,
-    sessions: Vec<Session>,
+    sessions: HugeVec<Session, HugePages>,
     /// Free sessions, linked through `next`.
     free_head: u32,
     // Keyed by packet fields that a VM chooses, so a keyed hash
@@ -130,7 +133,7 @@ pub struct Conntrack {
     /// One table for three kinds of entries, up to three per session:
     /// its inside key and its reply key -> session id << 1 | (1 for
     /// Reply), and its endpoint's mapping -> the public port.
-    index: HashMap<FlowKey, u32>,
+    index: HashMap<FlowKey, u32, DefaultHashBuilder, HugePages>,
     /// Per (public address, protocol): which ports are taken, and by how
     /// many sessions each.
     pools: HashMap<(Ipv4Addr, u8), PortPool>,
@@ -148,9 +151,13 @@ impl Conntrack {
         let max = config.max_sessions as usize;
         Conntrack {
             config,
-            sessions: Vec::with_capacity(max),
+            sessions: HugeVec::with_capacity_in(max, HugePages),
             free_head: NIL,
-            index: HashMap::with_capacity(3 * max),
+            index: HashMap::with_capacity_and_hasher_in(
+                3 * max,
+                DefaultHashBuilder::default(),
+                HugePages,
+            ),
             pools: HashMap::new(),
             wheel: vec![NIL; SLOTS as usize],
             swept: 0,
@@ -191,6 +198,21 @@ impl Conntrack {
 
     pub fn session(&self, id: SessionId) -> &Session {
         &self.sessions[id as usize]
+    }
+
+    /// Starts loading session `id` into the cache, ahead of its use.
+    #[inline]
+    pub fn prefetch(&self, id: SessionId) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(s) = self.sessions.get(id as usize) {
+            // SAFETY: a prefetch hint on a valid address; it reads nothing.
+            unsafe {
+                use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+                _mm_prefetch::<_MM_HINT_T0>((s as *const Session).cast());
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = id;
     }
 
     /// Live sessions (for dumps and tests).

@@ -110,9 +110,17 @@ pub struct Pipeline {
     pub now: u32,
 }
 
+/// Sessions of `Pipeline::new()`'s table.
+const SMALL_SESSION_TABLE: u32 = 4096;
+
 impl Default for Pipeline {
+    /// A pipeline with a small session table (for replay and tests);
+    /// workers size theirs from the configuration (`with_conntrack`).
     fn default() -> Self {
-        Self::with_conntrack(conntrack::Config::default())
+        Self::with_conntrack(conntrack::Config {
+            max_sessions: SMALL_SESSION_TABLE,
+            ..conntrack::Config::default()
+        })
     }
 }
 
