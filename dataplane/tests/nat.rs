@@ -193,3 +193,71 @@ fn a_full_session_table_drops_new_flows_only() {
     let (verdict, _) = send(&mut p, &t, A1, &out_of_vm(VM).udp(6000, 53, b"again"));
     assert_eq!(verdict, Verdict::Tx(UP), "existing sessions keep working");
 }
+
+const STATIC_IP: [u8; 4] = [203, 0, 113, 20];
+
+/// acme with source NAT, 10.0.0.11 (on A3) with static NAT 203.0.113.20,
+/// and 203.0.113.10 tcp/8080 forwarded to 10.0.0.10:80.
+fn dnat_tables() -> Tables {
+    let mut b = builder();
+    b.set_source_nat(
+        TENANT_A,
+        SourceNat {
+            ip: PUBLIC_IP.into(),
+            ports: (20000, 65535),
+        },
+    );
+    b.set_static_nat(TENANT_A, VM2.into(), STATIC_IP.into());
+    let to = xvr_dataplane::table::Inside {
+        tenant: TENANT_A,
+        ip: VM.into(),
+        port: 80,
+    };
+    b.add_port_forward(PUBLIC_IP.into(), 6, 8080, to);
+    b.build()
+}
+
+#[test]
+fn a_port_forward_opens_a_session_to_the_vm_and_its_replies_go_back_out() {
+    let t = dnat_tables();
+    let mut p = Pipeline::new();
+    let syn = from_server().tcp_syn(51000, 8080);
+    let (verdict, inside) = send(&mut p, &t, UP, &syn);
+    assert_eq!(verdict, Verdict::Tx(A1));
+    assert_eq!(fields(&inside), (SERVER, 51000, VM, 80, 63));
+    let syn_ack = out_of_vm(VM).tcp_syn_ack(80, 51000);
+    let (verdict, out) = send(&mut p, &t, A1, &syn_ack);
+    assert_eq!(verdict, Verdict::Tx(UP));
+    assert_eq!(fields(&out), (PUBLIC_IP, 8080, SERVER, 51000, 63));
+    let (verdict, _) = send(&mut p, &t, UP, &from_server().tcp_ack(51000, 8080, b"hi"));
+    assert_eq!(verdict, Verdict::Tx(A1));
+    assert_eq!(p.conntrack.iter().next().unwrap().state, State::Established);
+    // Another port of the same address is not forwarded.
+    let (verdict, _) = send(&mut p, &t, UP, &from_server().tcp_syn(51000, 8081));
+    assert_eq!(verdict, Verdict::Drop(DropReason::NatNoSession));
+}
+
+#[test]
+fn static_nat_maps_a_vm_one_to_one_both_ways() {
+    let t = dnat_tables();
+    let mut p = Pipeline::new();
+    // Out: the VM's own public address, its port kept.
+    let (verdict, out) = send(&mut p, &t, A3, &out_of_vm(VM2).udp(5353, 53, b"q"));
+    assert_eq!(verdict, Verdict::Tx(UP));
+    assert_eq!(fields(&out), (STATIC_IP, 5353, SERVER, 53, 63));
+    // In: any port, and ping, reach the VM.
+    let to_static = headers(INTERNET_GW_MAC, UPLINK_MAC, SERVER, STATIC_IP);
+    let (verdict, inside) = send(&mut p, &t, UP, &to_static.tcp_syn(40000, 22));
+    assert_eq!(verdict, Verdict::Tx(A3));
+    assert_eq!(fields(&inside), (SERVER, 40000, VM2, 22, 63));
+    let (verdict, inside) = send(&mut p, &t, UP, &to_static.ping(9, 1, b"hello"));
+    assert_eq!(verdict, Verdict::Tx(A3));
+    assert_eq!(fields(&inside), (SERVER, 9, VM2, 9, 63));
+    let reply = headers(VM_A11_MAC, A3_MAC, VM2, SERVER).pong(9, 1, b"hello");
+    let (verdict, out) = send(&mut p, &t, A3, &reply);
+    assert_eq!(verdict, Verdict::Tx(UP));
+    assert_eq!(fields(&out), (STATIC_IP, 9, SERVER, 9, 63));
+    // The other VM still leaves through source NAT.
+    let (_, out) = send(&mut p, &t, A1, &out_of_vm(VM).udp(5353, 53, b"q"));
+    assert_eq!(fields(&out).0, PUBLIC_IP);
+}

@@ -71,6 +71,9 @@ pub struct Session {
     pub nat_port: u16,
     pub state: State,
     live: bool,
+    /// Opened by a packet from the public side (static NAT, port
+    /// forwarding): its first packet went in the Reply direction.
+    pub inbound: bool,
     /// Second (of the worker's clock) at which it dies without traffic.
     pub expires: u32,
     /// The wheel slot it is queued in, and its neighbours there.
@@ -256,11 +259,48 @@ impl Conntrack {
             nat_port: port,
             state,
             live: true,
+            inbound: false,
             expires: now.saturating_add(self.config.timeouts.of(state)),
             slot: 0,
             prev: NIL,
             next: NIL,
         };
+        Ok(self.insert(session))
+    }
+
+    /// Opens a session whose public side is fixed by a rule, not
+    /// allocated: 1:1 static NAT (`nat_port` = the inside port) or a
+    /// port forward. `inbound`: opened by a packet from the public side.
+    /// The rules own their public ports (validation keeps them out of
+    /// source-NAT ranges), so no mapping is taken.
+    pub fn setup_fixed(
+        &mut self,
+        inside: FlowKey,
+        nat_ip: Ipv4Addr,
+        nat_port: u16,
+        state: State,
+        inbound: bool,
+        now: u32,
+    ) -> Result<SessionId, SetupError> {
+        if self.live >= self.config.max_sessions {
+            return Err(SetupError::Full);
+        }
+        let session = Session {
+            inside,
+            nat_ip,
+            nat_port,
+            state,
+            live: true,
+            inbound,
+            expires: now.saturating_add(self.config.timeouts.of(state)),
+            slot: 0,
+            prev: NIL,
+            next: NIL,
+        };
+        Ok(self.insert(session))
+    }
+
+    fn insert(&mut self, session: Session) -> SessionId {
         let id = match self.free_head {
             NIL => {
                 self.sessions.push(session);
@@ -272,11 +312,11 @@ impl Conntrack {
                 id
             }
         };
-        self.index.insert(inside, id << 1);
+        self.index.insert(session.inside, id << 1);
         self.index.insert(session.reply_key(), (id << 1) | 1);
         self.link(id);
         self.live += 1;
-        Ok(id)
+        id
     }
 
     /// Accounts a packet of session `id` going `dir`: the next state, and
@@ -286,6 +326,12 @@ impl Conntrack {
         let timeouts = &self.config.timeouts;
         let s = &mut self.sessions[id as usize];
         let old_expires = s.expires;
+        // The state machine's Orig is whoever sent the first packet.
+        let dir = match (s.inbound, dir) {
+            (false, dir) => dir,
+            (true, Dir::Orig) => Dir::Reply,
+            (true, Dir::Reply) => Dir::Orig,
+        };
         s.state = next(s.state, dir, tcp_flags);
         s.expires = now.saturating_add(timeouts.of(s.state));
         // A longer life needs nothing (the sweep re-queues); a shorter one
@@ -329,7 +375,11 @@ impl Conntrack {
         let s = self.sessions[id as usize];
         self.index.remove(&s.inside);
         self.index.remove(&s.reply_key());
-        if let Some(pool) = self.pools.get_mut(&(s.nat_ip, s.inside.proto)) {
+        let pool = match s.inbound || !self.index.contains_key(&mapping_key(&s.inside, s.nat_ip)) {
+            true => None,
+            false => self.pools.get_mut(&(s.nat_ip, s.inside.proto)),
+        };
+        if let Some(pool) = pool {
             // The last session of the mapping frees its port.
             if pool.drop_hold(s.nat_port) {
                 self.index.remove(&mapping_key(&s.inside, s.nat_ip));

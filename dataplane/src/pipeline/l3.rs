@@ -87,7 +87,7 @@ fn to_internet(tables: &Tables, frame: &mut Frame<'_>, stats: &mut Stats) {
     frame.meta.tx(uplink);
     forward(frame, port.mac, gateway_mac);
     stats.event(Event::Routed);
-    if tables.nat().source(frame.meta.tenant).is_some() {
+    if tables.nat().translates(frame.meta.tenant) {
         // Out of the uplink once its source is translated.
         frame.meta.stage = Stage::Snat;
     }

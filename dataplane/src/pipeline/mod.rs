@@ -23,7 +23,8 @@ use crate::table::{PortId, Tables, TenantId, VtepId};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     Ingress,
-    /// To a public address: reverse source NAT, then L3.
+    /// To a public address: reverse NAT (a session's reply, or a port
+    /// forward or static NAT opening one), then L3.
     Unsnat,
     L2,
     L3,
@@ -159,7 +160,13 @@ impl Pipeline {
             self.stats.event(Event::SessionExpired);
         }
         ingress::run(tables, frames, &mut self.stats);
-        nat::run_in(frames, &mut self.conntrack, self.now, &mut self.stats);
+        nat::run_in(
+            tables,
+            frames,
+            &mut self.conntrack,
+            self.now,
+            &mut self.stats,
+        );
         l2::run(tables, frames, &mut self.stats);
         l3::run(tables, frames, &mut self.stats);
         nat::run_out(

@@ -26,6 +26,8 @@ struct L4 {
     sport: u16,
     dport: u16,
     tcp_flags: u8,
+    /// The ICMP type (echo request or reply); 0 for TCP and UDP.
+    icmp_type: u8,
     /// Source and destination port (for ICMP echo both are the identifier).
     sport_at: usize,
     dport_at: usize,
@@ -33,8 +35,8 @@ struct L4 {
 }
 
 /// Reads the ports (or ICMP echo identifier) of a whole, unfragmented
-/// packet. `echo_type`: the ICMP type this direction may carry.
-fn transport(ip: &[u8], header_len: usize, echo_type: u8) -> Result<L4, DropReason> {
+/// packet.
+fn transport(ip: &[u8], header_len: usize) -> Result<L4, DropReason> {
     // Fragment offset or more-fragments set: ports are not all here.
     if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
         return Err(DropReason::NatFragment);
@@ -48,6 +50,7 @@ fn transport(ip: &[u8], header_len: usize, echo_type: u8) -> Result<L4, DropReas
             sport: word(0),
             dport: word(2),
             tcp_flags: l4[13],
+            icmp_type: 0,
             sport_at: h,
             dport_at: h + 2,
             checksum_at: h + 16,
@@ -57,15 +60,17 @@ fn transport(ip: &[u8], header_len: usize, echo_type: u8) -> Result<L4, DropReas
             sport: word(0),
             dport: word(2),
             tcp_flags: 0,
+            icmp_type: 0,
             sport_at: h,
             dport_at: h + 2,
             checksum_at: h + 6,
         }),
-        ICMP if l4.len() >= 8 && l4[0] == echo_type => Ok(L4 {
+        ICMP if l4.len() >= 8 && matches!(l4[0], ICMP_ECHO_REQUEST | ICMP_ECHO_REPLY) => Ok(L4 {
             proto,
             sport: word(4),
             dport: word(4),
             tcp_flags: 0,
+            icmp_type: l4[0],
             sport_at: h + 4,
             dport_at: h + 4,
             checksum_at: h + 2,
@@ -193,7 +198,7 @@ pub(crate) fn run_out(
         let zone = frame.meta.tenant;
         // l3 checked the header (and decremented the TTL).
         let ip = ip_packet(frame);
-        let l4 = transport(ip, usize::from(ip[0] & 0x0f) * 4, ICMP_ECHO_REQUEST)?;
+        let l4 = transport(ip, usize::from(ip[0] & 0x0f) * 4)?;
         let (src, dst) = src_dst(ip);
         let key = FlowKey {
             zone,
@@ -212,18 +217,19 @@ pub(crate) fn run_out(
                 id
             }
             None => {
-                let snat = *tables
-                    .nat()
-                    .source(p.key.zone)
-                    .ok_or(DropReason::NoInternetGateway)?;
-                let state = conntrack::initial(p.l4.proto, p.l4.tcp_flags)
-                    .ok_or(DropReason::NatNoSession)?;
-                let id = ct
-                    .setup_snat(p.key, snat.ip, snat.ports, state, now)
-                    .map_err(|e| match e {
-                        SetupError::Full => DropReason::ConntrackFull,
-                        SetupError::PortsExhausted => DropReason::NatPortsExhausted,
-                    })?;
+                let state = opening_state(&p.l4)?;
+                let nat = tables.nat();
+                let id = match nat.static_of_vm(p.key.zone, p.key.src) {
+                    // 1:1: the VM's public address, ports unchanged.
+                    Some(public) => ct.setup_fixed(p.key, public, p.key.sport, state, false, now),
+                    None => {
+                        let snat = nat
+                            .source(p.key.zone)
+                            .ok_or(DropReason::NatNoPublicAddress)?;
+                        ct.setup_snat(p.key, snat.ip, snat.ports, state, now)
+                    }
+                }
+                .map_err(setup_error)?;
                 stats.event(Event::SessionNew);
                 id
             }
@@ -239,7 +245,13 @@ pub(crate) fn run_out(
 }
 
 /// Frames that arrived on the uplink for a public address.
-pub(crate) fn run_in(frames: &mut [Frame<'_>], ct: &mut Conntrack, now: u32, stats: &mut Stats) {
+pub(crate) fn run_in(
+    tables: &Tables,
+    frames: &mut [Frame<'_>],
+    ct: &mut Conntrack,
+    now: u32,
+    stats: &mut Stats,
+) {
     let read = |frame: &mut Frame<'_>, stats: &mut Stats| {
         // A sender on the public side may have left its checksum to
         // offload (veth peers do); finish it before rewriting, as l2 does
@@ -250,7 +262,7 @@ pub(crate) fn run_in(frames: &mut [Frame<'_>], ct: &mut Conntrack, now: u32, sta
         let ip = &mut frame.data_mut()[ETH_HEADER_LEN..];
         let checked = ipv4::check(ip)?;
         let ip = &ip[..checked.total_len];
-        let l4 = transport(ip, checked.header_len, ICMP_ECHO_REPLY)?;
+        let l4 = transport(ip, checked.header_len)?;
         let (src, dst) = src_dst(ip);
         let key = FlowKey {
             zone: PUBLIC,
@@ -263,8 +275,15 @@ pub(crate) fn run_in(frames: &mut [Frame<'_>], ct: &mut Conntrack, now: u32, sta
         Ok((l4, key))
     };
     let translate = |frame: &mut Frame<'_>, p: Pending, ct: &mut Conntrack, stats: &mut Stats| {
-        let Some((id, Dir::Reply)) = p.found else {
-            return Err(DropReason::NatNoSession);
+        let id = match p.found {
+            Some((id, Dir::Reply)) => id,
+            Some((_, Dir::Orig)) => return Err(DropReason::NatNoSession),
+            None => {
+                let id = dnat_setup(tables, &p, ct, now)?;
+                stats.event(Event::SessionNew);
+                stats.event(Event::Dnat);
+                id
+            }
         };
         ct.update(id, Dir::Reply, p.l4.tcp_flags, now);
         let inside = ct.session(id).inside;
@@ -282,4 +301,55 @@ pub(crate) fn run_in(frames: &mut [Frame<'_>], ct: &mut Conntrack, now: u32, sta
         Ok(())
     };
     run_batched(frames, Stage::Unsnat, ct, stats, read, translate);
+}
+
+/// The state a session opened by this packet starts in, if it may open
+/// one: a bare TCP SYN, any UDP, an ICMP echo request.
+fn opening_state(l4: &L4) -> Result<conntrack::State, DropReason> {
+    if l4.proto == ICMP && l4.icmp_type != ICMP_ECHO_REQUEST {
+        return Err(DropReason::NatNoSession);
+    }
+    conntrack::initial(l4.proto, l4.tcp_flags).ok_or(DropReason::NatNoSession)
+}
+
+fn setup_error(e: SetupError) -> DropReason {
+    match e {
+        SetupError::Full => DropReason::ConntrackFull,
+        SetupError::PortsExhausted => DropReason::NatPortsExhausted,
+    }
+}
+
+/// A packet from the public side with no session: a port forward or a
+/// static NAT address may open one (the VM side as `inside`, as if the VM
+/// had sent the reply).
+fn dnat_setup(
+    tables: &Tables,
+    p: &Pending,
+    ct: &mut Conntrack,
+    now: u32,
+) -> Result<SessionId, DropReason> {
+    let nat = tables.nat();
+    let (public, public_port) = (p.key.dst, p.key.dport);
+    let (tenant, vm, vm_port) = match nat.forward(public, p.l4.proto, public_port) {
+        Some(to) => (to.tenant, to.ip, to.port),
+        None => match nat.static_of_public(public) {
+            Some((tenant, vm)) => (tenant, vm, public_port),
+            None => return Err(DropReason::NatNoSession),
+        },
+    };
+    let state = opening_state(&p.l4)?;
+    let inside = FlowKey {
+        zone: tenant,
+        proto: p.l4.proto,
+        src: vm,
+        dst: p.key.src,
+        sport: vm_port,
+        dport: if p.l4.proto == ICMP {
+            vm_port
+        } else {
+            p.key.sport
+        },
+    };
+    ct.setup_fixed(inside, public, public_port, state, true, now)
+        .map_err(setup_error)
 }

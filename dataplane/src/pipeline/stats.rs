@@ -57,6 +57,7 @@ named_counters! {
         NatFragment = "nat_fragment_unsupported",
         NatUnsupported = "nat_unsupported_protocol",
         NatNoSession = "nat_no_session",
+        NatNoPublicAddress = "nat_no_public_address",
         NatPortsExhausted = "nat_ports_exhausted",
         ConntrackFull = "conntrack_full",
     }
@@ -76,8 +77,9 @@ named_counters! {
         ChecksumFinished = "checksum_finished",
         SessionNew = "session_new",
         SessionExpired = "session_expired",
-        Snat = "snat",
-        Unsnat = "unsnat",
+        Snat = "nat_out",
+        Unsnat = "nat_in",
+        Dnat = "dnat_session_new",
     }
 }
 

@@ -11,7 +11,7 @@ mod vtep;
 
 pub use host::{Host, HostTable, L2Dest, L2Table, Location};
 pub use lpm::{Lpm, NextHop};
-pub use nat::{NatTable, SourceNat};
+pub use nat::{Inside, NatTable, SourceNat};
 pub use port::{Port, PortRole};
 pub use tenant::Tenant;
 pub use vtep::{Vtep, VtepTable};
@@ -212,6 +212,17 @@ impl TablesBuilder {
     /// The tenant's internet traffic leaves with its source translated.
     pub fn set_source_nat(&mut self, tenant: TenantId, snat: SourceNat) {
         self.tables.nat.set_source(tenant, snat);
+    }
+
+    /// 1:1 NAT: `public` is the VM's address on the public side, all
+    /// ports, both ways.
+    pub fn set_static_nat(&mut self, tenant: TenantId, vm: Ipv4Addr, public: Ipv4Addr) {
+        self.tables.nat.set_static(tenant, vm, public);
+    }
+
+    /// Public `port` of `public` (protocol `proto`, 6 or 17) leads to `to`.
+    pub fn add_port_forward(&mut self, public: Ipv4Addr, proto: u8, port: u16, to: Inside) {
+        self.tables.nat.add_forward(public, proto, port, to);
     }
 
     pub fn build(self) -> Tables {

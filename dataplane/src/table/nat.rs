@@ -1,6 +1,8 @@
 //! NAT configuration: each tenant's source NAT (the public address its
 //! internet traffic leaves from, and the port range to allocate from),
-//! and which tenant owns each public address.
+//! static 1:1 NAT (a public address that is one VM's, all ports, both
+//! ways), port forwards (a public address, protocol and port to a VM's
+//! port), and which tenant owns each public address.
 use super::{FastMap, TenantId};
 use std::net::Ipv4Addr;
 
@@ -11,17 +13,40 @@ pub struct SourceNat {
     pub ports: (u16, u16),
 }
 
+/// Where a public address and port lead inside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inside {
+    pub tenant: TenantId,
+    pub ip: Ipv4Addr,
+    pub port: u16,
+}
+
 #[derive(Debug, Default)]
 pub struct NatTable {
     /// Per tenant id.
     source: Vec<Option<SourceNat>>,
+    /// Per tenant id: whether its internet traffic goes through NAT.
+    translated: Vec<bool>,
     owners: FastMap<Ipv4Addr, TenantId>,
+    static_by_public: FastMap<Ipv4Addr, (TenantId, Ipv4Addr)>,
+    static_by_vm: FastMap<(TenantId, Ipv4Addr), Ipv4Addr>,
+    forwards: FastMap<(Ipv4Addr, u8, u16), Inside>,
 }
 
 impl NatTable {
     #[inline]
     pub fn source(&self, tenant: TenantId) -> Option<&SourceNat> {
         self.source.get(usize::from(tenant))?.as_ref()
+    }
+
+    /// Whether the tenant's traffic to the internet is translated (it has
+    /// source NAT, static NAT or port forwards).
+    #[inline]
+    pub fn translates(&self, tenant: TenantId) -> bool {
+        self.translated
+            .get(usize::from(tenant))
+            .copied()
+            .unwrap_or(false)
     }
 
     /// The tenant that owns public address `ip`.
@@ -35,12 +60,50 @@ impl NatTable {
         self.owners.iter().map(|(ip, t)| (*ip, *t))
     }
 
+    /// The VM a static-NAT public address stands for.
+    #[inline]
+    pub fn static_of_public(&self, public: Ipv4Addr) -> Option<(TenantId, Ipv4Addr)> {
+        self.static_by_public.get(&public).copied()
+    }
+
+    /// The static-NAT public address of a VM.
+    #[inline]
+    pub fn static_of_vm(&self, tenant: TenantId, vm: Ipv4Addr) -> Option<Ipv4Addr> {
+        self.static_by_vm.get(&(tenant, vm)).copied()
+    }
+
+    /// The port forward for a public address, protocol and port.
+    #[inline]
+    pub fn forward(&self, public: Ipv4Addr, proto: u8, port: u16) -> Option<Inside> {
+        self.forwards.get(&(public, proto, port)).copied()
+    }
+
+    fn mark(&mut self, tenant: TenantId, public: Ipv4Addr) {
+        let i = usize::from(tenant);
+        if self.translated.len() <= i {
+            self.translated.resize(i + 1, false);
+        }
+        self.translated[i] = true;
+        self.owners.insert(public, tenant);
+    }
+
     pub(super) fn set_source(&mut self, tenant: TenantId, snat: SourceNat) {
         let i = usize::from(tenant);
         if self.source.len() <= i {
             self.source.resize(i + 1, None);
         }
         self.source[i] = Some(snat);
-        self.owners.insert(snat.ip, tenant);
+        self.mark(tenant, snat.ip);
+    }
+
+    pub(super) fn set_static(&mut self, tenant: TenantId, vm: Ipv4Addr, public: Ipv4Addr) {
+        self.static_by_public.insert(public, (tenant, vm));
+        self.static_by_vm.insert((tenant, vm), public);
+        self.mark(tenant, public);
+    }
+
+    pub(super) fn add_forward(&mut self, public: Ipv4Addr, proto: u8, port: u16, to: Inside) {
+        self.forwards.insert((public, proto, port), to);
+        self.mark(to.tenant, public);
     }
 }
