@@ -3,7 +3,9 @@ use crate::model::{NextHopConfig, PortConfig, State, DEFAULT_MTU, DEFAULT_NAT_PO
 use crate::ConfigErrors;
 use std::collections::HashMap;
 use xvr_dataplane::conntrack;
-use xvr_dataplane::table::{NextHop, Port, PortRole, SourceNat, Tables, TablesBuilder, Tenant};
+use xvr_dataplane::table::{
+    Inside, NextHop, Port, PortRole, SourceNat, Tables, TablesBuilder, Tenant,
+};
 
 impl State {
     /// Validates, then builds. Nothing is built from an invalid state.
@@ -92,6 +94,25 @@ impl State {
                 ports: (first, last),
             };
             b.set_source_nat(tenants[n.tenant.as_str()], snat);
+        }
+        for n in &self.nat.static_nat {
+            b.set_static_nat(tenants[n.tenant.as_str()], n.vm_ip, n.public_ip);
+        }
+        for f in &self.nat.port_forwards {
+            let tenant = tenants[f.tenant.as_str()];
+            for offset in 0..=(f.public_ports[1] - f.public_ports[0]) {
+                let to = Inside {
+                    tenant,
+                    ip: f.vm_ip,
+                    port: f.vm_ports[0] + offset,
+                };
+                b.add_port_forward(
+                    f.public_ip,
+                    f.protocol.number(),
+                    f.public_ports[0] + offset,
+                    to,
+                );
+            }
         }
         Ok(b.build())
     }

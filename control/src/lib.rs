@@ -8,7 +8,8 @@ mod validate;
 
 pub use mac::Mac;
 pub use model::{
-    ConntrackConfig, NatConfig, NeighborConfig, NextHopConfig, PortConfig, RemoteVmConfig,
-    RouteConfig, SourceNatConfig, State, TenantConfig, TimeoutsConfig, VtepConfig,
+    ConntrackConfig, NatConfig, NeighborConfig, NextHopConfig, PortConfig, PortForwardConfig,
+    Protocol, RemoteVmConfig, RouteConfig, SourceNatConfig, State, StaticNatConfig, TenantConfig,
+    TimeoutsConfig, VtepConfig,
 };
 pub use validate::{ConfigError, ConfigErrors};

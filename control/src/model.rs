@@ -37,12 +37,62 @@ pub struct NatConfig {
     /// public address (CloudStack's source NAT IP).
     #[serde(default)]
     pub source: Vec<SourceNatConfig>,
+    /// 1:1 NAT: a public address that is one VM's, every port, both ways.
+    #[serde(default, rename = "static", skip_serializing_if = "Vec::is_empty")]
+    pub static_nat: Vec<StaticNatConfig>,
+    /// A public address's port (or range) leads to a VM's port (or range).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub port_forwards: Vec<PortForwardConfig>,
 }
 
 impl NatConfig {
     pub fn is_empty(&self) -> bool {
-        self.source.is_empty()
+        self.source.is_empty() && self.static_nat.is_empty() && self.port_forwards.is_empty()
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticNatConfig {
+    pub tenant: String,
+    pub public_ip: Ipv4Addr,
+    pub vm_ip: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortForwardConfig {
+    pub tenant: String,
+    pub public_ip: Ipv4Addr,
+    pub protocol: Protocol,
+    /// First and last public port.
+    pub public_ports: [u16; 2],
+    pub vm_ip: Ipv4Addr,
+    /// First and last VM port; a range as long as `public_ports`.
+    pub vm_ports: [u16; 2],
 }
 
 /// Public ports allocated when none is given.

@@ -1,7 +1,9 @@
 //! Validation of a whole desired state. Every problem is reported with the
 //! path of the field (`ports[2].gateway`) and the offending value, and a
 //! state with any problem is rejected whole.
-use crate::model::{NextHopConfig, PortConfig, State, MAX_UPLINK_MTU, MIN_UPLINK_MTU};
+use crate::model::{
+    NextHopConfig, PortConfig, Protocol, State, DEFAULT_NAT_PORTS, MAX_UPLINK_MTU, MIN_UPLINK_MTU,
+};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -65,6 +67,44 @@ impl Errors {
 
 fn usable_host(ip: Ipv4Addr) -> bool {
     !(ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback())
+}
+
+/// Who uses each public address, and how: one tenant per address, and a
+/// static-NAT address for nothing else.
+#[derive(Default)]
+struct Owners(HashMap<Ipv4Addr, (String, &'static str, String)>);
+
+impl Owners {
+    fn claim(
+        &mut self,
+        errors: &mut Errors,
+        vtep: Option<Ipv4Addr>,
+        at: String,
+        ip: Ipv4Addr,
+        tenant: &str,
+        kind: &'static str,
+    ) {
+        if !usable_host(ip) {
+            return errors.add(at, format!("{ip} is not usable"));
+        }
+        if Some(ip) == vtep {
+            return errors.add(at, format!("{ip} is the uplink's VTEP address"));
+        }
+        match self.0.get(&ip) {
+            Some((owner, _, _)) if owner != tenant => {
+                errors.add(at, format!("{ip} already belongs to tenant {owner:?}"))
+            }
+            // 1:1 NAT takes every port: nothing else may share it.
+            Some((_, other, first)) if kind == "static NAT" || *other == "static NAT" => {
+                errors.add(at, format!("{ip} is already used by {other} ({first})"))
+            }
+            Some(_) => {}
+            None => {
+                let entry = at.trim_end_matches(".public_ip").to_string();
+                self.0.insert(ip, (tenant.to_string(), kind, entry));
+            }
+        }
+    }
 }
 
 impl State {
@@ -249,51 +289,127 @@ impl State {
             PortConfig::Uplink { ip, .. } => Some(*ip),
             PortConfig::Vm { .. } => None,
         });
-        let mut owners: HashMap<Ipv4Addr, &str> = HashMap::new();
+        let mut owners = Owners::default();
+        let mut claim = |errors: &mut Errors, at: String, ip: Ipv4Addr, tenant: &str, kind| {
+            owners.claim(errors, vtep, at, ip, tenant, kind)
+        };
         let mut with_snat: HashMap<&str, usize> = HashMap::new();
+        let mut snat_ranges: HashMap<Ipv4Addr, [u16; 2]> = HashMap::new();
+        let check_tenant = |errors: &mut Errors, at: String, tenant: &str| {
+            let known = tenants.contains(tenant);
+            if !known {
+                errors.add(at, format!("unknown tenant {tenant:?}"));
+            }
+            known
+        };
+        if !self.nat.is_empty() && !self.has_internet() {
+            errors.add(
+                "nat".into(),
+                "NAT needs an uplink port with internet_gateway_mac".into(),
+            );
+        }
         for (i, n) in self.nat.source.iter().enumerate() {
             let at = |field: &str| format!("nat.source[{i}].{field}");
-            if !tenants.contains(n.tenant.as_str()) {
-                errors.add(at("tenant"), format!("unknown tenant {:?}", n.tenant));
-            } else if let Some(first) = with_snat.insert(&n.tenant, i) {
-                errors.add(
-                    at("tenant"),
-                    format!(
-                        "tenant {:?} already has source NAT (nat.source[{first}])",
-                        n.tenant
-                    ),
-                );
-            }
-            if !usable_host(n.public_ip) {
-                errors.add(at("public_ip"), format!("{} is not usable", n.public_ip));
-            } else if Some(n.public_ip) == vtep {
-                errors.add(
-                    at("public_ip"),
-                    format!("{} is the uplink's VTEP address", n.public_ip),
-                );
-            } else if let Some(owner) = owners.insert(n.public_ip, &n.tenant) {
-                if owner != n.tenant {
+            if check_tenant(errors, at("tenant"), &n.tenant) {
+                if let Some(first) = with_snat.insert(&n.tenant, i) {
                     errors.add(
-                        at("public_ip"),
-                        format!("{} already belongs to tenant {owner:?}", n.public_ip),
-                    );
-                }
-            }
-            if let Some([first, last]) = n.ports {
-                if first == 0 || first > last {
-                    errors.add(
-                        at("ports"),
+                        at("tenant"),
                         format!(
-                            "[{first}, {last}] is not a range of ports 1..=65535, first to last"
+                            "tenant {:?} already has source NAT (nat.source[{first}])",
+                            n.tenant
                         ),
                     );
                 }
             }
-            if !self.has_internet() {
+            claim(
+                errors,
+                at("public_ip"),
+                n.public_ip,
+                &n.tenant,
+                "source NAT",
+            );
+            let ports = n.ports.unwrap_or(DEFAULT_NAT_PORTS);
+            let [first, last] = ports;
+            if first == 0 || first > last {
                 errors.add(
-                    format!("nat.source[{i}]"),
-                    "source NAT needs an uplink port with internet_gateway_mac".into(),
+                    at("ports"),
+                    format!("[{first}, {last}] is not a range of ports 1..=65535, first to last"),
                 );
+            }
+            snat_ranges.insert(n.public_ip, ports);
+        }
+        let mut static_vms = HashMap::new();
+        for (i, n) in self.nat.static_nat.iter().enumerate() {
+            let at = |field: &str| format!("nat.static[{i}].{field}");
+            check_tenant(errors, at("tenant"), &n.tenant);
+            claim(
+                errors,
+                at("public_ip"),
+                n.public_ip,
+                &n.tenant,
+                "static NAT",
+            );
+            if let Some(first) = static_vms.insert((n.tenant.as_str(), n.vm_ip), i) {
+                errors.add(
+                    at("vm_ip"),
+                    format!("{} already has static NAT (nat.static[{first}])", n.vm_ip),
+                );
+            }
+        }
+        let mut forwarded: HashMap<(Ipv4Addr, Protocol, u16), usize> = HashMap::new();
+        for (i, f) in self.nat.port_forwards.iter().enumerate() {
+            let at = |field: &str| format!("nat.port_forwards[{i}].{field}");
+            check_tenant(errors, at("tenant"), &f.tenant);
+            claim(
+                errors,
+                at("public_ip"),
+                f.public_ip,
+                &f.tenant,
+                "port forwarding",
+            );
+            let range_ok = |[first, last]: [u16; 2]| first != 0 && first <= last;
+            if !range_ok(f.public_ports) {
+                let [a, b] = f.public_ports;
+                errors.add(
+                    at("public_ports"),
+                    format!("[{a}, {b}] is not a range of ports, first to last"),
+                );
+                continue;
+            }
+            if !range_ok(f.vm_ports)
+                || f.vm_ports[1] - f.vm_ports[0] != f.public_ports[1] - f.public_ports[0]
+            {
+                let [a, b] = f.vm_ports;
+                errors.add(
+                    at("vm_ports"),
+                    format!("[{a}, {b}] must be a range as long as public_ports"),
+                );
+                continue;
+            }
+            if let Some([first, last]) = snat_ranges.get(&f.public_ip) {
+                let [a, b] = f.public_ports;
+                if a <= *last && b >= *first {
+                    errors.add(
+                        at("public_ports"),
+                        format!(
+                            "[{a}, {b}] overlaps the source NAT ports [{first}, {last}] of {}",
+                            f.public_ip
+                        ),
+                    );
+                }
+            }
+            for port in f.public_ports[0]..=f.public_ports[1] {
+                if let Some(other) = forwarded.insert((f.public_ip, f.protocol, port), i) {
+                    errors.add(
+                        at("public_ports"),
+                        format!(
+                            "{} {} port {port} is already forwarded (nat.port_forwards[{other}])",
+                            f.public_ip,
+                            f.protocol.name()
+                        ),
+                    );
+                    break;
+                }
             }
         }
     }

@@ -146,10 +146,15 @@ fn bad_input_names_the_field_and_value() {
 
 /// The example with source NAT for both tenants.
 fn with_nat(j: &mut serde_json::Value) {
-    j["nat"] = serde_json::json!({ "source": [
-        { "tenant": "acme", "public_ip": "203.0.113.10" },
-        { "tenant": "globex", "public_ip": "203.0.113.20", "ports": [20000, 29999] }
-    ]});
+    j["nat"] = serde_json::json!({
+        "source": [
+            { "tenant": "acme", "public_ip": "203.0.113.10", "ports": [20000, 65535] },
+            { "tenant": "globex", "public_ip": "203.0.113.20", "ports": [20000, 29999] }
+        ],
+        "static": [{ "tenant": "acme", "public_ip": "203.0.113.30", "vm_ip": "10.0.1.10" }],
+        "port_forwards": [{ "tenant": "acme", "public_ip": "203.0.113.10", "protocol": "tcp",
+                            "public_ports": [8080, 8081], "vm_ip": "10.0.0.10", "vm_ports": [80, 81] }]
+    });
 }
 
 #[test]
@@ -170,7 +175,15 @@ fn source_nat_and_conntrack_settings_build() {
     assert_eq!(snat.ports, (20000, 29999));
     assert_eq!(tables.nat().owner(snat.ip), Some(globex));
     let acme = tables.tenant_by_vni(1001).unwrap();
-    assert_eq!(tables.nat().source(acme).unwrap().ports, (1024, 65535));
+    assert_eq!(tables.nat().source(acme).unwrap().ports, (20000, 65535));
+    let ip = |s: &str| s.parse::<std::net::Ipv4Addr>().unwrap();
+    let to = tables.nat().forward(ip("203.0.113.10"), 6, 8081).unwrap();
+    assert_eq!((to.tenant, to.ip, to.port), (acme, ip("10.0.0.10"), 81));
+    assert!(tables.nat().forward(ip("203.0.113.10"), 17, 8081).is_none());
+    assert_eq!(
+        tables.nat().static_of_public(ip("203.0.113.30")),
+        Some((acme, ip("10.0.1.10")))
+    );
     let ct = state.conntrack_config();
     assert_eq!(ct.max_sessions, 1000);
     assert_eq!(ct.timeouts.udp_replied, 60);
@@ -215,6 +228,45 @@ fn bad_nat_and_conntrack_settings_name_the_field() {
             Box::new(|j| {
                 with_nat(j);
                 j["nat"]["source"][0]["ports"] = json!([2000, 1000]);
+            }),
+        ),
+        (
+            "nat.static[0].public_ip: 203.0.113.10 is already used by source NAT (nat.source[0])",
+            Box::new(|j| {
+                with_nat(j);
+                j["nat"]["static"][0]["public_ip"] = json!("203.0.113.10");
+            }),
+        ),
+        (
+            "nat.port_forwards[0].public_ports: [8080, 30000] overlaps the source NAT ports [20000, 65535] of 203.0.113.10",
+            Box::new(|j| {
+                with_nat(j);
+                j["nat"]["port_forwards"][0]["public_ports"] = json!([8080, 30000]);
+                j["nat"]["port_forwards"][0]["vm_ports"] = json!([8080, 30000]);
+            }),
+        ),
+        (
+            "nat.port_forwards[1].public_ports: 203.0.113.10 tcp port 8081 is already forwarded (nat.port_forwards[0])",
+            Box::new(|j| {
+                with_nat(j);
+                let mut second = j["nat"]["port_forwards"][0].clone();
+                second["public_ports"] = json!([8081, 8081]);
+                second["vm_ports"] = json!([22, 22]);
+                j["nat"]["port_forwards"].as_array_mut().unwrap().push(second);
+            }),
+        ),
+        (
+            "nat.port_forwards[0].vm_ports: [80, 80] must be a range as long as public_ports",
+            Box::new(|j| {
+                with_nat(j);
+                j["nat"]["port_forwards"][0]["vm_ports"] = json!([80, 80]);
+            }),
+        ),
+        (
+            "nat.port_forwards[0].public_ip: 203.0.113.20 already belongs to tenant \"globex\"",
+            Box::new(|j| {
+                with_nat(j);
+                j["nat"]["port_forwards"][0]["public_ip"] = json!("203.0.113.20");
             }),
         ),
         (
