@@ -202,3 +202,102 @@ fn a_vm_reaches_the_internet_through_source_nat() {
     let log = stop_xvrd(daemon);
     assert!(log.contains("nat_no_session"), "{log}");
 }
+
+const DNAT_STATE: &str = r#"{
+  "tenants": [{ "name": "t", "vni": 100 }],
+  "ports": [
+    { "role": "uplink", "name": "up0", "mac": "02:00:00:00:00:01", "ip": "198.18.0.1",
+      "internet_gateway_mac": "02:00:00:00:00:fe" },
+    { "role": "vm", "name": "a1", "mac": "02:aa:00:00:00:01", "tenant": "t", "gateway": "10.0.0.1/24" },
+    { "role": "vm", "name": "a2", "mac": "02:aa:00:00:00:02", "tenant": "t", "gateway": "10.0.0.1/24" }
+  ],
+  "routes": [{ "tenant": "t", "prefix": "0.0.0.0/0", "next_hop": "internet" }],
+  "neighbors": [
+    { "tenant": "t", "ip": "10.0.0.10", "mac": "02:0a:00:00:00:10", "port": "a1" },
+    { "tenant": "t", "ip": "10.0.0.11", "mac": "02:0a:00:00:00:11", "port": "a2" }
+  ],
+  "nat": {
+    "source": [{ "tenant": "t", "public_ip": "203.0.113.10", "ports": [20000, 65535] }],
+    "static": [{ "tenant": "t", "public_ip": "203.0.113.20", "vm_ip": "10.0.0.11" }],
+    "port_forwards": [{ "tenant": "t", "public_ip": "203.0.113.10", "protocol": "tcp",
+                        "public_ports": [8080, 8080], "vm_ip": "10.0.0.10", "vm_ports": [80, 80] }]
+  }
+}"#;
+
+/// A TCP server in `ns` on `addr`:`port` that answers one connection with
+/// the address it came from.
+fn tell_peer_server(ns: &str, addr: &str, port: u16) -> std::process::Child {
+    let program = format!(
+        "import socket\n\
+         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('{addr}', {port})); s.listen(1); s.settimeout(20)\n\
+         c, peer = s.accept(); c.sendall(peer[0].encode()); c.close()\n"
+    );
+    Command::new("ip")
+        .args([
+            "netns", "exec", ns, "timeout", "30", "python3", "-c", &program,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Connects from `ns` to `addr`:`port` and returns what the server sent.
+fn ask(ns: &str, addr: &str, port: u16) -> String {
+    let program = format!(
+        "import socket\n\
+         c = socket.create_connection(('{addr}', {port}), timeout=10)\n\
+         print(c.recv(64).decode())\n"
+    );
+    let (ok, out, err) = python(ns, &program);
+    assert!(ok, "connect to {addr}:{port}: {err}");
+    out.trim().to_string()
+}
+
+#[test]
+fn servers_in_vms_are_reached_through_port_forwarding_and_static_nat() {
+    if !privileged("running xvrd with static NAT and port forwarding over veth") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("state.json");
+    std::fs::write(&config, DNAT_STATE).unwrap();
+    let mut r = Rig::new("dnat");
+    let (host, vm1, internet) = rig(&mut r);
+    let vm2 = r.vm(&host, "a2", "10.0.0.11/24", "02:0a:00:00:00:11");
+    r.exec(&vm2, &["ip", "route", "add", "default", "via", "10.0.0.1"]);
+    let daemon = start_xvrd(&r, &host, &config, &["up0", "a1", "a2"]);
+
+    // 203.0.113.10:8080 -> vm1:80; the VM sees the real client.
+    let mut server = tell_peer_server(&vm1, "10.0.0.10", 80);
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert_eq!(ask(&internet, "203.0.113.10", 8080), "198.18.0.254");
+    server.wait().unwrap();
+
+    // 203.0.113.20 is vm2's, any port, and answers ping.
+    let mut server = tell_peer_server(&vm2, "10.0.0.11", 22);
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert_eq!(ask(&internet, "203.0.113.20", 22), "198.18.0.254");
+    server.wait().unwrap();
+    let ping = ["ping", "-c", "2", "-i", "0.2", "-W", "2", "203.0.113.20"];
+    assert!(r.try_exec(&internet, &ping), "ping the static NAT address");
+
+    // vm2 leaves from its own public address, vm1 from the source NAT one.
+    let mut server = tell_peer_server(&internet, SERVER, 7000);
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert_eq!(ask(&vm2, SERVER, 7000), "203.0.113.20");
+    server.wait().unwrap();
+    let mut server = tell_peer_server(&internet, SERVER, 7001);
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert_eq!(ask(&vm1, SERVER, 7001), "203.0.113.10");
+    server.wait().unwrap();
+
+    // A port that is not forwarded stays closed.
+    let probe = "import socket\n\
+                 s = socket.socket(); s.settimeout(1)\n\
+                 try: s.connect(('203.0.113.10', 8081)); print('connected')\n\
+                 except OSError: print('refused')\n";
+    assert_eq!(python(&internet, probe).1.trim(), "refused");
+    stop_xvrd(daemon);
+}
