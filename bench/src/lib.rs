@@ -3,7 +3,7 @@
 //! iterations without allocating.
 pub mod e2e;
 
-use xvr_control::{SourceNatConfig, State};
+use xvr_control::{PortForwardConfig, Protocol, SourceNatConfig, State};
 use xvr_dataplane::frame::{Frame, BATCH_SIZE, FRAME_SIZE, HEADROOM};
 use xvr_dataplane::table::{PortId, Tables};
 use xvr_dataplane::{Pipeline, Verdict};
@@ -27,7 +27,15 @@ pub fn example_tables() -> Tables {
     state.nat.source.push(SourceNatConfig {
         tenant: "acme".into(),
         public_ip: ACME_PUBLIC.into(),
-        ports: None,
+        ports: Some([20000, 65535]),
+    });
+    state.nat.port_forwards.push(PortForwardConfig {
+        tenant: "acme".into(),
+        public_ip: ACME_PUBLIC.into(),
+        protocol: Protocol::Udp,
+        public_ports: [5000, 5063],
+        vm_ip: [10, 0, 0, 10].into(),
+        vm_ports: [5000, 5063],
     });
     state.build().unwrap()
 }
@@ -60,10 +68,13 @@ pub enum Path {
     SnatEstablished64,
     /// Their replies, arriving at the public address: reverse NAT.
     SnatReply64,
+    /// From the internet to acme's forwarded UDP ports 5000-5063,
+    /// sessions established: destination NAT to acme-web.
+    DnatEstablished64,
 }
 
 impl Path {
-    pub const ALL: [Path; 7] = [
+    pub const ALL: [Path; 8] = [
         Path::EastWest64,
         Path::VxlanEncap64,
         Path::VxlanDecap64,
@@ -71,6 +82,7 @@ impl Path {
         Path::VxlanEncap1500,
         Path::SnatEstablished64,
         Path::SnatReply64,
+        Path::DnatEstablished64,
     ];
 
     /// The criterion id in group `pipeline`.
@@ -83,6 +95,7 @@ impl Path {
             Path::ArpReply => "arp_reply",
             Path::SnatEstablished64 => "snat_established_64",
             Path::SnatReply64 => "snat_reply_64",
+            Path::DnatEstablished64 => "dnat_established_64",
         }
     }
 
@@ -146,11 +159,15 @@ impl Path {
                 ),
                 Path::SnatEstablished64 => (
                     port("acme-web"),
-                    acme_to_internet([198, 19, 0, i as u8], 2000 + i),
+                    acme_to_internet([198, 19, 0, i as u8], 30000 + i),
                 ),
                 Path::SnatReply64 => (
                     port("up0"),
-                    internet_to_acme([198, 19, 0, i as u8], 2000 + i),
+                    internet_to_acme([198, 19, 0, i as u8], 30000 + i),
+                ),
+                Path::DnatEstablished64 => (
+                    port("up0"),
+                    internet_to_acme([198, 19, 1, i as u8], 5000 + i),
                 ),
             })
             .collect()
@@ -159,11 +176,14 @@ impl Path {
     /// Puts `pipeline` in the state the path needs: the sessions that
     /// replies belong to.
     pub fn prime(self, pipeline: &mut Pipeline, tables: &Tables) {
-        if self == Path::SnatReply64 {
-            let inputs = Path::SnatEstablished64.inputs(tables);
-            let mut buffers = Buffers::default();
-            pipeline.run(tables, &mut buffers.frames(&inputs));
-        }
+        let opening = match self {
+            Path::SnatReply64 => Path::SnatEstablished64,
+            Path::SnatEstablished64 | Path::DnatEstablished64 => self,
+            _ => return,
+        };
+        let inputs = opening.inputs(tables);
+        let mut buffers = Buffers::default();
+        pipeline.run(tables, &mut buffers.frames(&inputs));
     }
 
     /// The port every frame of this path must leave on.
@@ -171,7 +191,9 @@ impl Path {
         let name = match self {
             Path::EastWest64 => "acme-db",
             Path::VxlanEncap64 | Path::VxlanEncap1500 | Path::SnatEstablished64 => "up0",
-            Path::VxlanDecap64 | Path::ArpReply | Path::SnatReply64 => "acme-web",
+            Path::VxlanDecap64 | Path::ArpReply | Path::SnatReply64 | Path::DnatEstablished64 => {
+                "acme-web"
+            }
         };
         tables.port_by_name(name).unwrap()
     }
