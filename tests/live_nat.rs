@@ -2,8 +2,9 @@
 //! through xvrd, which translates it to the tenant's public address.
 //! Independent checks: the VM's ping, iperf3 TCP both ways, an HTTP
 //! download by Python whose server logs the public address as the client,
-//! 5,000 TCP connections open at once, and an unsolicited connection from
-//! the internet that never reaches the VM.
+//! 5,000 TCP connections open at once, an unsolicited connection from the
+//! internet that never reaches the VM, and a traceroute-style probe whose
+//! ICMP error comes back translated to the VM's socket.
 mod common;
 
 use common::{start_xvrd, stop_xvrd};
@@ -198,6 +199,28 @@ fn a_vm_reaches_the_internet_through_source_nat() {
         seen.contains("0 packets captured"),
         "tcpdump in the VM: {seen}"
     );
+
+    // A traceroute-style probe: UDP whose TTL runs out one hop past xvr.
+    // The internet router's "time exceeded" reaches the VM's socket only
+    // if xvr translated the quoted packet back exactly (IP_RECVERR
+    // matches it to the socket by the quoted addresses and ports).
+    r.exec(&internet, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    r.exec(&internet, &["ip", "route", "add", "198.19.5.0/24", "dev", "eth0"]);
+    let traceroute = "import socket, struct, select\n\
+                      s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                      s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 2)\n\
+                      s.setsockopt(socket.IPPROTO_IP, 11, 1)\n\
+                      s.sendto(b'probe', ('198.19.5.5', 33434))\n\
+                      p = select.poll(); p.register(s, select.POLLERR)\n\
+                      assert p.poll(5000), 'no error'\n\
+                      _, anc, _, _ = s.recvmsg(512, 512, 0x2000)\n\
+                      for level, kind, d in anc:\n\
+                      \x20 if level == socket.IPPROTO_IP and kind == 11:\n\
+                      \x20   _, origin, icmp_type, code = struct.unpack('IBBB', d[:7])\n\
+                      \x20   print(origin, icmp_type, code, socket.inet_ntoa(d[20:24]))\n";
+    let (ok, got, err) = python(&vm, traceroute);
+    assert!(ok, "{err}");
+    assert_eq!(got.trim(), "2 11 0 198.18.0.254", "ICMP time exceeded from the router");
 
     let log = stop_xvrd(daemon);
     assert!(log.contains("nat_no_session"), "{log}");

@@ -261,3 +261,78 @@ fn static_nat_maps_a_vm_one_to_one_both_ways() {
     let (_, out) = send(&mut p, &t, A1, &out_of_vm(VM).udp(5353, 53, b"q"));
     assert_eq!(fields(&out).0, PUBLIC_IP);
 }
+
+/// An ICMP error from `router` to the public address quoting the first
+/// 28 bytes of `sent` (a frame that left through NAT), as a router on the
+/// internet would send it.
+fn error_about(sent: &[u8], router: [u8; 4], to: [u8; 4]) -> Vec<u8> {
+    let quote = &sent[14..14 + 28];
+    let mut out = Vec::new();
+    etherparse::PacketBuilder::ethernet2(INTERNET_GW_MAC, UPLINK_MAC)
+        .ipv4(router, to, 64)
+        .icmpv4(etherparse::Icmpv4Type::TimeExceeded(
+            etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit,
+        ))
+        .write(&mut out, quote)
+        .unwrap();
+    out
+}
+
+/// The outer destination of an ICMP error and the quoted (src, sport);
+/// checks the ICMP and quoted IPv4 checksums.
+fn quoted(frame: &[u8]) -> ([u8; 4], [u8; 4], u16) {
+    let h = PacketHeaders::from_ethernet_slice(frame).unwrap();
+    let Some(etherparse::NetHeaders::Ipv4(ip, _)) = h.net else {
+        panic!("not IPv4")
+    };
+    let Some(TransportHeader::Icmpv4(icmp)) = h.transport else {
+        panic!("not ICMP")
+    };
+    let payload = h.payload.slice();
+    assert_eq!(
+        icmp.checksum,
+        icmp.icmp_type.calc_checksum(payload),
+        "ICMP checksum"
+    );
+    let (inner, rest) = etherparse::Ipv4Header::from_slice(payload).unwrap();
+    assert_eq!(
+        inner.header_checksum,
+        inner.calc_header_checksum(),
+        "quoted IPv4 checksum"
+    );
+    (
+        ip.destination,
+        inner.source,
+        u16::from_be_bytes([rest[0], rest[1]]),
+    )
+}
+
+#[test]
+fn an_icmp_error_about_a_translated_flow_reaches_the_vm_translated() {
+    let t = snat_tables();
+    let mut p = Pipeline::new();
+    let probe = headers(VM_A10_MAC, A1_MAC, VM, SERVER)
+        .ttl(5)
+        .udp(33434, 33435, b"probe");
+    let (verdict, sent) = send(&mut p, &t, A1, &probe);
+    assert_eq!(verdict, Verdict::Tx(UP));
+    let error = error_about(&sent, [198, 19, 0, 1], PUBLIC_IP);
+    let (verdict, back) = send(&mut p, &t, UP, &error);
+    assert_eq!(verdict, Verdict::Tx(A1));
+    assert_eq!(
+        quoted(&back),
+        (VM, VM, 33434),
+        "(outer dst, quoted src, quoted sport)"
+    );
+    // An error quoting a flow nobody sent is dropped.
+    let stray = headers(VM_A10_MAC, A1_MAC, VM, SERVER).udp(40404, 53, b"x");
+    let mut stray = send(&mut Pipeline::new(), &t, A1, &stray).1;
+    stray[14 + 12..14 + 16].copy_from_slice(&PUBLIC_IP);
+    let (verdict, _) = send(
+        &mut p,
+        &t,
+        UP,
+        &error_about(&stray, [198, 19, 0, 1], PUBLIC_IP),
+    );
+    assert_eq!(verdict, Verdict::Drop(DropReason::NatNoSession));
+}

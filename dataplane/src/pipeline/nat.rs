@@ -11,7 +11,7 @@ use crate::conntrack::{
     self, Conntrack, Dir, FlowKey, SessionId, SetupError, ICMP, PUBLIC, TCP, UDP,
 };
 use crate::frame::{Frame, BATCH_SIZE};
-use crate::table::Tables;
+use crate::table::{Tables, TenantId};
 use crate::wire::{checksum, ETH_HEADER_LEN};
 use arrayvec::ArrayVec;
 use std::net::Ipv4Addr;
@@ -140,7 +140,11 @@ fn run_batched(
     stage: Stage,
     ct: &mut Conntrack,
     stats: &mut Stats,
-    mut read: impl FnMut(&mut Frame<'_>, &mut Stats) -> Result<(L4, FlowKey), DropReason>,
+    mut read: impl FnMut(
+        &mut Frame<'_>,
+        &Conntrack,
+        &mut Stats,
+    ) -> Result<Option<(L4, FlowKey)>, DropReason>,
     mut translate: impl FnMut(
         &mut Frame<'_>,
         Pending,
@@ -156,11 +160,13 @@ fn run_batched(
             if frame.meta.stage != stage {
                 continue;
             }
-            match read(frame, stats) {
-                Ok((l4, key)) => {
+            match read(frame, ct, stats) {
+                Ok(Some((l4, key))) => {
                     let found = ct.lookup(&key);
                     pending.push((i, Pending { l4, key, found }));
                 }
+                // Translated already (an ICMP error about a session).
+                Ok(None) => {}
                 Err(reason) => frame.meta.drop(stats, reason),
             }
         }
@@ -194,11 +200,18 @@ pub(crate) fn run_out(
     now: u32,
     stats: &mut Stats,
 ) {
-    let read = |frame: &mut Frame<'_>, _: &mut Stats| {
+    let read = |frame: &mut Frame<'_>, ct: &Conntrack, stats: &mut Stats| {
         let zone = frame.meta.tenant;
         // l3 checked the header (and decremented the TTL).
         let ip = ip_packet(frame);
-        let l4 = transport(ip, usize::from(ip[0] & 0x0f) * 4)?;
+        let header_len = usize::from(ip[0] & 0x0f) * 4;
+        if is_icmp_error(ip, header_len) {
+            icmp_error(ip, header_len, ct, zone)?;
+            frame.meta.stage = Stage::Done;
+            stats.event(Event::Snat);
+            return Ok(None);
+        }
+        let l4 = transport(ip, header_len)?;
         let (src, dst) = src_dst(ip);
         let key = FlowKey {
             zone,
@@ -208,7 +221,7 @@ pub(crate) fn run_out(
             sport: l4.sport,
             dport: l4.dport,
         };
-        Ok((l4, key))
+        Ok(Some((l4, key)))
     };
     let translate = |frame: &mut Frame<'_>, p: Pending, ct: &mut Conntrack, stats: &mut Stats| {
         let id = match p.found {
@@ -252,7 +265,7 @@ pub(crate) fn run_in(
     now: u32,
     stats: &mut Stats,
 ) {
-    let read = |frame: &mut Frame<'_>, stats: &mut Stats| {
+    let read = |frame: &mut Frame<'_>, ct: &Conntrack, stats: &mut Stats| {
         // A sender on the public side may have left its checksum to
         // offload (veth peers do); finish it before rewriting, as l2 does
         // inside.
@@ -261,7 +274,14 @@ pub(crate) fn run_in(
         }
         let ip = &mut frame.data_mut()[ETH_HEADER_LEN..];
         let checked = ipv4::check(ip)?;
-        let ip = &ip[..checked.total_len];
+        let ip = &mut ip[..checked.total_len];
+        if is_icmp_error(ip, checked.header_len) {
+            let tenant = icmp_error(ip, checked.header_len, ct, PUBLIC)?;
+            frame.meta.tenant = tenant;
+            frame.meta.stage = Stage::L3;
+            stats.event(Event::Unsnat);
+            return Ok(None);
+        }
         let l4 = transport(ip, checked.header_len)?;
         let (src, dst) = src_dst(ip);
         let key = FlowKey {
@@ -272,7 +292,7 @@ pub(crate) fn run_in(
             sport: l4.sport,
             dport: l4.dport,
         };
-        Ok((l4, key))
+        Ok(Some((l4, key)))
     };
     let translate = |frame: &mut Frame<'_>, p: Pending, ct: &mut Conntrack, stats: &mut Stats| {
         let id = match p.found {
@@ -352,4 +372,94 @@ fn dnat_setup(
     };
     ct.setup_fixed(inside, public, public_port, state, true, now)
         .map_err(setup_error)
+}
+
+const ICMP_DEST_UNREACHABLE: u8 = 3;
+const ICMP_TIME_EXCEEDED: u8 = 11;
+const ICMP_PARAMETER_PROBLEM: u8 = 12;
+
+fn is_icmp_error(ip: &[u8], header_len: usize) -> bool {
+    ip[9] == ICMP
+        && matches!(
+            ip.get(header_len),
+            Some(&(ICMP_DEST_UNREACHABLE | ICMP_TIME_EXCEEDED | ICMP_PARAMETER_PROBLEM))
+        )
+}
+
+/// Translates an ICMP error about a translated flow (RFC 5508). It quotes
+/// the packet as it was on the side it came from, so the session is found
+/// from the quote turned around, and the quote is translated with the
+/// outer address: from the public side (`zone` PUBLIC), the outer
+/// destination and the quote's source go back to the inside endpoint;
+/// from a VM (`zone` its tenant), the outer source and the quote's
+/// destination become the public endpoint. Returns the inside tenant.
+fn icmp_error(
+    ip: &mut [u8],
+    header_len: usize,
+    ct: &Conntrack,
+    zone: TenantId,
+) -> Result<TenantId, DropReason> {
+    let quote = header_len + 8;
+    let q_header_len = match ip.get(quote) {
+        Some(b) if b >> 4 == 4 => usize::from(b & 0x0f) * 4,
+        Some(_) => return Err(DropReason::NatUnsupported),
+        None => return Err(DropReason::L4Truncated),
+    };
+    let q_l4 = quote + q_header_len;
+    if q_header_len < 20 || ip.len() < q_l4 + 8 {
+        return Err(DropReason::L4Truncated);
+    }
+    let word = |ip: &[u8], at: usize| u16::from_be_bytes([ip[at], ip[at + 1]]);
+    let proto = ip[quote + 9];
+    let (q_src, q_dst) = src_dst(&ip[quote..]);
+    // Where the quote's "ports" are: TCP/UDP ports, or the echo identifier.
+    let (sport_at, dport_at) = match proto {
+        TCP | UDP => (q_l4, q_l4 + 2),
+        ICMP => (q_l4 + 4, q_l4 + 4),
+        _ => return Err(DropReason::NatUnsupported),
+    };
+    // The quoted packet went the other way: turned around, it is a
+    // packet of the session as it would arrive here.
+    let key = FlowKey {
+        zone,
+        proto,
+        src: q_dst,
+        dst: q_src,
+        sport: word(ip, dport_at),
+        dport: word(ip, sport_at),
+    };
+    let inbound = zone == PUBLIC;
+    let (id, _) = ct.lookup(&key).ok_or(DropReason::NatNoSession)?;
+    let s = ct.session(id);
+    // (outer address offset, quote address offset, quote port offset, new address and port)
+    let (outer_at, quote_at, port_at, addr, port) = match inbound {
+        true => (16, 12, sport_at, s.inside.src, s.inside.sport),
+        false => (12, 16, dport_at, s.nat_ip, s.nat_port),
+    };
+    let set_addr = |ip: &mut [u8], at: usize, checksum_at: usize| {
+        let old = u32::from_be_bytes(ip[at..at + 4].try_into().expect("4 bytes"));
+        ip[at..at + 4].copy_from_slice(&addr.octets());
+        let sum = checksum::update_u32(word(ip, checksum_at), old, u32::from(addr));
+        ip[checksum_at..checksum_at + 2].copy_from_slice(&sum.to_be_bytes());
+        old
+    };
+    set_addr(ip, outer_at, 10);
+    let old_addr = set_addr(ip, quote + quote_at, quote + 10);
+    let old_port = word(ip, port_at);
+    ip[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
+    // The quoted UDP checksum, when present, still matches its packet.
+    if proto == UDP && word(ip, q_l4 + 6) != 0 {
+        let sum = checksum::update_u32(word(ip, q_l4 + 6), old_addr, u32::from(addr));
+        let sum = match checksum::update_u16(sum, old_port, port) {
+            0 => 0xffff,
+            s => s,
+        };
+        ip[q_l4 + 6..q_l4 + 8].copy_from_slice(&sum.to_be_bytes());
+    }
+    // The ICMP checksum covers the quote: recompute it (errors are small).
+    let icmp = &mut ip[header_len..];
+    icmp[2..4].fill(0);
+    let sum = checksum::of(icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    Ok(s.inside.zone)
 }
