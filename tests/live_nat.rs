@@ -205,7 +205,10 @@ fn a_vm_reaches_the_internet_through_source_nat() {
     // if xvr translated the quoted packet back exactly (IP_RECVERR
     // matches it to the socket by the quoted addresses and ports).
     r.exec(&internet, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-    r.exec(&internet, &["ip", "route", "add", "198.19.5.0/24", "dev", "eth0"]);
+    r.exec(
+        &internet,
+        &["ip", "route", "add", "198.19.5.0/24", "dev", "eth0"],
+    );
     let traceroute = "import socket, struct, select\n\
                       s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
                       s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 2)\n\
@@ -220,7 +223,11 @@ fn a_vm_reaches_the_internet_through_source_nat() {
                       \x20   print(origin, icmp_type, code, socket.inet_ntoa(d[20:24]))\n";
     let (ok, got, err) = python(&vm, traceroute);
     assert!(ok, "{err}");
-    assert_eq!(got.trim(), "2 11 0 198.18.0.254", "ICMP time exceeded from the router");
+    assert_eq!(
+        got.trim(),
+        "2 11 0 198.18.0.254",
+        "ICMP time exceeded from the router"
+    );
 
     let log = stop_xvrd(daemon);
     assert!(log.contains("nat_no_session"), "{log}");

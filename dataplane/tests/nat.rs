@@ -8,7 +8,7 @@ use common::*;
 use etherparse::{IpNumber, PacketHeaders, TransportHeader};
 use xvr_dataplane::conntrack::{self, State};
 use xvr_dataplane::io::memory::MemoryIo;
-use xvr_dataplane::table::{SourceNat, Tables};
+use xvr_dataplane::table::{Action, Firewall, Rule, RuleSet, SourceNat, Tables};
 use xvr_dataplane::{DropReason, Event, Pipeline, Verdict};
 use xvr_testkit::headers;
 
@@ -214,6 +214,26 @@ fn dnat_tables() -> Tables {
         port: 80,
     };
     b.add_port_forward(PUBLIC_IP.into(), 6, 8080, to);
+    // Ingress is denied unless a rule allows: the forwarded port, and
+    // everything to the static address.
+    let allow = |dst: &str, proto, ports| Rule {
+        src: "0.0.0.0/0".parse().unwrap(),
+        dst: dst.parse().unwrap(),
+        proto,
+        ports,
+        action: Action::Allow,
+    };
+    let ingress = vec![
+        allow("203.0.113.10/32", Some(6), (8080, 8080)),
+        allow("203.0.113.20/32", None, (0, 65535)),
+    ];
+    b.set_firewall(
+        TENANT_A,
+        Firewall {
+            ingress: RuleSet::new(ingress, Action::Deny),
+            egress: RuleSet::new(Vec::new(), Action::Allow),
+        },
+    );
     b.build()
 }
 
@@ -335,4 +355,60 @@ fn an_icmp_error_about_a_translated_flow_reaches_the_vm_translated() {
         &error_about(&stray, [198, 19, 0, 1], PUBLIC_IP),
     );
     assert_eq!(verdict, Verdict::Drop(DropReason::NatNoSession));
+}
+
+#[test]
+fn ingress_is_denied_unless_a_rule_allows_it() {
+    let mut b = builder();
+    b.set_static_nat(TENANT_A, VM2.into(), STATIC_IP.into());
+    let t = b.build();
+    let mut p = Pipeline::new();
+    let to_static = headers(INTERNET_GW_MAC, UPLINK_MAC, SERVER, STATIC_IP);
+    let (verdict, _) = send(&mut p, &t, UP, &to_static.tcp_syn(40000, 22));
+    assert_eq!(verdict, Verdict::Drop(DropReason::FirewallIngressDenied));
+    assert!(p.conntrack.is_empty());
+}
+
+#[test]
+fn egress_rules_apply_in_order_to_the_first_packet_of_a_session() {
+    let mut b = builder();
+    b.set_source_nat(
+        TENANT_A,
+        SourceNat {
+            ip: PUBLIC_IP.into(),
+            ports: (1024, 65535),
+        },
+    );
+    let rule = |dst: &str, proto, ports, action| Rule {
+        src: "10.0.0.0/16".parse().unwrap(),
+        dst: dst.parse().unwrap(),
+        proto,
+        ports,
+        action,
+    };
+    // Port 53 to 198.19.0.10 allowed, the rest of 198.19.0.0/16 denied;
+    // everything else allowed by default.
+    let egress = vec![
+        rule("198.19.0.10/32", Some(17), (53, 53), Action::Allow),
+        rule("198.19.0.0/16", None, (0, 65535), Action::Deny),
+    ];
+    b.set_firewall(
+        TENANT_A,
+        Firewall {
+            ingress: RuleSet::new(Vec::new(), Action::Deny),
+            egress: RuleSet::new(egress, Action::Allow),
+        },
+    );
+    let t = b.build();
+    let mut p = Pipeline::new();
+    let (verdict, _) = send(&mut p, &t, A1, &out_of_vm(VM).udp(5353, 53, b"q"));
+    assert_eq!(verdict, Verdict::Tx(UP), "first rule allows");
+    let (verdict, _) = send(&mut p, &t, A1, &out_of_vm(VM).udp(5353, 54, b"q"));
+    assert_eq!(verdict, Verdict::Drop(DropReason::FirewallEgressDenied));
+    let elsewhere = headers(VM_A10_MAC, A1_MAC, VM, [192, 0, 2, 1]).udp(5353, 54, b"q");
+    let (verdict, _) = send(&mut p, &t, A1, &elsewhere);
+    assert_eq!(verdict, Verdict::Tx(UP), "default allow");
+    // Replies of the allowed session pass without any ingress rule.
+    let (verdict, _) = send(&mut p, &t, UP, &from_server().udp(53, 5353, b"a"));
+    assert_eq!(verdict, Verdict::Tx(A1));
 }

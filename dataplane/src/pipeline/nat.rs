@@ -11,7 +11,7 @@ use crate::conntrack::{
     self, Conntrack, Dir, FlowKey, SessionId, SetupError, ICMP, PUBLIC, TCP, UDP,
 };
 use crate::frame::{Frame, BATCH_SIZE};
-use crate::table::{Tables, TenantId};
+use crate::table::{Action, Tables, TenantId};
 use crate::wire::{checksum, ETH_HEADER_LEN};
 use arrayvec::ArrayVec;
 use std::net::Ipv4Addr;
@@ -231,6 +231,11 @@ pub(crate) fn run_out(
             }
             None => {
                 let state = opening_state(&p.l4)?;
+                let egress = &tables.firewall(p.key.zone).egress;
+                let (_, action) = egress.decide(p.key.src, p.key.dst, p.l4.proto, rule_port(&p.l4));
+                if action == Action::Deny {
+                    return Err(DropReason::FirewallEgressDenied);
+                }
                 let nat = tables.nat();
                 let id = match nat.static_of_vm(p.key.zone, p.key.src) {
                     // 1:1: the VM's public address, ports unchanged.
@@ -358,6 +363,11 @@ fn dnat_setup(
         },
     };
     let state = opening_state(&p.l4)?;
+    let ingress = &tables.firewall(tenant).ingress;
+    let (_, action) = ingress.decide(p.key.src, public, p.l4.proto, rule_port(&p.l4));
+    if action == Action::Deny {
+        return Err(DropReason::FirewallIngressDenied);
+    }
     let inside = FlowKey {
         zone: tenant,
         proto: p.l4.proto,
@@ -462,4 +472,13 @@ fn icmp_error(
     let sum = checksum::of(icmp);
     icmp[2..4].copy_from_slice(&sum.to_be_bytes());
     Ok(s.inside.zone)
+}
+
+/// The "port" firewall rules match: the destination port, or for ICMP
+/// `type << 8 | code` (echo carries code 0).
+fn rule_port(l4: &L4) -> u16 {
+    match l4.proto {
+        ICMP => u16::from(l4.icmp_type) << 8,
+        _ => l4.dport,
+    }
 }

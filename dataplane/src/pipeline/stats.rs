@@ -60,6 +60,8 @@ named_counters! {
         NatNoPublicAddress = "nat_no_public_address",
         NatPortsExhausted = "nat_ports_exhausted",
         ConntrackFull = "conntrack_full",
+        FirewallIngressDenied = "firewall_ingress_denied",
+        FirewallEgressDenied = "firewall_egress_denied",
     }
 }
 

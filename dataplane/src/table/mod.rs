@@ -2,6 +2,7 @@
 //! validates a desired state and builds a `Tables` with `TablesBuilder`; the
 //! pipeline only ever reads it. Every lookup that a packet drives is keyed by
 //! the tenant, so one tenant can never match another tenant's entries.
+mod firewall;
 mod host;
 mod lpm;
 mod nat;
@@ -9,6 +10,7 @@ mod port;
 mod tenant;
 mod vtep;
 
+pub use firewall::{Action, Firewall, Rule, RuleSet};
 pub use host::{Host, HostTable, L2Dest, L2Table, Location};
 pub use lpm::{Lpm, NextHop};
 pub use nat::{Inside, NatTable, SourceNat};
@@ -45,6 +47,8 @@ pub struct Tables {
     vteps: VtepTable,
     uplink: Option<PortId>,
     nat: NatTable,
+    /// Per tenant id.
+    firewalls: Vec<Firewall>,
 }
 
 impl Tables {
@@ -123,6 +127,11 @@ impl Tables {
     pub fn nat(&self) -> &NatTable {
         &self.nat
     }
+
+    #[inline]
+    pub fn firewall(&self, tenant: TenantId) -> &Firewall {
+        &self.firewalls[usize::from(tenant)]
+    }
 }
 
 /// Builds a `Tables`. It trusts its caller (the control plane validates
@@ -144,6 +153,7 @@ impl TablesBuilder {
         self.tables.l2.insert(id, tenant.router_mac, L2Dest::Router);
         self.tables.tenants.push(tenant);
         self.tables.vrfs.push(Lpm::new());
+        self.tables.firewalls.push(Firewall::default());
         id
     }
 
@@ -223,6 +233,10 @@ impl TablesBuilder {
     /// Public `port` of `public` (protocol `proto`, 6 or 17) leads to `to`.
     pub fn add_port_forward(&mut self, public: Ipv4Addr, proto: u8, port: u16, to: Inside) {
         self.tables.nat.add_forward(public, proto, port, to);
+    }
+
+    pub fn set_firewall(&mut self, tenant: TenantId, firewall: Firewall) {
+        self.tables.firewalls[usize::from(tenant)] = firewall;
     }
 
     pub fn build(self) -> Tables {
