@@ -250,17 +250,23 @@ const DNAT_STATE: &str = r#"{
     "source": [{ "tenant": "t", "public_ip": "203.0.113.10", "ports": [20000, 65535] }],
     "static": [{ "tenant": "t", "public_ip": "203.0.113.20", "vm_ip": "10.0.0.11" }],
     "port_forwards": [{ "tenant": "t", "public_ip": "203.0.113.10", "protocol": "tcp",
-                        "public_ports": [8080, 8080], "vm_ip": "10.0.0.10", "vm_ports": [80, 80] }]
-  }
+                        "public_ports": [8080, 8081], "vm_ip": "10.0.0.10", "vm_ports": [80, 81] }]
+  },
+  "firewall": [
+    { "tenant": "t", "direction": "ingress", "action": "allow", "protocol": "tcp",
+      "destination": "203.0.113.10/32", "ports": [8080, 8080] },
+    { "tenant": "t", "direction": "ingress", "action": "allow", "destination": "203.0.113.20/32" },
+    { "tenant": "t", "direction": "egress", "action": "deny", "protocol": "tcp", "ports": [25, 25] }
+  ]
 }"#;
 
 /// A TCP server in `ns` on `addr`:`port` that answers one connection with
-/// the address it came from.
-fn tell_peer_server(ns: &str, addr: &str, port: u16) -> std::process::Child {
+/// the address it came from; it fails if none comes within `wait` seconds.
+fn tell_peer_server_within(ns: &str, addr: &str, port: u16, wait: u32) -> std::process::Child {
     let program = format!(
         "import socket\n\
          s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-         s.bind(('{addr}', {port})); s.listen(1); s.settimeout(20)\n\
+         s.bind(('{addr}', {port})); s.listen(1); s.settimeout({wait})\n\
          c, peer = s.accept(); c.sendall(peer[0].encode()); c.close()\n"
     );
     Command::new("ip")
@@ -271,6 +277,10 @@ fn tell_peer_server(ns: &str, addr: &str, port: u16) -> std::process::Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
+}
+
+fn tell_peer_server(ns: &str, addr: &str, port: u16) -> std::process::Child {
+    tell_peer_server_within(ns, addr, port, 20)
 }
 
 /// Connects from `ns` to `addr`:`port` and returns what the server sent.
@@ -323,11 +333,38 @@ fn servers_in_vms_are_reached_through_port_forwarding_and_static_nat() {
     assert_eq!(ask(&vm1, SERVER, 7001), "203.0.113.10");
     server.wait().unwrap();
 
-    // A port that is not forwarded stays closed.
-    let probe = "import socket\n\
-                 s = socket.socket(); s.settimeout(1)\n\
-                 try: s.connect(('203.0.113.10', 8081)); print('connected')\n\
-                 except OSError: print('refused')\n";
-    assert_eq!(python(&internet, probe).1.trim(), "refused");
-    stop_xvrd(daemon);
+    // 8081 is forwarded but no ingress rule allows it, and 8082 is not
+    // forwarded at all: the VM's listener on 81 never hears of either.
+    let mut listener = tell_peer_server_within(&vm1, "10.0.0.10", 81, 4);
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    for port in [8081, 8082] {
+        let probe = format!(
+            "import socket\n\
+             s = socket.socket(); s.settimeout(1)\n\
+             try: s.connect(('203.0.113.10', {port})); print('connected')\n\
+             except OSError: print('refused')\n"
+        );
+        assert_eq!(python(&internet, &probe).1.trim(), "refused", "port {port}");
+    }
+    // Egress to port 25 is denied; the server never sees a connection.
+    let mut smtp = tell_peer_server_within(&internet, SERVER, 25, 4);
+    let probe = format!(
+        "import socket\n\
+         s = socket.socket(); s.settimeout(1)\n\
+         try: s.connect(('{SERVER}', 25)); print('connected')\n\
+         except OSError: print('refused')\n"
+    );
+    assert_eq!(python(&vm1, &probe).1.trim(), "refused");
+    let log = stop_xvrd(daemon);
+    for server in [&mut listener, &mut smtp] {
+        let status = server.wait().unwrap();
+        assert!(!status.success(), "a denied connection reached a server");
+    }
+    for reason in [
+        "firewall_ingress_denied",
+        "firewall_egress_denied",
+        "nat_no_session",
+    ] {
+        assert!(log.contains(reason), "{reason} in {log}");
+    }
 }

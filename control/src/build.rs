@@ -1,10 +1,15 @@
 //! Builds the data plane's immutable tables from a validated state.
-use crate::model::{NextHopConfig, PortConfig, State, DEFAULT_MTU, DEFAULT_NAT_PORTS};
+use crate::model::{
+    Direction, NextHopConfig, PortConfig, RuleAction, RuleProtocol, State, DEFAULT_MTU,
+    DEFAULT_NAT_PORTS,
+};
 use crate::ConfigErrors;
+use ipnet::Ipv4Net;
 use std::collections::HashMap;
 use xvr_dataplane::conntrack;
 use xvr_dataplane::table::{
-    Inside, NextHop, Port, PortRole, SourceNat, Tables, TablesBuilder, Tenant,
+    Action, Firewall, Inside, NextHop, Port, PortRole, Rule, RuleSet, SourceNat, Tables,
+    TablesBuilder, Tenant,
 };
 
 impl State {
@@ -114,7 +119,69 @@ impl State {
                 );
             }
         }
+        for (name, &id) in &tenants {
+            b.set_firewall(id, self.firewall_of(name));
+        }
         Ok(b.build())
+    }
+
+    /// A tenant's rules, in order, per direction.
+    fn firewall_of(&self, tenant: &str) -> Firewall {
+        let any: Ipv4Net = Ipv4Net::default();
+        let rules = |direction: Direction| -> Vec<Rule> {
+            self.firewall
+                .iter()
+                .filter(|r| r.tenant == tenant && r.direction == direction)
+                .map(|r| {
+                    let (proto, ports) = match r.protocol {
+                        RuleProtocol::Any => (None, (0, u16::MAX)),
+                        RuleProtocol::Tcp | RuleProtocol::Udp => {
+                            let proto = if r.protocol == RuleProtocol::Tcp {
+                                6
+                            } else {
+                                17
+                            };
+                            let [a, b] = r.ports.unwrap_or([0, u16::MAX]);
+                            (Some(proto), (a, b))
+                        }
+                        RuleProtocol::Icmp => {
+                            let ports = match (r.icmp_type, r.icmp_code) {
+                                (None, _) => (0, u16::MAX),
+                                (Some(t), None) => (u16::from(t) << 8, u16::from(t) << 8 | 0xff),
+                                (Some(t), Some(c)) => {
+                                    let v = u16::from(t) << 8 | u16::from(c);
+                                    (v, v)
+                                }
+                            };
+                            (Some(1), ports)
+                        }
+                    };
+                    Rule {
+                        src: r.source.unwrap_or(any),
+                        dst: r.destination.unwrap_or(any),
+                        proto,
+                        ports,
+                        action: match r.action {
+                            RuleAction::Allow => Action::Allow,
+                            RuleAction::Deny => Action::Deny,
+                        },
+                    }
+                })
+                .collect()
+        };
+        let egress_default = self
+            .tenants
+            .iter()
+            .find(|t| t.name == tenant)
+            .and_then(|t| t.egress_default);
+        let egress_default = match egress_default {
+            Some(RuleAction::Deny) => Action::Deny,
+            _ => Action::Allow,
+        };
+        Firewall {
+            ingress: RuleSet::new(rules(Direction::Ingress), Action::Deny),
+            egress: RuleSet::new(rules(Direction::Egress), egress_default),
+        }
     }
 
     /// Each worker's connection tracking: the state's limits and

@@ -8,8 +8,8 @@ mod validate;
 
 pub use mac::Mac;
 pub use model::{
-    ConntrackConfig, NatConfig, NeighborConfig, NextHopConfig, PortConfig, PortForwardConfig,
-    Protocol, RemoteVmConfig, RouteConfig, SourceNatConfig, State, StaticNatConfig, TenantConfig,
-    TimeoutsConfig, VtepConfig,
+    ConntrackConfig, Direction, FirewallRuleConfig, NatConfig, NeighborConfig, NextHopConfig,
+    PortConfig, PortForwardConfig, Protocol, RemoteVmConfig, RouteConfig, RuleAction, RuleProtocol,
+    SourceNatConfig, State, StaticNatConfig, TenantConfig, TimeoutsConfig, VtepConfig,
 };
 pub use validate::{ConfigError, ConfigErrors};

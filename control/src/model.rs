@@ -28,6 +28,65 @@ pub struct State {
     /// Connection tracking limits and timeouts, per worker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conntrack: Option<ConntrackConfig>,
+    /// Firewall rules, in order per tenant and direction: the first that
+    /// matches a session's first packet decides.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub firewall: Vec<FirewallRuleConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// From the internet toward the tenant's public addresses (denied
+    /// unless a rule allows).
+    Ingress,
+    /// From the tenant's VMs to the internet (allowed unless the tenant's
+    /// `egress_default` is deny).
+    Egress,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleAction {
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleProtocol {
+    Any,
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirewallRuleConfig {
+    pub tenant: String,
+    pub direction: Direction,
+    pub action: RuleAction,
+    #[serde(default = "any_protocol")]
+    pub protocol: RuleProtocol,
+    /// Default 0.0.0.0/0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Ipv4Net>,
+    /// Default 0.0.0.0/0. For ingress, the public address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<Ipv4Net>,
+    /// Destination ports (TCP and UDP only); default all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<[u16; 2]>,
+    /// ICMP only; default any type (and code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp_type: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp_code: Option<u8>,
+}
+
+fn any_protocol() -> RuleProtocol {
+    RuleProtocol::Any
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -146,6 +205,9 @@ pub struct TenantConfig {
     /// every host agrees.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub router_mac: Option<Mac>,
+    /// What egress traffic no firewall rule matches gets (default allow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress_default: Option<RuleAction>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -2,7 +2,8 @@
 //! path of the field (`ports[2].gateway`) and the offending value, and a
 //! state with any problem is rejected whole.
 use crate::model::{
-    NextHopConfig, PortConfig, Protocol, State, DEFAULT_NAT_PORTS, MAX_UPLINK_MTU, MIN_UPLINK_MTU,
+    NextHopConfig, PortConfig, Protocol, RuleProtocol, State, DEFAULT_NAT_PORTS, MAX_UPLINK_MTU,
+    MIN_UPLINK_MTU,
 };
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -118,6 +119,7 @@ impl State {
         self.check_hosts(&mut errors, &tenants, &ports);
         self.check_nat(&mut errors, &tenants);
         self.check_conntrack(&mut errors);
+        self.check_firewall(&mut errors, &tenants);
         if errors.0.is_empty() {
             Ok(())
         } else {
@@ -410,6 +412,43 @@ impl State {
                     );
                     break;
                 }
+            }
+        }
+    }
+
+    fn check_firewall(&self, errors: &mut Errors, tenants: &HashSet<&str>) {
+        for (i, r) in self.firewall.iter().enumerate() {
+            let at = |field: &str| format!("firewall[{i}].{field}");
+            if !tenants.contains(r.tenant.as_str()) {
+                errors.add(at("tenant"), format!("unknown tenant {:?}", r.tenant));
+            }
+            for (field, net) in [("source", r.source), ("destination", r.destination)] {
+                if let Some(net) = net.filter(|n| *n != n.trunc()) {
+                    errors.add(
+                        at(field),
+                        format!("{net} has host bits set (did you mean {}?)", net.trunc()),
+                    );
+                }
+            }
+            let ports_allowed = matches!(r.protocol, RuleProtocol::Tcp | RuleProtocol::Udp);
+            match r.ports {
+                Some(_) if !ports_allowed => {
+                    errors.add(at("ports"), "ports need protocol tcp or udp".into())
+                }
+                Some([first, last]) if first > last => errors.add(
+                    at("ports"),
+                    format!("[{first}, {last}] is not a range of ports, first to last"),
+                ),
+                _ => {}
+            }
+            let icmp = r.protocol == RuleProtocol::Icmp;
+            if (r.icmp_type.is_some() || r.icmp_code.is_some()) && !icmp {
+                errors.add(
+                    at("icmp_type"),
+                    "icmp_type and icmp_code need protocol icmp".into(),
+                );
+            } else if r.icmp_code.is_some() && r.icmp_type.is_none() {
+                errors.add(at("icmp_code"), "an ICMP code needs its icmp_type".into());
             }
         }
     }

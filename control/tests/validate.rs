@@ -164,6 +164,11 @@ fn source_nat_and_conntrack_settings_build() {
     with_nat(&mut json);
     json["conntrack"] =
         serde_json::json!({ "max_sessions": 1000, "timeouts": { "udp_replied": 60 } });
+    json["firewall"] = serde_json::json!([
+        { "tenant": "globex", "direction": "ingress", "action": "allow", "protocol": "icmp", "icmp_type": 8 },
+        { "tenant": "globex", "direction": "egress", "action": "allow", "protocol": "udp", "ports": [53, 53] }
+    ]);
+    json["tenants"][1]["egress_default"] = serde_json::json!("deny");
     let state = State::from_json(&json.to_string()).unwrap();
     let tables = state.build().unwrap();
     let globex = tables.tenant_by_vni(1002).unwrap();
@@ -185,9 +190,44 @@ fn source_nat_and_conntrack_settings_build() {
         Some((acme, ip("10.0.1.10")))
     );
     let ct = state.conntrack_config();
+    // No rule: ingress denied, egress allowed.
+    use xvr_dataplane::table::Action;
+    let public = "203.0.113.10".parse().unwrap();
+    let fw = tables.firewall(acme);
+    assert_eq!(
+        fw.ingress.decide(ip("198.19.0.1"), public, 6, 8080).1,
+        Action::Deny
+    );
+    assert_eq!(
+        fw.egress.decide(ip("10.0.0.10"), ip("198.19.0.1"), 6, 25).1,
+        Action::Allow
+    );
     assert_eq!(ct.max_sessions, 1000);
     assert_eq!(ct.timeouts.udp_replied, 60);
     assert_eq!(ct.timeouts.udp_unreplied, 30, "unset: Linux's default");
+    let fw = tables.firewall(globex);
+    let g_public = "203.0.113.20".parse().unwrap();
+    assert_eq!(
+        fw.ingress.decide(ip("198.19.0.1"), g_public, 1, 8 << 8).1,
+        Action::Allow
+    );
+    assert_eq!(
+        fw.ingress.decide(ip("198.19.0.1"), g_public, 1, 13 << 8).1,
+        Action::Deny
+    );
+    assert_eq!(
+        fw.egress
+            .decide(ip("10.0.0.10"), ip("198.19.0.1"), 17, 53)
+            .1,
+        Action::Allow
+    );
+    assert_eq!(
+        fw.egress
+            .decide(ip("10.0.0.10"), ip("198.19.0.1"), 17, 54)
+            .1,
+        Action::Deny,
+        "egress_default deny"
+    );
     assert_eq!(State::from_json(&state.to_json()).unwrap(), state);
 }
 
@@ -267,6 +307,33 @@ fn bad_nat_and_conntrack_settings_name_the_field() {
             Box::new(|j| {
                 with_nat(j);
                 j["nat"]["port_forwards"][0]["public_ip"] = json!("203.0.113.20");
+            }),
+        ),
+        (
+            "firewall[0].ports: ports need protocol tcp or udp",
+            Box::new(|j| {
+                j["firewall"] = json!([{ "tenant": "acme", "direction": "egress", "action": "deny",
+                                         "protocol": "icmp", "ports": [1, 2] }]);
+            }),
+        ),
+        (
+            "firewall[0].source: 10.0.0.1/8 has host bits set",
+            Box::new(|j| {
+                j["firewall"] = json!([{ "tenant": "acme", "direction": "ingress", "action": "allow",
+                                         "source": "10.0.0.1/8" }]);
+            }),
+        ),
+        (
+            "firewall[0].tenant: unknown tenant \"initech\"",
+            Box::new(|j| {
+                j["firewall"] = json!([{ "tenant": "initech", "direction": "ingress", "action": "allow" }]);
+            }),
+        ),
+        (
+            "firewall[0].icmp_type: icmp_type and icmp_code need protocol icmp",
+            Box::new(|j| {
+                j["firewall"] = json!([{ "tenant": "acme", "direction": "egress", "action": "deny",
+                                         "protocol": "udp", "icmp_type": 8 }]);
             }),
         ),
         (
