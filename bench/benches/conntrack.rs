@@ -6,24 +6,11 @@
 //!   established sessions picked at random among 1k or 1M live ones, so
 //!   the 1M case pays its cache misses.
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use std::time::{Duration, Instant};
-use xvr_bench::{acme_to_internet, example_tables, reset, Buffers, SplitMix};
+use xvr_bench::{example_tables, first_packets, flow_batches, reset, Buffers, SplitMix};
 use xvr_dataplane::conntrack::Config;
 use xvr_dataplane::frame::BATCH_SIZE;
 use xvr_dataplane::table::{PortId, Tables};
 use xvr_dataplane::{Pipeline, Verdict};
-
-/// Flow `k`: a distinct (destination, source port) for each k < 2^24.
-fn flow(tables: &Tables, k: u32) -> (PortId, Vec<u8>) {
-    let port = tables.port_by_name("acme-web").unwrap();
-    let dst = [198, 19 + (k >> 16) as u8, (k >> 8) as u8, k as u8];
-    (port, acme_to_internet(dst, 1024 + (k % 60_000) as u16))
-}
-
-fn batches(tables: &Tables, flows: impl Iterator<Item = u32>) -> Vec<Vec<(PortId, Vec<u8>)>> {
-    let all: Vec<_> = flows.map(|k| flow(tables, k)).collect();
-    all.chunks(BATCH_SIZE).map(|c| c.to_vec()).collect()
-}
 
 fn pipeline_for(sessions: u32) -> Pipeline {
     Pipeline::with_conntrack(Config {
@@ -51,41 +38,23 @@ fn open_all(pipeline: &mut Pipeline, tables: &Tables, batches: &[Vec<(PortId, Ve
 fn session_setup(c: &mut Criterion, tables: &Tables) {
     // 2^18 fresh flows; when they are used up, a new pipeline (untimed).
     const FLOWS: u32 = 1 << 18;
-    let inputs = batches(tables, 0..FLOWS);
+    let inputs = flow_batches(tables, 0..FLOWS);
     let mut group = c.benchmark_group("conntrack");
     group.throughput(Throughput::Elements(BATCH_SIZE as u64));
-    let mut buffers = Buffers::default();
-    let mut frames = buffers.frames(&inputs[0]);
-    let mut pipeline = pipeline_for(FLOWS);
-    let mut next = 0;
     group.bench_function("session_setup", |b| {
-        b.iter_custom(|iters| {
-            let mut elapsed = Duration::ZERO;
-            for _ in 0..iters {
-                if next == inputs.len() {
-                    pipeline = pipeline_for(FLOWS);
-                    next = 0;
-                }
-                reset(&mut frames, &inputs[next]);
-                next += 1;
-                let start = Instant::now();
-                pipeline.run(tables, std::hint::black_box(&mut frames));
-                elapsed += start.elapsed();
-            }
-            elapsed
-        })
+        b.iter_custom(first_packets(tables, &inputs, || pipeline_for(FLOWS)))
     });
     group.finish();
 }
 
 fn established(c: &mut Criterion, tables: &Tables, id: &str, sessions: u32) {
     let mut pipeline = pipeline_for(sessions);
-    open_all(&mut pipeline, tables, &batches(tables, 0..sessions));
+    open_all(&mut pipeline, tables, &flow_batches(tables, 0..sessions));
     assert_eq!(pipeline.conntrack.len(), sessions as usize);
     // 1024 batches of flows drawn at random among the live ones.
     let mut rng = SplitMix(7);
     let draws = (0..1024 * BATCH_SIZE).map(|_| (rng.next_u64() % u64::from(sessions)) as u32);
-    let inputs = batches(tables, draws);
+    let inputs = flow_batches(tables, draws);
     let mut buffers = Buffers::default();
     let mut frames = buffers.frames(&inputs[0]);
     let mut group = c.benchmark_group("conntrack");

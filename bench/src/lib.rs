@@ -3,7 +3,10 @@
 //! iterations without allocating.
 pub mod e2e;
 
-use xvr_control::{PortForwardConfig, Protocol, SourceNatConfig, State};
+use xvr_control::{
+    Direction, FirewallRuleConfig, PortForwardConfig, Protocol, RuleAction, RuleProtocol,
+    SourceNatConfig, State,
+};
 use xvr_dataplane::frame::{Frame, BATCH_SIZE, FRAME_SIZE, HEADROOM};
 use xvr_dataplane::table::{PortId, Tables};
 use xvr_dataplane::{Pipeline, Verdict};
@@ -23,6 +26,11 @@ pub const ACME_PUBLIC: [u8; 4] = [203, 0, 113, 10];
 
 /// The example topology, with source NAT for acme.
 pub fn example_tables() -> Tables {
+    example_state().build().unwrap()
+}
+
+/// `example_tables`'s desired state, for benches that add to it.
+pub fn example_state() -> State {
     let mut state = State::from_json(EXAMPLE).unwrap();
     state.nat.source.push(SourceNatConfig {
         tenant: "acme".into(),
@@ -37,7 +45,18 @@ pub fn example_tables() -> Tables {
         vm_ip: [10, 0, 0, 10].into(),
         vm_ports: [5000, 5063],
     });
-    state.build().unwrap()
+    state.firewall.push(FirewallRuleConfig {
+        tenant: "acme".into(),
+        direction: Direction::Ingress,
+        action: RuleAction::Allow,
+        protocol: RuleProtocol::Udp,
+        source: None,
+        destination: None,
+        ports: Some([5000, 5063]),
+        icmp_type: None,
+        icmp_code: None,
+    });
+    state
 }
 
 /// A UDP frame from acme-web (10.0.0.10, port `sport`) to the internet
@@ -273,6 +292,50 @@ pub fn check_path(path: Path, tables: &Tables) {
                 pipeline.stats
             );
         }
+    }
+}
+
+/// Flow `k` from acme-web to the internet: a distinct (destination,
+/// source port) for each k < 2^24.
+pub fn flow(tables: &Tables, k: u32) -> (PortId, Vec<u8>) {
+    let port = tables.port_by_name("acme-web").unwrap();
+    let dst = [198, 19 + (k >> 16) as u8, (k >> 8) as u8, k as u8];
+    (port, acme_to_internet(dst, 1024 + (k % 60_000) as u16))
+}
+
+/// The flows `ks`, in batches of `BATCH_SIZE`.
+pub fn flow_batches(tables: &Tables, ks: impl Iterator<Item = u32>) -> Vec<Vec<(PortId, Vec<u8>)>> {
+    let all: Vec<_> = ks.map(|k| flow(tables, k)).collect();
+    all.chunks(BATCH_SIZE).map(|c| c.to_vec()).collect()
+}
+
+/// A criterion `iter_custom` routine that runs batches of first packets:
+/// every iteration takes the next batch of `inputs` (flows never seen by
+/// the pipeline); when they run out, `fresh()` makes a new pipeline.
+/// Only `Pipeline::run` is timed.
+pub fn first_packets<'a>(
+    tables: &'a Tables,
+    inputs: &'a [Vec<(PortId, Vec<u8>)>],
+    fresh: impl Fn() -> Pipeline + 'a,
+) -> impl FnMut(u64) -> std::time::Duration + 'a {
+    let mut buffers = Buffers::default();
+    let mut pipeline = fresh();
+    let mut next = 0;
+    move |iters| {
+        let mut frames = buffers.frames(&inputs[0]);
+        let mut elapsed = std::time::Duration::ZERO;
+        for _ in 0..iters {
+            if next == inputs.len() {
+                pipeline = fresh();
+                next = 0;
+            }
+            reset(&mut frames, &inputs[next]);
+            next += 1;
+            let start = std::time::Instant::now();
+            pipeline.run(tables, std::hint::black_box(&mut frames));
+            elapsed += start.elapsed();
+        }
+        elapsed
     }
 }
 
