@@ -146,6 +146,16 @@ impl Router {
         for &core in &options.cores {
             check_core(core)?;
         }
+        if workers > 1 && tables.nat().public_addrs().next().is_some() {
+            // Sessions are per worker; replies must reach the session's
+            // owner, which needs per-worker port ranges and a handoff
+            // between workers (not built yet). Refuse rather than drop
+            // replies that land on the wrong worker.
+            return Err(format!(
+                "workers: NAT (nat.source, nat.static, nat.port_forwards) runs on one worker \
+                 for now; start with --workers 1 ({workers} asked)"
+            ));
+        }
         let mut steering = Steering::load().map_err(|e| e.to_string())?;
         let mut ports = Vec::new();
         for (id, port) in tables.ports().iter().enumerate() {

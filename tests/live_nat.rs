@@ -368,3 +368,18 @@ fn servers_in_vms_are_reached_through_port_forwarding_and_static_nat() {
         assert!(log.contains(reason), "{reason} in {log}");
     }
 }
+
+#[test]
+fn nat_with_two_workers_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("state.json");
+    std::fs::write(&config, STATE).unwrap();
+    let out = Command::new(common::XVRD)
+        .args(["--workers", "2", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("NAT") && stderr.contains("--workers 1"), "{stderr}");
+}
