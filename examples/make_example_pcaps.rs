@@ -13,6 +13,8 @@ const ACME_WEB: [u8; 6] = [0x02, 0x0a, 0, 0, 0, 0x10];
 const ACME_REMOTE: [u8; 6] = [0x02, 0x0a, 0, 0, 0, 0x20];
 const GLOBEX_WEB: [u8; 6] = [0x02, 0x0b, 0, 0, 0, 0x10];
 const GLOBEX_REMOTE: [u8; 6] = [0x02, 0x0b, 0, 0, 0, 0x20];
+const INTERNET_GW: [u8; 6] = [0x02, 0, 0, 0, 0, 0xfe];
+const ACME_PUBLIC: [u8; 4] = [203, 0, 113, 10];
 
 fn udp(src_mac: Mac, dst_mac: Mac, src: [u8; 4], dst: [u8; 4], ttl: u8, payload: &[u8]) -> Vec<u8> {
     headers(src_mac, dst_mac, src, dst)
@@ -135,6 +137,10 @@ pub fn captures() -> Vec<(&'static str, Vec<Vec<u8>>)> {
             ),
         ),
         ping(VTEP2, UPLINK, [198, 18, 0, 2], [198, 18, 0, 1]),
+        // The internet answers acme's SYN (sent from its public address).
+        headers(INTERNET_GW, UPLINK, [198, 19, 0, 80], ACME_PUBLIC).tcp_syn_ack(443, 41000),
+        // Nobody asked for this one.
+        headers(INTERNET_GW, UPLINK, [198, 19, 0, 66], ACME_PUBLIC).tcp_syn(40000, 22),
     ];
     vec![
         ("acme-web", acme_web),

@@ -57,14 +57,14 @@ pub fn run(args: &Args) -> Result<(), String> {
     let mut writers: BTreeMap<String, pcap::Writer> = BTreeMap::new();
     let mut pipeline = Pipeline::new();
     let mut result = Ok(());
-    let mut index = 0;
-    MemoryIo::new().run(
-        &mut pipeline,
-        &tables,
-        frames.iter().map(|(_, p, d)| (*p, d.as_slice())),
-        |_, verdict, data| {
-            let timestamp = frames[index].0;
-            index += 1;
+    let mut io = MemoryIo::new();
+    let start = frames.first().map(|(ts, _, _)| *ts).unwrap_or_default();
+    // One frame per batch, so a reply in the capture finds the session its
+    // request opened (live, a reply never shares a batch with its
+    // request); session timeouts run on the capture's clock.
+    for (timestamp, port, data) in &frames {
+        pipeline.now = timestamp.saturating_sub(start).as_secs() as u32;
+        io.run(&mut pipeline, &tables, [(*port, data.as_slice())], |_, verdict, data| {
             let file = match verdict {
                 Verdict::Tx(port) => {
                     let name = tables
@@ -83,9 +83,9 @@ pub fn run(args: &Args) -> Result<(), String> {
             if result.is_err() {
                 return;
             }
-            result = write(&mut writers, &args.out, &file, timestamp, data);
-        },
-    );
+            result = write(&mut writers, &args.out, &file, *timestamp, data);
+        });
+    }
     result?;
     let stats = &pipeline.stats;
     if args.json {
