@@ -64,27 +64,32 @@ pub fn run(args: &Args) -> Result<(), String> {
     // request); session timeouts run on the capture's clock.
     for (timestamp, port, data) in &frames {
         pipeline.now = timestamp.saturating_sub(start).as_secs() as u32;
-        io.run(&mut pipeline, &tables, [(*port, data.as_slice())], |_, verdict, data| {
-            let file = match verdict {
-                Verdict::Tx(port) => {
-                    let name = tables
-                        .port(port)
-                        .map_or("?", |p| p.name.as_str())
-                        .to_string();
-                    *summary.sent.entry(name.clone()).or_default() += 1;
-                    format!("{name}.pcap")
+        io.run(
+            &mut pipeline,
+            &tables,
+            [(*port, data.as_slice())],
+            |_, verdict, data| {
+                let file = match verdict {
+                    Verdict::Tx(port) => {
+                        let name = tables
+                            .port(port)
+                            .map_or("?", |p| p.name.as_str())
+                            .to_string();
+                        *summary.sent.entry(name.clone()).or_default() += 1;
+                        format!("{name}.pcap")
+                    }
+                    Verdict::Kernel => {
+                        summary.to_kernel += 1;
+                        KERNEL_PCAP.to_string()
+                    }
+                    Verdict::Drop(_) | Verdict::Pending => return,
+                };
+                if result.is_err() {
+                    return;
                 }
-                Verdict::Kernel => {
-                    summary.to_kernel += 1;
-                    KERNEL_PCAP.to_string()
-                }
-                Verdict::Drop(_) | Verdict::Pending => return,
-            };
-            if result.is_err() {
-                return;
-            }
-            result = write(&mut writers, &args.out, &file, *timestamp, data);
-        });
+                result = write(&mut writers, &args.out, &file, *timestamp, data);
+            },
+        );
     }
     result?;
     let stats = &pipeline.stats;

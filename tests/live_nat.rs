@@ -127,6 +127,12 @@ fn a_vm_reaches_the_internet_through_source_nat() {
 
     let ping = ["ping", "-c", "3", "-i", "0.2", "-W", "2", SERVER];
     assert!(r.try_exec(&vm, &ping), "ping through SNAT");
+    // 3000-byte pings travel as fragments both ways; the kernels at each
+    // end reassemble what xvr translated fragment by fragment.
+    let big = [
+        "ping", "-c", "2", "-i", "0.2", "-W", "2", "-s", "3000", SERVER,
+    ];
+    assert!(r.try_exec(&vm, &big), "fragmented ping through SNAT");
     // The host's own traffic on the uplink still reaches its kernel.
     assert!(r.try_exec(&internet, &["ping", "-c", "1", "-W", "2", "198.18.0.1"]));
 
@@ -381,5 +387,8 @@ fn nat_with_two_workers_is_refused_with_the_reason() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("NAT") && stderr.contains("--workers 1"), "{stderr}");
+    assert!(
+        stderr.contains("NAT") && stderr.contains("--workers 1"),
+        "{stderr}"
+    );
 }

@@ -412,3 +412,90 @@ fn egress_rules_apply_in_order_to_the_first_packet_of_a_session() {
     let (verdict, _) = send(&mut p, &t, UP, &from_server().udp(53, 5353, b"a"));
     assert_eq!(verdict, Verdict::Tx(A1));
 }
+
+/// Splits a frame's IPv4 packet into fragments of `size` payload bytes
+/// (a multiple of 8), with IP id `id`, as a sender would.
+fn fragments(frame: &[u8], size: usize, id: u16) -> Vec<Vec<u8>> {
+    let (eth, ip) = frame.split_at(14);
+    let header = &ip[..20];
+    let payload = &ip[20..];
+    payload
+        .chunks(size)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let offset = i * size;
+            let more = offset + chunk.len() < payload.len();
+            let mut h = header.to_vec();
+            h[2..4].copy_from_slice(&((20 + chunk.len()) as u16).to_be_bytes());
+            h[4..6].copy_from_slice(&id.to_be_bytes());
+            let flags = if more { 0x2000 } else { 0 } | (offset / 8) as u16;
+            h[6..8].copy_from_slice(&flags.to_be_bytes());
+            let mut out = [eth, &h, chunk].concat();
+            fix_ipv4_checksum(&mut out);
+            out
+        })
+        .collect()
+}
+
+/// Reassembles fragments' payloads (in order) under the first header.
+fn reassemble(frags: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = frags[0][..34].to_vec();
+    for f in frags {
+        out.extend_from_slice(&f[34..]);
+    }
+    let total = (out.len() - 14) as u16;
+    out[16..18].copy_from_slice(&total.to_be_bytes());
+    out[20..22].fill(0);
+    fix_ipv4_checksum(&mut out);
+    out
+}
+
+#[test]
+fn fragments_follow_their_first_fragment_through_nat_both_ways() {
+    let t = snat_tables();
+    let mut p = Pipeline::new();
+    let big = out_of_vm(VM).udp(5353, 53, &[7u8; 3000]);
+    let mut sent = Vec::new();
+    for f in fragments(&big, 1480, 77) {
+        let (verdict, out) = send(&mut p, &t, A1, &f);
+        assert_eq!(verdict, Verdict::Tx(UP));
+        assert_eq!(&out[26..30], &PUBLIC_IP, "every fragment's source");
+        assert!(checksum_ok(&out[14..34]), "fragment IPv4 checksum");
+        sent.push(out);
+    }
+    // Reassembled, it is the datagram translated: ports and checksum.
+    assert_eq!(
+        fields(&reassemble(&sent)),
+        (PUBLIC_IP, 5353, SERVER, 53, 63)
+    );
+
+    let answer = from_server().udp(53, 5353, &[9u8; 3000]);
+    let mut back = Vec::new();
+    for f in fragments(&answer, 1480, 99) {
+        let (verdict, out) = send(&mut p, &t, UP, &f);
+        assert_eq!(verdict, Verdict::Tx(A1));
+        back.push(out);
+    }
+    assert_eq!(fields(&reassemble(&back)), (SERVER, 53, VM, 5353, 63));
+
+    // A later fragment whose first never came.
+    let stray = fragments(&from_server().udp(53, 5353, &[1u8; 3000]), 1480, 100);
+    let (verdict, _) = send(&mut p, &t, UP, &stray[1]);
+    assert_eq!(verdict, Verdict::Drop(DropReason::NatFragment));
+}
+
+#[test]
+fn fragments_in_one_batch_with_their_first_all_go_through() {
+    let t = snat_tables();
+    let mut p = Pipeline::new();
+    let big = out_of_vm(VM).udp(5353, 53, &[7u8; 3000]);
+    let frags = fragments(&big, 1480, 78);
+    let mut verdicts = Vec::new();
+    MemoryIo::new().run(
+        &mut p,
+        &t,
+        frags.iter().map(|f| (A1, f.as_slice())),
+        |_, v, _| verdicts.push(v),
+    );
+    assert_eq!(verdicts, vec![Verdict::Tx(UP); 3], "{:?}", p.stats);
+}

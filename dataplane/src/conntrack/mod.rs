@@ -21,6 +21,7 @@ mod key;
 mod ports;
 mod state;
 
+use crate::table::TenantId;
 pub use key::{Endpoint, FlowKey, ICMP, PUBLIC, TCP, UDP};
 pub use ports::PortPool;
 pub use state::{initial, next, State, Timeouts, ACK, FIN, RST, SYN};
@@ -101,6 +102,22 @@ impl Session {
     }
 }
 
+/// Packets being fragmented at once, per worker (a bounded table:
+/// beyond it later fragments are dropped and counted).
+pub const MAX_FRAGMENTED: usize = 4096;
+/// Seconds the later fragments of a packet may trail its first.
+const FRAGMENT_TIMEOUT: u32 = 2;
+
+/// Identifies the fragments of one IPv4 packet as they arrive on one side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FragKey {
+    pub zone: TenantId,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub proto: u8,
+    pub id: u16,
+}
+
 /// Why a new session was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SetupError {
@@ -140,6 +157,9 @@ pub struct Conntrack {
     /// Per (public address, protocol): which ports are taken, and by how
     /// many sessions each.
     pools: HashMap<(Ipv4Addr, u8), PortPool>,
+    /// Fragments whose first fragment (the one with ports) was seen:
+    /// (zone, source, destination, protocol, IP id) -> (session, expiry).
+    frags: HashMap<FragKey, (SessionId, u32), DefaultHashBuilder>,
     /// Head session of each one-second slot.
     wheel: Vec<u32>,
     /// Every slot for a second before this one has been swept.
@@ -162,6 +182,7 @@ impl Conntrack {
                 HugePages,
             ),
             pools: HashMap::new(),
+            frags: HashMap::with_capacity(MAX_FRAGMENTED),
             wheel: vec![NIL; SLOTS as usize],
             swept: 0,
             live: 0,
@@ -339,6 +360,29 @@ impl Conntrack {
         if s.expires < old_expires && s.expires % SLOTS != old_expires % SLOTS {
             self.unlink(id);
             self.link(id);
+        }
+    }
+
+    /// Remembers that the packet `frag` (whose first fragment belongs to
+    /// session `id`) has more fragments to come. False if the table is
+    /// full even after dropping expired entries.
+    pub fn note_fragments(&mut self, frag: FragKey, id: SessionId, now: u32) -> bool {
+        if self.frags.len() >= MAX_FRAGMENTED && !self.frags.contains_key(&frag) {
+            self.frags.retain(|_, (_, expires)| *expires > now);
+            if self.frags.len() >= MAX_FRAGMENTED {
+                return false;
+            }
+        }
+        self.frags.insert(frag, (id, now + FRAGMENT_TIMEOUT));
+        true
+    }
+
+    /// The session of a later fragment, if its first was seen lately and
+    /// the session still lives.
+    pub fn fragment_session(&self, frag: &FragKey, now: u32) -> Option<SessionId> {
+        match self.frags.get(frag) {
+            Some(&(id, expires)) if expires > now && self.sessions[id as usize].live => Some(id),
+            _ => None,
         }
     }
 

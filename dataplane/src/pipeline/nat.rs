@@ -8,7 +8,7 @@
 //! tenant's VRF. Checksums are updated incrementally (RFC 1624).
 use super::{ipv4, offload, DropReason, Event, Stage, Stats};
 use crate::conntrack::{
-    self, Conntrack, Dir, FlowKey, SessionId, SetupError, ICMP, PUBLIC, TCP, UDP,
+    self, Conntrack, Dir, FlowKey, FragKey, SessionId, SetupError, ICMP, PUBLIC, TCP, UDP,
 };
 use crate::frame::{Frame, BATCH_SIZE};
 use crate::table::{Action, Tables, TenantId};
@@ -34,13 +34,9 @@ struct L4 {
     checksum_at: usize,
 }
 
-/// Reads the ports (or ICMP echo identifier) of a whole, unfragmented
-/// packet.
+/// Reads the ports (or ICMP echo identifier) of a packet or of its first
+/// fragment.
 fn transport(ip: &[u8], header_len: usize) -> Result<L4, DropReason> {
-    // Fragment offset or more-fragments set: ports are not all here.
-    if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
-        return Err(DropReason::NatFragment);
-    }
     let l4 = &ip[header_len..];
     let word = |at: usize| u16::from_be_bytes([l4[at], l4[at + 1]]);
     let (proto, h) = (ip[9], header_len);
@@ -205,6 +201,10 @@ pub(crate) fn run_out(
         // l3 checked the header (and decremented the TTL).
         let ip = ip_packet(frame);
         let header_len = usize::from(ip[0] & 0x0f) * 4;
+        if is_later_fragment(ip) {
+            // After the batch's first fragments (see `later_fragments`).
+            return Ok(None);
+        }
         if is_icmp_error(ip, header_len) {
             icmp_error(ip, header_len, ct, zone)?;
             frame.meta.stage = Stage::Done;
@@ -252,6 +252,9 @@ pub(crate) fn run_out(
                 id
             }
         };
+        let ip = ip_packet(frame);
+        let more = frag_field(ip) & MORE_FRAGMENTS != 0;
+        note_first_fragment(frag_key(ip, p.key.zone), more, id, ct, now)?;
         let s = ct.session(id);
         let (nat_ip, nat_port) = (s.nat_ip, s.nat_port);
         rewrite(ip_packet(frame), &p.l4, 12, nat_ip, p.l4.sport_at, nat_port);
@@ -260,6 +263,7 @@ pub(crate) fn run_out(
         Ok(())
     };
     run_batched(frames, Stage::Snat, ct, stats, read, translate);
+    later_fragments(frames, Stage::Snat, ct, now, stats);
 }
 
 /// Frames that arrived on the uplink for a public address.
@@ -280,6 +284,10 @@ pub(crate) fn run_in(
         let ip = &mut frame.data_mut()[ETH_HEADER_LEN..];
         let checked = ipv4::check(ip)?;
         let ip = &mut ip[..checked.total_len];
+        if is_later_fragment(ip) {
+            // After the batch's first fragments (see `later_fragments`).
+            return Ok(None);
+        }
         if is_icmp_error(ip, checked.header_len) {
             let tenant = icmp_error(ip, checked.header_len, ct, PUBLIC)?;
             frame.meta.tenant = tenant;
@@ -311,6 +319,9 @@ pub(crate) fn run_in(
             }
         };
         ct.update(id, Dir::Reply, p.l4.tcp_flags, now);
+        let ip = ip_packet(frame);
+        let more = frag_field(ip) & MORE_FRAGMENTS != 0;
+        note_first_fragment(frag_key(ip, PUBLIC), more, id, ct, now)?;
         let inside = ct.session(id).inside;
         rewrite(
             ip_packet(frame),
@@ -326,6 +337,40 @@ pub(crate) fn run_in(
         Ok(())
     };
     run_batched(frames, Stage::Unsnat, ct, stats, read, translate);
+    later_fragments(frames, Stage::Unsnat, ct, now, stats);
+}
+
+/// The later fragments still waiting at `stage`, once the first fragments
+/// of the batch have noted their sessions (fragments of one packet
+/// usually arrive in the same batch).
+fn later_fragments(
+    frames: &mut [Frame<'_>],
+    stage: Stage,
+    ct: &Conntrack,
+    now: u32,
+    stats: &mut Stats,
+) {
+    for frame in frames.iter_mut().filter(|f| f.meta.stage == stage) {
+        let zone = frame.meta.tenant;
+        let ip = ip_packet(frame);
+        let result = match stage {
+            Stage::Snat => later_fragment(ip, zone, ct, now, 12).map(|_| (zone, Stage::Done)),
+            _ => later_fragment(ip, PUBLIC, ct, now, 16)
+                .map(|id| (ct.session(id).inside.zone, Stage::L3)),
+        };
+        match result {
+            Ok((tenant, next)) => {
+                frame.meta.tenant = tenant;
+                frame.meta.stage = next;
+                stats.event(if stage == Stage::Snat {
+                    Event::Snat
+                } else {
+                    Event::Unsnat
+                });
+            }
+            Err(reason) => frame.meta.drop(stats, reason),
+        }
+    }
 }
 
 /// The state a session opened by this packet starts in, if it may open
@@ -481,4 +526,69 @@ fn rule_port(l4: &L4) -> u16 {
         ICMP => u16::from(l4.icmp_type) << 8,
         _ => l4.dport,
     }
+}
+
+const MORE_FRAGMENTS: u16 = 0x2000;
+const OFFSET_MASK: u16 = 0x1fff;
+
+fn frag_field(ip: &[u8]) -> u16 {
+    u16::from_be_bytes([ip[6], ip[7]])
+}
+
+/// A non-first fragment: no transport header, so no ports.
+fn is_later_fragment(ip: &[u8]) -> bool {
+    frag_field(ip) & OFFSET_MASK != 0
+}
+
+fn frag_key(ip: &[u8], zone: TenantId) -> FragKey {
+    let (src, dst) = src_dst(ip);
+    FragKey {
+        zone,
+        src,
+        dst,
+        proto: ip[9],
+        id: u16::from_be_bytes([ip[4], ip[5]]),
+    }
+}
+
+/// After translating a first fragment: its later fragments (found by
+/// `frag`, the key they will arrive with) follow the same session.
+fn note_first_fragment(
+    ip_before: FragKey,
+    more: bool,
+    id: SessionId,
+    ct: &mut Conntrack,
+    now: u32,
+) -> Result<(), DropReason> {
+    if more && !ct.note_fragments(ip_before, id, now) {
+        return Err(DropReason::NatFragmentTableFull);
+    }
+    Ok(())
+}
+
+/// A later fragment (RFC 791: no ports): translated like its first
+/// fragment, by address only (the transport checksum, in the first
+/// fragment, already covers the change). `outer_at`: 12 to translate the
+/// source (out), 16 the destination (in). Returns the session.
+fn later_fragment(
+    ip: &mut [u8],
+    zone: TenantId,
+    ct: &Conntrack,
+    now: u32,
+    outer_at: usize,
+) -> Result<SessionId, DropReason> {
+    let id = ct
+        .fragment_session(&frag_key(ip, zone), now)
+        .ok_or(DropReason::NatFragment)?;
+    let s = ct.session(id);
+    let addr = if outer_at == 12 {
+        s.nat_ip
+    } else {
+        s.inside.src
+    };
+    let old = u32::from_be_bytes(ip[outer_at..outer_at + 4].try_into().expect("4 bytes"));
+    ip[outer_at..outer_at + 4].copy_from_slice(&addr.octets());
+    let sum = checksum::update_u32(u16::from_be_bytes([ip[10], ip[11]]), old, u32::from(addr));
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    Ok(id)
 }

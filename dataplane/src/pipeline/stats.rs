@@ -54,7 +54,9 @@ named_counters! {
         NoHeadroom = "no_headroom",
         MtuExceeded = "mtu_exceeded",
         L4Truncated = "l4_truncated",
-        NatFragment = "nat_fragment_unsupported",
+        /// A later fragment whose first fragment was not seen (or too long ago).
+        NatFragment = "nat_fragment_without_first",
+        NatFragmentTableFull = "nat_fragment_table_full",
         NatUnsupported = "nat_unsupported_protocol",
         NatNoSession = "nat_no_session",
         NatNoPublicAddress = "nat_no_public_address",
