@@ -32,11 +32,12 @@ pub fn example_tables() -> Tables {
 /// `example_tables`'s desired state, for benches that add to it.
 pub fn example_state() -> State {
     let mut state = State::from_json(EXAMPLE).unwrap();
-    state.nat.source.push(SourceNatConfig {
+    // The example's source NAT, with its ports clear of the forwards.
+    state.nat.source = vec![SourceNatConfig {
         tenant: "acme".into(),
         public_ip: ACME_PUBLIC.into(),
         ports: Some([20000, 65535]),
-    });
+    }];
     state.nat.port_forwards.push(PortForwardConfig {
         tenant: "acme".into(),
         public_ip: ACME_PUBLIC.into(),
