@@ -118,9 +118,7 @@ fn a_vm_reaches_the_internet_through_source_nat() {
     if !privileged("running xvrd with source NAT over veth") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("state.json");
-    std::fs::write(&config, STATE).unwrap();
+    let (_dir, config) = common::state_file(STATE);
     let mut r = Rig::new("snat");
     let (host, vm, internet) = rig(&mut r);
     let daemon = start_xvrd(&r, &host, &config, &["up0", "a1"]);
@@ -306,9 +304,7 @@ fn servers_in_vms_are_reached_through_port_forwarding_and_static_nat() {
     if !privileged("running xvrd with static NAT and port forwarding over veth") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("state.json");
-    std::fs::write(&config, DNAT_STATE).unwrap();
+    let (_dir, config) = common::state_file(DNAT_STATE);
     let mut r = Rig::new("dnat");
     let (host, vm1, internet) = rig(&mut r);
     let vm2 = r.vm(&host, "a2", "10.0.0.11/24", "02:0a:00:00:00:11");
@@ -377,9 +373,7 @@ fn servers_in_vms_are_reached_through_port_forwarding_and_static_nat() {
 
 #[test]
 fn nat_with_two_workers_is_refused_with_the_reason() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("state.json");
-    std::fs::write(&config, STATE).unwrap();
+    let (_dir, config) = common::state_file(STATE);
     let out = Command::new(common::XVRD)
         .args(["--workers", "2", "--config"])
         .arg(&config)

@@ -13,9 +13,7 @@ fn forwards_stops_cleanly_and_restarts_after_sigkill() {
     if !privileged("running xvrd over veth") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("state.json");
-    std::fs::write(&config, TWO_VMS).unwrap();
+    let (_dir, config) = common::state_file(TWO_VMS);
     let mut rig = Rig::new("xvrd");
     let (host, vm1, _vm2) = two_vms(&mut rig);
     let ping = || {
@@ -46,9 +44,7 @@ fn forwards_stops_cleanly_and_restarts_after_sigkill() {
 
 #[test]
 fn bad_config_is_refused_with_the_field_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("state.json");
-    std::fs::write(&config, TWO_VMS.replace("\"vni\": 100", "\"vni\": 0")).unwrap();
+    let (_dir, config) = common::state_file(&TWO_VMS.replace("\"vni\": 100", "\"vni\": 0"));
     let out = Command::new(XVRD)
         .arg("--config")
         .arg(&config)
@@ -74,9 +70,7 @@ fn two_pinned_workers_each_serve_their_queue() {
     if !privileged("running xvrd over veth") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("state.json");
-    std::fs::write(&config, TWO_VMS).unwrap();
+    let (_dir, config) = common::state_file(TWO_VMS);
     let mut rig = Rig::new("workers");
     let host = rig.namespace();
     let vm1 = rig.vm_queues(&host, "a1", "10.0.0.10/24", "02:0a:00:00:00:10", 2);
@@ -126,9 +120,7 @@ fn too_few_queues_for_the_workers_is_refused_and_nothing_stays_attached() {
     if !privileged("running xvrd over veth") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("state.json");
-    std::fs::write(&config, TWO_VMS).unwrap();
+    let (_dir, config) = common::state_file(TWO_VMS);
     let mut rig = Rig::new("queues");
     let (host, _vm1, _vm2) = two_vms(&mut rig);
     let out = Command::new("ip")

@@ -8,7 +8,7 @@ use common::*;
 use etherparse::{IpNumber, PacketHeaders, TransportHeader};
 use xvr_dataplane::conntrack::{self, State};
 use xvr_dataplane::io::memory::MemoryIo;
-use xvr_dataplane::table::{Action, Firewall, Rule, RuleSet, SourceNat, Tables};
+use xvr_dataplane::table::{Action, Firewall, Rule, RuleSet, SourceNat, Tables, TablesBuilder};
 use xvr_dataplane::{DropReason, Event, Pipeline, Verdict};
 use xvr_testkit::headers;
 
@@ -17,15 +17,18 @@ const SERVER: [u8; 4] = [198, 19, 0, 10];
 const VM: [u8; 4] = [10, 0, 0, 10];
 const VM2: [u8; 4] = [10, 0, 0, 11];
 
+/// Tenant A's internet traffic leaves from PUBLIC_IP, ports `ports`.
+fn with_source_nat(b: &mut TablesBuilder, ports: (u16, u16)) {
+    let snat = SourceNat {
+        ip: PUBLIC_IP.into(),
+        ports,
+    };
+    b.set_source_nat(TENANT_A, snat);
+}
+
 fn snat_tables() -> Tables {
     let mut b = builder();
-    b.set_source_nat(
-        TENANT_A,
-        SourceNat {
-            ip: PUBLIC_IP.into(),
-            ports: (1024, 65535),
-        },
-    );
+    with_source_nat(&mut b, (1024, 65535));
     b.build()
 }
 
@@ -200,13 +203,7 @@ const STATIC_IP: [u8; 4] = [203, 0, 113, 20];
 /// and 203.0.113.10 tcp/8080 forwarded to 10.0.0.10:80.
 fn dnat_tables() -> Tables {
     let mut b = builder();
-    b.set_source_nat(
-        TENANT_A,
-        SourceNat {
-            ip: PUBLIC_IP.into(),
-            ports: (20000, 65535),
-        },
-    );
+    with_source_nat(&mut b, (20000, 65535));
     b.set_static_nat(TENANT_A, VM2.into(), STATIC_IP.into());
     let to = xvr_dataplane::table::Inside {
         tenant: TENANT_A,
@@ -372,13 +369,7 @@ fn ingress_is_denied_unless_a_rule_allows_it() {
 #[test]
 fn egress_rules_apply_in_order_to_the_first_packet_of_a_session() {
     let mut b = builder();
-    b.set_source_nat(
-        TENANT_A,
-        SourceNat {
-            ip: PUBLIC_IP.into(),
-            ports: (1024, 65535),
-        },
-    );
+    with_source_nat(&mut b, (1024, 65535));
     let rule = |dst: &str, proto, ports, action| Rule {
         src: "10.0.0.0/16".parse().unwrap(),
         dst: dst.parse().unwrap(),

@@ -108,3 +108,12 @@ pub fn stop_xvrd(daemon: Daemon) -> String {
     assert!(status.success(), "xvrd exited with {status}: {log}");
     log
 }
+
+/// A state file holding `json` in a fresh temporary directory (removed
+/// when the returned guard drops).
+pub fn state_file(json: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("state.json");
+    std::fs::write(&config, json).unwrap();
+    (dir, config)
+}

@@ -113,6 +113,19 @@ fn rewrite(ip: &mut [u8], l4: &L4, addr_at: usize, addr: Ipv4Addr, port_at: usiz
     ip[at..at + 2].copy_from_slice(&sum.to_be_bytes());
 }
 
+/// The flow of a packet as it arrives in `zone`.
+fn flow_key(ip: &[u8], l4: &L4, zone: TenantId) -> FlowKey {
+    let (src, dst) = src_dst(ip);
+    FlowKey {
+        zone,
+        proto: l4.proto,
+        src,
+        dst,
+        sport: l4.sport,
+        dport: l4.dport,
+    }
+}
+
 fn src_dst(ip: &[u8]) -> (Ipv4Addr, Ipv4Addr) {
     let addr = |at: usize| Ipv4Addr::from(<[u8; 4]>::try_from(&ip[at..at + 4]).expect("4 bytes"));
     (addr(12), addr(16))
@@ -212,15 +225,7 @@ pub(crate) fn run_out(
             return Ok(None);
         }
         let l4 = transport(ip, header_len)?;
-        let (src, dst) = src_dst(ip);
-        let key = FlowKey {
-            zone,
-            proto: l4.proto,
-            src,
-            dst,
-            sport: l4.sport,
-            dport: l4.dport,
-        };
+        let key = flow_key(ip, &l4, zone);
         Ok(Some((l4, key)))
     };
     let translate = |frame: &mut Frame<'_>, p: Pending, ct: &mut Conntrack, stats: &mut Stats| {
@@ -296,15 +301,7 @@ pub(crate) fn run_in(
             return Ok(None);
         }
         let l4 = transport(ip, checked.header_len)?;
-        let (src, dst) = src_dst(ip);
-        let key = FlowKey {
-            zone: PUBLIC,
-            proto: l4.proto,
-            src,
-            dst,
-            sport: l4.sport,
-            dport: l4.dport,
-        };
+        let key = flow_key(ip, &l4, PUBLIC);
         Ok(Some((l4, key)))
     };
     let translate = |frame: &mut Frame<'_>, p: Pending, ct: &mut Conntrack, stats: &mut Stats| {
