@@ -17,6 +17,7 @@
 //! Nothing here allocates once the tables are reserved, except the first
 //! use of a public address and protocol (its port pool).
 mod hugepages;
+mod index;
 mod key;
 mod ports;
 mod state;
