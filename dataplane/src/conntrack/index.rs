@@ -37,7 +37,7 @@ pub struct FlowIndex {
 impl FlowIndex {
     /// Room for `entries` at a load of at most 3/4.
     pub fn with_capacity(entries: usize) -> FlowIndex {
-        let size = (entries * 4 / 3 + 1).next_power_of_two();
+        let size = (entries * 4).div_ceil(3).max(2).next_power_of_two();
         let empty = Slot {
             key: FlowKey {
                 zone: 0,
@@ -59,12 +59,9 @@ impl FlowIndex {
         }
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// Slots, for memory accounting.

@@ -30,6 +30,7 @@ pub use state::{initial, next, State, Timeouts, ACK, FIN, RST, SYN};
 use allocator_api2::vec::Vec as HugeVec;
 use hashbrown::{DefaultHashBuilder, HashMap};
 use hugepages::HugePages;
+use index::FlowIndex;
 use std::net::Ipv4Addr;
 
 /// Which way a packet goes relative to the session's first packet.
@@ -154,7 +155,7 @@ pub struct Conntrack {
     /// One table for three kinds of entries, up to three per session:
     /// its inside key and its reply key -> session id << 1 | (1 for
     /// Reply), and its endpoint's mapping -> the public port.
-    index: HashMap<FlowKey, u32, DefaultHashBuilder, HugePages>,
+    index: FlowIndex,
     /// Per (public address, protocol): which ports are taken, and by how
     /// many sessions each.
     pools: HashMap<(Ipv4Addr, u8), PortPool>,
@@ -177,11 +178,7 @@ impl Conntrack {
             config,
             sessions: HugeVec::with_capacity_in(max, HugePages),
             free_head: NIL,
-            index: HashMap::with_capacity_and_hasher_in(
-                3 * max,
-                DefaultHashBuilder::default(),
-                HugePages,
-            ),
+            index: FlowIndex::with_capacity(3 * max),
             pools: HashMap::new(),
             frags: HashMap::with_capacity(MAX_FRAGMENTED),
             wheel: vec![NIL; SLOTS as usize],
@@ -204,19 +201,33 @@ impl Conntrack {
     }
 
     /// Bytes reserved per session at `max_sessions`: the session and its
-    /// share of the index (hashbrown: an entry and a control byte per
-    /// bucket, buckets a power of two at most 7/8 full).
+    /// share of the index.
     pub fn bytes_per_session(&self) -> usize {
-        use std::mem::size_of;
         let max = self.config.max_sessions.max(1) as usize;
-        let buckets = (self.index.capacity() * 8 / 7).next_power_of_two();
-        let index = buckets * (size_of::<(FlowKey, u32)>() + 1);
-        (index + max * size_of::<Session>()) / max
+        let index = self.index.slots() * FlowIndex::SLOT_BYTES;
+        (index + max * std::mem::size_of::<Session>()) / max
     }
 
     #[inline]
     pub fn lookup(&self, key: &FlowKey) -> Option<(SessionId, Dir)> {
-        let v = *self.index.get(key)?;
+        self.lookup_from(key, self.index.home(key))
+    }
+
+    /// Where `key`'s lookup starts; prefetch it with `prefetch_home`, and
+    /// look up with `lookup_from`, so a batch's lookups overlap.
+    #[inline]
+    pub fn home(&self, key: &FlowKey) -> usize {
+        self.index.home(key)
+    }
+
+    #[inline]
+    pub fn prefetch_home(&self, home: usize) {
+        self.index.prefetch(home)
+    }
+
+    #[inline]
+    pub fn lookup_from(&self, key: &FlowKey, home: usize) -> Option<(SessionId, Dir)> {
+        let v = self.index.get_from(key, home)?;
         let dir = if v & 1 == 0 { Dir::Orig } else { Dir::Reply };
         Some((v >> 1, dir))
     }
@@ -265,7 +276,7 @@ impl Conntrack {
             .or_insert_with(|| PortPool::new(ports.0, ports.1));
         let mapping = mapping_key(&inside, nat_ip);
         let port = match self.index.get(&mapping) {
-            Some(&port) => port as u16,
+            Some(port) => port as u16,
             None => {
                 let port = pool
                     .allocate(inside.sport)
