@@ -317,6 +317,13 @@ fn servers_in_vms_are_reached_through_port_forwarding_and_static_nat() {
     assert_eq!(ask(&internet, "203.0.113.10", 8080), "198.18.0.254");
     server.wait().unwrap();
 
+    // Hairpinning: vm2 reaches the same forward through the public
+    // address, and vm1's server sees vm2's public address.
+    let mut server = tell_peer_server(&vm1, "10.0.0.10", 80);
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert_eq!(ask(&vm2, "203.0.113.10", 8080), "203.0.113.20");
+    server.wait().unwrap();
+
     // 203.0.113.20 is vm2's, any port, and answers ping.
     let mut server = tell_peer_server(&vm2, "10.0.0.11", 22);
     std::thread::sleep(std::time::Duration::from_millis(400));

@@ -490,3 +490,24 @@ fn fragments_in_one_batch_with_their_first_all_go_through() {
     );
     assert_eq!(verdicts, vec![Verdict::Tx(UP); 3], "{:?}", p.stats);
 }
+
+#[test]
+fn a_vm_reaches_a_forwarded_port_of_its_own_public_address() {
+    let t = dnat_tables();
+    let mut p = Pipeline::new();
+    // VM2 (whose packets leave from its static address 203.0.113.20) to
+    // 203.0.113.10:8080, which is forwarded to VM:80.
+    let to_own = headers(VM_A11_MAC, A3_MAC, VM2, PUBLIC_IP).tcp_syn(41000, 8080);
+    let (verdict, inside) = send(&mut p, &t, A3, &to_own);
+    assert_eq!(verdict, Verdict::Tx(A1), "{:?}", p.stats);
+    // The server sees the client's public address, so it answers through
+    // xvr too.
+    let (src, sport, dst, dport, _) = fields(&inside);
+    assert_eq!((src, dst, dport), (STATIC_IP, VM, 80));
+    let reply = headers(VM_A10_MAC, A1_MAC, VM, src).tcp_syn_ack(80, sport);
+    let (verdict, back) = send(&mut p, &t, A1, &reply);
+    assert_eq!(verdict, Verdict::Tx(A3), "{:?}", p.stats);
+    let (src, sport, dst, dport, _) = fields(&back);
+    assert_eq!((src, sport, dst, dport), (PUBLIC_IP, 8080, VM2, 41000));
+    assert_eq!(p.stats.events_of(Event::Hairpin), 2);
+}

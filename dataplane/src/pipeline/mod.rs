@@ -159,23 +159,18 @@ impl Pipeline {
         for _ in 0..expired {
             self.stats.event(Event::SessionExpired);
         }
-        ingress::run(tables, frames, &mut self.stats);
-        nat::run_in(
-            tables,
-            frames,
-            &mut self.conntrack,
-            self.now,
-            &mut self.stats,
-        );
-        l2::run(tables, frames, &mut self.stats);
-        l3::run(tables, frames, &mut self.stats);
-        nat::run_out(
-            tables,
-            frames,
-            &mut self.conntrack,
-            self.now,
-            &mut self.stats,
-        );
-        encap::run(tables, frames, &mut self.stats);
+        let (ct, now, stats) = (&mut self.conntrack, self.now, &mut self.stats);
+        ingress::run(tables, frames, stats);
+        nat::run_in(tables, frames, ct, now, stats);
+        l2::run(tables, frames, stats);
+        l3::run(tables, frames, stats);
+        nat::run_out(tables, frames, ct, now, stats);
+        if frames.iter().any(|f| f.meta.stage == Stage::Unsnat) {
+            // Hairpinned frames: in through reverse NAT, routed inside.
+            nat::run_in(tables, frames, ct, now, stats);
+            l3::run(tables, frames, stats);
+            nat::run_out(tables, frames, ct, now, stats);
+        }
+        encap::run(tables, frames, stats);
     }
 }

@@ -268,8 +268,16 @@ pub(crate) fn run_out(
         let s = ct.session(id);
         let (nat_ip, nat_port) = (s.nat_ip, s.nat_port);
         rewrite(ip_packet(frame), &p.l4, 12, nat_ip, p.l4.sport_at, nat_port);
-        frame.meta.stage = Stage::Done;
         stats.event(Event::Snat);
+        // Hairpinning: to one of our own public addresses, the frame comes
+        // straight back in, as if from the internet.
+        frame.meta.stage = match tables.nat().owner(p.key.dst) {
+            Some(_) => {
+                stats.event(Event::Hairpin);
+                Stage::Unsnat
+            }
+            None => Stage::Done,
+        };
         Ok(())
     };
     run_batched(frames, Stage::Snat, ct, stats, read, translate);

@@ -84,6 +84,8 @@ named_counters! {
         Snat = "nat_out",
         Unsnat = "nat_in",
         Dnat = "dnat_session_new",
+        /// A VM's packet to its tenant's own public address, turned back in.
+        Hairpin = "nat_hairpin",
     }
 }
 
