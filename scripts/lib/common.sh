@@ -10,7 +10,8 @@
 # - iproute2, iputils-ping, iperf3, ethtool: the network-namespace test rigs
 #   (iperf3 also drives the overlay TCP comparison of xvr-e2e)
 # - util-linux: taskset (pinning test hosts and generators)
-XVR_PACKAGES=(clang-19 llvm-19 libbpf-dev linux-libc-dev libelf-dev zlib1g-dev pkg-config m4 make tshark tcpdump iproute2 iputils-ping iperf3 ethtool util-linux)
+# - nftables: the kernel NAT peer of the end-to-end benchmark (xvr-e2e)
+XVR_PACKAGES=(clang-19 llvm-19 libbpf-dev linux-libc-dev libelf-dev zlib1g-dev pkg-config m4 make tshark tcpdump iproute2 iputils-ping iperf3 ethtool util-linux nftables)
 
 find_cargo() {
     if ! command -v cargo >/dev/null 2>&1; then

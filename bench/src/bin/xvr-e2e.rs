@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use xvr::router::{Options, Router};
 use xvr_bench::e2e::l2fwd::L2Fwd;
 use xvr_bench::e2e::traffic::{generate, generate_afxdp, Sink};
-use xvr_control::State;
+use xvr_control::{SourceNatConfig, State};
 use xvr_dataplane::worker::Idle;
 use xvr_testkit::netns::Rig;
 use xvr_testkit::{headers, overlay};
@@ -55,12 +55,14 @@ const REMOTE_VM_MAC: [u8; 6] = [0x02, 0x0a, 0, 0, 0, 0x20];
 const ROUTER_IN_MAC: &str = "02:00:00:00:01:01";
 const SINK_MAC: &str = "02:00:00:00:02:02";
 
-/// One tenant: VM 10.0.0.10 on a1, VM 10.0.0.11 on a2, and a remote VM
-/// 10.0.0.20 behind VTEP 198.18.0.2 through uplink up0.
+/// One tenant: VM 10.0.0.10 on a1, VM 10.0.0.11 on a2, a remote VM
+/// 10.0.0.20 behind VTEP 198.18.0.2 through uplink up0, and the internet
+/// (the sink's MAC); `xvr` adds source NAT to 203.0.113.10 when asked.
 const STATE: &str = r#"{
   "tenants": [{ "name": "t", "vni": 100 }],
   "ports": [
-    { "role": "uplink", "name": "up0", "mac": "02:00:00:00:00:01", "ip": "198.18.0.1" },
+    { "role": "uplink", "name": "up0", "mac": "02:00:00:00:00:01", "ip": "198.18.0.1",
+      "internet_gateway_mac": "02:00:00:00:02:02" },
     { "role": "vm", "name": "a1", "mac": "02:aa:00:00:00:01", "tenant": "t", "gateway": "10.0.0.1/24" },
     { "role": "vm", "name": "a2", "mac": "02:aa:00:00:00:02", "tenant": "t", "gateway": "10.0.0.1/24" }
   ],
@@ -69,7 +71,8 @@ const STATE: &str = r#"{
     { "tenant": "t", "ip": "10.0.0.11", "mac": "02:0a:00:00:00:11", "port": "a2" }
   ],
   "vteps": [{ "ip": "198.18.0.2", "mac": "02:00:00:00:00:02" }],
-  "remote_vms": [{ "tenant": "t", "ip": "10.0.0.20", "mac": "02:0a:00:00:00:20", "vtep": "198.18.0.2" }]
+  "remote_vms": [{ "tenant": "t", "ip": "10.0.0.20", "mac": "02:0a:00:00:00:20", "vtep": "198.18.0.2" }],
+  "routes": [{ "tenant": "t", "prefix": "0.0.0.0/0", "next_hop": "internet" }]
 }"#;
 
 /// A 60-byte Ethernet/IPv4/UDP frame (64 on the wire with the FCS) with
@@ -170,6 +173,16 @@ fn east_west_frame() -> Vec<u8> {
     udp64(VM1_MAC, VM2_MAC, [10, 0, 0, 10], [10, 0, 0, 11])
 }
 
+/// To the internet, through the gateway (a1's MAC): source NAT.
+fn snat_frame() -> Vec<u8> {
+    udp64(
+        VM1_MAC,
+        mac_bytes("02:aa:00:00:00:01"),
+        [10, 0, 0, 10],
+        [198, 19, 0, 1],
+    )
+}
+
 fn encap_frame() -> Vec<u8> {
     udp64(VM1_MAC, REMOTE_VM_MAC, [10, 0, 0, 10], [10, 0, 0, 20])
 }
@@ -190,6 +203,15 @@ fn afxdp_l2fwd(seconds: f64) -> Result<Rate, String> {
 }
 
 fn kernel_forward(seconds: f64) -> Result<Rate, String> {
+    kernel(seconds, false)
+}
+
+/// Kernel forwarding with nftables source NAT to 203.0.113.10 on out0.
+fn kernel_snat(seconds: f64) -> Result<Rate, String> {
+    kernel(seconds, true)
+}
+
+fn kernel(seconds: f64, snat: bool) -> Result<Rate, String> {
     let line = Line::new("e2e-kernel", Some("in0"), "out0", 1)?;
     let (rig, dut) = (&line.rig, &line.dut);
     rig.exec(dut, &["ip", "link", "set", "in0", "address", ROUTER_IN_MAC]);
@@ -216,6 +238,18 @@ fn kernel_forward(seconds: f64) -> Result<Rate, String> {
         1 << DUT_CORE
     );
     rig.exec(dut, &["sh", "-c", &rps]);
+    if snat {
+        let rules = "table ip nat {\n\
+                     \x20 chain post {\n\
+                     \x20   type nat hook postrouting priority srcnat;\n\
+                     \x20   oifname \"out0\" snat to 203.0.113.10\n\
+                     \x20 }\n\
+                     }\n";
+        let script = format!("printf '%s' '{rules}' | nft -f -");
+        if !rig.try_exec(dut, &["sh", "-c", &script]) {
+            return Err("nftables SNAT: nft failed (apt-get install nftables)".into());
+        }
+    }
     let frame = udp64(
         [0x02, 0, 0, 0, 0x01, 0x02],
         mac_bytes(ROUTER_IN_MAC),
@@ -228,6 +262,17 @@ fn kernel_forward(seconds: f64) -> Result<Rate, String> {
 }
 
 fn xvr(name: &str, out: &str, frame: &[u8], workers: usize, seconds: f64) -> Result<Rate, String> {
+    xvr_with(name, out, frame, workers, false, seconds)
+}
+
+fn xvr_with(
+    name: &str,
+    out: &str,
+    frame: &[u8],
+    workers: usize,
+    snat: bool,
+    seconds: f64,
+) -> Result<Rate, String> {
     let line = Line::new(name, Some("a1"), out, workers as u32)?;
     // The other configured ports exist but carry nothing.
     for dev in ["up0", "a2"].into_iter().filter(|d| *d != out) {
@@ -247,9 +292,15 @@ fn xvr(name: &str, out: &str, frame: &[u8], workers: usize, seconds: f64) -> Res
         line.rig.exec(&line.dut, &add);
         line.rig.exec(&line.dut, &["ip", "link", "set", dev, "up"]);
     }
-    let tables = State::from_json(STATE)
-        .and_then(|s| s.build())
-        .map_err(|e| e.to_string())?;
+    let mut state = State::from_json(STATE).map_err(|e| e.to_string())?;
+    if snat {
+        state.nat.source.push(SourceNatConfig {
+            tenant: "t".into(),
+            public_ip: [203, 0, 113, 10].into(),
+            ports: None,
+        });
+    }
+    let tables = state.build().map_err(|e| e.to_string())?;
     let cores: Vec<usize> = match workers {
         1 => vec![DUT_CORE],
         _ => (0..workers).collect(),
@@ -327,7 +378,7 @@ fn run(args: &Args) -> Result<(), String> {
     let s = args.seconds;
     let step = |what: &str| eprintln!("measuring {what}...");
     type Scenario = (&'static str, &'static str, fn(f64) -> Result<Rate, String>);
-    let scenarios: [Scenario; 6] = [
+    let scenarios: [Scenario; 8] = [
         ("raw ceiling (gen -> XDP drop)", "raw_ceiling", raw_ceiling),
         ("AF_XDP l2fwd, 1 core", "afxdp_l2fwd", afxdp_l2fwd),
         ("Linux kernel forwarding", "kernel_forward", kernel_forward),
@@ -339,6 +390,14 @@ fn run(args: &Args) -> Result<(), String> {
         }),
         ("xvr VXLAN encap, 2 workers", "xvr_vxlan_encap_2w", |s| {
             xvr("e2e-xen2", "up0", &encap_frame(), 2, s)
+        }),
+        (
+            "Linux kernel forwarding + nftables SNAT",
+            "kernel_snat",
+            kernel_snat,
+        ),
+        ("xvr source NAT, 1 worker", "xvr_snat", |s| {
+            xvr_with("e2e-xsnat", "up0", &snat_frame(), 1, true, s)
         }),
     ];
     let wanted = |key: &str| args.only.is_empty() || args.only.iter().any(|k| k == key);
