@@ -22,25 +22,3 @@ pub struct FlowKey {
     pub sport: u16,
     pub dport: u16,
 }
-
-/// One end of a flow, for endpoint-independent NAT mappings (RFC 4787
-/// REQ-1, RFC 5382 REQ-1): the same inside endpoint always gets the same
-/// public port, whatever it talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Endpoint {
-    pub zone: TenantId,
-    pub proto: u8,
-    pub ip: Ipv4Addr,
-    pub port: u16,
-}
-
-impl FlowKey {
-    pub fn source(&self) -> Endpoint {
-        Endpoint {
-            zone: self.zone,
-            proto: self.proto,
-            ip: self.src,
-            port: self.sport,
-        }
-    }
-}

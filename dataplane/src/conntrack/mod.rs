@@ -23,7 +23,7 @@ mod ports;
 mod state;
 
 use crate::table::TenantId;
-pub use key::{Endpoint, FlowKey, ICMP, PUBLIC, TCP, UDP};
+pub use key::{FlowKey, ICMP, PUBLIC, TCP, UDP};
 pub use ports::PortPool;
 pub use state::{initial, next, State, Timeouts, ACK, FIN, RST, SYN};
 
@@ -130,7 +130,9 @@ pub enum SetupError {
 }
 
 /// Marks an index key as a mapping (inside endpoint -> public port)
-/// rather than a flow: the protocol with its high bit set.
+/// rather than a flow: the protocol with its high bit set. Mappings are
+/// endpoint-independent (RFC 4787 REQ-1, RFC 5382 REQ-1): the same inside
+/// endpoint keeps its public port whatever it talks to.
 const MAPPING: u8 = 0x80;
 
 /// The index key of the mapping of `inside`'s source endpoint on `nat_ip`.

@@ -81,36 +81,40 @@ fn transport(ip: &[u8], header_len: usize) -> Result<L4, DropReason> {
 /// updating the header checksum and the transport checksum (which covers
 /// the address through the pseudo-header, except for ICMP).
 fn rewrite(ip: &mut [u8], l4: &L4, addr_at: usize, addr: Ipv4Addr, port_at: usize, port: u16) {
-    let old_addr = u32::from_be_bytes(ip[addr_at..addr_at + 4].try_into().expect("4 bytes"));
-    let new_addr = u32::from(addr);
+    let old_addr = set_addr(ip, addr_at, addr, 10);
     let old_port = u16::from_be_bytes([ip[port_at], ip[port_at + 1]]);
-    ip[addr_at..addr_at + 4].copy_from_slice(&addr.octets());
     ip[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
-    let header_sum = u16::from_be_bytes([ip[10], ip[11]]);
-    let header_sum = checksum::update_u32(header_sum, old_addr, new_addr);
-    ip[10..12].copy_from_slice(&header_sum.to_be_bytes());
     let at = l4.checksum_at;
     let sum = u16::from_be_bytes([ip[at], ip[at + 1]]);
     let sum = match l4.proto {
         ICMP => checksum::update_u16(sum, old_port, port),
-        // UDP: 0 means "no checksum" and stays so; a computed 0 is sent
-        // as 0xffff (RFC 768).
-        UDP if sum == 0 => 0,
-        UDP => match checksum::update_u16(
-            checksum::update_u32(sum, old_addr, new_addr),
-            old_port,
-            port,
-        ) {
-            0 => 0xffff,
-            s => s,
-        },
-        _ => checksum::update_u16(
-            checksum::update_u32(sum, old_addr, new_addr),
-            old_port,
-            port,
-        ),
+        _ => transport_sum(l4.proto, sum, old_addr, u32::from(addr), old_port, port),
     };
     ip[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+}
+
+/// Writes `addr` at `at` of `ip` and updates the checksum at
+/// `checksum_at` to match (RFC 1624); returns the old address.
+fn set_addr(ip: &mut [u8], at: usize, addr: Ipv4Addr, checksum_at: usize) -> u32 {
+    let old = u32::from_be_bytes(ip[at..at + 4].try_into().expect("4 bytes"));
+    ip[at..at + 4].copy_from_slice(&addr.octets());
+    let sum = u16::from_be_bytes([ip[checksum_at], ip[checksum_at + 1]]);
+    let sum = checksum::update_u32(sum, old, u32::from(addr));
+    ip[checksum_at..checksum_at + 2].copy_from_slice(&sum.to_be_bytes());
+    old
+}
+
+/// A TCP or UDP checksum after an address (in the pseudo-header) and a
+/// port change. UDP's 0 means "no checksum" and stays so; a computed 0 is
+/// sent as 0xffff (RFC 768).
+fn transport_sum(proto: u8, sum: u16, old_addr: u32, addr: u32, old_port: u16, port: u16) -> u16 {
+    if proto == UDP && sum == 0 {
+        return 0;
+    }
+    match checksum::update_u16(checksum::update_u32(sum, old_addr, addr), old_port, port) {
+        0 if proto == UDP => 0xffff,
+        s => s,
+    }
 }
 
 /// The flow of a packet as it arrives in `zone`.
@@ -501,24 +505,14 @@ fn icmp_error(
         true => (16, 12, sport_at, s.inside.src, s.inside.sport),
         false => (12, 16, dport_at, s.nat_ip, s.nat_port),
     };
-    let set_addr = |ip: &mut [u8], at: usize, checksum_at: usize| {
-        let old = u32::from_be_bytes(ip[at..at + 4].try_into().expect("4 bytes"));
-        ip[at..at + 4].copy_from_slice(&addr.octets());
-        let sum = checksum::update_u32(word(ip, checksum_at), old, u32::from(addr));
-        ip[checksum_at..checksum_at + 2].copy_from_slice(&sum.to_be_bytes());
-        old
-    };
-    set_addr(ip, outer_at, 10);
-    let old_addr = set_addr(ip, quote + quote_at, quote + 10);
+    set_addr(ip, outer_at, addr, 10);
+    let old_addr = set_addr(ip, quote + quote_at, addr, quote + 10);
     let old_port = word(ip, port_at);
     ip[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
     // The quoted UDP checksum, when present, still matches its packet.
-    if proto == UDP && word(ip, q_l4 + 6) != 0 {
-        let sum = checksum::update_u32(word(ip, q_l4 + 6), old_addr, u32::from(addr));
-        let sum = match checksum::update_u16(sum, old_port, port) {
-            0 => 0xffff,
-            s => s,
-        };
+    if proto == UDP {
+        let sum = word(ip, q_l4 + 6);
+        let sum = transport_sum(UDP, sum, old_addr, u32::from(addr), old_port, port);
         ip[q_l4 + 6..q_l4 + 8].copy_from_slice(&sum.to_be_bytes());
     }
     // The ICMP checksum covers the quote: recompute it (errors are small).
@@ -596,9 +590,6 @@ fn later_fragment(
     } else {
         s.inside.src
     };
-    let old = u32::from_be_bytes(ip[outer_at..outer_at + 4].try_into().expect("4 bytes"));
-    ip[outer_at..outer_at + 4].copy_from_slice(&addr.octets());
-    let sum = checksum::update_u32(u16::from_be_bytes([ip[10], ip[11]]), old, u32::from(addr));
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    set_addr(ip, outer_at, addr, 10);
     Ok(id)
 }
