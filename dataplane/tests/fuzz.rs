@@ -82,18 +82,22 @@ fn primers() -> Vec<(u16, Vec<u8>)> {
     ]
 }
 
-fn run_all(frames: &[(u16, Vec<u8>)]) {
-    let tables = nat_tables();
+/// A pipeline whose `primers` went out, opening their sessions.
+fn primed(tables: &Tables) -> Pipeline {
     let mut pipeline = Pipeline::new();
     let primers = primers();
     MemoryIo::new().run(
         &mut pipeline,
-        &tables,
+        tables,
         primers.iter().map(|(p, f)| (*p, f.as_slice())),
-        |_, v, _| {
-            assert_eq!(v, Verdict::Tx(UP), "a primer did not go out");
-        },
+        |_, v, _| assert_eq!(v, Verdict::Tx(UP), "a primer did not go out"),
     );
+    pipeline
+}
+
+fn run_all(frames: &[(u16, Vec<u8>)]) {
+    let tables = nat_tables();
+    let mut pipeline = primed(&tables);
     let primed = pipeline.stats.clone();
     let mut verdicts = Vec::new();
     MemoryIo::new().run(
@@ -241,14 +245,7 @@ fn the_nat_seeds_reach_the_vms() {
         Verdict::Tx(UP),
     ];
     for ((port, frame), want) in seeds().into_iter().zip(want) {
-        let mut pipeline = Pipeline::new();
-        let primers = primers();
-        MemoryIo::new().run(
-            &mut pipeline,
-            &tables,
-            primers.iter().map(|(p, f)| (*p, f.as_slice())),
-            |_, _, _| {},
-        );
+        let mut pipeline = primed(&tables);
         let (verdict, _) = MemoryIo::new().run_one(&mut pipeline, &tables, port, &frame);
         assert_eq!(verdict, want, "{:?}", pipeline.stats);
     }
