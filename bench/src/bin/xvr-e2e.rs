@@ -104,7 +104,6 @@ struct Line {
     rig: Rig,
     gen: String,
     dut: String,
-    sink_ns: String,
     sink: Sink,
 }
 
@@ -129,7 +128,6 @@ impl Line {
             rig,
             gen,
             dut,
-            sink_ns,
             sink,
         })
     }
@@ -165,7 +163,6 @@ impl Line {
 
 fn raw_ceiling(seconds: f64) -> Result<Rate, String> {
     let line = Line::new("e2e-raw", None, "", 1)?;
-    let _ = &line.sink_ns;
     line.measure(&east_west_frame(), &[GEN_CORE], seconds)
 }
 
