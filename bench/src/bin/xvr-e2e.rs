@@ -332,6 +332,8 @@ fn xvr_with(
 struct Tcp {
     forward_bps: f64,
     reverse_bps: f64,
+    /// Sender retransmissions, forward and reverse.
+    retransmits: (u64, u64),
 }
 
 /// iperf3 TCP vm1 -> vm2 and back (-R) over the overlay rig.
@@ -344,6 +346,7 @@ fn overlay_tcp(with_xvr: bool, seconds: u32) -> Result<Tcp, String> {
         Ok(Tcp {
             forward_bps: forward.bits_per_second,
             reverse_bps: reverse.bits_per_second,
+            retransmits: (forward.retransmits, reverse.retransmits),
         })
     };
     if !with_xvr {
@@ -354,7 +357,13 @@ fn overlay_tcp(with_xvr: bool, seconds: u32) -> Result<Tcp, String> {
         .map_err(|e| e.to_string())?;
     rig.inside(&o.host, || {
         let mut router = Router::start(&tables, &Options::default())?;
-        let (result, _) = router.run_while(&tables, run)?;
+        let (result, reports) = router.run_while(&tables, run)?;
+        for report in &reports {
+            eprintln!(
+                "xvr worker: {:?}, {:?}",
+                report.counters, report.socket_drops
+            );
+        }
         result
     })
 }
@@ -475,18 +484,20 @@ fn run(args: &Args) -> Result<(), String> {
             "\niperf3 TCP, VM to VM over VXLAN (underlay MTU 1600), {} s each\n",
             args.iperf_seconds
         );
-        println!("| path | vm1 -> vm2 Gbit/s | vm2 -> vm1 Gbit/s | x kernel |");
-        println!("|---|---|---|---|");
+        println!("| path | vm1 -> vm2 Gbit/s | vm2 -> vm1 Gbit/s | x kernel | retransmits |");
+        println!("|---|---|---|---|---|");
         for (name, tcp) in [
             ("xvr -> kernel VTEP", xvr_tcp),
             ("kernel VTEP -> kernel VTEP", kernel_tcp),
         ] {
             println!(
-                "| {name} | {:.2} | {:.2} | {} / {} |",
+                "| {name} | {:.2} | {:.2} | {} / {} | {} / {} |",
                 tcp.forward_bps / 1e9,
                 tcp.reverse_bps / 1e9,
                 ratio(tcp.forward_bps, kernel_tcp.forward_bps),
                 ratio(tcp.reverse_bps, kernel_tcp.reverse_bps),
+                tcp.retransmits.0,
+                tcp.retransmits.1,
             );
         }
     }
