@@ -82,7 +82,8 @@ pub fn run(args: &Args) -> Result<(), String> {
                         summary.to_kernel += 1;
                         KERNEL_PCAP.to_string()
                     }
-                    Verdict::Drop(_) | Verdict::Pending => return,
+                    // One pipeline: nothing is handed off.
+                    Verdict::Drop(_) | Verdict::Pending | Verdict::Handoff { .. } => return,
                 };
                 if result.is_err() {
                     return;

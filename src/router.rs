@@ -2,13 +2,17 @@
 //! configured port, and poll-mode workers, each with its own UMEM and one
 //! AF_XDP socket per (port, queue) it owns. With N workers, worker w owns
 //! queues w, w+N, w+2N... of every port, so each port needs at least N
-//! receive queues (`ethtool -L DEV rx N tx N`, or `combined N`).
+//! receive queues (`ethtool -L DEV rx N tx N`, or `combined N`). A NAT
+//! session belongs to one worker; a frame of it that another worker
+//! receives is handed over (`xvr_dataplane::handoff`).
 use crate::affinity::{check_core, pin_to};
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
 use xvr_dataplane::conntrack;
+use xvr_dataplane::handoff::Handoff;
 use xvr_dataplane::io::xsk::{Socket, Umem};
 use xvr_dataplane::io::xsk_ports::{SocketDrops, XskPorts};
+use xvr_dataplane::pipeline::owner::Workers;
 use xvr_dataplane::table::PortRole;
 use xvr_dataplane::worker::{Idle, Worker, WorkerCounters};
 use xvr_dataplane::{Pipeline, Stats, Tables};
@@ -146,15 +150,18 @@ impl Router {
         for &core in &options.cores {
             check_core(core)?;
         }
-        if workers > 1 && tables.nat().public_addrs().next().is_some() {
-            // Sessions are per worker; replies must reach the session's
-            // owner, which needs per-worker port ranges and a handoff
-            // between workers (not built yet). Refuse rather than drop
-            // replies that land on the wrong worker.
-            return Err(format!(
-                "workers: NAT (nat.source, nat.static, nat.port_forwards) runs on one worker \
-                 for now; start with --workers 1 ({workers} asked)"
-            ));
+        // Each worker allocates source-NAT ports from its own block of
+        // the range (replies find their session's owner by port).
+        for (ip, tenant) in tables.nat().public_addrs() {
+            let Some(snat) = tables.nat().source(tenant).filter(|s| s.ip == ip) else {
+                continue;
+            };
+            let ports = usize::from(snat.ports.1 - snat.ports.0) + 1;
+            if ports < workers {
+                return Err(format!(
+                    "nat.source {ip}: {ports} port(s) cannot be split among {workers} workers"
+                ));
+            }
         }
         let mut steering = Steering::load().map_err(|e| e.to_string())?;
         let mut ports = Vec::new();
@@ -188,6 +195,8 @@ impl Router {
         for (ip, _) in tables.nat().public_addrs() {
             steering.add_public_addr(ip).map_err(|e| e.to_string())?;
         }
+        let mut handoffs = Handoff::all(workers).map_err(|e| format!("handoff: {e}"))?;
+        let mut views = Workers::all(workers as u16);
         let mut all = Vec::new();
         for w in 0..workers {
             let mut umem = Umem::new(UMEM_FRAMES).map_err(|e| e.to_string())?;
@@ -203,8 +212,13 @@ impl Router {
                 }
             }
             let io = XskPorts::new(umem, sockets, tables.ports().len());
-            let pipeline = Pipeline::with_conntrack(options.conntrack);
-            all.push(Worker::with_pipeline(io, pipeline));
+            let mut pipeline = Pipeline::with_conntrack(options.conntrack);
+            pipeline.workers = views.remove(0);
+            let worker = Worker::with_pipeline(io, pipeline);
+            all.push(match workers {
+                1 => worker,
+                _ => worker.with_handoff(handoffs.remove(0)),
+            });
         }
         Ok(Router {
             workers: all,

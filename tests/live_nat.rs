@@ -7,7 +7,7 @@
 //! ICMP error comes back translated to the VM's socket.
 mod common;
 
-use common::{start_xvrd, stop_xvrd};
+use common::{start_xvrd, start_xvrd_with, stop_xvrd};
 use std::process::{Command, Stdio};
 use xvr_testkit::netns::{privileged, Rig};
 
@@ -378,18 +378,122 @@ fn servers_in_vms_are_reached_through_port_forwarding_and_static_nat() {
     }
 }
 
+/// A number after `field` in xvrd's report line of worker `w`.
+fn worker_field(log: &str, w: usize, field: &str) -> u64 {
+    let line = log
+        .lines()
+        .find(|l| l.starts_with(&format!("xvrd: worker {w} ")))
+        .unwrap_or_else(|| panic!("no report of worker {w} in:\n{log}"));
+    let after = line.split(&format!(" {field} ")).nth(1).expect(field);
+    after.split_whitespace().next().unwrap().parse().unwrap()
+}
+
 #[test]
-fn nat_with_two_workers_is_refused_with_the_reason() {
-    let (_dir, config) = common::state_file(STATE);
-    let out = Command::new(common::XVRD)
-        .args(["--workers", "2", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("NAT") && stderr.contains("--workers 1"),
-        "{stderr}"
+fn two_workers_share_source_nat_and_hand_each_flow_to_its_owner() {
+    if !privileged("running xvrd with source NAT on two workers") {
+        return;
+    }
+    // A second VM: workers own a VM's flows by its address, and these
+    // two hash to different workers.
+    let two_addresses = STATE
+        .replace(
+            r#""port": "a1" }"#,
+            r#""port": "a1" },
+    { "tenant": "t", "ip": "10.0.0.12", "mac": "02:0a:00:00:00:12", "port": "a2" }"#,
+        )
+        .replace(
+            r#""gateway": "10.0.0.1/24" }"#,
+            r#""gateway": "10.0.0.1/24" },
+    { "role": "vm", "name": "a2", "mac": "02:aa:00:00:00:02", "tenant": "t", "gateway": "10.0.0.1/24" }"#,
+        );
+    let (_dir, config) = common::state_file(&two_addresses);
+    let mut r = Rig::new("snat2w");
+    let host = r.namespace();
+    let vm = r.vm_queues(&host, "a1", "10.0.0.10/24", "02:0a:00:00:00:10", 2);
+    let vm2 = r.vm_queues(&host, "a2", "10.0.0.12/24", "02:0a:00:00:00:12", 2);
+    for ns in [&vm, &vm2] {
+        r.exec(ns, &["ip", "route", "add", "default", "via", "10.0.0.1"]);
+    }
+    let internet = r.namespace();
+    let (up, eth) = (Some("198.18.0.1/24"), Some("198.18.0.254/24"));
+    r.veth_queues(&host, "up0", up, &internet, "eth0", eth, 2);
+    r.exec(
+        &host,
+        &["ip", "link", "set", "up0", "address", "02:00:00:00:00:01"],
     );
+    for args in [
+        &["ip", "link", "set", "eth0", "address", "02:00:00:00:00:fe"][..],
+        &["ip", "addr", "add", &format!("{SERVER}/32"), "dev", "lo"],
+        &["ip", "route", "add", "203.0.113.0/24", "via", "198.18.0.1"],
+    ] {
+        r.exec(&internet, args);
+    }
+    // XPS: what the VM and the server send from core c goes to receive
+    // queue c, worker c's; so packets of one flow reach both workers.
+    let xps = "echo 1 > /sys/class/net/eth0/queues/tx-0/xps_cpus && \
+               echo 2 > /sys/class/net/eth0/queues/tx-1/xps_cpus";
+    for ns in [&vm, &vm2, &internet] {
+        r.exec(ns, &["sh", "-c", xps]);
+    }
+    let daemon = start_xvrd_with(
+        &r,
+        &host,
+        &config,
+        &["up0", "a1", "a2"],
+        &["--workers", "2", "--cores", "0,1"],
+    );
+
+    for core in ["0", "1"] {
+        let ping = [
+            "taskset", "-c", core, "ping", "-c", "3", "-i", "0.2", "-W", "2", SERVER,
+        ];
+        assert!(r.try_exec(&vm, &ping), "ping from core {core}");
+        let big = [
+            "taskset", "-c", core, "ping", "-c", "2", "-s", "3000", "-W", "2", SERVER,
+        ];
+        assert!(r.try_exec(&vm, &big), "fragmented ping from core {core}");
+    }
+    // 1,000 connections, each VM's from the core whose queue is the other
+    // worker's, so every packet out is handed over; all answered.
+    let n = 1000;
+    let server = many_connections_server(&internet, n);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let clients = |core: usize| {
+        format!(
+            "import os, socket, resource\n\
+             resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))\n\
+             os.sched_setaffinity(0, {{{core}}})\n\
+             conns = [socket.create_connection(('{SERVER}', 9000), 30) for _ in range({})]\n\
+             for c in conns: c.sendall(b'hello')\n\
+             ok = sum(c.recv(16) == b'hello' for c in conns)\n\
+             assert ok == len(conns), ok\n",
+            n / 2
+        )
+    };
+    let ((ok1, _, err1), (ok2, _, err2)) = std::thread::scope(|s| {
+        let first = s.spawn(|| python(&vm, &clients(1)));
+        let second = python(&vm2, &clients(0));
+        (first.join().unwrap(), second)
+    });
+    let served = server.wait_with_output().unwrap();
+    let iperf = r.iperf3(&internet, &vm, SERVER, 2, &["-P", "4"]);
+    let log = stop_xvrd(daemon);
+    assert!(
+        ok1 && ok2,
+        "connections from both VMs: {err1} {err2}\n{log}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&served.stdout).trim(),
+        n.to_string()
+    );
+    let iperf = iperf.unwrap_or_else(|e| panic!("iperf3 through SNAT on 2 workers: {e}\n{log}"));
+    assert!(iperf.bytes_received > 1_000_000, "{iperf:?}");
+    // Each worker owns sessions and received frames of the other's flows.
+    for w in 0..2 {
+        assert!(worker_field(&log, w, "handed_in") > 0, "worker {w}: {log}");
+        assert!(worker_field(&log, w, "sessions") > 0, "worker {w}: {log}");
+    }
+    assert!(log.contains("nat_handoff "), "{log}");
+    assert!(!log.contains("nat_handoff_full"), "{log}");
+    eprintln!("{log}");
 }

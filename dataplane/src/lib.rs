@@ -2,6 +2,7 @@
 //! turn a batch of received frames into a batch of frames to transmit.
 pub mod conntrack;
 pub mod frame;
+pub mod handoff;
 pub mod io;
 pub mod pipeline;
 pub mod table;

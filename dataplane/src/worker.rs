@@ -2,6 +2,7 @@
 //! the receive sources of its I/O. Each pass takes up to a batch from every
 //! source and transmits what the pipeline forwards; when a pass finds
 //! nothing, the idle policy decides whether to sleep or spin.
+use crate::handoff::Handoff;
 use crate::io::FrameIo;
 use crate::pipeline::Pipeline;
 use crate::table::Tables;
@@ -31,6 +32,9 @@ pub struct WorkerCounters {
     pub tx_ring_full: u64,
     /// Passes that found nothing.
     pub idle_passes: u64,
+    /// Frames other workers handed to this one (their NAT sessions are
+    /// here).
+    pub handed_in: u64,
 }
 
 pub struct Worker<I: FrameIo> {
@@ -39,6 +43,7 @@ pub struct Worker<I: FrameIo> {
     pub counters: WorkerCounters,
     /// Session timeouts count from here.
     started: Instant,
+    handoff: Option<Handoff>,
 }
 
 impl<I: FrameIo> Worker<I> {
@@ -52,7 +57,15 @@ impl<I: FrameIo> Worker<I> {
             pipeline,
             counters: WorkerCounters::default(),
             started: Instant::now(),
+            handoff: None,
         }
+    }
+
+    /// Joins the workers that hand each other frames (see `handoff`).
+    pub fn with_handoff(mut self, handoff: Handoff) -> Self {
+        self.io.watch(handoff.wake_fd());
+        self.handoff = Some(handoff);
+        self
     }
 
     /// One pass over every source; returns the number of frames received.
@@ -61,16 +74,34 @@ impl<I: FrameIo> Worker<I> {
         self.pipeline.now = self.started.elapsed().as_secs() as u32;
         self.io.service();
         let mut received = 0;
+        let (pipeline, handoff) = (&mut self.pipeline, &self.handoff);
+        let mut process = |frames: &mut [crate::Frame<'_>]| {
+            pipeline.run(tables, frames);
+            if let Some(handoff) = handoff {
+                handoff.send(frames, &mut pipeline.stats);
+            }
+        };
         for source in 0..self.io.sources() {
-            let pipeline = &mut self.pipeline;
-            let done = self
-                .io
-                .exchange(source, |frames| pipeline.run(tables, frames));
+            let done = self.io.exchange(source, &mut process);
             received += done.received;
             self.counters.tx_packets += done.transmitted as u64;
             self.counters.tx_ring_full += done.tx_full as u64;
         }
         self.counters.rx_packets += received as u64;
+        if let Some(handoff) = handoff {
+            while handoff.waiting() > 0 {
+                let done = self
+                    .io
+                    .inject(|buf| handoff.receive_into(buf), &mut process);
+                if done.received == 0 {
+                    break; // no free buffer: next pass
+                }
+                received += done.received;
+                self.counters.handed_in += done.received as u64;
+                self.counters.tx_packets += done.transmitted as u64;
+                self.counters.tx_ring_full += done.tx_full as u64;
+            }
+        }
         received
     }
 
@@ -82,7 +113,15 @@ impl<I: FrameIo> Worker<I> {
             }
             self.counters.idle_passes += 1;
             match idle {
-                Idle::Sleep => self.io.wait(SLEEP_MS),
+                Idle::Sleep => {
+                    if self.handoff.as_ref().is_some_and(|h| !h.may_sleep()) {
+                        continue;
+                    }
+                    self.io.wait(SLEEP_MS);
+                    if let Some(handoff) = &self.handoff {
+                        handoff.awake();
+                    }
+                }
                 Idle::BusyPoll => self.io.wake_fill(),
             }
         }

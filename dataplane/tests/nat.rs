@@ -7,8 +7,11 @@ mod common;
 use common::*;
 use etherparse::{IpNumber, PacketHeaders, TransportHeader};
 use xvr_dataplane::conntrack::{self, State};
+use xvr_dataplane::handoff::Handoff;
 use xvr_dataplane::io::memory::MemoryIo;
+use xvr_dataplane::pipeline::owner::Workers;
 use xvr_dataplane::table::{Action, Firewall, Rule, RuleSet, SourceNat, Tables, TablesBuilder};
+use xvr_dataplane::worker::Worker;
 use xvr_dataplane::{DropReason, Event, Pipeline, Verdict};
 use xvr_testkit::headers;
 
@@ -510,4 +513,105 @@ fn a_vm_reaches_a_forwarded_port_of_its_own_public_address() {
     let (src, sport, dst, dport, _) = fields(&back);
     assert_eq!((src, sport, dst, dport), (PUBLIC_IP, 8080, VM2, 41000));
     assert_eq!(p.stats.events_of(Event::Hairpin), 2);
+}
+
+/// Two workers over memory I/O that hand frames to each other.
+fn two_workers() -> Vec<Worker<MemoryIo>> {
+    let mut handoffs = Handoff::all(2).unwrap();
+    Workers::all(2)
+        .into_iter()
+        .map(|view| {
+            let mut p = Pipeline::new();
+            p.workers = view;
+            Worker::with_pipeline(MemoryIo::new(), p).with_handoff(handoffs.remove(0))
+        })
+        .collect()
+}
+
+/// Receives `frame` on `port` of worker `at`, then lets both workers run
+/// until nothing moves; returns (worker, port, bytes) of what was sent.
+fn deliver(
+    w: &mut [Worker<MemoryIo>],
+    t: &Tables,
+    at: usize,
+    port: u16,
+    frame: &[u8],
+) -> Vec<(usize, u16, Vec<u8>)> {
+    w[at].io.push(port, frame);
+    while w.iter_mut().map(|w| w.poll(t)).sum::<usize>() > 0 {}
+    let mut sent = Vec::new();
+    for (i, w) in w.iter_mut().enumerate() {
+        sent.extend(w.io.sent.drain(..).map(|(port, bytes)| (i, port, bytes)));
+    }
+    sent
+}
+
+#[test]
+fn with_two_workers_each_flow_is_translated_by_its_owner_wherever_it_arrives() {
+    let t = dnat_tables();
+    let mut w = two_workers();
+    let view = w[0].pipeline.workers.clone();
+    let owner = usize::from(view.of_inside(TENANT_A, VM.into()));
+    let other = 1 - owner;
+    let block = Workers::all(2)[owner].port_block((20000, 65535)).unwrap();
+
+    // Out: the SYN lands on the other worker, which hands it over; the
+    // owner translates it once (TTL 63: routed once) from its own block.
+    let sent = deliver(&mut w, &t, other, A1, &out_of_vm(VM).tcp_syn(40000, 80));
+    assert_eq!(
+        sent.len(),
+        1,
+        "{:?} {:?}",
+        w[0].pipeline.stats,
+        w[1].pipeline.stats
+    );
+    let (by, port, out) = &sent[0];
+    assert_eq!((*by, *port), (owner, UP));
+    assert_eq!(&out[0..6], &INTERNET_GW_MAC);
+    let (src, public_port, dst, dport, ttl) = fields(out);
+    assert_eq!((src, dst, dport, ttl), (PUBLIC_IP, SERVER, 80, 63));
+    assert!(
+        (block.0..=block.1).contains(&public_port),
+        "{public_port} in {block:?}"
+    );
+    assert_eq!(w[other].pipeline.stats.events_of(Event::HandedOff), 1);
+    assert_eq!(w[owner].counters.handed_in, 1);
+    assert_eq!(w[other].pipeline.conntrack.len(), 0);
+
+    // Back: the reply reaches the owner from either worker.
+    for at in [other, owner] {
+        let reply = from_server().tcp_syn_ack(80, public_port);
+        let sent = deliver(&mut w, &t, at, UP, &reply);
+        assert_eq!(sent.len(), 1, "reply at worker {at}");
+        assert_eq!((sent[0].0, sent[0].1), (owner, A1));
+        assert_eq!(fields(&sent[0].2), (SERVER, 80, VM, 40000, 63));
+    }
+
+    // A port forward opens its session on the VM's owner, and the VM's
+    // reply, arriving anywhere, finds it.
+    let sent = deliver(&mut w, &t, other, UP, &from_server().tcp_syn(51000, 8080));
+    assert_eq!((sent[0].0, sent[0].1), (owner, A1));
+    let sent = deliver(&mut w, &t, other, A1, &out_of_vm(VM).tcp_syn_ack(80, 51000));
+    assert_eq!((sent[0].0, sent[0].1), (owner, UP));
+    assert_eq!(fields(&sent[0].2), (PUBLIC_IP, 8080, SERVER, 51000, 63));
+
+    // Fragments of a reply: the first at the owner, the rest at the
+    // other worker, which finds their owner in the shared table.
+    let out = deliver(&mut w, &t, other, A1, &out_of_vm(VM).udp(5353, 53, b"q"));
+    let (_, udp_port, ..) = fields(&out[0].2);
+    let answer = from_server().udp(53, udp_port, &[9u8; 3000]);
+    let frags = fragments(&answer, 1480, 4242);
+    let mut back = deliver(&mut w, &t, owner, UP, &frags[0]);
+    for f in &frags[1..] {
+        back.extend(deliver(&mut w, &t, other, UP, f));
+    }
+    assert_eq!(back.len(), 3, "{:?}", w[other].pipeline.stats);
+    assert!(back.iter().all(|(by, port, _)| (*by, *port) == (owner, A1)));
+    let bytes: Vec<Vec<u8>> = back.into_iter().map(|(_, _, b)| b).collect();
+    assert_eq!(fields(&reassemble(&bytes)), (SERVER, 53, VM, 5353, 63));
+    assert_eq!(
+        w[other].pipeline.conntrack.len(),
+        0,
+        "no session on the other"
+    );
 }

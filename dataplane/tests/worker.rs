@@ -36,6 +36,7 @@ fn a_worker_forwards_batches_and_counts_per_worker() {
             tx_packets: 100,
             tx_ring_full: 0,
             idle_passes: 0,
+            handed_in: 0,
         }
     );
     assert_eq!(

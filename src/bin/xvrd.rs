@@ -111,10 +111,12 @@ fn run(args: &Args) -> Result<(), String> {
         let core = r.core.map_or("any".to_string(), |c| c.to_string());
         let d = &r.socket_drops;
         eprintln!(
-            "xvrd: worker {w} (core {core}): rx {} tx {} tx_ring_full {} \
-             rx_ring_full {} fill_ring_empty {} rx_dropped {}",
+            "xvrd: worker {w} (core {core}): rx {} tx {} handed_in {} sessions {} \
+             tx_ring_full {} rx_ring_full {} fill_ring_empty {} rx_dropped {}",
             c.rx_packets,
             c.tx_packets,
+            c.handed_in,
+            r.sessions,
             c.tx_ring_full,
             d.rx_ring_full,
             d.fill_ring_empty,

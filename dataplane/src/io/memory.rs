@@ -5,8 +5,8 @@
 //! As a `FrameIo` (for a `Worker`), it has one source: frames queued with
 //! `push`, and the frames the pipeline transmits collect in `sent`.
 use super::{Exchanged, FrameIo};
-use crate::frame::{Frame, BATCH_SIZE, FRAME_SIZE};
-use crate::pipeline::{Pipeline, Verdict};
+use crate::frame::{Frame, BATCH_SIZE, FRAME_SIZE, HEADROOM};
+use crate::pipeline::{Meta, Pipeline, Verdict};
 use crate::table::{PortId, Tables};
 use std::collections::VecDeque;
 
@@ -41,23 +41,45 @@ impl FrameIo for MemoryIo {
             frames.push(Frame::with_data(buf, &data, port));
         }
         process(&mut frames);
-        let mut done = Exchanged {
-            received: frames.len(),
-            ..Exchanged::default()
-        };
-        for frame in &frames {
-            if let Verdict::Tx(out) = frame.meta.verdict {
-                self.sent.push((out, frame.data().to_vec()));
-                done.transmitted += 1;
-            }
+        Self::transmit(&mut self.sent, &frames)
+    }
+
+    fn inject(
+        &mut self,
+        mut make: impl FnMut(&mut [u8]) -> Option<(usize, Meta)>,
+        process: impl FnOnce(&mut [Frame<'_>]),
+    ) -> Exchanged {
+        let mut frames: Vec<Frame<'_>> = Vec::with_capacity(BATCH_SIZE);
+        for buf in self.buffers.iter_mut() {
+            let Some((len, meta)) = make(&mut buf[HEADROOM..]) else {
+                break;
+            };
+            let mut frame = Frame::new(buf, HEADROOM, len, meta.in_port);
+            frame.meta = meta;
+            frames.push(frame);
         }
-        done
+        process(&mut frames);
+        Self::transmit(&mut self.sent, &frames)
     }
 }
 
 impl MemoryIo {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn transmit(sent: &mut Vec<(PortId, Vec<u8>)>, frames: &[Frame<'_>]) -> Exchanged {
+        let mut done = Exchanged {
+            received: frames.len(),
+            ..Exchanged::default()
+        };
+        for frame in frames {
+            if let Verdict::Tx(out) = frame.meta.verdict {
+                sent.push((out, frame.data().to_vec()));
+                done.transmitted += 1;
+            }
+        }
+        done
     }
 
     /// Queues a frame received on `port` for the next `exchange`.

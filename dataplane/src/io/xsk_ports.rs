@@ -5,8 +5,8 @@
 //! syscalls are the kicks the kernel asks for (need_wakeup).
 use super::xsk::{Socket, Umem};
 use super::{Exchanged, FrameIo};
-use crate::frame::{Frame, BATCH_SIZE};
-use crate::pipeline::Verdict;
+use crate::frame::{Frame, BATCH_SIZE, HEADROOM};
+use crate::pipeline::{Meta, Verdict};
 use crate::table::PortId;
 use arrayvec::ArrayVec;
 
@@ -73,6 +73,66 @@ pub struct SocketDrops {
 }
 
 impl XskPorts {
+    /// Runs frames held in our chunks (`descs`: address and length, with
+    /// their metas) through `process`, queues the ones it forwards for
+    /// transmission and frees the rest.
+    fn forward(
+        &mut self,
+        descs: &[(u64, u32)],
+        metas: &[Meta],
+        process: impl FnOnce(&mut [Frame<'_>]),
+    ) -> Exchanged {
+        let mut frames: ArrayVec<Frame<'_>, BATCH_SIZE> = ArrayVec::new();
+        for ((addr, len), meta) in descs.iter().zip(metas) {
+            // SAFETY: each descriptor names a distinct chunk that is ours
+            // (from an RX ring, or taken off the free list).
+            let (chunk, offset) = unsafe { self.umem.chunk(*addr) };
+            let mut frame = Frame::new(chunk, offset, *len as usize, meta.in_port);
+            frame.meta = *meta;
+            frames.push(frame);
+        }
+        process(&mut frames);
+        let mut freed: ArrayVec<u64, BATCH_SIZE> = ArrayVec::new();
+        for (frame, (addr, _)) in frames.iter().zip(descs) {
+            let out = match frame.meta.verdict {
+                Verdict::Tx(out) => self
+                    .tx_socket_of_port
+                    .get(usize::from(out))
+                    .copied()
+                    .flatten(),
+                // Frames here were steered to us; the kernel never sees
+                // them. A handed-off frame was copied to its owner.
+                Verdict::Drop(_) | Verdict::Kernel | Verdict::Pending | Verdict::Handoff { .. } => {
+                    None
+                }
+            };
+            match out {
+                Some(j) => {
+                    let desc = (Umem::addr_in_chunk(*addr, frame.head()), frame.len() as u32);
+                    self.tx[j].push(desc);
+                }
+                None => freed.push(*addr),
+            }
+        }
+        drop(frames);
+        for addr in freed {
+            self.umem.release(addr);
+        }
+        let mut done = Exchanged {
+            received: descs.len(),
+            ..Exchanged::default()
+        };
+        for j in 0..self.sockets.len() {
+            let sent = self.sockets[j].1.transmit(&self.tx[j]);
+            done.transmitted += sent;
+            done.tx_full += self.tx[j].len() - sent;
+            for (addr, _) in self.tx[j].drain(..).skip(sent) {
+                self.umem.release(addr);
+            }
+        }
+        done
+    }
+
     /// The kernel's drop counters, summed over this worker's sockets.
     pub fn socket_drops(&self) -> SocketDrops {
         let mut drops = SocketDrops::default();
@@ -108,50 +168,38 @@ impl FrameIo for XskPorts {
         if n == 0 {
             return Exchanged::default();
         }
-        let mut frames: ArrayVec<Frame<'_>, BATCH_SIZE> = ArrayVec::new();
-        for (addr, len) in &descs[..n] {
-            // SAFETY: each descriptor from the RX ring names a distinct
-            // chunk that the kernel has handed to us.
-            let (chunk, offset) = unsafe { self.umem.chunk(*addr) };
-            frames.push(Frame::new(chunk, offset, *len as usize, *port));
-        }
-        process(&mut frames);
-        let mut freed: ArrayVec<u64, BATCH_SIZE> = ArrayVec::new();
-        for (frame, (addr, _)) in frames.iter().zip(&descs[..n]) {
-            let out = match frame.meta.verdict {
-                Verdict::Tx(out) => self
-                    .tx_socket_of_port
-                    .get(usize::from(out))
-                    .copied()
-                    .flatten(),
-                // Frames here were steered to us; the kernel never sees them.
-                Verdict::Drop(_) | Verdict::Kernel | Verdict::Pending => None,
+        let metas = [Meta::new(*port); BATCH_SIZE];
+        self.forward(&descs[..n], &metas[..n], process)
+    }
+
+    fn inject(
+        &mut self,
+        mut make: impl FnMut(&mut [u8]) -> Option<(usize, Meta)>,
+        process: impl FnOnce(&mut [Frame<'_>]),
+    ) -> Exchanged {
+        let mut descs: ArrayVec<(u64, u32), BATCH_SIZE> = ArrayVec::new();
+        let mut metas: ArrayVec<Meta, BATCH_SIZE> = ArrayVec::new();
+        while !descs.is_full() {
+            let Some(addr) = self.umem.take() else {
+                break;
             };
-            match out {
-                Some(j) => {
-                    let desc = (Umem::addr_in_chunk(*addr, frame.head()), frame.len() as u32);
-                    self.tx[j].push(desc);
+            // SAFETY: a chunk just taken off the free list is ours alone.
+            let (chunk, _) = unsafe { self.umem.chunk(addr) };
+            match make(&mut chunk[HEADROOM..]) {
+                Some((len, meta)) => {
+                    descs.push((Umem::addr_in_chunk(addr, HEADROOM), len as u32));
+                    metas.push(meta);
                 }
-                None => freed.push(*addr),
+                None => {
+                    self.umem.release(addr);
+                    break;
+                }
             }
         }
-        drop(frames);
-        for addr in freed {
-            self.umem.release(addr);
+        if descs.is_empty() {
+            return Exchanged::default();
         }
-        let mut done = Exchanged {
-            received: n,
-            ..Exchanged::default()
-        };
-        for j in 0..self.sockets.len() {
-            let sent = self.sockets[j].1.transmit(&self.tx[j]);
-            done.transmitted += sent;
-            done.tx_full += self.tx[j].len() - sent;
-            for (addr, _) in self.tx[j].drain(..).skip(sent) {
-                self.umem.release(addr);
-            }
-        }
-        done
+        self.forward(&descs, &metas, process)
     }
 
     fn wait(&mut self, timeout_ms: i32) {
@@ -163,6 +211,14 @@ impl FrameIo for XskPorts {
                 timeout_ms,
             )
         };
+    }
+
+    fn watch(&mut self, fd: std::os::fd::RawFd) {
+        self.poll_fds.push(libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        });
     }
 
     fn wake_fill(&mut self) {

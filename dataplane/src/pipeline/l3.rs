@@ -84,12 +84,13 @@ fn to_internet(tables: &Tables, frame: &mut Frame<'_>, stats: &mut Stats) {
     else {
         return frame.meta.drop(stats, DropReason::NoInternetGateway);
     };
-    frame.meta.tx(uplink);
     forward(frame, port.mac, gateway_mac);
     stats.event(Event::Routed);
     if tables.nat().translates(frame.meta.tenant) {
         // Out of the uplink once its source is translated.
         frame.meta.stage = Stage::Snat;
+    } else {
+        frame.meta.tx(uplink);
     }
 }
 

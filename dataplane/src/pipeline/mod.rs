@@ -11,6 +11,7 @@ mod l2;
 mod l3;
 mod nat;
 mod offload;
+pub mod owner;
 mod stats;
 
 pub use stats::{DropReason, Event, Stats};
@@ -18,6 +19,7 @@ pub use stats::{DropReason, Event, Stats};
 use crate::conntrack::{self, Conntrack};
 use crate::frame::Frame;
 use crate::table::{PortId, Tables, TenantId, VtepId};
+use owner::Workers;
 
 /// The stage a frame waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +46,12 @@ pub enum Verdict {
     Drop(DropReason),
     /// Not ours: hand it to the kernel (XDP_PASS on the live path).
     Kernel,
+    /// Its NAT session belongs to worker `to`, which resumes it at
+    /// `resume` (see `owner` and `crate::handoff`).
+    Handoff {
+        to: u16,
+        resume: Stage,
+    },
 }
 
 /// Per-frame state carried between stages.
@@ -90,6 +98,16 @@ impl Meta {
         self.to_vtep = vtep;
     }
 
+    /// Leaves the frame to worker `to`, which goes on from this stage.
+    #[inline]
+    pub(crate) fn handoff(&mut self, to: u16) {
+        self.verdict = Verdict::Handoff {
+            to,
+            resume: self.stage,
+        };
+        self.stage = Stage::Done;
+    }
+
     /// Sends a reply back where the frame came from: out of its port, or
     /// back into the overlay toward the VTEP that sent it.
     #[inline]
@@ -109,6 +127,8 @@ pub struct Pipeline {
     /// The worker's clock in seconds, for session timeouts; the worker
     /// (or a test) sets it.
     pub now: u32,
+    /// Which worker this is, for NAT flow ownership.
+    pub workers: Workers,
 }
 
 /// Sessions of `Pipeline::new()`'s table.
@@ -149,6 +169,7 @@ impl Pipeline {
             stats: Stats::default(),
             conntrack: Conntrack::new(config),
             now: 0,
+            workers: Workers::default(),
         }
     }
 
@@ -160,16 +181,17 @@ impl Pipeline {
             self.stats.event(Event::SessionExpired);
         }
         let (ct, now, stats) = (&mut self.conntrack, self.now, &mut self.stats);
+        let workers = &self.workers;
         ingress::run(tables, frames, stats);
-        nat::run_in(tables, frames, ct, now, stats);
+        nat::run_in(tables, frames, ct, now, workers, stats);
         l2::run(tables, frames, stats);
         l3::run(tables, frames, stats);
-        nat::run_out(tables, frames, ct, now, stats);
+        nat::run_out(tables, frames, ct, now, workers, stats);
         if frames.iter().any(|f| f.meta.stage == Stage::Unsnat) {
             // Hairpinned frames: in through reverse NAT, routed inside.
-            nat::run_in(tables, frames, ct, now, stats);
+            nat::run_in(tables, frames, ct, now, workers, stats);
             l3::run(tables, frames, stats);
-            nat::run_out(tables, frames, ct, now, stats);
+            nat::run_out(tables, frames, ct, now, workers, stats);
         }
         encap::run(tables, frames, stats);
     }

@@ -6,7 +6,8 @@
 //! public address): the reply's session is found, the destination
 //! rewritten back to the inside endpoint, and l3 routes it in the
 //! tenant's VRF. Checksums are updated incrementally (RFC 1624).
-use super::{ipv4, offload, DropReason, Event, Stage, Stats};
+use super::owner::{self, Workers};
+use super::{ipv4, offload, DropReason, Event, Meta, Stage, Stats};
 use crate::conntrack::{
     self, Conntrack, Dir, FlowKey, FragKey, SessionId, SetupError, ICMP, PUBLIC, TCP, UDP,
 };
@@ -210,12 +211,21 @@ fn ip_packet<'a>(frame: &'a mut Frame<'_>) -> &'a mut [u8] {
     &mut ip[..total_len]
 }
 
+/// Sends a translated frame out of the uplink (l3 routed it there).
+fn out_of_uplink(tables: &Tables, meta: &mut Meta, stats: &mut Stats) {
+    match tables.uplink() {
+        Some((uplink, _)) => meta.tx(uplink),
+        None => meta.drop(stats, DropReason::NoUplink),
+    }
+}
+
 /// Frames l3 sent toward the internet from a tenant with source NAT.
 pub(crate) fn run_out(
     tables: &Tables,
     frames: &mut [Frame<'_>],
     ct: &mut Conntrack,
     now: u32,
+    workers: &Workers,
     stats: &mut Stats,
 ) {
     let read = |frame: &mut Frame<'_>, ct: &Conntrack, stats: &mut Stats| {
@@ -223,13 +233,20 @@ pub(crate) fn run_out(
         // l3 checked the header (and decremented the TTL).
         let ip = ip_packet(frame);
         let header_len = usize::from(ip[0] & 0x0f) * 4;
+        if !workers.is_single() {
+            let owner = workers.of_inside(zone, src_dst(ip).0);
+            if owner != workers.me {
+                frame.meta.handoff(owner);
+                return Ok(None);
+            }
+        }
         if is_later_fragment(ip) {
             // After the batch's first fragments (see `later_fragments`).
             return Ok(None);
         }
         if is_icmp_error(ip, header_len) {
             icmp_error(ip, header_len, ct, zone)?;
-            frame.meta.stage = Stage::Done;
+            out_of_uplink(tables, &mut frame.meta, stats);
             stats.event(Event::Snat);
             return Ok(None);
         }
@@ -258,7 +275,11 @@ pub(crate) fn run_out(
                         let snat = nat
                             .source(p.key.zone)
                             .ok_or(DropReason::NatNoPublicAddress)?;
-                        ct.setup_snat(p.key, snat.ip, snat.ports, state, now)
+                        // Only this worker's block, so replies come back here.
+                        let ports = workers
+                            .port_block(snat.ports)
+                            .ok_or(DropReason::NatPortsExhausted)?;
+                        ct.setup_snat(p.key, snat.ip, ports, state, now)
                     }
                 }
                 .map_err(setup_error)?;
@@ -275,17 +296,17 @@ pub(crate) fn run_out(
         stats.event(Event::Snat);
         // Hairpinning: to one of our own public addresses, the frame comes
         // straight back in, as if from the internet.
-        frame.meta.stage = match tables.nat().owner(p.key.dst) {
+        match tables.nat().owner(p.key.dst) {
             Some(_) => {
                 stats.event(Event::Hairpin);
-                Stage::Unsnat
+                frame.meta.stage = Stage::Unsnat;
             }
-            None => Stage::Done,
-        };
+            None => out_of_uplink(tables, &mut frame.meta, stats),
+        }
         Ok(())
     };
     run_batched(frames, Stage::Snat, ct, stats, read, translate);
-    later_fragments(frames, Stage::Snat, ct, now, stats);
+    later_fragments(tables, frames, Stage::Snat, ct, now, workers, stats);
 }
 
 /// Frames that arrived on the uplink for a public address.
@@ -294,6 +315,7 @@ pub(crate) fn run_in(
     frames: &mut [Frame<'_>],
     ct: &mut Conntrack,
     now: u32,
+    workers: &Workers,
     stats: &mut Stats,
 ) {
     let read = |frame: &mut Frame<'_>, ct: &Conntrack, stats: &mut Stats| {
@@ -306,6 +328,14 @@ pub(crate) fn run_in(
         let ip = &mut frame.data_mut()[ETH_HEADER_LEN..];
         let checked = ipv4::check(ip)?;
         let ip = &mut ip[..checked.total_len];
+        if !workers.is_single() {
+            if let Some(owner) = public_owner(tables, ip, checked.header_len, workers) {
+                if owner != workers.me {
+                    frame.meta.handoff(owner);
+                    return Ok(None);
+                }
+            }
+        }
         if is_later_fragment(ip) {
             // After the batch's first fragments (see `later_fragments`).
             return Ok(None);
@@ -335,7 +365,11 @@ pub(crate) fn run_in(
         ct.update(id, Dir::Reply, p.l4.tcp_flags, now);
         let ip = ip_packet(frame);
         let more = frag_field(ip) & MORE_FRAGMENTS != 0;
-        note_first_fragment(frag_key(ip, PUBLIC), more, id, ct, now)?;
+        let frag = frag_key(ip, PUBLIC);
+        note_first_fragment(frag, more, id, ct, now)?;
+        if more {
+            workers.note_fragment(&frag);
+        }
         let inside = ct.session(id).inside;
         rewrite(
             ip_packet(frame),
@@ -351,22 +385,48 @@ pub(crate) fn run_in(
         Ok(())
     };
     run_batched(frames, Stage::Unsnat, ct, stats, read, translate);
-    later_fragments(frames, Stage::Unsnat, ct, now, stats);
+    later_fragments(tables, frames, Stage::Unsnat, ct, now, workers, stats);
+}
+
+/// The worker that owns a packet arriving for a public address, if one
+/// can: see `owner`.
+fn public_owner(tables: &Tables, ip: &[u8], header_len: usize, workers: &Workers) -> Option<u16> {
+    let nat = tables.nat();
+    if is_later_fragment(ip) {
+        return workers.of_public_fragment(nat, &frag_key(ip, PUBLIC));
+    }
+    if is_icmp_error(ip, header_len) {
+        let (public, proto, port) = owner::quoted_source(ip, header_len)?;
+        return workers.of_public(nat, public, proto, port);
+    }
+    let l4 = transport(ip, header_len).ok()?;
+    workers.of_public(nat, src_dst(ip).1, l4.proto, l4.dport)
 }
 
 /// The later fragments still waiting at `stage`, once the first fragments
 /// of the batch have noted their sessions (fragments of one packet
 /// usually arrive in the same batch).
 fn later_fragments(
+    tables: &Tables,
     frames: &mut [Frame<'_>],
     stage: Stage,
     ct: &Conntrack,
     now: u32,
+    workers: &Workers,
     stats: &mut Stats,
 ) {
     for frame in frames.iter_mut().filter(|f| f.meta.stage == stage) {
         let zone = frame.meta.tenant;
         let ip = ip_packet(frame);
+        if stage == Stage::Unsnat && !workers.is_single() {
+            // Its first fragment is in another worker's batch: the
+            // owner may have noted it since this batch was read.
+            let owner = workers.of_public_fragment(tables.nat(), &frag_key(ip, PUBLIC));
+            if let Some(owner) = owner.filter(|&o| o != workers.me) {
+                frame.meta.handoff(owner);
+                continue;
+            }
+        }
         let result = match stage {
             Stage::Snat => later_fragment(ip, zone, ct, now, 12).map(|_| (zone, Stage::Done)),
             _ => later_fragment(ip, PUBLIC, ct, now, 16)
@@ -375,7 +435,10 @@ fn later_fragments(
         match result {
             Ok((tenant, next)) => {
                 frame.meta.tenant = tenant;
-                frame.meta.stage = next;
+                match next {
+                    Stage::Done => out_of_uplink(tables, &mut frame.meta, stats),
+                    _ => frame.meta.stage = next,
+                }
                 stats.event(if stage == Stage::Snat {
                     Event::Snat
                 } else {

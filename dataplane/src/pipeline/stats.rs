@@ -64,6 +64,8 @@ named_counters! {
         ConntrackFull = "conntrack_full",
         FirewallIngressDenied = "firewall_ingress_denied",
         FirewallEgressDenied = "firewall_egress_denied",
+        /// Its owner's mailbox had no empty parcel.
+        HandoffFull = "nat_handoff_full",
     }
 }
 
@@ -86,6 +88,8 @@ named_counters! {
         Dnat = "dnat_session_new",
         /// A VM's packet to its tenant's own public address, turned back in.
         Hairpin = "nat_hairpin",
+        /// Handed to the worker that owns its NAT session.
+        HandedOff = "nat_handoff",
     }
 }
 
