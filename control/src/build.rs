@@ -1,6 +1,6 @@
 //! Builds the data plane's immutable tables from a validated state.
 use crate::model::{
-    Direction, NextHopConfig, PortConfig, RuleAction, RuleProtocol, State, DEFAULT_MTU,
+    Direction, NextHopConfig, PortConfig, RuleAction, RuleMatch, RuleProtocol, State, DEFAULT_MTU,
     DEFAULT_NAT_PORTS,
 };
 use crate::ConfigErrors;
@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use xvr_dataplane::conntrack;
 use xvr_dataplane::table::{
     Action, Firewall, Inside, NextHop, Port, PortRole, Rule, RuleSet, SourceNat, Tables,
-    TablesBuilder, Tenant,
+    TablesBuilder, Tenant, TierAcl,
 };
 
 impl State {
@@ -122,51 +122,31 @@ impl State {
         for (name, &id) in &tenants {
             b.set_firewall(id, self.firewall_of(name));
         }
+        for acl in &self.network_acls {
+            let rules = |direction: Direction| -> Vec<Rule> {
+                acl.rules
+                    .iter()
+                    .filter(|r| r.direction == direction)
+                    .map(|r| rule_of(r.matcher()))
+                    .collect()
+            };
+            let tier = TierAcl::new(
+                acl.tier,
+                rules(Direction::Ingress),
+                rules(Direction::Egress),
+            );
+            b.set_tier_acl(tenants[acl.tenant.as_str()], tier);
+        }
         Ok(b.build())
     }
 
     /// A tenant's rules, in order, per direction.
     fn firewall_of(&self, tenant: &str) -> Firewall {
-        let any: Ipv4Net = Ipv4Net::default();
         let rules = |direction: Direction| -> Vec<Rule> {
             self.firewall
                 .iter()
                 .filter(|r| r.tenant == tenant && r.direction == direction)
-                .map(|r| {
-                    let (proto, ports) = match r.protocol {
-                        RuleProtocol::Any => (None, (0, u16::MAX)),
-                        RuleProtocol::Tcp | RuleProtocol::Udp => {
-                            let proto = if r.protocol == RuleProtocol::Tcp {
-                                6
-                            } else {
-                                17
-                            };
-                            let [a, b] = r.ports.unwrap_or([0, u16::MAX]);
-                            (Some(proto), (a, b))
-                        }
-                        RuleProtocol::Icmp => {
-                            let ports = match (r.icmp_type, r.icmp_code) {
-                                (None, _) => (0, u16::MAX),
-                                (Some(t), None) => (u16::from(t) << 8, u16::from(t) << 8 | 0xff),
-                                (Some(t), Some(c)) => {
-                                    let v = u16::from(t) << 8 | u16::from(c);
-                                    (v, v)
-                                }
-                            };
-                            (Some(1), ports)
-                        }
-                    };
-                    Rule {
-                        src: r.source.unwrap_or(any),
-                        dst: r.destination.unwrap_or(any),
-                        proto,
-                        ports,
-                        action: match r.action {
-                            RuleAction::Allow => Action::Allow,
-                            RuleAction::Deny => Action::Deny,
-                        },
-                    }
-                })
+                .map(|r| rule_of(r.matcher()))
                 .collect()
         };
         let egress_default = self
@@ -213,5 +193,44 @@ impl State {
             set(&mut d.icmp, t.icmp);
         }
         config
+    }
+}
+
+/// A firewall or ACL rule as the classifier takes it: for ICMP the "port"
+/// is `type << 8 | code`.
+fn rule_of(r: RuleMatch) -> Rule {
+    let any = Ipv4Net::default();
+    let (proto, ports) = match r.protocol {
+        RuleProtocol::Any => (None, (0, u16::MAX)),
+        RuleProtocol::Tcp | RuleProtocol::Udp => {
+            let proto = if r.protocol == RuleProtocol::Tcp {
+                6
+            } else {
+                17
+            };
+            let [a, b] = r.ports.unwrap_or([0, u16::MAX]);
+            (Some(proto), (a, b))
+        }
+        RuleProtocol::Icmp => {
+            let ports = match (r.icmp_type, r.icmp_code) {
+                (None, _) => (0, u16::MAX),
+                (Some(t), None) => (u16::from(t) << 8, u16::from(t) << 8 | 0xff),
+                (Some(t), Some(c)) => {
+                    let v = u16::from(t) << 8 | u16::from(c);
+                    (v, v)
+                }
+            };
+            (Some(1), ports)
+        }
+    };
+    Rule {
+        src: r.source.unwrap_or(any),
+        dst: r.destination.unwrap_or(any),
+        proto,
+        ports,
+        action: match r.action {
+            RuleAction::Allow => Action::Allow,
+            RuleAction::Deny => Action::Deny,
+        },
     }
 }

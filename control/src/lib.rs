@@ -8,8 +8,9 @@ mod validate;
 
 pub use mac::Mac;
 pub use model::{
-    ConntrackConfig, Direction, FirewallRuleConfig, NatConfig, NeighborConfig, NextHopConfig,
-    PortConfig, PortForwardConfig, Protocol, RemoteVmConfig, RouteConfig, RuleAction, RuleProtocol,
-    SourceNatConfig, State, StaticNatConfig, TenantConfig, TimeoutsConfig, VtepConfig,
+    AclRuleConfig, ConntrackConfig, Direction, FirewallRuleConfig, NatConfig, NeighborConfig,
+    NetworkAclConfig, NextHopConfig, PortConfig, PortForwardConfig, Protocol, RemoteVmConfig,
+    RouteConfig, RuleAction, RuleProtocol, SourceNatConfig, State, StaticNatConfig, TenantConfig,
+    TimeoutsConfig, VtepConfig,
 };
 pub use validate::{ConfigError, ConfigErrors};

@@ -32,6 +32,87 @@ pub struct State {
     /// matches a session's first packet decides.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub firewall: Vec<FirewallRuleConfig>,
+    /// Network ACLs of tiers (subnets) inside tenants, as CloudStack's VPC
+    /// ACL lists: ordered rules for traffic into and out of the tier,
+    /// default deny, applied to routed traffic (between tiers too).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub network_acls: Vec<NetworkAclConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkAclConfig {
+    pub tenant: String,
+    /// The tier's subnet.
+    pub tier: Ipv4Net,
+    /// In order: the first that matches a flow's first packet decides;
+    /// nothing matches, denied. `ingress`: into the tier (from other
+    /// tiers and the internet), `egress`: out of it.
+    #[serde(default)]
+    pub rules: Vec<AclRuleConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclRuleConfig {
+    pub direction: Direction,
+    pub action: RuleAction,
+    #[serde(default = "any_protocol")]
+    pub protocol: RuleProtocol,
+    /// Default 0.0.0.0/0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Ipv4Net>,
+    /// Default 0.0.0.0/0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<Ipv4Net>,
+    /// Destination ports (TCP and UDP only); default all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<[u16; 2]>,
+    /// ICMP only; default any type (and code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp_type: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp_code: Option<u8>,
+}
+
+/// What a firewall rule and an ACL rule match, and their action.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RuleMatch {
+    pub action: RuleAction,
+    pub protocol: RuleProtocol,
+    pub source: Option<Ipv4Net>,
+    pub destination: Option<Ipv4Net>,
+    pub ports: Option<[u16; 2]>,
+    pub icmp_type: Option<u8>,
+    pub icmp_code: Option<u8>,
+}
+
+impl FirewallRuleConfig {
+    pub fn matcher(&self) -> RuleMatch {
+        RuleMatch {
+            action: self.action,
+            protocol: self.protocol,
+            source: self.source,
+            destination: self.destination,
+            ports: self.ports,
+            icmp_type: self.icmp_type,
+            icmp_code: self.icmp_code,
+        }
+    }
+}
+
+impl AclRuleConfig {
+    pub fn matcher(&self) -> RuleMatch {
+        RuleMatch {
+            action: self.action,
+            protocol: self.protocol,
+            source: self.source,
+            destination: self.destination,
+            ports: self.ports,
+            icmp_type: self.icmp_type,
+            icmp_code: self.icmp_code,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,9 +2,10 @@
 //! path of the field (`ports[2].gateway`) and the offending value, and a
 //! state with any problem is rejected whole.
 use crate::model::{
-    NextHopConfig, PortConfig, Protocol, RuleProtocol, State, DEFAULT_NAT_PORTS, MAX_UPLINK_MTU,
-    MIN_UPLINK_MTU,
+    NextHopConfig, PortConfig, Protocol, RuleMatch, RuleProtocol, State, DEFAULT_NAT_PORTS,
+    MAX_UPLINK_MTU, MIN_UPLINK_MTU,
 };
+use ipnet::Ipv4Net;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -120,6 +121,7 @@ impl State {
         self.check_nat(&mut errors, &tenants);
         self.check_conntrack(&mut errors);
         self.check_firewall(&mut errors, &tenants);
+        self.check_network_acls(&mut errors, &tenants);
         if errors.0.is_empty() {
             Ok(())
         } else {
@@ -422,33 +424,38 @@ impl State {
             if !tenants.contains(r.tenant.as_str()) {
                 errors.add(at("tenant"), format!("unknown tenant {:?}", r.tenant));
             }
-            for (field, net) in [("source", r.source), ("destination", r.destination)] {
-                if let Some(net) = net.filter(|n| *n != n.trunc()) {
-                    errors.add(
-                        at(field),
-                        format!("{net} has host bits set (did you mean {}?)", net.trunc()),
-                    );
-                }
+            check_rule(errors, &at, r.matcher());
+        }
+    }
+
+    fn check_network_acls(&self, errors: &mut Errors, tenants: &HashSet<&str>) {
+        let mut tiers: Vec<(&str, Ipv4Net, usize)> = Vec::new();
+        for (i, acl) in self.network_acls.iter().enumerate() {
+            let at = |field: &str| format!("network_acls[{i}].{field}");
+            if !tenants.contains(acl.tenant.as_str()) {
+                errors.add(at("tenant"), format!("unknown tenant {:?}", acl.tenant));
             }
-            let ports_allowed = matches!(r.protocol, RuleProtocol::Tcp | RuleProtocol::Udp);
-            match r.ports {
-                Some(_) if !ports_allowed => {
-                    errors.add(at("ports"), "ports need protocol tcp or udp".into())
-                }
-                Some([first, last]) if first > last => errors.add(
-                    at("ports"),
-                    format!("[{first}, {last}] is not a range of ports, first to last"),
-                ),
-                _ => {}
-            }
-            let icmp = r.protocol == RuleProtocol::Icmp;
-            if (r.icmp_type.is_some() || r.icmp_code.is_some()) && !icmp {
+            let tier = acl.tier;
+            if tier != tier.trunc() {
+                let fix = tier.trunc();
                 errors.add(
-                    at("icmp_type"),
-                    "icmp_type and icmp_code need protocol icmp".into(),
+                    at("tier"),
+                    format!("{tier} has host bits set (did you mean {fix}?)"),
                 );
-            } else if r.icmp_code.is_some() && r.icmp_type.is_none() {
-                errors.add(at("icmp_code"), "an ICMP code needs its icmp_type".into());
+            }
+            let overlap = tiers.iter().find(|(tenant, other, _)| {
+                *tenant == acl.tenant && (other.contains(&tier) || tier.contains(other))
+            });
+            match overlap {
+                Some((_, other, j)) => errors.add(
+                    at("tier"),
+                    format!("{tier} overlaps tier {other} of network_acls[{j}] in the same tenant"),
+                ),
+                None => tiers.push((acl.tenant.as_str(), tier, i)),
+            }
+            for (j, r) in acl.rules.iter().enumerate() {
+                let at = |field: &str| format!("network_acls[{i}].rules[{j}].{field}");
+                check_rule(errors, &at, r.matcher());
             }
         }
     }
@@ -623,5 +630,38 @@ impl State {
                 errors.add(format!("{at}.vtep"), format!("{} is not in vteps", r.vtep));
             }
         }
+    }
+}
+
+/// What any rule (firewall or ACL) must get right: whole prefixes, ports
+/// only with TCP or UDP and in order, ICMP fields only with ICMP.
+fn check_rule(errors: &mut Errors, at: &dyn Fn(&str) -> String, r: RuleMatch) {
+    for (field, net) in [("source", r.source), ("destination", r.destination)] {
+        if let Some(net) = net.filter(|n| *n != n.trunc()) {
+            errors.add(
+                at(field),
+                format!("{net} has host bits set (did you mean {}?)", net.trunc()),
+            );
+        }
+    }
+    let ports_allowed = matches!(r.protocol, RuleProtocol::Tcp | RuleProtocol::Udp);
+    match r.ports {
+        Some(_) if !ports_allowed => {
+            errors.add(at("ports"), "ports need protocol tcp or udp".into())
+        }
+        Some([first, last]) if first > last => errors.add(
+            at("ports"),
+            format!("[{first}, {last}] is not a range of ports, first to last"),
+        ),
+        _ => {}
+    }
+    let icmp = r.protocol == RuleProtocol::Icmp;
+    if (r.icmp_type.is_some() || r.icmp_code.is_some()) && !icmp {
+        errors.add(
+            at("icmp_type"),
+            "icmp_type and icmp_code need protocol icmp".into(),
+        );
+    } else if r.icmp_code.is_some() && r.icmp_type.is_none() {
+        errors.add(at("icmp_code"), "an ICMP code needs its icmp_type".into());
     }
 }

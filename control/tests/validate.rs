@@ -337,6 +337,30 @@ fn bad_nat_and_conntrack_settings_name_the_field() {
             }),
         ),
         (
+            "network_acls[0].tenant: unknown tenant \"initech\"",
+            Box::new(|j| j["network_acls"] = json!([{ "tenant": "initech", "tier": "10.0.1.0/24" }])),
+        ),
+        (
+            "network_acls[0].tier: 10.0.1.1/24 has host bits set",
+            Box::new(|j| j["network_acls"] = json!([{ "tenant": "acme", "tier": "10.0.1.1/24" }])),
+        ),
+        (
+            "network_acls[1].tier: 10.0.0.0/16 overlaps tier 10.0.1.0/24 of network_acls[0]",
+            Box::new(|j| {
+                j["network_acls"] = json!([{ "tenant": "acme", "tier": "10.0.1.0/24" },
+                                           { "tenant": "acme", "tier": "10.0.0.0/16" }]);
+            }),
+        ),
+        (
+            "network_acls[0].rules[1].ports: [90, 80] is not a range of ports",
+            Box::new(|j| {
+                j["network_acls"] = json!([{ "tenant": "acme", "tier": "10.0.1.0/24", "rules": [
+                    { "direction": "ingress", "action": "allow", "protocol": "icmp" },
+                    { "direction": "ingress", "action": "allow", "protocol": "tcp", "ports": [90, 80] }
+                ] }]);
+            }),
+        ),
+        (
             "conntrack.max_sessions: must be at least 1",
             Box::new(|j| j["conntrack"] = json!({ "max_sessions": 0 })),
         ),

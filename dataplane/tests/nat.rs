@@ -7,11 +7,9 @@ mod common;
 use common::*;
 use etherparse::{IpNumber, PacketHeaders, TransportHeader};
 use xvr_dataplane::conntrack::{self, State};
-use xvr_dataplane::handoff::Handoff;
 use xvr_dataplane::io::memory::MemoryIo;
 use xvr_dataplane::pipeline::owner::Workers;
 use xvr_dataplane::table::{Action, Firewall, Rule, RuleSet, SourceNat, Tables, TablesBuilder};
-use xvr_dataplane::worker::Worker;
 use xvr_dataplane::{DropReason, Event, Pipeline, Verdict};
 use xvr_testkit::headers;
 
@@ -513,37 +511,6 @@ fn a_vm_reaches_a_forwarded_port_of_its_own_public_address() {
     let (src, sport, dst, dport, _) = fields(&back);
     assert_eq!((src, sport, dst, dport), (PUBLIC_IP, 8080, VM2, 41000));
     assert_eq!(p.stats.events_of(Event::Hairpin), 2);
-}
-
-/// Two workers over memory I/O that hand frames to each other.
-fn two_workers() -> Vec<Worker<MemoryIo>> {
-    let mut handoffs = Handoff::all(2).unwrap();
-    Workers::all(2)
-        .into_iter()
-        .map(|view| {
-            let mut p = Pipeline::new();
-            p.workers = view;
-            Worker::with_pipeline(MemoryIo::new(), p).with_handoff(handoffs.remove(0))
-        })
-        .collect()
-}
-
-/// Receives `frame` on `port` of worker `at`, then lets both workers run
-/// until nothing moves; returns (worker, port, bytes) of what was sent.
-fn deliver(
-    w: &mut [Worker<MemoryIo>],
-    t: &Tables,
-    at: usize,
-    port: u16,
-    frame: &[u8],
-) -> Vec<(usize, u16, Vec<u8>)> {
-    w[at].io.push(port, frame);
-    while w.iter_mut().map(|w| w.poll(t)).sum::<usize>() > 0 {}
-    let mut sent = Vec::new();
-    for (i, w) in w.iter_mut().enumerate() {
-        sent.extend(w.io.sent.drain(..).map(|(port, bytes)| (i, port, bytes)));
-    }
-    sent
 }
 
 #[test]

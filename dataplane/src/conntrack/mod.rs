@@ -77,6 +77,9 @@ pub struct Session {
     /// Opened by a packet from the public side (static NAT, port
     /// forwarding): its first packet went in the Reply direction.
     pub inbound: bool,
+    /// Routed inside the tenant without translation (a flow that tier
+    /// ACLs let through): its reply comes back in the tenant's zone.
+    pub routed: bool,
     /// Second (of the worker's clock) at which it dies without traffic.
     pub expires: u32,
     /// The wheel slot it is queued in, and its neighbours there.
@@ -86,11 +89,12 @@ pub struct Session {
 }
 
 impl Session {
-    /// The key of the reply direction, as it arrives on the public side.
+    /// The key of the reply direction, as it arrives on the public side
+    /// (or, routed, in the tenant's zone).
     pub fn reply_key(&self) -> FlowKey {
         let inside = &self.inside;
         FlowKey {
-            zone: PUBLIC,
+            zone: if self.routed { inside.zone } else { PUBLIC },
             proto: inside.proto,
             src: inside.dst,
             dst: self.nat_ip,
@@ -295,6 +299,7 @@ impl Conntrack {
             state,
             live: true,
             inbound: false,
+            routed: false,
             expires: now.saturating_add(self.config.timeouts.of(state)),
             slot: 0,
             prev: NIL,
@@ -317,6 +322,19 @@ impl Conntrack {
         inbound: bool,
         now: u32,
     ) -> Result<SessionId, SetupError> {
+        self.open(inside, (nat_ip, nat_port), state, (inbound, false), now)
+    }
+
+    /// A session with no port of its own to allocate; `(inbound, routed)`
+    /// as in `Session`.
+    fn open(
+        &mut self,
+        inside: FlowKey,
+        (nat_ip, nat_port): (Ipv4Addr, u16),
+        state: State,
+        (inbound, routed): (bool, bool),
+        now: u32,
+    ) -> Result<SessionId, SetupError> {
         if self.live >= self.config.max_sessions {
             return Err(SetupError::Full);
         }
@@ -327,12 +345,31 @@ impl Conntrack {
             state,
             live: true,
             inbound,
+            routed,
             expires: now.saturating_add(self.config.timeouts.of(state)),
             slot: 0,
             prev: NIL,
             next: NIL,
         };
         Ok(self.insert(session))
+    }
+
+    /// Opens a session for a flow routed inside a tenant untranslated
+    /// (between tiers with ACLs), so its later packets and replies pass
+    /// without the rules.
+    pub fn setup_routed(
+        &mut self,
+        inside: FlowKey,
+        state: State,
+        now: u32,
+    ) -> Result<SessionId, SetupError> {
+        self.open(
+            inside,
+            (inside.src, inside.sport),
+            state,
+            (false, true),
+            now,
+        )
     }
 
     fn insert(&mut self, session: Session) -> SessionId {

@@ -2,8 +2,11 @@
 //! the router's own (ICMP echo); the rest get a TTL check, a longest-prefix
 //! match, next-hop resolution through the host table, a TTL decrement with
 //! an incremental checksum update, and new MACs.
+use super::acl;
 use super::icmp::{self, IcmpError};
+use super::owner::Workers;
 use super::{ipv4, DropReason, Event, Stage, Stats};
+use crate::conntrack::Conntrack;
 use crate::frame::Frame;
 use crate::table::{Location, NextHop, PortRole, Tables};
 use crate::wire::{
@@ -11,14 +14,33 @@ use crate::wire::{
     Icmpv4Message, Ipv4Packet, ETH_HEADER_LEN,
 };
 
-pub(crate) fn run(tables: &Tables, frames: &mut [Frame<'_>], stats: &mut Stats) {
+/// What routing needs beyond the tables: the worker's sessions, for tier
+/// ACLs.
+pub(crate) struct Sessions<'a> {
+    pub ct: &'a mut Conntrack,
+    pub now: u32,
+    pub workers: &'a Workers,
+}
+
+pub(crate) fn run(
+    tables: &Tables,
+    frames: &mut [Frame<'_>],
+    mut sessions: Sessions<'_>,
+    stats: &mut Stats,
+) {
     let overlay_ip_mtu = tables.overlay_ip_mtu().unwrap_or(usize::MAX);
     for frame in frames.iter_mut().filter(|f| f.meta.stage == Stage::L3) {
-        route(tables, frame, overlay_ip_mtu, stats);
+        route(tables, frame, overlay_ip_mtu, &mut sessions, stats);
     }
 }
 
-fn route(tables: &Tables, frame: &mut Frame<'_>, overlay_ip_mtu: usize, stats: &mut Stats) {
+fn route(
+    tables: &Tables,
+    frame: &mut Frame<'_>,
+    overlay_ip_mtu: usize,
+    sessions: &mut Sessions<'_>,
+    stats: &mut Stats,
+) {
     let data = frame.data();
     // L2 checked the Ethernet header's length.
     if EthernetFrame::new_unchecked(data).ethertype() != EthernetProtocol::Ipv4 {
@@ -40,7 +62,18 @@ fn route(tables: &Tables, frame: &mut Frame<'_>, overlay_ip_mtu: usize, stats: &
         let error = IcmpError::new(Icmpv4Message::TimeExceeded, 0, DropReason::TtlExceeded);
         return icmp::error(tables, frame, &checked, error, stats);
     }
-    let next_hop = match tables.route(tenant_id, dst) {
+    let route = tables.route(tenant_id, dst);
+    let through_nat = frame.meta.translated
+        || (route == Some(NextHop::Internet) && tables.nat().translates(tenant_id));
+    if !through_nat && tables.acls(tenant_id).is_some() {
+        let Sessions { ct, now, workers } = sessions;
+        match acl::check(tables, frame, ct, *now, workers, stats) {
+            acl::Routed::Pass => {}
+            acl::Routed::Handoff(to) => return frame.meta.handoff(to),
+            acl::Routed::Drop(reason) => return frame.meta.drop(stats, reason),
+        }
+    }
+    let next_hop = match route {
         None => {
             let code = Icmpv4DstUnreachable::NetUnreachable.into();
             let error = IcmpError::new(Icmpv4Message::DstUnreachable, code, DropReason::NoRoute);

@@ -2,6 +2,7 @@
 //! function over the whole batch that handles the frames waiting for it.
 //! Frames only move forward (ingress -> l2 -> l3 -> encap), so one pass
 //! over the stages finishes every frame.
+mod acl;
 mod arp;
 mod encap;
 mod icmp;
@@ -65,6 +66,8 @@ pub struct Meta {
     pub to_vtep: VtepId,
     pub stage: Stage,
     pub verdict: Verdict,
+    /// Came in through NAT: its NAT session, not the tier ACLs, decides.
+    pub translated: bool,
 }
 
 impl Meta {
@@ -76,6 +79,7 @@ impl Meta {
             to_vtep: 0,
             stage: Stage::Ingress,
             verdict: Verdict::Pending,
+            translated: false,
         }
     }
 
@@ -185,12 +189,12 @@ impl Pipeline {
         ingress::run(tables, frames, stats);
         nat::run_in(tables, frames, ct, now, workers, stats);
         l2::run(tables, frames, stats);
-        l3::run(tables, frames, stats);
+        l3::run(tables, frames, l3::Sessions { ct, now, workers }, stats);
         nat::run_out(tables, frames, ct, now, workers, stats);
         if frames.iter().any(|f| f.meta.stage == Stage::Unsnat) {
             // Hairpinned frames: in through reverse NAT, routed inside.
             nat::run_in(tables, frames, ct, now, workers, stats);
-            l3::run(tables, frames, stats);
+            l3::run(tables, frames, l3::Sessions { ct, now, workers }, stats);
             nat::run_out(tables, frames, ct, now, workers, stats);
         }
         encap::run(tables, frames, stats);

@@ -6,6 +6,7 @@
 //! public address): the reply's session is found, the destination
 //! rewritten back to the inside endpoint, and l3 routes it in the
 //! tenant's VRF. Checksums are updated incrementally (RFC 1624).
+use super::acl;
 use super::owner::{self, Workers};
 use super::{ipv4, offload, DropReason, Event, Meta, Stage, Stats};
 use crate::conntrack::{
@@ -22,22 +23,22 @@ const ICMP_ECHO_REQUEST: u8 = 8;
 
 /// The transport fields NAT reads and rewrites, as offsets into the IPv4
 /// packet.
-struct L4 {
-    proto: u8,
-    sport: u16,
-    dport: u16,
-    tcp_flags: u8,
+pub(super) struct L4 {
+    pub(super) proto: u8,
+    pub(super) sport: u16,
+    pub(super) dport: u16,
+    pub(super) tcp_flags: u8,
     /// The ICMP type (echo request or reply); 0 for TCP and UDP.
-    icmp_type: u8,
+    pub(super) icmp_type: u8,
     /// Source and destination port (for ICMP echo both are the identifier).
-    sport_at: usize,
-    dport_at: usize,
-    checksum_at: usize,
+    pub(super) sport_at: usize,
+    pub(super) dport_at: usize,
+    pub(super) checksum_at: usize,
 }
 
 /// Reads the ports (or ICMP echo identifier) of a packet or of its first
 /// fragment.
-fn transport(ip: &[u8], header_len: usize) -> Result<L4, DropReason> {
+pub(super) fn transport(ip: &[u8], header_len: usize) -> Result<L4, DropReason> {
     let l4 = &ip[header_len..];
     let word = |at: usize| u16::from_be_bytes([l4[at], l4[at + 1]]);
     let (proto, h) = (ip[9], header_len);
@@ -119,7 +120,7 @@ fn transport_sum(proto: u8, sum: u16, old_addr: u32, addr: u32, old_port: u16, p
 }
 
 /// The flow of a packet as it arrives in `zone`.
-fn flow_key(ip: &[u8], l4: &L4, zone: TenantId) -> FlowKey {
+pub(super) fn flow_key(ip: &[u8], l4: &L4, zone: TenantId) -> FlowKey {
     let (src, dst) = src_dst(ip);
     FlowKey {
         zone,
@@ -131,7 +132,7 @@ fn flow_key(ip: &[u8], l4: &L4, zone: TenantId) -> FlowKey {
     }
 }
 
-fn src_dst(ip: &[u8]) -> (Ipv4Addr, Ipv4Addr) {
+pub(super) fn src_dst(ip: &[u8]) -> (Ipv4Addr, Ipv4Addr) {
     let addr = |at: usize| Ipv4Addr::from(<[u8; 4]>::try_from(&ip[at..at + 4]).expect("4 bytes"));
     (addr(12), addr(16))
 }
@@ -219,6 +220,14 @@ fn out_of_uplink(tables: &Tables, meta: &mut Meta, stats: &mut Stats) {
     }
 }
 
+/// A frame translated on its way in: routed in `tenant`'s VRF, where its
+/// NAT session (not the tier ACLs) stands for it.
+fn inward(meta: &mut Meta, tenant: TenantId) {
+    meta.tenant = tenant;
+    meta.stage = Stage::L3;
+    meta.translated = true;
+}
+
 /// Frames l3 sent toward the internet from a tenant with source NAT.
 pub(crate) fn run_out(
     tables: &Tables,
@@ -267,6 +276,8 @@ pub(crate) fn run_out(
                 if action == Action::Deny {
                     return Err(DropReason::FirewallEgressDenied);
                 }
+                let flow = (p.key.src, p.key.dst);
+                acl::decide(tables, p.key.zone, flow, p.l4.proto, rule_port(&p.l4))?;
                 let nat = tables.nat();
                 let id = match nat.static_of_vm(p.key.zone, p.key.src) {
                     // 1:1: the VM's public address, ports unchanged.
@@ -342,8 +353,7 @@ pub(crate) fn run_in(
         }
         if is_icmp_error(ip, checked.header_len) {
             let tenant = icmp_error(ip, checked.header_len, ct, PUBLIC)?;
-            frame.meta.tenant = tenant;
-            frame.meta.stage = Stage::L3;
+            inward(&mut frame.meta, tenant);
             stats.event(Event::Unsnat);
             return Ok(None);
         }
@@ -379,8 +389,7 @@ pub(crate) fn run_in(
             p.l4.dport_at,
             inside.sport,
         );
-        frame.meta.tenant = inside.zone;
-        frame.meta.stage = Stage::L3;
+        inward(&mut frame.meta, inside.zone);
         stats.event(Event::Unsnat);
         Ok(())
     };
@@ -434,10 +443,9 @@ fn later_fragments(
         };
         match result {
             Ok((tenant, next)) => {
-                frame.meta.tenant = tenant;
                 match next {
                     Stage::Done => out_of_uplink(tables, &mut frame.meta, stats),
-                    _ => frame.meta.stage = next,
+                    _ => inward(&mut frame.meta, tenant),
                 }
                 stats.event(if stage == Stage::Snat {
                     Event::Snat
@@ -452,14 +460,14 @@ fn later_fragments(
 
 /// The state a session opened by this packet starts in, if it may open
 /// one: a bare TCP SYN, any UDP, an ICMP echo request.
-fn opening_state(l4: &L4) -> Result<conntrack::State, DropReason> {
+pub(super) fn opening_state(l4: &L4) -> Result<conntrack::State, DropReason> {
     if l4.proto == ICMP && l4.icmp_type != ICMP_ECHO_REQUEST {
         return Err(DropReason::NatNoSession);
     }
     conntrack::initial(l4.proto, l4.tcp_flags).ok_or(DropReason::NatNoSession)
 }
 
-fn setup_error(e: SetupError) -> DropReason {
+pub(super) fn setup_error(e: SetupError) -> DropReason {
     match e {
         SetupError::Full => DropReason::ConntrackFull,
         SetupError::PortsExhausted => DropReason::NatPortsExhausted,
@@ -490,6 +498,13 @@ fn dnat_setup(
     if action == Action::Deny {
         return Err(DropReason::FirewallIngressDenied);
     }
+    // The VM's tier sees the flow as it will arrive, translated.
+    let rule_port = if p.l4.proto == ICMP {
+        rule_port(&p.l4)
+    } else {
+        vm_port
+    };
+    acl::decide(tables, tenant, (p.key.src, vm), p.l4.proto, rule_port)?;
     let inside = FlowKey {
         zone: tenant,
         proto: p.l4.proto,
@@ -510,7 +525,7 @@ const ICMP_DEST_UNREACHABLE: u8 = 3;
 const ICMP_TIME_EXCEEDED: u8 = 11;
 const ICMP_PARAMETER_PROBLEM: u8 = 12;
 
-fn is_icmp_error(ip: &[u8], header_len: usize) -> bool {
+pub(super) fn is_icmp_error(ip: &[u8], header_len: usize) -> bool {
     ip[9] == ICMP
         && matches!(
             ip.get(header_len),
@@ -518,19 +533,19 @@ fn is_icmp_error(ip: &[u8], header_len: usize) -> bool {
         )
 }
 
-/// Translates an ICMP error about a translated flow (RFC 5508). It quotes
-/// the packet as it was on the side it came from, so the session is found
-/// from the quote turned around, and the quote is translated with the
-/// outer address: from the public side (`zone` PUBLIC), the outer
-/// destination and the quote's source go back to the inside endpoint;
-/// from a VM (`zone` its tenant), the outer source and the quote's
-/// destination become the public endpoint. Returns the inside tenant.
-fn icmp_error(
-    ip: &mut [u8],
-    header_len: usize,
-    ct: &Conntrack,
-    zone: TenantId,
-) -> Result<TenantId, DropReason> {
+/// The packet an ICMP error quotes, turned around: `key` is the flow it
+/// belongs to as that flow's packets arrive in `zone`. Offsets into the
+/// outer packet: the quote, its transport header and its ports (or echo
+/// identifier).
+pub(super) struct Quote {
+    pub(super) key: FlowKey,
+    quote: usize,
+    q_l4: usize,
+    sport_at: usize,
+    dport_at: usize,
+}
+
+pub(super) fn quote(ip: &[u8], header_len: usize, zone: TenantId) -> Result<Quote, DropReason> {
     let quote = header_len + 8;
     let q_header_len = match ip.get(quote) {
         Some(b) if b >> 4 == 4 => usize::from(b & 0x0f) * 4,
@@ -541,7 +556,7 @@ fn icmp_error(
     if q_header_len < 20 || ip.len() < q_l4 + 8 {
         return Err(DropReason::L4Truncated);
     }
-    let word = |ip: &[u8], at: usize| u16::from_be_bytes([ip[at], ip[at + 1]]);
+    let word = |at: usize| u16::from_be_bytes([ip[at], ip[at + 1]]);
     let proto = ip[quote + 9];
     let (q_src, q_dst) = src_dst(&ip[quote..]);
     // Where the quote's "ports" are: TCP/UDP ports, or the echo identifier.
@@ -557,9 +572,40 @@ fn icmp_error(
         proto,
         src: q_dst,
         dst: q_src,
-        sport: word(ip, dport_at),
-        dport: word(ip, sport_at),
+        sport: word(dport_at),
+        dport: word(sport_at),
     };
+    Ok(Quote {
+        key,
+        quote,
+        q_l4,
+        sport_at,
+        dport_at,
+    })
+}
+
+/// Translates an ICMP error about a translated flow (RFC 5508). It quotes
+/// the packet as it was on the side it came from, so the session is found
+/// from the quote turned around, and the quote is translated with the
+/// outer address: from the public side (`zone` PUBLIC), the outer
+/// destination and the quote's source go back to the inside endpoint;
+/// from a VM (`zone` its tenant), the outer source and the quote's
+/// destination become the public endpoint. Returns the inside tenant.
+fn icmp_error(
+    ip: &mut [u8],
+    header_len: usize,
+    ct: &Conntrack,
+    zone: TenantId,
+) -> Result<TenantId, DropReason> {
+    let Quote {
+        key,
+        quote,
+        q_l4,
+        sport_at,
+        dport_at,
+    } = quote(ip, header_len, zone)?;
+    let word = |ip: &[u8], at: usize| u16::from_be_bytes([ip[at], ip[at + 1]]);
+    let proto = key.proto;
     let inbound = zone == PUBLIC;
     let (id, _) = ct.lookup(&key).ok_or(DropReason::NatNoSession)?;
     let s = ct.session(id);
@@ -588,26 +634,26 @@ fn icmp_error(
 
 /// The "port" firewall rules match: the destination port, or for ICMP
 /// `type << 8 | code` (echo carries code 0).
-fn rule_port(l4: &L4) -> u16 {
+pub(super) fn rule_port(l4: &L4) -> u16 {
     match l4.proto {
         ICMP => u16::from(l4.icmp_type) << 8,
         _ => l4.dport,
     }
 }
 
-const MORE_FRAGMENTS: u16 = 0x2000;
+pub(super) const MORE_FRAGMENTS: u16 = 0x2000;
 const OFFSET_MASK: u16 = 0x1fff;
 
-fn frag_field(ip: &[u8]) -> u16 {
+pub(super) fn frag_field(ip: &[u8]) -> u16 {
     u16::from_be_bytes([ip[6], ip[7]])
 }
 
 /// A non-first fragment: no transport header, so no ports.
-fn is_later_fragment(ip: &[u8]) -> bool {
+pub(super) fn is_later_fragment(ip: &[u8]) -> bool {
     frag_field(ip) & OFFSET_MASK != 0
 }
 
-fn frag_key(ip: &[u8], zone: TenantId) -> FragKey {
+pub(super) fn frag_key(ip: &[u8], zone: TenantId) -> FragKey {
     let (src, dst) = src_dst(ip);
     FragKey {
         zone,
@@ -620,7 +666,7 @@ fn frag_key(ip: &[u8], zone: TenantId) -> FragKey {
 
 /// After translating a first fragment: its later fragments (found by
 /// `frag`, the key they will arrive with) follow the same session.
-fn note_first_fragment(
+pub(super) fn note_first_fragment(
     ip_before: FragKey,
     more: bool,
     id: SessionId,

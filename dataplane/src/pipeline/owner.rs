@@ -74,6 +74,19 @@ impl Workers {
         ((key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) % u64::from(self.count)) as u16
     }
 
+    /// The owner of an untranslated flow between `a` and `b` in `tenant`
+    /// (tier ACL sessions): the same both ways.
+    #[inline]
+    pub fn of_pair(&self, tenant: TenantId, a: Ipv4Addr, b: Ipv4Addr) -> u16 {
+        let (a, b) = (
+            u32::from(a).min(u32::from(b)),
+            u32::from(a).max(u32::from(b)),
+        );
+        let key = (u64::from(a) << 32 | u64::from(b)) ^ u64::from(tenant) << 48;
+        (((key ^ key >> 29).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) % u64::from(self.count))
+            as u16
+    }
+
     /// The owner of a packet from the public side to `public:port`, or
     /// None if no worker can have a session for it (it is handled, and
     /// dropped, where it is).

@@ -64,6 +64,10 @@ named_counters! {
         ConntrackFull = "conntrack_full",
         FirewallIngressDenied = "firewall_ingress_denied",
         FirewallEgressDenied = "firewall_egress_denied",
+        AclIngressDenied = "acl_ingress_denied",
+        AclEgressDenied = "acl_egress_denied",
+        /// A later fragment of a flow between tiers whose first was not seen.
+        AclFragment = "acl_fragment_without_first",
         /// Its owner's mailbox had no empty parcel.
         HandoffFull = "nat_handoff_full",
     }

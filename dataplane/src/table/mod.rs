@@ -2,6 +2,7 @@
 //! validates a desired state and builds a `Tables` with `TablesBuilder`; the
 //! pipeline only ever reads it. Every lookup that a packet drives is keyed by
 //! the tenant, so one tenant can never match another tenant's entries.
+mod acl;
 mod firewall;
 mod host;
 mod lpm;
@@ -10,6 +11,7 @@ mod port;
 mod tenant;
 mod vtep;
 
+pub use acl::{TenantAcls, TierAcl};
 pub use firewall::{Action, Firewall, Rule, RuleSet};
 pub use host::{Host, HostTable, L2Dest, L2Table, Location};
 pub use lpm::{Lpm, NextHop};
@@ -49,6 +51,8 @@ pub struct Tables {
     nat: NatTable,
     /// Per tenant id.
     firewalls: Vec<Firewall>,
+    /// Per tenant id: its tiers' network ACLs.
+    acls: Vec<TenantAcls>,
 }
 
 impl Tables {
@@ -132,6 +136,13 @@ impl Tables {
     pub fn firewall(&self, tenant: TenantId) -> &Firewall {
         &self.firewalls[usize::from(tenant)]
     }
+
+    /// The tenant's tier ACLs (empty for most tenants, and for ids that
+    /// are not tenants).
+    #[inline]
+    pub fn acls(&self, tenant: TenantId) -> Option<&TenantAcls> {
+        self.acls.get(usize::from(tenant)).filter(|a| !a.is_empty())
+    }
 }
 
 /// Builds a `Tables`. It trusts its caller (the control plane validates
@@ -154,6 +165,7 @@ impl TablesBuilder {
         self.tables.tenants.push(tenant);
         self.tables.vrfs.push(Lpm::new());
         self.tables.firewalls.push(Firewall::default());
+        self.tables.acls.push(TenantAcls::default());
         id
     }
 
@@ -237,6 +249,11 @@ impl TablesBuilder {
 
     pub fn set_firewall(&mut self, tenant: TenantId, firewall: Firewall) {
         self.tables.firewalls[usize::from(tenant)] = firewall;
+    }
+
+    /// Sets (or replaces) the ACL of one of `tenant`'s tiers.
+    pub fn set_tier_acl(&mut self, tenant: TenantId, acl: TierAcl) {
+        self.tables.acls[usize::from(tenant)].insert(acl);
     }
 
     pub fn build(self) -> Tables {

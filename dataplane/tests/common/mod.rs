@@ -4,11 +4,14 @@
 //! the smoltcp views the pipeline uses (see `xvr-testkit`).
 #![allow(dead_code, unused_imports)]
 use std::net::Ipv4Addr;
+use xvr_dataplane::handoff::Handoff;
 use xvr_dataplane::io::memory::MemoryIo;
+use xvr_dataplane::pipeline::owner::Workers;
 use xvr_dataplane::table::{
     NextHop, Port, PortId, PortRole, Tables, TablesBuilder, Tenant, TenantId,
 };
 use xvr_dataplane::wire::EthernetAddress;
+use xvr_dataplane::worker::Worker;
 use xvr_dataplane::{Pipeline, Verdict};
 use xvr_testkit::headers;
 pub use xvr_testkit::{checksum_ok, fix_ipv4_checksum};
@@ -151,4 +154,35 @@ pub fn arp_request(src_mac: [u8; 6], sender: &str, target: &str) -> Vec<u8> {
 /// A VXLAN frame from `vtep` to the local VTEP carrying `inner`.
 pub fn vxlan(vtep: Ipv4Addr, vni: u32, inner: &[u8]) -> Vec<u8> {
     headers(VTEP_MAC, UPLINK_MAC, vtep.octets(), LOCAL_VTEP.octets()).vxlan(51234, vni, 0x08, inner)
+}
+
+/// Two workers over memory I/O that hand frames to each other.
+pub fn two_workers() -> Vec<Worker<MemoryIo>> {
+    let mut handoffs = Handoff::all(2).unwrap();
+    Workers::all(2)
+        .into_iter()
+        .map(|view| {
+            let mut p = Pipeline::new();
+            p.workers = view;
+            Worker::with_pipeline(MemoryIo::new(), p).with_handoff(handoffs.remove(0))
+        })
+        .collect()
+}
+
+/// Receives `frame` on `port` of worker `at`, then lets both workers run
+/// until nothing moves; returns (worker, port, bytes) of what was sent.
+pub fn deliver(
+    w: &mut [Worker<MemoryIo>],
+    t: &Tables,
+    at: usize,
+    port: u16,
+    frame: &[u8],
+) -> Vec<(usize, u16, Vec<u8>)> {
+    w[at].io.push(port, frame);
+    while w.iter_mut().map(|w| w.poll(t)).sum::<usize>() > 0 {}
+    let mut sent = Vec::new();
+    for (i, w) in w.iter_mut().enumerate() {
+        sent.extend(w.io.sent.drain(..).map(|(port, bytes)| (i, port, bytes)));
+    }
+    sent
 }

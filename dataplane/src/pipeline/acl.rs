@@ -1,0 +1,145 @@
+//! Tier network ACLs (`table::acl`) on routed traffic, statefully: the
+//! first packet of a flow is checked against the egress rules of its
+//! source's tier and the ingress rules of its destination's, and an
+//! allowed flow opens a session, so its later packets and its replies
+//! pass without the rules. Flows through NAT are checked when their NAT
+//! session opens (`nat`), and pass here.
+use super::nat::{self, MORE_FRAGMENTS};
+use super::owner::Workers;
+use super::{ipv4, DropReason, Event, Stats};
+use crate::conntrack::{Conntrack, FlowKey};
+use crate::frame::Frame;
+use crate::table::{Action, Tables, TenantId};
+use crate::wire::ETH_HEADER_LEN;
+use std::net::Ipv4Addr;
+
+/// Whether `tenant`'s tier ACLs let a new flow from `src` to `dst` go:
+/// the egress rules of the source's tier, then the ingress rules of the
+/// destination's. Traffic inside one tier, or between addresses in no
+/// tier with an ACL, is not theirs to judge.
+pub(crate) fn decide(
+    tables: &Tables,
+    tenant: TenantId,
+    (src, dst): (Ipv4Addr, Ipv4Addr),
+    proto: u8,
+    port: u16,
+) -> Result<(), DropReason> {
+    let Some(acls) = tables.acls(tenant) else {
+        return Ok(());
+    };
+    let (from, to) = (acls.of(src), acls.of(dst));
+    if let (Some(a), Some(b)) = (from, to) {
+        if std::ptr::eq(a, b) {
+            return Ok(());
+        }
+    }
+    if from.is_some_and(|t| t.egress.decide(src, dst, proto, port).1 == Action::Deny) {
+        return Err(DropReason::AclEgressDenied);
+    }
+    if to.is_some_and(|t| t.ingress.decide(src, dst, proto, port).1 == Action::Deny) {
+        return Err(DropReason::AclIngressDenied);
+    }
+    Ok(())
+}
+
+/// What l3 does with a routed frame of a tenant with tier ACLs.
+pub(crate) enum Routed {
+    Pass,
+    /// Its session belongs to another worker.
+    Handoff(u16),
+    Drop(DropReason),
+}
+
+/// Checks a frame l3 is about to route untranslated in a tenant with
+/// tier ACLs.
+pub(crate) fn check(
+    tables: &Tables,
+    frame: &Frame<'_>,
+    ct: &mut Conntrack,
+    now: u32,
+    workers: &Workers,
+    stats: &mut Stats,
+) -> Routed {
+    let tenant = frame.meta.tenant;
+    let Some(acls) = tables.acls(tenant) else {
+        return Routed::Pass;
+    };
+    let data = &frame.data()[ETH_HEADER_LEN..];
+    let Ok(checked) = ipv4::check(data) else {
+        return Routed::Pass; // l3 checked it already
+    };
+    let ip = &data[..checked.total_len];
+    let (src, dst) = nat::src_dst(ip);
+    match (acls.of(src), acls.of(dst)) {
+        (None, None) => return Routed::Pass,
+        (Some(a), Some(b)) if std::ptr::eq(a, b) => return Routed::Pass,
+        _ => {}
+    }
+    if !workers.is_single() {
+        let owner = workers.of_pair(tenant, src, dst);
+        if owner != workers.me {
+            return Routed::Handoff(owner);
+        }
+    }
+    match session_or_rules(tables, ip, checked.header_len, tenant, ct, now, stats) {
+        Ok(()) => Routed::Pass,
+        Err(reason) => Routed::Drop(reason),
+    }
+}
+
+fn session_or_rules(
+    tables: &Tables,
+    ip: &[u8],
+    header_len: usize,
+    tenant: TenantId,
+    ct: &mut Conntrack,
+    now: u32,
+    stats: &mut Stats,
+) -> Result<(), DropReason> {
+    let (src, dst) = nat::src_dst(ip);
+    if nat::is_later_fragment(ip) {
+        // Its first fragment opened or found the session, and noted it.
+        return match ct.fragment_session(&nat::frag_key(ip, tenant), now) {
+            Some(_) => Ok(()),
+            None => Err(DropReason::AclFragment),
+        };
+    }
+    if nat::is_icmp_error(ip, header_len) {
+        // About a flow with a session: related, it passes. Otherwise the
+        // rules judge it (by type and code), without a session.
+        let related = nat::quote(ip, header_len, tenant)
+            .ok()
+            .is_some_and(|q| ct.lookup(&q.key).is_some());
+        let rule_port = u16::from_be_bytes([ip[header_len], ip[header_len + 1]]);
+        return match related {
+            true => Ok(()),
+            false => decide(tables, tenant, (src, dst), ip[9], rule_port),
+        };
+    }
+    let l4 = match nat::transport(ip, header_len) {
+        Ok(l4) => l4,
+        // Other protocols: no ports, so the rules judge each packet.
+        Err(DropReason::NatUnsupported) => return decide(tables, tenant, (src, dst), ip[9], 0),
+        Err(reason) => return Err(reason),
+    };
+    let key: FlowKey = nat::flow_key(ip, &l4, tenant);
+    let id = match ct.lookup(&key) {
+        Some((id, dir)) => {
+            ct.update(id, dir, l4.tcp_flags, now);
+            id
+        }
+        None => {
+            decide(tables, tenant, (src, dst), l4.proto, nat::rule_port(&l4))?;
+            // A packet that cannot open a session (TCP without SYN, an
+            // echo reply) passes on the rules alone.
+            let Ok(state) = nat::opening_state(&l4) else {
+                return Ok(());
+            };
+            let id = ct.setup_routed(key, state, now).map_err(nat::setup_error)?;
+            stats.event(Event::SessionNew);
+            id
+        }
+    };
+    let more = nat::frag_field(ip) & MORE_FRAGMENTS != 0;
+    nat::note_first_fragment(nat::frag_key(ip, tenant), more, id, ct, now)
+}
