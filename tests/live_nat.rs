@@ -7,7 +7,9 @@
 //! ICMP error comes back translated to the VM's socket.
 mod common;
 
-use common::{start_xvrd, start_xvrd_with, stop_xvrd};
+use common::{
+    ask, python, start_xvrd, start_xvrd_with, stop_xvrd, tell_peer_server, tell_peer_server_within,
+};
 use std::process::{Command, Stdio};
 use xvr_testkit::netns::{privileged, Rig};
 
@@ -53,18 +55,6 @@ fn rig(rig: &mut Rig) -> (String, String, String) {
     i(&["ip", "addr", "add", &format!("{SERVER}/32"), "dev", "lo"]);
     i(&["ip", "route", "add", "203.0.113.0/24", "via", "198.18.0.1"]);
     (host, vm, internet)
-}
-
-/// Runs a Python program in `ns`; returns (success, stdout, stderr).
-fn python(ns: &str, program: &str) -> (bool, String, String) {
-    let out = Command::new("ip")
-        .args([
-            "netns", "exec", ns, "timeout", "60", "python3", "-c", program,
-        ])
-        .output()
-        .unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
-    (out.status.success(), text(&out.stdout), text(&out.stderr))
 }
 
 /// An HTTP server in `ns` serving 1 MiB at /blob; its log (stderr) names
@@ -263,41 +253,6 @@ const DNAT_STATE: &str = r#"{
     { "tenant": "t", "direction": "egress", "action": "deny", "protocol": "tcp", "ports": [25, 25] }
   ]
 }"#;
-
-/// A TCP server in `ns` on `addr`:`port` that answers one connection with
-/// the address it came from; it fails if none comes within `wait` seconds.
-fn tell_peer_server_within(ns: &str, addr: &str, port: u16, wait: u32) -> std::process::Child {
-    let program = format!(
-        "import socket\n\
-         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-         s.bind(('{addr}', {port})); s.listen(1); s.settimeout({wait})\n\
-         c, peer = s.accept(); c.sendall(peer[0].encode()); c.close()\n"
-    );
-    Command::new("ip")
-        .args([
-            "netns", "exec", ns, "timeout", "30", "python3", "-c", &program,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-fn tell_peer_server(ns: &str, addr: &str, port: u16) -> std::process::Child {
-    tell_peer_server_within(ns, addr, port, 20)
-}
-
-/// Connects from `ns` to `addr`:`port` and returns what the server sent.
-fn ask(ns: &str, addr: &str, port: u16) -> String {
-    let program = format!(
-        "import socket\n\
-         c = socket.create_connection(('{addr}', {port}), timeout=10)\n\
-         print(c.recv(64).decode())\n"
-    );
-    let (ok, out, err) = python(ns, &program);
-    assert!(ok, "connect to {addr}:{port}: {err}");
-    out.trim().to_string()
-}
 
 #[test]
 fn servers_in_vms_are_reached_through_port_forwarding_and_static_nat() {

@@ -117,3 +117,50 @@ pub fn state_file(json: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     std::fs::write(&config, json).unwrap();
     (dir, config)
 }
+
+/// Runs a Python program in `ns`; returns (success, stdout, stderr).
+pub fn python(ns: &str, program: &str) -> (bool, String, String) {
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", ns, "timeout", "60", "python3", "-c", program,
+        ])
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+/// A TCP server in `ns` on `addr`:`port` that answers one connection with
+/// the address it came from; it fails if none comes within `wait` seconds.
+pub fn tell_peer_server_within(ns: &str, addr: &str, port: u16, wait: u32) -> std::process::Child {
+    let program = format!(
+        "import socket\n\
+         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('{addr}', {port})); s.listen(1); s.settimeout({wait})\n\
+         c, peer = s.accept(); c.sendall(peer[0].encode()); c.close()\n"
+    );
+    Command::new("ip")
+        .args([
+            "netns", "exec", ns, "timeout", "30", "python3", "-c", &program,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+pub fn tell_peer_server(ns: &str, addr: &str, port: u16) -> std::process::Child {
+    tell_peer_server_within(ns, addr, port, 20)
+}
+
+/// Connects from `ns` to `addr`:`port` and returns what the server sent.
+pub fn ask(ns: &str, addr: &str, port: u16) -> String {
+    let program = format!(
+        "import socket\n\
+         c = socket.create_connection(('{addr}', {port}), timeout=10)\n\
+         print(c.recv(64).decode())\n"
+    );
+    let (ok, out, err) = python(ns, &program);
+    assert!(ok, "connect to {addr}:{port}: {err}");
+    out.trim().to_string()
+}
