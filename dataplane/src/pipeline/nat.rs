@@ -178,7 +178,6 @@ fn run_batched(
             match read(frame, ct, stats) {
                 Ok(Some((l4, key))) => {
                     let home = ct.home(&key);
-                    ct.prefetch_home(home);
                     let found = None;
                     pending.push((i, Pending { l4, key, found }, home));
                 }
@@ -187,15 +186,33 @@ fn run_batched(
                 Err(reason) => frame.meta.drop(stats, reason),
             }
         }
-        for (_, p, home) in pending.iter_mut() {
+        // Prefetches run PREFETCH_AHEAD items ahead of their use: issued
+        // all at once, most of 64 would be dropped by a core with fewer
+        // miss buffers than that, and the lookups would miss one by one.
+        for (_, _, home) in pending.iter().take(PREFETCH_AHEAD) {
+            ct.prefetch_home(*home);
+        }
+        for j in 0..pending.len() {
+            if let Some((_, _, home)) = pending.get(j + PREFETCH_AHEAD) {
+                ct.prefetch_home(*home);
+            }
+            let (_, p, home) = &mut pending[j];
             p.found = ct.lookup_from(&p.key, *home);
         }
-        for (_, p, _) in &pending {
-            if let Some((id, _)) = p.found {
-                ct.prefetch(id);
+        let found: ArrayVec<Option<SessionId>, BATCH_SIZE> = pending
+            .iter()
+            .map(|(_, p, _)| p.found.map(|(id, _)| id))
+            .collect();
+        let prefetch_session = |ct: &Conntrack, j: usize| {
+            if let Some(Some(id)) = found.get(j) {
+                ct.prefetch(*id);
             }
+        };
+        for j in 0..PREFETCH_AHEAD {
+            prefetch_session(ct, j);
         }
-        for (i, p, _) in pending {
+        for (j, (i, p, _)) in pending.into_iter().enumerate() {
+            prefetch_session(ct, j + PREFETCH_AHEAD);
             let frame = &mut chunk[i];
             if let Err(reason) = translate(frame, p, ct, stats) {
                 frame.meta.drop(stats, reason);
@@ -203,6 +220,9 @@ fn run_batched(
         }
     }
 }
+
+/// How far ahead of its use a batch's lookup prefetches its memory.
+const PREFETCH_AHEAD: usize = 8;
 
 /// The IPv4 packet of a frame, up to its total length. The caller made
 /// sure the header was checked.
