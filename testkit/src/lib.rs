@@ -80,6 +80,17 @@ impl Headers {
         out
     }
 
+    pub fn tcp_fin(&self, sport: u16, dport: u16) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.ip()
+            .tcp(sport, dport, 2000, 64240)
+            .fin()
+            .ack(77)
+            .write(&mut out, &[])
+            .unwrap();
+        out
+    }
+
     pub fn ping(&self, id: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         self.ip()

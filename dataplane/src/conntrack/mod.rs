@@ -80,6 +80,14 @@ pub struct Session {
     /// Routed inside the tenant without translation (a flow that tier
     /// ACLs let through): its reply comes back in the tenant's zone.
     pub routed: bool,
+    /// To one of our own public addresses: its packets come back in
+    /// through reverse NAT (decided when it opened, as Linux's conntrack
+    /// keeps a connection's NAT decision).
+    pub hairpin: bool,
+    /// The tables generation under which the slow path last sent this
+    /// session's inside packets out of the uplink (0: never); while it
+    /// holds, the fast path may repeat that (`pipeline::fast`).
+    pub fast_gen: u32,
     /// Second (of the worker's clock) at which it dies without traffic.
     pub expires: u32,
     /// The wheel slot it is queued in, and its neighbours there.
@@ -300,6 +308,8 @@ impl Conntrack {
             live: true,
             inbound: false,
             routed: false,
+            hairpin: false,
+            fast_gen: 0,
             expires: now.saturating_add(self.config.timeouts.of(state)),
             slot: 0,
             prev: NIL,
@@ -346,6 +356,8 @@ impl Conntrack {
             live: true,
             inbound,
             routed,
+            hairpin: false,
+            fast_gen: 0,
             expires: now.saturating_add(self.config.timeouts.of(state)),
             slot: 0,
             prev: NIL,
@@ -389,6 +401,18 @@ impl Conntrack {
         self.link(id);
         self.live += 1;
         id
+    }
+
+    /// Lets the fast path repeat session `id`'s way out while the tables
+    /// are generation `generation`.
+    #[inline]
+    pub fn set_fast(&mut self, id: SessionId, generation: u32) {
+        self.sessions[id as usize].fast_gen = generation;
+    }
+
+    /// Marks session `id` as hairpinned (see `Session::hairpin`).
+    pub fn mark_hairpin(&mut self, id: SessionId) {
+        self.sessions[id as usize].hairpin = true;
     }
 
     /// Accounts a packet of session `id` going `dir`: the next state, and

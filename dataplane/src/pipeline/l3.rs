@@ -63,9 +63,11 @@ fn route(
         return icmp::error(tables, frame, &checked, error, stats);
     }
     let route = tables.route(tenant_id, dst);
-    let through_nat = frame.meta.translated
-        || (route == Some(NextHop::Internet) && tables.nat().translates(tenant_id));
-    if !through_nat && tables.acls(tenant_id).is_some() {
+    let through_nat = || {
+        frame.meta.translated
+            || (route == Some(NextHop::Internet) && tables.nat().translates(tenant_id))
+    };
+    if tables.acls(tenant_id).is_some() && !through_nat() {
         let Sessions { ct, now, workers } = sessions;
         match acl::check(tables, frame, ct, *now, workers, stats) {
             acl::Routed::Pass => {}
@@ -130,7 +132,7 @@ fn to_internet(tables: &Tables, frame: &mut Frame<'_>, stats: &mut Stats) {
 /// Decrements the TTL (RFC 1624 update of the header checksum) and writes
 /// the new MACs. The caller checked that TTL > 1 and the header is whole.
 #[inline]
-fn forward(frame: &mut Frame<'_>, src_mac: EthernetAddress, dst_mac: EthernetAddress) {
+pub(super) fn forward(frame: &mut Frame<'_>, src_mac: EthernetAddress, dst_mac: EthernetAddress) {
     let data = frame.data_mut();
     let mut eth = EthernetFrame::new_unchecked(&mut data[..]);
     eth.set_src_addr(src_mac);

@@ -5,6 +5,7 @@
 mod acl;
 mod arp;
 mod encap;
+mod fast;
 mod icmp;
 mod ingress;
 mod ipv4;
@@ -187,6 +188,7 @@ impl Pipeline {
         let (ct, now, stats) = (&mut self.conntrack, self.now, &mut self.stats);
         let workers = &self.workers;
         ingress::run(tables, frames, stats);
+        fast::run_out(tables, frames, ct, now, stats);
         nat::run_in(tables, frames, ct, now, workers, stats);
         l2::run(tables, frames, stats);
         l3::run(tables, frames, l3::Sessions { ct, now, workers }, stats);

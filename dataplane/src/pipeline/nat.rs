@@ -82,7 +82,14 @@ pub(super) fn transport(ip: &[u8], header_len: usize) -> Result<L4, DropReason> 
 /// Rewrites the IPv4 address at `addr_at` and the port at `port_at`,
 /// updating the header checksum and the transport checksum (which covers
 /// the address through the pseudo-header, except for ICMP).
-fn rewrite(ip: &mut [u8], l4: &L4, addr_at: usize, addr: Ipv4Addr, port_at: usize, port: u16) {
+pub(super) fn rewrite(
+    ip: &mut [u8],
+    l4: &L4,
+    addr_at: usize,
+    addr: Ipv4Addr,
+    port_at: usize,
+    port: u16,
+) {
     let old_addr = set_addr(ip, addr_at, addr, 10);
     let old_port = u16::from_be_bytes([ip[port_at], ip[port_at + 1]]);
     ip[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
@@ -138,10 +145,10 @@ pub(super) fn src_dst(ip: &[u8]) -> (Ipv4Addr, Ipv4Addr) {
 }
 
 /// A frame's flow, read in the first pass.
-struct Pending {
-    l4: L4,
-    key: FlowKey,
-    found: Option<(SessionId, Dir)>,
+pub(super) struct Pending {
+    pub(super) l4: L4,
+    pub(super) key: FlowKey,
+    pub(super) found: Option<(SessionId, Dir)>,
 }
 
 /// Runs the NAT of one direction over the frames waiting at `stage`, in
@@ -150,7 +157,7 @@ struct Pending {
 /// sessions a lookup is mostly cache misses; this way the batch's misses
 /// overlap instead of following one another
 /// (`conntrack/established_1m_sessions`).
-fn run_batched(
+pub(super) fn run_batched(
     frames: &mut [Frame<'_>],
     stage: Stage,
     ct: &mut Conntrack,
@@ -226,7 +233,7 @@ const PREFETCH_AHEAD: usize = 8;
 
 /// The IPv4 packet of a frame, up to its total length. The caller made
 /// sure the header was checked.
-fn ip_packet<'a>(frame: &'a mut Frame<'_>) -> &'a mut [u8] {
+pub(super) fn ip_packet<'a>(frame: &'a mut Frame<'_>) -> &'a mut [u8] {
     let ip = &mut frame.data_mut()[ETH_HEADER_LEN..];
     let total_len = usize::from(u16::from_be_bytes([ip[2], ip[3]])).min(ip.len());
     &mut ip[..total_len]
@@ -314,6 +321,10 @@ pub(crate) fn run_out(
                     }
                 }
                 .map_err(setup_error)?;
+                // Decided once per session, not looked up per packet.
+                if tables.nat().owner(p.key.dst).is_some() {
+                    ct.mark_hairpin(id);
+                }
                 stats.event(Event::SessionNew);
                 id
             }
@@ -322,17 +333,17 @@ pub(crate) fn run_out(
         let more = frag_field(ip) & MORE_FRAGMENTS != 0;
         note_first_fragment(frag_key(ip, p.key.zone), more, id, ct, now)?;
         let s = ct.session(id);
-        let (nat_ip, nat_port) = (s.nat_ip, s.nat_port);
+        let (nat_ip, nat_port, hairpin) = (s.nat_ip, s.nat_port, s.hairpin);
         rewrite(ip_packet(frame), &p.l4, 12, nat_ip, p.l4.sport_at, nat_port);
         stats.event(Event::Snat);
         // Hairpinning: to one of our own public addresses, the frame comes
         // straight back in, as if from the internet.
-        match tables.nat().owner(p.key.dst) {
-            Some(_) => {
-                stats.event(Event::Hairpin);
-                frame.meta.stage = Stage::Unsnat;
-            }
-            None => out_of_uplink(tables, &mut frame.meta, stats),
+        if hairpin {
+            stats.event(Event::Hairpin);
+            frame.meta.stage = Stage::Unsnat;
+        } else {
+            out_of_uplink(tables, &mut frame.meta, stats);
+            ct.set_fast(id, tables.generation());
         }
         Ok(())
     };
@@ -537,8 +548,15 @@ fn dnat_setup(
             p.key.sport
         },
     };
-    ct.setup_fixed(inside, public, public_port, state, true, now)
-        .map_err(setup_error)
+    let id = ct
+        .setup_fixed(inside, public, public_port, state, true, now)
+        .map_err(setup_error)?;
+    // From one of our own public addresses (a hairpinned VM): the VM's
+    // answers go back in the same way.
+    if nat.owner(p.key.src).is_some() {
+        ct.mark_hairpin(id);
+    }
+    Ok(id)
 }
 
 const ICMP_DEST_UNREACHABLE: u8 = 3;

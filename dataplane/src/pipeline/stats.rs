@@ -92,6 +92,8 @@ named_counters! {
         Dnat = "dnat_session_new",
         /// A VM's packet to its tenant's own public address, turned back in.
         Hairpin = "nat_hairpin",
+        /// Sent by the established fast path (`pipeline::fast`).
+        FastPath = "nat_fast_path",
         /// Handed to the worker that owns its NAT session.
         HandedOff = "nat_handoff",
     }

@@ -53,6 +53,9 @@ pub struct Tables {
     firewalls: Vec<Firewall>,
     /// Per tenant id: its tiers' network ACLs.
     acls: Vec<TenantAcls>,
+    /// Unique to these tables in this process (never 0): decisions cached
+    /// in sessions are valid for one generation.
+    generation: u32,
 }
 
 impl Tables {
@@ -135,6 +138,12 @@ impl Tables {
     #[inline]
     pub fn firewall(&self, tenant: TenantId) -> &Firewall {
         &self.firewalls[usize::from(tenant)]
+    }
+
+    /// Which tables these are (see `generation`).
+    #[inline]
+    pub fn generation(&self) -> u32 {
+        self.generation
     }
 
     /// The tenant's tier ACLs (empty for most tenants, and for ids that
@@ -256,7 +265,9 @@ impl TablesBuilder {
         self.tables.acls[usize::from(tenant)].insert(acl);
     }
 
-    pub fn build(self) -> Tables {
+    pub fn build(mut self) -> Tables {
+        static BUILT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+        self.tables.generation = BUILT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.tables
     }
 }
