@@ -239,6 +239,16 @@ impl Conntrack {
         self.index.prefetch(home)
     }
 
+    /// Starts loading what `setup_snat` for `inside` to `nat_ip` reads
+    /// first: the inside endpoint's mapping (the reply key's slot depends
+    /// on the port it allocates; prefetching it as if preserved measured
+    /// no better).
+    #[inline]
+    pub fn prefetch_mapping(&self, inside: &FlowKey, nat_ip: Ipv4Addr) {
+        self.index
+            .prefetch(self.index.home(&mapping_key(inside, nat_ip)))
+    }
+
     #[inline]
     pub fn lookup_from(&self, key: &FlowKey, home: usize) -> Option<(SessionId, Dir)> {
         let v = self.index.get_from(key, home)?;

@@ -93,5 +93,6 @@ pub(crate) fn run_out(
         stats.event(Event::FastPath);
         Ok(())
     };
-    nat::run_batched(frames, Stage::L2, ct, stats, read, translate);
+    // A miss is a new flow or a slow one: the slow path looks it up again.
+    nat::run_batched(frames, Stage::L2, ct, stats, read, translate, |_, _| {});
 }

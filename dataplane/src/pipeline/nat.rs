@@ -82,6 +82,7 @@ pub(super) fn transport(ip: &[u8], header_len: usize) -> Result<L4, DropReason> 
 /// Rewrites the IPv4 address at `addr_at` and the port at `port_at`,
 /// updating the header checksum and the transport checksum (which covers
 /// the address through the pseudo-header, except for ICMP).
+#[inline]
 pub(super) fn rewrite(
     ip: &mut [u8],
     l4: &L4,
@@ -104,6 +105,7 @@ pub(super) fn rewrite(
 
 /// Writes `addr` at `at` of `ip` and updates the checksum at
 /// `checksum_at` to match (RFC 1624); returns the old address.
+#[inline]
 fn set_addr(ip: &mut [u8], at: usize, addr: Ipv4Addr, checksum_at: usize) -> u32 {
     let old = u32::from_be_bytes(ip[at..at + 4].try_into().expect("4 bytes"));
     ip[at..at + 4].copy_from_slice(&addr.octets());
@@ -116,6 +118,7 @@ fn set_addr(ip: &mut [u8], at: usize, addr: Ipv4Addr, checksum_at: usize) -> u32
 /// A TCP or UDP checksum after an address (in the pseudo-header) and a
 /// port change. UDP's 0 means "no checksum" and stays so; a computed 0 is
 /// sent as 0xffff (RFC 768).
+#[inline]
 fn transport_sum(proto: u8, sum: u16, old_addr: u32, addr: u32, old_port: u16, port: u16) -> u16 {
     if proto == UDP && sum == 0 {
         return 0;
@@ -173,6 +176,7 @@ pub(super) fn run_batched(
         &mut Conntrack,
         &mut Stats,
     ) -> Result<(), DropReason>,
+    missed: impl Fn(&Conntrack, &FlowKey),
 ) {
     for chunk in frames.chunks_mut(BATCH_SIZE) {
         // Only the frames at `stage`, by position (not initialised up
@@ -205,6 +209,9 @@ pub(super) fn run_batched(
             }
             let (_, p, home) = &mut pending[j];
             p.found = ct.lookup_from(&p.key, *home);
+            if p.found.is_none() {
+                missed(ct, &p.key);
+            }
         }
         let found: ArrayVec<Option<SessionId>, BATCH_SIZE> = pending
             .iter()
@@ -347,7 +354,13 @@ pub(crate) fn run_out(
         }
         Ok(())
     };
-    run_batched(frames, Stage::Snat, ct, stats, read, translate);
+    // A new session reads its endpoint's mapping first: load it early.
+    let missed = |ct: &Conntrack, key: &FlowKey| {
+        if let Some(snat) = tables.nat().source(key.zone) {
+            ct.prefetch_mapping(key, snat.ip);
+        }
+    };
+    run_batched(frames, Stage::Snat, ct, stats, read, translate, missed);
     later_fragments(tables, frames, Stage::Snat, ct, now, workers, stats);
 }
 
@@ -424,7 +437,7 @@ pub(crate) fn run_in(
         stats.event(Event::Unsnat);
         Ok(())
     };
-    run_batched(frames, Stage::Unsnat, ct, stats, read, translate);
+    run_batched(frames, Stage::Unsnat, ct, stats, read, translate, |_, _| {});
     later_fragments(tables, frames, Stage::Unsnat, ct, now, workers, stats);
 }
 
