@@ -1,9 +1,11 @@
-//! The xvr control plane. For now: the desired-state model (what a
-//! controller or an operator's JSON file says should exist), its
-//! validation, and building the data plane's immutable tables from it.
+//! The xvr control plane: the desired-state model (what a controller or
+//! an operator's JSON file says should exist), its validation, building
+//! the data plane's immutable tables from it, and the control socket
+//! server (`server`).
 mod build;
 mod mac;
 mod model;
+pub mod server;
 mod validate;
 
 pub use mac::Mac;

@@ -1,0 +1,181 @@
+//! The control socket server over a real Unix socket, with a small
+//! handler: framing, ids, errors of form, the request size limit,
+//! half-closed and stuck clients, and a thousand connections at once.
+use serde_json::{json, Map, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use xvr_control::server::{ApiError, Handler, Server, MAX_REQUEST};
+
+struct Echo;
+
+impl Handler for Echo {
+    fn handle(&mut self, op: &str, request: &Map<String, Value>) -> Result<Value, ApiError> {
+        match op {
+            "echo" => Ok(request.get("say").cloned().unwrap_or(Value::Null)),
+            _ => Err(ApiError::bad_field("op", format!("unknown op {op:?}"))),
+        }
+    }
+}
+
+/// A server on a fresh socket, run on its own thread until dropped.
+struct Running {
+    path: std::path::PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+fn start() -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run/xvrd.sock");
+    let mut server = Server::bind(&path).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let thread = std::thread::spawn(move || server.run(&mut Echo, &flag).unwrap());
+    Running {
+        path,
+        stop,
+        thread: Some(thread),
+        _dir: dir,
+    }
+}
+
+fn ask(stream: &mut UnixStream, line: &str) -> Value {
+    stream.write_all(line.as_bytes()).unwrap();
+    stream.write_all(b"\n").unwrap();
+    let mut answer = String::new();
+    BufReader::new(stream.try_clone().unwrap())
+        .read_line(&mut answer)
+        .unwrap();
+    serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer:?}"))
+}
+
+#[test]
+fn requests_are_answered_by_id_and_bad_ones_with_the_field_named() {
+    let server = start();
+    let mode = std::fs::metadata(&server.path)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let mut c = UnixStream::connect(&server.path).unwrap();
+    assert_eq!(
+        ask(&mut c, r#"{"id": 7, "op": "echo", "say": "hi"}"#),
+        json!({ "id": 7, "result": "hi" })
+    );
+    let cases = [
+        ("{\"id\": 1, \"op\": ", "not JSON"),
+        ("[1, 2]", "a request is a JSON object"),
+        (r#"{"id": 2}"#, "op: missing"),
+        (r#"{"id": 3, "op": 12}"#, "op: 12 is not a string"),
+        (
+            r#"{"id": 4, "op": "frobnicate"}"#,
+            "op: unknown op \"frobnicate\"",
+        ),
+        (r#"{"id": 1e999, "op": "echo"}"#, "not JSON"),
+    ];
+    for (line, want) in cases {
+        let a = ask(&mut c, line);
+        assert_eq!(a["error"]["code"], "bad_request", "{line}: {a}");
+        let message = a["error"]["message"].as_str().unwrap();
+        assert!(message.contains(want), "{line}: {message}");
+    }
+    // The connection is still in sync after all that.
+    assert_eq!(ask(&mut c, r#"{"id": "x", "op": "echo"}"#)["id"], "x");
+}
+
+#[test]
+fn an_oversized_line_is_refused_and_the_server_stays_up() {
+    let server = start();
+    let mut c = UnixStream::connect(&server.path).unwrap();
+    let writer = {
+        let mut c = c.try_clone().unwrap();
+        std::thread::spawn(move || {
+            // 3 MiB without a newline; the server hangs up part way.
+            let chunk = vec![b' '; 64 * 1024];
+            for _ in 0..48 {
+                if c.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    writer.join().unwrap();
+    let a: Value = serde_json::from_str(answer.trim()).unwrap();
+    assert_eq!(a["error"]["code"], "request_too_large", "{a}");
+    assert!(a["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains(&MAX_REQUEST.to_string()));
+    let mut again = UnixStream::connect(&server.path).unwrap();
+    assert_eq!(ask(&mut again, r#"{"id": 1, "op": "echo"}"#)["id"], 1);
+}
+
+#[test]
+fn half_closed_stuck_and_a_thousand_clients_do_not_stop_the_others() {
+    let server = start();
+    // Half-closed: requests then EOF still get their answers.
+    let mut c = UnixStream::connect(&server.path).unwrap();
+    c.write_all(b"{\"id\":1,\"op\":\"echo\"}\n{\"id\":2,\"op\":\"echo\"}\n")
+        .unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answers = String::new();
+    c.read_to_string(&mut answers).unwrap();
+    assert_eq!(answers.lines().count(), 2, "{answers}");
+
+    // Stuck: a client that sends and never reads.
+    let mut stuck = UnixStream::connect(&server.path).unwrap();
+    stuck.set_nonblocking(true).unwrap();
+    let request =
+        b"{\"id\":0,\"op\":\"echo\",\"say\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}\n".repeat(1000);
+    for _ in 0..50 {
+        let _ = stuck.write(&request);
+    }
+    // A thousand at once, all answered meanwhile.
+    let mut clients: Vec<UnixStream> = (0..1000)
+        .map(|_| UnixStream::connect(&server.path).unwrap())
+        .collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.write_all(format!("{{\"id\":{i},\"op\":\"echo\"}}\n").as_bytes())
+            .unwrap();
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        let mut answer = String::new();
+        BufReader::new(c).read_line(&mut answer).unwrap();
+        let a: Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(a["id"], i, "{a}");
+    }
+}
+
+#[test]
+fn a_live_socket_is_not_taken_over_and_a_stale_one_is() {
+    let server = start();
+    let err = Server::bind(&server.path)
+        .err()
+        .expect("second bind refused");
+    assert!(err.to_string().contains("another xvrd"), "{err}");
+    drop(err);
+    let path = server.path.clone();
+    let dir = path.parent().unwrap().to_path_buf();
+    drop(server);
+    // A stale file (nobody listening) is replaced.
+    std::fs::create_dir_all(&dir).unwrap();
+    let stale = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    drop(stale);
+    assert!(path.exists());
+    let _server = Server::bind(&path).unwrap();
+}
