@@ -8,6 +8,8 @@
 use crate::affinity::{check_core, pin_to};
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use xvr_dataplane::conntrack;
 use xvr_dataplane::handoff::Handoff;
 use xvr_dataplane::io::xsk::{Socket, Umem};
@@ -58,9 +60,38 @@ pub struct WorkerReport {
     pub stats: Stats,
 }
 
+/// What each worker last reported while running (for the control
+/// socket). Workers publish with `try_lock`, so a reader never stalls
+/// them; a report skipped is replaced by the next.
+#[derive(Default)]
+pub struct Live {
+    workers: Vec<Mutex<LiveWorker>>,
+}
+
+#[derive(Default, Clone)]
+pub struct LiveWorker {
+    pub core: Option<usize>,
+    pub counters: WorkerCounters,
+    pub sessions: usize,
+    pub stats: Stats,
+    /// When it last reported (None: not started).
+    pub seen: Option<Instant>,
+}
+
+impl Live {
+    /// A copy of every worker's last report.
+    pub fn workers(&self) -> Vec<LiveWorker> {
+        self.workers
+            .iter()
+            .map(|w| w.lock().map(|w| w.clone()).unwrap_or_default())
+            .collect()
+    }
+}
+
 pub struct Router {
     // Workers (their sockets) go before the program is detached.
     workers: Vec<Worker<XskPorts>>,
+    live: Arc<Live>,
     steering: Steering,
     options: Options,
 }
@@ -220,7 +251,11 @@ impl Router {
                 _ => worker.with_handoff(handoffs.remove(0)),
             });
         }
+        let live = Arc::new(Live {
+            workers: (0..workers).map(|_| Mutex::default()).collect(),
+        });
         Ok(Router {
+            live,
             workers: all,
             steering,
             options: options.clone(),
@@ -242,13 +277,22 @@ impl Router {
             for (w, worker) in self.workers.iter_mut().enumerate() {
                 let core = cores.get(w).copied();
                 let stop = &stop;
+                let live = &self.live.workers[w];
                 let handle = std::thread::Builder::new()
                     .name(format!("xvr-worker-{w}"))
                     .spawn_scoped(s, move || {
                         if let Some(core) = core {
                             pin_to(core);
                         }
-                        worker.run(tables, idle, stop);
+                        worker.run_reporting(tables, idle, stop, |worker| {
+                            if let Ok(mut slot) = live.try_lock() {
+                                slot.core = core;
+                                slot.counters.clone_from(&worker.counters);
+                                slot.sessions = worker.pipeline.conntrack.len();
+                                slot.stats.clone_from(&worker.pipeline.stats);
+                                slot.seen = Some(Instant::now());
+                            }
+                        });
                         WorkerReport {
                             core,
                             counters: worker.counters.clone(),
@@ -275,6 +319,11 @@ impl Router {
                 .collect();
             Ok((result, reports))
         })
+    }
+
+    /// The workers' running reports, shared with readers.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.clone()
     }
 
     pub fn steering(&self) -> &Steering {

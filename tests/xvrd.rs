@@ -126,6 +126,8 @@ fn too_few_queues_for_the_workers_is_refused_and_nothing_stays_attached() {
     let out = Command::new("ip")
         .args(["netns", "exec", &host, XVRD, "--workers", "2", "--config"])
         .arg(&config)
+        .arg("--socket")
+        .arg(common::socket_beside(&config))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -155,6 +157,8 @@ fn an_interface_without_native_xdp_is_named_and_generic_mode_works() {
         Command::new("ip")
             .args(["netns", "exec", &host, XVRD, "--config"])
             .arg(&config)
+            .arg("--socket")
+            .arg(common::socket_beside(&config))
             .args(args)
             .output()
             .unwrap()

@@ -20,6 +20,9 @@ pub enum Idle {
     BusyPoll,
 }
 
+/// Busy passes between two reports (a few milliseconds at full load).
+const REPORT_EVERY: u32 = 1024;
+
 /// Longest sleep, so a stop request is noticed.
 const SLEEP_MS: i32 = 10;
 
@@ -107,10 +110,29 @@ impl<I: FrameIo> Worker<I> {
 
     /// Polls until `stop` is set.
     pub fn run(&mut self, tables: &Tables, idle: Idle, stop: &AtomicBool) {
+        self.run_reporting(tables, idle, stop, |_| {});
+    }
+
+    /// `run`, calling `report` every `REPORT_EVERY` busy passes and after
+    /// every idle one, so readers (the control socket) see recent
+    /// counters without touching the per-packet path.
+    pub fn run_reporting(
+        &mut self,
+        tables: &Tables,
+        idle: Idle,
+        stop: &AtomicBool,
+        mut report: impl FnMut(&Self),
+    ) {
+        let mut busy = 0u32;
         while !stop.load(Ordering::Relaxed) {
             if self.poll(tables) > 0 {
+                busy = busy.wrapping_add(1);
+                if busy.is_multiple_of(REPORT_EVERY) {
+                    report(self);
+                }
                 continue;
             }
+            report(self);
             self.counters.idle_passes += 1;
             match idle {
                 Idle::Sleep => {

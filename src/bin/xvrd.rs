@@ -5,7 +5,10 @@
 use clap::{Parser, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use xvr::ops::DaemonOps;
 use xvr::router::{total_stats, Options, Router};
+use xvr_control::server::Server;
 use xvr_dataplane::worker::Idle;
 use xvr_ebpf::AttachMode;
 
@@ -30,6 +33,9 @@ struct Args {
     /// busy-poll (lowest latency, burns its core).
     #[arg(long, value_enum, default_value = "sleep")]
     idle: IdleArg,
+    /// The control socket (JSON lines; see docs/control-protocol.md).
+    #[arg(long, default_value = xvr_control::server::DEFAULT_SOCKET)]
+    socket: PathBuf,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -98,13 +104,27 @@ fn run(args: &Args) -> Result<(), String> {
         },
         conntrack: state.conntrack_config(),
     };
+    let mut server = Server::bind(&args.socket)
+        .map_err(|e| format!("control socket {}: {e}", args.socket.display()))?;
     let mut router = Router::start(&tables, &options)?;
+    let mut ops = DaemonOps::new(&state, tables.generation(), router.live());
     eprintln!(
         "xvrd: forwarding on {} ports with {} workers",
         tables.ports().len(),
         options.workers
     );
-    let (signal, reports) = router.run_while(&tables, || wait_for(&signals))?;
+    let (signal, reports) = router.run_while(&tables, || {
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let control = s.spawn(|| server.run(&mut ops, &stop));
+            let signal = wait_for(&signals);
+            stop.store(true, Ordering::Relaxed);
+            if let Ok(Err(e)) = control.join() {
+                eprintln!("xvrd: control socket: {e}");
+            }
+            signal
+        })
+    })?;
     eprintln!("xvrd: signal {signal}, stopping");
     for (w, r) in reports.iter().enumerate() {
         let c = &r.counters;

@@ -81,6 +81,8 @@ pub fn start_xvrd_with(
     let child = Command::new("ip")
         .args(["netns", "exec", ns, XVRD, "--config"])
         .arg(config)
+        .arg("--socket")
+        .arg(socket_beside(config))
         .args(args)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -98,6 +100,12 @@ pub fn start_xvrd_with(
         std::thread::sleep(Duration::from_millis(50));
     }
     daemon
+}
+
+/// The control socket of the xvrd started with `config`: beside it, so
+/// daemons of tests running at once never share one.
+pub fn socket_beside(config: &Path) -> PathBuf {
+    config.with_extension("sock")
 }
 
 /// Stops xvrd with SIGTERM, checks it exited 0, and returns its log.

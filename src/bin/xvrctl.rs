@@ -1,0 +1,206 @@
+//! xvrctl: the operator's CLI for a running xvrd, over its control socket.
+//! Tables for people by default, `--json` for programs.
+//!
+//! Exit codes: 0 done; 1 xvrd answered with an error; 2 bad usage; 3 xvrd
+//! could not be reached (or answered something that is not the protocol).
+use clap::{CommandFactory, Parser, Subcommand};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "xvrctl", version, about = "Control a running xvrd")]
+struct Args {
+    /// xvrd's control socket.
+    #[arg(long, global = true, default_value = xvr_control::server::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Print xvrd's answer as JSON (one object), for programs.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// xvrd's version and protocol version.
+    Version,
+    /// Uptime, config generation, and whether each worker is alive.
+    Health,
+    /// Per-worker counters, and drops and events by name.
+    Stats,
+    /// The running state: all of it, or one table (tenants, ports,
+    /// routes, neighbors, vteps, remote_vms, nat, firewall, ...).
+    Dump {
+        table: Option<String>,
+        /// Only this tenant's entries.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Prints a completion script for a shell.
+    Completions { shell: clap_complete::Shell },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let request = match &args.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut Args::command(),
+                "xvrctl",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::SUCCESS;
+        }
+        Command::Version => json!({ "op": "version" }),
+        Command::Health => json!({ "op": "health" }),
+        Command::Stats => json!({ "op": "stats" }),
+        Command::Dump { table, tenant } => {
+            let mut r = json!({ "op": "dump" });
+            if let Some(t) = table {
+                r["table"] = t.clone().into();
+            }
+            if let Some(t) = tenant {
+                r["tenant"] = t.clone().into();
+            }
+            r
+        }
+    };
+    let answer = match call(&args.socket, request) {
+        Ok(answer) => answer,
+        Err(message) => {
+            eprintln!("xvrctl: {message}");
+            return ExitCode::from(3);
+        }
+    };
+    if let Some(error) = answer.get("error") {
+        if args.json {
+            println!("{answer}");
+        }
+        let message = error["message"].as_str().unwrap_or("?");
+        eprintln!("xvrctl: xvrd refused it: {message}");
+        return ExitCode::from(1);
+    }
+    let result = &answer["result"];
+    if args.json {
+        println!("{result}");
+    } else {
+        print_human(&args.command, result);
+    }
+    ExitCode::SUCCESS
+}
+
+/// Sends one request and reads its answer.
+fn call(socket: &PathBuf, mut request: Value) -> Result<Value, String> {
+    let mut stream = UnixStream::connect(socket).map_err(|e| {
+        format!(
+            "cannot reach xvrd at {}: {e} (is it running? --socket names another path)",
+            socket.display()
+        )
+    })?;
+    request["id"] = 1.into();
+    let mut line = request.to_string();
+    line.push('\n');
+    stream
+        .write_all(line.as_bytes())
+        .map_err(|e| format!("sending to xvrd: {e}"))?;
+    let mut answer = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut answer)
+        .map_err(|e| format!("reading xvrd's answer: {e}"))?;
+    serde_json::from_str(&answer)
+        .map_err(|e| format!("xvrd's answer is not JSON ({e}): {answer:?}"))
+}
+
+fn print_human(command: &Command, result: &Value) {
+    match command {
+        Command::Version => println!(
+            "xvrd {} (protocol {})",
+            result["version"].as_str().unwrap_or("?"),
+            result["protocol"]
+        ),
+        Command::Health => {
+            println!(
+                "uptime {:.0} s, config generation {}",
+                result["uptime_s"].as_f64().unwrap_or(0.0),
+                result["generation"]
+            );
+            print_table(&result["workers"]);
+        }
+        Command::Stats => {
+            print_table(&result["workers"]);
+            for section in ["drops", "events"] {
+                if let Some(counters) = result[section].as_object().filter(|c| !c.is_empty()) {
+                    println!("\n{section}:");
+                    let width = counters.keys().map(String::len).max().unwrap_or(0);
+                    for (name, n) in counters {
+                        println!("  {name:width$}  {n:>12}");
+                    }
+                }
+            }
+        }
+        Command::Dump { .. } => match result {
+            Value::Array(_) => print_table(result),
+            Value::Object(sections) => {
+                for (name, section) in sections {
+                    println!("{name}:");
+                    match section {
+                        Value::Array(_) => print_table(section),
+                        other => println!("  {other}"),
+                    }
+                    println!();
+                }
+            }
+            other => println!("{other}"),
+        },
+        Command::Completions { .. } => {}
+    }
+}
+
+/// An array of objects as aligned columns (nested values as compact JSON).
+fn print_table(rows: &Value) {
+    let Some(rows) = rows.as_array() else {
+        return println!("{rows}");
+    };
+    if rows.is_empty() {
+        return println!("  (none)");
+    }
+    let mut columns: Vec<String> = Vec::new();
+    for row in rows {
+        for key in row.as_object().into_iter().flat_map(|o| o.keys()) {
+            if !columns.contains(key) {
+                columns.push(key.clone());
+            }
+        }
+    }
+    let cell = |row: &Value, column: &str| match row.get(column) {
+        None | Some(Value::Null) => "-".to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    let widths: Vec<usize> = columns
+        .iter()
+        .map(|c| {
+            rows.iter()
+                .map(|r| cell(r, c).len())
+                .max()
+                .unwrap_or(0)
+                .max(c.len())
+        })
+        .collect();
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:w$}"))
+            .collect();
+        println!("  {}", padded.join("  ").trim_end());
+    };
+    line(columns.clone());
+    for row in rows {
+        line(columns.iter().map(|c| cell(row, c)).collect());
+    }
+}
