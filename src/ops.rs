@@ -1,37 +1,116 @@
 //! What xvrd answers on its control socket (`xvr_control::server` does
-//! the framing): `version`, `health`, `stats` and `dump`. Every answer is
-//! built from a copy (the state, the workers' last reports), never by
-//! reaching into a running worker.
+//! the framing): `version`, `health`, `stats`, `dump`, and the writes
+//! `apply` (a whole desired state) and `commit` (a list of changes). A
+//! write is validated against the whole resulting state and built into
+//! new tables, which the workers pick up at their next pass (an atomic
+//! swap): all or nothing, and no batch sees a mix. Reads are built from
+//! copies (the state, the workers' last reports), never by reaching into
+//! a running worker.
 use crate::router::Live;
+use arc_swap::ArcSwap;
 use serde_json::{json, Map, Value};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use xvr_control::change::{self, Change};
 use xvr_control::server::{ApiError, Handler};
 use xvr_control::State;
 use xvr_dataplane::Stats;
+use xvr_dataplane::Tables;
 
 /// The protocol's version: bumped when an answer changes shape.
 pub const PROTOCOL: u32 = 1;
 /// The ops, for errors and `xvrctl`.
-pub const OPS: &[&str] = &["version", "health", "stats", "dump"];
+pub const OPS: &[&str] = &["version", "health", "stats", "dump", "apply", "commit"];
 /// A worker that has not reported for this long is not alive.
 const ALIVE_WITHIN: Duration = Duration::from_secs(1);
 
 pub struct DaemonOps {
-    state: Value,
-    generation: u32,
+    state: State,
+    /// `state` as JSON, for dumps.
+    json: Value,
+    tables: Arc<ArcSwap<Tables>>,
     live: Arc<Live>,
     started: Instant,
 }
 
 impl DaemonOps {
-    pub fn new(state: &State, generation: u32, live: Arc<Live>) -> DaemonOps {
+    /// Serves `state`, whose tables the workers read from `tables`.
+    pub fn new(state: State, tables: Arc<ArcSwap<Tables>>, live: Arc<Live>) -> DaemonOps {
         DaemonOps {
-            state: serde_json::to_value(state).expect("the state serializes"),
-            generation,
+            json: serde_json::to_value(&state).expect("the state serializes"),
+            state,
+            tables,
             live,
             started: Instant::now(),
         }
+    }
+
+    /// Makes `new` the running state (unless `dry_run`); answers what
+    /// changed and the new generation.
+    fn change_to(&mut self, new: State, dry_run: bool) -> Result<Value, ApiError> {
+        self.live_changeable(&new)?;
+        let tables = new
+            .build()
+            .map_err(|e| ApiError::new("invalid", e.to_string().trim_end().replace('\n', "; ")))?;
+        let changes = change::diff(&self.state, &new);
+        let generation = tables.generation();
+        if !dry_run {
+            self.tables.store(Arc::new(tables));
+            self.json = serde_json::to_value(&new).expect("the state serializes");
+            self.state = new;
+        }
+        Ok(json!({
+            "dry_run": dry_run,
+            "generation": if dry_run { self.tables.load().generation() } else { generation },
+            "changes": changes,
+        }))
+    }
+
+    /// What a running xvrd cannot change yet: its ports (attached
+    /// programs and bound sockets), its public addresses (in the steering
+    /// program's map) and its session table's size.
+    fn live_changeable(&self, new: &State) -> Result<(), ApiError> {
+        let restart = "needs an xvrd restart (not changed live yet)";
+        if new.ports != self.state.ports {
+            return Err(ApiError::bad_field(
+                "ports",
+                format!("adding, removing or changing ports {restart}"),
+            ));
+        }
+        if public_addresses(new) != public_addresses(&self.state) {
+            return Err(ApiError::bad_field(
+                "nat",
+                format!("adding or removing public addresses {restart}"),
+            ));
+        }
+        if new.conntrack != self.state.conntrack {
+            return Err(ApiError::bad_field(
+                "conntrack",
+                format!("changing session limits {restart}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, request: &Map<String, Value>) -> Result<Value, ApiError> {
+        let state = request
+            .get("state")
+            .ok_or_else(|| ApiError::bad_field("state", "missing"))?;
+        let state: State =
+            serde_json::from_value(state.clone()).map_err(|e| ApiError::bad_field("state", e))?;
+        self.change_to(state, dry_run(request)?)
+    }
+
+    fn commit(&mut self, request: &Map<String, Value>) -> Result<Value, ApiError> {
+        let changes = request
+            .get("changes")
+            .ok_or_else(|| ApiError::bad_field("changes", "missing"))?;
+        let changes: Vec<Change> = serde_json::from_value(changes.clone())
+            .map_err(|e| ApiError::bad_field("changes", e))?;
+        let state = change::apply_changes(&self.state, &changes)
+            .map_err(|errors| ApiError::new("bad_request", errors.join("; ")))?;
+        self.change_to(state, dry_run(request)?)
     }
 
     fn health(&self) -> Value {
@@ -53,7 +132,7 @@ impl DaemonOps {
             .collect();
         json!({
             "uptime_s": self.started.elapsed().as_secs_f64(),
-            "generation": self.generation,
+            "generation": self.tables.load().generation(),
             "workers": workers,
         })
     }
@@ -90,9 +169,9 @@ impl DaemonOps {
 
     /// One section of the running state, optionally one tenant's entries.
     fn dump(&self, request: &Map<String, Value>) -> Result<Value, ApiError> {
-        let tables: Vec<&String> = self.state.as_object().expect("an object").keys().collect();
+        let tables: Vec<&String> = self.json.as_object().expect("an object").keys().collect();
         let table = match request.get("table") {
-            None => return Ok(self.state.clone()),
+            None => return Ok(self.json.clone()),
             Some(Value::String(t)) => t,
             Some(other) => {
                 return Err(ApiError::bad_field(
@@ -101,7 +180,7 @@ impl DaemonOps {
                 ))
             }
         };
-        let Some(section) = self.state.get(table) else {
+        let Some(section) = self.json.get(table) else {
             let known: Vec<&str> = tables.iter().map(|t| t.as_str()).collect();
             return Err(ApiError::bad_field(
                 "table",
@@ -140,10 +219,34 @@ impl Handler for DaemonOps {
             "health" => Ok(self.health()),
             "stats" => Ok(self.stats()),
             "dump" => self.dump(request),
+            "apply" => self.apply(request),
+            "commit" => self.commit(request),
             _ => Err(ApiError::bad_field(
                 "op",
                 format!("unknown op {op:?} (one of: {})", OPS.join(", ")),
             )),
         }
     }
+}
+
+fn dry_run(request: &Map<String, Value>) -> Result<bool, ApiError> {
+    match request.get("dry_run") {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(ApiError::bad_field(
+            "dry_run",
+            format!("{other} is not true or false"),
+        )),
+    }
+}
+
+/// Every public address a state uses.
+fn public_addresses(state: &State) -> BTreeSet<std::net::Ipv4Addr> {
+    let nat = &state.nat;
+    nat.source
+        .iter()
+        .map(|s| s.public_ip)
+        .chain(nat.static_nat.iter().map(|s| s.public_ip))
+        .chain(nat.port_forwards.iter().map(|f| f.public_ip))
+        .collect()
 }

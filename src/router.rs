@@ -16,7 +16,7 @@ use xvr_dataplane::io::xsk::{Socket, Umem};
 use xvr_dataplane::io::xsk_ports::{SocketDrops, XskPorts};
 use xvr_dataplane::pipeline::owner::Workers;
 use xvr_dataplane::table::PortRole;
-use xvr_dataplane::worker::{Idle, Worker, WorkerCounters};
+use xvr_dataplane::worker::{Idle, TableSource, Worker, WorkerCounters};
 use xvr_dataplane::{Pipeline, Stats, Tables};
 use xvr_ebpf::{AttachMode, Steering};
 
@@ -266,7 +266,7 @@ impl Router {
     /// returned and each worker's report.
     pub fn run_while<T>(
         &mut self,
-        tables: &Tables,
+        tables: &impl TableSource,
         f: impl FnOnce() -> T,
     ) -> Result<(T, Vec<WorkerReport>), String> {
         let stop = AtomicBool::new(false);

@@ -100,3 +100,94 @@ fn xvrctl_prints_shell_completions() {
         "{script}"
     );
 }
+
+const TWO_TIERS: &str = r#"{
+  "tenants": [{ "name": "t", "vni": 100 }],
+  "ports": [
+    { "role": "vm", "name": "a1", "mac": "02:aa:00:00:00:01", "tenant": "t", "gateway": "10.0.0.1/24" },
+    { "role": "vm", "name": "a2", "mac": "02:aa:00:00:00:02", "tenant": "t", "gateway": "10.0.1.1/24" }
+  ],
+  "neighbors": [
+    { "tenant": "t", "ip": "10.0.0.10", "mac": "02:0a:00:00:00:10", "port": "a1" }
+  ]
+}"#;
+
+#[test]
+fn commits_and_applies_change_forwarding_all_or_nothing() {
+    if !privileged("running xvrd over veth") {
+        return;
+    }
+    let (dir, config) = common::state_file(TWO_TIERS);
+    let socket = socket_beside(&config);
+    let mut rig = Rig::new("commit");
+    let host = rig.namespace();
+    let vm1 = rig.vm(&host, "a1", "10.0.0.10/24", "02:0a:00:00:00:10");
+    let vm2 = rig.vm(&host, "a2", "10.0.1.10/24", "02:0a:00:00:01:10");
+    rig.exec(&vm1, &["ip", "route", "add", "default", "via", "10.0.0.1"]);
+    rig.exec(&vm2, &["ip", "route", "add", "default", "via", "10.0.1.1"]);
+    let daemon = start_xvrd(&rig, &host, &config, &["a1", "a2"]);
+    let ping = ["ping", "-c", "2", "-i", "0.2", "-W", "1", "10.0.1.10"];
+    assert!(!rig.try_exec(&vm1, &ping), "vm2 is not declared yet");
+
+    let file = |name: &str, json: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, json).unwrap();
+        path
+    };
+    let add_vm2 = file(
+        "add.json",
+        r#"[{ "action": "add", "table": "neighbors",
+              "entry": { "tenant": "t", "ip": "10.0.1.10", "mac": "02:0a:00:00:01:10", "port": "a2" } }]"#,
+    );
+    let add = add_vm2.to_str().unwrap();
+    let out = xvrctl(&socket, &["commit", add, "--dry-run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("would change neighbors: added t 10.0.1.10"),
+        "{}",
+        text(&out)
+    );
+    assert!(!rig.try_exec(&vm1, &ping), "a dry run changes nothing");
+
+    let out = xvrctl(&socket, &["commit", add]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(rig.try_exec(&vm1, &ping), "vm2 reached once committed");
+
+    // One bad change spoils the whole commit.
+    let bad = file(
+        "bad.json",
+        r#"[{ "action": "add", "table": "neighbors",
+              "entry": { "tenant": "t", "ip": "10.0.1.20", "mac": "02:0a:00:00:01:20", "port": "a2" } },
+            { "action": "add", "table": "routes",
+              "entry": { "tenant": "nobody", "prefix": "10.5.0.0/16", "next_hop": "connected" } }]"#,
+    );
+    let out = xvrctl(&socket, &["commit", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("tenant \"nobody\""), "{}", text(&out));
+    let out = xvrctl(&socket, &["--json", "dump", "neighbors"]);
+    let neighbors = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!neighbors.contains("10.0.1.20"), "{neighbors}");
+
+    // apply: back to the file's state, which has no vm2.
+    let out = xvrctl(&socket, &["apply", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("changed neighbors: removed t 10.0.1.10"),
+        "{}",
+        text(&out)
+    );
+    assert!(!rig.try_exec(&vm1, &ping), "vm2 gone again");
+    // Ports cannot change live yet: refused, naming the field.
+    let moved = file(
+        "ports.json",
+        &TWO_TIERS.replace("02:aa:00:00:00:02", "02:aa:00:00:00:09"),
+    );
+    let out = xvrctl(&socket, &["apply", moved.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("ports: adding, removing or changing ports"),
+        "{}",
+        text(&out)
+    );
+    stop_xvrd(daemon);
+}

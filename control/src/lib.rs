@@ -3,6 +3,7 @@
 //! the data plane's immutable tables from it, and the control socket
 //! server (`server`).
 mod build;
+pub mod change;
 mod mac;
 mod model;
 pub mod server;

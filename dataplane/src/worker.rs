@@ -6,8 +6,29 @@ use crate::handoff::Handoff;
 use crate::io::FrameIo;
 use crate::pipeline::Pipeline;
 use crate::table::Tables;
+use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+
+/// Where a worker gets its tables: fixed ones, or a snapshot that the
+/// control plane swaps atomically (`ArcSwap`: a load per pass, no lock,
+/// no shared counter written).
+pub trait TableSource: Sync {
+    /// Runs `f` on the tables current now.
+    fn with_current<R>(&self, f: impl FnOnce(&Tables) -> R) -> R;
+}
+
+impl TableSource for Tables {
+    fn with_current<R>(&self, f: impl FnOnce(&Tables) -> R) -> R {
+        f(self)
+    }
+}
+
+impl TableSource for ArcSwap<Tables> {
+    fn with_current<R>(&self, f: impl FnOnce(&Tables) -> R) -> R {
+        f(&self.load())
+    }
+}
 
 /// What a worker does when a pass finds no frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -109,7 +130,7 @@ impl<I: FrameIo> Worker<I> {
     }
 
     /// Polls until `stop` is set.
-    pub fn run(&mut self, tables: &Tables, idle: Idle, stop: &AtomicBool) {
+    pub fn run(&mut self, tables: &impl TableSource, idle: Idle, stop: &AtomicBool) {
         self.run_reporting(tables, idle, stop, |_| {});
     }
 
@@ -118,14 +139,16 @@ impl<I: FrameIo> Worker<I> {
     /// counters without touching the per-packet path.
     pub fn run_reporting(
         &mut self,
-        tables: &Tables,
+        tables: &impl TableSource,
         idle: Idle,
         stop: &AtomicBool,
         mut report: impl FnMut(&Self),
     ) {
         let mut busy = 0u32;
         while !stop.load(Ordering::Relaxed) {
-            if self.poll(tables) > 0 {
+            // One snapshot per pass: every frame of a batch sees the same
+            // tables, old or new, never a mix.
+            if tables.with_current(|t| self.poll(t)) > 0 {
                 busy = busy.wrapping_add(1);
                 if busy.is_multiple_of(REPORT_EVERY) {
                     report(self);

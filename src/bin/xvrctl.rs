@@ -39,6 +39,21 @@ enum Command {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Makes a desired state (a state file) the running one, changing
+    /// only what differs; prints what changed.
+    Apply {
+        file: PathBuf,
+        /// Validate and show the changes without making them.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Makes a list of changes (a JSON file: `[{"action": "add"|"del"|
+    /// "replace", "table": "routes", "entry": {...}}]`), all or nothing.
+    Commit {
+        file: PathBuf,
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Prints a completion script for a shell.
     Completions { shell: clap_complete::Shell },
 }
@@ -55,9 +70,13 @@ fn main() -> ExitCode {
             );
             return ExitCode::SUCCESS;
         }
-        Command::Version => json!({ "op": "version" }),
-        Command::Health => json!({ "op": "health" }),
-        Command::Stats => json!({ "op": "stats" }),
+        Command::Version => Ok(json!({ "op": "version" })),
+        Command::Health => Ok(json!({ "op": "health" })),
+        Command::Stats => Ok(json!({ "op": "stats" })),
+        Command::Apply { file, dry_run } => read_json(file)
+            .map(|state| json!({ "op": "apply", "state": state, "dry_run": dry_run })),
+        Command::Commit { file, dry_run } => read_json(file)
+            .map(|changes| json!({ "op": "commit", "changes": changes, "dry_run": dry_run })),
         Command::Dump { table, tenant } => {
             let mut r = json!({ "op": "dump" });
             if let Some(t) = table {
@@ -66,7 +85,14 @@ fn main() -> ExitCode {
             if let Some(t) = tenant {
                 r["tenant"] = t.clone().into();
             }
-            r
+            Ok(r)
+        }
+    };
+    let request = match request {
+        Ok(request) => request,
+        Err(message) => {
+            eprintln!("xvrctl: {message}");
+            return ExitCode::from(2);
         }
     };
     let answer = match call(&args.socket, request) {
@@ -91,6 +117,12 @@ fn main() -> ExitCode {
         print_human(&args.command, result);
     }
     ExitCode::SUCCESS
+}
+
+/// A JSON file's content.
+fn read_json(file: &PathBuf) -> Result<Value, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", file.display()))
 }
 
 /// Sends one request and reads its answer.
@@ -156,6 +188,27 @@ fn print_human(command: &Command, result: &Value) {
             }
             other => println!("{other}"),
         },
+        Command::Apply { .. } | Command::Commit { .. } => {
+            let what = if result["dry_run"] == true {
+                "would change"
+            } else {
+                "changed"
+            };
+            let changes = result["changes"].as_object();
+            if changes.is_none_or(|c| c.is_empty()) {
+                println!("nothing to change (generation {})", result["generation"]);
+            }
+            for (table, change) in changes.into_iter().flatten() {
+                for kind in ["added", "removed", "changed"] {
+                    for key in change[kind].as_array().into_iter().flatten() {
+                        println!("  {what} {table}: {kind} {}", key.as_str().unwrap_or("?"));
+                    }
+                }
+            }
+            if result["dry_run"] != true {
+                println!("generation {}", result["generation"]);
+            }
+        }
         Command::Completions { .. } => {}
     }
 }

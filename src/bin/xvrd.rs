@@ -2,10 +2,12 @@
 //! forwards until SIGINT or SIGTERM, then detaches everything and exits 0.
 //! Errors a user can cause (bad config, missing interface, no XDP support)
 //! end with a message naming the cause and nothing left attached.
+use arc_swap::ArcSwap;
 use clap::{Parser, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use xvr::ops::DaemonOps;
 use xvr::router::{total_stats, Options, Router};
 use xvr_control::server::Server;
@@ -107,13 +109,16 @@ fn run(args: &Args) -> Result<(), String> {
     let mut server = Server::bind(&args.socket)
         .map_err(|e| format!("control socket {}: {e}", args.socket.display()))?;
     let mut router = Router::start(&tables, &options)?;
-    let mut ops = DaemonOps::new(&state, tables.generation(), router.live());
+    let ports = tables.ports().len();
+    // Workers read the tables through this; the control socket swaps in
+    // new ones whole.
+    let tables = Arc::new(ArcSwap::from_pointee(tables));
+    let mut ops = DaemonOps::new(state, tables.clone(), router.live());
     eprintln!(
         "xvrd: forwarding on {} ports with {} workers",
-        tables.ports().len(),
-        options.workers
+        ports, options.workers
     );
-    let (signal, reports) = router.run_while(&tables, || {
+    let (signal, reports) = router.run_while(&*tables, || {
         let stop = AtomicBool::new(false);
         std::thread::scope(|s| {
             let control = s.spawn(|| server.run(&mut ops, &stop));
