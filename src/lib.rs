@@ -3,6 +3,7 @@
 pub mod affinity;
 pub mod ops;
 pub mod router;
+pub mod trace;
 
 use std::path::Path;
 use xvr_control::State;

@@ -21,7 +21,9 @@ use xvr_dataplane::Tables;
 /// The protocol's version: bumped when an answer changes shape.
 pub const PROTOCOL: u32 = 1;
 /// The ops, for errors and `xvrctl`.
-pub const OPS: &[&str] = &["version", "health", "stats", "dump", "apply", "commit"];
+pub const OPS: &[&str] = &[
+    "version", "health", "stats", "dump", "apply", "commit", "trace",
+];
 /// A worker that has not reported for this long is not alive.
 const ALIVE_WITHIN: Duration = Duration::from_secs(1);
 
@@ -221,6 +223,7 @@ impl Handler for DaemonOps {
             "dump" => self.dump(request),
             "apply" => self.apply(request),
             "commit" => self.commit(request),
+            "trace" => crate::trace::trace(&self.tables.load(), request),
             _ => Err(ApiError::bad_field(
                 "op",
                 format!("unknown op {op:?} (one of: {})", OPS.join(", ")),

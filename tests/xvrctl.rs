@@ -70,6 +70,21 @@ fn xvrctl_reads_a_running_xvrd() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
 
+    // A trace of what vm1 -> vm2 would do, without sending it.
+    let args = [
+        "--json",
+        "trace",
+        "--port",
+        "a1",
+        "--src",
+        "10.0.0.10",
+        "--dst",
+        "10.0.0.11",
+    ];
+    let out = xvrctl(&socket, &args);
+    let trace: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(trace["action"]["tx"], "a2", "{trace}");
+
     // Errors: xvrd's (1), usage (2), unreachable (3).
     let out = xvrctl(&socket, &["dump", "gizmos"]);
     assert_eq!(out.status.code(), Some(1));

@@ -54,6 +54,26 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Runs a described packet through the current tables without
+    /// sending it: each stage's decision and the final action.
+    Trace {
+        /// The port it arrives on.
+        #[arg(long)]
+        port: String,
+        #[arg(long)]
+        src: String,
+        #[arg(long)]
+        dst: String,
+        /// tcp (a SYN), udp or icmp (an echo request).
+        #[arg(long, default_value = "icmp")]
+        protocol: String,
+        #[arg(long)]
+        sport: Option<u16>,
+        #[arg(long)]
+        dport: Option<u16>,
+        #[arg(long)]
+        ttl: Option<u8>,
+    },
     /// Prints a completion script for a shell.
     Completions { shell: clap_complete::Shell },
 }
@@ -77,6 +97,28 @@ fn main() -> ExitCode {
             .map(|state| json!({ "op": "apply", "state": state, "dry_run": dry_run })),
         Command::Commit { file, dry_run } => read_json(file)
             .map(|changes| json!({ "op": "commit", "changes": changes, "dry_run": dry_run })),
+        Command::Trace {
+            port,
+            src,
+            dst,
+            protocol,
+            sport,
+            dport,
+            ttl,
+        } => {
+            let mut r = json!({ "op": "trace", "port": port, "src": src, "dst": dst,
+                                "protocol": protocol });
+            for (field, value) in [
+                ("sport", sport.map(u64::from)),
+                ("dport", dport.map(u64::from)),
+                ("ttl", ttl.map(u64::from)),
+            ] {
+                if let Some(v) = value {
+                    r[field] = v.into();
+                }
+            }
+            Ok(r)
+        }
         Command::Dump { table, tenant } => {
             let mut r = json!({ "op": "dump" });
             if let Some(t) = table {
@@ -207,6 +249,13 @@ fn print_human(command: &Command, result: &Value) {
             }
             if result["dry_run"] != true {
                 println!("generation {}", result["generation"]);
+            }
+        }
+        Command::Trace { .. } => {
+            print_table(&result["steps"]);
+            println!("action: {}", result["action"]);
+            if !result["output"].is_null() {
+                println!("leaves as: {}", result["output"]);
             }
         }
         Command::Completions { .. } => {}

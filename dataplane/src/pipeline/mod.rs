@@ -181,6 +181,17 @@ impl Pipeline {
     /// Runs a batch through every stage. Each frame ends with a verdict;
     /// frames to transmit have been rewritten in place.
     pub fn run(&mut self, tables: &Tables, frames: &mut [Frame<'_>]) {
+        self.run_observed(tables, frames, |_, _| {});
+    }
+
+    /// `run`, calling `observe` with each stage's name and the batch after
+    /// it (for `trace`: a no-op closure costs nothing in `run`).
+    pub fn run_observed(
+        &mut self,
+        tables: &Tables,
+        frames: &mut [Frame<'_>],
+        mut observe: impl FnMut(&'static str, &[Frame<'_>]),
+    ) {
         let expired = self.conntrack.expire(self.now, EXPIRY_BUDGET);
         for _ in 0..expired {
             self.stats.event(Event::SessionExpired);
@@ -188,17 +199,27 @@ impl Pipeline {
         let (ct, now, stats) = (&mut self.conntrack, self.now, &mut self.stats);
         let workers = &self.workers;
         ingress::run(tables, frames, stats);
+        observe("ingress", frames);
         fast::run_out(tables, frames, ct, now, stats);
+        observe("nat_fast_path", frames);
         nat::run_in(tables, frames, ct, now, workers, stats);
+        observe("nat_in", frames);
         l2::run(tables, frames, stats);
+        observe("l2", frames);
         l3::run(tables, frames, l3::Sessions { ct, now, workers }, stats);
+        observe("l3", frames);
         nat::run_out(tables, frames, ct, now, workers, stats);
+        observe("nat_out", frames);
         if frames.iter().any(|f| f.meta.stage == Stage::Unsnat) {
             // Hairpinned frames: in through reverse NAT, routed inside.
             nat::run_in(tables, frames, ct, now, workers, stats);
+            observe("nat_in (hairpin)", frames);
             l3::run(tables, frames, l3::Sessions { ct, now, workers }, stats);
+            observe("l3 (hairpin)", frames);
             nat::run_out(tables, frames, ct, now, workers, stats);
+            observe("nat_out (hairpin)", frames);
         }
         encap::run(tables, frames, stats);
+        observe("encap", frames);
     }
 }
