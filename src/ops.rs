@@ -22,7 +22,7 @@ use xvr_dataplane::Tables;
 pub const PROTOCOL: u32 = 1;
 /// The ops, for errors and `xvrctl`.
 pub const OPS: &[&str] = &[
-    "version", "health", "stats", "dump", "apply", "commit", "trace",
+    "version", "health", "stats", "dump", "apply", "commit", "trace", "schema",
 ];
 /// A worker that has not reported for this long is not alive.
 const ALIVE_WITHIN: Duration = Duration::from_secs(1);
@@ -224,6 +224,7 @@ impl Handler for DaemonOps {
             "apply" => self.apply(request),
             "commit" => self.commit(request),
             "trace" => crate::trace::trace(&self.tables.load(), request),
+            "schema" => Ok(xvr_control::schema::schema()),
             _ => Err(ApiError::bad_field(
                 "op",
                 format!("unknown op {op:?} (one of: {})", OPS.join(", ")),

@@ -79,6 +79,13 @@ pub struct LiveWorker {
 }
 
 impl Live {
+    /// Room for `workers` reports, none made yet.
+    pub fn new(workers: usize) -> Live {
+        Live {
+            workers: (0..workers).map(|_| Mutex::default()).collect(),
+        }
+    }
+
     /// A copy of every worker's last report.
     pub fn workers(&self) -> Vec<LiveWorker> {
         self.workers
@@ -251,9 +258,7 @@ impl Router {
                 _ => worker.with_handoff(handoffs.remove(0)),
             });
         }
-        let live = Arc::new(Live {
-            workers: (0..workers).map(|_| Mutex::default()).collect(),
-        });
+        let live = Arc::new(Live::new(workers));
         Ok(Router {
             live,
             workers: all,

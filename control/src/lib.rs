@@ -6,6 +6,7 @@ mod build;
 pub mod change;
 mod mac;
 mod model;
+pub mod schema;
 pub mod server;
 mod validate;
 

@@ -73,3 +73,34 @@ fn every_bad_change_is_named_and_nothing_changes() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn the_schema_describes_every_table_with_the_keys_commit_uses() {
+    let schema = xvr_control::schema::schema();
+    let entries = schema["tables"].as_array().unwrap();
+    let described: Vec<&str> = entries
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    let tables: Vec<&str> = xvr_control::change::TABLES
+        .iter()
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(described, tables);
+    for (t, keys) in xvr_control::change::TABLES {
+        let entry = entries.iter().find(|e| e["name"] == *t).unwrap();
+        let fields: Vec<&str> = entry["key"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["field"].as_str().unwrap())
+            .collect();
+        for key in *keys {
+            assert!(fields.contains(key), "{t}: {key} not in {fields:?}");
+        }
+        for k in entry["key"].as_array().unwrap() {
+            let kind = k["match"].as_str().unwrap();
+            assert!(schema["match_kinds"].get(kind).is_some(), "{t}: {kind}");
+        }
+    }
+}

@@ -74,6 +74,8 @@ enum Command {
         #[arg(long)]
         ttl: Option<u8>,
     },
+    /// The tables a controller may fill: keys, match kinds, actions.
+    Schema,
     /// Prints a completion script for a shell.
     Completions { shell: clap_complete::Shell },
 }
@@ -93,6 +95,7 @@ fn main() -> ExitCode {
         Command::Version => Ok(json!({ "op": "version" })),
         Command::Health => Ok(json!({ "op": "health" })),
         Command::Stats => Ok(json!({ "op": "stats" })),
+        Command::Schema => Ok(json!({ "op": "schema" })),
         Command::Apply { file, dry_run } => read_json(file)
             .map(|state| json!({ "op": "apply", "state": state, "dry_run": dry_run })),
         Command::Commit { file, dry_run } => read_json(file)
@@ -257,6 +260,29 @@ fn print_human(command: &Command, result: &Value) {
             if !result["output"].is_null() {
                 println!("leaves as: {}", result["output"]);
             }
+        }
+        Command::Schema => {
+            let rows: Vec<Value> = result["tables"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| {
+                    let keys: Vec<String> = t["key"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|k| format!("{}:{}", k["field"].as_str().unwrap_or("?"), k["match"].as_str().unwrap_or("?")))
+                        .collect();
+                    let actions: Vec<&str> = t["actions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|a| a["name"].as_str())
+                        .collect();
+                    json!({ "table": t["name"], "key": keys.join(" "), "actions": actions.join(", ") })
+                })
+                .collect();
+            print_table(&Value::Array(rows));
         }
         Command::Completions { .. } => {}
     }
