@@ -60,7 +60,7 @@ fn every_documented_example_holds_and_every_op_is_documented() {
     let mut ops = DaemonOps::new(state, tables, Arc::new(Live::new(1)));
     let blocks = json_blocks();
     assert!(
-        blocks.len() >= 2 && blocks.len() % 2 == 0,
+        blocks.len() >= 2 && blocks.len().is_multiple_of(2),
         "{} blocks",
         blocks.len()
     );
