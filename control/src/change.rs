@@ -6,7 +6,7 @@
 use crate::State;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Every table of the state and its key fields.
 pub const TABLES: &[(&str, &[&str])] = &[
@@ -42,11 +42,17 @@ pub struct Change {
     pub entry: Value,
 }
 
+/// A table being changed: its rows (None once deleted) and key -> row.
+type OpenTable = (Vec<Option<Value>>, HashMap<String, usize>);
+
 /// `state` with `changes` made in order; every problem is reported,
 /// naming `changes[i]` and the field, and nothing is changed if any.
 pub fn apply_changes(state: &State, changes: &[Change]) -> Result<State, Vec<String>> {
     let mut root = serde_json::to_value(state).expect("the state serializes");
     let mut errors = Vec::new();
+    // Per table touched: its rows (None once deleted) and key -> row, so
+    // a commit of n changes costs n lookups, not n scans.
+    let mut open: BTreeMap<&str, OpenTable> = BTreeMap::new();
     for (i, change) in changes.iter().enumerate() {
         let Some(&(table, keys)) = TABLES.iter().find(|(t, _)| *t == change.table) else {
             let known: Vec<&str> = TABLES.iter().map(|(t, _)| *t).collect();
@@ -57,18 +63,29 @@ pub fn apply_changes(state: &State, changes: &[Change]) -> Result<State, Vec<Str
             ));
             continue;
         };
-        let rows = rows_mut(&mut root, table);
+        let (rows, index) = open.entry(table).or_insert_with(|| {
+            let rows: Vec<Option<Value>> = rows_mut(&mut root, table).drain(..).map(Some).collect();
+            let index = rows
+                .iter()
+                .enumerate()
+                .map(|(at, row)| (key_of(keys, row.as_ref().expect("all present")), at))
+                .collect();
+            (rows, index)
+        });
         let key = key_of(keys, &change.entry);
-        let at = rows.iter().position(|row| key_of(keys, row) == key);
-        match (change.action, at) {
-            (Action::Add, None) => rows.push(change.entry.clone()),
+        match (change.action, index.get(&key).copied()) {
+            (Action::Add, None) => {
+                index.insert(key, rows.len());
+                rows.push(Some(change.entry.clone()));
+            }
             (Action::Add, Some(_)) => errors.push(format!(
                 "changes[{i}].entry: {table} {key} exists already (use replace)"
             )),
             (Action::Del, Some(at)) => {
-                rows.remove(at);
+                rows[at] = None;
+                index.remove(&key);
             }
-            (Action::Replace, Some(at)) => rows[at] = change.entry.clone(),
+            (Action::Replace, Some(at)) => rows[at] = Some(change.entry.clone()),
             (Action::Del | Action::Replace, None) => {
                 errors.push(format!("changes[{i}].entry: no {table} {key}"))
             }
@@ -76,6 +93,9 @@ pub fn apply_changes(state: &State, changes: &[Change]) -> Result<State, Vec<Str
     }
     if !errors.is_empty() {
         return Err(errors);
+    }
+    for (table, (rows, _)) in open {
+        *rows_mut(&mut root, table) = rows.into_iter().flatten().collect();
     }
     serde_json::from_value(root).map_err(|e| vec![format!("changes: {e}")])
 }

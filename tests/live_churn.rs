@@ -1,0 +1,125 @@
+//! Config churn under traffic: while a UDP stream runs from vm1 to vm2
+//! through xvrd, commits change 20,000 routes (in batches of 1,000) and
+//! replace firewall rules; the stream, whose path none of them touches,
+//! loses nothing (iperf3 counts at the receiver). A route that does
+//! affect a flow takes effect: traffic follows it, then stops when it
+//! becomes a blackhole.
+mod common;
+
+use common::{socket_beside, start_xvrd, stop_xvrd};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use xvr_testkit::netns::{privileged, Rig};
+
+const STATE: &str = r#"{
+  "tenants": [{ "name": "t", "vni": 100 }],
+  "ports": [
+    { "role": "vm", "name": "a1", "mac": "02:aa:00:00:00:01", "tenant": "t", "gateway": "10.0.0.1/24" },
+    { "role": "vm", "name": "a2", "mac": "02:aa:00:00:00:02", "tenant": "t", "gateway": "10.0.1.1/24" }
+  ],
+  "neighbors": [
+    { "tenant": "t", "ip": "10.0.0.10", "mac": "02:0a:00:00:00:10", "port": "a1" },
+    { "tenant": "t", "ip": "10.0.1.10", "mac": "02:0a:00:00:01:10", "port": "a2" }
+  ]
+}"#;
+
+/// One request on a fresh connection; the answer's `result`, or panics
+/// with its error.
+fn call(socket: &std::path::Path, request: Value) -> Value {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    let mut line = request.to_string();
+    line.push('\n');
+    stream.write_all(line.as_bytes()).unwrap();
+    let mut answer = String::new();
+    BufReader::new(&stream).read_line(&mut answer).unwrap();
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    match answer.get("result") {
+        Some(result) => result.clone(),
+        None => {
+            let op = &request["op"];
+            panic!("{op}: {:.400}", answer.to_string())
+        }
+    }
+}
+
+fn routes(action: &str, batch: u32) -> Value {
+    let changes: Vec<Value> = (0..1000u32)
+        .map(|i| {
+            let prefix = format!("10.{}.{}.{}/26", 100 + batch, i / 4, (i % 4) * 64);
+            let entry = json!({ "tenant": "t", "prefix": prefix, "next_hop": "blackhole" });
+            json!({ "action": action, "table": "routes", "entry": entry })
+        })
+        .collect();
+    json!({ "op": "commit", "changes": changes })
+}
+
+#[test]
+fn unaffected_flows_lose_nothing_while_routes_and_rules_churn() {
+    if !privileged("running xvrd over veth") {
+        return;
+    }
+    let (_dir, config) = common::state_file(STATE);
+    let socket = socket_beside(&config);
+    let mut rig = Rig::new("churn");
+    let host = rig.namespace();
+    let vm1 = rig.vm(&host, "a1", "10.0.0.10/24", "02:0a:00:00:00:10");
+    let vm2 = rig.vm(&host, "a2", "10.0.1.10/24", "02:0a:00:00:01:10");
+    rig.exec(&vm1, &["ip", "route", "add", "default", "via", "10.0.0.1"]);
+    rig.exec(&vm2, &["ip", "route", "add", "default", "via", "10.0.1.1"]);
+    rig.exec(&vm2, &["ip", "addr", "add", "10.5.0.1/32", "dev", "lo"]);
+    let daemon = start_xvrd(&rig, &host, &config, &["a1", "a2"]);
+
+    let (stream, generations) = std::thread::scope(|s| {
+        let stream = s.spawn(|| rig.iperf3(&vm2, &vm1, "10.0.1.10", 6, &["-u", "-b", "10M"]));
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        let mut generations = Vec::new();
+        // 20 commits of 1,000 route changes: 10 adds, each undone.
+        for batch in 0..10 {
+            for action in ["add", "del"] {
+                let result = call(&socket, routes(action, batch));
+                generations.push(result["generation"].as_u64().unwrap());
+            }
+            // And a firewall rule replaced (egress from this tenant's
+            // public side: no path of the stream).
+            let rule = json!({ "tenant": "t", "direction": "egress", "action": "deny",
+                               "protocol": "tcp", "ports": [25, 25] });
+            for action in ["add", "del"] {
+                let change = json!({ "action": action, "table": "firewall", "entry": rule });
+                call(&socket, json!({ "op": "commit", "changes": [change] }));
+            }
+        }
+        assert!(!stream.is_finished(), "the churn outlasted the stream");
+        (stream.join().unwrap(), generations)
+    });
+    let stream = stream.unwrap();
+    assert!(stream.bytes_received > 1_000_000, "{stream:?}");
+    assert_eq!(
+        stream.lost_packets, 0,
+        "the stream lost packets: {stream:?}"
+    );
+    assert!(
+        generations.windows(2).all(|w| w[0] != w[1]),
+        "{generations:?}"
+    );
+
+    // A change that does affect a flow: 10.5.0.0/16 via vm2, then a
+    // blackhole.
+    let ping = ["ping", "-c", "2", "-i", "0.2", "-W", "1", "10.5.0.1"];
+    assert!(!rig.try_exec(&vm1, &ping), "no route yet");
+    let route =
+        json!({ "tenant": "t", "prefix": "10.5.0.0/16", "next_hop": { "via": "10.0.1.10" } });
+    call(
+        &socket,
+        json!({ "op": "commit", "changes": [{ "action": "add", "table": "routes", "entry": route }] }),
+    );
+    assert!(rig.try_exec(&vm1, &ping), "traffic follows the new route");
+    let hole = json!({ "tenant": "t", "prefix": "10.5.0.0/16", "next_hop": "blackhole" });
+    call(
+        &socket,
+        json!({ "op": "commit", "changes": [{ "action": "replace", "table": "routes", "entry": hole }] }),
+    );
+    assert!(!rig.try_exec(&vm1, &ping), "a blackhole stops it");
+    let log = stop_xvrd(daemon);
+    assert!(log.contains("blackhole"), "{log}");
+}
