@@ -148,6 +148,15 @@ impl FlowIndex {
         }
     }
 
+    /// Removes `key` if it maps to `value`.
+    pub fn remove_if(&mut self, key: &FlowKey, value: u32) -> bool {
+        if self.get(key) != Some(value) {
+            return false;
+        }
+        self.remove(key);
+        true
+    }
+
     pub fn remove(&mut self, key: &FlowKey) -> Option<u32> {
         let mut i = self.home(key);
         loop {

@@ -298,7 +298,10 @@ pub(crate) fn run_out(
         Ok(Some((l4, key)))
     };
     let translate = |frame: &mut Frame<'_>, p: Pending, ct: &mut Conntrack, stats: &mut Stats| {
-        let id = match p.found {
+        // A frame earlier in this batch may have opened the session (the
+        // batch was looked up before any was translated).
+        let found = p.found.or_else(|| ct.lookup(&p.key));
+        let id = match found {
             Some((id, _)) => {
                 ct.update(id, Dir::Orig, p.l4.tcp_flags, now);
                 id
@@ -406,7 +409,8 @@ pub(crate) fn run_in(
         Ok(Some((l4, key)))
     };
     let translate = |frame: &mut Frame<'_>, p: Pending, ct: &mut Conntrack, stats: &mut Stats| {
-        let id = match p.found {
+        let found = p.found.or_else(|| ct.lookup(&p.key));
+        let id = match found {
             Some((id, Dir::Reply)) => id,
             Some((_, Dir::Orig)) => return Err(DropReason::NatNoSession),
             None => {
