@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use xvr_control::change::{self, Change};
 use xvr_control::server::{ApiError, Handler};
 use xvr_control::State;
+use xvr_dataplane::conntrack::SessionFilter;
 use xvr_dataplane::Stats;
 use xvr_dataplane::Tables;
 
@@ -22,8 +23,10 @@ use xvr_dataplane::Tables;
 pub const PROTOCOL: u32 = 1;
 /// The ops, for errors and `xvrctl`.
 pub const OPS: &[&str] = &[
-    "version", "health", "stats", "dump", "apply", "commit", "trace", "schema",
+    "version", "health", "stats", "dump", "apply", "commit", "trace", "schema", "sessions",
 ];
+/// Sessions listed per worker at most (`limit` defaults to 100).
+const MAX_LISTED: u64 = 10_000;
 /// A worker that has not reported for this long is not alive.
 const ALIVE_WITHIN: Duration = Duration::from_secs(1);
 
@@ -93,6 +96,100 @@ impl DaemonOps {
             ));
         }
         Ok(())
+    }
+
+    /// Connection-tracking sessions, filtered by `tenant`, `address`,
+    /// `port`, `protocol`; `limit` listed per worker; `flush` removes them.
+    fn sessions(&mut self, request: &Map<String, Value>) -> Result<Value, ApiError> {
+        let tables = self.tables.load();
+        let text = |field: &str| -> Result<Option<&str>, ApiError> {
+            match request.get(field) {
+                None => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s)),
+                Some(other) => Err(ApiError::bad_field(
+                    field,
+                    format!("{other} is not a string"),
+                )),
+            }
+        };
+        let mut filter = SessionFilter::default();
+        if let Some(name) = text("tenant")? {
+            let id = tables.tenants().iter().position(|t| t.name == name);
+            let id = id
+                .ok_or_else(|| ApiError::bad_field("tenant", format!("unknown tenant {name:?}")))?;
+            filter.zone = Some(id as u16);
+        }
+        if let Some(a) = text("address")? {
+            let ip = a.parse().map_err(|_| {
+                ApiError::bad_field("address", format!("{a:?} is not an IPv4 address"))
+            })?;
+            filter.address = Some(ip);
+        }
+        if let Some(p) = text("protocol")? {
+            filter.proto = Some(match p {
+                "tcp" => 6,
+                "udp" => 17,
+                "icmp" => 1,
+                other => {
+                    return Err(ApiError::bad_field(
+                        "protocol",
+                        format!("{other:?} is not tcp, udp or icmp"),
+                    ))
+                }
+            });
+        }
+        let number = |field: &str, max: u64| -> Result<Option<u64>, ApiError> {
+            match request.get(field) {
+                None => Ok(None),
+                Some(v) => v.as_u64().filter(|n| *n <= max).map(Some).ok_or_else(|| {
+                    ApiError::bad_field(field, format!("{v} is not a number from 0 to {max}"))
+                }),
+            }
+        };
+        filter.port = number("port", 65535)?.map(|p| p as u16);
+        let limit = number("limit", MAX_LISTED)?.unwrap_or(100) as usize;
+        let flush = match request.get("flush") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                return Err(ApiError::bad_field(
+                    "flush",
+                    format!("{other} is not true or false"),
+                ))
+            }
+        };
+        let answers = self
+            .live
+            .sessions(filter, limit, flush)
+            .map_err(|e| ApiError::new("unavailable", e))?;
+        let tenant = |zone: u16| {
+            tables
+                .tenants()
+                .get(usize::from(zone))
+                .map(|t| t.name.clone())
+        };
+        let mut listed = Vec::new();
+        let mut matched = 0;
+        for (w, answer) in answers.iter().enumerate() {
+            matched += answer.matched;
+            listed.extend(answer.sessions.iter().map(|s| {
+                let i = &s.inside;
+                let public = (!s.routed).then(|| json!({ "ip": s.nat_ip.to_string(), "port": s.nat_port }));
+                json!({
+                    "worker": w,
+                    "tenant": tenant(i.zone),
+                    "protocol": match i.proto { 6 => "tcp", 17 => "udp", 1 => "icmp", _ => "other" },
+                    "inside": { "src": i.src.to_string(), "sport": i.sport, "dst": i.dst.to_string(), "dport": i.dport },
+                    "public": public,
+                    "state": format!("{:?}", s.state),
+                    "expires_in_s": s.expires.saturating_sub(answer.now),
+                    "opened_from_outside": s.inbound,
+                })
+            }));
+        }
+        Ok(
+            json!({ "matched": matched, "flushed": if flush { matched } else { 0 }, "sessions": listed }),
+        )
     }
 
     fn apply(&mut self, request: &Map<String, Value>) -> Result<Value, ApiError> {
@@ -225,6 +322,7 @@ impl Handler for DaemonOps {
             "commit" => self.commit(request),
             "trace" => crate::trace::trace(&self.tables.load(), request),
             "schema" => Ok(xvr_control::schema::schema()),
+            "sessions" => self.sessions(request),
             _ => Err(ApiError::bad_field(
                 "op",
                 format!("unknown op {op:?} (one of: {})", OPS.join(", ")),

@@ -10,7 +10,7 @@ use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use xvr_dataplane::conntrack;
+use xvr_dataplane::conntrack::{self, Session, SessionFilter};
 use xvr_dataplane::handoff::Handoff;
 use xvr_dataplane::io::xsk::{Socket, Umem};
 use xvr_dataplane::io::xsk_ports::{SocketDrops, XskPorts};
@@ -66,6 +66,23 @@ pub struct WorkerReport {
 #[derive(Default)]
 pub struct Live {
     workers: Vec<Mutex<LiveWorker>>,
+    /// Per worker: a sessions request for it to answer at its next report.
+    queries: Vec<Mutex<SessionQuery>>,
+}
+
+/// A `sessions` request to one worker and its answer.
+#[derive(Default)]
+pub struct SessionQuery {
+    request: Option<(SessionFilter, usize, bool)>,
+    answer: Option<WorkerSessions>,
+}
+
+/// One worker's answer: the first sessions selected, how many matched,
+/// and the worker's clock (for time left).
+pub struct WorkerSessions {
+    pub sessions: Vec<Session>,
+    pub matched: usize,
+    pub now: u32,
 }
 
 #[derive(Default, Clone)]
@@ -83,7 +100,51 @@ impl Live {
     pub fn new(workers: usize) -> Live {
         Live {
             workers: (0..workers).map(|_| Mutex::default()).collect(),
+            queries: (0..workers).map(|_| Mutex::default()).collect(),
         }
+    }
+
+    /// Asks every running worker for the sessions `filter` selects (the
+    /// first `limit` each; with `flush`, removed) and waits for their
+    /// answers. Workers answer at their next report (a few ms).
+    pub fn sessions(
+        &self,
+        filter: SessionFilter,
+        limit: usize,
+        flush: bool,
+    ) -> Result<Vec<WorkerSessions>, String> {
+        let running: Vec<usize> = (0..self.workers.len())
+            .filter(|&w| {
+                self.workers[w]
+                    .lock()
+                    .map(|r| r.seen.is_some())
+                    .unwrap_or(false)
+            })
+            .collect();
+        for &w in &running {
+            let mut q = self.queries[w].lock().map_err(|_| "worker query lock")?;
+            q.answer = None;
+            q.request = Some((filter, limit, flush));
+        }
+        let deadline = Instant::now() + std::time::Duration::from_secs(2);
+        let mut answers = Vec::new();
+        for &w in &running {
+            loop {
+                let answer = self.queries[w]
+                    .lock()
+                    .ok()
+                    .and_then(|mut q| q.answer.take());
+                if let Some(answer) = answer {
+                    answers.push(answer);
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("worker {w} did not answer within 2 s"));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        Ok(answers)
     }
 
     /// A copy of every worker's last report.
@@ -282,7 +343,7 @@ impl Router {
             for (w, worker) in self.workers.iter_mut().enumerate() {
                 let core = cores.get(w).copied();
                 let stop = &stop;
-                let live = &self.live.workers[w];
+                let (live, query) = (&self.live.workers[w], &self.live.queries[w]);
                 let handle = std::thread::Builder::new()
                     .name(format!("xvr-worker-{w}"))
                     .spawn_scoped(s, move || {
@@ -290,6 +351,18 @@ impl Router {
                             pin_to(core);
                         }
                         worker.run_reporting(tables, idle, stop, |worker| {
+                            if let Ok(mut q) = query.try_lock() {
+                                if let Some((filter, limit, flush)) = q.request.take() {
+                                    let ct = &mut worker.pipeline.conntrack;
+                                    let (sessions, matched) = ct.select(&filter, limit, flush);
+                                    let now = worker.pipeline.now;
+                                    q.answer = Some(WorkerSessions {
+                                        sessions,
+                                        matched,
+                                        now,
+                                    });
+                                }
+                            }
                             if let Ok(mut slot) = live.try_lock() {
                                 slot.core = core;
                                 slot.counters.clone_from(&worker.counters);

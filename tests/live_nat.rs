@@ -452,3 +452,58 @@ fn two_workers_share_source_nat_and_hand_each_flow_to_its_owner() {
     assert!(!log.contains("nat_handoff_full"), "{log}");
     eprintln!("{log}");
 }
+
+#[test]
+fn sessions_are_listed_and_flushed_over_the_control_socket() {
+    if !privileged("running xvrd with source NAT over veth") {
+        return;
+    }
+    let (_dir, config) = common::state_file(STATE);
+    let socket = common::socket_beside(&config);
+    let mut r = Rig::new("sessions");
+    let (host, vm, _internet) = rig(&mut r);
+    let daemon = start_xvrd(&r, &host, &config, &["up0", "a1"]);
+    let ping = ["ping", "-c", "2", "-i", "0.2", "-W", "2", SERVER];
+    assert!(r.try_exec(&vm, &ping), "ping through SNAT");
+    let xvrctl = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_xvrctl"))
+            .arg("--socket")
+            .arg(&socket)
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        (
+            out.status.code(),
+            text,
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let listed = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["--json", "sessions"];
+        all.extend_from_slice(args);
+        let (code, out, err) = xvrctl(&all);
+        assert_eq!(code, Some(0), "{err}");
+        serde_json::from_str(&out).unwrap()
+    };
+    let icmp = listed(&["--protocol", "icmp", "--address", SERVER]);
+    assert_eq!(icmp["matched"], 1, "{icmp}");
+    let session = &icmp["sessions"][0];
+    assert_eq!(session["public"]["ip"], "203.0.113.10", "{icmp}");
+    assert_eq!(session["inside"]["src"], "10.0.0.10", "{icmp}");
+    assert_eq!(listed(&["--protocol", "tcp"])["matched"], 0);
+    let (_, table, _) = xvrctl(&["sessions"]);
+    assert!(
+        table.contains("10.0.0.10") && table.contains("1 matched"),
+        "{table}"
+    );
+    // Flushed, it is gone; the next ping opens a new one.
+    assert_eq!(listed(&["--flush", "--protocol", "icmp"])["flushed"], 1);
+    assert_eq!(listed(&[])["matched"], 0);
+    assert!(r.try_exec(&vm, &ping), "ping after the flush");
+    assert_eq!(listed(&[])["matched"], 1);
+    let (code, _, err) = xvrctl(&["sessions", "--tenant", "nobody"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("tenant: unknown tenant \"nobody\""), "{err}");
+    stop_xvrd(daemon);
+}

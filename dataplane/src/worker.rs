@@ -142,7 +142,7 @@ impl<I: FrameIo> Worker<I> {
         tables: &impl TableSource,
         idle: Idle,
         stop: &AtomicBool,
-        mut report: impl FnMut(&Self),
+        mut report: impl FnMut(&mut Self),
     ) {
         let mut busy = 0u32;
         while !stop.load(Ordering::Relaxed) {

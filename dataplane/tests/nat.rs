@@ -630,3 +630,41 @@ fn established_packets_take_the_fast_path_with_the_slow_paths_result() {
     send(&mut p, &t2, A1, &data);
     assert_eq!(p.stats.events_of(Event::FastPath), 3);
 }
+
+#[test]
+fn a_ping_flow_is_one_session_through_the_fast_path() {
+    let t = snat_tables();
+    let mut p = Pipeline::new();
+    for seq in 1..=3 {
+        let (verdict, _) = send(&mut p, &t, A1, &out_of_vm(VM).ping(0x4242, seq, b"ping"));
+        assert_eq!(verdict, Verdict::Tx(UP));
+        let (verdict, _) = send(&mut p, &t, UP, &from_server().pong(0x4242, seq, b"ping"));
+        assert_eq!(verdict, Verdict::Tx(A1));
+    }
+    let (listed, matched) = p.conntrack.select(
+        &xvr_dataplane::conntrack::SessionFilter::default(),
+        10,
+        false,
+    );
+    assert_eq!(matched, 1, "{listed:?}");
+    assert_eq!(p.conntrack.len(), 1);
+}
+
+#[test]
+fn a_new_flows_packets_in_one_batch_open_one_session() {
+    let t = snat_tables();
+    let mut p = Pipeline::new();
+    let burst: Vec<Vec<u8>> = (0..5)
+        .map(|i| out_of_vm(VM).udp(5353, 53, &[i; 8]))
+        .collect();
+    let mut verdicts = Vec::new();
+    MemoryIo::new().run(
+        &mut p,
+        &t,
+        burst.iter().map(|f| (A1, f.as_slice())),
+        |_, v, _| verdicts.push(v),
+    );
+    assert_eq!(verdicts, vec![Verdict::Tx(UP); 5]);
+    assert_eq!(p.conntrack.len(), 1, "one flow, one session");
+    assert_eq!(p.stats.events_of(Event::SessionNew), 1);
+}

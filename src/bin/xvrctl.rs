@@ -76,6 +76,24 @@ enum Command {
     },
     /// The tables a controller may fill: keys, match kinds, actions.
     Schema,
+    /// Connection-tracking sessions (NAT, and flows between tiers with
+    /// ACLs), filtered; `--flush` removes the ones selected.
+    Sessions {
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Inside source or destination, or public address.
+        #[arg(long)]
+        address: Option<String>,
+        #[arg(long)]
+        port: Option<u16>,
+        #[arg(long)]
+        protocol: Option<String>,
+        /// Sessions listed per worker at most.
+        #[arg(long)]
+        limit: Option<u64>,
+        #[arg(long)]
+        flush: bool,
+    },
     /// Prints a completion script for a shell.
     Completions { shell: clap_complete::Shell },
 }
@@ -96,6 +114,31 @@ fn main() -> ExitCode {
         Command::Health => Ok(json!({ "op": "health" })),
         Command::Stats => Ok(json!({ "op": "stats" })),
         Command::Schema => Ok(json!({ "op": "schema" })),
+        Command::Sessions {
+            tenant,
+            address,
+            port,
+            protocol,
+            limit,
+            flush,
+        } => {
+            let mut r = json!({ "op": "sessions", "flush": flush });
+            for (field, value) in [
+                ("tenant", tenant),
+                ("address", address),
+                ("protocol", protocol),
+            ] {
+                if let Some(v) = value {
+                    r[field] = v.clone().into();
+                }
+            }
+            for (field, value) in [("port", port.map(u64::from)), ("limit", *limit)] {
+                if let Some(v) = value {
+                    r[field] = v.into();
+                }
+            }
+            Ok(r)
+        }
         Command::Apply { file, dry_run } => read_json(file)
             .map(|state| json!({ "op": "apply", "state": state, "dry_run": dry_run })),
         Command::Commit { file, dry_run } => read_json(file)
@@ -283,6 +326,35 @@ fn print_human(command: &Command, result: &Value) {
                 })
                 .collect();
             print_table(&Value::Array(rows));
+        }
+        Command::Sessions { .. } => {
+            let rows: Vec<Value> = result["sessions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| {
+                    let i = &s["inside"];
+                    let inside = format!(
+                        "{}:{} -> {}:{}",
+                        i["src"].as_str().unwrap_or("?"),
+                        i["sport"],
+                        i["dst"].as_str().unwrap_or("?"),
+                        i["dport"]
+                    );
+                    let public = match &s["public"] {
+                        Value::Null => "-".to_string(),
+                        p => format!("{}:{}", p["ip"].as_str().unwrap_or("?"), p["port"]),
+                    };
+                    json!({ "worker": s["worker"], "tenant": s["tenant"], "protocol": s["protocol"],
+                            "inside": inside, "public": public, "state": s["state"],
+                            "expires_in_s": s["expires_in_s"] })
+                })
+                .collect();
+            print_table(&Value::Array(rows));
+            println!(
+                "{} matched, {} flushed",
+                result["matched"], result["flushed"]
+            );
         }
         Command::Completions { .. } => {}
     }

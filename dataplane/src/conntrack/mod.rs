@@ -132,6 +132,31 @@ pub struct FragKey {
     pub id: u16,
 }
 
+/// Which sessions a `sessions` request selects; None matches anything.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionFilter {
+    pub zone: Option<TenantId>,
+    /// The inside source or destination, or the public address.
+    pub address: Option<Ipv4Addr>,
+    /// Any of the session's ports, inside or public.
+    pub port: Option<u16>,
+    pub proto: Option<u8>,
+}
+
+impl SessionFilter {
+    pub fn matches(&self, s: &Session) -> bool {
+        let i = &s.inside;
+        self.zone.is_none_or(|z| z == i.zone)
+            && self.proto.is_none_or(|p| p == i.proto)
+            && self
+                .address
+                .is_none_or(|a| a == i.src || a == i.dst || a == s.nat_ip)
+            && self
+                .port
+                .is_none_or(|p| p == i.sport || p == i.dport || p == s.nat_port)
+    }
+}
+
 /// Why a new session was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SetupError {
@@ -500,10 +525,41 @@ impl Conntrack {
         removed
     }
 
+    /// The live sessions `filter` selects: copies of the first `limit`,
+    /// and how many there are. With `flush`, they are removed too (their
+    /// flows' next packets are new flows). A scan of every session: for
+    /// the control plane, between batches, never per packet.
+    pub fn select(
+        &mut self,
+        filter: &SessionFilter,
+        limit: usize,
+        flush: bool,
+    ) -> (Vec<Session>, usize) {
+        let ids: Vec<SessionId> = (0..self.sessions.len() as SessionId)
+            .filter(|&id| {
+                let s = &self.sessions[id as usize];
+                s.live && filter.matches(s)
+            })
+            .collect();
+        let listed = ids
+            .iter()
+            .take(limit)
+            .map(|&id| self.sessions[id as usize])
+            .collect();
+        if flush {
+            for &id in &ids {
+                self.unlink(id);
+                self.remove(id);
+            }
+        }
+        (listed, ids.len())
+    }
+
     fn remove(&mut self, id: SessionId) {
         let s = self.sessions[id as usize];
-        self.index.remove(&s.inside);
-        self.index.remove(&s.reply_key());
+        // Only its own entries (never another session's under the same key).
+        self.index.remove_if(&s.inside, id << 1);
+        self.index.remove_if(&s.reply_key(), (id << 1) | 1);
         let pool = match s.inbound || !self.index.contains_key(&mapping_key(&s.inside, s.nat_ip)) {
             true => None,
             false => self.pools.get_mut(&(s.nat_ip, s.inside.proto)),
