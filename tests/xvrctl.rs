@@ -56,6 +56,39 @@ fn xvrctl_reads_a_running_xvrd() {
     assert!(stats["events"]["bridged"].as_u64().unwrap() >= 6, "{stats}");
     let out = xvrctl(&socket, &["stats"]);
     assert!(text(&out).contains("bridged"), "{}", text(&out));
+    // --watch reports rates: a ping flood meanwhile shows up in them.
+    let flood = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &vm1,
+            "ping",
+            "-c",
+            "200",
+            "-i",
+            "0.005",
+            "-q",
+            "10.0.0.11",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = xvrctl(
+        &socket,
+        &["--json", "stats", "--watch", "0.5", "--count", "2"],
+    );
+    let mut flood = flood;
+    flood.wait().unwrap();
+    let reports: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(reports.len(), 2, "{}", text(&out));
+    let rx: f64 = reports
+        .iter()
+        .map(|r| r["workers"][0]["rx_pps"].as_f64().unwrap())
+        .sum();
+    assert!(rx > 50.0, "{reports:?}");
 
     let out = xvrctl(&socket, &["dump", "neighbors", "--tenant", "t"]);
     let table = text(&out);

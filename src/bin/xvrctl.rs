@@ -30,7 +30,15 @@ enum Command {
     /// Uptime, config generation, and whether each worker is alive.
     Health,
     /// Per-worker counters, and drops and events by name.
-    Stats,
+    Stats {
+        /// Report rates (per second) every SECONDS (default 1) until
+        /// interrupted.
+        #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "1")]
+        watch: Option<f64>,
+        /// With --watch: stop after this many reports.
+        #[arg(long, requires = "watch")]
+        count: Option<u64>,
+    },
     /// The running state: all of it, or one table (tenants, ports,
     /// routes, neighbors, vteps, remote_vms, nat, firewall, ...).
     Dump {
@@ -112,7 +120,11 @@ fn main() -> ExitCode {
         }
         Command::Version => Ok(json!({ "op": "version" })),
         Command::Health => Ok(json!({ "op": "health" })),
-        Command::Stats => Ok(json!({ "op": "stats" })),
+        Command::Stats {
+            watch: Some(every),
+            count,
+        } => return watch_stats(&args.socket, *every, *count, args.json),
+        Command::Stats { .. } => Ok(json!({ "op": "stats" })),
         Command::Schema => Ok(json!({ "op": "schema" })),
         Command::Sessions {
             tenant,
@@ -207,6 +219,78 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `stats --watch`: each worker's packet rates and the drops and events
+/// counted in each interval.
+fn watch_stats(socket: &PathBuf, every: f64, count: Option<u64>, json_out: bool) -> ExitCode {
+    if !(every.is_finite() && every >= 0.1) {
+        eprintln!("xvrctl: --watch: {every} is not a number of seconds (at least 0.1)");
+        return ExitCode::from(2);
+    }
+    let sample = || -> Result<(std::time::Instant, Value), String> {
+        let answer = call(socket, json!({ "op": "stats" }))?;
+        Ok((std::time::Instant::now(), answer["result"].clone()))
+    };
+    let Ok(mut last) = sample().map_err(|e| eprintln!("xvrctl: {e}")) else {
+        return ExitCode::from(3);
+    };
+    let mut reports = 0;
+    while count.is_none_or(|c| reports < c) {
+        std::thread::sleep(std::time::Duration::from_secs_f64(every));
+        let Ok(now) = sample().map_err(|e| eprintln!("xvrctl: {e}")) else {
+            return ExitCode::from(3);
+        };
+        let seconds = now.0.duration_since(last.0).as_secs_f64();
+        let delta = |a: &Value, b: &Value| {
+            b.as_u64()
+                .unwrap_or(0)
+                .saturating_sub(a.as_u64().unwrap_or(0))
+        };
+        let workers: Vec<Value> = now.1["workers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(|(w, n)| {
+                let o = &last.1["workers"][w];
+                json!({
+                    "worker": w,
+                    "rx_pps": (delta(&o["rx"], &n["rx"]) as f64 / seconds).round(),
+                    "tx_pps": (delta(&o["tx"], &n["tx"]) as f64 / seconds).round(),
+                    "handed_in_pps": (delta(&o["handed_in"], &n["handed_in"]) as f64 / seconds).round(),
+                    "sessions": n["sessions"],
+                })
+            })
+            .collect();
+        let changed = |section: &str| -> serde_json::Map<String, Value> {
+            now.1[section]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| {
+                    let d = delta(&last.1[section][k], v);
+                    (d > 0).then(|| (k.clone(), d.into()))
+                })
+                .collect()
+        };
+        let report = json!({ "seconds": seconds, "workers": workers,
+                             "drops": changed("drops"), "events": changed("events") });
+        if json_out {
+            println!("{report}");
+        } else {
+            print_table(&report["workers"]);
+            for section in ["drops", "events"] {
+                for (name, n) in report[section].as_object().into_iter().flatten() {
+                    println!("  {section}: {name} +{n}");
+                }
+            }
+            println!();
+        }
+        last = now;
+        reports += 1;
+    }
+    ExitCode::SUCCESS
+}
+
 /// A JSON file's content.
 fn read_json(file: &PathBuf) -> Result<Value, String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
@@ -250,7 +334,7 @@ fn print_human(command: &Command, result: &Value) {
             );
             print_table(&result["workers"]);
         }
-        Command::Stats => {
+        Command::Stats { .. } => {
             print_table(&result["workers"]);
             for section in ["drops", "events"] {
                 if let Some(counters) = result[section].as_object().filter(|c| !c.is_empty()) {
