@@ -173,6 +173,7 @@ fn a_mass_expiry_is_spread_over_calls() {
 fn memory_per_session_is_at_most_128_bytes() {
     let ct = small(1 << 20);
     let bytes = ct.bytes_per_session();
+    eprintln!("{bytes} bytes per session at 1M sessions");
     assert!(bytes <= 128, "{bytes} bytes per session");
 }
 
