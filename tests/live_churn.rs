@@ -69,8 +69,14 @@ fn unaffected_flows_lose_nothing_while_routes_and_rules_churn() {
     rig.exec(&vm2, &["ip", "route", "add", "default", "via", "10.0.1.1"]);
     rig.exec(&vm2, &["ip", "addr", "add", "10.5.0.1/32", "dev", "lo"]);
     let daemon = start_xvrd(&rig, &host, &config, &["a1", "a2"]);
+    // Forwarding (and both VMs' ARP) works before the stream starts.
+    let ready = ["ping", "-c", "1", "-W", "2", "10.0.1.10"];
+    assert!(
+        rig.try_exec(&vm1, &ready),
+        "vm1 reaches vm2 before the churn"
+    );
 
-    let (stream, generations) = std::thread::scope(|s| {
+    let (stream, generations, overlapped) = std::thread::scope(|s| {
         let stream = s.spawn(|| rig.iperf3(&vm2, &vm1, "10.0.1.10", 6, &["-u", "-b", "10M"]));
         std::thread::sleep(std::time::Duration::from_millis(800));
         let mut generations = Vec::new();
@@ -89,10 +95,11 @@ fn unaffected_flows_lose_nothing_while_routes_and_rules_churn() {
                 call(&socket, json!({ "op": "commit", "changes": [change] }));
             }
         }
-        assert!(!stream.is_finished(), "the churn outlasted the stream");
-        (stream.join().unwrap(), generations)
+        let overlapped = !stream.is_finished();
+        (stream.join().unwrap(), generations, overlapped)
     });
-    let stream = stream.unwrap();
+    let stream = stream.unwrap_or_else(|e| panic!("iperf3 during the churn: {e}"));
+    assert!(overlapped, "the churn outlasted the stream: {stream:?}");
     assert!(stream.bytes_received > 1_000_000, "{stream:?}");
     assert_eq!(
         stream.lost_packets, 0,
