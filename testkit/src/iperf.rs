@@ -49,8 +49,9 @@ impl Rig {
         let _server = Server(server);
         let t = seconds.to_string();
         let mut last = String::new();
-        // The server needs a moment to listen; retry while it refuses.
-        for _ in 0..20 {
+        // The server needs a moment to listen (longer on a loaded CI
+        // machine); retry while it refuses, for 5 s.
+        for _ in 0..50 {
             std::thread::sleep(Duration::from_millis(100));
             let out = Command::new("ip")
                 .args(["netns", "exec", client_ns, "timeout", "60", "iperf3", "-J"])
