@@ -30,7 +30,11 @@ fn state_with_routes() -> State {
 
 /// 1,000 routes of the million switched between blackhole and connected.
 fn batch(n: u32) -> Vec<Change> {
-    let next_hop = if n % 2 == 0 { "connected" } else { "blackhole" };
+    let next_hop = if n.is_multiple_of(2) {
+        "connected"
+    } else {
+        "blackhole"
+    };
     let changes: Vec<_> = (0..BATCH)
         .map(|k| {
             let i = (n * BATCH + k) % ROUTES;
