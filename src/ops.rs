@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use xvr_control::change::{self, Change};
-use xvr_control::server::{ApiError, Handler};
+use xvr_control::server::{optional_bool, optional_str, optional_u64, ApiError, Handler};
 use xvr_control::State;
 use xvr_dataplane::conntrack::SessionFilter;
 use xvr_dataplane::Stats;
@@ -102,16 +102,7 @@ impl DaemonOps {
     /// `port`, `protocol`; `limit` listed per worker; `flush` removes them.
     fn sessions(&mut self, request: &Map<String, Value>) -> Result<Value, ApiError> {
         let tables = self.tables.load();
-        let text = |field: &str| -> Result<Option<&str>, ApiError> {
-            match request.get(field) {
-                None => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s)),
-                Some(other) => Err(ApiError::bad_field(
-                    field,
-                    format!("{other} is not a string"),
-                )),
-            }
-        };
+        let text = |field: &str| optional_str(request, field);
         let mut filter = SessionFilter::default();
         if let Some(name) = text("tenant")? {
             let id = tables.tenants().iter().position(|t| t.name == name);
@@ -138,26 +129,10 @@ impl DaemonOps {
                 }
             });
         }
-        let number = |field: &str, max: u64| -> Result<Option<u64>, ApiError> {
-            match request.get(field) {
-                None => Ok(None),
-                Some(v) => v.as_u64().filter(|n| *n <= max).map(Some).ok_or_else(|| {
-                    ApiError::bad_field(field, format!("{v} is not a number from 0 to {max}"))
-                }),
-            }
-        };
+        let number = |field: &str, max: u64| optional_u64(request, field, max);
         filter.port = number("port", 65535)?.map(|p| p as u16);
         let limit = number("limit", MAX_LISTED)?.unwrap_or(100) as usize;
-        let flush = match request.get("flush") {
-            None => false,
-            Some(Value::Bool(b)) => *b,
-            Some(other) => {
-                return Err(ApiError::bad_field(
-                    "flush",
-                    format!("{other} is not true or false"),
-                ))
-            }
-        };
+        let flush = optional_bool(request, "flush")?.unwrap_or(false);
         let answers = self
             .live
             .sessions(filter, limit, flush)
@@ -268,33 +243,24 @@ impl DaemonOps {
 
     /// One section of the running state, optionally one tenant's entries.
     fn dump(&self, request: &Map<String, Value>) -> Result<Value, ApiError> {
-        let tables: Vec<&String> = self.json.as_object().expect("an object").keys().collect();
-        let table = match request.get("table") {
-            None => return Ok(self.json.clone()),
-            Some(Value::String(t)) => t,
-            Some(other) => {
-                return Err(ApiError::bad_field(
-                    "table",
-                    format!("{other} is not a string"),
-                ))
-            }
+        let Some(table) = optional_str(request, "table")? else {
+            return Ok(self.json.clone());
         };
         let Some(section) = self.json.get(table) else {
-            let known: Vec<&str> = tables.iter().map(|t| t.as_str()).collect();
+            let known: Vec<&str> = self
+                .json
+                .as_object()
+                .expect("an object")
+                .keys()
+                .map(String::as_str)
+                .collect();
             return Err(ApiError::bad_field(
                 "table",
                 format!("unknown table {table:?} (one of: {})", known.join(", ")),
             ));
         };
-        let tenant = match request.get("tenant") {
-            None => return Ok(section.clone()),
-            Some(Value::String(t)) => t,
-            Some(other) => {
-                return Err(ApiError::bad_field(
-                    "tenant",
-                    format!("{other} is not a string"),
-                ))
-            }
+        let Some(tenant) = optional_str(request, "tenant")? else {
+            return Ok(section.clone());
         };
         let Value::Array(rows) = section else {
             return Err(ApiError::bad_field(
@@ -305,7 +271,7 @@ impl DaemonOps {
         let key = if table == "tenants" { "name" } else { "tenant" };
         Ok(rows
             .iter()
-            .filter(|row| row.get(key).and_then(Value::as_str) == Some(tenant.as_str()))
+            .filter(|row| row.get(key).and_then(Value::as_str) == Some(tenant))
             .cloned()
             .collect())
     }
@@ -332,14 +298,7 @@ impl Handler for DaemonOps {
 }
 
 fn dry_run(request: &Map<String, Value>) -> Result<bool, ApiError> {
-    match request.get("dry_run") {
-        None => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(other) => Err(ApiError::bad_field(
-            "dry_run",
-            format!("{other} is not true or false"),
-        )),
-    }
+    Ok(optional_bool(request, "dry_run")?.unwrap_or(false))
 }
 
 /// Every public address a state uses.

@@ -6,7 +6,7 @@
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use serde_json::{json, Map, Value};
 use std::net::Ipv4Addr;
-use xvr_control::server::ApiError;
+use xvr_control::server::{optional_str, optional_u64, ApiError};
 use xvr_dataplane::frame::FRAME_SIZE;
 use xvr_dataplane::pipeline::Meta;
 use xvr_dataplane::table::{PortRole, Tables};
@@ -17,23 +17,19 @@ use xvr_dataplane::{Frame, Pipeline, Verdict};
 /// `dport` (default 40000 and 80), `ttl` (default 64).
 pub fn trace(tables: &Tables, request: &Map<String, Value>) -> Result<Value, ApiError> {
     let port_name =
-        string(request, "port")?.ok_or_else(|| ApiError::bad_field("port", "missing"))?;
+        optional_str(request, "port")?.ok_or_else(|| ApiError::bad_field("port", "missing"))?;
     let port = tables
         .port_by_name(port_name)
         .ok_or_else(|| ApiError::bad_field("port", format!("no port named {port_name:?}")))?;
     let address = |field: &str| -> Result<Ipv4Addr, ApiError> {
-        let text = string(request, field)?.ok_or_else(|| ApiError::bad_field(field, "missing"))?;
+        let text =
+            optional_str(request, field)?.ok_or_else(|| ApiError::bad_field(field, "missing"))?;
         text.parse()
             .map_err(|_| ApiError::bad_field(field, format!("{text:?} is not an IPv4 address")))
     };
     let (src, dst) = (address("src")?, address("dst")?);
-    let number = |field: &str, default: u64, max: u64| -> Result<u64, ApiError> {
-        match request.get(field) {
-            None => Ok(default),
-            Some(v) => v.as_u64().filter(|n| *n <= max).ok_or_else(|| {
-                ApiError::bad_field(field, format!("{v} is not a number from 0 to {max}"))
-            }),
-        }
+    let number = |field: &str, default: u64, max: u64| {
+        optional_u64(request, field, max).map(|n| n.unwrap_or(default))
     };
     let (sport, dport) = (
         number("sport", 40000, 65535)? as u16,
@@ -48,7 +44,7 @@ pub fn trace(tables: &Tables, request: &Map<String, Value>) -> Result<Value, Api
         ttl,
     );
     let mut packet = Vec::new();
-    let written = match string(request, "protocol")?.unwrap_or("icmp") {
+    let written = match optional_str(request, "protocol")?.unwrap_or("icmp") {
         "tcp" => builder
             .tcp(sport, dport, 1, 64240)
             .syn()
@@ -93,17 +89,6 @@ pub fn trace(tables: &Tables, request: &Map<String, Value>) -> Result<Value, Api
             _ => Value::Null,
         },
     }))
-}
-
-fn string<'a>(request: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>, ApiError> {
-    match request.get(field) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(ApiError::bad_field(
-            field,
-            format!("{other} is not a string"),
-        )),
-    }
 }
 
 fn step(tables: &Tables, stage: &str, meta: &Meta) -> Value {

@@ -54,6 +54,47 @@ impl ApiError {
     }
 }
 
+/// A request's optional string field.
+pub fn optional_str<'a>(
+    request: &'a Map<String, Value>,
+    field: &str,
+) -> Result<Option<&'a str>, ApiError> {
+    match request.get(field) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(ApiError::bad_field(
+            field,
+            format!("{other} is not a string"),
+        )),
+    }
+}
+
+/// A request's optional true-or-false field.
+pub fn optional_bool(request: &Map<String, Value>, field: &str) -> Result<Option<bool>, ApiError> {
+    match request.get(field) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(ApiError::bad_field(
+            field,
+            format!("{other} is not true or false"),
+        )),
+    }
+}
+
+/// A request's optional number field, from 0 to `max`.
+pub fn optional_u64(
+    request: &Map<String, Value>,
+    field: &str,
+    max: u64,
+) -> Result<Option<u64>, ApiError> {
+    match request.get(field) {
+        None => Ok(None),
+        Some(v) => v.as_u64().filter(|n| *n <= max).map(Some).ok_or_else(|| {
+            ApiError::bad_field(field, format!("{v} is not a number from 0 to {max}"))
+        }),
+    }
+}
+
 /// Answers requests; the server owns framing, peers and errors of form.
 pub trait Handler {
     fn handle(&mut self, op: &str, request: &Map<String, Value>) -> Result<Value, ApiError>;
