@@ -335,22 +335,8 @@ impl Conntrack {
             }
         };
         pool.hold(port);
-        let session = Session {
-            inside,
-            nat_ip,
-            nat_port: port,
-            state,
-            live: true,
-            inbound: false,
-            routed: false,
-            hairpin: false,
-            fast_gen: 0,
-            expires: now.saturating_add(self.config.timeouts.of(state)),
-            slot: 0,
-            prev: NIL,
-            next: NIL,
-        };
-        Ok(self.insert(session))
+        // Room was checked above, before a port was taken.
+        self.open(inside, (nat_ip, port), state, (false, false), now)
     }
 
     /// Opens a session whose public side is fixed by a rule, not
