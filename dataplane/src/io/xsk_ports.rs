@@ -73,22 +73,23 @@ pub struct SocketDrops {
 }
 
 impl XskPorts {
-    /// Runs frames held in our chunks (`descs`: address and length, with
-    /// their metas) through `process`, queues the ones it forwards for
+    /// Runs frames held in our chunks (`descs`: address and length, and
+    /// each one's meta) through `process`, queues the ones it forwards for
     /// transmission and frees the rest.
     fn forward(
         &mut self,
         descs: &[(u64, u32)],
-        metas: &[Meta],
+        meta_of: impl Fn(usize) -> Meta,
         process: impl FnOnce(&mut [Frame<'_>]),
     ) -> Exchanged {
         let mut frames: ArrayVec<Frame<'_>, BATCH_SIZE> = ArrayVec::new();
-        for ((addr, len), meta) in descs.iter().zip(metas) {
+        for (i, (addr, len)) in descs.iter().enumerate() {
             // SAFETY: each descriptor names a distinct chunk that is ours
             // (from an RX ring, or taken off the free list).
             let (chunk, offset) = unsafe { self.umem.chunk(*addr) };
+            let meta = meta_of(i);
             let mut frame = Frame::new(chunk, offset, *len as usize, meta.in_port);
-            frame.meta = *meta;
+            frame.meta = meta;
             frames.push(frame);
         }
         process(&mut frames);
@@ -168,8 +169,8 @@ impl FrameIo for XskPorts {
         if n == 0 {
             return Exchanged::default();
         }
-        let metas = [Meta::new(*port); BATCH_SIZE];
-        self.forward(&descs[..n], &metas[..n], process)
+        let port = *port;
+        self.forward(&descs[..n], |_| Meta::new(port), process)
     }
 
     fn inject(
@@ -199,7 +200,7 @@ impl FrameIo for XskPorts {
         if descs.is_empty() {
             return Exchanged::default();
         }
-        self.forward(&descs, &metas, process)
+        self.forward(&descs, |i| metas[i], process)
     }
 
     fn wait(&mut self, timeout_ms: i32) {
