@@ -1,6 +1,6 @@
 //! Builds the data plane's immutable tables from a validated state.
 use crate::model::{
-    Direction, NextHopConfig, PortConfig, RuleAction, RuleMatch, RuleProtocol, State, DEFAULT_MTU,
+    Direction, NextHopConfig, PortConfig, RuleAction, RuleConfig, RuleProtocol, State, DEFAULT_MTU,
     DEFAULT_NAT_PORTS,
 };
 use crate::ConfigErrors;
@@ -127,7 +127,7 @@ impl State {
                 acl.rules
                     .iter()
                     .filter(|r| r.direction == direction)
-                    .map(|r| rule_of(r.matcher()))
+                    .map(rule_of)
                     .collect()
             };
             let tier = TierAcl::new(
@@ -146,7 +146,7 @@ impl State {
             self.firewall
                 .iter()
                 .filter(|r| r.tenant == tenant && r.direction == direction)
-                .map(|r| rule_of(r.matcher()))
+                .map(|r| rule_of(&r.rule()))
                 .collect()
         };
         let egress_default = self
@@ -198,7 +198,7 @@ impl State {
 
 /// A firewall or ACL rule as the classifier takes it: for ICMP the "port"
 /// is `type << 8 | code`.
-fn rule_of(r: RuleMatch) -> Rule {
+fn rule_of(r: &RuleConfig) -> Rule {
     let any = Ipv4Net::default();
     let (proto, ports) = match r.protocol {
         RuleProtocol::Any => (None, (0, u16::MAX)),

@@ -12,9 +12,9 @@ mod validate;
 
 pub use mac::Mac;
 pub use model::{
-    AclRuleConfig, ConntrackConfig, Direction, FirewallRuleConfig, NatConfig, NeighborConfig,
-    NetworkAclConfig, NextHopConfig, PortConfig, PortForwardConfig, Protocol, RemoteVmConfig,
-    RouteConfig, RuleAction, RuleProtocol, SourceNatConfig, State, StaticNatConfig, TenantConfig,
+    ConntrackConfig, Direction, FirewallRuleConfig, NatConfig, NeighborConfig, NetworkAclConfig,
+    NextHopConfig, PortConfig, PortForwardConfig, Protocol, RemoteVmConfig, RouteConfig,
+    RuleAction, RuleConfig, RuleProtocol, SourceNatConfig, State, StaticNatConfig, TenantConfig,
     TimeoutsConfig, VtepConfig,
 };
 pub use validate::{ConfigError, ConfigErrors};

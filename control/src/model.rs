@@ -49,12 +49,14 @@ pub struct NetworkAclConfig {
     /// nothing matches, denied. `ingress`: into the tier (from other
     /// tiers and the internet), `egress`: out of it.
     #[serde(default)]
-    pub rules: Vec<AclRuleConfig>,
+    pub rules: Vec<RuleConfig>,
 }
 
+/// A rule: its direction, action and what it matches. A tier's ACL
+/// rules are these; a firewall rule adds its tenant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AclRuleConfig {
+pub struct RuleConfig {
     pub direction: Direction,
     pub action: RuleAction,
     #[serde(default = "any_protocol")]
@@ -75,35 +77,12 @@ pub struct AclRuleConfig {
     pub icmp_code: Option<u8>,
 }
 
-/// What a firewall rule and an ACL rule match, and their action.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RuleMatch {
-    pub action: RuleAction,
-    pub protocol: RuleProtocol,
-    pub source: Option<Ipv4Net>,
-    pub destination: Option<Ipv4Net>,
-    pub ports: Option<[u16; 2]>,
-    pub icmp_type: Option<u8>,
-    pub icmp_code: Option<u8>,
-}
-
 impl FirewallRuleConfig {
-    pub fn matcher(&self) -> RuleMatch {
-        RuleMatch {
-            action: self.action,
-            protocol: self.protocol,
-            source: self.source,
-            destination: self.destination,
-            ports: self.ports,
-            icmp_type: self.icmp_type,
-            icmp_code: self.icmp_code,
-        }
-    }
-}
-
-impl AclRuleConfig {
-    pub fn matcher(&self) -> RuleMatch {
-        RuleMatch {
+    /// The rule without its tenant (what validation and the classifier
+    /// take, as for a tier's ACL rules).
+    pub fn rule(&self) -> RuleConfig {
+        RuleConfig {
+            direction: self.direction,
             action: self.action,
             protocol: self.protocol,
             source: self.source,

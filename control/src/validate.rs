@@ -2,7 +2,7 @@
 //! path of the field (`ports[2].gateway`) and the offending value, and a
 //! state with any problem is rejected whole.
 use crate::model::{
-    NextHopConfig, PortConfig, Protocol, RuleMatch, RuleProtocol, State, DEFAULT_NAT_PORTS,
+    NextHopConfig, PortConfig, Protocol, RuleConfig, RuleProtocol, State, DEFAULT_NAT_PORTS,
     MAX_UPLINK_MTU, MIN_UPLINK_MTU,
 };
 use ipnet::Ipv4Net;
@@ -424,7 +424,7 @@ impl State {
             if !tenants.contains(r.tenant.as_str()) {
                 errors.add(at("tenant"), format!("unknown tenant {:?}", r.tenant));
             }
-            check_rule(errors, &at, r.matcher());
+            check_rule(errors, &at, &r.rule());
         }
     }
 
@@ -455,7 +455,7 @@ impl State {
             }
             for (j, r) in acl.rules.iter().enumerate() {
                 let at = |field: &str| format!("network_acls[{i}].rules[{j}].{field}");
-                check_rule(errors, &at, r.matcher());
+                check_rule(errors, &at, r);
             }
         }
     }
@@ -635,7 +635,7 @@ impl State {
 
 /// What any rule (firewall or ACL) must get right: whole prefixes, ports
 /// only with TCP or UDP and in order, ICMP fields only with ICMP.
-fn check_rule(errors: &mut Errors, at: &dyn Fn(&str) -> String, r: RuleMatch) {
+fn check_rule(errors: &mut Errors, at: &dyn Fn(&str) -> String, r: &RuleConfig) {
     for (field, net) in [("source", r.source), ("destination", r.destination)] {
         if let Some(net) = net.filter(|n| *n != n.trunc()) {
             errors.add(
