@@ -466,18 +466,9 @@ fn sessions_are_listed_and_flushed_over_the_control_socket() {
     let ping = ["ping", "-c", "2", "-i", "0.2", "-W", "2", SERVER];
     assert!(r.try_exec(&vm, &ping), "ping through SNAT");
     let xvrctl = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_xvrctl"))
-            .arg("--socket")
-            .arg(&socket)
-            .args(args)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
-        (
-            out.status.code(),
-            text,
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
+        let out = common::xvrctl(&socket, args);
+        let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
     };
     let listed = |args: &[&str]| -> serde_json::Value {
         let mut all = vec!["--json", "sessions"];

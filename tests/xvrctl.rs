@@ -4,20 +4,9 @@
 //! and the exit codes scripts rely on.
 mod common;
 
-use common::{socket_beside, start_xvrd, stop_xvrd, two_vms, TWO_VMS};
+use common::{socket_beside, start_xvrd, stop_xvrd, two_vms, xvrctl, TWO_VMS, XVRCTL};
 use std::process::{Command, Output};
 use xvr_testkit::netns::{privileged, Rig};
-
-const XVRCTL: &str = env!("CARGO_BIN_EXE_xvrctl");
-
-fn xvrctl(socket: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(XVRCTL)
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 fn text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)

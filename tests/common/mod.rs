@@ -38,6 +38,17 @@ use std::time::{Duration, Instant};
 use xvr_testkit::netns::Rig;
 
 pub const XVRD: &str = env!("CARGO_BIN_EXE_xvrd");
+pub const XVRCTL: &str = env!("CARGO_BIN_EXE_xvrctl");
+
+/// Runs xvrctl against the xvrd listening on `socket`.
+pub fn xvrctl(socket: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(XVRCTL)
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .unwrap()
+}
 
 /// One tenant with two VMs on this host: 10.0.0.10 behind port `a1`
 /// and 10.0.0.11 behind port `a2`.
