@@ -3,6 +3,11 @@
 //! of a VM port's, UDP 4789 to a local VTEP, IPv4 to a public NAT address.
 //! Those go to the AF_XDP socket of their queue; the rest to the kernel.
 //! Dropping a `Steering` detaches the program from every interface.
+//!
+//! The program also replays xvr's L2 decisions (`FastPath`): frames
+//! between VMs of a tenant, local or behind a VTEP, are forwarded in XDP.
+pub mod netdev;
+
 use aya::maps::{HashMap, MapData, PerCpuArray, XskMap};
 use aya::programs::{Xdp, XdpMode};
 use aya::{include_bytes_aligned, Ebpf};
@@ -25,10 +30,16 @@ pub enum Decision {
     PassNotIpv4,
     PassLaterFragment,
     PassMalformed,
+    /// Fast path: from a VM port to a local VM's port.
+    FastBridge,
+    /// Fast path: from a VM port, encapsulated toward a VTEP.
+    FastEncap,
+    /// Fast path: from a VTEP, decapsulated to a local VM's port.
+    FastDecap,
 }
 
 impl Decision {
-    pub const ALL: [Decision; 8] = [
+    pub const ALL: [Decision; 11] = [
         Decision::ToSocketVmPort,
         Decision::ToSocketVxlan,
         Decision::ToSocketPublic,
@@ -37,6 +48,9 @@ impl Decision {
         Decision::PassNotIpv4,
         Decision::PassLaterFragment,
         Decision::PassMalformed,
+        Decision::FastBridge,
+        Decision::FastEncap,
+        Decision::FastDecap,
     ];
 
     pub fn name(self) -> &'static str {
@@ -49,6 +63,9 @@ impl Decision {
             Decision::PassNotIpv4 => "pass_not_ipv4",
             Decision::PassLaterFragment => "pass_later_fragment",
             Decision::PassMalformed => "pass_malformed",
+            Decision::FastBridge => "fast_bridge",
+            Decision::FastEncap => "fast_encap",
+            Decision::FastDecap => "fast_decap",
         }
     }
 }
@@ -84,6 +101,142 @@ pub struct Steering {
     sockets: XskMap<MapData>,
     port_slots: HashMap<MapData, u32, u32>,
     decisions: PerCpuArray<MapData, u64>,
+    fast_path: Option<FastPath>,
+}
+
+/// The size of a VXLAN encapsulation: outer Ethernet, IPv4, UDP, VXLAN.
+pub const VXLAN_OVERHEAD: usize = 50;
+
+/// What the fast path does with unicast IPv4 to a MAC in a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L2Fwd {
+    /// Redirect to a local VM's port.
+    Port { ifindex: u32 },
+    /// Encapsulate in VXLAN (the tenant's VNI) with `outer` (the VTEP's
+    /// template: lengths, source port and VNI zero) and redirect to the
+    /// uplink `ifindex`.
+    /// Frames whose IPv4 part exceeds `max_inner_ip` go to the workers,
+    /// which answer them with ICMP.
+    Encap {
+        ifindex: u32,
+        max_inner_ip: u32,
+        outer: [u8; VXLAN_OVERHEAD],
+    },
+}
+
+/// `struct l2_key` of steer.bpf.c.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct L2Key {
+    vni: u32,
+    mac: [u8; 6],
+    pad: u16,
+}
+
+/// `struct l2_fwd` of steer.bpf.c.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct L2FwdValue {
+    kind: u32,
+    ifindex: u32,
+    max_inner_ip: u32,
+    outer: [u8; VXLAN_OVERHEAD],
+    pad: [u8; 2],
+}
+
+// SAFETY: plain C structs without padding holes (checked by their sizes
+// below), valid for any bytes.
+unsafe impl aya::Pod for L2Key {}
+// SAFETY: as above.
+unsafe impl aya::Pod for L2FwdValue {}
+const _: () = assert!(std::mem::size_of::<L2Key>() == 12);
+const _: () = assert!(std::mem::size_of::<L2FwdValue>() == 64);
+
+impl L2FwdValue {
+    fn new(fwd: L2Fwd) -> L2FwdValue {
+        let mut value = L2FwdValue {
+            kind: 1,
+            ifindex: 0,
+            max_inner_ip: 0,
+            outer: [0; VXLAN_OVERHEAD],
+            pad: [0; 2],
+        };
+        match fwd {
+            L2Fwd::Port { ifindex } => value.ifindex = ifindex,
+            L2Fwd::Encap {
+                ifindex,
+                max_inner_ip,
+                outer,
+            } => {
+                value = L2FwdValue {
+                    kind: 2,
+                    ifindex,
+                    max_inner_ip,
+                    outer,
+                    ..value
+                }
+            }
+        }
+        value
+    }
+}
+
+/// The fast path's maps: which VM port is in which tenant, which MACs of
+/// a tenant go where, which VTEPs' VXLAN is accepted. A tenant is known by
+/// its VNI. Each entry is a whole decision, so a frame sees an old entry or
+/// a new one, never a mix.
+pub struct FastPath {
+    port_vnis: HashMap<MapData, u32, u32>,
+    remote_vteps: HashMap<MapData, u32, u8>,
+    l2_fwd: HashMap<MapData, L2Key, L2FwdValue>,
+}
+
+impl FastPath {
+    /// VM port `ifindex` is in the tenant of VNI `vni`.
+    pub fn set_port_vni(&mut self, ifindex: u32, vni: u32) -> Result<(), Error> {
+        self.port_vnis
+            .insert(ifindex, vni, 0)
+            .map_err(|e| err("port_vnis", e))
+    }
+
+    pub fn remove_port_vni(&mut self, ifindex: u32) -> Result<(), Error> {
+        self.port_vnis
+            .remove(&ifindex)
+            .map_err(|e| err("port_vnis", e))
+    }
+
+    pub fn add_remote_vtep(&mut self, ip: Ipv4Addr) -> Result<(), Error> {
+        self.remote_vteps
+            .insert(u32::from_ne_bytes(ip.octets()), 1, 0)
+            .map_err(|e| err("remote_vteps", e))
+    }
+
+    pub fn remove_remote_vtep(&mut self, ip: Ipv4Addr) -> Result<(), Error> {
+        self.remote_vteps
+            .remove(&u32::from_ne_bytes(ip.octets()))
+            .map_err(|e| err("remote_vteps", e))
+    }
+
+    /// Unicast IPv4 to `mac` in the tenant of `vni` goes as `fwd` says.
+    pub fn set_l2(&mut self, vni: u32, mac: [u8; 6], fwd: L2Fwd) -> Result<(), Error> {
+        let key = L2Key {
+            vni,
+            mac,
+            pad: 0,
+        };
+        self.l2_fwd
+            .insert(key, L2FwdValue::new(fwd), 0)
+            .map_err(|e| err("l2_fwd", e))
+    }
+
+    pub fn remove_l2(&mut self, vni: u32, mac: [u8; 6]) -> Result<(), Error> {
+        let key = L2Key {
+            vni,
+            mac,
+            pad: 0,
+        };
+        self.l2_fwd.remove(&key).map_err(|e| err("l2_fwd", e))
+    }
 }
 
 /// Must match steer.bpf.c.
@@ -110,7 +263,14 @@ impl Steering {
             take("port_slots")?,
             take("decisions")?,
         );
+        let fast_path = FastPath {
+            port_vnis: HashMap::try_from(take("port_vnis")?).map_err(|e| err("port_vnis", e))?,
+            remote_vteps: HashMap::try_from(take("remote_vteps")?)
+                .map_err(|e| err("remote_vteps", e))?,
+            l2_fwd: HashMap::try_from(take("l2_fwd")?).map_err(|e| err("l2_fwd", e))?,
+        };
         Ok(Steering {
+            fast_path: Some(fast_path),
             local_vteps: HashMap::try_from(vteps).map_err(|e| err("local_vteps", e))?,
             public_addrs: HashMap::try_from(public).map_err(|e| err("public_addrs", e))?,
             vm_ports: HashMap::try_from(vms).map_err(|e| err("vm_ports", e))?,
@@ -149,6 +309,13 @@ impl Steering {
         self.vm_ports
             .insert(ifindex, 1, 0)
             .map_err(|e| err("vm_ports", e))
+    }
+
+    /// The fast path's maps, to be kept by whoever keeps them in step with
+    /// the configuration (once; later calls return `None`). While they are
+    /// empty, every frame that is ours goes to a socket.
+    pub fn take_fast_path(&mut self) -> Option<FastPath> {
+        self.fast_path.take()
     }
 
     /// Sends frames that are ours, received on interface `ifindex` queue

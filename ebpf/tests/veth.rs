@@ -95,3 +95,47 @@ fn attaching_to_a_missing_interface_is_a_clear_error() {
         assert!(err.contains("nosuch0"), "{err}");
     });
 }
+
+/// The kernel says a veth accepts redirected frames only while its peer
+/// has GRO on or an XDP program attached (and the fast path relies on it).
+#[test]
+fn a_veth_accepts_redirects_once_its_peer_has_gro_or_xdp() {
+    if !privileged("reading XDP features in a network namespace") {
+        return;
+    }
+    let mut rig = Rig::new("steer-features");
+    let host = rig.namespace();
+    let peer = rig.namespace();
+    rig.veth(&host, "up0", None, &peer, "eth0", None);
+    rig.veth(&host, "up1", None, &peer, "eth1", None);
+    let features = |dev: &str| {
+        rig.inside(&host, || {
+            let index = xvr_ebpf::netdev::xdp_features(ifindex(dev)).unwrap();
+            index & xvr_ebpf::netdev::XDP_ACT_NDO_XMIT != 0
+        })
+    };
+    assert!(!features("up0"), "a plain veth pair takes no redirects");
+    rig.exec(&peer, &["ethtool", "-K", "eth0", "gro", "on"]);
+    assert!(features("up0"), "GRO on the peer");
+    assert!(!features("up1"));
+    rig.inside(&peer, || {
+        let mut steering = Steering::load().unwrap();
+        steering.attach("eth1", AttachMode::Native).unwrap();
+        assert!(
+            rig.inside(&host, || xvr_ebpf::netdev::accepts_redirects(ifindex("up1"))
+                .unwrap()),
+            "an XDP program on the peer"
+        );
+    });
+    assert!(!features("up1"), "the peer's program is gone");
+    let missing = rig.inside(&host, || xvr_ebpf::netdev::xdp_features(999_999));
+    assert!(missing.is_err(), "{missing:?}");
+}
+
+fn ifindex(name: &str) -> u32 {
+    let name = std::ffi::CString::new(name).unwrap();
+    // SAFETY: a NUL-terminated name.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    assert_ne!(index, 0, "{name:?}");
+    index
+}

@@ -11,10 +11,25 @@
 // kernel.
 // Everything else is XDP_PASS. The maps are the only interface; xvrd fills
 // them. Per-CPU counters record each decision.
+//
+// The fast path replays xvr's L2 decisions inside a tenant here, so that
+// bulk traffic between VMs never reaches userspace (AF_XDP on veth is copy
+// mode, and its transmit runs the peer's whole receive path per frame):
+//   - from a VM port, unicast IPv4 to a MAC that l2_fwd knows in the port's
+//     tenant is sent to the local VM's port, or encapsulated in VXLAN toward
+//     its VTEP and sent out of the uplink;
+//   - VXLAN from a known VTEP to a local VM's MAC is decapsulated and sent
+//     to the VM's port.
+// l2_fwd holds only decisions the workers would make the same way, for
+// interfaces that accept redirected frames (xvrd checks). Anything else
+// (router MACs, broadcast, ARP, IP options, frames too big for the
+// overlay, anything malformed) goes to the workers as before. Checksums
+// left to offload are finished here too, as the workers do.
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/tcp.h>
 #include <linux/udp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -22,6 +37,8 @@
 #define VXLAN_PORT 4789
 #define MAX_QUEUES 16
 #define MAX_PORTS 256
+#define VXLAN_OVERHEAD 50
+#define VXLAN_FLAG_VNI 0x08
 
 // Keep in step with `Decision` in lib.rs.
 enum decision {
@@ -33,6 +50,9 @@ enum decision {
     PASS_NOT_IPV4,
     PASS_LATER_FRAGMENT,
     PASS_MALFORMED,
+    FAST_BRIDGE,
+    FAST_ENCAP,
+    FAST_DECAP,
     DECISIONS,
 };
 
@@ -74,6 +94,56 @@ struct {
     __type(value, __u8);
 } vm_ports SEC(".maps");
 
+// Fast path: a VM port's interface index -> its tenant's VNI. Tenants are
+// known by their VNI here: it is what VXLAN carries, and it does not
+// change when tenants are added or removed around it.
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 4096);
+    __type(key, __u32);
+    __type(value, __u32);
+} port_vnis SEC(".maps");
+
+// Fast path: the remote VTEPs (IPv4, network byte order) whose VXLAN is
+// accepted; values are unused.
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 65536);
+    __type(key, __u32);
+    __type(value, __u8);
+} remote_vteps SEC(".maps");
+
+// Keep in step with `L2Key` and `L2Fwd` in lib.rs.
+struct l2_key {
+    __u32 vni;
+    __u8 mac[6];
+    __u16 pad;
+};
+
+enum fwd_kind {
+    FWD_PORT = 1,
+    FWD_ENCAP = 2,
+};
+
+struct l2_fwd {
+    __u32 kind;
+    // Where the frame leaves: the VM's port, or the uplink.
+    __u32 ifindex;
+    // FWD_ENCAP: the largest inner frame less its Ethernet header that
+    // the underlay carries, and the VTEP's outer headers (lengths, source
+    // port, VNI zero; IPv4 checksum of that).
+    __u32 max_inner_ip;
+    __u8 outer[VXLAN_OVERHEAD];
+    __u8 pad[2];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 262144);
+    __type(key, struct l2_key);
+    __type(value, struct l2_fwd);
+} l2_fwd SEC(".maps");
+
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
     __uint(max_entries, DECISIONS);
@@ -106,6 +176,219 @@ static __always_inline int to_socket(struct xdp_md *ctx, __u32 decision)
     return action;
 }
 
+static __always_inline __u32 fold(__u64 sum)
+{
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    return sum;
+}
+
+// Segments longer than this are left to the workers.
+#define CSUM_CHUNK 64
+#define CSUM_CHUNKS 32
+
+// Finishes a TCP or UDP checksum left to offload, as the workers'
+// offload::finish_partial_checksum does: when the field holds exactly the
+// folded pseudo-header sum. `ip` has IHL 5 and `tot_len` fits the frame.
+// Sums are kept in memory byte order (one's complement sums commute with
+// byte swaps). Returns -1 when the frame must go to the workers instead.
+static __always_inline int finish_checksum(struct iphdr *ip, __u32 tot_len, void *data_end)
+{
+    if (ip->frag_off & bpf_htons(0x3fff))
+        return 0;
+    void *l4 = (void *)(ip + 1);
+    __u16 *field;
+    __u32 l4_len = tot_len - sizeof(*ip);
+    if (ip->protocol == IPPROTO_TCP) {
+        struct tcphdr *tcp = l4;
+        if ((void *)(tcp + 1) > data_end || l4_len < sizeof(*tcp))
+            return 0;
+        field = &tcp->check;
+    } else if (ip->protocol == IPPROTO_UDP) {
+        struct udphdr *udp = l4;
+        if ((void *)(udp + 1) > data_end || l4_len < sizeof(*udp))
+            return 0;
+        field = &udp->check;
+    } else {
+        return 0;
+    }
+    __u64 pseudo = (ip->saddr & 0xffff) + (ip->saddr >> 16) + (ip->daddr & 0xffff) +
+                   (ip->daddr >> 16) + bpf_htons(ip->protocol) + bpf_htons(l4_len);
+    __u32 sum = fold(pseudo);
+    if (*field != sum)
+        return 0;
+    *field = 0;
+    // bpf_csum_diff sums whole 4-byte words: 64-byte chunks of the packet,
+    // then the rest copied into a zeroed buffer.
+    void *p = l4;
+    __u32 left = l4_len;
+    for (int i = 0; i < CSUM_CHUNKS && left >= CSUM_CHUNK; i++) {
+        if (p + CSUM_CHUNK > data_end)
+            return -1;
+        sum = bpf_csum_diff(0, 0, p, CSUM_CHUNK, sum);
+        p += CSUM_CHUNK;
+        left -= CSUM_CHUNK;
+    }
+    if (left >= CSUM_CHUNK)
+        return -1;
+    __u32 tail[CSUM_CHUNK / 4] = {};
+    for (int i = 0; i < CSUM_CHUNK && i < left; i++) {
+        __u8 *b = p + i;
+        if ((void *)(b + 1) > data_end)
+            return -1;
+        ((__u8 *)tail)[i] = *b;
+    }
+    sum = bpf_csum_diff(0, 0, tail, CSUM_CHUNK, sum);
+    __u16 result = ~fold(sum);
+    if (ip->protocol == IPPROTO_UDP && result == 0)
+        result = 0xffff;
+    *field = result;
+    return 0;
+}
+
+// The workers' encap::flow_hash: one flow keeps one outer source port.
+static __always_inline __u32 flow_hash(struct iphdr *ip, void *data_end)
+{
+    __u32 ports = 0;
+    int fragment = ip->frag_off & bpf_htons(0x3fff);
+    if (!fragment && (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP)) {
+        __u32 *word = (void *)(ip + 1);
+        if ((void *)(word + 1) <= data_end)
+            ports = bpf_ntohl(*word);
+    }
+    __u64 a = bpf_ntohl(ip->saddr), b = bpf_ntohl(ip->daddr), c = ports ^ ip->protocol;
+    __u64 h = ((a << 32) | b) * 0x9e3779b97f4a7c15ULL;
+    h ^= c * 0xc2b2ae3d27d4eb4fULL;
+    h ^= h >> 29;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 32;
+    return h;
+}
+
+// As the workers' encap::write_outer does.
+static __always_inline int encap(struct xdp_md *ctx, struct l2_fwd *fwd, __u32 vni,
+                                 __u32 inner_len, __u32 hash)
+{
+    if (bpf_xdp_adjust_head(ctx, -VXLAN_OVERHEAD))
+        return -1;
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    if (data + VXLAN_OVERHEAD > data_end)
+        return XDP_ABORTED;
+    __builtin_memcpy(data, fwd->outer, VXLAN_OVERHEAD);
+    struct iphdr *ip = data + sizeof(struct ethhdr);
+    struct udphdr *udp = (void *)(ip + 1);
+    __u8 *vni_bytes = (__u8 *)(udp + 1) + 4;
+    __u16 ip_len = inner_len + 36;
+    ip->tot_len = bpf_htons(ip_len);
+    __u32 check = (__u16)~bpf_ntohs(ip->check) + 0xffff + ip_len;
+    ip->check = bpf_htons(~fold(check));
+    udp->source = bpf_htons(49152 | (hash & 0x3fff));
+    udp->len = bpf_htons(inner_len + 16);
+    vni_bytes[0] = vni >> 16;
+    vni_bytes[1] = vni >> 8;
+    vni_bytes[2] = vni;
+    count(FAST_ENCAP);
+    return bpf_redirect(fwd->ifindex, 0);
+}
+
+// The inner IPv4 header of a frame whose Ethernet header is `eth`, if it
+// is unicast IPv4 without options and its length fits the frame.
+static __always_inline struct iphdr *unicast_ipv4(struct ethhdr *eth, void *data_end)
+{
+    if ((void *)(eth + 1) > data_end)
+        return 0;
+    if ((eth->h_dest[0] & 1) || eth->h_proto != bpf_htons(ETH_P_IP))
+        return 0;
+    struct iphdr *ip = (void *)(eth + 1);
+    if ((void *)(ip + 1) > data_end || *(__u8 *)ip != 0x45)
+        return 0;
+    __u32 tot_len = bpf_ntohs(ip->tot_len);
+    if (tot_len < sizeof(*ip) || (void *)ip + tot_len > data_end)
+        return 0;
+    return ip;
+}
+
+static __always_inline struct l2_fwd *l2_lookup(__u32 vni, struct ethhdr *eth)
+{
+    struct l2_key key = {.vni = vni};
+    __builtin_memcpy(key.mac, eth->h_dest, ETH_ALEN);
+    return bpf_map_lookup_elem(&l2_fwd, &key);
+}
+
+// A frame from a VM port: its action, or -1 for the workers.
+static __always_inline int fast_from_vm(struct xdp_md *ctx)
+{
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    __u32 ifindex = ctx->ingress_ifindex;
+    __u32 *vni = bpf_map_lookup_elem(&port_vnis, &ifindex);
+    if (!vni)
+        return -1;
+    struct ethhdr *eth = data;
+    struct iphdr *ip = unicast_ipv4(eth, data_end);
+    if (!ip)
+        return -1;
+    struct l2_fwd *fwd = l2_lookup(*vni, eth);
+    if (!fwd)
+        return -1;
+    __u32 frame_len = data_end - data;
+    if (fwd->kind == FWD_ENCAP && frame_len - sizeof(*eth) > fwd->max_inner_ip)
+        return -1;
+    if (fwd->kind != FWD_PORT && fwd->kind != FWD_ENCAP)
+        return -1;
+    if (finish_checksum(ip, bpf_ntohs(ip->tot_len), data_end))
+        return -1;
+    if (fwd->kind == FWD_PORT) {
+        count(FAST_BRIDGE);
+        return bpf_redirect(fwd->ifindex, 0);
+    }
+    return encap(ctx, fwd, *vni, frame_len, flow_hash(ip, data_end));
+}
+
+struct vxlanhdr {
+    __u8 flags;
+    __u8 reserved[3];
+    __be32 vni;
+};
+
+// VXLAN to the local VTEP (`ip` checked up to the UDP header): its action,
+// or -1 for the workers.
+static __always_inline int fast_from_overlay(struct xdp_md *ctx, struct iphdr *ip,
+                                             struct udphdr *udp)
+{
+    void *data_end = (void *)(long)ctx->data_end;
+    if (*(__u8 *)ip != 0x45 || (ip->frag_off & bpf_htons(0x3fff)))
+        return -1;
+    __u32 udp_len = bpf_ntohs(udp->len);
+    if (bpf_ntohs(ip->tot_len) != sizeof(*ip) + udp_len || (void *)udp + udp_len != data_end)
+        return -1;
+    if (fold(bpf_csum_diff(0, 0, (void *)ip, sizeof(*ip), 0)) != 0xffff)
+        return -1;
+    __u32 src = ip->saddr;
+    if (!bpf_map_lookup_elem(&remote_vteps, &src))
+        return -1;
+    struct vxlanhdr *vx = (void *)(udp + 1);
+    if ((void *)(vx + 1) > data_end || !(vx->flags & VXLAN_FLAG_VNI))
+        return -1;
+    struct ethhdr *eth = (void *)(vx + 1);
+    struct iphdr *inner = unicast_ipv4(eth, data_end);
+    if (!inner)
+        return -1;
+    struct l2_fwd *fwd = l2_lookup(bpf_ntohl(vx->vni) >> 8, eth);
+    // Never from the overlay back into it (split horizon).
+    if (!fwd || fwd->kind != FWD_PORT)
+        return -1;
+    if (finish_checksum(inner, bpf_ntohs(inner->tot_len), data_end))
+        return -1;
+    __u32 out = fwd->ifindex;
+    if (bpf_xdp_adjust_head(ctx, VXLAN_OVERHEAD))
+        return -1;
+    count(FAST_DECAP);
+    return bpf_redirect(out, 0);
+}
+
 SEC("xdp")
 int xvr_steer(struct xdp_md *ctx)
 {
@@ -113,8 +396,12 @@ int xvr_steer(struct xdp_md *ctx)
     void *data_end = (void *)(long)ctx->data_end;
     __u32 ifindex = ctx->ingress_ifindex;
 
-    if (bpf_map_lookup_elem(&vm_ports, &ifindex))
+    if (bpf_map_lookup_elem(&vm_ports, &ifindex)) {
+        int action = fast_from_vm(ctx);
+        if (action >= 0)
+            return action;
         return to_socket(ctx, TO_XSK_VM_PORT);
+    }
 
     struct ethhdr *eth = data;
     if ((void *)(eth + 1) > data_end)
@@ -138,6 +425,9 @@ int xvr_steer(struct xdp_md *ctx)
         return pass(PASS_MALFORMED);
     if (udp->dest != bpf_htons(VXLAN_PORT))
         return pass(PASS_NOT_OURS);
+    int action = fast_from_overlay(ctx, ip, udp);
+    if (action >= 0)
+        return action;
     return to_socket(ctx, TO_XSK_VXLAN);
 }
 
