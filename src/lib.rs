@@ -1,6 +1,7 @@
 //! The `xvr` binaries' shared code: the live router that ties the
 //! steering program, AF_XDP sockets and workers together.
 pub mod affinity;
+pub mod fast_path;
 pub mod ops;
 pub mod router;
 pub mod trace;

@@ -6,11 +6,12 @@
 //! swap): all or nothing, and no batch sees a mix. Reads are built from
 //! copies (the state, the workers' last reports), never by reaching into
 //! a running worker.
+use crate::fast_path::FastPathSync;
 use crate::router::Live;
 use arc_swap::ArcSwap;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use xvr_control::change::{self, Change};
 use xvr_control::server::{optional_bool, optional_str, optional_u64, ApiError, Handler};
@@ -37,6 +38,8 @@ pub struct DaemonOps {
     tables: Arc<ArcSwap<Tables>>,
     live: Arc<Live>,
     started: Instant,
+    /// Kept in step with every change made.
+    fast_path: Option<Arc<Mutex<FastPathSync>>>,
 }
 
 impl DaemonOps {
@@ -48,7 +51,14 @@ impl DaemonOps {
             tables,
             live,
             started: Instant::now(),
+            fast_path: None,
         }
+    }
+
+    /// Keeps the XDP fast path's maps in step with every change.
+    pub fn with_fast_path(mut self, fast_path: Arc<Mutex<FastPathSync>>) -> DaemonOps {
+        self.fast_path = Some(fast_path);
+        self
     }
 
     /// Makes `new` the running state (unless `dry_run`); answers what
@@ -60,16 +70,29 @@ impl DaemonOps {
             .map_err(|e| ApiError::new("invalid", e.to_string().trim_end().replace('\n', "; ")))?;
         let changes = change::diff(&self.state, &new);
         let generation = tables.generation();
+        let mut fast_path = None;
         if !dry_run {
-            self.tables.store(Arc::new(tables));
+            let tables = Arc::new(tables);
+            self.tables.store(tables.clone());
+            if let Some(sync) = &self.fast_path {
+                fast_path = Some(sync.lock().expect("fast path").sync(&tables));
+            }
             self.json = serde_json::to_value(&new).expect("the state serializes");
             self.state = new;
         }
-        Ok(json!({
+        let mut answer = json!({
             "dry_run": dry_run,
             "generation": if dry_run { self.tables.load().generation() } else { generation },
             "changes": changes,
-        }))
+        });
+        // The change is made either way; a fast path that could not follow
+        // was emptied, so the workers carry everything.
+        match fast_path {
+            Some(Ok(entries)) => answer["fast_path_entries"] = entries.into(),
+            Some(Err(e)) => answer["fast_path_error"] = e.into(),
+            None => {}
+        }
+        Ok(answer)
     }
 
     /// What a running xvrd cannot change yet: its ports (attached

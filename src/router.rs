@@ -4,8 +4,11 @@
 //! queues w, w+N, w+2N... of every port, so each port needs at least N
 //! receive queues (`ethtool -L DEV rx N tx N`, or `combined N`). A NAT
 //! session belongs to one worker; a frame of it that another worker
-//! receives is handed over (`xvr_dataplane::handoff`).
+//! receives is handed over (`xvr_dataplane::handoff`). With the fast path
+//! on, the steering program forwards bridged traffic between VMs itself
+//! (`crate::fast_path`), and only the rest reaches the workers.
 use crate::affinity::{check_core, pin_to};
+use crate::fast_path::FastPathSync;
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,6 +37,9 @@ pub struct Options {
     pub idle: Idle,
     /// Each worker's session table.
     pub conntrack: conntrack::Config,
+    /// Replay bridging decisions in XDP where the target interface takes
+    /// redirected frames.
+    pub fast_path: bool,
 }
 
 impl Default for Options {
@@ -44,6 +50,7 @@ impl Default for Options {
             cores: Vec::new(),
             idle: Idle::Sleep,
             conntrack: conntrack::Config::default(),
+            fast_path: true,
         }
     }
 }
@@ -160,6 +167,7 @@ pub struct Router {
     // Workers (their sockets) go before the program is detached.
     workers: Vec<Worker<XskPorts>>,
     live: Arc<Live>,
+    fast_path: Option<Arc<Mutex<FastPathSync>>>,
     steering: Steering,
     options: Options,
 }
@@ -294,6 +302,15 @@ impl Router {
         for (ip, _) in tables.nat().public_addrs() {
             steering.add_public_addr(ip).map_err(|e| e.to_string())?;
         }
+        let fast_path = match steering.take_fast_path() {
+            Some(maps) if options.fast_path => {
+                let ifindexes = ports.iter().map(|&(_, index, _)| index).collect();
+                let mut sync = FastPathSync::new(maps, ifindexes);
+                sync.sync(tables)?;
+                Some(Arc::new(Mutex::new(sync)))
+            }
+            _ => None,
+        };
         let mut handoffs = Handoff::all(workers).map_err(|e| format!("handoff: {e}"))?;
         let mut views = Workers::all(workers as u16);
         let mut all = Vec::new();
@@ -322,6 +339,7 @@ impl Router {
         let live = Arc::new(Live::new(workers));
         Ok(Router {
             live,
+            fast_path,
             workers: all,
             steering,
             options: options.clone(),
@@ -406,6 +424,12 @@ impl Router {
 
     pub fn steering(&self) -> &Steering {
         &self.steering
+    }
+
+    /// The fast path's maps, to keep in step with new tables (`None` when
+    /// the fast path is off).
+    pub fn fast_path(&self) -> Option<Arc<Mutex<FastPathSync>>> {
+        self.fast_path.clone()
     }
 }
 

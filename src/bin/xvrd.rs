@@ -7,11 +7,14 @@ use clap::{Parser, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use xvr::fast_path::FastPathSync;
 use xvr::ops::DaemonOps;
 use xvr::router::{total_stats, Options, Router};
 use xvr_control::server::Server;
 use xvr_dataplane::worker::Idle;
+use xvr_dataplane::Tables;
 use xvr_ebpf::AttachMode;
 
 #[derive(Parser)]
@@ -35,9 +38,20 @@ struct Args {
     /// busy-poll (lowest latency, burns its core).
     #[arg(long, value_enum, default_value = "sleep")]
     idle: IdleArg,
+    /// Forward bridged traffic between VMs (local, or across VXLAN) in
+    /// XDP where the target interface takes redirected frames; the rest
+    /// always goes to the workers.
+    #[arg(long, value_enum, default_value = "on")]
+    xdp_fast_path: Switch,
     /// The control socket (JSON lines; see docs/control-protocol.md).
     #[arg(long, default_value = xvr_control::server::DEFAULT_SOCKET)]
     socket: PathBuf,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum Switch {
+    On,
+    Off,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -105,6 +119,7 @@ fn run(args: &Args) -> Result<(), String> {
             IdleArg::BusyPoll => Idle::BusyPoll,
         },
         conntrack: state.conntrack_config(),
+        fast_path: args.xdp_fast_path == Switch::On,
     };
     let mut server = Server::bind(&args.socket)
         .map_err(|e| format!("control socket {}: {e}", args.socket.display()))?;
@@ -113,7 +128,11 @@ fn run(args: &Args) -> Result<(), String> {
     // Workers read the tables through this; the control socket swaps in
     // new ones whole.
     let tables = Arc::new(ArcSwap::from_pointee(tables));
+    let fast_path = router.fast_path();
     let mut ops = DaemonOps::new(state, tables.clone(), router.live());
+    if let Some(fast_path) = &fast_path {
+        ops = ops.with_fast_path(fast_path.clone());
+    }
     eprintln!(
         "xvrd: forwarding on {} ports with {} workers",
         ports, options.workers
@@ -122,6 +141,9 @@ fn run(args: &Args) -> Result<(), String> {
         let stop = AtomicBool::new(false);
         std::thread::scope(|s| {
             let control = s.spawn(|| server.run(&mut ops, &stop));
+            if let Some(fast_path) = &fast_path {
+                s.spawn(|| follow_redirect_targets(fast_path, &tables, &stop));
+            }
             let signal = wait_for(&signals);
             stop.store(true, Ordering::Relaxed);
             if let Ok(Err(e)) = control.join() {
@@ -156,6 +178,31 @@ fn run(args: &Args) -> Result<(), String> {
     }
     drop(router);
     Ok(())
+}
+
+/// Re-syncs the XDP fast path every second, so that an interface that
+/// starts or stops taking redirected frames (its veth peer's GRO or XDP
+/// turned on or off) is followed. Commits sync at once themselves.
+fn follow_redirect_targets(
+    fast_path: &Mutex<FastPathSync>,
+    tables: &ArcSwap<Tables>,
+    stop: &AtomicBool,
+) {
+    let mut failing = false;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        let result = fast_path.lock().expect("fast path").sync(&tables.load());
+        if let (Err(e), false) = (&result, failing) {
+            eprintln!("xvrd: {e}");
+        }
+        failing = result.is_err();
+        for _ in 0..9 {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 /// Blocks SIGINT and SIGTERM in this thread and every thread it starts

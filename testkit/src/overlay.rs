@@ -51,6 +51,24 @@ impl Rig {
         }
     }
 
+    /// Turns GRO on at every veth end of the overlay rig. A veth accepts
+    /// frames that XDP redirects to it only while its peer has GRO (or an
+    /// XDP program) on, as a physical NIC or a VM's tap always does; the
+    /// kernel's own path gets the same setting, for a fair comparison.
+    pub fn gro_everywhere(&self, o: &Overlay) {
+        let ends = [
+            (&o.host, "a1"),
+            (&o.host, "up0"),
+            (&o.vm1, "eth0"),
+            (&o.kernel, "eth0"),
+            (&o.kernel, "b1"),
+            (&o.vm2, "eth0"),
+        ];
+        for (ns, dev) in ends {
+            self.exec(ns, &["ethtool", "-K", dev, "gro", "on"]);
+        }
+    }
+
     /// A kernel VTEP in `ns`: vxlan100 (VNI 100, UDP 4789) from `local` to
     /// `remote` over `dev`, bridged with `vm_port`.
     fn kernel_vtep(&self, ns: &str, dev: &str, local: &str, remote: &str, vm_port: &str) {

@@ -9,7 +9,9 @@
 //!   one worker and, for encap, two;
 //!
 //! and iperf3 TCP across the overlay: a VM behind xvr to a VM behind a
-//! kernel VTEP, beside kernel VTEP to kernel VTEP.
+//! kernel VTEP, beside kernel VTEP to kernel VTEP; on plain veths (xvr's
+//! workers carry the flow) and with GRO on every veth end (veths then take
+//! frames redirected by XDP, and xvr's XDP fast path carries it).
 //!
 //! 64-byte UDP frames (60 without the FCS) from the live-frames generator;
 //! the sink counts and drops in XDP. Cores: the generator runs on core 0,
@@ -336,10 +338,14 @@ struct Tcp {
     retransmits: (u64, u64),
 }
 
-/// iperf3 TCP vm1 -> vm2 and back (-R) over the overlay rig.
-fn overlay_tcp(with_xvr: bool, seconds: u32) -> Result<Tcp, String> {
+/// iperf3 TCP vm1 -> vm2 and back (-R) over the overlay rig, with GRO on
+/// every veth end or none.
+fn overlay_tcp(with_xvr: bool, gro: bool, seconds: u32) -> Result<Tcp, String> {
     let mut rig = Rig::new(if with_xvr { "e2e-ovx" } else { "e2e-ovk" });
     let o = rig.overlay(!with_xvr);
+    if gro {
+        rig.gro_everywhere(&o);
+    }
     let run = || -> Result<Tcp, String> {
         let forward = rig.iperf3(&o.vm2, &o.vm1, "10.0.0.20", seconds, &[])?;
         let reverse = rig.iperf3(&o.vm2, &o.vm1, "10.0.0.20", seconds, &["-R"])?;
@@ -358,6 +364,10 @@ fn overlay_tcp(with_xvr: bool, seconds: u32) -> Result<Tcp, String> {
     rig.inside(&o.host, || {
         let mut router = Router::start(&tables, &Options::default())?;
         let (result, reports) = router.run_while(&tables, run)?;
+        if let Ok(counters) = router.steering().counters() {
+            let fast = counters.iter().filter(|(d, _)| d.name().starts_with("fast_"));
+            eprintln!("xvr XDP fast path: {:?}", fast.collect::<Vec<_>>());
+        }
         for report in &reports {
             eprintln!(
                 "xvr worker: {:?}, {:?}",
@@ -425,15 +435,38 @@ fn run(args: &Args) -> Result<(), String> {
         rate_of("kernel_forward"),
     );
     let tcp_ran = args.iperf_seconds > 0 && wanted("tcp");
-    let (xvr_tcp, kernel_tcp) = if tcp_ran {
+    // (name, JSON key, figures, the kernel row it is compared with)
+    let mut tcp_rows: Vec<(&str, &str, Tcp, usize)> = Vec::new();
+    if tcp_ran {
         step("iperf3 over the overlay");
-        (
-            overlay_tcp(true, args.iperf_seconds)?,
-            overlay_tcp(false, args.iperf_seconds)?,
-        )
-    } else {
-        (Tcp::default(), Tcp::default())
-    };
+        let secs = args.iperf_seconds;
+        tcp_rows = vec![
+            (
+                "xvr fast path -> kernel VTEP (GRO on)",
+                "xvr_overlay",
+                overlay_tcp(true, true, secs)?,
+                1,
+            ),
+            (
+                "kernel VTEP -> kernel VTEP (GRO on)",
+                "kernel_vxlan",
+                overlay_tcp(false, true, secs)?,
+                1,
+            ),
+            (
+                "xvr workers -> kernel VTEP (plain veth)",
+                "xvr_overlay_workers",
+                overlay_tcp(true, false, secs)?,
+                3,
+            ),
+            (
+                "kernel VTEP -> kernel VTEP (plain veth)",
+                "kernel_vxlan_plain",
+                overlay_tcp(false, false, secs)?,
+                3,
+            ),
+        ];
+    }
 
     if args.json {
         let mut json = serde_json::Map::new();
@@ -444,8 +477,7 @@ fn run(args: &Args) -> Result<(), String> {
                 rate.generator_pps.round().into(),
             );
         }
-        let tcp_rows = [("xvr_overlay", xvr_tcp), ("kernel_vxlan", kernel_tcp)];
-        for (key, tcp) in tcp_rows.iter().filter(|_| tcp_ran) {
+        for (_, key, tcp, _) in &tcp_rows {
             json.insert(format!("{key}_tcp_bps"), tcp.forward_bps.round().into());
             json.insert(
                 format!("{key}_tcp_reverse_bps"),
@@ -486,10 +518,8 @@ fn run(args: &Args) -> Result<(), String> {
         );
         println!("| path | vm1 -> vm2 Gbit/s | vm2 -> vm1 Gbit/s | x kernel | retransmits |");
         println!("|---|---|---|---|---|");
-        for (name, tcp) in [
-            ("xvr -> kernel VTEP", xvr_tcp),
-            ("kernel VTEP -> kernel VTEP", kernel_tcp),
-        ] {
+        for (name, _, tcp, kernel) in &tcp_rows {
+            let kernel_tcp = tcp_rows[*kernel].2;
             println!(
                 "| {name} | {:.2} | {:.2} | {} / {} | {} / {} |",
                 tcp.forward_bps / 1e9,

@@ -1,0 +1,187 @@
+//! Keeps the XDP fast path (`xvr_ebpf::FastPath`) in step with the tables:
+//! for every host (VM) of every tenant, what the workers' L2 stage would do
+//! with a unicast frame to its MAC (to its local port, or encapsulated
+//! toward its VTEP), written as map entries that the steering program
+//! replays without waking a worker. Only decisions that need no state are
+//! exported: bridging inside a tenant has no firewall, no session and no
+//! rewrite beyond the encapsulation.
+//!
+//! An entry is exported only if the interface it sends to accepts frames
+//! redirected by XDP (a veth does only while its peer has GRO or an XDP
+//! program on); otherwise those frames keep going through the workers, so
+//! nothing is ever redirected into a black hole. `sync` asks again each
+//! time, so a peer that turns GRO on or off is followed at the next sync.
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+use xvr_dataplane::table::{L2Dest, Location, PortRole};
+use xvr_dataplane::Tables;
+use xvr_ebpf::{FastPath, L2Fwd};
+
+/// What the maps hold, or should hold.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Entries {
+    /// VM port ifindex -> its tenant's VNI.
+    pub port_vnis: HashMap<u32, u32>,
+    pub remote_vteps: HashSet<Ipv4Addr>,
+    /// (VNI, MAC) -> decision.
+    pub l2: HashMap<(u32, [u8; 6]), L2Fwd>,
+}
+
+/// The entries that replay `tables`' L2 decisions. `ifindexes` holds each
+/// port's interface index (by port id); `accepts` says whether an
+/// interface takes redirected frames.
+pub fn entries(tables: &Tables, ifindexes: &[u32], accepts: impl Fn(u32) -> bool) -> Entries {
+    let mut entries = Entries::default();
+    for (id, port) in tables.ports().iter().enumerate() {
+        if let PortRole::Vm { tenant, .. } = port.role {
+            entries
+                .port_vnis
+                .insert(ifindexes[id], tables.tenant(tenant).vni);
+        }
+    }
+    entries.remote_vteps = tables.vteps().iter().map(|v| v.ip).collect();
+    let accepting: HashSet<u32> = ifindexes.iter().copied().filter(|&i| accepts(i)).collect();
+    let uplink = tables
+        .uplink()
+        .map(|(id, _)| ifindexes[usize::from(id)])
+        .filter(|i| accepting.contains(i));
+    let max_inner_ip = tables.overlay_ip_mtu().unwrap_or(0) as u32;
+    for (tenant, _, host) in tables.hosts().iter() {
+        // Where the workers' L2 stage sends this MAC (a router MAC that a
+        // host shares stays the router's).
+        if tables.l2(tenant, host.mac) != Some(L2Dest::Host(host.location)) {
+            continue;
+        }
+        let fwd = match host.location {
+            Location::Local(port) => {
+                let ifindex = ifindexes[usize::from(port)];
+                accepting
+                    .contains(&ifindex)
+                    .then_some(L2Fwd::Port { ifindex })
+            }
+            Location::Remote(vtep) => uplink.map(|ifindex| L2Fwd::Encap {
+                ifindex,
+                max_inner_ip,
+                outer: tables.vteps().get(vtep).template,
+            }),
+        };
+        if let Some(fwd) = fwd {
+            let vni = tables.tenant(tenant).vni;
+            entries.l2.insert((vni, host.mac.0), fwd);
+        }
+    }
+    entries
+}
+
+/// The fast path's maps and what was last written to them.
+pub struct FastPathSync {
+    maps: FastPath,
+    ifindexes: Vec<u32>,
+    installed: Entries,
+}
+
+impl FastPathSync {
+    /// `ifindexes`: each port's interface index, by port id (ports do not
+    /// change while xvrd runs).
+    pub fn new(maps: FastPath, ifindexes: Vec<u32>) -> FastPathSync {
+        FastPathSync {
+            maps,
+            ifindexes,
+            installed: Entries::default(),
+        }
+    }
+
+    /// Brings the maps to `tables`' decisions: stale entries are removed
+    /// first, then new and changed ones written, each a whole decision.
+    /// Returns how many L2 entries are exported. On a map error the fast
+    /// path is emptied (every frame goes to the workers) and the error
+    /// returned.
+    pub fn sync(&mut self, tables: &Tables) -> Result<usize, String> {
+        self.sync_with(tables, |ifindex| {
+            xvr_ebpf::netdev::accepts_redirects(ifindex).unwrap_or(false)
+        })
+    }
+
+    /// `sync`, with `accepts` telling which interfaces take redirected
+    /// frames (tests run the program on frames without real targets).
+    pub fn sync_with(
+        &mut self,
+        tables: &Tables,
+        accepts: impl Fn(u32) -> bool,
+    ) -> Result<usize, String> {
+        let wanted = entries(tables, &self.ifindexes, accepts);
+        if wanted == self.installed {
+            return Ok(wanted.l2.len());
+        }
+        match self.write(&wanted) {
+            Ok(()) => Ok(wanted.l2.len()),
+            Err(e) => {
+                self.clear();
+                Err(format!("XDP fast path emptied: {e}"))
+            }
+        }
+    }
+
+    /// Removes every entry that may be in the maps; the ones already gone
+    /// fail to remove, which is fine.
+    fn clear(&mut self) {
+        let installed = std::mem::take(&mut self.installed);
+        for key in installed.l2.keys() {
+            let _ = self.maps.remove_l2(key.0, key.1);
+        }
+        for ifindex in installed.port_vnis.keys() {
+            let _ = self.maps.remove_port_vni(*ifindex);
+        }
+        for ip in &installed.remote_vteps {
+            let _ = self.maps.remove_remote_vtep(*ip);
+        }
+    }
+
+    fn write(&mut self, wanted: &Entries) -> Result<(), String> {
+        let e = |e: xvr_ebpf::Error| e.to_string();
+        let have = std::mem::take(&mut self.installed);
+        // Whatever fails below leaves the maps holding at most `have`
+        // plus `wanted`: remember both, so that `clear` removes them.
+        self.installed = Entries {
+            port_vnis: have
+                .port_vnis
+                .iter()
+                .chain(&wanted.port_vnis)
+                .map(|(k, v)| (*k, *v))
+                .collect(),
+            remote_vteps: have.remote_vteps.union(&wanted.remote_vteps).copied().collect(),
+            l2: have
+                .l2
+                .iter()
+                .chain(&wanted.l2)
+                .map(|(k, v)| (*k, *v))
+                .collect(),
+        };
+        for key in have.l2.keys().filter(|k| !wanted.l2.contains_key(k)) {
+            self.maps.remove_l2(key.0, key.1).map_err(e)?;
+        }
+        for ifindex in have.port_vnis.keys() {
+            if !wanted.port_vnis.contains_key(ifindex) {
+                self.maps.remove_port_vni(*ifindex).map_err(e)?;
+            }
+        }
+        for ip in have.remote_vteps.difference(&wanted.remote_vteps) {
+            self.maps.remove_remote_vtep(*ip).map_err(e)?;
+        }
+        for ip in wanted.remote_vteps.difference(&have.remote_vteps) {
+            self.maps.add_remote_vtep(*ip).map_err(e)?;
+        }
+        for (ifindex, vni) in &wanted.port_vnis {
+            if have.port_vnis.get(ifindex) != Some(vni) {
+                self.maps.set_port_vni(*ifindex, *vni).map_err(e)?;
+            }
+        }
+        for (key, fwd) in &wanted.l2 {
+            if have.l2.get(key) != Some(fwd) {
+                self.maps.set_l2(key.0, key.1, *fwd).map_err(e)?;
+            }
+        }
+        self.installed = wanted.clone();
+        Ok(())
+    }
+}
