@@ -149,7 +149,11 @@ impl FastPathSync {
                 .chain(&wanted.port_vnis)
                 .map(|(k, v)| (*k, *v))
                 .collect(),
-            remote_vteps: have.remote_vteps.union(&wanted.remote_vteps).copied().collect(),
+            remote_vteps: have
+                .remote_vteps
+                .union(&wanted.remote_vteps)
+                .copied()
+                .collect(),
             l2: have
                 .l2
                 .iter()

@@ -5,25 +5,49 @@
 //! its ARP through the overlay. iperf3 runs TCP both ways and UDP across
 //! it with the VMs' checksum offload on; the VMs' kernels count no bad
 //! checksum, and tshark on the underlay checks every frame xvr sent.
+//!
+//! Twice: on plain veths, which take no frames redirected by XDP, so xvr's
+//! workers carry everything; and with GRO on every veth end, where xvr's
+//! XDP fast path carries the VM-to-VM traffic, and stops redirecting to a
+//! VM whose veth stops taking redirects.
 use xvr::router::{total_stats, Options, Router};
 use xvr_control::State;
 use xvr_dataplane::Event;
+use xvr_ebpf::{Decision, Steering};
 use xvr_testkit::netns::{privileged, Rig};
 use xvr_testkit::overlay::{self, Overlay};
 
 #[test]
 fn vm_behind_xvr_and_vm_behind_kernel_vxlan_ping_each_other() {
+    interop("overlay", false);
+}
+
+#[test]
+fn the_xdp_fast_path_carries_the_overlay_where_veths_take_redirects() {
+    interop("overlay-fast", true);
+}
+
+fn fast(steering: &Steering, decision: Decision) -> u64 {
+    let counters = steering.counters().unwrap();
+    counters.iter().find(|(d, _)| *d == decision).unwrap().1
+}
+
+fn interop(name: &str, gro: bool) {
     if !privileged("the live data path over veth") {
         return;
     }
     let tables = State::from_json(overlay::STATE).unwrap().build().unwrap();
-    let mut rig = Rig::new("overlay");
+    let mut rig = Rig::new(name);
+    let overlay = rig.overlay(false);
+    if gro {
+        rig.gro_everywhere(&overlay);
+    }
     let Overlay {
         host,
         vm1,
         kernel,
         vm2,
-    } = rig.overlay(false);
+    } = overlay;
 
     let dir = tempfile::tempdir().unwrap();
     let pcap = dir.path().join("underlay.pcap");
@@ -31,7 +55,8 @@ fn vm_behind_xvr_and_vm_behind_kernel_vxlan_ping_each_other() {
 
     rig.inside(&host, || {
         let mut router = Router::start(&tables, &Options::default()).unwrap();
-        let ((pings, udp, tcp_out, tcp_in), reports) = router
+        let fast_path = router.fast_path().unwrap();
+        let ((pings, udp, tcp_out, tcp_in, after_gro_off), reports) = router
             .run_while(&tables, || {
                 // Underlay capture on the kernel VTEP's side, while the
                 // pings and the UDP stream (checksums left to offload)
@@ -62,10 +87,29 @@ fn vm_behind_xvr_and_vm_behind_kernel_vxlan_ping_each_other() {
                 // TCP both ways: vm1 -> vm2, and vm2 -> vm1 (-R).
                 let tcp_out = rig.iperf3(&vm2, &vm1, "10.0.0.20", 2, &[]);
                 let tcp_in = rig.iperf3(&vm2, &vm1, "10.0.0.20", 2, &["-R"]);
-                (pings, udp, tcp_out, tcp_in)
+                // vm1's veth stops taking redirects: after the next sync,
+                // frames to vm1 go through the workers again, and arrive.
+                rig.exec(&vm1, &["ethtool", "-K", "eth0", "gro", "off"]);
+                fast_path.lock().unwrap().sync(&tables).unwrap();
+                let after_gro_off = ping(&vm2, "10.0.0.10");
+                (pings, udp, tcp_out, tcp_in, after_gro_off)
             })
             .unwrap();
         let stats = total_stats(&reports);
+        assert!(after_gro_off, "ping vm2->vm1 once vm1's GRO is off");
+        let (encap, decap) = (
+            fast(router.steering(), Decision::FastEncap),
+            fast(router.steering(), Decision::FastDecap),
+        );
+        if gro {
+            // The TCP streams alone are hundreds of thousands of frames.
+            assert!(
+                encap > 100_000 && decap > 100_000,
+                "fast path: {encap} encap, {decap} decap"
+            );
+        } else {
+            assert_eq!((encap, decap), (0, 0), "no redirect targets, no fast path");
+        }
         let what = "pings vm1->vm2, vm2->vm1, kernel->host underlay";
         assert_eq!(pings, (true, true, true), "{what}; {stats:?}");
         let udp = udp.unwrap();
@@ -74,8 +118,12 @@ fn vm_behind_xvr_and_vm_behind_kernel_vxlan_ping_each_other() {
             let tcp = tcp.unwrap_or_else(|e| panic!("TCP {way}: {e}; {stats:?}"));
             assert!(tcp.bytes_received > 1_000_000, "TCP {way}: {tcp:?}");
         }
-        assert!(stats.events_of(Event::Encap) >= 6, "{stats:?}");
-        assert!(stats.events_of(Event::Decap) >= 6, "{stats:?}");
+        if !gro {
+            assert!(stats.events_of(Event::Encap) >= 6, "{stats:?}");
+        }
+        // With the fast path too: the last ping's echoes came through the
+        // workers (vm1 no longer takes redirects).
+        assert!(stats.events_of(Event::Decap) >= 3, "{stats:?}");
     });
 
     // Both VMs' kernels found every TCP and UDP checksum good.

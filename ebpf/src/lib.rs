@@ -219,22 +219,14 @@ impl FastPath {
 
     /// Unicast IPv4 to `mac` in the tenant of `vni` goes as `fwd` says.
     pub fn set_l2(&mut self, vni: u32, mac: [u8; 6], fwd: L2Fwd) -> Result<(), Error> {
-        let key = L2Key {
-            vni,
-            mac,
-            pad: 0,
-        };
+        let key = L2Key { vni, mac, pad: 0 };
         self.l2_fwd
             .insert(key, L2FwdValue::new(fwd), 0)
             .map_err(|e| err("l2_fwd", e))
     }
 
     pub fn remove_l2(&mut self, vni: u32, mac: [u8; 6]) -> Result<(), Error> {
-        let key = L2Key {
-            vni,
-            mac,
-            pad: 0,
-        };
+        let key = L2Key { vni, mac, pad: 0 };
         self.l2_fwd.remove(&key).map_err(|e| err("l2_fwd", e))
     }
 }

@@ -122,8 +122,10 @@ fn a_veth_accepts_redirects_once_its_peer_has_gro_or_xdp() {
         let mut steering = Steering::load().unwrap();
         steering.attach("eth1", AttachMode::Native).unwrap();
         assert!(
-            rig.inside(&host, || xvr_ebpf::netdev::accepts_redirects(ifindex("up1"))
-                .unwrap()),
+            rig.inside(&host, || xvr_ebpf::netdev::accepts_redirects(ifindex(
+                "up1"
+            ))
+            .unwrap()),
             "an XDP program on the peer"
         );
     });

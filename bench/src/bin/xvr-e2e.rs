@@ -365,7 +365,9 @@ fn overlay_tcp(with_xvr: bool, gro: bool, seconds: u32) -> Result<Tcp, String> {
         let mut router = Router::start(&tables, &Options::default())?;
         let (result, reports) = router.run_while(&tables, run)?;
         if let Ok(counters) = router.steering().counters() {
-            let fast = counters.iter().filter(|(d, _)| d.name().starts_with("fast_"));
+            let fast = counters
+                .iter()
+                .filter(|(d, _)| d.name().starts_with("fast_"));
             eprintln!("xvr XDP fast path: {:?}", fast.collect::<Vec<_>>());
         }
         for report in &reports {

@@ -1,0 +1,323 @@
+//! The XDP fast path against the workers' pipeline: the steering program is
+//! run in the kernel on test frames (BPF_PROG_TEST_RUN) with the maps that
+//! `FastPathSync` derives from a state, and every frame it forwards must
+//! leave byte for byte as the pipeline would send it, to the same port.
+//! Frames it must not decide (router MACs, broadcast, another tenant's
+//! MACs, IP options, too big for the overlay, unknown VTEPs) go to the
+//! workers.
+use aya::programs::{TestRun, TestRunOptions};
+use std::net::Ipv4Addr;
+use xvr::fast_path::FastPathSync;
+use xvr_control::State;
+use xvr_dataplane::{Frame, Pipeline, Tables, Verdict};
+use xvr_ebpf::{Decision, Steering};
+use xvr_testkit::headers;
+use xvr_testkit::netns::{privileged, Rig};
+
+const XDP_PASS: u32 = 2;
+const XDP_REDIRECT: u32 = 4;
+
+const STATE: &str = r#"{
+  "tenants": [{ "name": "t", "vni": 100 }, { "name": "u", "vni": 200 }],
+  "ports": [
+    { "role": "uplink", "name": "up0", "mac": "02:00:00:00:00:01", "ip": "198.18.0.1", "mtu": 1600 },
+    { "role": "vm", "name": "a1", "mac": "02:aa:00:00:00:01", "tenant": "t", "gateway": "10.0.0.1/24" },
+    { "role": "vm", "name": "a2", "mac": "02:aa:00:00:00:02", "tenant": "t", "gateway": "10.0.0.1/24" },
+    { "role": "vm", "name": "b1", "mac": "02:bb:00:00:00:01", "tenant": "u", "gateway": "10.0.0.1/24" }
+  ],
+  "neighbors": [
+    { "tenant": "t", "ip": "10.0.0.10", "mac": "02:0a:00:00:00:10", "port": "a1" },
+    { "tenant": "t", "ip": "10.0.0.11", "mac": "02:0a:00:00:00:11", "port": "a2" },
+    { "tenant": "u", "ip": "10.0.0.10", "mac": "02:0b:00:00:00:10", "port": "b1" }
+  ],
+  "vteps": [{ "ip": "198.18.0.2", "mac": "02:00:00:00:00:02" }],
+  "remote_vms": [
+    { "tenant": "t", "ip": "10.0.0.20", "mac": "02:0a:00:00:00:20", "vtep": "198.18.0.2" }
+  ]
+}"#;
+
+const VM10: [u8; 6] = [2, 0x0a, 0, 0, 0, 0x10];
+const VM11: [u8; 6] = [2, 0x0a, 0, 0, 0, 0x11];
+const VM20: [u8; 6] = [2, 0x0a, 0, 0, 0, 0x20];
+const U_VM10: [u8; 6] = [2, 0x0b, 0, 0, 0, 0x10];
+const ROUTER_A1: [u8; 6] = [2, 0xaa, 0, 0, 0, 1];
+const UPLINK: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const VTEP: [u8; 6] = [2, 0, 0, 0, 0, 2];
+const PORTS: [&str; 4] = ["up0", "a1", "a2", "b1"];
+
+struct Rigged {
+    steering: Steering,
+    ifindexes: Vec<u32>,
+    tables: Tables,
+}
+
+impl Rigged {
+    /// Runs `frame` as received on port `port` (an index of PORTS): the
+    /// XDP action, the frame after the program, the decision counted.
+    fn xdp(&self, port: usize, frame: &[u8]) -> (u32, Vec<u8>, Decision) {
+        let before = self.steering.counters().unwrap();
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+        // rx_queue_index, egress_ifindex
+        let ctx: Vec<u8> = [0, frame.len() as u32, 0, self.ifindexes[port], 0, 0]
+            .iter()
+            .flat_map(|w| w.to_ne_bytes())
+            .collect();
+        let mut out = vec![0u8; frame.len() + 256];
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
+            ..Default::default()
+        };
+        let result = self.steering.program().unwrap().test_run(opts).unwrap();
+        out.truncate(result.data_size_out as usize);
+        let after = self.steering.counters().unwrap();
+        let counted: Vec<Decision> = before
+            .iter()
+            .zip(&after)
+            .filter(|(b, a)| a.1 != b.1)
+            .map(|(_, a)| a.0)
+            .collect();
+        assert_eq!(counted.len(), 1, "one decision per frame: {counted:?}");
+        (result.return_value, out, counted[0])
+    }
+
+    /// What the workers' pipeline does with `frame` from port `port`.
+    fn pipeline(&self, port: usize, frame: &[u8]) -> (Verdict, Vec<u8>) {
+        let mut buf = vec![0u8; 4096];
+        let mut frames = [Frame::with_data(&mut buf, frame, port as u16)];
+        Pipeline::new().run(&self.tables, &mut frames);
+        (frames[0].meta.verdict, frames[0].data().to_vec())
+    }
+}
+
+/// A frame as a sender with checksum offload leaves it: the TCP or UDP
+/// checksum field holds the folded pseudo-header sum.
+fn partial(mut frame: Vec<u8>) -> Vec<u8> {
+    let l4_len = u16::from_be_bytes([frame[16], frame[17]]) - 20;
+    let field = match frame[23] {
+        6 => 14 + 20 + 16,
+        _ => 14 + 20 + 6,
+    };
+    let words = [
+        &frame[26..28],
+        &frame[28..30],
+        &frame[30..32],
+        &frame[32..34],
+    ];
+    let mut sum: u32 = words
+        .iter()
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum::<u32>()
+        + u32::from(frame[23])
+        + u32::from(l4_len);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    frame[field..field + 2].copy_from_slice(&(sum as u16).to_be_bytes());
+    frame
+}
+
+fn payload(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + 3) as u8).collect()
+}
+
+fn with_rig(name: &str, test: impl FnOnce(&Rigged) + Send) {
+    let mut rig = Rig::new(name);
+    let ns = rig.namespace();
+    let peers = rig.namespace();
+    for (i, port) in PORTS.iter().enumerate() {
+        rig.veth(&ns, port, None, &peers, &format!("p{i}"), None);
+    }
+    rig.inside(&ns, || {
+        let tables = State::from_json(STATE).unwrap().build().unwrap();
+        let ifindexes: Vec<u32> = PORTS
+            .iter()
+            .map(|p| xvr::router::ifindex(p).unwrap())
+            .collect();
+        let mut steering = Steering::load().unwrap();
+        steering
+            .add_local_vtep(Ipv4Addr::new(198, 18, 0, 1))
+            .unwrap();
+        for &index in &ifindexes[1..] {
+            steering.add_vm_port(index).unwrap();
+        }
+        let mut sync = FastPathSync::new(steering.take_fast_path().unwrap(), ifindexes.clone());
+        let exported = sync.sync_with(&tables, |_| true).unwrap();
+        assert_eq!(exported, 4, "every host of both tenants");
+        test(&Rigged {
+            steering,
+            ifindexes,
+            tables,
+        });
+    });
+}
+
+#[test]
+fn the_fast_path_forwards_as_the_workers_do() {
+    if !privileged("running BPF programs") {
+        return;
+    }
+    with_rig("fast-path-same", |r| {
+        let a10_to_a20 = headers(VM10, VM20, [10, 0, 0, 10], [10, 0, 0, 20]);
+        let a10_to_a11 = headers(VM10, VM11, [10, 0, 0, 10], [10, 0, 0, 11]);
+        let cases: Vec<(&str, usize, Vec<u8>, Decision, usize)> = vec![
+            (
+                "TCP to a remote VM, checksum left to offload",
+                1,
+                partial(a10_to_a20.tcp_ack(40000, 5201, &payload(1448))),
+                Decision::FastEncap,
+                0,
+            ),
+            (
+                "UDP to a remote VM, odd length, checksum left to offload",
+                1,
+                partial(a10_to_a20.udp(40000, 5201, &payload(1001))),
+                Decision::FastEncap,
+                0,
+            ),
+            (
+                "TCP to a remote VM, checksum complete",
+                1,
+                a10_to_a20.tcp_ack(40000, 5201, &payload(100)),
+                Decision::FastEncap,
+                0,
+            ),
+            (
+                "ping to a remote VM",
+                1,
+                a10_to_a20.ping(7, 1, &payload(56)),
+                Decision::FastEncap,
+                0,
+            ),
+            (
+                "TCP to a local VM on another port",
+                1,
+                partial(a10_to_a11.tcp_ack(40000, 5201, &payload(700))),
+                Decision::FastBridge,
+                2,
+            ),
+        ];
+        let remote = headers(VTEP, UPLINK, [198, 18, 0, 2], [198, 18, 0, 1]);
+        let inner = partial(headers(VM20, VM10, [10, 0, 0, 20], [10, 0, 0, 10]).tcp_ack(
+            5201,
+            40000,
+            &payload(999),
+        ));
+        let decap = (
+            "VXLAN from the VTEP to a local VM",
+            0,
+            remote.vxlan(50000, 100, 0x08, &inner),
+        );
+        let cases = cases
+            .into_iter()
+            .chain([(decap.0, decap.1, decap.2, Decision::FastDecap, 1)]);
+        for (name, port, frame, decision, out_port) in cases {
+            let (action, out, counted) = r.xdp(port, &frame);
+            assert_eq!((action, counted), (XDP_REDIRECT, decision), "{name}");
+            let (verdict, expected) = r.pipeline(port, &frame);
+            assert_eq!(
+                verdict,
+                Verdict::Tx(out_port as u16),
+                "{name}: the workers' verdict"
+            );
+            assert_eq!(out, expected, "{name}: XDP's frame is the workers' frame");
+        }
+    });
+}
+
+#[test]
+fn what_the_fast_path_must_not_decide_goes_to_the_workers() {
+    if !privileged("running BPF programs") {
+        return;
+    }
+    with_rig("fast-path-not", |r| {
+        let to_a20 = headers(VM10, VM20, [10, 0, 0, 10], [10, 0, 0, 20]);
+        let mut options = to_a20.udp(1, 2, b"options");
+        options[14] = 0x46;
+        options.splice(34..34, [1, 1, 1, 0]);
+        let mut fragment = to_a20.udp(1, 2, b"first fragment");
+        fragment[20] = 0x20; // more fragments
+        let mut bad_outer_checksum = headers(VTEP, UPLINK, [198, 18, 0, 2], [198, 18, 0, 1]).vxlan(
+            50000,
+            100,
+            0x08,
+            &headers(VM20, VM10, [10, 0, 0, 20], [10, 0, 0, 10]).udp(1, 2, b"x"),
+        );
+        bad_outer_checksum[24] ^= 0xff;
+        let inner_to_a10 = headers(VM20, VM10, [10, 0, 0, 20], [10, 0, 0, 10]).udp(1, 2, b"x");
+        let cases: Vec<(&str, usize, Vec<u8>)> = vec![
+            (
+                "to the router's MAC (routed by the workers)",
+                1,
+                headers(VM10, ROUTER_A1, [10, 0, 0, 10], [10, 0, 1, 10]).udp(1, 2, b"x"),
+            ),
+            (
+                "broadcast ARP",
+                1,
+                xvr_testkit::arp_request(VM10, [10, 0, 0, 10], [10, 0, 0, 1]),
+            ),
+            (
+                "another tenant's MAC from a port of tenant u",
+                3,
+                headers(U_VM10, VM20, [10, 0, 0, 10], [10, 0, 0, 20]).udp(1, 2, b"x"),
+            ),
+            (
+                "an unknown MAC",
+                1,
+                headers(VM10, [2, 9, 9, 9, 9, 9], [10, 0, 0, 10], [10, 0, 0, 20]).udp(1, 2, b"x"),
+            ),
+            ("IPv4 options", 1, options),
+            (
+                "too big for the overlay (ICMP from the workers)",
+                1,
+                to_a20.udp(1, 2, &payload(1560)),
+            ),
+            (
+                "VXLAN from an unknown VTEP",
+                0,
+                headers(VTEP, UPLINK, [198, 18, 0, 9], [198, 18, 0, 1]).vxlan(
+                    50000,
+                    100,
+                    0x08,
+                    &inner_to_a10,
+                ),
+            ),
+            (
+                "VXLAN with another tenant's VNI for this MAC",
+                0,
+                headers(VTEP, UPLINK, [198, 18, 0, 2], [198, 18, 0, 1]).vxlan(
+                    50000,
+                    200,
+                    0x08,
+                    &inner_to_a10,
+                ),
+            ),
+            (
+                "VXLAN to a remote VM (split horizon)",
+                0,
+                headers(VTEP, UPLINK, [198, 18, 0, 2], [198, 18, 0, 1]).vxlan(
+                    50000,
+                    100,
+                    0x08,
+                    &headers(VM10, VM20, [10, 0, 0, 10], [10, 0, 0, 20]).udp(1, 2, b"x"),
+                ),
+            ),
+            (
+                "VXLAN with a bad outer IPv4 checksum",
+                0,
+                bad_outer_checksum,
+            ),
+        ];
+        for (name, port, frame) in cases {
+            let (action, out, decision) = r.xdp(port, &frame);
+            // No AF_XDP socket is bound: the workers' frames fall back to
+            // the kernel and count as no_socket.
+            assert_eq!((action, decision), (XDP_PASS, Decision::NoSocket), "{name}");
+            assert_eq!(out, frame, "{name}: untouched");
+        }
+        let (action, _, decision) = r.xdp(1, &fragment);
+        assert_eq!(action, XDP_REDIRECT, "a first fragment is bridged as it is");
+        assert_eq!(decision, Decision::FastEncap);
+    });
+}
