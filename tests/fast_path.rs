@@ -5,14 +5,13 @@
 //! Frames it must not decide (router MACs, broadcast, another tenant's
 //! MACs, IP options, too big for the overlay, unknown VTEPs) go to the
 //! workers.
-use aya::programs::{TestRun, TestRunOptions};
 use std::net::Ipv4Addr;
 use xvr::fast_path::FastPathSync;
 use xvr_control::State;
 use xvr_dataplane::{Frame, Pipeline, Tables, Verdict};
 use xvr_ebpf::{Decision, Steering};
-use xvr_testkit::headers;
 use xvr_testkit::netns::{privileged, Rig};
+use xvr_testkit::{headers, partial_checksum};
 
 const XDP_PASS: u32 = 2;
 const XDP_REDIRECT: u32 = 4;
@@ -56,21 +55,7 @@ impl Rigged {
     /// XDP action, the frame after the program, the decision counted.
     fn xdp(&self, port: usize, frame: &[u8]) -> (u32, Vec<u8>, Decision) {
         let before = self.steering.counters().unwrap();
-        // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
-        // rx_queue_index, egress_ifindex
-        let ctx: Vec<u8> = [0, frame.len() as u32, 0, self.ifindexes[port], 0, 0]
-            .iter()
-            .flat_map(|w| w.to_ne_bytes())
-            .collect();
-        let mut out = vec![0u8; frame.len() + 256];
-        let opts = TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            ctx_in: Some(&ctx),
-            ..Default::default()
-        };
-        let result = self.steering.program().unwrap().test_run(opts).unwrap();
-        out.truncate(result.data_size_out as usize);
+        let (action, out) = self.steering.test_run(self.ifindexes[port], frame).unwrap();
         let after = self.steering.counters().unwrap();
         let counted: Vec<Decision> = before
             .iter()
@@ -79,7 +64,7 @@ impl Rigged {
             .map(|(_, a)| a.0)
             .collect();
         assert_eq!(counted.len(), 1, "one decision per frame: {counted:?}");
-        (result.return_value, out, counted[0])
+        (action, out, counted[0])
     }
 
     /// What the workers' pipeline does with `frame` from port `port`.
@@ -89,33 +74,6 @@ impl Rigged {
         Pipeline::new().run(&self.tables, &mut frames);
         (frames[0].meta.verdict, frames[0].data().to_vec())
     }
-}
-
-/// A frame as a sender with checksum offload leaves it: the TCP or UDP
-/// checksum field holds the folded pseudo-header sum.
-fn partial(mut frame: Vec<u8>) -> Vec<u8> {
-    let l4_len = u16::from_be_bytes([frame[16], frame[17]]) - 20;
-    let field = match frame[23] {
-        6 => 14 + 20 + 16,
-        _ => 14 + 20 + 6,
-    };
-    let words = [
-        &frame[26..28],
-        &frame[28..30],
-        &frame[30..32],
-        &frame[32..34],
-    ];
-    let mut sum: u32 = words
-        .iter()
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum::<u32>()
-        + u32::from(frame[23])
-        + u32::from(l4_len);
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    frame[field..field + 2].copy_from_slice(&(sum as u16).to_be_bytes());
-    frame
 }
 
 fn payload(len: usize) -> Vec<u8> {
@@ -165,14 +123,14 @@ fn the_fast_path_forwards_as_the_workers_do() {
             (
                 "TCP to a remote VM, checksum left to offload",
                 1,
-                partial(a10_to_a20.tcp_ack(40000, 5201, &payload(1448))),
+                partial_checksum(a10_to_a20.tcp_ack(40000, 5201, &payload(1448))),
                 Decision::FastEncap,
                 0,
             ),
             (
                 "UDP to a remote VM, odd length, checksum left to offload",
                 1,
-                partial(a10_to_a20.udp(40000, 5201, &payload(1001))),
+                partial_checksum(a10_to_a20.udp(40000, 5201, &payload(1001))),
                 Decision::FastEncap,
                 0,
             ),
@@ -193,13 +151,13 @@ fn the_fast_path_forwards_as_the_workers_do() {
             (
                 "TCP to a local VM on another port",
                 1,
-                partial(a10_to_a11.tcp_ack(40000, 5201, &payload(700))),
+                partial_checksum(a10_to_a11.tcp_ack(40000, 5201, &payload(700))),
                 Decision::FastBridge,
                 2,
             ),
         ];
         let remote = headers(VTEP, UPLINK, [198, 18, 0, 2], [198, 18, 0, 1]);
-        let inner = partial(headers(VM20, VM10, [10, 0, 0, 20], [10, 0, 0, 10]).tcp_ack(
+        let inner = partial_checksum(headers(VM20, VM10, [10, 0, 0, 20], [10, 0, 0, 10]).tcp_ack(
             5201,
             40000,
             &payload(999),

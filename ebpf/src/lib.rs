@@ -355,6 +355,33 @@ impl Steering {
             .collect()
     }
 
+    /// Runs the program in the kernel on `frame` as if received on
+    /// interface `ifindex` queue 0 (BPF_PROG_TEST_RUN: redirects are
+    /// decided, not carried out). Returns the XDP action and the frame as
+    /// the program left it.
+    pub fn test_run(&self, ifindex: u32, frame: &[u8]) -> Result<(u32, Vec<u8>), Error> {
+        use aya::programs::{TestRun, TestRunOptions};
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+        // rx_queue_index, egress_ifindex
+        let ctx: Vec<u8> = [0, frame.len() as u32, 0, ifindex, 0, 0]
+            .iter()
+            .flat_map(|w| w.to_ne_bytes())
+            .collect();
+        let mut out = vec![0u8; frame.len() + 256];
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(&ctx),
+            ..Default::default()
+        };
+        let result = self
+            .program()?
+            .test_run(opts)
+            .map_err(|e| err("running the XDP program on a test frame", e))?;
+        out.truncate(result.data_size_out as usize);
+        Ok((result.return_value, out))
+    }
+
     /// The loaded program, e.g. to run it on test frames.
     pub fn program(&self) -> Result<&Xdp, Error> {
         let program = self

@@ -2,7 +2,6 @@
 //! each kind of frame gets the decision and the XDP action it should. No
 //! AF_XDP socket is bound here, so frames that are ours fall back to
 //! XDP_PASS and count as `no_socket`; the counters tell what was decided.
-use aya::programs::{TestRun, TestRunOptions};
 use std::net::Ipv4Addr;
 use xvr_ebpf::{Decision, Steering};
 use xvr_testkit::netns::privileged;
@@ -19,19 +18,7 @@ const PUBLIC: [u8; 4] = [203, 0, 113, 10];
 /// and the decision it counted.
 fn run(steering: &Steering, ifindex: u32, frame: &[u8]) -> (u32, Decision) {
     let before = steering.counters().unwrap();
-    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex
-    let ctx: Vec<u8> = [0, frame.len() as u32, 0, ifindex, 0, 0]
-        .iter()
-        .flat_map(|w| w.to_ne_bytes())
-        .collect();
-    let mut out = vec![0u8; frame.len() + 256];
-    let opts = TestRunOptions {
-        data_in: Some(frame),
-        data_out: Some(&mut out),
-        ctx_in: Some(&ctx),
-        ..Default::default()
-    };
-    let result = steering.program().unwrap().test_run(opts).unwrap();
+    let (action, _) = steering.test_run(ifindex, frame).unwrap();
     let after = steering.counters().unwrap();
     let counted: Vec<Decision> = before
         .iter()
@@ -48,7 +35,7 @@ fn run(steering: &Steering, ifindex: u32, frame: &[u8]) -> (u32, Decision) {
         after.iter().map(|c| c.1).sum::<u64>(),
         before.iter().map(|c| c.1).sum::<u64>() + 1
     );
-    (result.return_value, counted[0])
+    (action, counted[0])
 }
 
 fn vxlan_to(dst: [u8; 4], port: u16) -> Vec<u8> {

@@ -136,6 +136,28 @@ pub fn arp_request(src_mac: Mac, sender: Ip, target: Ip) -> Vec<u8> {
     out
 }
 
+/// `frame` (Ethernet, IPv4 without options, TCP or UDP) as a sender with
+/// checksum offload leaves it: the L4 checksum field holds only the folded
+/// pseudo-header sum (CHECKSUM_PARTIAL).
+pub fn partial_checksum(mut frame: Vec<u8>) -> Vec<u8> {
+    let l4_len = u16::from_be_bytes([frame[16], frame[17]]) - 20;
+    let field = match frame[23] {
+        6 => 14 + 20 + 16,
+        _ => 14 + 20 + 6,
+    };
+    let mut sum: u32 = frame[26..34]
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum::<u32>()
+        + u32::from(frame[23])
+        + u32::from(l4_len);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    frame[field..field + 2].copy_from_slice(&(sum as u16).to_be_bytes());
+    frame
+}
+
 /// True if the RFC 1071 sum over `bytes` (a header or message that
 /// includes its checksum) is all ones.
 pub fn checksum_ok(bytes: &[u8]) -> bool {
