@@ -184,9 +184,22 @@ static __always_inline __u32 fold(__u64 sum)
     return sum;
 }
 
-// Segments longer than this are left to the workers.
-#define CSUM_CHUNK 64
-#define CSUM_CHUNKS 32
+// Sums `left` bytes at `*p` in whole chunks of `size` (at most `max` of
+// them) into `sum`, advancing `*p` and `left`. bpf_csum_diff copies its
+// input before summing it, so large chunks keep the calls few.
+#define SUM_CHUNKS(p, left, sum, size, max, data_end)                          \
+    for (int i = 0; i < (max) && (left) >= (size); i++) {                      \
+        if ((p) + (size) > (data_end))                                         \
+            return -1;                                                         \
+        (sum) = bpf_csum_diff(0, 0, (p), (size), (sum));                       \
+        (p) += (size);                                                         \
+        (left) -= (size);                                                      \
+    }
+
+// Segments longer than 8 * 256 + 7 * 32 + 31 bytes are left to the workers.
+#define CSUM_BIG 256
+#define CSUM_BIG_CHUNKS 8
+#define CSUM_SMALL 32
 
 // Finishes a TCP or UDP checksum left to offload, as the workers'
 // offload::finish_partial_checksum does: when the field holds exactly the
@@ -219,27 +232,22 @@ static __always_inline int finish_checksum(struct iphdr *ip, __u32 tot_len, void
     if (*field != sum)
         return 0;
     *field = 0;
-    // bpf_csum_diff sums whole 4-byte words: 64-byte chunks of the packet,
-    // then the rest copied into a zeroed buffer.
+    // bpf_csum_diff sums whole 4-byte words: chunks of the packet, then
+    // the last bytes copied into a zeroed buffer.
     void *p = l4;
     __u32 left = l4_len;
-    for (int i = 0; i < CSUM_CHUNKS && left >= CSUM_CHUNK; i++) {
-        if (p + CSUM_CHUNK > data_end)
-            return -1;
-        sum = bpf_csum_diff(0, 0, p, CSUM_CHUNK, sum);
-        p += CSUM_CHUNK;
-        left -= CSUM_CHUNK;
-    }
-    if (left >= CSUM_CHUNK)
+    SUM_CHUNKS(p, left, sum, CSUM_BIG, CSUM_BIG_CHUNKS, data_end);
+    if (left >= CSUM_BIG)
         return -1;
-    __u32 tail[CSUM_CHUNK / 4] = {};
-    for (int i = 0; i < CSUM_CHUNK && i < left; i++) {
+    SUM_CHUNKS(p, left, sum, CSUM_SMALL, CSUM_BIG / CSUM_SMALL, data_end);
+    __u32 tail[CSUM_SMALL / 4] = {};
+    for (int i = 0; i < CSUM_SMALL && i < left; i++) {
         __u8 *b = p + i;
         if ((void *)(b + 1) > data_end)
             return -1;
         ((__u8 *)tail)[i] = *b;
     }
-    sum = bpf_csum_diff(0, 0, tail, CSUM_CHUNK, sum);
+    sum = bpf_csum_diff(0, 0, tail, CSUM_SMALL, sum);
     __u16 result = ~fold(sum);
     if (ip->protocol == IPPROTO_UDP && result == 0)
         result = 0xffff;
