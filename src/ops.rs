@@ -9,14 +9,18 @@
 use crate::fast_path::FastPathSync;
 use crate::router::Live;
 use arc_swap::ArcSwap;
+use ipnet::Ipv4Net;
+use rustc_hash::FxHashMap;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use xvr_control::change::{self, Change};
 use xvr_control::server::{optional_bool, optional_str, optional_u64, ApiError, Handler};
-use xvr_control::State;
+use xvr_control::{RouteConfig, State};
 use xvr_dataplane::conntrack::SessionFilter;
+use xvr_dataplane::table::{RouteChange, TenantId};
 use xvr_dataplane::Stats;
 use xvr_dataplane::Tables;
 
@@ -33,8 +37,12 @@ const ALIVE_WITHIN: Duration = Duration::from_secs(1);
 
 pub struct DaemonOps {
     state: State,
-    /// `state` as JSON, for dumps.
-    json: Value,
+    /// `state` as JSON, for dumps: made when a dump asks, kept until the
+    /// state changes.
+    json: Option<Value>,
+    /// Where each route is in `state.routes`, for commits of routes (made
+    /// at the first, kept in step by them, dropped by other changes).
+    routes: Option<RouteIndex>,
     tables: Arc<ArcSwap<Tables>>,
     live: Arc<Live>,
     started: Instant,
@@ -46,7 +54,8 @@ impl DaemonOps {
     /// Serves `state`, whose tables the workers read from `tables`.
     pub fn new(state: State, tables: Arc<ArcSwap<Tables>>, live: Arc<Live>) -> DaemonOps {
         DaemonOps {
-            json: serde_json::to_value(&state).expect("the state serializes"),
+            json: None,
+            routes: None,
             state,
             tables,
             live,
@@ -77,7 +86,8 @@ impl DaemonOps {
             if let Some(sync) = &self.fast_path {
                 fast_path = Some(sync.lock().expect("fast path").sync(&tables));
             }
-            self.json = serde_json::to_value(&new).expect("the state serializes");
+            self.json = None;
+            self.routes = None;
             self.state = new;
         }
         let mut answer = json!({
@@ -203,11 +213,91 @@ impl DaemonOps {
         let changes = request
             .get("changes")
             .ok_or_else(|| ApiError::bad_field("changes", "missing"))?;
-        let changes: Vec<Change> = serde_json::from_value(changes.clone())
-            .map_err(|e| ApiError::bad_field("changes", e))?;
+        let dry_run = dry_run(request)?;
+        if let Some(routes) = only_routes(changes).filter(|_| !dry_run) {
+            return self.commit_routes(&routes);
+        }
+        let changes =
+            Vec::<Change>::deserialize(changes).map_err(|e| ApiError::bad_field("changes", e))?;
         let state = change::apply_changes(&self.state, &changes)
             .map_err(|errors| ApiError::new("bad_request", errors.join("; ")))?;
-        self.change_to(state, dry_run(request)?)
+        self.change_to(state, dry_run)
+    }
+
+    /// A commit that changes routes only. Routes are checked one by one
+    /// (nothing else in a state depends on them), made in place in the
+    /// state, and the VRFs copy on write only what changed
+    /// (`Tables::with_routes`): no whole-state validation and rebuild.
+    /// All or nothing, with the answer and errors of the general path.
+    fn commit_routes(&mut self, changes: &[RouteWrite]) -> Result<Value, ApiError> {
+        let index = self
+            .routes
+            .take()
+            .unwrap_or_else(|| index_routes(&self.state.routes));
+        let planned = plan_routes(&self.state, &index, changes);
+        let after = match planned {
+            Ok(after) => after,
+            Err(e) => {
+                self.routes = Some(index);
+                return Err(e);
+            }
+        };
+        let mut index = index;
+        let tables = self.tables.load();
+        let tenant_ids: HashMap<&str, TenantId> = tables
+            .tenants()
+            .iter()
+            .enumerate()
+            .map(|(id, t)| (t.name.as_str(), id as TenantId))
+            .collect();
+        let (mut added, mut removed, mut changed) = (Vec::new(), Vec::new(), Vec::new());
+        let mut route_changes = Vec::new();
+        for (key, route, _) in after {
+            let name = format!("{} {}", key.0, key.1);
+            let next_hop = route.as_ref().map(|r| r.next_hop.to_next_hop());
+            match (index.get(&key).copied(), route) {
+                (Some(at), Some(route)) => {
+                    if self.state.routes[at] != route {
+                        changed.push(name);
+                    }
+                    self.state.routes[at] = route;
+                }
+                (None, Some(route)) => {
+                    index.insert(key.clone(), self.state.routes.len());
+                    self.state.routes.push(route);
+                    added.push(name);
+                }
+                (Some(at), None) => {
+                    self.state.routes.swap_remove(at);
+                    index.remove(&key);
+                    if let Some(moved) = self.state.routes.get(at) {
+                        index.insert((moved.tenant.clone(), moved.prefix), at);
+                    }
+                    removed.push(name);
+                }
+                // Added and deleted in the same commit.
+                (None, None) => continue,
+            }
+            route_changes.push(RouteChange {
+                // Known: validated, or the tenant of a route in the state.
+                tenant: tenant_ids[key.0.as_str()],
+                prefix: key.1,
+                next_hop,
+            });
+        }
+        let next = tables.with_routes(&route_changes);
+        let generation = next.generation();
+        self.tables.store(Arc::new(next));
+        self.json = None;
+        self.routes = Some(index);
+        let mut diff = Map::new();
+        if !(added.is_empty() && removed.is_empty() && changed.is_empty()) {
+            diff.insert(
+                "routes".into(),
+                json!({ "added": added, "removed": removed, "changed": changed }),
+            );
+        }
+        Ok(json!({ "dry_run": false, "generation": generation, "changes": diff }))
     }
 
     fn health(&self) -> Value {
@@ -265,13 +355,16 @@ impl DaemonOps {
     }
 
     /// One section of the running state, optionally one tenant's entries.
-    fn dump(&self, request: &Map<String, Value>) -> Result<Value, ApiError> {
+    fn dump(&mut self, request: &Map<String, Value>) -> Result<Value, ApiError> {
+        let state = &self.state;
+        let json = self
+            .json
+            .get_or_insert_with(|| serde_json::to_value(state).expect("the state serializes"));
         let Some(table) = optional_str(request, "table")? else {
-            return Ok(self.json.clone());
+            return Ok(json.clone());
         };
-        let Some(section) = self.json.get(table) else {
-            let known: Vec<&str> = self
-                .json
+        let Some(section) = json.get(table) else {
+            let known: Vec<&str> = json
                 .as_object()
                 .expect("an object")
                 .keys()
@@ -318,6 +411,120 @@ impl Handler for DaemonOps {
             )),
         }
     }
+}
+
+/// (tenant, prefix) -> where the route is in `State::routes`. FxHash: the
+/// keys come from the controller, which is trusted (commits are
+/// root-only), and SipHash was the largest cost of a commit of routes.
+type RouteIndex = FxHashMap<(String, Ipv4Net), usize>;
+
+fn index_routes(routes: &[RouteConfig]) -> RouteIndex {
+    routes
+        .iter()
+        .enumerate()
+        .map(|(at, r)| ((r.tenant.clone(), r.prefix), at))
+        .collect()
+}
+
+/// One change of a commit that writes routes only: its action and entry.
+type RouteWrite<'a> = (change::Action, &'a Value);
+
+/// The changes of `changes` if it is a list of well-formed changes to the
+/// routes table (exactly `action`, `table` and `entry`), read in place;
+/// anything else is left to the general path, which names what is wrong.
+fn only_routes(changes: &Value) -> Option<Vec<RouteWrite<'_>>> {
+    let list = changes.as_array().filter(|l| !l.is_empty())?;
+    list.iter()
+        .map(|change| {
+            let change = change.as_object().filter(|c| c.len() == 3)?;
+            if change.get("table")? != "routes" {
+                return None;
+            }
+            let action = change::Action::deserialize(change.get("action")?).ok()?;
+            Some((action, change.get("entry")?))
+        })
+        .collect()
+}
+
+/// A route's key fields, all that a `del` needs.
+#[derive(Deserialize)]
+struct RouteKey {
+    tenant: String,
+    prefix: Ipv4Net,
+}
+
+/// A route a commit touches: its key, what it is after the commit (None:
+/// deleted), and the last change that set it.
+type Planned = ((String, Ipv4Net), Option<RouteConfig>, usize);
+
+/// Each route a commit of routes touches, in the order first touched; or
+/// every problem, each naming `changes[i]`, with `apply_changes`' words
+/// for the key errors. As in the general path, only the routes the
+/// commit leaves are validated (an invalid route added and deleted again
+/// is no problem).
+fn plan_routes(
+    state: &State,
+    index: &RouteIndex,
+    changes: &[RouteWrite],
+) -> Result<Vec<Planned>, ApiError> {
+    let mut after: Vec<Planned> = Vec::new();
+    let mut touched: FxHashMap<(String, Ipv4Net), usize> = FxHashMap::default();
+    let (mut bad_request, mut invalid) = (Vec::new(), Vec::new());
+    for (i, &(action, entry)) in changes.iter().enumerate() {
+        let at = || format!("changes[{i}].entry");
+        let (key, route) = if action == change::Action::Del {
+            match RouteKey::deserialize(entry) {
+                Ok(k) => ((k.tenant, k.prefix), None),
+                Err(e) => {
+                    bad_request.push(format!("{}: {e}", at()));
+                    continue;
+                }
+            }
+        } else {
+            match RouteConfig::deserialize(entry) {
+                Ok(r) => ((r.tenant.clone(), r.prefix), Some(r)),
+                Err(e) => {
+                    bad_request.push(format!("{}: {e}", at()));
+                    continue;
+                }
+            }
+        };
+        let exists = match touched.get(&key) {
+            Some(&t) => after[t].1.is_some(),
+            None => index.contains_key(&key),
+        };
+        let name = || format!("{} {}", key.0, key.1);
+        match (action, exists) {
+            (change::Action::Add, true) => bad_request.push(format!(
+                "{}: routes {} exists already (use replace)",
+                at(),
+                name()
+            )),
+            (change::Action::Del | change::Action::Replace, false) => {
+                bad_request.push(format!("{}: no routes {}", at(), name()))
+            }
+            _ => {}
+        }
+        match touched.get(&key) {
+            Some(&t) => after[t] = (key, route, i),
+            None => {
+                touched.insert(key.clone(), after.len());
+                after.push((key, route, i));
+            }
+        }
+    }
+    for (_, route, i) in &after {
+        for (field, message) in route.iter().flat_map(|r| state.route_problems(r)) {
+            invalid.push(format!("changes[{i}].entry.{field}: {message}"));
+        }
+    }
+    if !bad_request.is_empty() {
+        return Err(ApiError::new("bad_request", bad_request.join("; ")));
+    }
+    if !invalid.is_empty() {
+        return Err(ApiError::new("invalid", invalid.join("; ")));
+    }
+    Ok(after)
 }
 
 fn dry_run(request: &Map<String, Value>) -> Result<bool, ApiError> {

@@ -12,6 +12,17 @@ use xvr_dataplane::table::{
     TablesBuilder, Tenant, TierAcl,
 };
 
+impl NextHopConfig {
+    pub fn to_next_hop(self) -> NextHop {
+        match self {
+            NextHopConfig::Connected => NextHop::Connected,
+            NextHopConfig::Via(ip) => NextHop::Via(ip),
+            NextHopConfig::Internet => NextHop::Internet,
+            NextHopConfig::Blackhole => NextHop::Blackhole,
+        }
+    }
+}
+
 impl State {
     /// Validates, then builds. Nothing is built from an invalid state.
     pub fn build(&self) -> Result<Tables, ConfigErrors> {
@@ -64,13 +75,11 @@ impl State {
             ports.insert(p.name(), id);
         }
         for r in &self.routes {
-            let next_hop = match r.next_hop {
-                NextHopConfig::Connected => NextHop::Connected,
-                NextHopConfig::Via(ip) => NextHop::Via(ip),
-                NextHopConfig::Internet => NextHop::Internet,
-                NextHopConfig::Blackhole => NextHop::Blackhole,
-            };
-            b.add_route(tenants[r.tenant.as_str()], r.prefix, next_hop);
+            b.add_route(
+                tenants[r.tenant.as_str()],
+                r.prefix,
+                r.next_hop.to_next_hop(),
+            );
         }
         for n in &self.neighbors {
             b.add_local_host(

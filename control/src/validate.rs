@@ -2,8 +2,8 @@
 //! path of the field (`ports[2].gateway`) and the offending value, and a
 //! state with any problem is rejected whole.
 use crate::model::{
-    NextHopConfig, PortConfig, Protocol, RuleConfig, RuleProtocol, State, DEFAULT_NAT_PORTS,
-    MAX_UPLINK_MTU, MIN_UPLINK_MTU,
+    NextHopConfig, PortConfig, Protocol, RouteConfig, RuleConfig, RuleProtocol, State,
+    DEFAULT_NAT_PORTS, MAX_UPLINK_MTU, MIN_UPLINK_MTU,
 };
 use ipnet::Ipv4Net;
 use std::collections::{HashMap, HashSet};
@@ -493,43 +493,27 @@ impl State {
         let mut seen = HashSet::new();
         let has_internet = self.has_internet();
         for (i, r) in self.routes.iter().enumerate() {
-            if !tenants.contains(r.tenant.as_str()) {
-                errors.add(
-                    format!("routes[{i}].tenant"),
-                    format!("unknown tenant {:?}", r.tenant),
-                );
+            let known = tenants.contains(r.tenant.as_str());
+            let problems = route_problems(r, known, has_internet);
+            let host_bits = problems.iter().any(|(field, _)| *field == "prefix");
+            for (field, message) in problems {
+                errors.add(format!("routes[{i}].{field}"), message);
             }
-            if r.prefix != r.prefix.trunc() {
-                errors.add(
-                    format!("routes[{i}].prefix"),
-                    format!(
-                        "{} has host bits set (did you mean {}?)",
-                        r.prefix,
-                        r.prefix.trunc()
-                    ),
-                );
-            } else if !seen.insert((r.tenant.as_str(), r.prefix)) {
+            if !host_bits && !seen.insert((r.tenant.as_str(), r.prefix)) {
                 errors.add(
                     format!("routes[{i}].prefix"),
                     format!("duplicate route {} in tenant {:?}", r.prefix, r.tenant),
                 );
             }
-            match r.next_hop {
-                NextHopConfig::Via(ip) if !usable_host(ip) => {
-                    errors.add(
-                        format!("routes[{i}].next_hop.via"),
-                        format!("{ip} is not a usable next hop"),
-                    );
-                }
-                NextHopConfig::Internet if !has_internet => {
-                    errors.add(
-                        format!("routes[{i}].next_hop"),
-                        "internet needs an uplink port with internet_gateway_mac".into(),
-                    );
-                }
-                _ => {}
-            }
         }
+    }
+
+    /// What is wrong with route `r` on its own in this state (duplicates
+    /// aside): (the field under the route, the message). For commits that
+    /// change routes only, which need not validate the whole state again.
+    pub fn route_problems(&self, r: &RouteConfig) -> Vec<(&'static str, String)> {
+        let known = self.tenants.iter().any(|t| t.name == r.tenant);
+        route_problems(r, known, self.has_internet())
     }
 
     fn check_hosts(
@@ -635,6 +619,38 @@ impl State {
 
 /// What any rule (firewall or ACL) must get right: whole prefixes, ports
 /// only with TCP or UDP and in order, ICMP fields only with ICMP.
+fn route_problems(
+    r: &RouteConfig,
+    tenant_known: bool,
+    has_internet: bool,
+) -> Vec<(&'static str, String)> {
+    let mut problems = Vec::new();
+    if !tenant_known {
+        problems.push(("tenant", format!("unknown tenant {:?}", r.tenant)));
+    }
+    if r.prefix != r.prefix.trunc() {
+        problems.push((
+            "prefix",
+            format!(
+                "{} has host bits set (did you mean {}?)",
+                r.prefix,
+                r.prefix.trunc()
+            ),
+        ));
+    }
+    match r.next_hop {
+        NextHopConfig::Via(ip) if !usable_host(ip) => {
+            problems.push(("next_hop.via", format!("{ip} is not a usable next hop")));
+        }
+        NextHopConfig::Internet if !has_internet => problems.push((
+            "next_hop",
+            "internet needs an uplink port with internet_gateway_mac".into(),
+        )),
+        _ => {}
+    }
+    problems
+}
+
 fn check_rule(errors: &mut Errors, at: &dyn Fn(&str) -> String, r: &RuleConfig) {
     for (field, net) in [("source", r.source), ("destination", r.destination)] {
         if let Some(net) = net.filter(|n| *n != n.trunc()) {

@@ -23,6 +23,7 @@ pub use vtep::{Vtep, VtepTable};
 use crate::wire::EthernetAddress;
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 /// Hash map for lookups keyed by packet fields. FxHash is one multiply per
 /// word, far cheaper than a keyed hash (measured: the decap path spent 80
@@ -37,22 +38,24 @@ pub type PortId = u16;
 /// Index of a remote VTEP in `VtepTable`.
 pub type VtepId = u16;
 
-/// One consistent view of the whole configuration.
-#[derive(Debug, Default)]
+/// One consistent view of the whole configuration. The large parts are
+/// shared (`Arc`, and the VRFs copy on write), so a snapshot that differs
+/// in a few routes (`with_routes`) costs little to make.
+#[derive(Debug, Default, Clone)]
 pub struct Tables {
     tenants: Vec<Tenant>,
     ports: Vec<Port>,
     vni_to_tenant: FastMap<u32, TenantId>,
     vrfs: Vec<Lpm<NextHop>>,
-    hosts: HostTable,
-    l2: L2Table,
-    vteps: VtepTable,
+    hosts: Arc<HostTable>,
+    l2: Arc<L2Table>,
+    vteps: Arc<VtepTable>,
     uplink: Option<PortId>,
-    nat: NatTable,
+    nat: Arc<NatTable>,
     /// Per tenant id.
-    firewalls: Vec<Firewall>,
+    firewalls: Arc<Vec<Firewall>>,
     /// Per tenant id: its tiers' network ACLs.
-    acls: Vec<TenantAcls>,
+    acls: Arc<Vec<TenantAcls>>,
     /// Unique to these tables in this process (never 0): decisions cached
     /// in sessions are valid for one generation.
     generation: u32,
@@ -152,6 +155,57 @@ impl Tables {
     pub fn acls(&self, tenant: TenantId) -> Option<&TenantAcls> {
         self.acls.get(usize::from(tenant)).filter(|a| !a.is_empty())
     }
+
+    /// These tables with `changes` made to the VRFs, as a new generation;
+    /// everything else is shared with `self`. Removing a route that
+    /// shadowed a VM port's connected subnet brings the connected route
+    /// back. Changes naming a tenant that does not exist are ignored (the
+    /// control plane validates first).
+    pub fn with_routes(&self, changes: &[RouteChange]) -> Tables {
+        let mut next = self.clone();
+        for change in changes {
+            let Some(vrf) = next.vrfs.get_mut(usize::from(change.tenant)) else {
+                continue;
+            };
+            let prefix = change.prefix.trunc();
+            if let Some(next_hop) = change.next_hop {
+                vrf.insert(prefix, next_hop);
+            } else if self.is_connected_subnet(change.tenant, prefix) {
+                vrf.insert(prefix, NextHop::Connected);
+            } else {
+                vrf.remove(prefix);
+            }
+        }
+        next.generation = next_generation();
+        next
+    }
+
+    /// Whether `prefix` is the subnet of one of `tenant`'s VM ports.
+    fn is_connected_subnet(&self, tenant: TenantId, prefix: Ipv4Net) -> bool {
+        self.ports.iter().any(|p| {
+            matches!(p.role, PortRole::Vm { tenant: t, gateway }
+                if t == tenant && gateway.trunc() == prefix)
+        })
+    }
+}
+
+/// A route added or replaced (`next_hop` set) or removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteChange {
+    pub tenant: TenantId,
+    pub prefix: Ipv4Net,
+    pub next_hop: Option<NextHop>,
+}
+
+/// A generation number no other tables of this process have had.
+fn next_generation() -> u32 {
+    static BUILT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    BUILT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The builder's access to a shared part it alone holds while building.
+fn own<T>(part: &mut Arc<T>) -> &mut T {
+    Arc::get_mut(part).expect("a builder's tables are not shared")
 }
 
 /// Builds a `Tables`. It trusts its caller (the control plane validates
@@ -170,11 +224,11 @@ impl TablesBuilder {
     pub fn add_tenant(&mut self, tenant: Tenant) -> TenantId {
         let id = self.tables.tenants.len() as TenantId;
         self.tables.vni_to_tenant.insert(tenant.vni, id);
-        self.tables.l2.insert(id, tenant.router_mac, L2Dest::Router);
+        own(&mut self.tables.l2).insert(id, tenant.router_mac, L2Dest::Router);
         self.tables.tenants.push(tenant);
         self.tables.vrfs.push(Lpm::new());
-        self.tables.firewalls.push(Firewall::default());
-        self.tables.acls.push(TenantAcls::default());
+        own(&mut self.tables.firewalls).push(Firewall::default());
+        own(&mut self.tables.acls).push(TenantAcls::default());
         id
     }
 
@@ -185,7 +239,7 @@ impl TablesBuilder {
         match port.role {
             PortRole::Uplink { .. } => self.tables.uplink = Some(id),
             PortRole::Vm { tenant, gateway } => {
-                self.tables.l2.insert(tenant, port.mac, L2Dest::Router);
+                own(&mut self.tables.l2).insert(tenant, port.mac, L2Dest::Router);
                 self.tables.vrfs[usize::from(tenant)].insert(gateway.trunc(), NextHop::Connected);
                 let t = &mut self.tables.tenants[usize::from(tenant)];
                 t.gateways.push(gateway.addr());
@@ -211,7 +265,7 @@ impl TablesBuilder {
             )) => (*ip, *mac),
             _ => (Ipv4Addr::UNSPECIFIED, EthernetAddress([0; 6])),
         };
-        self.tables.vteps.insert(ip, mac, local_ip, local_mac)
+        own(&mut self.tables.vteps).insert(ip, mac, local_ip, local_mac)
     }
 
     /// A VM on a local port.
@@ -223,8 +277,8 @@ impl TablesBuilder {
         port: PortId,
     ) {
         let location = Location::Local(port);
-        self.tables.hosts.insert(tenant, ip, Host { mac, location });
-        self.tables.l2.insert(tenant, mac, L2Dest::Host(location));
+        own(&mut self.tables.hosts).insert(tenant, ip, Host { mac, location });
+        own(&mut self.tables.l2).insert(tenant, mac, L2Dest::Host(location));
     }
 
     /// A VM behind a remote VTEP.
@@ -236,38 +290,37 @@ impl TablesBuilder {
         vtep: VtepId,
     ) {
         let location = Location::Remote(vtep);
-        self.tables.hosts.insert(tenant, ip, Host { mac, location });
-        self.tables.l2.insert(tenant, mac, L2Dest::Host(location));
+        own(&mut self.tables.hosts).insert(tenant, ip, Host { mac, location });
+        own(&mut self.tables.l2).insert(tenant, mac, L2Dest::Host(location));
     }
 
     /// The tenant's internet traffic leaves with its source translated.
     pub fn set_source_nat(&mut self, tenant: TenantId, snat: SourceNat) {
-        self.tables.nat.set_source(tenant, snat);
+        own(&mut self.tables.nat).set_source(tenant, snat);
     }
 
     /// 1:1 NAT: `public` is the VM's address on the public side, all
     /// ports, both ways.
     pub fn set_static_nat(&mut self, tenant: TenantId, vm: Ipv4Addr, public: Ipv4Addr) {
-        self.tables.nat.set_static(tenant, vm, public);
+        own(&mut self.tables.nat).set_static(tenant, vm, public);
     }
 
     /// Public `port` of `public` (protocol `proto`, 6 or 17) leads to `to`.
     pub fn add_port_forward(&mut self, public: Ipv4Addr, proto: u8, port: u16, to: Inside) {
-        self.tables.nat.add_forward(public, proto, port, to);
+        own(&mut self.tables.nat).add_forward(public, proto, port, to);
     }
 
     pub fn set_firewall(&mut self, tenant: TenantId, firewall: Firewall) {
-        self.tables.firewalls[usize::from(tenant)] = firewall;
+        own(&mut self.tables.firewalls)[usize::from(tenant)] = firewall;
     }
 
     /// Sets (or replaces) the ACL of one of `tenant`'s tiers.
     pub fn set_tier_acl(&mut self, tenant: TenantId, acl: TierAcl) {
-        self.tables.acls[usize::from(tenant)].insert(acl);
+        own(&mut self.tables.acls)[usize::from(tenant)].insert(acl);
     }
 
     pub fn build(mut self) -> Tables {
-        static BUILT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
-        self.tables.generation = BUILT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.tables.generation = next_generation();
         self.tables
     }
 }
