@@ -54,17 +54,13 @@ impl Rigged {
     /// Runs `frame` as received on port `port` (an index of PORTS): the
     /// XDP action, the frame after the program, the decision counted.
     fn xdp(&self, port: usize, frame: &[u8]) -> (u32, Vec<u8>, Decision) {
-        let before = self.steering.counters().unwrap();
-        let (action, out) = self.steering.test_run(self.ifindexes[port], frame).unwrap();
-        let after = self.steering.counters().unwrap();
-        let counted: Vec<Decision> = before
-            .iter()
-            .zip(&after)
-            .filter(|(b, a)| a.1 != b.1)
-            .map(|(_, a)| a.0)
-            .collect();
-        assert_eq!(counted.len(), 1, "one decision per frame: {counted:?}");
-        (action, out, counted[0])
+        let run = self.steering.test_run(self.ifindexes[port], frame).unwrap();
+        let counted = run.decisions;
+        assert!(
+            matches!(counted[..], [(_, 1)]),
+            "one decision per frame: {counted:?}"
+        );
+        (run.action, run.frame, counted[0].0)
     }
 
     /// What the workers' pipeline does with `frame` from port `port`.

@@ -104,6 +104,14 @@ pub struct Steering {
     fast_path: Option<FastPath>,
 }
 
+/// What `Steering::test_run` saw.
+#[derive(Debug)]
+pub struct TestRun {
+    pub action: u32,
+    pub frame: Vec<u8>,
+    pub decisions: Vec<(Decision, u64)>,
+}
+
 /// The size of a VXLAN encapsulation: outer Ethernet, IPv4, UDP, VXLAN.
 pub const VXLAN_OVERHEAD: usize = 50;
 
@@ -357,10 +365,12 @@ impl Steering {
 
     /// Runs the program in the kernel on `frame` as if received on
     /// interface `ifindex` queue 0 (BPF_PROG_TEST_RUN: redirects are
-    /// decided, not carried out). Returns the XDP action and the frame as
-    /// the program left it.
-    pub fn test_run(&self, ifindex: u32, frame: &[u8]) -> Result<(u32, Vec<u8>), Error> {
-        use aya::programs::{TestRun, TestRunOptions};
+    /// decided, not carried out). Returns the XDP action, the frame as the
+    /// program left it, and each decision counted meanwhile with its count
+    /// (one decision once, unless other frames went through the program).
+    pub fn test_run(&self, ifindex: u32, frame: &[u8]) -> Result<TestRun, Error> {
+        let before = self.counters()?;
+        use aya::programs::{TestRun as _, TestRunOptions};
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
         // rx_queue_index, egress_ifindex
         let ctx: Vec<u8> = [0, frame.len() as u32, 0, ifindex, 0, 0]
@@ -379,7 +389,18 @@ impl Steering {
             .test_run(opts)
             .map_err(|e| err("running the XDP program on a test frame", e))?;
         out.truncate(result.data_size_out as usize);
-        Ok((result.return_value, out))
+        let after = self.counters()?;
+        let decisions = before
+            .iter()
+            .zip(&after)
+            .filter(|(b, a)| a.1 != b.1)
+            .map(|(b, a)| (a.0, a.1 - b.1))
+            .collect();
+        Ok(TestRun {
+            action: result.return_value,
+            frame: out,
+            decisions,
+        })
     }
 
     /// The loaded program, e.g. to run it on test frames.
