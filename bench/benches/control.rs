@@ -66,6 +66,9 @@ fn adds_or_dels(n: u32) -> Value {
     json!(changes)
 }
 
+/// Makes the changes of the n-th commit.
+type Batch = fn(u32) -> Value;
+
 fn control(c: &mut Criterion) {
     let state = state_with_routes();
     let tables = Arc::new(ArcSwap::from_pointee(state.build().expect("builds")));
@@ -73,7 +76,7 @@ fn control(c: &mut Criterion) {
     let mut group = c.benchmark_group("control");
     group.throughput(Throughput::Elements(u64::from(BATCH)));
     group.sample_size(10);
-    let batches: [(&str, fn(u32) -> Value); 2] = [
+    let batches: [(&str, Batch); 2] = [
         ("route_changes_1m", replaces),
         ("route_add_del_1m", adds_or_dels),
     ];
