@@ -23,6 +23,7 @@ use xvr_dataplane::conntrack::SessionFilter;
 use xvr_dataplane::table::{RouteChange, TenantId};
 use xvr_dataplane::Stats;
 use xvr_dataplane::Tables;
+use xvr_ebpf::DecisionCounters;
 
 /// The protocol's version: bumped when an answer changes shape.
 pub const PROTOCOL: u32 = 1;
@@ -48,6 +49,8 @@ pub struct DaemonOps {
     started: Instant,
     /// Kept in step with every change made.
     fast_path: Option<Arc<Mutex<FastPathSync>>>,
+    /// The steering program's decisions, for `stats`.
+    xdp: Option<Arc<DecisionCounters>>,
 }
 
 impl DaemonOps {
@@ -61,7 +64,14 @@ impl DaemonOps {
             live,
             started: Instant::now(),
             fast_path: None,
+            xdp: None,
         }
+    }
+
+    /// `stats` also reports the steering program's decisions (`xdp`).
+    pub fn with_xdp_counters(mut self, counters: Arc<DecisionCounters>) -> DaemonOps {
+        self.xdp = Some(counters);
+        self
     }
 
     /// Keeps the XDP fast path's maps in step with every change.
@@ -347,11 +357,17 @@ impl DaemonOps {
         let named = |pairs: &mut dyn Iterator<Item = (&'static str, u64)>| -> Map<String, Value> {
             pairs.map(|(k, v)| (k.to_string(), v.into())).collect()
         };
-        json!({
+        let mut stats = json!({
             "workers": workers,
             "drops": named(&mut total.nonzero_drops()),
             "events": named(&mut total.nonzero_events()),
-        })
+        });
+        if let Some(Ok(counters)) = self.xdp.as_ref().map(|x| x.read()) {
+            let nonzero = counters.into_iter().filter(|(_, n)| *n > 0);
+            let named_xdp = nonzero.map(|(d, n)| (d.name().to_string(), n.into()));
+            stats["xdp"] = Value::Object(named_xdp.collect());
+        }
+        stats
     }
 
     /// One section of the running state, optionally one tenant's entries.

@@ -426,6 +426,11 @@ impl Router {
         &self.steering
     }
 
+    /// The steering program's decision counters (fast path included).
+    pub fn xdp_counters(&self) -> Arc<xvr_ebpf::DecisionCounters> {
+        self.steering.decision_counters()
+    }
+
     /// The fast path's maps, to keep in step with new tables (`None` when
     /// the fast path is off).
     pub fn fast_path(&self) -> Option<Arc<Mutex<FastPathSync>>> {

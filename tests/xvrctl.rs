@@ -43,6 +43,9 @@ fn xvrctl_reads_a_running_xvrd() {
     let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(stats["workers"][0]["rx"].as_u64().unwrap() >= 6, "{stats}");
     assert!(stats["events"]["bridged"].as_u64().unwrap() >= 6, "{stats}");
+    // The steering program's decisions: the VMs' frames went to a socket.
+    let to_socket = stats["xdp"]["to_socket_vm_port"].as_u64().unwrap_or(0);
+    assert!(to_socket >= 6, "{stats}");
     let out = xvrctl(&socket, &["stats"]);
     assert!(text(&out).contains("bridged"), "{}", text(&out));
     // --watch reports rates: a ping flood meanwhile shows up in them.

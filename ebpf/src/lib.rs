@@ -13,6 +13,7 @@ use aya::programs::{Xdp, XdpMode};
 use aya::{include_bytes_aligned, Ebpf};
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 
 static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/steer.bpf.o"));
 const PROGRAM: &str = "xvr_steer";
@@ -100,8 +101,28 @@ pub struct Steering {
     vm_ports: HashMap<MapData, u32, u8>,
     sockets: XskMap<MapData>,
     port_slots: HashMap<MapData, u32, u32>,
-    decisions: PerCpuArray<MapData, u64>,
+    decisions: Arc<DecisionCounters>,
     fast_path: Option<FastPath>,
+}
+
+/// The program's per-CPU decision counters, readable by anyone holding
+/// them (the control socket's `stats`) while the program runs.
+pub struct DecisionCounters(PerCpuArray<MapData, u64>);
+
+impl DecisionCounters {
+    /// Each decision's count, summed over CPUs.
+    pub fn read(&self) -> Result<Vec<(Decision, u64)>, Error> {
+        Decision::ALL
+            .iter()
+            .map(|d| {
+                let per_cpu = self
+                    .0
+                    .get(&(*d as u32), 0)
+                    .map_err(|e| err("decisions", e))?;
+                Ok((*d, per_cpu.iter().sum()))
+            })
+            .collect()
+    }
 }
 
 /// What `Steering::test_run` saw.
@@ -276,7 +297,9 @@ impl Steering {
             vm_ports: HashMap::try_from(vms).map_err(|e| err("vm_ports", e))?,
             sockets: XskMap::try_from(xsks).map_err(|e| err("xsks", e))?,
             port_slots: HashMap::try_from(slots).map_err(|e| err("port_slots", e))?,
-            decisions: PerCpuArray::try_from(decisions).map_err(|e| err("decisions", e))?,
+            decisions: Arc::new(DecisionCounters(
+                PerCpuArray::try_from(decisions).map_err(|e| err("decisions", e))?,
+            )),
             ebpf,
         })
     }
@@ -351,16 +374,12 @@ impl Steering {
 
     /// Each decision's count, summed over CPUs.
     pub fn counters(&self) -> Result<Vec<(Decision, u64)>, Error> {
-        Decision::ALL
-            .iter()
-            .map(|d| {
-                let per_cpu = self
-                    .decisions
-                    .get(&(*d as u32), 0)
-                    .map_err(|e| err("decisions", e))?;
-                Ok((*d, per_cpu.iter().sum()))
-            })
-            .collect()
+        self.decisions.read()
+    }
+
+    /// The decision counters, to read from elsewhere while this runs.
+    pub fn decision_counters(&self) -> Arc<DecisionCounters> {
+        self.decisions.clone()
     }
 
     /// Runs the program in the kernel on `frame` as if received on

@@ -273,12 +273,13 @@ fn watch_stats(socket: &PathBuf, every: f64, count: Option<u64>, json_out: bool)
                 .collect()
         };
         let report = json!({ "seconds": seconds, "workers": workers,
-                             "drops": changed("drops"), "events": changed("events") });
+                             "drops": changed("drops"), "events": changed("events"),
+                             "xdp": changed("xdp") });
         if json_out {
             println!("{report}");
         } else {
             print_table(&report["workers"]);
-            for section in ["drops", "events"] {
+            for section in ["drops", "events", "xdp"] {
                 for (name, n) in report[section].as_object().into_iter().flatten() {
                     println!("  {section}: {name} +{n}");
                 }
@@ -336,7 +337,7 @@ fn print_human(command: &Command, result: &Value) {
         }
         Command::Stats { .. } => {
             print_table(&result["workers"]);
-            for section in ["drops", "events"] {
+            for section in ["drops", "events", "xdp"] {
                 if let Some(counters) = result[section].as_object().filter(|c| !c.is_empty()) {
                     println!("\n{section}:");
                     let width = counters.keys().map(String::len).max().unwrap_or(0);

@@ -129,7 +129,9 @@ fn run(args: &Args) -> Result<(), String> {
     // new ones whole.
     let tables = Arc::new(ArcSwap::from_pointee(tables));
     let fast_path = router.fast_path();
-    let mut ops = DaemonOps::new(state, tables.clone(), router.live());
+    let xdp = router.xdp_counters();
+    let mut ops =
+        DaemonOps::new(state, tables.clone(), router.live()).with_xdp_counters(xdp.clone());
     if let Some(fast_path) = &fast_path {
         ops = ops.with_fast_path(fast_path.clone());
     }
@@ -173,6 +175,10 @@ fn run(args: &Args) -> Result<(), String> {
     let stats = total_stats(&reports);
     let sessions: usize = reports.iter().map(|r| r.sessions).sum();
     eprintln!("xvrd: {sessions} live sessions");
+    let decisions = xdp.read().unwrap_or_default();
+    for (decision, n) in decisions.iter().filter(|(_, n)| *n > 0) {
+        eprintln!("xvrd:   xdp {} {n}", decision.name());
+    }
     for (name, n) in stats.nonzero_events().chain(stats.nonzero_drops()) {
         eprintln!("xvrd:   {name} {n}");
     }
