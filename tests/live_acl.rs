@@ -46,11 +46,7 @@ fn a_tier_acl_lets_allowed_flows_and_their_replies_through_and_nothing_else() {
     }
     let (_dir, config) = common::state_file(STATE);
     let mut r = Rig::new("acl");
-    let host = r.namespace();
-    let web = r.vm(&host, "a1", "10.0.0.10/24", "02:0a:00:00:00:10");
-    let db = r.vm(&host, "a2", "10.0.1.10/24", "02:0a:00:00:01:10");
-    r.exec(&web, &["ip", "route", "add", "default", "via", "10.0.0.1"]);
-    r.exec(&db, &["ip", "route", "add", "default", "via", "10.0.1.1"]);
+    let (host, web, db) = common::two_tiers(&mut r);
     let daemon = start_xvrd(&r, &host, &config, &["a1", "a2"]);
 
     let ping = ["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.0.1.10"];

@@ -62,11 +62,7 @@ fn unaffected_flows_lose_nothing_while_routes_and_rules_churn() {
     let (_dir, config) = common::state_file(STATE);
     let socket = socket_beside(&config);
     let mut rig = Rig::new("churn");
-    let host = rig.namespace();
-    let vm1 = rig.vm(&host, "a1", "10.0.0.10/24", "02:0a:00:00:00:10");
-    let vm2 = rig.vm(&host, "a2", "10.0.1.10/24", "02:0a:00:00:01:10");
-    rig.exec(&vm1, &["ip", "route", "add", "default", "via", "10.0.0.1"]);
-    rig.exec(&vm2, &["ip", "route", "add", "default", "via", "10.0.1.1"]);
+    let (host, vm1, vm2) = common::two_tiers(&mut rig);
     rig.exec(&vm2, &["ip", "addr", "add", "10.5.0.1/32", "dev", "lo"]);
     let daemon = start_xvrd(&rig, &host, &config, &["a1", "a2"]);
     // Forwarding (and both VMs' ARP) works before the stream starts.

@@ -160,11 +160,7 @@ fn commits_and_applies_change_forwarding_all_or_nothing() {
     let (dir, config) = common::state_file(TWO_TIERS);
     let socket = socket_beside(&config);
     let mut rig = Rig::new("commit");
-    let host = rig.namespace();
-    let vm1 = rig.vm(&host, "a1", "10.0.0.10/24", "02:0a:00:00:00:10");
-    let vm2 = rig.vm(&host, "a2", "10.0.1.10/24", "02:0a:00:00:01:10");
-    rig.exec(&vm1, &["ip", "route", "add", "default", "via", "10.0.0.1"]);
-    rig.exec(&vm2, &["ip", "route", "add", "default", "via", "10.0.1.1"]);
+    let (host, vm1, _vm2) = common::two_tiers(&mut rig);
     let daemon = start_xvrd(&rig, &host, &config, &["a1", "a2"]);
     let ping = ["ping", "-c", "2", "-i", "0.2", "-W", "1", "10.0.1.10"];
     assert!(!rig.try_exec(&vm1, &ping), "vm2 is not declared yet");

@@ -72,6 +72,19 @@ pub fn two_vms(rig: &mut Rig) -> (String, String, String) {
     (host, vm1, vm2)
 }
 
+/// Two tiers of one tenant routed by the host: vm1 10.0.0.10 behind port
+/// `a1` (gateway 10.0.0.1) and vm2 10.0.1.10 behind port `a2` (gateway
+/// 10.0.1.1), each with its default route via its gateway. Returns
+/// (host, vm1, vm2).
+pub fn two_tiers(rig: &mut Rig) -> (String, String, String) {
+    let host = rig.namespace();
+    let vm1 = rig.vm(&host, "a1", "10.0.0.10/24", "02:0a:00:00:00:10");
+    let vm2 = rig.vm(&host, "a2", "10.0.1.10/24", "02:0a:00:00:01:10");
+    rig.exec(&vm1, &["ip", "route", "add", "default", "via", "10.0.0.1"]);
+    rig.exec(&vm2, &["ip", "route", "add", "default", "via", "10.0.1.1"]);
+    (host, vm1, vm2)
+}
+
 /// Starts xvrd in `ns` with `config` and waits until every device in
 /// `ports` carries its program. `ip netns exec` execs xvrd, so the child's
 /// PID is xvrd's own.
