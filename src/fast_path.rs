@@ -97,8 +97,12 @@ impl FastPathSync {
     /// path is emptied (every frame goes to the workers) and the error
     /// returned.
     pub fn sync(&mut self, tables: &Tables) -> Result<usize, String> {
+        // One socket for every port's question (xvrd syncs every second).
+        let netdev = xvr_ebpf::netdev::Netdev::open().ok();
         self.sync_with(tables, |ifindex| {
-            xvr_ebpf::netdev::accepts_redirects(ifindex).unwrap_or(false)
+            netdev
+                .as_ref()
+                .is_some_and(|n| n.accepts_redirects(ifindex).unwrap_or(false))
         })
     }
 

@@ -24,32 +24,56 @@ const NLM_F_REQUEST: u16 = 1;
 const NLMSG_HEADER: usize = 16;
 const GENL_HEADER: usize = 4;
 
-/// The XDP features of interface `ifindex` (`NETDEV_XDP_ACT_*` bits).
-pub fn xdp_features(ifindex: u32) -> io::Result<u64> {
-    let socket = Netlink::open()?;
-    let family = socket.request(
-        GENL_ID_CTRL,
-        CTRL_CMD_GETFAMILY,
-        CTRL_ATTR_FAMILY_NAME,
-        b"netdev\0",
-    )?;
-    let family = attr(&family, CTRL_ATTR_FAMILY_ID)
-        .and_then(|v| Some(u16::from_ne_bytes(v.get(..2)?.try_into().ok()?)))
-        .ok_or_else(|| invalid("no netdev family id in the answer"))?;
-    let device = socket.request(
-        family,
-        NETDEV_CMD_DEV_GET,
-        NETDEV_A_DEV_IFINDEX,
-        &ifindex.to_ne_bytes(),
-    )?;
-    attr(&device, NETDEV_A_DEV_XDP_FEATURES)
-        .and_then(|v| Some(u64::from_ne_bytes(v.get(..8)?.try_into().ok()?)))
-        .ok_or_else(|| invalid("no xdp-features in the answer"))
+/// A netlink socket with the `netdev` family resolved, for asking about
+/// several interfaces in a row.
+pub struct Netdev {
+    socket: Netlink,
+    family: u16,
 }
 
-/// Whether XDP programs may redirect frames to interface `ifindex`.
+impl Netdev {
+    pub fn open() -> io::Result<Netdev> {
+        let socket = Netlink::open()?;
+        let family = socket.request(
+            GENL_ID_CTRL,
+            CTRL_CMD_GETFAMILY,
+            CTRL_ATTR_FAMILY_NAME,
+            b"netdev\0",
+        )?;
+        let family = attr(&family, CTRL_ATTR_FAMILY_ID)
+            .and_then(|v| Some(u16::from_ne_bytes(v.get(..2)?.try_into().ok()?)))
+            .ok_or_else(|| invalid("no netdev family id in the answer"))?;
+        Ok(Netdev { socket, family })
+    }
+
+    /// The XDP features of interface `ifindex` (`NETDEV_XDP_ACT_*` bits).
+    pub fn xdp_features(&self, ifindex: u32) -> io::Result<u64> {
+        let device = self.socket.request(
+            self.family,
+            NETDEV_CMD_DEV_GET,
+            NETDEV_A_DEV_IFINDEX,
+            &ifindex.to_ne_bytes(),
+        )?;
+        attr(&device, NETDEV_A_DEV_XDP_FEATURES)
+            .and_then(|v| Some(u64::from_ne_bytes(v.get(..8)?.try_into().ok()?)))
+            .ok_or_else(|| invalid("no xdp-features in the answer"))
+    }
+
+    /// Whether XDP programs may redirect frames to interface `ifindex`.
+    pub fn accepts_redirects(&self, ifindex: u32) -> io::Result<bool> {
+        Ok(self.xdp_features(ifindex)? & XDP_ACT_NDO_XMIT != 0)
+    }
+}
+
+/// The XDP features of interface `ifindex`, on a socket of its own.
+pub fn xdp_features(ifindex: u32) -> io::Result<u64> {
+    Netdev::open()?.xdp_features(ifindex)
+}
+
+/// Whether XDP programs may redirect frames to interface `ifindex`, on a
+/// socket of its own.
 pub fn accepts_redirects(ifindex: u32) -> io::Result<bool> {
-    Ok(xdp_features(ifindex)? & XDP_ACT_NDO_XMIT != 0)
+    Netdev::open()?.accepts_redirects(ifindex)
 }
 
 fn invalid(what: &str) -> io::Error {
