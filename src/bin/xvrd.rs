@@ -194,20 +194,21 @@ fn follow_redirect_targets(
     tables: &ArcSwap<Tables>,
     stop: &AtomicBool,
 ) {
+    // Ticks of 100 ms, so that a stop is seen soon; a sync every tenth.
     let mut failing = false;
-    while !stop.load(Ordering::Relaxed) {
+    for tick in 1u64.. {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
         std::thread::sleep(Duration::from_millis(100));
+        if !tick.is_multiple_of(10) {
+            continue;
+        }
         let result = fast_path.lock().expect("fast path").sync(&tables.load());
         if let (Err(e), false) = (&result, failing) {
             eprintln!("xvrd: {e}");
         }
         failing = result.is_err();
-        for _ in 0..9 {
-            if stop.load(Ordering::Relaxed) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
     }
 }
 
