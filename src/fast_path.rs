@@ -27,24 +27,34 @@ pub struct Entries {
     pub l2: HashMap<(u32, [u8; 6]), L2Fwd>,
 }
 
-/// The entries that replay `tables`' L2 decisions. `ifindexes` holds each
-/// port's interface index (by port id); `accepts` says whether an
-/// interface takes redirected frames.
-pub fn entries(tables: &Tables, ifindexes: &[u32], accepts: impl Fn(u32) -> bool) -> Entries {
+/// The entries that replay `tables`' L2 decisions. `ifindex_of` gives a
+/// port's interface index by name (None: no such interface, and no
+/// entry for it); `accepts` says whether an interface takes redirected
+/// frames.
+pub fn entries(
+    tables: &Tables,
+    ifindex_of: impl Fn(&str) -> Option<u32>,
+    accepts: impl Fn(u32) -> bool,
+) -> Entries {
     let mut entries = Entries::default();
-    for (id, port) in tables.ports().iter().enumerate() {
-        if let PortRole::Vm { tenant, .. } = port.role {
+    // By port id.
+    let ifindexes: Vec<Option<u32>> = tables.ports().iter().map(|p| ifindex_of(&p.name)).collect();
+    for (port, ifindex) in tables.ports().iter().zip(&ifindexes) {
+        if let (PortRole::Vm { tenant, .. }, Some(ifindex)) = (port.role, ifindex) {
             entries
                 .port_vnis
-                .insert(ifindexes[id], tables.tenant(tenant).vni);
+                .insert(*ifindex, tables.tenant(tenant).vni);
         }
     }
     entries.remote_vteps = tables.vteps().iter().map(|v| v.ip).collect();
-    let accepting: HashSet<u32> = ifindexes.iter().copied().filter(|&i| accepts(i)).collect();
-    let uplink = tables
-        .uplink()
-        .map(|(id, _)| ifindexes[usize::from(id)])
-        .filter(|i| accepting.contains(i));
+    let accepting: HashSet<u32> = ifindexes
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|&i| accepts(i))
+        .collect();
+    let accepting_port = |id: u16| ifindexes[usize::from(id)].filter(|i| accepting.contains(i));
+    let uplink = tables.uplink().and_then(|(id, _)| accepting_port(id));
     let max_inner_ip = tables.overlay_ip_mtu().unwrap_or(0) as u32;
     for (tenant, _, host) in tables.hosts().iter() {
         // Where the workers' L2 stage sends this MAC (a router MAC that a
@@ -53,12 +63,7 @@ pub fn entries(tables: &Tables, ifindexes: &[u32], accepts: impl Fn(u32) -> bool
             continue;
         }
         let fwd = match host.location {
-            Location::Local(port) => {
-                let ifindex = ifindexes[usize::from(port)];
-                accepting
-                    .contains(&ifindex)
-                    .then_some(L2Fwd::Port { ifindex })
-            }
+            Location::Local(port) => accepting_port(port).map(|ifindex| L2Fwd::Port { ifindex }),
             Location::Remote(vtep) => uplink.map(|ifindex| L2Fwd::Encap {
                 ifindex,
                 max_inner_ip,
@@ -76,17 +81,13 @@ pub fn entries(tables: &Tables, ifindexes: &[u32], accepts: impl Fn(u32) -> bool
 /// The fast path's maps and what was last written to them.
 pub struct FastPathSync {
     maps: FastPath,
-    ifindexes: Vec<u32>,
     installed: Entries,
 }
 
 impl FastPathSync {
-    /// `ifindexes`: each port's interface index, by port id (ports do not
-    /// change while xvrd runs).
-    pub fn new(maps: FastPath, ifindexes: Vec<u32>) -> FastPathSync {
+    pub fn new(maps: FastPath) -> FastPathSync {
         FastPathSync {
             maps,
-            ifindexes,
             installed: Entries::default(),
         }
     }
@@ -113,7 +114,8 @@ impl FastPathSync {
         tables: &Tables,
         accepts: impl Fn(u32) -> bool,
     ) -> Result<usize, String> {
-        let wanted = entries(tables, &self.ifindexes, accepts);
+        // Looked up by name each time: ports come and go while xvrd runs.
+        let wanted = entries(tables, |name| crate::router::ifindex(name).ok(), accepts);
         if wanted == self.installed {
             return Ok(wanted.l2.len());
         }

@@ -2,6 +2,7 @@
 //! steering program, AF_XDP sockets and workers together.
 pub mod affinity;
 pub mod fast_path;
+pub mod live_ports;
 pub mod ops;
 pub mod router;
 pub mod trace;

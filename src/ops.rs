@@ -7,13 +7,14 @@
 //! copies (the state, the workers' last reports), never by reaching into
 //! a running worker.
 use crate::fast_path::FastPathSync;
+use crate::live_ports::LivePorts;
 use crate::router::Live;
 use arc_swap::ArcSwap;
 use ipnet::Ipv4Net;
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use xvr_control::change::{self, Change};
@@ -51,6 +52,9 @@ pub struct DaemonOps {
     fast_path: Option<Arc<Mutex<FastPathSync>>>,
     /// The steering program's decisions, for `stats`.
     xdp: Option<Arc<DecisionCounters>>,
+    /// The running data path's interfaces and steering maps, changed with
+    /// the ports and public addresses (None: no data path to follow).
+    ports: Option<LivePorts>,
 }
 
 impl DaemonOps {
@@ -65,7 +69,15 @@ impl DaemonOps {
             started: Instant::now(),
             fast_path: None,
             xdp: None,
+            ports: None,
         }
+    }
+
+    /// Adds and removes ports and public addresses on the running data
+    /// path as commits change them.
+    pub fn with_live_ports(mut self, ports: LivePorts) -> DaemonOps {
+        self.ports = Some(ports);
+        self
     }
 
     /// `stats` also reports the steering program's decisions (`xdp`).
@@ -83,62 +95,58 @@ impl DaemonOps {
     /// Makes `new` the running state (unless `dry_run`); answers what
     /// changed and the new generation.
     fn change_to(&mut self, new: State, dry_run: bool) -> Result<Value, ApiError> {
-        self.live_changeable(&new)?;
+        if new.conntrack != self.state.conntrack {
+            return Err(ApiError::bad_field(
+                "conntrack",
+                "changing session limits needs an xvrd restart (each worker's table is sized once)",
+            ));
+        }
         let tables = new
             .build()
             .map_err(|e| ApiError::new("invalid", e.to_string().trim_end().replace('\n', "; ")))?;
+        let plan = match &self.ports {
+            Some(ports) => Some(
+                ports
+                    .plan(&self.tables.load(), &tables)
+                    .map_err(|(field, e)| ApiError::new("invalid", format!("{field}: {e}")))?,
+            ),
+            None => None,
+        };
         let changes = change::diff(&self.state, &new);
         let generation = tables.generation();
-        let mut fast_path = None;
-        if !dry_run {
-            let tables = Arc::new(tables);
-            self.tables.store(tables.clone());
-            if let Some(sync) = &self.fast_path {
-                fast_path = Some(sync.lock().expect("fast path").sync(&tables));
-            }
-            self.json = None;
-            self.routes = None;
-            self.state = new;
-        }
         let mut answer = json!({
             "dry_run": dry_run,
             "generation": if dry_run { self.tables.load().generation() } else { generation },
             "changes": changes,
         });
+        if dry_run {
+            return Ok(answer);
+        }
+        let plan = plan.filter(|p| !p.is_empty());
+        if let (Some(ports), Some(plan)) = (&mut self.ports, &plan) {
+            ports
+                .prepare(plan)
+                .map_err(|e| ApiError::new("unavailable", format!("ports: {e}")))?;
+        }
+        let tables = Arc::new(tables);
+        self.tables.store(tables.clone());
         // The change is made either way; a fast path that could not follow
         // was emptied, so the workers carry everything.
-        match fast_path {
-            Some(Ok(entries)) => answer["fast_path_entries"] = entries.into(),
-            Some(Err(e)) => answer["fast_path_error"] = e.into(),
-            None => {}
+        if let Some(sync) = &self.fast_path {
+            match sync.lock().expect("fast path").sync(&tables) {
+                Ok(entries) => answer["fast_path_entries"] = entries.into(),
+                Err(e) => answer["fast_path_error"] = e.into(),
+            }
         }
+        if let (Some(ports), Some(plan)) = (&mut self.ports, &plan) {
+            if let Err(e) = ports.finish(plan) {
+                answer["ports_error"] = e.into();
+            }
+        }
+        self.json = None;
+        self.routes = None;
+        self.state = new;
         Ok(answer)
-    }
-
-    /// What a running xvrd cannot change yet: its ports (attached
-    /// programs and bound sockets), its public addresses (in the steering
-    /// program's map) and its session table's size.
-    fn live_changeable(&self, new: &State) -> Result<(), ApiError> {
-        let restart = "needs an xvrd restart (not changed live yet)";
-        if new.ports != self.state.ports {
-            return Err(ApiError::bad_field(
-                "ports",
-                format!("adding, removing or changing ports {restart}"),
-            ));
-        }
-        if public_addresses(new) != public_addresses(&self.state) {
-            return Err(ApiError::bad_field(
-                "nat",
-                format!("adding or removing public addresses {restart}"),
-            ));
-        }
-        if new.conntrack != self.state.conntrack {
-            return Err(ApiError::bad_field(
-                "conntrack",
-                format!("changing session limits {restart}"),
-            ));
-        }
-        Ok(())
     }
 
     /// Connection-tracking sessions, filtered by `tenant`, `address`,
@@ -351,6 +359,7 @@ impl DaemonOps {
                     "tx_ring_full": c.tx_ring_full,
                     "idle_passes": c.idle_passes,
                     "sessions": r.sessions,
+                    "umem": { "chunks": r.umem.all, "free": r.umem.free, "lent": r.umem.lent },
                 })
             })
             .collect();
@@ -545,15 +554,4 @@ fn plan_routes(
 
 fn dry_run(request: &Map<String, Value>) -> Result<bool, ApiError> {
     Ok(optional_bool(request, "dry_run")?.unwrap_or(false))
-}
-
-/// Every public address a state uses.
-fn public_addresses(state: &State) -> BTreeSet<std::net::Ipv4Addr> {
-    let nat = &state.nat;
-    nat.source
-        .iter()
-        .map(|s| s.public_ip)
-        .chain(nat.static_nat.iter().map(|s| s.public_ip))
-        .chain(nat.port_forwards.iter().map(|f| f.public_ip))
-        .collect()
 }

@@ -9,14 +9,17 @@
 //! (`crate::fast_path`), and only the rest reaches the workers.
 use crate::affinity::{check_core, pin_to};
 use crate::fast_path::FastPathSync;
+use crate::live_ports::LivePorts;
+use std::collections::HashMap;
 use std::ffi::CString;
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use xvr_dataplane::conntrack::{self, Session, SessionFilter};
 use xvr_dataplane::handoff::Handoff;
-use xvr_dataplane::io::xsk::{Socket, Umem};
-use xvr_dataplane::io::xsk_ports::{SocketDrops, XskPorts};
+use xvr_dataplane::io::xsk::Umem;
+use xvr_dataplane::io::xsk_ports::{SocketDrops, UmemChunks, XskPorts};
 use xvr_dataplane::pipeline::owner::Workers;
 use xvr_dataplane::table::PortRole;
 use xvr_dataplane::worker::{Idle, TableSource, Worker, WorkerCounters};
@@ -74,15 +77,41 @@ pub struct WorkerReport {
 pub struct Live {
     workers: Vec<Mutex<LiveWorker>>,
     /// Per worker: a sessions request for it to answer at its next report.
-    queries: Vec<Mutex<SessionQuery>>,
+    queries: Vec<Mutex<Query<SessionRequest, WorkerSessions>>>,
+    /// Per worker: sockets to bind or retire, at its next report.
+    port_queries: Vec<Mutex<Query<PortRequest, PortAnswer>>>,
 }
 
-/// A `sessions` request to one worker and its answer.
-#[derive(Default)]
-pub struct SessionQuery {
-    request: Option<(SessionFilter, usize, bool)>,
-    answer: Option<WorkerSessions>,
+/// Which sessions, how many listed at most, and whether to flush them.
+pub type SessionRequest = (SessionFilter, usize, bool);
+
+/// A request to one worker and its answer, both passed at the worker's
+/// next report (never on its per-packet path).
+pub struct Query<Q, A> {
+    request: Option<Q>,
+    answer: Option<A>,
 }
+
+impl<Q, A> Default for Query<Q, A> {
+    fn default() -> Self {
+        Query {
+            request: None,
+            answer: None,
+        }
+    }
+}
+
+/// What a worker does with its sockets when a port comes or goes.
+#[derive(Debug, Clone)]
+pub enum PortRequest {
+    /// Bind a socket to each of these queues of the interface.
+    Bind { interface: String, queues: Vec<u32> },
+    /// Retire the interface's sockets (nothing steers to them any more).
+    Unbind { interface: String },
+}
+
+/// (queue, socket descriptor) of each socket bound, or what failed.
+pub type PortAnswer = std::io::Result<Vec<(u32, RawFd)>>;
 
 /// One worker's answer: the first sessions selected, how many matched,
 /// and the worker's clock (for time left).
@@ -100,6 +129,7 @@ pub struct LiveWorker {
     pub stats: Stats,
     /// When it last reported (None: not started).
     pub seen: Option<Instant>,
+    pub umem: UmemChunks,
 }
 
 impl Live {
@@ -108,39 +138,39 @@ impl Live {
         Live {
             workers: (0..workers).map(|_| Mutex::default()).collect(),
             queries: (0..workers).map(|_| Mutex::default()).collect(),
+            port_queries: (0..workers).map(|_| Mutex::default()).collect(),
         }
     }
 
-    /// Asks every running worker for the sessions `filter` selects (the
-    /// first `limit` each; with `flush`, removed) and waits for their
-    /// answers. Workers answer at their next report (a few ms).
-    pub fn sessions(
-        &self,
-        filter: SessionFilter,
-        limit: usize,
-        flush: bool,
-    ) -> Result<Vec<WorkerSessions>, String> {
-        let running: Vec<usize> = (0..self.workers.len())
+    /// Workers that have reported at least once.
+    fn running(&self) -> Vec<usize> {
+        (0..self.workers.len())
             .filter(|&w| {
                 self.workers[w]
                     .lock()
                     .map(|r| r.seen.is_some())
                     .unwrap_or(false)
             })
-            .collect();
-        for &w in &running {
-            let mut q = self.queries[w].lock().map_err(|_| "worker query lock")?;
+            .collect()
+    }
+
+    /// Sends each worker of `workers` its request and waits (2 s at most)
+    /// for every answer, in the same order.
+    fn ask<Q, A>(
+        slots: &[Mutex<Query<Q, A>>],
+        workers: &[usize],
+        mut request: impl FnMut(usize) -> Q,
+    ) -> Result<Vec<A>, String> {
+        for &w in workers {
+            let mut q = slots[w].lock().map_err(|_| "worker query lock")?;
             q.answer = None;
-            q.request = Some((filter, limit, flush));
+            q.request = Some(request(w));
         }
         let deadline = Instant::now() + std::time::Duration::from_secs(2);
         let mut answers = Vec::new();
-        for &w in &running {
+        for &w in workers {
             loop {
-                let answer = self.queries[w]
-                    .lock()
-                    .ok()
-                    .and_then(|mut q| q.answer.take());
+                let answer = slots[w].lock().ok().and_then(|mut q| q.answer.take());
                 if let Some(answer) = answer {
                     answers.push(answer);
                     break;
@@ -152,6 +182,31 @@ impl Live {
             }
         }
         Ok(answers)
+    }
+
+    /// Asks every worker to bind or retire sockets (`request(w)` for
+    /// worker w); every worker must be running.
+    pub fn ports(
+        &self,
+        request: impl FnMut(usize) -> PortRequest,
+    ) -> Result<Vec<PortAnswer>, String> {
+        let all: Vec<usize> = (0..self.workers.len()).collect();
+        if self.running().len() != all.len() {
+            return Err("not every worker is running".into());
+        }
+        Self::ask(&self.port_queries, &all, request)
+    }
+
+    /// Asks every running worker for the sessions `filter` selects (the
+    /// first `limit` each; with `flush`, removed) and waits for their
+    /// answers. Workers answer at their next report (a few ms).
+    pub fn sessions(
+        &self,
+        filter: SessionFilter,
+        limit: usize,
+        flush: bool,
+    ) -> Result<Vec<WorkerSessions>, String> {
+        Self::ask(&self.queries, &self.running(), |_| (filter, limit, flush))
     }
 
     /// A copy of every worker's last report.
@@ -168,7 +223,9 @@ pub struct Router {
     workers: Vec<Worker<XskPorts>>,
     live: Arc<Live>,
     fast_path: Option<Arc<Mutex<FastPathSync>>>,
-    steering: Steering,
+    steering: Arc<Mutex<Steering>>,
+    /// Each port's interface index, by name.
+    ifindexes: HashMap<String, u32>,
     options: Options,
 }
 
@@ -257,32 +314,12 @@ impl Router {
         for &core in &options.cores {
             check_core(core)?;
         }
-        // Each worker allocates source-NAT ports from its own block of
-        // the range (replies find their session's owner by port).
-        for (ip, tenant) in tables.nat().public_addrs() {
-            let Some(snat) = tables.nat().source(tenant).filter(|s| s.ip == ip) else {
-                continue;
-            };
-            let ports = usize::from(snat.ports.1 - snat.ports.0) + 1;
-            if ports < workers {
-                return Err(format!(
-                    "nat.source {ip}: {ports} port(s) cannot be split among {workers} workers"
-                ));
-            }
-        }
+        snat_split(tables, workers)?;
         let mut steering = Steering::load().map_err(|e| e.to_string())?;
-        let mut ports = Vec::new();
-        for (id, port) in tables.ports().iter().enumerate() {
-            let index = ifindex(&port.name)?;
-            let queues = rx_queues(&port.name)?;
-            if (queues as usize) < workers {
-                return Err(format!(
-                    "interface {}: {queues} receive queue(s) for {workers} workers; \
-                     give it one per worker (ethtool -L {} rx {workers} tx {workers}, \
-                     or combined {workers})",
-                    port.name, port.name
-                ));
-            }
+        let mut ifindexes = HashMap::new();
+        let mut queues_of = Vec::new();
+        for port in tables.ports() {
+            let (index, queues) = interface(&port.name, workers)?;
             match port.role {
                 PortRole::Uplink { ip, .. } => steering.add_local_vtep(ip),
                 PortRole::Vm { .. } => steering.add_vm_port(index),
@@ -297,15 +334,15 @@ impl Router {
                 };
                 format!("{e}{hint}")
             })?;
-            ports.push((id as u16, index, queues));
+            ifindexes.insert(port.name.clone(), index);
+            queues_of.push(queues);
         }
         for (ip, _) in tables.nat().public_addrs() {
             steering.add_public_addr(ip).map_err(|e| e.to_string())?;
         }
         let fast_path = match steering.take_fast_path() {
             Some(maps) if options.fast_path => {
-                let ifindexes = ports.iter().map(|&(_, index, _)| index).collect();
-                let mut sync = FastPathSync::new(maps, ifindexes);
+                let mut sync = FastPathSync::new(maps);
                 sync.sync(tables)?;
                 Some(Arc::new(Mutex::new(sync)))
             }
@@ -315,19 +352,18 @@ impl Router {
         let mut views = Workers::all(workers as u16);
         let mut all = Vec::new();
         for w in 0..workers {
-            let mut umem = Umem::new(UMEM_FRAMES).map_err(|e| e.to_string())?;
-            let mut sockets = Vec::new();
-            for (&(id, index, queues), port) in ports.iter().zip(tables.ports()) {
-                for queue in (w as u32..queues).step_by(workers) {
-                    let socket =
-                        Socket::bind(&mut umem, &port.name, queue).map_err(|e| e.to_string())?;
+            let umem = Umem::new(UMEM_FRAMES).map_err(|e| e.to_string())?;
+            let mut io = XskPorts::new(umem);
+            for (port, &queues) in tables.ports().iter().zip(&queues_of) {
+                let bound = io
+                    .bind_port(&port.name, &queues_of_worker(w, workers, queues))
+                    .map_err(|e| e.to_string())?;
+                for (queue, fd) in bound {
                     steering
-                        .set_socket(index, queue, socket.fd())
+                        .set_socket(ifindexes[&port.name], queue, fd)
                         .map_err(|e| e.to_string())?;
-                    sockets.push((id, socket));
                 }
             }
-            let io = XskPorts::new(umem, sockets, tables.ports().len());
             let mut pipeline = Pipeline::with_conntrack(options.conntrack);
             pipeline.workers = views.remove(0);
             let worker = Worker::with_pipeline(io, pipeline);
@@ -341,7 +377,8 @@ impl Router {
             live,
             fast_path,
             workers: all,
-            steering,
+            steering: Arc::new(Mutex::new(steering)),
+            ifindexes,
             options: options.clone(),
         })
     }
@@ -362,6 +399,7 @@ impl Router {
                 let core = cores.get(w).copied();
                 let stop = &stop;
                 let (live, query) = (&self.live.workers[w], &self.live.queries[w]);
+                let port_query = &self.live.port_queries[w];
                 let handle = std::thread::Builder::new()
                     .name(format!("xvr-worker-{w}"))
                     .spawn_scoped(s, move || {
@@ -369,6 +407,11 @@ impl Router {
                             pin_to(core);
                         }
                         worker.run_reporting(tables, idle, stop, |worker| {
+                            if let Ok(mut q) = port_query.try_lock() {
+                                if let Some(request) = q.request.take() {
+                                    q.answer = Some(change_ports(&mut worker.io, request));
+                                }
+                            }
                             if let Ok(mut q) = query.try_lock() {
                                 if let Some((filter, limit, flush)) = q.request.take() {
                                     let ct = &mut worker.pipeline.conntrack;
@@ -387,6 +430,7 @@ impl Router {
                                 slot.sessions = worker.pipeline.conntrack.len();
                                 slot.stats.clone_from(&worker.pipeline.stats);
                                 slot.seen = Some(Instant::now());
+                                slot.umem = worker.io.chunks();
                             }
                         });
                         WorkerReport {
@@ -422,13 +466,21 @@ impl Router {
         self.live.clone()
     }
 
-    pub fn steering(&self) -> &Steering {
-        &self.steering
+    /// What a control socket needs to add and remove ports while the
+    /// workers run.
+    pub fn live_ports(&self) -> LivePorts {
+        LivePorts::new(
+            self.steering.clone(),
+            self.live.clone(),
+            self.ifindexes.clone(),
+            self.options.workers,
+            self.options.mode,
+        )
     }
 
     /// The steering program's decision counters (fast path included).
     pub fn xdp_counters(&self) -> Arc<xvr_ebpf::DecisionCounters> {
-        self.steering.decision_counters()
+        self.steering.lock().expect("steering").decision_counters()
     }
 
     /// The fast path's maps, to keep in step with new tables (`None` when
@@ -436,6 +488,59 @@ impl Router {
     pub fn fast_path(&self) -> Option<Arc<Mutex<FastPathSync>>> {
         self.fast_path.clone()
     }
+}
+
+/// Serves a port request in worker thread's own I/O.
+fn change_ports(io: &mut XskPorts, request: PortRequest) -> PortAnswer {
+    match request {
+        PortRequest::Bind { interface, queues } => io.bind_port(&interface, &queues),
+        PortRequest::Unbind { interface } => {
+            let lost = io.unbind_port(&interface);
+            if lost > 0 {
+                eprintln!("xvrd: {interface}: {lost} UMEM chunk(s) not recovered");
+            }
+            Ok(Vec::new())
+        }
+    }
+}
+
+/// The queues of a port with `queues` receive queues that worker `w` of
+/// `workers` owns: w, w + workers, ...
+pub fn queues_of_worker(w: usize, workers: usize, queues: u32) -> Vec<u32> {
+    (w as u32..queues).step_by(workers).collect()
+}
+
+/// The index and receive queues of interface `name`, which must have a
+/// queue for each of `workers`.
+pub fn interface(name: &str, workers: usize) -> Result<(u32, u32), String> {
+    let index = ifindex(name)?;
+    let queues = rx_queues(name)?;
+    if (queues as usize) < workers {
+        return Err(format!(
+            "interface {name}: {queues} receive queue(s) for {workers} workers; \
+             give it one per worker (ethtool -L {name} rx {workers} tx {workers}, \
+             or combined {workers})"
+        ));
+    }
+    Ok((index, queues))
+}
+
+/// Each worker allocates source-NAT ports from its own block of a public
+/// address's range (replies find their session's owner by port), so each
+/// range needs a port per worker at least.
+pub fn snat_split(tables: &Tables, workers: usize) -> Result<(), String> {
+    for (ip, tenant) in tables.nat().public_addrs() {
+        let Some(snat) = tables.nat().source(tenant).filter(|s| s.ip == ip) else {
+            continue;
+        };
+        let ports = usize::from(snat.ports.1 - snat.ports.0) + 1;
+        if ports < workers {
+            return Err(format!(
+                "nat.source {ip}: {ports} port(s) cannot be split among {workers} workers"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The pipeline counters of all workers, summed.

@@ -115,7 +115,7 @@ fn vms_ping_each_other_and_the_gateway_through_xvr() {
         assert!(stats.events_of(Event::IcmpEchoReply) >= 3, "{stats:?}");
         // The VMs' kernels left TCP checksums to offload; xvr finished them.
         assert!(stats.events_of(Event::ChecksumFinished) > 100, "{stats:?}");
-        let counters = router.steering().counters().unwrap();
+        let counters = router.xdp_counters().read().unwrap();
         let to_socket = counters
             .iter()
             .find(|(d, _)| *d == Decision::ToSocketVmPort)

@@ -13,7 +13,7 @@
 use xvr::router::{total_stats, Options, Router};
 use xvr_control::State;
 use xvr_dataplane::Event;
-use xvr_ebpf::{Decision, Steering};
+use xvr_ebpf::{Decision, DecisionCounters};
 use xvr_testkit::netns::{privileged, Rig};
 use xvr_testkit::overlay::{self, Overlay};
 
@@ -27,8 +27,8 @@ fn the_xdp_fast_path_carries_the_overlay_where_veths_take_redirects() {
     interop("overlay-fast", true);
 }
 
-fn fast(steering: &Steering, decision: Decision) -> u64 {
-    let counters = steering.counters().unwrap();
+fn fast(counters: &DecisionCounters, decision: Decision) -> u64 {
+    let counters = counters.read().unwrap();
     counters.iter().find(|(d, _)| *d == decision).unwrap().1
 }
 
@@ -98,8 +98,8 @@ fn interop(name: &str, gro: bool) {
         let stats = total_stats(&reports);
         assert!(after_gro_off, "ping vm2->vm1 once vm1's GRO is off");
         let (encap, decap) = (
-            fast(router.steering(), Decision::FastEncap),
-            fast(router.steering(), Decision::FastDecap),
+            fast(&router.xdp_counters(), Decision::FastEncap),
+            fast(&router.xdp_counters(), Decision::FastDecap),
         );
         if gro {
             // The TCP streams alone are hundreds of thousands of frames.

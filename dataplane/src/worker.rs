@@ -68,6 +68,8 @@ pub struct Worker<I: FrameIo> {
     /// Session timeouts count from here.
     started: Instant,
     handoff: Option<Handoff>,
+    /// The generation of the tables last seen (None: none yet).
+    generation: Option<u32>,
 }
 
 impl<I: FrameIo> Worker<I> {
@@ -82,6 +84,7 @@ impl<I: FrameIo> Worker<I> {
             counters: WorkerCounters::default(),
             started: Instant::now(),
             handoff: None,
+            generation: None,
         }
     }
 
@@ -96,6 +99,10 @@ impl<I: FrameIo> Worker<I> {
     pub fn poll(&mut self, tables: &Tables) -> usize {
         // A vDSO clock read, once per pass: no syscall.
         self.pipeline.now = self.started.elapsed().as_secs() as u32;
+        if self.generation != Some(tables.generation()) {
+            self.generation = Some(tables.generation());
+            self.io.tables_changed(tables);
+        }
         self.io.service();
         let mut received = 0;
         let (pipeline, handoff) = (&mut self.pipeline, &self.handoff);

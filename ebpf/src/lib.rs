@@ -9,10 +9,12 @@
 pub mod netdev;
 
 use aya::maps::{HashMap, MapData, PerCpuArray, XskMap};
+use aya::programs::xdp::XdpLinkId;
 use aya::programs::{Xdp, XdpMode};
 use aya::{include_bytes_aligned, Ebpf};
+use std::collections::HashMap as StdHashMap;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
+use std::os::fd::RawFd;
 use std::sync::Arc;
 
 static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/steer.bpf.o"));
@@ -101,6 +103,10 @@ pub struct Steering {
     vm_ports: HashMap<MapData, u32, u8>,
     sockets: XskMap<MapData>,
     port_slots: HashMap<MapData, u32, u32>,
+    /// ifindex -> its slot of `sockets` (mirrors `port_slots`).
+    slots: StdHashMap<u32, u32>,
+    /// Interface name -> the link attaching the program to it.
+    links: StdHashMap<String, XdpLinkId>,
     decisions: Arc<DecisionCounters>,
     fast_path: Option<FastPath>,
 }
@@ -297,6 +303,8 @@ impl Steering {
             vm_ports: HashMap::try_from(vms).map_err(|e| err("vm_ports", e))?,
             sockets: XskMap::try_from(xsks).map_err(|e| err("xsks", e))?,
             port_slots: HashMap::try_from(slots).map_err(|e| err("port_slots", e))?,
+            slots: StdHashMap::new(),
+            links: StdHashMap::new(),
             decisions: Arc::new(DecisionCounters(
                 PerCpuArray::try_from(decisions).map_err(|e| err("decisions", e))?,
             )),
@@ -304,16 +312,65 @@ impl Steering {
         })
     }
 
-    /// Attaches to `interface`; detached again when `self` is dropped.
+    /// Attaches to `interface`; detached again by `detach` or when `self`
+    /// is dropped.
     pub fn attach(&mut self, interface: &str, mode: AttachMode) -> Result<(), Error> {
+        if self.links.contains_key(interface) {
+            return Err(Error(format!("XDP is attached to {interface} already")));
+        }
         let mode = match mode {
             AttachMode::Native => XdpMode::Driver,
             AttachMode::Generic => XdpMode::Skb,
         };
-        program_mut(&mut self.ebpf)?
+        let link = program_mut(&mut self.ebpf)?
             .attach(interface, mode)
-            .map(|_| ())
-            .map_err(|e| err(&format!("attaching XDP to {interface} ({mode:?} mode)"), e))
+            .map_err(|e| err(&format!("attaching XDP to {interface} ({mode:?} mode)"), e))?;
+        self.links.insert(interface.to_string(), link);
+        Ok(())
+    }
+
+    /// Detaches from `interface` (nothing if not attached; an interface
+    /// that is gone took its program with it).
+    pub fn detach(&mut self, interface: &str) -> Result<(), Error> {
+        let Some(link) = self.links.remove(interface) else {
+            return Ok(());
+        };
+        program_mut(&mut self.ebpf)?
+            .detach(link)
+            .map_err(|e| err(&format!("detaching XDP from {interface}"), e))
+    }
+
+    pub fn remove_local_vtep(&mut self, ip: Ipv4Addr) -> Result<(), Error> {
+        remove_key(
+            &mut self.local_vteps,
+            u32::from_ne_bytes(ip.octets()),
+            "local_vteps",
+        )
+    }
+
+    pub fn remove_public_addr(&mut self, ip: Ipv4Addr) -> Result<(), Error> {
+        remove_key(
+            &mut self.public_addrs,
+            u32::from_ne_bytes(ip.octets()),
+            "public_addrs",
+        )
+    }
+
+    pub fn remove_vm_port(&mut self, ifindex: u32) -> Result<(), Error> {
+        remove_key(&mut self.vm_ports, ifindex, "vm_ports")
+    }
+
+    /// Stops sending interface `ifindex`'s frames to sockets: its queues'
+    /// entries and its slot go (the slot is free for another interface).
+    pub fn remove_sockets(&mut self, ifindex: u32) -> Result<(), Error> {
+        let Some(slot) = self.slots.remove(&ifindex) else {
+            return Ok(());
+        };
+        for queue in 0..MAX_QUEUES {
+            // Queues without a socket have no entry to remove.
+            let _ = self.sockets.unset(slot * MAX_QUEUES + queue);
+        }
+        remove_key(&mut self.port_slots, ifindex, "port_slots")
     }
 
     pub fn add_local_vtep(&mut self, ip: Ipv4Addr) -> Result<(), Error> {
@@ -342,31 +399,30 @@ impl Steering {
     }
 
     /// Sends frames that are ours, received on interface `ifindex` queue
-    /// `queue`, to this AF_XDP socket.
-    pub fn set_socket(
-        &mut self,
-        ifindex: u32,
-        queue: u32,
-        socket: impl AsRawFd,
-    ) -> Result<(), Error> {
+    /// `queue`, to the AF_XDP socket `fd` (the map keeps its own
+    /// reference).
+    pub fn set_socket(&mut self, ifindex: u32, queue: u32, fd: RawFd) -> Result<(), Error> {
         if queue >= MAX_QUEUES {
             return Err(Error(format!(
                 "queue {queue}: at most {MAX_QUEUES} queues per interface"
             )));
         }
-        let slot = match self.port_slots.get(&ifindex, 0) {
-            Ok(slot) => slot,
-            Err(_) => {
-                let slot = self.port_slots.keys().count() as u32;
-                if slot >= MAX_PORTS {
-                    return Err(Error(format!("at most {MAX_PORTS} interfaces")));
-                }
+        let slot = match self.slots.get(&ifindex) {
+            Some(&slot) => slot,
+            None => {
+                // The lowest slot free (interfaces come and go).
+                let slot = (0..MAX_PORTS)
+                    .find(|s| !self.slots.values().any(|used| used == s))
+                    .ok_or_else(|| Error(format!("at most {MAX_PORTS} interfaces")))?;
                 self.port_slots
                     .insert(ifindex, slot, 0)
                     .map_err(|e| err("port_slots", e))?;
+                self.slots.insert(ifindex, slot);
                 slot
             }
         };
+        // SAFETY: the caller's open descriptor, read by the map update only.
+        let socket = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
         self.sockets
             .set(slot * MAX_QUEUES + queue, socket, 0)
             .map_err(|e| err("xsks", e))
@@ -429,6 +485,22 @@ impl Steering {
             .program(PROGRAM)
             .ok_or_else(|| Error(format!("program {PROGRAM} missing")))?;
         program.try_into().map_err(|e| err(PROGRAM, e))
+    }
+}
+
+/// Removes `key`; a key that is not there is no error.
+fn remove_key<V: aya::Pod>(
+    map: &mut HashMap<MapData, u32, V>,
+    key: u32,
+    name: &str,
+) -> Result<(), Error> {
+    match map.remove(&key) {
+        Err(aya::maps::MapError::SyscallError(e))
+            if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+        {
+            Ok(())
+        }
+        other => other.map_err(|e| err(name, e)),
     }
 }
 

@@ -130,8 +130,9 @@ fn run(args: &Args) -> Result<(), String> {
     let tables = Arc::new(ArcSwap::from_pointee(tables));
     let fast_path = router.fast_path();
     let xdp = router.xdp_counters();
-    let mut ops =
-        DaemonOps::new(state, tables.clone(), router.live()).with_xdp_counters(xdp.clone());
+    let mut ops = DaemonOps::new(state, tables.clone(), router.live())
+        .with_xdp_counters(xdp.clone())
+        .with_live_ports(router.live_ports());
     if let Some(fast_path) = &fast_path {
         ops = ops.with_fast_path(fast_path.clone());
     }

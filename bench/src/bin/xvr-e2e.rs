@@ -364,7 +364,7 @@ fn overlay_tcp(with_xvr: bool, gro: bool, seconds: u32) -> Result<Tcp, String> {
     rig.inside(&o.host, || {
         let mut router = Router::start(&tables, &Options::default())?;
         let (result, reports) = router.run_while(&tables, run)?;
-        if let Ok(counters) = router.steering().counters() {
+        if let Ok(counters) = router.xdp_counters().read() {
             let fast = counters
                 .iter()
                 .filter(|(d, _)| d.name().starts_with("fast_"));

@@ -4,7 +4,7 @@
 //! and xvr is the pipeline's cost.
 use std::sync::atomic::{AtomicBool, Ordering};
 use xvr::router::ifindex;
-use xvr_dataplane::io::xsk::{Socket, Umem};
+use xvr_dataplane::io::xsk::Umem;
 use xvr_dataplane::io::xsk_ports::XskPorts;
 use xvr_dataplane::io::FrameIo;
 use xvr_dataplane::Verdict;
@@ -25,11 +25,13 @@ impl L2Fwd {
         steering
             .attach(in_dev, AttachMode::Native)
             .map_err(|x| e(&x))?;
-        let mut umem = Umem::new(4096).map_err(|x| e(&x))?;
-        let rx = Socket::bind(&mut umem, in_dev, 0).map_err(|x| e(&x))?;
-        steering.set_socket(index, 0, rx.fd()).map_err(|x| e(&x))?;
-        let tx = Socket::bind(&mut umem, out_dev, 0).map_err(|x| e(&x))?;
-        let io = XskPorts::new(umem, vec![(0, rx), (1, tx)], 2);
+        let mut io = XskPorts::new(Umem::new(4096).map_err(|x| e(&x))?);
+        for (queue, fd) in io.bind_port(in_dev, &[0]).map_err(|x| e(&x))? {
+            steering.set_socket(index, queue, fd).map_err(|x| e(&x))?;
+        }
+        io.bind_port(out_dev, &[0]).map_err(|x| e(&x))?;
+        // Port 0 receives, port 1 transmits.
+        io.remap(&[in_dev, out_dev]);
         Ok(L2Fwd {
             io,
             _steering: steering,

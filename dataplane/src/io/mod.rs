@@ -41,6 +41,9 @@ pub trait FrameIo {
         process: impl FnOnce(&mut [Frame<'_>]),
     ) -> Exchanged;
 
+    /// New tables are current (ports may have come or gone).
+    fn tables_changed(&mut self, _tables: &crate::Tables) {}
+
     /// Sleeps until a source may have frames, `timeout_ms` at most.
     fn wait(&mut self, _timeout_ms: i32) {}
 

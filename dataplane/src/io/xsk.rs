@@ -37,6 +37,11 @@ pub struct Umem {
     /// so they must not move.
     rings: Option<(Box<xdp::xsk_ring_prod>, Box<xdp::xsk_ring_cons>)>,
     free: Vec<u64>,
+    frames: u32,
+    /// The socket whose kernel object the UMEM's own descriptor holds
+    /// (libxdp binds the first socket on it and never closes it; see
+    /// `Socket::retire`).
+    anchor: Option<i32>,
 }
 
 // SAFETY: the raw pointers refer to memory and kernel objects owned by
@@ -94,7 +99,14 @@ impl Umem {
             umem,
             rings: Some((fill, comp)),
             free,
+            frames,
+            anchor: None,
         })
+    }
+
+    /// Chunks in all.
+    pub fn frames(&self) -> u32 {
+        self.frames
     }
 
     /// Chunks not lent to the kernel.
@@ -210,6 +222,9 @@ impl Socket {
         }
         // SAFETY: `xsk` was just created.
         let fd = unsafe { xdp::xsk_socket__fd(xsk) };
+        if first {
+            umem.anchor = Some(fd);
+        }
         Ok(Socket {
             xsk,
             rx,
@@ -259,6 +274,19 @@ impl Socket {
                 .load(std::sync::atomic::Ordering::Acquire);
             producer.wrapping_sub(consumer)
         }
+    }
+
+    /// Chunks the socket holds: in its fill ring, received and not taken
+    /// yet, and transmitted but not completed.
+    pub fn lent(&self) -> u32 {
+        // SAFETY: the RX ring's words, mapped for the socket's lifetime;
+        // the kernel writes the producer, hence the atomic read.
+        let received = unsafe {
+            let producer = (*(self.rx.producer as *const std::sync::atomic::AtomicU32))
+                .load(std::sync::atomic::Ordering::Acquire);
+            producer.wrapping_sub(*self.rx.consumer)
+        };
+        self.fill_level() + received + self.in_flight
     }
 
     /// Takes up to `out.len()` received descriptors as (address, length);
@@ -376,6 +404,74 @@ impl Socket {
     pub fn fill_needs_wakeup(&self) -> bool {
         // SAFETY: reads the flag word of this socket's fill ring.
         unsafe { xdp::xsk_ring_prod__needs_wakeup(&*self.fill) != 0 }
+    }
+}
+
+impl Socket {
+    /// Unbinds and deletes the socket, returning its chunks to `umem`:
+    /// what its RX, fill and completion rings hold, and what it still had
+    /// to transmit. Call it once nothing steers frames to the socket any
+    /// more (its XSKMAP entries removed, the program detached): the rings
+    /// are read as the kernel left them. `others` are the UMEM's other
+    /// sockets. Returns the chunks not recovered (transmissions the
+    /// kernel did not complete within 100 ms).
+    ///
+    /// libxdp binds the UMEM's first socket on the UMEM's own descriptor
+    /// and, to keep the UMEM, never closes it, which would leave that
+    /// socket bound to its queue. So when this socket is that anchor, the
+    /// descriptor is pointed at another socket of the UMEM (dup2), which
+    /// releases this one; with no other socket left, the caller must drop
+    /// the UMEM (`Umem::is_anchored` is false then).
+    pub fn retire(mut self, umem: &mut Umem, others: &[&Socket]) -> u32 {
+        for _ in 0..100 {
+            self.complete(umem);
+            if self.in_flight == 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let mut descs = [(0u64, 0u32); 64];
+        loop {
+            let n = self.receive(&mut descs);
+            if n == 0 {
+                break;
+            }
+            for (addr, _) in &descs[..n] {
+                umem.release(*addr);
+            }
+        }
+        // SAFETY: the fill ring's words and entries, mapped until the
+        // socket is deleted below; nothing fills from it any more.
+        unsafe {
+            let consumer = (*(self.fill.consumer as *const std::sync::atomic::AtomicU32))
+                .load(std::sync::atomic::Ordering::Acquire);
+            let producer = *self.fill.producer;
+            let mut idx = consumer;
+            while idx != producer {
+                umem.release(*xdp::xsk_ring_prod__fill_addr(&mut *self.fill, idx));
+                idx = idx.wrapping_add(1);
+            }
+        }
+        let lost = self.in_flight;
+        let fd = self.fd;
+        drop(self);
+        if umem.anchor == Some(fd) {
+            umem.anchor = others.first().map(|other| other.fd);
+            if let Some(other) = umem.anchor {
+                // SAFETY: both are open AF_XDP descriptors of this UMEM;
+                // dup2 closes the UMEM's hold on the retired socket.
+                unsafe { libc::dup2(other, xdp::xsk_umem__fd(umem.umem)) };
+            }
+        }
+        lost
+    }
+}
+
+impl Umem {
+    /// Whether the UMEM can take more sockets: false after its anchor
+    /// socket was retired with no other socket left (make a new one).
+    pub fn is_anchored(&self) -> bool {
+        self.anchor.is_some() || self.rings.is_some()
     }
 }
 

@@ -9,6 +9,8 @@ use crate::frame::{Frame, BATCH_SIZE, HEADROOM};
 use crate::pipeline::{Meta, Verdict};
 use crate::table::PortId;
 use arrayvec::ArrayVec;
+use std::io;
+use std::os::fd::RawFd;
 
 /// Chunks kept in the fill ring of a socket that is receiving: the whole
 /// ring, so a worker that loses its core for a while (a time slice, an
@@ -21,42 +23,166 @@ const FILL_IDLE: u32 = 128;
 
 pub struct XskPorts {
     // Sockets are declared before the UMEM so they are dropped first.
-    sockets: Vec<(PortId, Socket)>,
+    sockets: Vec<Bound>,
     umem: Umem,
     /// Port id -> the socket that transmits on it (the first one bound).
     tx_socket_of_port: Vec<Option<usize>>,
     /// Per socket, the descriptors to transmit from this batch.
     tx: Vec<ArrayVec<(u64, u32), BATCH_SIZE>>,
+    /// The sockets' descriptors, then the watched ones.
     poll_fds: Vec<libc::pollfd>,
+    watched: Vec<RawFd>,
     /// Per socket, whether its last receive found frames.
     busy: Vec<bool>,
+    /// Frames received on a socket whose interface is no port of the
+    /// current tables (bound ahead of a commit that adds the port, or
+    /// left over from one that removed it), dropped.
+    unknown_port: u64,
+}
+
+/// See `XskPorts::chunks`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct UmemChunks {
+    pub all: u32,
+    pub free: u32,
+    pub lent: u32,
+}
+
+/// A socket and what it is bound to.
+struct Bound {
+    interface: String,
+    /// The port of the current tables named `interface`.
+    port: Option<PortId>,
+    socket: Socket,
 }
 
 impl XskPorts {
-    /// I/O over `sockets` (each bound to a port's interface and queue, all
-    /// sharing `umem`), for a configuration of `port_count` ports.
-    pub fn new(umem: Umem, sockets: Vec<(PortId, Socket)>, port_count: usize) -> XskPorts {
-        let mut tx_socket_of_port = vec![None; port_count];
-        for (i, (port, _)) in sockets.iter().enumerate() {
-            if let Some(slot @ None) = tx_socket_of_port.get_mut(usize::from(*port)) {
-                *slot = Some(i);
+    /// I/O over `umem`, with no socket yet (`bind_port` adds them).
+    pub fn new(umem: Umem) -> XskPorts {
+        XskPorts {
+            sockets: Vec::new(),
+            umem,
+            tx_socket_of_port: Vec::new(),
+            tx: Vec::new(),
+            poll_fds: Vec::new(),
+            watched: Vec::new(),
+            busy: Vec::new(),
+            unknown_port: 0,
+        }
+    }
+
+    /// Binds a socket to each of `queues` of `interface`, sharing the
+    /// UMEM; all or none. Returns (queue, socket descriptor) for the
+    /// steering program's XSKMAP. The sockets carry the port of that name
+    /// once the tables have one (`tables_changed`). A queue that was
+    /// bound until lately may still be busy (the kernel lets it go after
+    /// an RCU grace period): `ErrorKind::ResourceBusy`, try again.
+    pub fn bind_port(&mut self, interface: &str, queues: &[u32]) -> io::Result<Vec<(u32, RawFd)>> {
+        if self.sockets.iter().any(|b| b.interface == interface) {
+            let message = format!("{interface} is bound already");
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, message));
+        }
+        if !self.umem.is_anchored() {
+            self.umem = Umem::new(self.umem.frames())?;
+        }
+        let mut bound = Vec::new();
+        for &queue in queues {
+            match Socket::bind(&mut self.umem, interface, queue) {
+                Ok(socket) => {
+                    bound.push((queue, socket.fd()));
+                    self.sockets.push(Bound {
+                        interface: interface.to_string(),
+
+                        port: None,
+                        socket,
+                    });
+                }
+                Err(e) => {
+                    self.unbind_port(interface);
+                    return Err(e);
+                }
             }
         }
-        let poll_fds = sockets
+        self.sockets_changed();
+        Ok(bound)
+    }
+
+    /// Retires every socket bound to `interface` (see `Socket::retire`:
+    /// nothing may steer frames to them any more), recovering their
+    /// chunks. Returns the chunks not recovered.
+    pub fn unbind_port(&mut self, interface: &str) -> u32 {
+        let mut lost = 0;
+        while let Some(at) = self.sockets.iter().position(|b| b.interface == interface) {
+            let retired = self.sockets.remove(at);
+            let others: Vec<&Socket> = self.sockets.iter().map(|b| &b.socket).collect();
+            lost += retired.socket.retire(&mut self.umem, &others);
+        }
+        if !self.umem.is_anchored() {
+            // The last socket went, and the UMEM's descriptor still holds
+            // it bound: a new UMEM lets it go now (a later bind to its
+            // queue would find it busy).
+            match Umem::new(self.umem.frames()) {
+                Ok(umem) => self.umem = umem,
+                Err(e) => eprintln!("xvr: a new UMEM: {e}; the next bind tries again"),
+            }
+        }
+        self.sockets_changed();
+        lost
+    }
+
+    /// Gives each socket the port of its interface (`ports`: the ports'
+    /// interface names, by port id), and each port its transmitting socket.
+    pub fn remap(&mut self, ports: &[&str]) {
+        self.tx_socket_of_port = vec![None; ports.len()];
+        for (i, bound) in self.sockets.iter_mut().enumerate() {
+            bound.port = ports
+                .iter()
+                .position(|p| *p == bound.interface)
+                .map(|id| id as PortId);
+            if let Some(port) = bound.port {
+                self.tx_socket_of_port[usize::from(port)].get_or_insert(i);
+            }
+        }
+    }
+
+    /// Frames received on sockets of no current port, dropped.
+    pub fn unknown_port(&self) -> u64 {
+        self.unknown_port
+    }
+
+    /// The UMEM's chunks: all, free, and lent to the sockets. Between
+    /// passes free + lent = all; less means chunks were lost.
+    pub fn chunks(&self) -> UmemChunks {
+        UmemChunks {
+            all: self.umem.frames(),
+            free: self.umem.free_frames() as u32,
+            lent: self.sockets.iter().map(|b| b.socket.lent()).sum(),
+        }
+    }
+
+    /// Rebuilds the per-socket vectors after sockets came or went; the
+    /// port mapping is made again at once from the names, so a port id
+    /// never points at a moved socket.
+    fn sockets_changed(&mut self) {
+        self.tx = self.sockets.iter().map(|_| ArrayVec::new()).collect();
+        self.busy = vec![false; self.sockets.len()];
+        self.poll_fds = self
+            .sockets
             .iter()
-            .map(|(_, s)| libc::pollfd {
-                fd: s.fd(),
+            .map(|b| b.socket.fd())
+            .chain(self.watched.iter().copied())
+            .map(|fd| libc::pollfd {
+                fd,
                 events: libc::POLLIN,
                 revents: 0,
             })
             .collect();
-        XskPorts {
-            tx: sockets.iter().map(|_| ArrayVec::new()).collect(),
-            busy: vec![false; sockets.len()],
-            sockets,
-            umem,
-            tx_socket_of_port,
-            poll_fds,
+        let ports = std::mem::take(&mut self.tx_socket_of_port).len();
+        self.tx_socket_of_port = vec![None; ports];
+        for (i, bound) in self.sockets.iter().enumerate() {
+            if let Some(port) = bound.port {
+                self.tx_socket_of_port[usize::from(port)].get_or_insert(i);
+            }
         }
     }
 }
@@ -70,6 +196,8 @@ pub struct SocketDrops {
     pub fill_ring_empty: u64,
     /// Other receive drops (e.g. a frame larger than a chunk).
     pub rx_dropped: u64,
+    /// Received on an interface that was no port of the tables then.
+    pub unknown_port: u64,
 }
 
 impl XskPorts {
@@ -124,7 +252,7 @@ impl XskPorts {
             ..Exchanged::default()
         };
         for j in 0..self.sockets.len() {
-            let sent = self.sockets[j].1.transmit(&self.tx[j]);
+            let sent = self.sockets[j].socket.transmit(&self.tx[j]);
             done.transmitted += sent;
             done.tx_full += self.tx[j].len() - sent;
             for (addr, _) in self.tx[j].drain(..).skip(sent) {
@@ -136,8 +264,11 @@ impl XskPorts {
 
     /// The kernel's drop counters, summed over this worker's sockets.
     pub fn socket_drops(&self) -> SocketDrops {
-        let mut drops = SocketDrops::default();
-        for (_, socket) in &self.sockets {
+        let mut drops = SocketDrops {
+            unknown_port: self.unknown_port,
+            ..SocketDrops::default()
+        };
+        for Bound { socket, .. } in &self.sockets {
             if let Ok(s) = socket.kernel_stats() {
                 drops.rx_ring_full += s.rx_ring_full;
                 drops.fill_ring_empty += s.rx_fill_ring_empty_descs;
@@ -154,7 +285,7 @@ impl FrameIo for XskPorts {
     }
 
     fn service(&mut self) {
-        for ((_, socket), busy) in self.sockets.iter_mut().zip(&self.busy) {
+        for (Bound { socket, .. }, busy) in self.sockets.iter_mut().zip(&self.busy) {
             socket.complete(&mut self.umem);
             let target = if *busy { FILL_BUSY } else { FILL_IDLE };
             socket.refill(&mut self.umem, target);
@@ -163,13 +294,22 @@ impl FrameIo for XskPorts {
 
     fn exchange(&mut self, source: usize, process: impl FnOnce(&mut [Frame<'_>])) -> Exchanged {
         let mut descs = [(0u64, 0u32); BATCH_SIZE];
-        let (port, socket) = &mut self.sockets[source];
-        let n = socket.receive(&mut descs);
+        let bound = &mut self.sockets[source];
+        let n = bound.socket.receive(&mut descs);
         self.busy[source] = n > 0;
         if n == 0 {
             return Exchanged::default();
         }
-        let port = *port;
+        let Some(port) = bound.port else {
+            self.unknown_port += n as u64;
+            for (addr, _) in &descs[..n] {
+                self.umem.release(*addr);
+            }
+            return Exchanged {
+                received: n,
+                ..Exchanged::default()
+            };
+        };
         self.forward(&descs[..n], |_| Meta::new(port), process)
     }
 
@@ -203,6 +343,11 @@ impl FrameIo for XskPorts {
         self.forward(&descs, |i| metas[i], process)
     }
 
+    fn tables_changed(&mut self, tables: &crate::Tables) {
+        let names: Vec<&str> = tables.ports().iter().map(|p| p.name.as_str()).collect();
+        self.remap(&names);
+    }
+
     fn wait(&mut self, timeout_ms: i32) {
         // SAFETY: polling our own sockets' fds.
         unsafe {
@@ -214,7 +359,8 @@ impl FrameIo for XskPorts {
         };
     }
 
-    fn watch(&mut self, fd: std::os::fd::RawFd) {
+    fn watch(&mut self, fd: RawFd) {
+        self.watched.push(fd);
         self.poll_fds.push(libc::pollfd {
             fd,
             events: libc::POLLIN,
@@ -223,7 +369,7 @@ impl FrameIo for XskPorts {
     }
 
     fn wake_fill(&mut self) {
-        for (_, socket) in &self.sockets {
+        for Bound { socket, .. } in &self.sockets {
             if socket.fill_needs_wakeup() {
                 socket.wake_rx();
             }
