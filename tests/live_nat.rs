@@ -432,6 +432,26 @@ fn two_workers_share_source_nat_and_hand_each_flow_to_its_owner() {
     });
     let served = server.wait_with_output().unwrap();
     let iperf = r.iperf3(&internet, &vm, SERVER, 2, &["-P", "4"]);
+    // A range of one port cannot be split between the two workers: a
+    // commit that makes one is refused, naming it.
+    let socket = common::socket_beside(&config);
+    let file = config.with_extension("changes.json");
+    std::fs::write(
+        &file,
+        r#"[{ "action": "replace", "table": "nat.source",
+              "entry": { "tenant": "t", "public_ip": "203.0.113.10", "ports": [30000, 30000] } }]"#,
+    )
+    .unwrap();
+    let out = common::xvrctl(&socket, &["commit", file.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a one-port range for two workers was taken"
+    );
+    assert!(
+        said.contains("nat.source 203.0.113.10: 1 port(s) cannot be split"),
+        "{said}"
+    );
     let log = stop_xvrd(daemon);
     assert!(
         ok1 && ok2,
@@ -496,5 +516,78 @@ fn sessions_are_listed_and_flushed_over_the_control_socket() {
     let (code, _, err) = xvrctl(&["sessions", "--tenant", "nobody"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("tenant: unknown tenant \"nobody\""), "{err}");
+    stop_xvrd(daemon);
+}
+
+/// Commits `changes` (a JSON list) through xvrctl; panics with what it
+/// said if the commit is refused.
+fn commit(socket: &std::path::Path, dir: &std::path::Path, changes: &str) {
+    let file = dir.join("changes.json");
+    std::fs::write(&file, changes).unwrap();
+    let out = common::xvrctl(socket, &["commit", file.to_str().unwrap()]);
+    assert!(out.status.success(), "commit {changes}: {out:?}");
+}
+
+#[test]
+fn public_addresses_come_and_go_while_xvrd_forwards() {
+    if !privileged("running xvrd with NAT over veth") {
+        return;
+    }
+    let (dir, config) = common::state_file(STATE);
+    let socket = common::socket_beside(&config);
+    let mut r = Rig::new("nat-live");
+    let (host, vm, internet) = rig(&mut r);
+    let daemon = start_xvrd(&r, &host, &config, &["up0", "a1"]);
+    let leaves_as = |port: u16| {
+        let mut server = tell_peer_server(&internet, SERVER, port);
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        let seen = ask(&vm, SERVER, port);
+        server.wait().unwrap();
+        seen
+    };
+    assert_eq!(leaves_as(7000), "203.0.113.10");
+
+    // Source NAT moves to a new address: the replies to it must reach the
+    // workers (the steering program learns it before the tables use it).
+    commit(
+        &socket,
+        dir.path(),
+        r#"[{ "action": "replace", "table": "nat.source",
+              "entry": { "tenant": "t", "public_ip": "203.0.113.11" } }]"#,
+    );
+    assert_eq!(leaves_as(7001), "203.0.113.11");
+
+    // A static NAT address appears, with a rule letting the internet in.
+    commit(
+        &socket,
+        dir.path(),
+        r#"[{ "action": "add", "table": "nat.static",
+              "entry": { "tenant": "t", "public_ip": "203.0.113.30", "vm_ip": "10.0.0.10" } },
+            { "action": "add", "table": "firewall",
+              "entry": { "tenant": "t", "direction": "ingress", "action": "allow",
+                         "destination": "203.0.113.30/32" } }]"#,
+    );
+    let mut server = tell_peer_server(&vm, "10.0.0.10", 22);
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    assert_eq!(ask(&internet, "203.0.113.30", 22), "198.18.0.254");
+    server.wait().unwrap();
+    let ping = ["ping", "-c", "2", "-i", "0.2", "-W", "1", "203.0.113.30"];
+    assert!(
+        r.try_exec(&internet, &ping),
+        "ping the new static NAT address"
+    );
+
+    // And goes: nothing answers for it any more.
+    commit(
+        &socket,
+        dir.path(),
+        r#"[{ "action": "del", "table": "nat.static",
+              "entry": { "tenant": "t", "public_ip": "203.0.113.30", "vm_ip": "10.0.0.10" } }]"#,
+    );
+    assert!(
+        !r.try_exec(&internet, &ping),
+        "the removed address still answers"
+    );
+    assert_eq!(leaves_as(7002), "203.0.113.11");
     stop_xvrd(daemon);
 }
