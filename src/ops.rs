@@ -95,15 +95,27 @@ impl DaemonOps {
     /// Makes `new` the running state (unless `dry_run`); answers what
     /// changed and the new generation.
     fn change_to(&mut self, new: State, dry_run: bool) -> Result<Value, ApiError> {
+        let tables = build(&new)?;
+        let changes = change::diff(&self.state, &new);
+        self.make_current(new, tables, changes, dry_run, Routes::Replaced)
+    }
+
+    /// Makes `new` (built into `tables`; `changes` is what differs) the
+    /// running state, unless `dry_run`.
+    fn make_current(
+        &mut self,
+        mut new: State,
+        tables: Tables,
+        changes: Value,
+        dry_run: bool,
+        routes: Routes,
+    ) -> Result<Value, ApiError> {
         if new.conntrack != self.state.conntrack {
             return Err(ApiError::bad_field(
                 "conntrack",
                 "changing session limits needs an xvrd restart (each worker's table is sized once)",
             ));
         }
-        let tables = new
-            .build()
-            .map_err(|e| ApiError::new("invalid", e.to_string().trim_end().replace('\n', "; ")))?;
         let plan = match &self.ports {
             Some(ports) => Some(
                 ports
@@ -112,7 +124,6 @@ impl DaemonOps {
             ),
             None => None,
         };
-        let changes = change::diff(&self.state, &new);
         let generation = tables.generation();
         let mut answer = json!({
             "dry_run": dry_run,
@@ -143,10 +154,46 @@ impl DaemonOps {
                 answer["ports_error"] = e.into();
             }
         }
+        match routes {
+            // And so is their index.
+            Routes::Kept => new.routes = std::mem::take(&mut self.state.routes),
+            Routes::Replaced => self.routes = None,
+        }
         self.json = None;
-        self.routes = None;
         self.state = new;
         Ok(answer)
+    }
+
+    /// A commit that changes no route, nor anything the VRFs are built
+    /// from or the routes are checked against (`RouteContext`: tenants,
+    /// VM port subnets, the internet uplink): the state without its
+    /// routes is changed, validated and built, and the new tables share
+    /// the running VRFs. So adding a VM next to a million routes costs
+    /// what the rest of the state costs. None: not such a commit (the
+    /// general path takes it).
+    fn commit_beside_routes(
+        &mut self,
+        changes: &[Change],
+        dry_run: bool,
+    ) -> Option<Result<Value, ApiError>> {
+        if changes.iter().any(|c| c.table == "routes") {
+            return None;
+        }
+        let routes = std::mem::take(&mut self.state.routes);
+        let rest = self.state.clone();
+        self.state.routes = routes;
+        let new = match change::apply_changes(&rest, changes) {
+            Ok(new) => new,
+            Err(errors) => return Some(Err(ApiError::new("bad_request", errors.join("; ")))),
+        };
+        if new.route_context() != rest.route_context() {
+            return None;
+        }
+        let changes = change::diff(&rest, &new);
+        Some(build(&new).and_then(|tables| {
+            let tables = tables.with_vrfs_of(&self.tables.load());
+            self.make_current(new, tables, changes, dry_run, Routes::Kept)
+        }))
     }
 
     /// Connection-tracking sessions, filtered by `tenant`, `address`,
@@ -237,6 +284,9 @@ impl DaemonOps {
         }
         let changes =
             Vec::<Change>::deserialize(changes).map_err(|e| ApiError::bad_field("changes", e))?;
+        if let Some(answer) = self.commit_beside_routes(&changes, dry_run) {
+            return answer;
+        }
         let state = change::apply_changes(&self.state, &changes)
             .map_err(|errors| ApiError::new("bad_request", errors.join("; ")))?;
         self.change_to(state, dry_run)
@@ -550,6 +600,20 @@ fn plan_routes(
         return Err(ApiError::new("invalid", invalid.join("; ")));
     }
     Ok(after)
+}
+
+/// Whether a new state brings its own routes or keeps the running ones
+/// (it was built without them).
+enum Routes {
+    Replaced,
+    Kept,
+}
+
+/// Validates and builds `state`; every problem in one `invalid` error.
+fn build(state: &State) -> Result<Tables, ApiError> {
+    state
+        .build()
+        .map_err(|e| ApiError::new("invalid", e.to_string().trim_end().replace('\n', "; ")))
 }
 
 fn dry_run(request: &Map<String, Value>) -> Result<bool, ApiError> {

@@ -6,6 +6,9 @@
 //! Criterion reports route changes per second (`Throughput::Elements`).
 //! `control/route_add_del_1m` does the same with 1,000 routes added in one
 //! iteration and deleted in the next (the trie's plies change too).
+//! `control/vm_add_del_1m`: one iteration commits one VM (a neighbor)
+//! added, the next deletes it, beside the same million routes: a commit
+//! that leaves the routes alone, as a controller sends for each VM.
 use arc_swap::ArcSwap;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use serde_json::{json, Map, Value};
@@ -66,6 +69,16 @@ fn adds_or_dels(n: u32) -> Value {
     json!(changes)
 }
 
+/// One VM of acme's web tier: added, then deleted.
+fn vm_add_or_del(n: u32) -> Value {
+    let action = if n.is_multiple_of(2) { "add" } else { "del" };
+    let k = (n / 2) % 100;
+    json!([{ "action": action, "table": "neighbors",
+             "entry": { "tenant": "acme", "ip": format!("10.0.0.{}", 100 + k),
+                        "mac": format!("02:0c:00:00:00:{k:02x}"),
+                        "port": "acme-web" } }])
+}
+
 /// Makes the changes of the n-th commit.
 type Batch = fn(u32) -> Value;
 
@@ -74,13 +87,14 @@ fn control(c: &mut Criterion) {
     let tables = Arc::new(ArcSwap::from_pointee(state.build().expect("builds")));
     let mut ops = DaemonOps::new(state, tables, Arc::new(Live::new(1)));
     let mut group = c.benchmark_group("control");
-    group.throughput(Throughput::Elements(u64::from(BATCH)));
     group.sample_size(10);
-    let batches: [(&str, Batch); 2] = [
-        ("route_changes_1m", replaces),
-        ("route_add_del_1m", adds_or_dels),
+    let batches: [(&str, Batch, u64); 3] = [
+        ("route_changes_1m", replaces, u64::from(BATCH)),
+        ("route_add_del_1m", adds_or_dels, u64::from(BATCH)),
+        ("vm_add_del_1m", vm_add_or_del, 1),
     ];
-    for (name, batch) in batches {
+    for (name, batch, changes) in batches {
+        group.throughput(Throughput::Elements(changes));
         let mut n = 0;
         group.bench_function(name, |b| {
             b.iter_batched(

@@ -276,7 +276,7 @@ impl State {
         vm_ports
     }
 
-    fn has_internet(&self) -> bool {
+    pub(crate) fn has_internet(&self) -> bool {
         self.ports.iter().any(|p| {
             matches!(
                 p,

@@ -180,6 +180,15 @@ impl Tables {
         next
     }
 
+    /// These tables with `other`'s VRFs (shared, not copied). For tables
+    /// built from a state whose routes were left out, when `other` was
+    /// built with them and the same tenants and VM port subnets (the
+    /// caller checks: `xvr_control::RouteContext`).
+    pub fn with_vrfs_of(mut self, other: &Tables) -> Tables {
+        self.vrfs.clone_from(&other.vrfs);
+        self
+    }
+
     /// Whether `prefix` is the subnet of one of `tenant`'s VM ports.
     fn is_connected_subnet(&self, tenant: TenantId, prefix: Ipv4Net) -> bool {
         self.ports.iter().any(|p| {
