@@ -14,14 +14,14 @@ use ipnet::Ipv4Net;
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use xvr_control::change::{self, Change};
 use xvr_control::server::{optional_bool, optional_str, optional_u64, ApiError, Handler};
-use xvr_control::{RouteConfig, State};
+use xvr_control::{NextHopConfig, RouteConfig, State};
 use xvr_dataplane::conntrack::SessionFilter;
-use xvr_dataplane::table::{RouteChange, TenantId};
+use xvr_dataplane::table::{Lpm, NextHop, RouteChange, TenantId};
 use xvr_dataplane::Stats;
 use xvr_dataplane::Tables;
 use xvr_ebpf::DecisionCounters;
@@ -164,13 +164,13 @@ impl DaemonOps {
         Ok(answer)
     }
 
-    /// A commit that changes no route, nor anything the VRFs are built
-    /// from or the routes are checked against (`RouteContext`: tenants,
-    /// VM port subnets, the internet uplink): the state without its
-    /// routes is changed, validated and built, and the new tables share
-    /// the running VRFs. So adding a VM next to a million routes costs
-    /// what the rest of the state costs. None: not such a commit (the
-    /// general path takes it).
+    /// A commit that changes no route: the state without its routes is
+    /// changed, validated and built, and each tenant's VRF is carried over
+    /// from the running tables (copy on write), with the connected subnets
+    /// of VM ports added or removed applied to it. So adding a VM, a tier
+    /// or a tenant next to a million routes costs what the rest of the
+    /// state costs. None: the general path takes the commit (it changes
+    /// routes, or makes some route invalid, which that path reports).
     fn commit_beside_routes(
         &mut self,
         changes: &[Change],
@@ -186,14 +186,67 @@ impl DaemonOps {
             Ok(new) => new,
             Err(errors) => return Some(Err(ApiError::new("bad_request", errors.join("; ")))),
         };
-        if new.route_context() != rest.route_context() {
+        if !self.routes_stay_valid(&rest, &new) {
             return None;
         }
         let changes = change::diff(&rest, &new);
         Some(build(&new).and_then(|tables| {
-            let tables = tables.with_vrfs_of(&self.tables.load());
-            self.make_current(new, tables, changes, dry_run, Routes::Kept)
+            let vrfs = self.carried_vrfs(&rest, &new, &tables);
+            self.make_current(new, tables.with_vrfs(vrfs), changes, dry_run, Routes::Kept)
         }))
+    }
+
+    /// Whether the running routes are still valid beside `new` (the state
+    /// without routes that `old` becomes): their tenants are still there,
+    /// and an uplink still reaches the internet if one needs it.
+    fn routes_stay_valid(&self, old: &State, new: &State) -> bool {
+        let names =
+            |s: &State| -> BTreeSet<String> { s.tenants.iter().map(|t| t.name.clone()).collect() };
+        let gone: BTreeSet<String> = names(old).difference(&names(new)).cloned().collect();
+        let internet_lost = old.has_internet() && !new.has_internet();
+        if gone.is_empty() && !internet_lost {
+            return true;
+        }
+        !self.state.routes.iter().any(|r| {
+            gone.contains(&r.tenant) || (internet_lost && r.next_hop == NextHopConfig::Internet)
+        })
+    }
+
+    /// A VRF for each tenant of `tables` (built from `new`, without
+    /// routes): the running one of the tenant of that name, with the
+    /// connected subnets that came or went between `old` and `new`; a
+    /// new tenant (no routes yet) keeps the one just built.
+    fn carried_vrfs(&mut self, old: &State, new: &State, tables: &Tables) -> Vec<Lpm<NextHop>> {
+        let running = self.tables.load();
+        let (was, is) = (old.connected_subnets(), new.connected_subnets());
+        let none = BTreeSet::new();
+        let mut vrfs = Vec::new();
+        for (id, tenant) in tables.tenants().iter().enumerate() {
+            let Some(old_id) = running.tenants().iter().position(|t| t.name == tenant.name) else {
+                vrfs.push(tables.vrf(id as TenantId).clone());
+                continue;
+            };
+            let mut vrf = running.vrf(old_id as TenantId).clone();
+            let name = tenant.name.as_str();
+            let (before, after) = (
+                was.get(name).unwrap_or(&none),
+                is.get(name).unwrap_or(&none),
+            );
+            if before != after {
+                // A route of the same prefix wins over a connected subnet.
+                let routes = &self.state.routes;
+                let index = self.routes.get_or_insert_with(|| index_routes(routes));
+                let routed = |prefix: Ipv4Net| index.contains_key(&(tenant.name.clone(), prefix));
+                for &prefix in before.difference(after).filter(|p| !routed(**p)) {
+                    vrf.remove(prefix);
+                }
+                for &prefix in after.difference(before).filter(|p| !routed(**p)) {
+                    vrf.insert(prefix, NextHop::Connected);
+                }
+            }
+            vrfs.push(vrf);
+        }
+        vrfs
     }
 
     /// Connection-tracking sessions, filtered by `tenant`, `address`,
@@ -358,6 +411,10 @@ impl DaemonOps {
         self.tables.store(Arc::new(next));
         self.json = None;
         self.routes = Some(index);
+        // In the general path's order (its keys are sorted).
+        for keys in [&mut added, &mut removed, &mut changed] {
+            keys.sort_unstable();
+        }
         let mut diff = Map::new();
         if !(added.is_empty() && removed.is_empty() && changed.is_empty()) {
             diff.insert(

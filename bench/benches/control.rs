@@ -9,6 +9,9 @@
 //! `control/vm_add_del_1m`: one iteration commits one VM (a neighbor)
 //! added, the next deletes it, beside the same million routes: a commit
 //! that leaves the routes alone, as a controller sends for each VM.
+//! `control/tier_add_del_1m`: a VM port on a new subnet of the tenant
+//! holding the million routes (a new tier: its VRF gains a connected
+//! route), then deleted; `control/tenant_add_del_1m`: a tenant.
 use arc_swap::ArcSwap;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use serde_json::{json, Map, Value};
@@ -79,6 +82,23 @@ fn vm_add_or_del(n: u32) -> Value {
                         "port": "acme-web" } }])
 }
 
+/// A port on a new subnet of acme's: added, then deleted.
+fn tier_add_or_del(n: u32) -> Value {
+    let action = if n.is_multiple_of(2) { "add" } else { "del" };
+    let k = (n / 2) % 100;
+    json!([{ "action": action, "table": "ports",
+             "entry": { "role": "vm", "name": format!("tier{k}"), "mac": format!("02:ad:00:00:00:{k:02x}"),
+                        "tenant": "acme", "gateway": format!("10.100.{k}.1/24") } }])
+}
+
+/// A tenant: added, then deleted.
+fn tenant_add_or_del(n: u32) -> Value {
+    let action = if n.is_multiple_of(2) { "add" } else { "del" };
+    let k = (n / 2) % 100;
+    json!([{ "action": action, "table": "tenants",
+             "entry": { "name": format!("tenant{k}"), "vni": 5000 + k } }])
+}
+
 /// Makes the changes of the n-th commit.
 type Batch = fn(u32) -> Value;
 
@@ -88,10 +108,12 @@ fn control(c: &mut Criterion) {
     let mut ops = DaemonOps::new(state, tables, Arc::new(Live::new(1)));
     let mut group = c.benchmark_group("control");
     group.sample_size(10);
-    let batches: [(&str, Batch, u64); 3] = [
+    let batches: [(&str, Batch, u64); 5] = [
         ("route_changes_1m", replaces, u64::from(BATCH)),
         ("route_add_del_1m", adds_or_dels, u64::from(BATCH)),
         ("vm_add_del_1m", vm_add_or_del, 1),
+        ("tier_add_del_1m", tier_add_or_del, 1),
+        ("tenant_add_del_1m", tenant_add_or_del, 1),
     ];
     for (name, batch, changes) in batches {
         group.throughput(Throughput::Elements(changes));

@@ -5,7 +5,7 @@ use crate::model::{
 };
 use crate::ConfigErrors;
 use ipnet::Ipv4Net;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use xvr_dataplane::conntrack;
 use xvr_dataplane::table::{
     Action, Firewall, Inside, NextHop, Port, PortRole, Rule, RuleSet, SourceNat, Tables,
@@ -23,34 +23,20 @@ impl NextHopConfig {
     }
 }
 
-/// What a state's VRFs and its routes' validity depend on besides the
-/// routes themselves: the tenants in order (each has the VRF of its
-/// index), every VM port's connected subnet, and whether an uplink
-/// reaches the internet. Two states that agree on this and on their
-/// routes have the same VRFs, and the same valid routes.
-#[derive(Debug, PartialEq, Eq)]
-pub struct RouteContext {
-    tenants: Vec<String>,
-    connected: BTreeSet<(String, Ipv4Net)>,
-    internet: bool,
-}
-
 impl State {
-    pub fn route_context(&self) -> RouteContext {
-        RouteContext {
-            tenants: self.tenants.iter().map(|t| t.name.clone()).collect(),
-            connected: self
-                .ports
-                .iter()
-                .filter_map(|p| match p {
-                    PortConfig::Vm {
-                        tenant, gateway, ..
-                    } => Some((tenant.clone(), gateway.trunc())),
-                    PortConfig::Uplink { .. } => None,
-                })
-                .collect(),
-            internet: self.has_internet(),
+    /// Each tenant's connected subnets (its VM ports' gateway subnets),
+    /// which its VRF holds beside its routes.
+    pub fn connected_subnets(&self) -> BTreeMap<&str, BTreeSet<Ipv4Net>> {
+        let mut subnets: BTreeMap<&str, BTreeSet<Ipv4Net>> = BTreeMap::new();
+        for port in &self.ports {
+            if let PortConfig::Vm {
+                tenant, gateway, ..
+            } = port
+            {
+                subnets.entry(tenant).or_default().insert(gateway.trunc());
+            }
         }
+        subnets
     }
 
     /// Validates, then builds. Nothing is built from an invalid state.

@@ -10,7 +10,6 @@ pub mod schema;
 pub mod server;
 mod validate;
 
-pub use build::RouteContext;
 pub use mac::Mac;
 pub use model::{
     ConntrackConfig, Direction, FirewallRuleConfig, NatConfig, NeighborConfig, NetworkAclConfig,

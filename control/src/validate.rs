@@ -276,7 +276,9 @@ impl State {
         vm_ports
     }
 
-    pub(crate) fn has_internet(&self) -> bool {
+    /// Whether an uplink reaches the internet (routes to `internet` need
+    /// one).
+    pub fn has_internet(&self) -> bool {
         self.ports.iter().any(|p| {
             matches!(
                 p,

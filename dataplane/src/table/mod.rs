@@ -180,12 +180,12 @@ impl Tables {
         next
     }
 
-    /// These tables with `other`'s VRFs (shared, not copied). For tables
-    /// built from a state whose routes were left out, when `other` was
-    /// built with them and the same tenants and VM port subnets (the
-    /// caller checks: `xvr_control::RouteContext`).
-    pub fn with_vrfs_of(mut self, other: &Tables) -> Tables {
-        self.vrfs.clone_from(&other.vrfs);
+    /// These tables with `vrfs` (one per tenant id, in order) for their
+    /// own: for tables built without their routes, whose VRFs are carried
+    /// over from running tables (copy on write) by the control plane.
+    pub fn with_vrfs(mut self, vrfs: Vec<Lpm<NextHop>>) -> Tables {
+        assert_eq!(vrfs.len(), self.tenants.len(), "a VRF per tenant");
+        self.vrfs = vrfs;
         self
     }
 
