@@ -1,7 +1,8 @@
 //! Config churn under traffic: while a UDP stream runs from vm1 to vm2
-//! through xvrd, commits change 20,000 routes (in batches of 1,000) and
-//! replace firewall rules; the stream, whose path none of them touches,
-//! loses nothing (iperf3 counts at the receiver). A route that does
+//! through xvrd, commits change 100,000 routes (in batches of 1,000),
+//! replace firewall rules and add and remove static NAT addresses (in
+//! the tables and the steering program's map); the stream, whose path
+//! none of them touches, loses nothing (iperf3 counts at the receiver). A route that does
 //! affect a flow takes effect: traffic follows it, then stops when it
 //! becomes a blackhole.
 mod common;
@@ -15,6 +16,8 @@ use xvr_testkit::netns::{privileged, Rig};
 const STATE: &str = r#"{
   "tenants": [{ "name": "t", "vni": 100 }],
   "ports": [
+    { "role": "uplink", "name": "up0", "mac": "02:00:00:00:00:01", "ip": "198.18.0.1",
+      "internet_gateway_mac": "02:00:00:00:00:fe" },
     { "role": "vm", "name": "a1", "mac": "02:aa:00:00:00:01", "tenant": "t", "gateway": "10.0.0.1/24" },
     { "role": "vm", "name": "a2", "mac": "02:aa:00:00:00:02", "tenant": "t", "gateway": "10.0.1.1/24" }
   ],
@@ -64,7 +67,9 @@ fn unaffected_flows_lose_nothing_while_routes_and_rules_churn() {
     let mut rig = Rig::new("churn");
     let (host, vm1, vm2) = common::two_tiers(&mut rig);
     rig.exec(&vm2, &["ip", "addr", "add", "10.5.0.1/32", "dev", "lo"]);
-    let daemon = start_xvrd(&rig, &host, &config, &["a1", "a2"]);
+    let internet = rig.namespace();
+    rig.veth(&host, "up0", None, &internet, "eth0", None);
+    let daemon = start_xvrd(&rig, &host, &config, &["up0", "a1", "a2"]);
     // Forwarding (and both VMs' ARP) works before the stream starts.
     let ready = ["ping", "-c", "1", "-W", "2", "10.0.1.10"];
     assert!(
@@ -73,11 +78,12 @@ fn unaffected_flows_lose_nothing_while_routes_and_rules_churn() {
     );
 
     let (stream, generations, overlapped) = std::thread::scope(|s| {
-        let stream = s.spawn(|| rig.iperf3(&vm2, &vm1, "10.0.1.10", 6, &["-u", "-b", "10M"]));
+        let stream = s.spawn(|| rig.iperf3(&vm2, &vm1, "10.0.1.10", 16, &["-u", "-b", "10M"]));
         std::thread::sleep(std::time::Duration::from_millis(800));
         let mut generations = Vec::new();
-        // 20 commits of 1,000 route changes: 10 adds, each undone.
-        for batch in 0..10 {
+        let churn_started = std::time::Instant::now();
+        // 100 commits of 1,000 route changes: 50 adds, each undone.
+        for batch in 0..50 {
             for action in ["add", "del"] {
                 let result = call(&socket, routes(action, batch));
                 generations.push(result["generation"].as_u64().unwrap());
@@ -90,8 +96,16 @@ fn unaffected_flows_lose_nothing_while_routes_and_rules_churn() {
                 let change = json!({ "action": action, "table": "firewall", "entry": rule });
                 call(&socket, json!({ "op": "commit", "changes": [change] }));
             }
+            // And a public address for vm1 (its internet traffic only).
+            let nat = json!({ "tenant": "t", "public_ip": format!("203.0.113.{}", 1 + batch % 8),
+                              "vm_ip": "10.0.0.10" });
+            for action in ["add", "del"] {
+                let change = json!({ "action": action, "table": "nat.static", "entry": nat });
+                call(&socket, json!({ "op": "commit", "changes": [change] }));
+            }
         }
         let overlapped = !stream.is_finished();
+        eprintln!("churn took {:?}", churn_started.elapsed());
         (stream.join().unwrap(), generations, overlapped)
     });
     let stream = stream.unwrap_or_else(|e| panic!("iperf3 during the churn: {e}"));
