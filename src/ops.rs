@@ -14,14 +14,16 @@ use ipnet::Ipv4Net;
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use xvr_control::change::{self, Change};
 use xvr_control::server::{optional_bool, optional_str, optional_u64, ApiError, Handler};
 use xvr_control::{NextHopConfig, RouteConfig, State};
 use xvr_dataplane::conntrack::SessionFilter;
+use xvr_dataplane::io::xsk_ports::PortCounters;
 use xvr_dataplane::table::{Lpm, NextHop, RouteChange, TenantId};
+use xvr_dataplane::tally::TenantCounters;
 use xvr_dataplane::Stats;
 use xvr_dataplane::Tables;
 use xvr_ebpf::DecisionCounters;
@@ -473,8 +475,35 @@ impl DaemonOps {
         let named = |pairs: &mut dyn Iterator<Item = (&'static str, u64)>| -> Map<String, Value> {
             pairs.map(|(k, v)| (k.to_string(), v.into())).collect()
         };
+        let mut ports: BTreeMap<&str, PortCounters> = BTreeMap::new();
+        let mut tenants: BTreeMap<&str, TenantCounters> = BTreeMap::new();
+        for r in &reports {
+            for (name, counters) in &r.ports {
+                ports.entry(name).or_default().add(counters);
+            }
+            for (name, counters) in &r.tenants {
+                tenants.entry(name).or_default().add(counters);
+            }
+        }
+        let ports: Map<String, Value> = ports
+            .into_iter()
+            .map(|(name, c)| {
+                let counts = json!({ "rx_packets": c.rx_packets, "rx_bytes": c.rx_bytes,
+                                     "tx_packets": c.tx_packets, "tx_bytes": c.tx_bytes });
+                (name.to_string(), counts)
+            })
+            .collect();
+        let tenants: Map<String, Value> = tenants
+            .into_iter()
+            .map(|(name, c)| {
+                let counts = json!({ "rx": c.rx, "tx": c.tx, "dropped": c.dropped });
+                (name.to_string(), counts)
+            })
+            .collect();
         let mut stats = json!({
             "workers": workers,
+            "ports": ports,
+            "tenants": tenants,
             "drops": named(&mut total.nonzero_drops()),
             "events": named(&mut total.nonzero_events()),
         });

@@ -19,9 +19,10 @@ use std::time::Instant;
 use xvr_dataplane::conntrack::{self, Session, SessionFilter};
 use xvr_dataplane::handoff::Handoff;
 use xvr_dataplane::io::xsk::Umem;
-use xvr_dataplane::io::xsk_ports::{SocketDrops, UmemChunks, XskPorts};
+use xvr_dataplane::io::xsk_ports::{PortCounters, SocketDrops, UmemChunks, XskPorts};
 use xvr_dataplane::pipeline::owner::Workers;
 use xvr_dataplane::table::PortRole;
+use xvr_dataplane::tally::TenantCounters;
 use xvr_dataplane::worker::{Idle, TableSource, Worker, WorkerCounters};
 use xvr_dataplane::{Pipeline, Stats, Tables};
 use xvr_ebpf::{AttachMode, Steering};
@@ -29,6 +30,10 @@ use xvr_ebpf::{AttachMode, Steering};
 /// UMEM chunks per worker (16 MiB): a full fill ring, RX ring and TX
 /// ring for a busy port, with room for the small fill rings of idle ones.
 const UMEM_FRAMES: u32 = 8192;
+
+/// How often a worker's report carries its per-port and per-tenant
+/// counters.
+const DETAIL_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// How the router runs.
 #[derive(Debug, Clone)]
@@ -130,6 +135,10 @@ pub struct LiveWorker {
     /// When it last reported (None: not started).
     pub seen: Option<Instant>,
     pub umem: UmemChunks,
+    /// Per interface and per tenant, by name (refreshed every
+    /// `DETAIL_EVERY` at most: they are copied out with their names).
+    pub ports: Vec<(String, PortCounters)>,
+    pub tenants: Vec<(String, TenantCounters)>,
 }
 
 impl Live {
@@ -400,6 +409,7 @@ impl Router {
                 let stop = &stop;
                 let (live, query) = (&self.live.workers[w], &self.live.queries[w]);
                 let port_query = &self.live.port_queries[w];
+                let mut detailed: Option<Instant> = None;
                 let handle = std::thread::Builder::new()
                     .name(format!("xvr-worker-{w}"))
                     .spawn_scoped(s, move || {
@@ -431,6 +441,11 @@ impl Router {
                                 slot.stats.clone_from(&worker.pipeline.stats);
                                 slot.seen = Some(Instant::now());
                                 slot.umem = worker.io.chunks();
+                                if detailed.is_none_or(|t| t.elapsed() >= DETAIL_EVERY) {
+                                    detailed = Some(Instant::now());
+                                    slot.ports = worker.io.port_counters();
+                                    slot.tenants = worker.tenants.totals();
+                                }
                             }
                         });
                         WorkerReport {

@@ -24,7 +24,8 @@ fn xvrctl_reads_a_running_xvrd() {
     let daemon = start_xvrd(&rig, &host, &config, &["a1", "a2"]);
     let ping = ["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.0.0.11"];
     assert!(rig.try_exec(&vm1, &ping));
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    // Per-port and per-tenant counters are reported every 100 ms.
+    std::thread::sleep(std::time::Duration::from_millis(300));
 
     let out = xvrctl(&socket, &["version"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -46,8 +47,30 @@ fn xvrctl_reads_a_running_xvrd() {
     // The steering program's decisions: the VMs' frames went to a socket.
     let to_socket = stats["xdp"]["to_socket_vm_port"].as_u64().unwrap_or(0);
     assert!(to_socket >= 6, "{stats}");
+    // Per port: the requests in at a1 and out at a2, the replies back.
+    for port in ["a1", "a2"] {
+        let counters = &stats["ports"][port];
+        for packets in ["rx_packets", "tx_packets"] {
+            assert!(counters[packets].as_u64().unwrap() >= 3, "{port} {stats}");
+        }
+        for bytes in ["rx_bytes", "tx_bytes"] {
+            assert!(
+                counters[bytes].as_u64().unwrap() >= 3 * 98,
+                "{port} {stats}"
+            );
+        }
+    }
+    // Per tenant: the pings were tenant t's, and so were the VMs'
+    // broadcast ARP requests (dropped); each frame forwarded or dropped.
+    // (The sections are copied at different moments: no equalities
+    // across them while the VMs keep sending.)
+    let tenant = &stats["tenants"]["t"];
+    let count = |k: &str| tenant[k].as_u64().unwrap();
+    assert!(count("tx") >= 6 && count("dropped") >= 1, "{stats}");
+    assert_eq!(count("rx"), count("tx") + count("dropped"), "{stats}");
     let out = xvrctl(&socket, &["stats"]);
     assert!(text(&out).contains("bridged"), "{}", text(&out));
+    assert!(text(&out).contains("tx_packets"), "{}", text(&out));
     // --watch reports rates: a ping flood meanwhile shows up in them.
     let flood = std::process::Command::new("ip")
         .args([
@@ -81,6 +104,13 @@ fn xvrctl_reads_a_running_xvrd() {
         .map(|r| r["workers"][0]["rx_pps"].as_f64().unwrap())
         .sum();
     assert!(rx > 50.0, "{reports:?}");
+    let port_rx: f64 = reports
+        .iter()
+        .flat_map(|r| r["ports"].as_array().unwrap().clone())
+        .filter(|p| p["port"] == "a1")
+        .map(|p| p["rx_packets_per_s"].as_f64().unwrap())
+        .sum();
+    assert!(port_rx > 50.0, "{reports:?}");
 
     let out = xvrctl(&socket, &["dump", "neighbors", "--tenant", "t"]);
     let table = text(&out);
@@ -213,15 +243,27 @@ fn commits_and_applies_change_forwarding_all_or_nothing() {
         text(&out)
     );
     assert!(!rig.try_exec(&vm1, &ping), "vm2 gone again");
-    // Ports cannot change live yet: refused, naming the field.
+    // A port changes live: a2 takes another MAC.
     let moved = file(
         "ports.json",
         &TWO_TIERS.replace("02:aa:00:00:00:02", "02:aa:00:00:00:09"),
     );
     let out = xvrctl(&socket, &["apply", moved.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("changed ports: changed a2"),
+        "{}",
+        text(&out)
+    );
+    // Session limits cannot: refused, naming the field.
+    let limits = file(
+        "limits.json",
+        &TWO_TIERS.replacen('{', r#"{ "conntrack": { "max_sessions": 1000 },"#, 1),
+    );
+    let out = xvrctl(&socket, &["apply", limits.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out).contains("ports: adding, removing or changing ports"),
+        text(&out).contains("conntrack: changing session limits"),
         "{}",
         text(&out)
     );

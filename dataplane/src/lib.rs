@@ -6,6 +6,7 @@ pub mod handoff;
 pub mod io;
 pub mod pipeline;
 pub mod table;
+pub mod tally;
 pub mod wire;
 pub mod worker;
 

@@ -6,6 +6,7 @@ use crate::handoff::Handoff;
 use crate::io::FrameIo;
 use crate::pipeline::Pipeline;
 use crate::table::Tables;
+use crate::tally::TenantTally;
 use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -65,6 +66,7 @@ pub struct Worker<I: FrameIo> {
     pub io: I,
     pub pipeline: Pipeline,
     pub counters: WorkerCounters,
+    pub tenants: TenantTally,
     /// Session timeouts count from here.
     started: Instant,
     handoff: Option<Handoff>,
@@ -82,6 +84,7 @@ impl<I: FrameIo> Worker<I> {
             io,
             pipeline,
             counters: WorkerCounters::default(),
+            tenants: TenantTally::default(),
             started: Instant::now(),
             handoff: None,
             generation: None,
@@ -102,15 +105,17 @@ impl<I: FrameIo> Worker<I> {
         if self.generation != Some(tables.generation()) {
             self.generation = Some(tables.generation());
             self.io.tables_changed(tables);
+            self.tenants.follow(tables);
         }
         self.io.service();
         let mut received = 0;
-        let (pipeline, handoff) = (&mut self.pipeline, &self.handoff);
+        let (pipeline, handoff, tenants) = (&mut self.pipeline, &self.handoff, &mut self.tenants);
         let mut process = |frames: &mut [crate::Frame<'_>]| {
             pipeline.run(tables, frames);
             if let Some(handoff) = handoff {
                 handoff.send(frames, &mut pipeline.stats);
             }
+            tenants.count(frames);
         };
         for source in 0..self.io.sources() {
             let done = self.io.exchange(source, &mut process);

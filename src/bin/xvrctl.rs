@@ -272,13 +272,33 @@ fn watch_stats(socket: &PathBuf, every: f64, count: Option<u64>, json_out: bool)
                 })
                 .collect()
         };
+        // Per second, by name, of each counter of `section`'s entries.
+        let rates = |section: &str, key: &str| -> Value {
+            let rows = now.1[section].as_object().into_iter().flatten();
+            rows.map(|(name, n)| {
+                let o = &last.1[section][name];
+                let mut row = json!({ key: name });
+                for (counter, v) in n.as_object().into_iter().flatten() {
+                    let per_second = (delta(&o[counter], v) as f64 / seconds).round();
+                    row[format!("{counter}_per_s")] = per_second.into();
+                }
+                row
+            })
+            .collect()
+        };
         let report = json!({ "seconds": seconds, "workers": workers,
+                             "ports": rates("ports", "port"), "tenants": rates("tenants", "tenant"),
                              "drops": changed("drops"), "events": changed("events"),
                              "xdp": changed("xdp") });
         if json_out {
             println!("{report}");
         } else {
             print_table(&report["workers"]);
+            for section in ["ports", "tenants"] {
+                if report[section].as_array().is_some_and(|r| !r.is_empty()) {
+                    print_table(&report[section]);
+                }
+            }
             for section in ["drops", "events", "xdp"] {
                 for (name, n) in report[section].as_object().into_iter().flatten() {
                     println!("  {section}: {name} +{n}");
@@ -337,6 +357,10 @@ fn print_human(command: &Command, result: &Value) {
         }
         Command::Stats { .. } => {
             print_table(&result["workers"]);
+            for (section, key) in [("ports", "port"), ("tenants", "tenant")] {
+                println!("\n{section}:");
+                print_table(&named_rows(&result[section], key));
+            }
             for section in ["drops", "events", "xdp"] {
                 if let Some(counters) = result[section].as_object().filter(|c| !c.is_empty()) {
                     println!("\n{section}:");
@@ -446,6 +470,20 @@ fn print_human(command: &Command, result: &Value) {
 }
 
 /// An array of objects as aligned columns (nested values as compact JSON).
+/// `{name: {counter: n}}` as rows `{key: name, counter: n}`.
+fn named_rows(section: &Value, key: &str) -> Value {
+    let entries = section.as_object().into_iter().flatten();
+    entries
+        .map(|(name, counters)| {
+            let mut row = json!({ key: name });
+            for (counter, n) in counters.as_object().into_iter().flatten() {
+                row[counter] = n.clone();
+            }
+            row
+        })
+        .collect()
+}
+
 fn print_table(rows: &Value) {
     let Some(rows) = rows.as_array() else {
         return println!("{rows}");

@@ -48,12 +48,31 @@ pub struct UmemChunks {
     pub lent: u32,
 }
 
+/// Frames and bytes received and sent on an interface.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PortCounters {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+}
+
+impl PortCounters {
+    pub fn add(&mut self, other: &PortCounters) {
+        self.rx_packets += other.rx_packets;
+        self.rx_bytes += other.rx_bytes;
+        self.tx_packets += other.tx_packets;
+        self.tx_bytes += other.tx_bytes;
+    }
+}
+
 /// A socket and what it is bound to.
 struct Bound {
     interface: String,
     /// The port of the current tables named `interface`.
     port: Option<PortId>,
     socket: Socket,
+    counters: PortCounters,
 }
 
 impl XskPorts {
@@ -92,9 +111,9 @@ impl XskPorts {
                     bound.push((queue, socket.fd()));
                     self.sockets.push(Bound {
                         interface: interface.to_string(),
-
                         port: None,
                         socket,
+                        counters: PortCounters::default(),
                     });
                 }
                 Err(e) => {
@@ -143,6 +162,18 @@ impl XskPorts {
                 self.tx_socket_of_port[usize::from(port)].get_or_insert(i);
             }
         }
+    }
+
+    /// Each interface's frames and bytes, summed over its sockets.
+    pub fn port_counters(&self) -> Vec<(String, PortCounters)> {
+        let mut ports: Vec<(String, PortCounters)> = Vec::new();
+        for bound in &self.sockets {
+            match ports.iter_mut().find(|(name, _)| *name == bound.interface) {
+                Some((_, counters)) => counters.add(&bound.counters),
+                None => ports.push((bound.interface.clone(), bound.counters)),
+            }
+        }
+        ports
     }
 
     /// Frames received on sockets of no current port, dropped.
@@ -252,7 +283,11 @@ impl XskPorts {
             ..Exchanged::default()
         };
         for j in 0..self.sockets.len() {
-            let sent = self.sockets[j].socket.transmit(&self.tx[j]);
+            let bound = &mut self.sockets[j];
+            let sent = bound.socket.transmit(&self.tx[j]);
+            bound.counters.tx_packets += sent as u64;
+            let bytes: u32 = self.tx[j][..sent].iter().map(|(_, len)| len).sum();
+            bound.counters.tx_bytes += u64::from(bytes);
             done.transmitted += sent;
             done.tx_full += self.tx[j].len() - sent;
             for (addr, _) in self.tx[j].drain(..).skip(sent) {
@@ -300,6 +335,9 @@ impl FrameIo for XskPorts {
         if n == 0 {
             return Exchanged::default();
         }
+        bound.counters.rx_packets += n as u64;
+        let bytes: u32 = descs[..n].iter().map(|(_, len)| len).sum();
+        bound.counters.rx_bytes += u64::from(bytes);
         let Some(port) = bound.port else {
             self.unknown_port += n as u64;
             for (addr, _) in &descs[..n] {

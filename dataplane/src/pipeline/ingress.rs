@@ -32,7 +32,7 @@ pub(crate) fn run(tables: &Tables, frames: &mut [Frame<'_>], stats: &mut Stats) 
         };
         match port.role {
             PortRole::Vm { tenant, .. } => {
-                frame.meta.tenant = tenant;
+                frame.meta.classify(tenant);
                 frame.meta.stage = Stage::L2;
             }
             PortRole::Uplink { ip, .. } => match decap(tables, frame, ip, &mut last) {
@@ -129,7 +129,7 @@ fn decap(
     let inner_len = udp_len - UDP_HEADER_LEN - vxlan::HEADER_LEN;
     frame.pull_front(outer_len);
     frame.truncate(inner_len);
-    frame.meta.tenant = tenant;
+    frame.meta.classify(tenant);
     frame.meta.from_vtep = Some(vtep);
     frame.meta.stage = Stage::L2;
     Ok(Uplink::Decapsulated)

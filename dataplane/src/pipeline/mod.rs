@@ -69,6 +69,8 @@ pub struct Meta {
     pub verdict: Verdict,
     /// Came in through NAT: its NAT session, not the tier ACLs, decides.
     pub translated: bool,
+    /// `tenant` is known (the frame was classified into a tenant).
+    pub classified: bool,
 }
 
 impl Meta {
@@ -81,7 +83,15 @@ impl Meta {
             stage: Stage::Ingress,
             verdict: Verdict::Pending,
             translated: false,
+            classified: false,
         }
+    }
+
+    /// The frame belongs to `tenant` from here on.
+    #[inline]
+    pub(crate) fn classify(&mut self, tenant: TenantId) {
+        self.tenant = tenant;
+        self.classified = true;
     }
 
     #[inline]

@@ -257,7 +257,7 @@ fn out_of_uplink(tables: &Tables, meta: &mut Meta, stats: &mut Stats) {
 /// A frame translated on its way in: routed in `tenant`'s VRF, where its
 /// NAT session (not the tier ACLs) stands for it.
 fn inward(meta: &mut Meta, tenant: TenantId) {
-    meta.tenant = tenant;
+    meta.classify(tenant);
     meta.stage = Stage::L3;
     meta.translated = true;
 }
