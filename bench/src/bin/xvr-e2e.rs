@@ -260,8 +260,21 @@ fn kernel(seconds: f64, snat: bool) -> Result<Rate, String> {
     })
 }
 
+/// xvr's workers forwarding (the XDP fast path off, so that every frame
+/// crosses a worker).
 fn xvr(name: &str, out: &str, frame: &[u8], workers: usize, seconds: f64) -> Result<Rate, String> {
-    xvr_with(name, out, frame, workers, false, seconds)
+    xvr_with(name, out, frame, workers, Path::Workers, seconds)
+}
+
+/// What carries the frames in an xvr row.
+#[derive(Clone, Copy, PartialEq)]
+enum Path {
+    Workers,
+    /// The workers, translating the source (source NAT configured).
+    WorkersSnat,
+    /// The steering program's fast path (frames the workers would only
+    /// bridge, the sink taking redirected frames).
+    XdpFastPath,
 }
 
 fn xvr_with(
@@ -269,9 +282,10 @@ fn xvr_with(
     out: &str,
     frame: &[u8],
     workers: usize,
-    snat: bool,
+    path: Path,
     seconds: f64,
 ) -> Result<Rate, String> {
+    let snat = path == Path::WorkersSnat;
     let line = Line::new(name, Some("a1"), out, workers as u32)?;
     // The other configured ports exist but carry nothing.
     for dev in ["up0", "a2"].into_iter().filter(|d| *d != out) {
@@ -312,6 +326,7 @@ fn xvr_with(
         workers,
         cores,
         idle: Idle::BusyPoll,
+        fast_path: path == Path::XdpFastPath,
         ..Options::default()
     };
     line.rig.inside(&line.dut, || {
@@ -396,7 +411,7 @@ fn run(args: &Args) -> Result<(), String> {
     let s = args.seconds;
     let step = |what: &str| eprintln!("measuring {what}...");
     type Scenario = (&'static str, &'static str, fn(f64) -> Result<Rate, String>);
-    let scenarios: [Scenario; 8] = [
+    let scenarios: [Scenario; 10] = [
         ("raw ceiling (gen -> XDP drop)", "raw_ceiling", raw_ceiling),
         ("AF_XDP l2fwd, 1 core", "afxdp_l2fwd", afxdp_l2fwd),
         ("Linux kernel forwarding", "kernel_forward", kernel_forward),
@@ -409,13 +424,28 @@ fn run(args: &Args) -> Result<(), String> {
         ("xvr VXLAN encap, 2 workers", "xvr_vxlan_encap_2w", |s| {
             xvr("e2e-xen2", "up0", &encap_frame(), 2, s)
         }),
+        ("xvr east-west, XDP fast path", "xvr_east_west_fast", |s| {
+            xvr_with(
+                "e2e-xewf",
+                "a2",
+                &east_west_frame(),
+                1,
+                Path::XdpFastPath,
+                s,
+            )
+        }),
+        (
+            "xvr VXLAN encap, XDP fast path",
+            "xvr_vxlan_encap_fast",
+            |s| xvr_with("e2e-xenf", "up0", &encap_frame(), 1, Path::XdpFastPath, s),
+        ),
         (
             "Linux kernel forwarding + nftables SNAT",
             "kernel_snat",
             kernel_snat,
         ),
         ("xvr source NAT, 1 worker", "xvr_snat", |s| {
-            xvr_with("e2e-xsnat", "up0", &snat_frame(), 1, true, s)
+            xvr_with("e2e-xsnat", "up0", &snat_frame(), 1, Path::WorkersSnat, s)
         }),
     ];
     let wanted = |key: &str| args.only.is_empty() || args.only.iter().any(|k| k == key);
