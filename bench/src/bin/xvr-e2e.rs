@@ -263,18 +263,18 @@ fn kernel(seconds: f64, snat: bool) -> Result<Rate, String> {
 /// xvr's workers forwarding (the XDP fast path off, so that every frame
 /// crosses a worker).
 fn xvr(name: &str, out: &str, frame: &[u8], workers: usize, seconds: f64) -> Result<Rate, String> {
-    xvr_with(name, out, frame, workers, Path::Workers, seconds)
+    xvr_with(name, out, frame, workers, Carrier::Workers, seconds)
 }
 
 /// What carries the frames in an xvr row.
 #[derive(Clone, Copy, PartialEq)]
-enum Path {
+enum Carrier {
     Workers,
     /// The workers, translating the source (source NAT configured).
     WorkersSnat,
     /// The steering program's fast path (frames the workers would only
     /// bridge, the sink taking redirected frames).
-    XdpFastPath,
+    XdpFast,
 }
 
 fn xvr_with(
@@ -282,10 +282,10 @@ fn xvr_with(
     out: &str,
     frame: &[u8],
     workers: usize,
-    path: Path,
+    path: Carrier,
     seconds: f64,
 ) -> Result<Rate, String> {
-    let snat = path == Path::WorkersSnat;
+    let snat = path == Carrier::WorkersSnat;
     let line = Line::new(name, Some("a1"), out, workers as u32)?;
     // The other configured ports exist but carry nothing.
     for dev in ["up0", "a2"].into_iter().filter(|d| *d != out) {
@@ -326,7 +326,7 @@ fn xvr_with(
         workers,
         cores,
         idle: Idle::BusyPoll,
-        fast_path: path == Path::XdpFastPath,
+        fast_path: path == Carrier::XdpFast,
         ..Options::default()
     };
     line.rig.inside(&line.dut, || {
@@ -425,19 +425,12 @@ fn run(args: &Args) -> Result<(), String> {
             xvr("e2e-xen2", "up0", &encap_frame(), 2, s)
         }),
         ("xvr east-west, XDP fast path", "xvr_east_west_fast", |s| {
-            xvr_with(
-                "e2e-xewf",
-                "a2",
-                &east_west_frame(),
-                1,
-                Path::XdpFastPath,
-                s,
-            )
+            xvr_with("e2e-xewf", "a2", &east_west_frame(), 1, Carrier::XdpFast, s)
         }),
         (
             "xvr VXLAN encap, XDP fast path",
             "xvr_vxlan_encap_fast",
-            |s| xvr_with("e2e-xenf", "up0", &encap_frame(), 1, Path::XdpFastPath, s),
+            |s| xvr_with("e2e-xenf", "up0", &encap_frame(), 1, Carrier::XdpFast, s),
         ),
         (
             "Linux kernel forwarding + nftables SNAT",
@@ -445,7 +438,14 @@ fn run(args: &Args) -> Result<(), String> {
             kernel_snat,
         ),
         ("xvr source NAT, 1 worker", "xvr_snat", |s| {
-            xvr_with("e2e-xsnat", "up0", &snat_frame(), 1, Path::WorkersSnat, s)
+            xvr_with(
+                "e2e-xsnat",
+                "up0",
+                &snat_frame(),
+                1,
+                Carrier::WorkersSnat,
+                s,
+            )
         }),
     ];
     let wanted = |key: &str| args.only.is_empty() || args.only.iter().any(|k| k == key);
