@@ -34,8 +34,8 @@ pub fn schema() -> Value {
                 { "name": "vm", "params": ["mac", "tenant", "gateway"] },
                 { "name": "uplink", "params": ["mac", "ip", "internet_gateway_mac", "mtu"] }
             ]),
-            json!({ "live_changes": false }),
-            "Interfaces xvrd attaches to; changing them needs a restart.",
+            json!({ "live_changes": true }),
+            "Interfaces xvrd attaches to; added ones must exist with a receive queue per worker.",
         ),
         table(
             "routes",
