@@ -82,13 +82,16 @@ pub fn entries(
 pub struct FastPathSync {
     maps: FastPath,
     installed: Entries,
+    /// The fast path runs in tc, whose redirects every interface takes.
+    in_tc: bool,
 }
 
 impl FastPathSync {
-    pub fn new(maps: FastPath) -> FastPathSync {
+    pub fn new(maps: FastPath, in_tc: bool) -> FastPathSync {
         FastPathSync {
             maps,
             installed: Entries::default(),
+            in_tc,
         }
     }
 
@@ -98,6 +101,9 @@ impl FastPathSync {
     /// path is emptied (every frame goes to the workers) and the error
     /// returned.
     pub fn sync(&mut self, tables: &Tables) -> Result<usize, String> {
+        if self.in_tc {
+            return self.sync_with(tables, |_| true);
+        }
         // One socket for every port's question (xvrd syncs every second).
         let netdev = xvr_ebpf::netdev::Netdev::open().ok();
         self.sync_with(tables, |ifindex| {

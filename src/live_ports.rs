@@ -35,6 +35,8 @@ pub struct LivePorts {
     ifindexes: HashMap<String, u32>,
     workers: usize,
     mode: AttachMode,
+    /// The fast path runs in tc: added ports get the tc program too.
+    tc: bool,
 }
 
 /// What the steering program must know of a set of tables.
@@ -95,7 +97,13 @@ impl LivePorts {
             ifindexes,
             workers,
             mode,
+            tc: false,
         }
+    }
+
+    pub fn with_tc(mut self, tc: bool) -> LivePorts {
+        self.tc = tc;
+        self
     }
 
     /// What going from `old` to `new` takes; an error (naming the field
@@ -154,6 +162,9 @@ impl LivePorts {
             steering.add_public_addr(*ip).map_err(e)?;
         }
         for (name, _, _) in &plan.added {
+            if self.tc {
+                steering.attach_tc(name).map_err(e)?;
+            }
             steering.attach(name, self.mode).map_err(e)?;
         }
         Ok(())

@@ -48,6 +48,10 @@ pub struct Options {
     /// Replay bridging decisions in XDP where the target interface takes
     /// redirected frames.
     pub fast_path: bool,
+    /// Replay them in tc instead, on whole GSO packets: the steering
+    /// program is attached in generic mode (which leaves the VMs' and the
+    /// underlay's senders their GSO) and a tc program forwards.
+    pub fast_path_in_tc: bool,
 }
 
 impl Default for Options {
@@ -59,6 +63,7 @@ impl Default for Options {
             idle: Idle::Sleep,
             conntrack: conntrack::Config::default(),
             fast_path: true,
+            fast_path_in_tc: false,
         }
     }
 }
@@ -325,6 +330,15 @@ impl Router {
         }
         snat_split(tables, workers)?;
         let mut steering = Steering::load().map_err(|e| e.to_string())?;
+        let in_tc = options.fast_path && options.fast_path_in_tc;
+        let mode = if in_tc {
+            AttachMode::Generic
+        } else {
+            options.mode
+        };
+        if in_tc {
+            steering.fast_path_in_tc().map_err(|e| e.to_string())?;
+        }
         let mut ifindexes = HashMap::new();
         let mut queues_of = Vec::new();
         for port in tables.ports() {
@@ -334,8 +348,11 @@ impl Router {
                 PortRole::Vm { .. } => steering.add_vm_port(index),
             }
             .map_err(|e| e.to_string())?;
-            steering.attach(&port.name, options.mode).map_err(|e| {
-                let hint = match options.mode {
+            if in_tc {
+                steering.attach_tc(&port.name).map_err(|e| e.to_string())?;
+            }
+            steering.attach(&port.name, mode).map_err(|e| {
+                let hint = match mode {
                     AttachMode::Native => {
                         "; if its driver has no native XDP, use --xdp-mode generic"
                     }
@@ -351,7 +368,7 @@ impl Router {
         }
         let fast_path = match steering.take_fast_path() {
             Some(maps) if options.fast_path => {
-                let mut sync = FastPathSync::new(maps);
+                let mut sync = FastPathSync::new(maps, in_tc);
                 sync.sync(tables)?;
                 Some(Arc::new(Mutex::new(sync)))
             }
@@ -484,13 +501,19 @@ impl Router {
     /// What a control socket needs to add and remove ports while the
     /// workers run.
     pub fn live_ports(&self) -> LivePorts {
+        let in_tc = self.options.fast_path && self.options.fast_path_in_tc;
         LivePorts::new(
             self.steering.clone(),
             self.live.clone(),
             self.ifindexes.clone(),
             self.options.workers,
-            self.options.mode,
+            if in_tc {
+                AttachMode::Generic
+            } else {
+                self.options.mode
+            },
         )
+        .with_tc(in_tc)
     }
 
     /// The steering program's decision counters (fast path included).

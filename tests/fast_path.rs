@@ -96,7 +96,7 @@ fn with_rig(name: &str, test: impl FnOnce(&Rigged) + Send) {
         for &index in &ifindexes[1..] {
             steering.add_vm_port(index).unwrap();
         }
-        let mut sync = FastPathSync::new(steering.take_fast_path().unwrap());
+        let mut sync = FastPathSync::new(steering.take_fast_path().unwrap(), false);
         let exported = sync.sync_with(&tables, |_| true).unwrap();
         assert_eq!(exported, 4, "every host of both tenants");
         test(&Rigged {

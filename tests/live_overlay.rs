@@ -6,10 +6,14 @@
 //! it with the VMs' checksum offload on; the VMs' kernels count no bad
 //! checksum, and tshark on the underlay checks every frame xvr sent.
 //!
-//! Twice: on plain veths, which take no frames redirected by XDP, so xvr's
-//! workers carry everything; and with GRO on every veth end, where xvr's
-//! XDP fast path carries the VM-to-VM traffic, and stops redirecting to a
-//! VM whose veth stops taking redirects.
+//! Three times: on plain veths, which take no frames redirected by XDP,
+//! so xvr's workers carry everything; with GRO on every veth end, where
+//! xvr's XDP fast path carries the VM-to-VM traffic, and stops
+//! redirecting to a VM whose veth stops taking redirects; and with the
+//! fast path in tc, which forwards whole GSO packets. There xvr's uplink
+//! and VM port are made to segment and checksum in software (tx offload
+//! off), so that the kernel VTEP, vm1 and tshark see real segments and
+//! check every checksum the GSO metadata left to offload.
 use xvr::router::{total_stats, Options, Router};
 use xvr_control::State;
 use xvr_dataplane::Event;
@@ -17,14 +21,29 @@ use xvr_ebpf::{Decision, DecisionCounters};
 use xvr_testkit::netns::{privileged, Rig};
 use xvr_testkit::overlay::{self, Overlay};
 
+/// What carries the VMs' traffic through xvr.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Carrier {
+    Workers,
+    /// The XDP fast path, with GRO on every veth end.
+    Xdp,
+    /// The fast path in tc, on plain veths.
+    Tc,
+}
+
 #[test]
 fn vm_behind_xvr_and_vm_behind_kernel_vxlan_ping_each_other() {
-    interop("overlay", false);
+    interop("overlay", Carrier::Workers);
 }
 
 #[test]
 fn the_xdp_fast_path_carries_the_overlay_where_veths_take_redirects() {
-    interop("overlay-fast", true);
+    interop("overlay-fast", Carrier::Xdp);
+}
+
+#[test]
+fn the_fast_path_in_tc_carries_whole_gso_packets() {
+    interop("overlay-tc", Carrier::Tc);
 }
 
 fn fast(counters: &DecisionCounters, decision: Decision) -> u64 {
@@ -32,15 +51,20 @@ fn fast(counters: &DecisionCounters, decision: Decision) -> u64 {
     counters.iter().find(|(d, _)| *d == decision).unwrap().1
 }
 
-fn interop(name: &str, gro: bool) {
+fn interop(name: &str, carrier: Carrier) {
     if !privileged("the live data path over veth") {
         return;
     }
     let tables = State::from_json(overlay::STATE).unwrap().build().unwrap();
     let mut rig = Rig::new(name);
     let overlay = rig.overlay(false);
-    if gro {
+    if carrier == Carrier::Xdp {
         rig.gro_everywhere(&overlay);
+    }
+    if carrier == Carrier::Tc {
+        for dev in ["up0", "a1"] {
+            rig.exec(&overlay.host, &["ethtool", "-K", dev, "tx", "off"]);
+        }
     }
     let Overlay {
         host,
@@ -54,7 +78,11 @@ fn interop(name: &str, gro: bool) {
     let pcap_arg = pcap.to_str().unwrap();
 
     rig.inside(&host, || {
-        let mut router = Router::start(&tables, &Options::default()).unwrap();
+        let options = Options {
+            fast_path_in_tc: carrier == Carrier::Tc,
+            ..Options::default()
+        };
+        let mut router = Router::start(&tables, &options).unwrap();
         let fast_path = router.fast_path().unwrap();
         let ((pings, udp, tcp_out, tcp_in, after_gro_off), reports) = router
             .run_while(&tables, || {
@@ -88,7 +116,8 @@ fn interop(name: &str, gro: bool) {
                 let tcp_out = rig.iperf3(&vm2, &vm1, "10.0.0.20", 2, &[]);
                 let tcp_in = rig.iperf3(&vm2, &vm1, "10.0.0.20", 2, &["-R"]);
                 // vm1's veth stops taking redirects: after the next sync,
-                // frames to vm1 go through the workers again, and arrive.
+                // frames to vm1 go through the workers again (XDP; tc's
+                // redirects need no GRO), and arrive.
                 rig.exec(&vm1, &["ethtool", "-K", "eth0", "gro", "off"]);
                 fast_path.lock().unwrap().sync(&tables).unwrap();
                 let after_gro_off = ping(&vm2, "10.0.0.10");
@@ -101,14 +130,21 @@ fn interop(name: &str, gro: bool) {
             fast(&router.xdp_counters(), Decision::FastEncap),
             fast(&router.xdp_counters(), Decision::FastDecap),
         );
-        if gro {
+        match carrier {
             // The TCP streams alone are hundreds of thousands of frames.
-            assert!(
+            Carrier::Xdp => assert!(
                 encap > 100_000 && decap > 100_000,
                 "fast path: {encap} encap, {decap} decap"
-            );
-        } else {
-            assert_eq!((encap, decap), (0, 0), "no redirect targets, no fast path");
+            ),
+            // Whole GSO packets (the UDP stream's datagrams are some
+            // 1,700 of the encapsulated ones).
+            Carrier::Tc => assert!(
+                encap > 1_000 && decap > 1_000,
+                "fast path in tc: {encap} encap, {decap} decap"
+            ),
+            Carrier::Workers => {
+                assert_eq!((encap, decap), (0, 0), "no redirect targets, no fast path")
+            }
         }
         let what = "pings vm1->vm2, vm2->vm1, kernel->host underlay";
         assert_eq!(pings, (true, true, true), "{what}; {stats:?}");
@@ -118,12 +154,14 @@ fn interop(name: &str, gro: bool) {
             let tcp = tcp.unwrap_or_else(|e| panic!("TCP {way}: {e}; {stats:?}"));
             assert!(tcp.bytes_received > 1_000_000, "TCP {way}: {tcp:?}");
         }
-        if !gro {
-            assert!(stats.events_of(Event::Encap) >= 6, "{stats:?}");
+        match carrier {
+            Carrier::Workers => assert!(stats.events_of(Event::Encap) >= 6, "{stats:?}"),
+            // The last ping's echoes came through the workers (vm1 no
+            // longer takes redirects).
+            Carrier::Xdp => assert!(stats.events_of(Event::Decap) >= 3, "{stats:?}"),
+            // Broadcast ARP still goes to the workers.
+            Carrier::Tc => assert!(stats.events_of(Event::Decap) >= 1, "{stats:?}"),
         }
-        // With the fast path too: the last ping's echoes came through the
-        // workers (vm1 no longer takes redirects).
-        assert!(stats.events_of(Event::Decap) >= 3, "{stats:?}");
     });
 
     // Both VMs' kernels found every TCP and UDP checksum good.

@@ -9,8 +9,9 @@
 pub mod netdev;
 
 use aya::maps::{HashMap, MapData, PerCpuArray, XskMap};
+use aya::programs::tc::{self, SchedClassifierLinkId, TcAttachType};
 use aya::programs::xdp::XdpLinkId;
-use aya::programs::{Xdp, XdpMode};
+use aya::programs::{SchedClassifier, Xdp, XdpMode};
 use aya::{include_bytes_aligned, Ebpf};
 use std::collections::HashMap as StdHashMap;
 use std::net::Ipv4Addr;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 static OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/steer.bpf.o"));
 const PROGRAM: &str = "xvr_steer";
+const TC_PROGRAM: &str = "xvr_tc";
 
 /// What the program decided for a frame; indexes its per-CPU counters.
 /// Keep in step with `enum decision` in steer.bpf.c.
@@ -39,10 +41,15 @@ pub enum Decision {
     FastEncap,
     /// Fast path: from a VTEP, decapsulated to a local VM's port.
     FastDecap,
+    /// Fast path in tc: left to the tc program, which forwards it.
+    PassToTc,
+    /// Fast path in tc: a GSO packet it does not take, larger than a
+    /// socket's frame: dropped.
+    DropTooBig,
 }
 
 impl Decision {
-    pub const ALL: [Decision; 11] = [
+    pub const ALL: [Decision; 13] = [
         Decision::ToSocketVmPort,
         Decision::ToSocketVxlan,
         Decision::ToSocketPublic,
@@ -54,6 +61,8 @@ impl Decision {
         Decision::FastBridge,
         Decision::FastEncap,
         Decision::FastDecap,
+        Decision::PassToTc,
+        Decision::DropTooBig,
     ];
 
     pub fn name(self) -> &'static str {
@@ -69,6 +78,8 @@ impl Decision {
             Decision::FastBridge => "fast_bridge",
             Decision::FastEncap => "fast_encap",
             Decision::FastDecap => "fast_decap",
+            Decision::PassToTc => "pass_to_tc",
+            Decision::DropTooBig => "drop_too_big",
         }
     }
 }
@@ -107,6 +118,8 @@ pub struct Steering {
     slots: StdHashMap<u32, u32>,
     /// Interface name -> the link attaching the program to it.
     links: StdHashMap<String, XdpLinkId>,
+    tc_links: StdHashMap<String, SchedClassifierLinkId>,
+    fast_mode: aya::maps::Array<MapData, u32>,
     decisions: Arc<DecisionCounters>,
     fast_path: Option<FastPath>,
 }
@@ -268,6 +281,7 @@ impl FastPath {
 
 /// Must match steer.bpf.c.
 const MAX_QUEUES: u32 = 16;
+const FAST_IN_TC: u32 = 1;
 const MAX_PORTS: u32 = 256;
 
 impl Steering {
@@ -290,6 +304,7 @@ impl Steering {
             take("port_slots")?,
             take("decisions")?,
         );
+        let fast_mode = take("fast_mode")?;
         let fast_path = FastPath {
             port_vnis: HashMap::try_from(take("port_vnis")?).map_err(|e| err("port_vnis", e))?,
             remote_vteps: HashMap::try_from(take("remote_vteps")?)
@@ -305,6 +320,8 @@ impl Steering {
             port_slots: HashMap::try_from(slots).map_err(|e| err("port_slots", e))?,
             slots: StdHashMap::new(),
             links: StdHashMap::new(),
+            tc_links: StdHashMap::new(),
+            fast_mode: aya::maps::Array::try_from(fast_mode).map_err(|e| err("fast_mode", e))?,
             decisions: Arc::new(DecisionCounters(
                 PerCpuArray::try_from(decisions).map_err(|e| err("decisions", e))?,
             )),
@@ -332,12 +349,58 @@ impl Steering {
     /// Detaches from `interface` (nothing if not attached; an interface
     /// that is gone took its program with it).
     pub fn detach(&mut self, interface: &str) -> Result<(), Error> {
+        if let Some(link) = self.tc_links.remove(interface) {
+            if let Some(Ok(program)) = self
+                .ebpf
+                .program_mut(TC_PROGRAM)
+                .map(<&mut SchedClassifier>::try_from)
+            {
+                let _ = program.detach(link);
+            }
+        }
         let Some(link) = self.links.remove(interface) else {
             return Ok(());
         };
         program_mut(&mut self.ebpf)?
             .detach(link)
             .map_err(|e| err(&format!("detaching XDP from {interface}"), e))
+    }
+
+    /// Moves the fast path into tc: the tc program (loaded now) forwards
+    /// whole GSO packets on the interfaces `attach_tc` puts it on, and the
+    /// XDP program (attach it in generic mode there, which leaves the
+    /// senders their GSO) passes it the frames it would have forwarded.
+    pub fn fast_path_in_tc(&mut self) -> Result<(), Error> {
+        let program: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(TC_PROGRAM)
+            .ok_or_else(|| Error(format!("program {TC_PROGRAM} missing")))?
+            .try_into()
+            .map_err(|e| err(TC_PROGRAM, e))?;
+        program
+            .load()
+            .map_err(|e| err("verifying the tc program", e))?;
+        self.fast_mode
+            .set(0, FAST_IN_TC, 0)
+            .map_err(|e| err("fast_mode", e))
+    }
+
+    /// Puts the tc program on `interface`'s ingress (a clsact qdisc is
+    /// added if missing); taken off when `self` is dropped.
+    pub fn attach_tc(&mut self, interface: &str) -> Result<(), Error> {
+        // EEXIST: the interface has its clsact already.
+        let _ = tc::qdisc_add_clsact(interface);
+        let program: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(TC_PROGRAM)
+            .ok_or_else(|| Error(format!("program {TC_PROGRAM} missing")))?
+            .try_into()
+            .map_err(|e| err(TC_PROGRAM, e))?;
+        let link = program
+            .attach(interface, TcAttachType::Ingress)
+            .map_err(|e| err(&format!("attaching tc to {interface}"), e))?;
+        self.tc_links.insert(interface.to_string(), link);
+        Ok(())
     }
 
     pub fn remove_local_vtep(&mut self, ip: Ipv4Addr) -> Result<(), Error> {

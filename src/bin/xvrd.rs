@@ -38,19 +38,22 @@ struct Args {
     /// busy-poll (lowest latency, burns its core).
     #[arg(long, value_enum, default_value = "sleep")]
     idle: IdleArg,
-    /// Forward bridged traffic between VMs (local, or across VXLAN) in
-    /// XDP where the target interface takes redirected frames; the rest
-    /// always goes to the workers.
+    /// Forward bridged traffic between VMs (local, or across VXLAN)
+    /// without the workers: `on`, in XDP where the target interface takes
+    /// redirected frames; `tc`, in tc on whole GSO packets (the steering
+    /// program attached in generic mode, so that senders keep GSO; GSO
+    /// packets the fast path does not take are dropped); `off`.
     #[arg(long, value_enum, default_value = "on")]
-    xdp_fast_path: Switch,
+    xdp_fast_path: FastPathArg,
     /// The control socket (JSON lines; see docs/control-protocol.md).
     #[arg(long, default_value = xvr_control::server::DEFAULT_SOCKET)]
     socket: PathBuf,
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
-enum Switch {
+enum FastPathArg {
     On,
+    Tc,
     Off,
 }
 
@@ -119,7 +122,8 @@ fn run(args: &Args) -> Result<(), String> {
             IdleArg::BusyPoll => Idle::BusyPoll,
         },
         conntrack: state.conntrack_config(),
-        fast_path: args.xdp_fast_path == Switch::On,
+        fast_path: args.xdp_fast_path != FastPathArg::Off,
+        fast_path_in_tc: args.xdp_fast_path == FastPathArg::Tc,
     };
     let mut server = Server::bind(&args.socket)
         .map_err(|e| format!("control socket {}: {e}", args.socket.display()))?;

@@ -356,6 +356,10 @@ struct Tcp {
 /// iperf3 TCP vm1 -> vm2 and back (-R) over the overlay rig, with GRO on
 /// every veth end or none.
 fn overlay_tcp(with_xvr: bool, gro: bool, seconds: u32) -> Result<Tcp, String> {
+    overlay_tcp_with(with_xvr, gro, false, seconds)
+}
+
+fn overlay_tcp_with(with_xvr: bool, gro: bool, in_tc: bool, seconds: u32) -> Result<Tcp, String> {
     let mut rig = Rig::new(if with_xvr { "e2e-ovx" } else { "e2e-ovk" });
     let o = rig.overlay(!with_xvr);
     if gro {
@@ -377,12 +381,16 @@ fn overlay_tcp(with_xvr: bool, gro: bool, seconds: u32) -> Result<Tcp, String> {
         .and_then(|s| s.build())
         .map_err(|e| e.to_string())?;
     rig.inside(&o.host, || {
-        let mut router = Router::start(&tables, &Options::default())?;
+        let options = Options {
+            fast_path_in_tc: in_tc,
+            ..Options::default()
+        };
+        let mut router = Router::start(&tables, &options)?;
         let (result, reports) = router.run_while(&tables, run)?;
         if let Ok(counters) = router.xdp_counters().read() {
             let fast = counters
                 .iter()
-                .filter(|(d, _)| d.name().starts_with("fast_"));
+                .filter(|(d, _)| d.name().starts_with("fast_") || d.name() == "pass_to_tc");
             eprintln!("xvr XDP fast path: {:?}", fast.collect::<Vec<_>>());
         }
         for report in &reports {
@@ -495,6 +503,12 @@ fn run(args: &Args) -> Result<(), String> {
                 "kernel VTEP -> kernel VTEP (plain veth)",
                 "kernel_vxlan_plain",
                 overlay_tcp(false, false, secs)?,
+                3,
+            ),
+            (
+                "xvr fast path in tc -> kernel VTEP (plain veth)",
+                "xvr_overlay_tc",
+                overlay_tcp_with(true, false, true, secs)?,
                 3,
             ),
         ];

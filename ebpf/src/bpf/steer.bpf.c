@@ -31,6 +31,7 @@
 #include <linux/ip.h>
 #include <linux/tcp.h>
 #include <linux/udp.h>
+#include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -39,6 +40,9 @@
 #define MAX_PORTS 256
 #define VXLAN_OVERHEAD 50
 #define VXLAN_FLAG_VNI 0x08
+// The largest frame an AF_XDP socket takes: a UMEM chunk (FRAME_SIZE in
+// dataplane/src/frame.rs) less the kernel's headroom.
+#define MAX_SOCKET_FRAME (2048 - 256)
 
 // Keep in step with `Decision` in lib.rs.
 enum decision {
@@ -53,6 +57,12 @@ enum decision {
     FAST_BRIDGE,
     FAST_ENCAP,
     FAST_DECAP,
+    // TC mode: left to the tc program (`xvr_tc`), which forwards it.
+    PASS_TO_TC,
+    // TC mode: a GSO packet that the fast path does not take is larger
+    // than a socket's frame, and the workers cannot segment it: dropped
+    // (the kernel would answer VXLAN for the local VTEP with ICMP).
+    DROP_TOO_BIG,
     DECISIONS,
 };
 
@@ -151,6 +161,26 @@ struct {
     __type(value, __u64);
 } decisions SEC(".maps");
 
+// Where the fast path runs: FAST_IN_XDP (this program forwards), or
+// FAST_IN_TC (the interfaces carry this program in generic mode, so the
+// senders keep GSO, and `xvr_tc` forwards whole GSO packets; this program
+// passes the frames it would forward on to it).
+#define FAST_IN_XDP 0
+#define FAST_IN_TC 1
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u32);
+} fast_mode SEC(".maps");
+
+static __always_inline int fast_in_tc(void)
+{
+    __u32 key = 0;
+    __u32 *mode = bpf_map_lookup_elem(&fast_mode, &key);
+    return mode && *mode == FAST_IN_TC;
+}
+
 static __always_inline void count(__u32 decision)
 {
     __u64 *n = bpf_map_lookup_elem(&decisions, &decision);
@@ -166,6 +196,10 @@ static __always_inline int pass(__u32 decision)
 
 static __always_inline int to_socket(struct xdp_md *ctx, __u32 decision)
 {
+    if (ctx->data_end - ctx->data > MAX_SOCKET_FRAME && fast_in_tc()) {
+        count(DROP_TOO_BIG);
+        return XDP_DROP;
+    }
     __u32 ifindex = ctx->ingress_ifindex;
     __u32 *slot = bpf_map_lookup_elem(&port_slots, &ifindex);
     if (!slot || *slot >= MAX_PORTS || ctx->rx_queue_index >= MAX_QUEUES)
@@ -341,6 +375,8 @@ static __always_inline int fast_from_vm(struct xdp_md *ctx)
     struct l2_fwd *fwd = l2_lookup(*vni, eth);
     if (!fwd)
         return -1;
+    if (fast_in_tc())
+        return (fwd->kind == FWD_PORT || fwd->kind == FWD_ENCAP) ? pass(PASS_TO_TC) : -1;
     __u32 frame_len = data_end - data;
     if (fwd->kind == FWD_ENCAP && frame_len - sizeof(*eth) > fwd->max_inner_ip)
         return -1;
@@ -388,6 +424,8 @@ static __always_inline int fast_from_overlay(struct xdp_md *ctx, struct iphdr *i
     // Never from the overlay back into it (split horizon).
     if (!fwd || fwd->kind != FWD_PORT)
         return -1;
+    if (fast_in_tc())
+        return pass(PASS_TO_TC);
     if (finish_checksum(inner, bpf_ntohs(inner->tot_len), data_end))
         return -1;
     __u32 out = fwd->ifindex;
@@ -437,6 +475,135 @@ int xvr_steer(struct xdp_md *ctx)
     if (action >= 0)
         return action;
     return to_socket(ctx, TO_XSK_VXLAN);
+}
+
+
+// ---- The fast path in tc (FAST_IN_TC) ----
+// The same decisions as above, on whole GSO packets: encapsulation and
+// decapsulation with bpf_skb_adjust_room, which keeps the packet's GSO
+// (and a checksum left to offload stays so, for the receiver's stack).
+// Only packets the XDP program passed on come here; what this program
+// does not take goes on to the kernel.
+
+#define ENCAP_FLAGS                                                            \
+    (BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 |                 \
+     BPF_F_ADJ_ROOM_ENCAP_L4_UDP | BPF_F_ADJ_ROOM_ENCAP_L2_ETH |                 \
+     BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN))
+
+// Headers read directly: outer Ethernet, IPv4, UDP, VXLAN, inner
+// Ethernet and IPv4, and the inner ports.
+#define TC_HEADERS (VXLAN_OVERHEAD + ETH_HLEN + 20 + 4)
+
+static __always_inline struct iphdr *tc_ipv4(struct ethhdr *eth, void *data_end)
+{
+    if ((void *)(eth + 1) > data_end)
+        return 0;
+    if ((eth->h_dest[0] & 1) || eth->h_proto != bpf_htons(ETH_P_IP))
+        return 0;
+    struct iphdr *ip = (void *)(eth + 1);
+    if ((void *)(ip + 1) > data_end || *(__u8 *)ip != 0x45)
+        return 0;
+    return ip;
+}
+
+static __always_inline int tc_from_vm(struct __sk_buff *skb, __u32 vni)
+{
+    void *data = (void *)(long)skb->data;
+    void *data_end = (void *)(long)skb->data_end;
+    struct ethhdr *eth = data;
+    struct iphdr *ip = tc_ipv4(eth, data_end);
+    if (!ip || bpf_ntohs(ip->tot_len) + ETH_HLEN != skb->len)
+        return TC_ACT_OK;
+    struct l2_fwd *fwd = l2_lookup(vni, eth);
+    if (!fwd)
+        return TC_ACT_OK;
+    if (fwd->kind == FWD_PORT) {
+        count(FAST_BRIDGE);
+        return bpf_redirect(fwd->ifindex, 0);
+    }
+    if (fwd->kind != FWD_ENCAP)
+        return TC_ACT_OK;
+    __u32 len = skb->len;
+    // A GSO packet leaves as segments of gso_size, each of which must fit.
+    __u32 inner_ip = skb->gso_segs ? skb->gso_size + 20 + 60 : len - ETH_HLEN;
+    if (inner_ip > fwd->max_inner_ip || len + 36 > 0xffff)
+        return TC_ACT_OK;
+    __u32 hash = flow_hash(ip, data_end);
+    struct ethhdr inner = *eth;
+    __u32 out = fwd->ifindex;
+    if (bpf_skb_adjust_room(skb, VXLAN_OVERHEAD, BPF_ADJ_ROOM_MAC, ENCAP_FLAGS))
+        return TC_ACT_SHOT;
+    if (bpf_skb_store_bytes(skb, 0, fwd->outer, VXLAN_OVERHEAD, 0) ||
+        bpf_skb_store_bytes(skb, VXLAN_OVERHEAD, &inner, ETH_HLEN, 0))
+        return TC_ACT_SHOT;
+    data = (void *)(long)skb->data;
+    data_end = (void *)(long)skb->data_end;
+    struct iphdr *outer = data + ETH_HLEN;
+    struct udphdr *udp = (void *)(outer + 1);
+    __u8 *vni_bytes = (__u8 *)(udp + 1) + 4;
+    if ((void *)(vni_bytes + 3) > data_end)
+        return TC_ACT_SHOT;
+    __u16 ip_len = len + 36;
+    outer->tot_len = bpf_htons(ip_len);
+    __u32 check = (__u16)~bpf_ntohs(outer->check) + 0xffff + ip_len;
+    outer->check = bpf_htons(~fold(check));
+    udp->source = bpf_htons(49152 | (hash & 0x3fff));
+    udp->len = bpf_htons(len + 16);
+    vni_bytes[0] = vni >> 16;
+    vni_bytes[1] = vni >> 8;
+    vni_bytes[2] = vni;
+    count(FAST_ENCAP);
+    return bpf_redirect(out, 0);
+}
+
+static __always_inline int tc_from_overlay(struct __sk_buff *skb)
+{
+    void *data = (void *)(long)skb->data;
+    void *data_end = (void *)(long)skb->data_end;
+    struct ethhdr *eth = data;
+    if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+        return TC_ACT_OK;
+    struct iphdr *ip = (void *)(eth + 1);
+    if ((void *)(ip + 1) > data_end || *(__u8 *)ip != 0x45 || ip->protocol != IPPROTO_UDP ||
+        (ip->frag_off & bpf_htons(0x3fff)) || bpf_ntohs(ip->tot_len) + ETH_HLEN != skb->len)
+        return TC_ACT_OK;
+    __u32 dst = ip->daddr, src = ip->saddr;
+    if (!bpf_map_lookup_elem(&local_vteps, &dst) || !bpf_map_lookup_elem(&remote_vteps, &src))
+        return TC_ACT_OK;
+    struct udphdr *udp = (void *)(ip + 1);
+    struct vxlanhdr *vx = (void *)(udp + 1);
+    if ((void *)(vx + 1) > data_end || udp->dest != bpf_htons(VXLAN_PORT) ||
+        !(vx->flags & VXLAN_FLAG_VNI))
+        return TC_ACT_OK;
+    struct ethhdr *inner_eth = (void *)(vx + 1);
+    if (!tc_ipv4(inner_eth, data_end))
+        return TC_ACT_OK;
+    struct l2_fwd *fwd = l2_lookup(bpf_ntohl(vx->vni) >> 8, inner_eth);
+    if (!fwd || fwd->kind != FWD_PORT)
+        return TC_ACT_OK;
+    struct ethhdr inner = *inner_eth;
+    __u32 out = fwd->ifindex;
+    if (bpf_skb_adjust_room(skb, -VXLAN_OVERHEAD, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO))
+        return TC_ACT_SHOT;
+    if (bpf_skb_store_bytes(skb, 0, &inner, ETH_HLEN, 0))
+        return TC_ACT_SHOT;
+    count(FAST_DECAP);
+    return bpf_redirect(out, 0);
+}
+
+SEC("classifier")
+int xvr_tc(struct __sk_buff *skb)
+{
+    if (!fast_in_tc())
+        return TC_ACT_OK;
+    __u32 pull = skb->len < TC_HEADERS ? skb->len : TC_HEADERS;
+    if (bpf_skb_pull_data(skb, pull))
+        return TC_ACT_OK;
+    __u32 ifindex = skb->ingress_ifindex;
+    __u32 *vni = bpf_map_lookup_elem(&port_vnis, &ifindex);
+    if (vni)
+        return tc_from_vm(skb, *vni);
+    return tc_from_overlay(skb);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
