@@ -141,7 +141,7 @@ impl LivePorts {
     fn try_prepare(&mut self, plan: &PortPlan) -> Result<(), String> {
         for (name, index, queues) in &plan.added {
             self.ifindexes.insert(name.clone(), *index);
-            let bound = self.bind(name, *queues)?;
+            let bound = self.bind(name, *index, *queues)?;
             let mut steering = self.steering.lock().expect("steering");
             for (queue, fd) in bound {
                 steering
@@ -173,12 +173,22 @@ impl LivePorts {
     /// Has every worker bind its queues of `name`; returns every (queue,
     /// socket). A queue whose socket was retired lately stays busy until
     /// the kernel's deferred release runs: tried again for a while.
-    fn bind(&self, name: &str, queues: u32) -> Result<Vec<(u32, RawFd)>, String> {
+    fn bind(&self, name: &str, index: u32, queues: u32) -> Result<Vec<(u32, RawFd)>, String> {
+        // With the fast path in tc, the port's frames may come back from
+        // the segmenter tagged with its slot.
+        let tag = match self.tc {
+            true => {
+                let mut steering = self.steering.lock().expect("steering");
+                steering.slot(index).map_err(|e| e.to_string())? as u16 + 1
+            }
+            false => 0,
+        };
         let deadline = Instant::now() + BUSY_FOR;
         loop {
             let answers = self.live.ports(|w| PortRequest::Bind {
                 interface: name.to_string(),
                 queues: queues_of_worker(w, self.workers, queues),
+                tag,
             })?;
             let mut bound = Vec::new();
             let mut failed = None;

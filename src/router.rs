@@ -114,8 +114,13 @@ impl<Q, A> Default for Query<Q, A> {
 /// What a worker does with its sockets when a port comes or goes.
 #[derive(Debug, Clone)]
 pub enum PortRequest {
-    /// Bind a socket to each of these queues of the interface.
-    Bind { interface: String, queues: Vec<u32> },
+    /// Bind a socket to each of these queues of the interface; frames of
+    /// it from the segmenter carry VLAN ID `tag` (0: none).
+    Bind {
+        interface: String,
+        queues: Vec<u32>,
+        tag: u16,
+    },
     /// Retire the interface's sockets (nothing steers to them any more).
     Unbind { interface: String },
 }
@@ -241,6 +246,8 @@ pub struct Router {
     /// Each port's interface index, by name.
     ifindexes: HashMap<String, u32>,
     options: Options,
+    // After the sockets and the programs.
+    _segmenter: Option<Segmenter>,
 }
 
 /// Index of interface `name` in the current network namespace.
@@ -341,6 +348,20 @@ impl Router {
         }
         let mut ifindexes = HashMap::new();
         let mut queues_of = Vec::new();
+        let segmenter = match in_tc {
+            true => Some(Segmenter::create(workers)?),
+            false => None,
+        };
+        if segmenter.is_some() {
+            let (near, far) = (ifindex(SEGMENTER.0)?, ifindex(SEGMENTER.1)?);
+            // Every frame of the far end goes to a worker's socket.
+            steering.add_vm_port(far).map_err(|e| e.to_string())?;
+            steering
+                .attach(SEGMENTER.1, AttachMode::Native)
+                .map_err(|e| e.to_string())?;
+            steering.set_segmenter(near).map_err(|e| e.to_string())?;
+            ifindexes.insert(SEGMENTER.1.to_string(), far);
+        }
         for port in tables.ports() {
             let (index, queues) = interface(&port.name, workers)?;
             match port.role {
@@ -380,15 +401,29 @@ impl Router {
         for w in 0..workers {
             let umem = Umem::new(UMEM_FRAMES).map_err(|e| e.to_string())?;
             let mut io = XskPorts::new(umem);
-            for (port, &queues) in tables.ports().iter().zip(&queues_of) {
+            let segmenter_queues = segmenter.as_ref().map(|_| (SEGMENTER.1, workers as u32));
+            let ports = tables
+                .ports()
+                .iter()
+                .map(|p| p.name.as_str())
+                .zip(queues_of.iter().copied());
+            for (name, queues) in ports.chain(segmenter_queues) {
+                let index = ifindexes[name];
                 let bound = io
-                    .bind_port(&port.name, &queues_of_worker(w, workers, queues))
+                    .bind_port(name, &queues_of_worker(w, workers, queues))
                     .map_err(|e| e.to_string())?;
                 for (queue, fd) in bound {
                     steering
-                        .set_socket(ifindexes[&port.name], queue, fd)
+                        .set_socket(index, queue, fd)
                         .map_err(|e| e.to_string())?;
                 }
+                if in_tc {
+                    let slot = steering.slot(index).map_err(|e| e.to_string())?;
+                    io.set_tag(name, slot as u16 + 1);
+                }
+            }
+            if segmenter.is_some() {
+                io.set_segmenter(SEGMENTER.1);
             }
             let mut pipeline = Pipeline::with_conntrack(options.conntrack);
             pipeline.workers = views.remove(0);
@@ -406,6 +441,7 @@ impl Router {
             steering: Arc::new(Mutex::new(steering)),
             ifindexes,
             options: options.clone(),
+            _segmenter: segmenter,
         })
     }
 
@@ -528,10 +564,86 @@ impl Router {
     }
 }
 
+/// The segmenter's near and far ends (see `Segmenter`).
+pub const SEGMENTER: (&str, &str) = ("xvrseg0", "xvrseg1");
+
+/// A veth pair through which the fast path in tc sends the GSO packets it
+/// does not take, tagged with their port: the far end carries the
+/// steering program natively, so the near end has no GSO and the kernel
+/// segments them there, and the far end gives the segments to the
+/// workers' sockets. The near end inserts VLAN tags in the frame (its
+/// VLAN offload is off), where the far end's XDP program and the workers
+/// see them. Deleted when dropped.
+pub struct Segmenter;
+
+impl Segmenter {
+    fn create(workers: usize) -> Result<Segmenter, String> {
+        let q = workers.to_string();
+        let run = |args: &[&str]| -> Result<(), String> {
+            let out = std::process::Command::new(args[0])
+                .args(&args[1..])
+                .output()
+                .map_err(|e| format!("{}: {e} (install iproute2 and ethtool)", args[0]))?;
+            match out.status.success() {
+                true => Ok(()),
+                false => Err(format!(
+                    "{}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )),
+            }
+        };
+        let (near, far) = SEGMENTER;
+        // Left over by a daemon that was killed: start afresh.
+        let _ = run(&["ip", "link", "del", near]);
+        run(&[
+            "ip",
+            "link",
+            "add",
+            near,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            far,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+        ])?;
+        let segmenter = Segmenter;
+        run(&["ethtool", "-K", near, "txvlan", "off"])?;
+        for dev in [near, far] {
+            run(&["ip", "link", "set", dev, "up"])?;
+        }
+        Ok(segmenter)
+    }
+}
+
+impl Drop for Segmenter {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", SEGMENTER.0])
+            .output();
+    }
+}
+
 /// Serves a port request in worker thread's own I/O.
 fn change_ports(io: &mut XskPorts, request: PortRequest) -> PortAnswer {
     match request {
-        PortRequest::Bind { interface, queues } => io.bind_port(&interface, &queues),
+        PortRequest::Bind {
+            interface,
+            queues,
+            tag,
+        } => {
+            let bound = io.bind_port(&interface, &queues)?;
+            io.set_tag(&interface, tag);
+            Ok(bound)
+        }
         PortRequest::Unbind { interface } => {
             let lost = io.unbind_port(&interface);
             if lost > 0 {

@@ -60,13 +60,13 @@ fn xvrctl_reads_a_running_xvrd() {
             );
         }
     }
-    // Per tenant: the pings were tenant t's, and so were the VMs'
-    // broadcast ARP requests (dropped); each frame forwarded or dropped.
-    // (The sections are copied at different moments: no equalities
-    // across them while the VMs keep sending.)
+    // Per tenant: the pings were tenant t's (and so is whatever else the
+    // VMs sent, such as broadcasts, dropped); each frame forwarded or
+    // dropped. (The sections are copied at different moments: no
+    // equalities across them while the VMs keep sending.)
     let tenant = &stats["tenants"]["t"];
     let count = |k: &str| tenant[k].as_u64().unwrap();
-    assert!(count("tx") >= 6 && count("dropped") >= 1, "{stats}");
+    assert!(count("tx") >= 6, "{stats}");
     assert_eq!(count("rx"), count("tx") + count("dropped"), "{stats}");
     let out = xvrctl(&socket, &["stats"]);
     assert!(text(&out).contains("bridged"), "{}", text(&out));

@@ -44,12 +44,16 @@ pub enum Decision {
     /// Fast path in tc: left to the tc program, which forwards it.
     PassToTc,
     /// Fast path in tc: a GSO packet it does not take, larger than a
-    /// socket's frame: dropped.
+    /// socket's frame: passed on to the tc program to be segmented.
+    PassToSegment,
+    /// The tc program sent such a packet through the segmenter.
+    ToSegmenter,
+    /// Such a packet with no segmenter to go to: dropped.
     DropTooBig,
 }
 
 impl Decision {
-    pub const ALL: [Decision; 13] = [
+    pub const ALL: [Decision; 15] = [
         Decision::ToSocketVmPort,
         Decision::ToSocketVxlan,
         Decision::ToSocketPublic,
@@ -62,6 +66,8 @@ impl Decision {
         Decision::FastEncap,
         Decision::FastDecap,
         Decision::PassToTc,
+        Decision::PassToSegment,
+        Decision::ToSegmenter,
         Decision::DropTooBig,
     ];
 
@@ -79,6 +85,8 @@ impl Decision {
             Decision::FastEncap => "fast_encap",
             Decision::FastDecap => "fast_decap",
             Decision::PassToTc => "pass_to_tc",
+            Decision::PassToSegment => "pass_to_segment",
+            Decision::ToSegmenter => "to_segmenter",
             Decision::DropTooBig => "drop_too_big",
         }
     }
@@ -120,6 +128,7 @@ pub struct Steering {
     links: StdHashMap<String, XdpLinkId>,
     tc_links: StdHashMap<String, SchedClassifierLinkId>,
     fast_mode: aya::maps::Array<MapData, u32>,
+    segmenter: aya::maps::Array<MapData, u32>,
     decisions: Arc<DecisionCounters>,
     fast_path: Option<FastPath>,
 }
@@ -305,6 +314,7 @@ impl Steering {
             take("decisions")?,
         );
         let fast_mode = take("fast_mode")?;
+        let segmenter = take("segmenter")?;
         let fast_path = FastPath {
             port_vnis: HashMap::try_from(take("port_vnis")?).map_err(|e| err("port_vnis", e))?,
             remote_vteps: HashMap::try_from(take("remote_vteps")?)
@@ -322,6 +332,7 @@ impl Steering {
             links: StdHashMap::new(),
             tc_links: StdHashMap::new(),
             fast_mode: aya::maps::Array::try_from(fast_mode).map_err(|e| err("fast_mode", e))?,
+            segmenter: aya::maps::Array::try_from(segmenter).map_err(|e| err("segmenter", e))?,
             decisions: Arc::new(DecisionCounters(
                 PerCpuArray::try_from(decisions).map_err(|e| err("decisions", e))?,
             )),
@@ -470,25 +481,38 @@ impl Steering {
                 "queue {queue}: at most {MAX_QUEUES} queues per interface"
             )));
         }
-        let slot = match self.slots.get(&ifindex) {
-            Some(&slot) => slot,
-            None => {
-                // The lowest slot free (interfaces come and go).
-                let slot = (0..MAX_PORTS)
-                    .find(|s| !self.slots.values().any(|used| used == s))
-                    .ok_or_else(|| Error(format!("at most {MAX_PORTS} interfaces")))?;
-                self.port_slots
-                    .insert(ifindex, slot, 0)
-                    .map_err(|e| err("port_slots", e))?;
-                self.slots.insert(ifindex, slot);
-                slot
-            }
-        };
+        let slot = self.slot(ifindex)?;
         // SAFETY: the caller's open descriptor, read by the map update only.
         let socket = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
         self.sockets
             .set(slot * MAX_QUEUES + queue, socket, 0)
             .map_err(|e| err("xsks", e))
+    }
+
+    /// Interface `ifindex`'s slot of the socket map (given it now if it
+    /// has none). The fast path in tc tags the packets it sends through
+    /// the segmenter with VLAN ID slot + 1.
+    pub fn slot(&mut self, ifindex: u32) -> Result<u32, Error> {
+        if let Some(&slot) = self.slots.get(&ifindex) {
+            return Ok(slot);
+        }
+        // The lowest slot free (interfaces come and go).
+        let slot = (0..MAX_PORTS)
+            .find(|s| !self.slots.values().any(|used| used == s))
+            .ok_or_else(|| Error(format!("at most {MAX_PORTS} interfaces")))?;
+        self.port_slots
+            .insert(ifindex, slot, 0)
+            .map_err(|e| err("port_slots", e))?;
+        self.slots.insert(ifindex, slot);
+        Ok(slot)
+    }
+
+    /// The fast path in tc sends GSO packets it does not take out of
+    /// `ifindex` to be segmented (see `Decision::ToSegmenter`).
+    pub fn set_segmenter(&mut self, ifindex: u32) -> Result<(), Error> {
+        self.segmenter
+            .set(0, ifindex, 0)
+            .map_err(|e| err("segmenter", e))
     }
 
     /// Each decision's count, summed over CPUs.

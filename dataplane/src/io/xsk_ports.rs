@@ -73,6 +73,11 @@ struct Bound {
     port: Option<PortId>,
     socket: Socket,
     counters: PortCounters,
+    /// The VLAN ID that the segmenter's frames from this interface carry
+    /// (0: none).
+    tag: u16,
+    /// Bound to the segmenter's far end: its frames carry their port's tag.
+    segmenter: bool,
 }
 
 impl XskPorts {
@@ -114,6 +119,8 @@ impl XskPorts {
                         port: None,
                         socket,
                         counters: PortCounters::default(),
+                        tag: 0,
+                        segmenter: false,
                     });
                 }
                 Err(e) => {
@@ -124,6 +131,23 @@ impl XskPorts {
         }
         self.sockets_changed();
         Ok(bound)
+    }
+
+    /// Frames of `interface` come back from the segmenter (the fast path
+    /// in tc sends it the GSO packets it does not take) tagged with VLAN
+    /// ID `tag`.
+    pub fn set_tag(&mut self, interface: &str, tag: u16) {
+        for bound in self.sockets.iter_mut().filter(|b| b.interface == interface) {
+            bound.tag = tag;
+        }
+    }
+
+    /// `interface`'s sockets receive from the segmenter: each frame is
+    /// tagged with the VLAN ID of the port it came from, which is popped.
+    pub fn set_segmenter(&mut self, interface: &str) {
+        for bound in self.sockets.iter_mut().filter(|b| b.interface == interface) {
+            bound.segmenter = true;
+        }
     }
 
     /// Retires every socket bound to `interface` (see `Socket::retire`:
@@ -297,6 +321,44 @@ impl XskPorts {
         done
     }
 
+    /// Frames from the segmenter: each one's VLAN tag names the port it
+    /// came from; the tag is popped (the MACs move up four bytes) and the
+    /// frame goes on as that port's. Untagged frames, or tags of no
+    /// current port, are dropped (`unknown_port`).
+    fn take_segmented(
+        &mut self,
+        descs: &mut [(u64, u32)],
+        process: impl FnOnce(&mut [Frame<'_>]),
+    ) -> Exchanged {
+        let mut kept: ArrayVec<(u64, u32), BATCH_SIZE> = ArrayVec::new();
+        let mut ports: ArrayVec<PortId, BATCH_SIZE> = ArrayVec::new();
+        for &(addr, len) in descs.iter() {
+            // SAFETY: a chunk just received, ours alone.
+            let (chunk, offset) = unsafe { self.umem.chunk(addr) };
+            let frame = &mut chunk[offset..offset + len as usize];
+            let tag = match frame.get(12..16) {
+                Some([0x81, 0x00, hi, lo]) => u16::from_be_bytes([*hi, *lo]) & 0x0fff,
+                _ => 0,
+            };
+            let port = self
+                .sockets
+                .iter()
+                .find(|b| tag != 0 && b.tag == tag)
+                .and_then(|b| b.port);
+            let Some(port) = port else {
+                self.unknown_port += 1;
+                self.umem.release(addr);
+                continue;
+            };
+            frame.copy_within(0..12, 4);
+            kept.push((addr + 4, len - 4));
+            ports.push(port);
+        }
+        let mut done = self.forward(&kept, |i| Meta::new(ports[i]), process);
+        done.received = descs.len();
+        done
+    }
+
     /// The kernel's drop counters, summed over this worker's sockets.
     pub fn socket_drops(&self) -> SocketDrops {
         let mut drops = SocketDrops {
@@ -338,6 +400,9 @@ impl FrameIo for XskPorts {
         bound.counters.rx_packets += n as u64;
         let bytes: u32 = descs[..n].iter().map(|(_, len)| len).sum();
         bound.counters.rx_bytes += u64::from(bytes);
+        if bound.segmenter {
+            return self.take_segmented(&mut descs[..n], process);
+        }
         let Some(port) = bound.port else {
             self.unknown_port += n as u64;
             for (addr, _) in &descs[..n] {

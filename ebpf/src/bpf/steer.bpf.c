@@ -60,8 +60,14 @@ enum decision {
     // TC mode: left to the tc program (`xvr_tc`), which forwards it.
     PASS_TO_TC,
     // TC mode: a GSO packet that the fast path does not take is larger
-    // than a socket's frame, and the workers cannot segment it: dropped
-    // (the kernel would answer VXLAN for the local VTEP with ICMP).
+    // than a socket's frame; the tc program sends it to be segmented.
+    PASS_TO_SEGMENT,
+    // TC mode: such a packet, tagged with its port and sent through the
+    // segmenter (a veth pair whose far end gives the segments to the
+    // workers' sockets).
+    TO_SEGMENTER,
+    // TC mode: such a packet with no segmenter to go to: dropped (the
+    // kernel would answer VXLAN for the local VTEP with ICMP).
     DROP_TOO_BIG,
     DECISIONS,
 };
@@ -174,6 +180,14 @@ struct {
     __type(value, __u32);
 } fast_mode SEC(".maps");
 
+// TC mode: the ifindex of the segmenter's near end (0: none).
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u32);
+} segmenter SEC(".maps");
+
 static __always_inline int fast_in_tc(void)
 {
     __u32 key = 0;
@@ -196,10 +210,8 @@ static __always_inline int pass(__u32 decision)
 
 static __always_inline int to_socket(struct xdp_md *ctx, __u32 decision)
 {
-    if (ctx->data_end - ctx->data > MAX_SOCKET_FRAME && fast_in_tc()) {
-        count(DROP_TOO_BIG);
-        return XDP_DROP;
-    }
+    if (ctx->data_end - ctx->data > MAX_SOCKET_FRAME && fast_in_tc())
+        return pass(PASS_TO_SEGMENT);
     __u32 ifindex = ctx->ingress_ifindex;
     __u32 *slot = bpf_map_lookup_elem(&port_slots, &ifindex);
     if (!slot || *slot >= MAX_PORTS || ctx->rx_queue_index >= MAX_QUEUES)
@@ -506,6 +518,31 @@ static __always_inline struct iphdr *tc_ipv4(struct ethhdr *eth, void *data_end)
     return ip;
 }
 
+
+// A GSO packet the fast path does not take, too big for a socket: tagged
+// with its port's slot (VLAN ID slot + 1) and sent out of the segmenter's
+// near end, which has no GSO (its peer carries this program natively), so
+// the kernel segments it there; the far end gives the tagged segments to
+// the workers' sockets, which read the port from the tag.
+static __always_inline int tc_too_big(struct __sk_buff *skb)
+{
+    if (skb->len <= MAX_SOCKET_FRAME + ETH_HLEN)
+        return TC_ACT_OK;
+    __u32 key = 0, ifindex = skb->ingress_ifindex;
+    __u32 *out = bpf_map_lookup_elem(&segmenter, &key);
+    __u32 *slot = bpf_map_lookup_elem(&port_slots, &ifindex);
+    if (!out || !*out || !slot || *slot >= MAX_PORTS) {
+        count(DROP_TOO_BIG);
+        return TC_ACT_SHOT;
+    }
+    if (bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q), *slot + 1)) {
+        count(DROP_TOO_BIG);
+        return TC_ACT_SHOT;
+    }
+    count(TO_SEGMENTER);
+    return bpf_redirect(*out, 0);
+}
+
 static __always_inline int tc_from_vm(struct __sk_buff *skb, __u32 vni)
 {
     void *data = (void *)(long)skb->data;
@@ -513,21 +550,21 @@ static __always_inline int tc_from_vm(struct __sk_buff *skb, __u32 vni)
     struct ethhdr *eth = data;
     struct iphdr *ip = tc_ipv4(eth, data_end);
     if (!ip || bpf_ntohs(ip->tot_len) + ETH_HLEN != skb->len)
-        return TC_ACT_OK;
+        return -1;
     struct l2_fwd *fwd = l2_lookup(vni, eth);
     if (!fwd)
-        return TC_ACT_OK;
+        return -1;
     if (fwd->kind == FWD_PORT) {
         count(FAST_BRIDGE);
         return bpf_redirect(fwd->ifindex, 0);
     }
     if (fwd->kind != FWD_ENCAP)
-        return TC_ACT_OK;
+        return -1;
     __u32 len = skb->len;
     // A GSO packet leaves as segments of gso_size, each of which must fit.
     __u32 inner_ip = skb->gso_segs ? skb->gso_size + 20 + 60 : len - ETH_HLEN;
     if (inner_ip > fwd->max_inner_ip || len + 36 > 0xffff)
-        return TC_ACT_OK;
+        return -1;
     __u32 hash = flow_hash(ip, data_end);
     struct ethhdr inner = *eth;
     __u32 out = fwd->ifindex;
@@ -562,25 +599,25 @@ static __always_inline int tc_from_overlay(struct __sk_buff *skb)
     void *data_end = (void *)(long)skb->data_end;
     struct ethhdr *eth = data;
     if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
-        return TC_ACT_OK;
+        return -1;
     struct iphdr *ip = (void *)(eth + 1);
     if ((void *)(ip + 1) > data_end || *(__u8 *)ip != 0x45 || ip->protocol != IPPROTO_UDP ||
         (ip->frag_off & bpf_htons(0x3fff)) || bpf_ntohs(ip->tot_len) + ETH_HLEN != skb->len)
-        return TC_ACT_OK;
+        return -1;
     __u32 dst = ip->daddr, src = ip->saddr;
     if (!bpf_map_lookup_elem(&local_vteps, &dst) || !bpf_map_lookup_elem(&remote_vteps, &src))
-        return TC_ACT_OK;
+        return -1;
     struct udphdr *udp = (void *)(ip + 1);
     struct vxlanhdr *vx = (void *)(udp + 1);
     if ((void *)(vx + 1) > data_end || udp->dest != bpf_htons(VXLAN_PORT) ||
         !(vx->flags & VXLAN_FLAG_VNI))
-        return TC_ACT_OK;
+        return -1;
     struct ethhdr *inner_eth = (void *)(vx + 1);
     if (!tc_ipv4(inner_eth, data_end))
-        return TC_ACT_OK;
+        return -1;
     struct l2_fwd *fwd = l2_lookup(bpf_ntohl(vx->vni) >> 8, inner_eth);
     if (!fwd || fwd->kind != FWD_PORT)
-        return TC_ACT_OK;
+        return -1;
     struct ethhdr inner = *inner_eth;
     __u32 out = fwd->ifindex;
     if (bpf_skb_adjust_room(skb, -VXLAN_OVERHEAD, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO))
@@ -589,6 +626,27 @@ static __always_inline int tc_from_overlay(struct __sk_buff *skb)
         return TC_ACT_SHOT;
     count(FAST_DECAP);
     return bpf_redirect(out, 0);
+}
+
+// Whether the uplink's packet is xvr's (as the XDP program decides):
+// IPv4 to a public address, or VXLAN to a local VTEP.
+static __always_inline int tc_ours_on_uplink(struct __sk_buff *skb)
+{
+    void *data = (void *)(long)skb->data;
+    void *data_end = (void *)(long)skb->data_end;
+    struct ethhdr *eth = data;
+    if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+        return 0;
+    struct iphdr *ip = (void *)(eth + 1);
+    if ((void *)(ip + 1) > data_end)
+        return 0;
+    __u32 dst = ip->daddr;
+    if (bpf_map_lookup_elem(&public_addrs, &dst))
+        return 1;
+    struct udphdr *udp = (void *)ip + ip->ihl * 4;
+    if (ip->protocol != IPPROTO_UDP || (void *)(udp + 1) > data_end)
+        return 0;
+    return udp->dest == bpf_htons(VXLAN_PORT) && bpf_map_lookup_elem(&local_vteps, &dst);
 }
 
 SEC("classifier")
@@ -600,10 +658,15 @@ int xvr_tc(struct __sk_buff *skb)
     if (bpf_skb_pull_data(skb, pull))
         return TC_ACT_OK;
     __u32 ifindex = skb->ingress_ifindex;
-    __u32 *vni = bpf_map_lookup_elem(&port_vnis, &ifindex);
-    if (vni)
-        return tc_from_vm(skb, *vni);
-    return tc_from_overlay(skb);
+    if (bpf_map_lookup_elem(&vm_ports, &ifindex)) {
+        __u32 *vni = bpf_map_lookup_elem(&port_vnis, &ifindex);
+        int action = vni ? tc_from_vm(skb, *vni) : -1;
+        return action >= 0 ? action : tc_too_big(skb);
+    }
+    int action = tc_from_overlay(skb);
+    if (action >= 0)
+        return action;
+    return tc_ours_on_uplink(skb) ? tc_too_big(skb) : TC_ACT_OK;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
