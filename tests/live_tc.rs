@@ -11,24 +11,12 @@ mod common;
 use common::{socket_beside, start_xvrd_with, stop_xvrd, xvrctl};
 use xvr_testkit::netns::{privileged, Rig};
 
-const STATE: &str = r#"{
-  "tenants": [{ "name": "t", "vni": 100 }],
-  "ports": [
-    { "role": "vm", "name": "a1", "mac": "02:aa:00:00:00:01", "tenant": "t", "gateway": "10.0.0.1/24" },
-    { "role": "vm", "name": "a2", "mac": "02:aa:00:00:00:02", "tenant": "t", "gateway": "10.0.1.1/24" }
-  ],
-  "neighbors": [
-    { "tenant": "t", "ip": "10.0.0.10", "mac": "02:0a:00:00:00:10", "port": "a1" },
-    { "tenant": "t", "ip": "10.0.1.10", "mac": "02:0a:00:00:01:10", "port": "a2" }
-  ]
-}"#;
-
 #[test]
 fn routed_gso_packets_go_through_the_segmenter_to_the_workers() {
     if !privileged("running xvrd over veth") {
         return;
     }
-    let (_dir, config) = common::state_file(STATE);
+    let (_dir, config) = common::state_file(common::TWO_TIERS);
     let socket = socket_beside(&config);
     let mut rig = Rig::new("tc-seg");
     let (host, vm1, vm2) = common::two_tiers(&mut rig);

@@ -361,13 +361,8 @@ impl Steering {
     /// that is gone took its program with it).
     pub fn detach(&mut self, interface: &str) -> Result<(), Error> {
         if let Some(link) = self.tc_links.remove(interface) {
-            if let Some(Ok(program)) = self
-                .ebpf
-                .program_mut(TC_PROGRAM)
-                .map(<&mut SchedClassifier>::try_from)
-            {
-                let _ = program.detach(link);
-            }
+            // An interface that is gone took its filter with it.
+            let _ = tc_program(&mut self.ebpf).map(|p| p.detach(link));
         }
         let Some(link) = self.links.remove(interface) else {
             return Ok(());
@@ -382,13 +377,7 @@ impl Steering {
     /// XDP program (attach it in generic mode there, which leaves the
     /// senders their GSO) passes it the frames it would have forwarded.
     pub fn fast_path_in_tc(&mut self) -> Result<(), Error> {
-        let program: &mut SchedClassifier = self
-            .ebpf
-            .program_mut(TC_PROGRAM)
-            .ok_or_else(|| Error(format!("program {TC_PROGRAM} missing")))?
-            .try_into()
-            .map_err(|e| err(TC_PROGRAM, e))?;
-        program
+        tc_program(&mut self.ebpf)?
             .load()
             .map_err(|e| err("verifying the tc program", e))?;
         self.fast_mode
@@ -401,13 +390,7 @@ impl Steering {
     pub fn attach_tc(&mut self, interface: &str) -> Result<(), Error> {
         // EEXIST: the interface has its clsact already.
         let _ = tc::qdisc_add_clsact(interface);
-        let program: &mut SchedClassifier = self
-            .ebpf
-            .program_mut(TC_PROGRAM)
-            .ok_or_else(|| Error(format!("program {TC_PROGRAM} missing")))?
-            .try_into()
-            .map_err(|e| err(TC_PROGRAM, e))?;
-        let link = program
+        let link = tc_program(&mut self.ebpf)?
             .attach(interface, TcAttachType::Ingress)
             .map_err(|e| err(&format!("attaching tc to {interface}"), e))?;
         self.tc_links.insert(interface.to_string(), link);
@@ -589,6 +572,13 @@ fn remove_key<V: aya::Pod>(
         }
         other => other.map_err(|e| err(name, e)),
     }
+}
+
+fn tc_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier, Error> {
+    let program = ebpf
+        .program_mut(TC_PROGRAM)
+        .ok_or_else(|| Error(format!("program {TC_PROGRAM} missing")))?;
+    program.try_into().map_err(|e| err(TC_PROGRAM, e))
 }
 
 fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, Error> {

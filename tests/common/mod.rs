@@ -72,6 +72,20 @@ pub fn two_vms(rig: &mut Rig) -> (String, String, String) {
     (host, vm1, vm2)
 }
 
+/// The state of `two_tiers`: a tenant whose tiers 10.0.0.0/24 (port a1)
+/// and 10.0.1.0/24 (port a2) each hold one VM.
+pub const TWO_TIERS: &str = r#"{
+  "tenants": [{ "name": "t", "vni": 100 }],
+  "ports": [
+    { "role": "vm", "name": "a1", "mac": "02:aa:00:00:00:01", "tenant": "t", "gateway": "10.0.0.1/24" },
+    { "role": "vm", "name": "a2", "mac": "02:aa:00:00:00:02", "tenant": "t", "gateway": "10.0.1.1/24" }
+  ],
+  "neighbors": [
+    { "tenant": "t", "ip": "10.0.0.10", "mac": "02:0a:00:00:00:10", "port": "a1" },
+    { "tenant": "t", "ip": "10.0.1.10", "mac": "02:0a:00:00:01:10", "port": "a2" }
+  ]
+}"#;
+
 /// Two tiers of one tenant routed by the host: vm1 10.0.0.10 behind port
 /// `a1` (gateway 10.0.0.1) and vm2 10.0.1.10 behind port `a2` (gateway
 /// 10.0.1.1), each with its default route via its gateway. Returns

@@ -320,18 +320,12 @@ static __always_inline __u32 flow_hash(struct iphdr *ip, void *data_end)
     return h;
 }
 
-// As the workers' encap::write_outer does.
-static __always_inline int encap(struct xdp_md *ctx, struct l2_fwd *fwd, __u32 vni,
-                                 __u32 inner_len, __u32 hash)
+// Completes a VTEP's outer headers (`outer`, VXLAN_OVERHEAD bytes the
+// caller has checked) for an inner frame of `inner_len` bytes: lengths,
+// the IPv4 checksum updated for them, the flow's source port, the VNI.
+static __always_inline void fill_outer(void *outer, __u32 inner_len, __u32 hash, __u32 vni)
 {
-    if (bpf_xdp_adjust_head(ctx, -VXLAN_OVERHEAD))
-        return -1;
-    void *data = (void *)(long)ctx->data;
-    void *data_end = (void *)(long)ctx->data_end;
-    if (data + VXLAN_OVERHEAD > data_end)
-        return XDP_ABORTED;
-    __builtin_memcpy(data, fwd->outer, VXLAN_OVERHEAD);
-    struct iphdr *ip = data + sizeof(struct ethhdr);
+    struct iphdr *ip = outer + sizeof(struct ethhdr);
     struct udphdr *udp = (void *)(ip + 1);
     __u8 *vni_bytes = (__u8 *)(udp + 1) + 4;
     __u16 ip_len = inner_len + 36;
@@ -343,6 +337,20 @@ static __always_inline int encap(struct xdp_md *ctx, struct l2_fwd *fwd, __u32 v
     vni_bytes[0] = vni >> 16;
     vni_bytes[1] = vni >> 8;
     vni_bytes[2] = vni;
+}
+
+// As the workers' encap::write_outer does.
+static __always_inline int encap(struct xdp_md *ctx, struct l2_fwd *fwd, __u32 vni,
+                                 __u32 inner_len, __u32 hash)
+{
+    if (bpf_xdp_adjust_head(ctx, -VXLAN_OVERHEAD))
+        return -1;
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    if (data + VXLAN_OVERHEAD > data_end)
+        return XDP_ABORTED;
+    __builtin_memcpy(data, fwd->outer, VXLAN_OVERHEAD);
+    fill_outer(data, inner_len, hash, vni);
     count(FAST_ENCAP);
     return bpf_redirect(fwd->ifindex, 0);
 }
@@ -575,20 +583,9 @@ static __always_inline int tc_from_vm(struct __sk_buff *skb, __u32 vni)
         return TC_ACT_SHOT;
     data = (void *)(long)skb->data;
     data_end = (void *)(long)skb->data_end;
-    struct iphdr *outer = data + ETH_HLEN;
-    struct udphdr *udp = (void *)(outer + 1);
-    __u8 *vni_bytes = (__u8 *)(udp + 1) + 4;
-    if ((void *)(vni_bytes + 3) > data_end)
+    if (data + VXLAN_OVERHEAD > data_end)
         return TC_ACT_SHOT;
-    __u16 ip_len = len + 36;
-    outer->tot_len = bpf_htons(ip_len);
-    __u32 check = (__u16)~bpf_ntohs(outer->check) + 0xffff + ip_len;
-    outer->check = bpf_htons(~fold(check));
-    udp->source = bpf_htons(49152 | (hash & 0x3fff));
-    udp->len = bpf_htons(len + 16);
-    vni_bytes[0] = vni >> 16;
-    vni_bytes[1] = vni >> 8;
-    vni_bytes[2] = vni;
+    fill_outer(data, len, hash, vni);
     count(FAST_ENCAP);
     return bpf_redirect(out, 0);
 }
