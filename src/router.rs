@@ -617,6 +617,11 @@ impl Segmenter {
         ])?;
         let segmenter = Segmenter;
         run(&["ethtool", "-K", near, "txvlan", "off"])?;
+        // Only the tc program sends here: no IPv6 link-local chatter.
+        for dev in [near, far] {
+            let knob = format!("/proc/sys/net/ipv6/conf/{dev}/disable_ipv6");
+            let _ = std::fs::write(knob, "1");
+        }
         for dev in [near, far] {
             run(&["ip", "link", "set", dev, "up"])?;
         }
