@@ -52,10 +52,11 @@ fn routed_gso_packets_go_through_the_segmenter_to_the_workers() {
     );
 }
 
-/// Source NAT beside the fast path in tc: the VM's TCP to the internet
-/// (to the router's MAC) and the download back (to the public address,
-/// GSO from the internet side, whose veth keeps GSO too) both go through
-/// the segmenter to the workers, which translate them.
+/// Source NAT beside the fast path in tc, on two workers: the VM's TCP
+/// to the internet (to the router's MAC) and the download back (to the
+/// public address, GSO from the internet side, whose veth keeps GSO too)
+/// both go through the segmenter (a queue per worker) to the workers,
+/// which translate them and hand each flow to its session's owner.
 #[test]
 fn source_nat_works_through_the_segmenter() {
     if !privileged("running xvrd with source NAT over veth") {
@@ -76,16 +77,17 @@ fn source_nat_works_through_the_segmenter() {
     let socket = socket_beside(&config);
     let mut rig = Rig::new("tc-nat");
     let host = rig.namespace();
-    let vm = rig.vm(&host, "a1", "10.0.0.10/24", "02:0a:00:00:00:10");
+    let vm = rig.vm_queues(&host, "a1", "10.0.0.10/24", "02:0a:00:00:00:10", 2);
     rig.exec(&vm, &["ip", "route", "add", "default", "via", "10.0.0.1"]);
     let internet = rig.namespace();
-    rig.veth(
+    rig.veth_queues(
         &host,
         "up0",
         Some("198.18.0.1/24"),
         &internet,
         "eth0",
         Some("198.18.0.254/24"),
+        2,
     );
     rig.exec(
         &host,
@@ -99,7 +101,7 @@ fn source_nat_works_through_the_segmenter() {
     ] {
         rig.exec(&internet, args);
     }
-    let args = ["--xdp-fast-path", "tc"];
+    let args = ["--xdp-fast-path", "tc", "--workers", "2"];
     let daemon = start_xvrd_with(&rig, &host, &config, &["up0", "a1", "xvrseg1"], &args);
     let ping = ["ping", "-c", "2", "-i", "0.2", "-W", "2", "198.19.0.10"];
     assert!(rig.try_exec(&vm, &ping), "ping through source NAT");
