@@ -176,12 +176,19 @@ impl XskPorts {
     /// Gives each socket the port of its interface (`ports`: the ports'
     /// interface names, by port id), and each port its transmitting socket.
     pub fn remap(&mut self, ports: &[&str]) {
-        self.tx_socket_of_port = vec![None; ports.len()];
-        for (i, bound) in self.sockets.iter_mut().enumerate() {
+        for bound in &mut self.sockets {
             bound.port = ports
                 .iter()
                 .position(|p| *p == bound.interface)
                 .map(|id| id as PortId);
+        }
+        self.map_tx_sockets(ports.len());
+    }
+
+    /// Gives each of `ports` ports the first socket that carries it.
+    fn map_tx_sockets(&mut self, ports: usize) {
+        self.tx_socket_of_port = vec![None; ports];
+        for (i, bound) in self.sockets.iter().enumerate() {
             if let Some(port) = bound.port {
                 self.tx_socket_of_port[usize::from(port)].get_or_insert(i);
             }
@@ -198,11 +205,6 @@ impl XskPorts {
             }
         }
         ports
-    }
-
-    /// Frames received on sockets of no current port, dropped.
-    pub fn unknown_port(&self) -> u64 {
-        self.unknown_port
     }
 
     /// The UMEM's chunks: all, free, and lent to the sockets. Between
@@ -232,13 +234,7 @@ impl XskPorts {
                 revents: 0,
             })
             .collect();
-        let ports = std::mem::take(&mut self.tx_socket_of_port).len();
-        self.tx_socket_of_port = vec![None; ports];
-        for (i, bound) in self.sockets.iter().enumerate() {
-            if let Some(port) = bound.port {
-                self.tx_socket_of_port[usize::from(port)].get_or_insert(i);
-            }
-        }
+        self.map_tx_sockets(self.tx_socket_of_port.len());
     }
 }
 
@@ -327,7 +323,7 @@ impl XskPorts {
     /// current port, are dropped (`unknown_port`).
     fn take_segmented(
         &mut self,
-        descs: &mut [(u64, u32)],
+        descs: &[(u64, u32)],
         process: impl FnOnce(&mut [Frame<'_>]),
     ) -> Exchanged {
         let mut kept: ArrayVec<(u64, u32), BATCH_SIZE> = ArrayVec::new();
@@ -401,7 +397,7 @@ impl FrameIo for XskPorts {
         let bytes: u32 = descs[..n].iter().map(|(_, len)| len).sum();
         bound.counters.rx_bytes += u64::from(bytes);
         if bound.segmenter {
-            return self.take_segmented(&mut descs[..n], process);
+            return self.take_segmented(&descs[..n], process);
         }
         let Some(port) = bound.port else {
             self.unknown_port += n as u64;
