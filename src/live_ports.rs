@@ -215,21 +215,7 @@ impl LivePorts {
     /// Takes back whatever `prepare` may have done (removing what is not
     /// there is no error).
     fn undo_prepare(&mut self, plan: &PortPlan) {
-        let (before, after) = (&plan.before, &plan.after);
-        {
-            let mut steering = self.steering.lock().expect("steering");
-            for name in after.vm_ports.difference(&before.vm_ports) {
-                if let Some(&index) = self.ifindexes.get(name) {
-                    let _ = steering.remove_vm_port(index);
-                }
-            }
-            for ip in after.local_vteps.difference(&before.local_vteps) {
-                let _ = steering.remove_local_vtep(*ip);
-            }
-            for ip in after.public_addrs.difference(&before.public_addrs) {
-                let _ = steering.remove_public_addr(*ip);
-            }
-        }
+        let _ = self.remove_roles(&plan.after, &plan.before);
         for (name, _, _) in &plan.added {
             let _ = self.retire(name);
         }
@@ -237,26 +223,31 @@ impl LivePorts {
 
     /// Takes down what `plan` removes, once its tables are current.
     pub fn finish(&mut self, plan: &PortPlan) -> Result<(), String> {
-        let (before, after) = (&plan.before, &plan.after);
-        {
-            let mut steering = self.steering.lock().expect("steering");
-            let e = |e: xvr_ebpf::Error| e.to_string();
-            for name in before.vm_ports.difference(&after.vm_ports) {
-                if let Some(&index) = self.ifindexes.get(name) {
-                    steering.remove_vm_port(index).map_err(e)?;
-                }
-            }
-            for ip in before.local_vteps.difference(&after.local_vteps) {
-                steering.remove_local_vtep(*ip).map_err(e)?;
-            }
-            for ip in before.public_addrs.difference(&after.public_addrs) {
-                steering.remove_public_addr(*ip).map_err(e)?;
-            }
-        }
+        self.remove_roles(&plan.before, &plan.after)?;
         for name in &plan.removed {
             self.retire(name)?;
         }
         Ok(())
+    }
+
+    /// Takes out of the steering maps the roles of `from` that `kept` has
+    /// not. Every one is tried; the first error is returned.
+    fn remove_roles(&self, from: &Roles, kept: &Roles) -> Result<(), String> {
+        let mut steering = self.steering.lock().expect("steering");
+        let mut results = Vec::new();
+        for name in from.vm_ports.difference(&kept.vm_ports) {
+            if let Some(&index) = self.ifindexes.get(name) {
+                results.push(steering.remove_vm_port(index));
+            }
+        }
+        for ip in from.local_vteps.difference(&kept.local_vteps) {
+            results.push(steering.remove_local_vtep(*ip));
+        }
+        for ip in from.public_addrs.difference(&kept.public_addrs) {
+            results.push(steering.remove_public_addr(*ip));
+        }
+        let first_error = results.into_iter().find_map(Result::err);
+        first_error.map_or(Ok(()), |e| Err(e.to_string()))
     }
 
     /// Stops steering `name`'s frames to sockets, detaches the program
