@@ -54,6 +54,22 @@ pub struct Options {
     pub fast_path_in_tc: bool,
 }
 
+impl Options {
+    /// Whether the fast path runs in tc (it is on, and asked for there).
+    pub fn fast_path_runs_in_tc(&self) -> bool {
+        self.fast_path && self.fast_path_in_tc
+    }
+
+    /// How the steering program is attached to ports: generic when the
+    /// fast path runs in tc (which leaves senders their GSO), else `mode`.
+    pub fn port_attach_mode(&self) -> AttachMode {
+        match self.fast_path_runs_in_tc() {
+            true => AttachMode::Generic,
+            false => self.mode,
+        }
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {
@@ -337,12 +353,8 @@ impl Router {
         }
         snat_split(tables, workers)?;
         let mut steering = Steering::load().map_err(|e| e.to_string())?;
-        let in_tc = options.fast_path && options.fast_path_in_tc;
-        let mode = if in_tc {
-            AttachMode::Generic
-        } else {
-            options.mode
-        };
+        let in_tc = options.fast_path_runs_in_tc();
+        let mode = options.port_attach_mode();
         if in_tc {
             steering.fast_path_in_tc().map_err(|e| e.to_string())?;
         }
@@ -537,19 +549,14 @@ impl Router {
     /// What a control socket needs to add and remove ports while the
     /// workers run.
     pub fn live_ports(&self) -> LivePorts {
-        let in_tc = self.options.fast_path && self.options.fast_path_in_tc;
         LivePorts::new(
             self.steering.clone(),
             self.live.clone(),
             self.ifindexes.clone(),
             self.options.workers,
-            if in_tc {
-                AttachMode::Generic
-            } else {
-                self.options.mode
-            },
+            self.options.port_attach_mode(),
         )
-        .with_tc(in_tc)
+        .with_tc(self.options.fast_path_runs_in_tc())
     }
 
     /// The steering program's decision counters (fast path included).
@@ -617,12 +624,10 @@ impl Segmenter {
         ])?;
         let segmenter = Segmenter;
         run(&["ethtool", "-K", near, "txvlan", "off"])?;
-        // Only the tc program sends here: no IPv6 link-local chatter.
         for dev in [near, far] {
+            // Only the tc program sends here: no IPv6 link-local chatter.
             let knob = format!("/proc/sys/net/ipv6/conf/{dev}/disable_ipv6");
             let _ = std::fs::write(knob, "1");
-        }
-        for dev in [near, far] {
             run(&["ip", "link", "set", dev, "up"])?;
         }
         Ok(segmenter)
