@@ -13,48 +13,13 @@ use common::{
 use std::process::{Command, Stdio};
 use xvr_testkit::netns::{privileged, Rig};
 
-const STATE: &str = r#"{
-  "tenants": [{ "name": "t", "vni": 100 }],
-  "ports": [
-    { "role": "uplink", "name": "up0", "mac": "02:00:00:00:00:01", "ip": "198.18.0.1",
-      "internet_gateway_mac": "02:00:00:00:00:fe" },
-    { "role": "vm", "name": "a1", "mac": "02:aa:00:00:00:01", "tenant": "t", "gateway": "10.0.0.1/24" }
-  ],
-  "routes": [{ "tenant": "t", "prefix": "0.0.0.0/0", "next_hop": "internet" }],
-  "neighbors": [{ "tenant": "t", "ip": "10.0.0.10", "mac": "02:0a:00:00:00:10", "port": "a1" }],
-  "nat": { "source": [{ "tenant": "t", "public_ip": "203.0.113.10" }] }
-}"#;
+const STATE: &str = common::SNAT_STATE;
+const SERVER: &str = common::INTERNET_SERVER;
 
-const SERVER: &str = "198.19.0.10";
-
-/// host (xvrd: up0, a1), vm (10.0.0.10), internet (the gateway at
-/// 198.18.0.254 with a server at 198.19.0.10, routing 203.0.113.0/24 to
-/// the host).
+/// host (xvrd: up0, a1), vm (10.0.0.10), internet (see
+/// `common::internet_rig`).
 fn rig(rig: &mut Rig) -> (String, String, String) {
-    let host = rig.namespace();
-    let vm = rig.vm(&host, "a1", "10.0.0.10/24", "02:0a:00:00:00:10");
-    rig.exec(&vm, &["ip", "route", "add", "default", "via", "10.0.0.1"]);
-    let internet = rig.namespace();
-    rig.veth(
-        &host,
-        "up0",
-        Some("198.18.0.1/24"),
-        &internet,
-        "eth0",
-        Some("198.18.0.254/24"),
-    );
-    rig.exec(
-        &host,
-        &["ip", "link", "set", "up0", "address", "02:00:00:00:00:01"],
-    );
-    let i = |args: &[&str]| {
-        rig.exec(&internet, args);
-    };
-    i(&["ip", "link", "set", "eth0", "address", "02:00:00:00:00:fe"]);
-    i(&["ip", "link", "set", "lo", "up"]);
-    i(&["ip", "addr", "add", &format!("{SERVER}/32"), "dev", "lo"]);
-    i(&["ip", "route", "add", "203.0.113.0/24", "via", "198.18.0.1"]);
-    (host, vm, internet)
+    common::internet_rig(rig, 1)
 }
 
 /// An HTTP server in `ns` serving 1 MiB at /blob; its log (stderr) names

@@ -62,51 +62,17 @@ fn source_nat_works_through_the_segmenter() {
     if !privileged("running xvrd with source NAT over veth") {
         return;
     }
-    let state = r#"{
-      "tenants": [{ "name": "t", "vni": 100 }],
-      "ports": [
-        { "role": "uplink", "name": "up0", "mac": "02:00:00:00:00:01", "ip": "198.18.0.1",
-          "internet_gateway_mac": "02:00:00:00:00:fe" },
-        { "role": "vm", "name": "a1", "mac": "02:aa:00:00:00:01", "tenant": "t", "gateway": "10.0.0.1/24" }
-      ],
-      "routes": [{ "tenant": "t", "prefix": "0.0.0.0/0", "next_hop": "internet" }],
-      "neighbors": [{ "tenant": "t", "ip": "10.0.0.10", "mac": "02:0a:00:00:00:10", "port": "a1" }],
-      "nat": { "source": [{ "tenant": "t", "public_ip": "203.0.113.10" }] }
-    }"#;
-    let (_dir, config) = common::state_file(state);
+    let (_dir, config) = common::state_file(common::SNAT_STATE);
     let socket = socket_beside(&config);
     let mut rig = Rig::new("tc-nat");
-    let host = rig.namespace();
-    let vm = rig.vm_queues(&host, "a1", "10.0.0.10/24", "02:0a:00:00:00:10", 2);
-    rig.exec(&vm, &["ip", "route", "add", "default", "via", "10.0.0.1"]);
-    let internet = rig.namespace();
-    rig.veth_queues(
-        &host,
-        "up0",
-        Some("198.18.0.1/24"),
-        &internet,
-        "eth0",
-        Some("198.18.0.254/24"),
-        2,
-    );
-    rig.exec(
-        &host,
-        &["ip", "link", "set", "up0", "address", "02:00:00:00:00:01"],
-    );
-    for args in [
-        &["ip", "link", "set", "eth0", "address", "02:00:00:00:00:fe"][..],
-        &["ip", "link", "set", "lo", "up"],
-        &["ip", "addr", "add", "198.19.0.10/32", "dev", "lo"],
-        &["ip", "route", "add", "203.0.113.0/24", "via", "198.18.0.1"],
-    ] {
-        rig.exec(&internet, args);
-    }
+    let (host, vm, internet) = common::internet_rig(&mut rig, 2);
     let args = ["--xdp-fast-path", "tc", "--workers", "2"];
     let daemon = start_xvrd_with(&rig, &host, &config, &["up0", "a1", "xvrseg1"], &args);
-    let ping = ["ping", "-c", "2", "-i", "0.2", "-W", "2", "198.19.0.10"];
+    let server = common::INTERNET_SERVER;
+    let ping = ["ping", "-c", "2", "-i", "0.2", "-W", "2", server];
     assert!(rig.try_exec(&vm, &ping), "ping through source NAT");
-    let up = rig.iperf3(&internet, &vm, "198.19.0.10", 2, &[]);
-    let down = rig.iperf3(&internet, &vm, "198.19.0.10", 2, &["-R"]);
+    let up = rig.iperf3(&internet, &vm, server, 2, &[]);
+    let down = rig.iperf3(&internet, &vm, server, 2, &["-R"]);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let stats = xvrctl(&socket, &["--json", "stats"]);
     let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();

@@ -72,6 +72,55 @@ pub fn two_vms(rig: &mut Rig) -> (String, String, String) {
     (host, vm1, vm2)
 }
 
+/// One VM (10.0.0.10 behind port a1) whose tenant reaches the internet
+/// through source NAT to 203.0.113.10 on uplink up0 (see `internet_rig`).
+pub const SNAT_STATE: &str = r#"{
+  "tenants": [{ "name": "t", "vni": 100 }],
+  "ports": [
+    { "role": "uplink", "name": "up0", "mac": "02:00:00:00:00:01", "ip": "198.18.0.1",
+      "internet_gateway_mac": "02:00:00:00:00:fe" },
+    { "role": "vm", "name": "a1", "mac": "02:aa:00:00:00:01", "tenant": "t", "gateway": "10.0.0.1/24" }
+  ],
+  "routes": [{ "tenant": "t", "prefix": "0.0.0.0/0", "next_hop": "internet" }],
+  "neighbors": [{ "tenant": "t", "ip": "10.0.0.10", "mac": "02:0a:00:00:00:10", "port": "a1" }],
+  "nat": { "source": [{ "tenant": "t", "public_ip": "203.0.113.10" }] }
+}"#;
+
+/// The server on the internet side of `internet_rig`.
+pub const INTERNET_SERVER: &str = "198.19.0.10";
+
+/// host (xvrd: up0, a1, each end with `queues` queues), vm (10.0.0.10),
+/// internet (the gateway at 198.18.0.254 with a server at
+/// `INTERNET_SERVER`, routing 203.0.113.0/24 to the host). Returns
+/// (host, vm, internet).
+pub fn internet_rig(rig: &mut Rig, queues: u32) -> (String, String, String) {
+    let host = rig.namespace();
+    let vm = rig.vm_queues(&host, "a1", "10.0.0.10/24", "02:0a:00:00:00:10", queues);
+    rig.exec(&vm, &["ip", "route", "add", "default", "via", "10.0.0.1"]);
+    let internet = rig.namespace();
+    let (up, gw) = (Some("198.18.0.1/24"), Some("198.18.0.254/24"));
+    rig.veth_queues(&host, "up0", up, &internet, "eth0", gw, queues);
+    rig.exec(
+        &host,
+        &["ip", "link", "set", "up0", "address", "02:00:00:00:00:01"],
+    );
+    let i = |args: &[&str]| {
+        rig.exec(&internet, args);
+    };
+    i(&["ip", "link", "set", "eth0", "address", "02:00:00:00:00:fe"]);
+    i(&["ip", "link", "set", "lo", "up"]);
+    i(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{INTERNET_SERVER}/32"),
+        "dev",
+        "lo",
+    ]);
+    i(&["ip", "route", "add", "203.0.113.0/24", "via", "198.18.0.1"]);
+    (host, vm, internet)
+}
+
 /// The state of `two_tiers`: a tenant whose tiers 10.0.0.0/24 (port a1)
 /// and 10.0.1.0/24 (port a2) each hold one VM.
 pub const TWO_TIERS: &str = r#"{
