@@ -441,6 +441,7 @@ impl DaemonOps {
                     "core": r.core,
                     "alive": age.is_some_and(|a| a < ALIVE_WITHIN),
                     "last_report_ms": age.map(|a| a.as_millis() as u64),
+                    "worker_panics": r.counters.panics,
                 })
             })
             .collect();
@@ -467,6 +468,7 @@ impl DaemonOps {
                     "handed_in": c.handed_in,
                     "tx_ring_full": c.tx_ring_full,
                     "idle_passes": c.idle_passes,
+                    "worker_panics": c.panics,
                     "sessions": r.sessions,
                     "umem": { "chunks": r.umem.all, "free": r.umem.free, "lent": r.umem.lent },
                 })

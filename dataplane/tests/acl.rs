@@ -212,3 +212,21 @@ fn with_two_workers_a_flow_between_tiers_has_one_owner_both_ways() {
     assert_eq!(w[other].pipeline.conntrack.len(), 0);
     assert_eq!(w[owner].pipeline.conntrack.len(), 1);
 }
+
+/// An ICMP error with one byte of ICMP (its type, no code) routed into a
+/// tier with an ACL: 35 bytes once stopped a worker (the rules read the
+/// code past the end). Now a counted drop, and the next frame forwards.
+#[test]
+fn a_one_byte_icmp_error_into_a_tier_is_dropped() {
+    let tables = acl_tables();
+    let mut frame = from(WEB, DB).ping(1, 1, b"");
+    frame.truncate(14 + 20 + 1);
+    frame[14 + 2..14 + 4].copy_from_slice(&21u16.to_be_bytes());
+    frame[14 + 20] = 3; // destination unreachable
+    fix_ipv4_checksum(&mut frame);
+    assert_eq!(frame.len(), 35);
+    let (verdict, _, _) = run(&tables, A1, &frame);
+    assert_eq!(verdict, Verdict::Drop(DropReason::L4Truncated));
+    let ping = from(WEB, DB).ping(1, 1, b"after");
+    assert_eq!(run(&tables, A1, &ping).0, Verdict::Tx(A2));
+}

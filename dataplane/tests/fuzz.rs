@@ -2,7 +2,8 @@
 //! the whole pipeline, on every port and inside VXLAN, never panic; every
 //! frame ends with a verdict, and every drop is counted. The tables have
 //! NAT of every kind and live sessions, so replies, ICMP errors with
-//! quotes and fragments reach the NAT code mutated.
+//! quotes and fragments reach the NAT code mutated, and a tier has a
+//! network ACL, so frames routed between tiers reach the ACL code.
 mod common;
 
 use common::*;
@@ -41,7 +42,7 @@ const SERVER: [u8; 4] = [198, 19, 0, 10];
 /// The common tables plus NAT of every kind and ingress rules, so the
 /// NAT and firewall code sees the fuzzed frames too.
 fn nat_tables() -> Tables {
-    use xvr_dataplane::table::{Action, Firewall, Inside, Rule, RuleSet, SourceNat};
+    use xvr_dataplane::table::{Action, Firewall, Inside, Rule, RuleSet, SourceNat, TierAcl};
     let mut b = builder();
     let snat = SourceNat {
         ip: PUBLIC.into(),
@@ -68,6 +69,19 @@ fn nat_tables() -> Tables {
         egress: RuleSet::new(Vec::new(), Action::Allow),
     };
     b.set_firewall(TENANT_A, firewall);
+    // Tier ACLs: the 10.0.1.0/24 tier takes UDP 5001 and pings, and its
+    // routed flows open sessions, so mutated ICMP errors, fragments and
+    // replies between tiers reach the ACL code too.
+    let rule = |proto, ports| Rule {
+        src: any,
+        dst: any,
+        proto: Some(proto),
+        ports,
+        action: Action::Allow,
+    };
+    let ingress = vec![rule(17, (5001, 5001)), rule(1, (8 << 8, 8 << 8 | 0xff))];
+    let tier = TierAcl::new("10.0.1.0/24".parse().unwrap(), ingress, Vec::new());
+    b.set_tier_acl(TENANT_A, tier);
     b.build()
 }
 

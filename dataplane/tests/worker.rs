@@ -37,6 +37,7 @@ fn a_worker_forwards_batches_and_counts_per_worker() {
             tx_ring_full: 0,
             idle_passes: 0,
             handed_in: 0,
+            panics: 0,
         }
     );
     assert_eq!(

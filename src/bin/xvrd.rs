@@ -107,6 +107,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), String> {
+    xvr_dataplane::worker::quiet_repeated_panics();
     let (state, tables) = xvr::load_state(&args.config)?;
     let signals = block_termination_signals();
     let cores = args.cores.clone().map(|c| c.0).unwrap_or_default();
@@ -166,7 +167,7 @@ fn run(args: &Args) -> Result<(), String> {
         let d = &r.socket_drops;
         eprintln!(
             "xvrd: worker {w} (core {core}): rx {} tx {} handed_in {} sessions {} \
-             tx_ring_full {} rx_ring_full {} fill_ring_empty {} rx_dropped {}",
+             tx_ring_full {} rx_ring_full {} fill_ring_empty {} rx_dropped {} worker_panics {}",
             c.rx_packets,
             c.tx_packets,
             c.handed_in,
@@ -174,7 +175,8 @@ fn run(args: &Args) -> Result<(), String> {
             c.tx_ring_full,
             d.rx_ring_full,
             d.fill_ring_empty,
-            d.rx_dropped
+            d.rx_dropped,
+            c.panics
         );
     }
     let stats = total_stats(&reports);

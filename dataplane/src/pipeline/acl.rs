@@ -110,7 +110,11 @@ fn session_or_rules(
         let related = nat::quote(ip, header_len, tenant)
             .ok()
             .is_some_and(|q| ct.lookup(&q.key).is_some());
-        let rule_port = u16::from_be_bytes([ip[header_len], ip[header_len + 1]]);
+        // The rules match ICMP on (type, code): both must be there.
+        let Some(&[icmp_type, icmp_code]) = ip.get(header_len..header_len + 2) else {
+            return Err(DropReason::L4Truncated);
+        };
+        let rule_port = u16::from_be_bytes([icmp_type, icmp_code]);
         return match related {
             true => Ok(()),
             false => decide(tables, tenant, (src, dst), ip[9], rule_port),

@@ -70,6 +70,8 @@ named_counters! {
         AclFragment = "acl_fragment_without_first",
         /// Its owner's mailbox had no empty parcel.
         HandoffFull = "nat_handoff_full",
+        /// Its batch panicked in the pipeline (`worker::contain`).
+        WorkerPanic = "worker_panic",
     }
 }
 

@@ -2,6 +2,10 @@
 //! the receive sources of its I/O. Each pass takes up to a batch from every
 //! source and transmits what the pipeline forwards; when a pass finds
 //! nothing, the idle policy decides whether to sleep or spin.
+mod contain;
+
+pub use contain::quiet_repeated_panics;
+
 use crate::handoff::Handoff;
 use crate::io::FrameIo;
 use crate::pipeline::Pipeline;
@@ -60,6 +64,9 @@ pub struct WorkerCounters {
     /// Frames other workers handed to this one (their NAT sessions are
     /// here).
     pub handed_in: u64,
+    /// Batches in which the pipeline panicked: each was dropped whole
+    /// (its frames counted as `worker_panic` drops) and the worker went on.
+    pub panics: u64,
 }
 
 pub struct Worker<I: FrameIo> {
@@ -110,8 +117,9 @@ impl<I: FrameIo> Worker<I> {
         self.io.service();
         let mut received = 0;
         let (pipeline, handoff, tenants) = (&mut self.pipeline, &self.handoff, &mut self.tenants);
+        let panics = &mut self.counters.panics;
         let mut process = |frames: &mut [crate::Frame<'_>]| {
-            pipeline.run(tables, frames);
+            contain::run(pipeline, tables, frames, panics);
             if let Some(handoff) = handoff {
                 handoff.send(frames, &mut pipeline.stats);
             }
