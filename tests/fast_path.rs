@@ -10,7 +10,7 @@ use xvr::fast_path::FastPathSync;
 use xvr_control::State;
 use xvr_dataplane::{Frame, Pipeline, Tables, Verdict};
 use xvr_ebpf::{Decision, Steering};
-use xvr_testkit::netns::{privileged, Rig};
+use xvr_testkit::netns::{require_root, Rig};
 use xvr_testkit::{headers, partial_checksum};
 
 const XDP_PASS: u32 = 2;
@@ -108,10 +108,9 @@ fn with_rig(name: &str, test: impl FnOnce(&Rigged) + Send) {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test runs it as root"]
 fn the_fast_path_forwards_as_the_workers_do() {
-    if !privileged("running BPF programs") {
-        return;
-    }
+    require_root("running BPF programs");
     with_rig("fast-path-same", |r| {
         let a10_to_a20 = headers(VM10, VM20, [10, 0, 0, 10], [10, 0, 0, 20]);
         let a10_to_a11 = headers(VM10, VM11, [10, 0, 0, 10], [10, 0, 0, 11]);
@@ -181,10 +180,9 @@ fn the_fast_path_forwards_as_the_workers_do() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test runs it as root"]
 fn what_the_fast_path_must_not_decide_goes_to_the_workers() {
-    if !privileged("running BPF programs") {
-        return;
-    }
+    require_root("running BPF programs");
     with_rig("fast-path-not", |r| {
         let to_a20 = headers(VM10, VM20, [10, 0, 0, 10], [10, 0, 0, 20]);
         let mut options = to_a20.udp(1, 2, b"options");

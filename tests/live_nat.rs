@@ -11,7 +11,7 @@ use common::{
     ask, python, start_xvrd, start_xvrd_with, stop_xvrd, tell_peer_server, tell_peer_server_within,
 };
 use std::process::{Command, Stdio};
-use xvr_testkit::netns::{privileged, Rig};
+use xvr_testkit::netns::{require_root, Rig};
 
 const STATE: &str = common::SNAT_STATE;
 const SERVER: &str = common::INTERNET_SERVER;
@@ -69,10 +69,9 @@ fn many_connections_server(ns: &str, n: usize) -> std::process::Child {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test runs it as root"]
 fn a_vm_reaches_the_internet_through_source_nat() {
-    if !privileged("running xvrd with source NAT over veth") {
-        return;
-    }
+    require_root("running xvrd with source NAT over veth");
     let (_dir, config) = common::state_file(STATE);
     let mut r = Rig::new("snat");
     let (host, vm, internet) = rig(&mut r);
@@ -220,10 +219,9 @@ const DNAT_STATE: &str = r#"{
 }"#;
 
 #[test]
+#[ignore = "needs root: scripts/test runs it as root"]
 fn servers_in_vms_are_reached_through_port_forwarding_and_static_nat() {
-    if !privileged("running xvrd with static NAT and port forwarding over veth") {
-        return;
-    }
+    require_root("running xvrd with static NAT and port forwarding over veth");
     let (_dir, config) = common::state_file(DNAT_STATE);
     let mut r = Rig::new("dnat");
     let (host, vm1, internet) = rig(&mut r);
@@ -309,10 +307,9 @@ fn worker_field(log: &str, w: usize, field: &str) -> u64 {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test runs it as root"]
 fn two_workers_share_source_nat_and_hand_each_flow_to_its_owner() {
-    if !privileged("running xvrd with source NAT on two workers") {
-        return;
-    }
+    require_root("running xvrd with source NAT on two workers");
     // A second VM: workers own a VM's flows by its address, and these
     // two hash to different workers.
     let two_addresses = STATE
@@ -439,10 +436,9 @@ fn two_workers_share_source_nat_and_hand_each_flow_to_its_owner() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test runs it as root"]
 fn sessions_are_listed_and_flushed_over_the_control_socket() {
-    if !privileged("running xvrd with source NAT over veth") {
-        return;
-    }
+    require_root("running xvrd with source NAT over veth");
     let (_dir, config) = common::state_file(STATE);
     let socket = common::socket_beside(&config);
     let mut r = Rig::new("sessions");
@@ -494,10 +490,9 @@ fn commit(socket: &std::path::Path, dir: &std::path::Path, changes: &str) {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test runs it as root"]
 fn public_addresses_come_and_go_while_xvrd_forwards() {
-    if !privileged("running xvrd with NAT over veth") {
-        return;
-    }
+    require_root("running xvrd with NAT over veth");
     let (dir, config) = common::state_file(STATE);
     let socket = common::socket_beside(&config);
     let mut r = Rig::new("nat-live");

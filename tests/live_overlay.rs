@@ -18,7 +18,7 @@ use xvr::router::{total_stats, Options, Router};
 use xvr_control::State;
 use xvr_dataplane::Event;
 use xvr_ebpf::{Decision, DecisionCounters};
-use xvr_testkit::netns::{privileged, Rig};
+use xvr_testkit::netns::{require_root, Rig};
 use xvr_testkit::overlay::{self, Overlay};
 
 /// What carries the VMs' traffic through xvr.
@@ -32,16 +32,19 @@ enum Carrier {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test runs it as root"]
 fn vm_behind_xvr_and_vm_behind_kernel_vxlan_ping_each_other() {
     interop("overlay", Carrier::Workers);
 }
 
 #[test]
+#[ignore = "needs root: scripts/test runs it as root"]
 fn the_xdp_fast_path_carries_the_overlay_where_veths_take_redirects() {
     interop("overlay-fast", Carrier::Xdp);
 }
 
 #[test]
+#[ignore = "needs root: scripts/test runs it as root"]
 fn the_fast_path_in_tc_carries_whole_gso_packets() {
     interop("overlay-tc", Carrier::Tc);
 }
@@ -52,9 +55,7 @@ fn fast(counters: &DecisionCounters, decision: Decision) -> u64 {
 }
 
 fn interop(name: &str, carrier: Carrier) {
-    if !privileged("the live data path over veth") {
-        return;
-    }
+    require_root("the live data path over veth");
     let tables = State::from_json(overlay::STATE).unwrap().build().unwrap();
     let mut rig = Rig::new(name);
     let overlay = rig.overlay(false);

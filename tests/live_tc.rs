@@ -9,13 +9,12 @@
 mod common;
 
 use common::{socket_beside, start_xvrd_with, stop_xvrd, xvrctl};
-use xvr_testkit::netns::{privileged, Rig};
+use xvr_testkit::netns::{require_root, Rig};
 
 #[test]
+#[ignore = "needs root: scripts/test runs it as root"]
 fn routed_gso_packets_go_through_the_segmenter_to_the_workers() {
-    if !privileged("running xvrd over veth") {
-        return;
-    }
+    require_root("running xvrd over veth");
     let (_dir, config) = common::state_file(common::TWO_TIERS);
     let socket = socket_beside(&config);
     let mut rig = Rig::new("tc-seg");
@@ -58,10 +57,9 @@ fn routed_gso_packets_go_through_the_segmenter_to_the_workers() {
 /// both go through the segmenter (a queue per worker) to the workers,
 /// which translate them and hand each flow to its session's owner.
 #[test]
+#[ignore = "needs root: scripts/test runs it as root"]
 fn source_nat_works_through_the_segmenter() {
-    if !privileged("running xvrd with source NAT over veth") {
-        return;
-    }
+    require_root("running xvrd with source NAT over veth");
     let (_dir, config) = common::state_file(common::SNAT_STATE);
     let socket = socket_beside(&config);
     let mut rig = Rig::new("tc-nat");

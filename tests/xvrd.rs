@@ -6,13 +6,12 @@ mod common;
 
 use common::{start_xvrd, start_xvrd_with, stop_xvrd, two_vms, TWO_VMS, XVRD};
 use std::process::Command;
-use xvr_testkit::netns::{privileged, Rig};
+use xvr_testkit::netns::{require_root, Rig};
 
 #[test]
+#[ignore = "needs root: scripts/test runs it as root"]
 fn forwards_stops_cleanly_and_restarts_after_sigkill() {
-    if !privileged("running xvrd over veth") {
-        return;
-    }
+    require_root("running xvrd over veth");
     let (_dir, config) = common::state_file(TWO_VMS);
     let mut rig = Rig::new("xvrd");
     let (host, vm1, _vm2) = two_vms(&mut rig);
@@ -66,10 +65,9 @@ fn worker_rx(log: &str, w: usize) -> u64 {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test runs it as root"]
 fn two_pinned_workers_each_serve_their_queue() {
-    if !privileged("running xvrd over veth") {
-        return;
-    }
+    require_root("running xvrd over veth");
     let (_dir, config) = common::state_file(TWO_VMS);
     let mut rig = Rig::new("workers");
     let host = rig.namespace();
@@ -116,10 +114,9 @@ fn two_pinned_workers_each_serve_their_queue() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test runs it as root"]
 fn too_few_queues_for_the_workers_is_refused_and_nothing_stays_attached() {
-    if !privileged("running xvrd over veth") {
-        return;
-    }
+    require_root("running xvrd over veth");
     let (_dir, config) = common::state_file(TWO_VMS);
     let mut rig = Rig::new("queues");
     let (host, _vm1, _vm2) = two_vms(&mut rig);
@@ -140,10 +137,9 @@ fn too_few_queues_for_the_workers_is_refused_and_nothing_stays_attached() {
 }
 
 #[test]
+#[ignore = "needs root: scripts/test runs it as root"]
 fn an_interface_without_native_xdp_is_named_and_generic_mode_works() {
-    if !privileged("running xvrd over veth") {
-        return;
-    }
+    require_root("running xvrd over veth");
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("state.json");
     // A bridge has no XDP in its driver.
