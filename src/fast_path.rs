@@ -4,7 +4,11 @@
 //! toward its VTEP), written as map entries that the steering program
 //! replays without waking a worker. Only decisions that need no state are
 //! exported: bridging inside a tenant has no firewall, no session and no
-//! rewrite beyond the encapsulation.
+//! rewrite beyond the encapsulation. Port security and tiers hold there
+//! as in the workers: each VM's MAC is exported as a source (its port or
+//! VTEP, its address, its tier), and the program forwards a frame only
+//! from a known source to a VM of the same tier; the rest (allowed
+//! address pairs, ports without port security) goes to the workers.
 //!
 //! An entry is exported only if the interface it sends to accepts frames
 //! redirected by XDP (a veth does only while its peer has GRO or an XDP
@@ -13,9 +17,9 @@
 //! time, so a peer that turns GRO on or off is followed at the next sync.
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
-use xvr_dataplane::table::{L2Dest, Location, PortRole};
+use xvr_dataplane::table::{Endpoint, L2Dest, Location, PortRole, Tier};
 use xvr_dataplane::Tables;
-use xvr_ebpf::{FastPath, L2Fwd};
+use xvr_ebpf::{FastPath, FastTier, L2Fwd, Source};
 
 /// What the maps hold, or should hold.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -23,8 +27,19 @@ pub struct Entries {
     /// VM port ifindex -> its tenant's VNI.
     pub port_vnis: HashMap<u32, u32>,
     pub remote_vteps: HashSet<Ipv4Addr>,
-    /// (VNI, MAC) -> decision.
-    pub l2: HashMap<(u32, [u8; 6]), L2Fwd>,
+    /// (VNI, MAC) -> decision, and the destination VM's tier.
+    pub l2: HashMap<(u32, [u8; 6]), (L2Fwd, FastTier)>,
+    /// (overlay, scope, MAC) -> who may send: VMs on a port with port
+    /// security (scope: the port's ifindex), VMs behind a VTEP (overlay,
+    /// scope: the VNI).
+    pub sources: HashMap<(bool, u32, [u8; 6]), Source>,
+}
+
+fn fast_tier(tier: Tier) -> FastTier {
+    FastTier {
+        net: tier.network(),
+        len: tier.prefix_len(),
+    }
 }
 
 /// The entries that replay `tables`' L2 decisions. `ifindex_of` gives a
@@ -56,11 +71,30 @@ pub fn entries(
     let accepting_port = |id: u16| ifindexes[usize::from(id)].filter(|i| accepting.contains(i));
     let uplink = tables.uplink().and_then(|(id, _)| accepting_port(id));
     let max_inner_ip = tables.overlay_ip_mtu().unwrap_or(0) as u32;
-    for (tenant, _, host) in tables.hosts().iter() {
+    for (tenant, ip, host) in tables.hosts().iter() {
         // Where the workers' L2 stage sends this MAC (a router MAC that a
         // host shares stays the router's).
-        if tables.l2(tenant, host.mac) != Some(L2Dest::Host(host.location)) {
+        let endpoint = Endpoint {
+            location: host.location,
+            ip,
+            tier: host.tier,
+        };
+        if tables.l2(tenant, host.mac) != Some(L2Dest::Host(endpoint)) {
             continue;
+        }
+        let vni = tables.tenant(tenant).vni;
+        let tier = fast_tier(host.tier);
+        let source = match host.location {
+            Location::Local(port) if tables.port_security(port) => {
+                ifindexes[usize::from(port)].map(|ifindex| ((false, ifindex, host.mac.0), None))
+            }
+            Location::Local(_) => None,
+            Location::Remote(vtep) => {
+                Some(((true, vni, host.mac.0), Some(tables.vteps().get(vtep).ip)))
+            }
+        };
+        if let Some((key, vtep)) = source {
+            entries.sources.insert(key, Source { ip, vtep, tier });
         }
         let fwd = match host.location {
             Location::Local(port) => accepting_port(port).map(|ifindex| L2Fwd::Port { ifindex }),
@@ -71,8 +105,7 @@ pub fn entries(
             }),
         };
         if let Some(fwd) = fwd {
-            let vni = tables.tenant(tenant).vni;
-            entries.l2.insert((vni, host.mac.0), fwd);
+            entries.l2.insert((vni, host.mac.0), (fwd, tier));
         }
     }
     entries
@@ -144,6 +177,9 @@ impl FastPathSync {
         for ifindex in installed.port_vnis.keys() {
             let _ = self.maps.remove_port_vni(*ifindex);
         }
+        for (overlay, scope, mac) in installed.sources.keys() {
+            let _ = self.maps.remove_source(*overlay, *scope, *mac);
+        }
         for ip in &installed.remote_vteps {
             let _ = self.maps.remove_remote_vtep(*ip);
         }
@@ -172,9 +208,25 @@ impl FastPathSync {
                 .chain(&wanted.l2)
                 .map(|(k, v)| (*k, *v))
                 .collect(),
+            sources: have
+                .sources
+                .iter()
+                .chain(&wanted.sources)
+                .map(|(k, v)| (*k, *v))
+                .collect(),
         };
         for key in have.l2.keys().filter(|k| !wanted.l2.contains_key(k)) {
             self.maps.remove_l2(key.0, key.1).map_err(e)?;
+        }
+        for key in have.sources.keys() {
+            if !wanted.sources.contains_key(key) {
+                self.maps.remove_source(key.0, key.1, key.2).map_err(e)?;
+            }
+        }
+        for (key, source) in &wanted.sources {
+            if have.sources.get(key) != Some(source) {
+                self.maps.set_source(key.1, key.2, *source).map_err(e)?;
+            }
         }
         for ifindex in have.port_vnis.keys() {
             if !wanted.port_vnis.contains_key(ifindex) {
@@ -192,9 +244,9 @@ impl FastPathSync {
                 self.maps.set_port_vni(*ifindex, *vni).map_err(e)?;
             }
         }
-        for (key, fwd) in &wanted.l2 {
-            if have.l2.get(key) != Some(fwd) {
-                self.maps.set_l2(key.0, key.1, *fwd).map_err(e)?;
+        for (key, (fwd, tier)) in &wanted.l2 {
+            if have.l2.get(key) != Some(&(*fwd, *tier)) {
+                self.maps.set_l2(key.0, key.1, *fwd, *tier).map_err(e)?;
             }
         }
         self.installed = wanted.clone();

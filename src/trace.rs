@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use xvr_control::server::{optional_str, optional_u64, ApiError};
 use xvr_dataplane::frame::FRAME_SIZE;
 use xvr_dataplane::pipeline::Meta;
-use xvr_dataplane::table::{PortRole, Tables};
+use xvr_dataplane::table::{Location, PortRole, Tables};
 use xvr_dataplane::{Frame, Pipeline, Verdict};
 
 /// Runs the packet `request` describes: `port` (where it arrives), `src`,
@@ -36,13 +36,17 @@ pub fn trace(tables: &Tables, request: &Map<String, Value>) -> Result<Value, Api
         number("dport", 80, 65535)? as u16,
     );
     let ttl = number("ttl", 64, 255)? as u8;
-    // From a VM to its gateway; on the uplink, to the uplink's MAC.
-    let port_mac = tables.port(port).expect("found by name").mac.0;
-    let builder = PacketBuilder::ethernet2([0x02, 0, 0, 0, 0, 0x01], port_mac).ipv4(
-        src.octets(),
-        dst.octets(),
-        ttl,
-    );
+    // From a VM to its gateway, with the MAC of the VM that has `src` on
+    // that port (port security checks it); on the uplink, to the
+    // uplink's MAC.
+    let found = tables.port(port).expect("found by name");
+    let port_mac = found.mac.0;
+    let vm_mac = found
+        .tenant()
+        .and_then(|t| tables.host(t, src))
+        .filter(|h| h.location == Location::Local(port))
+        .map_or([0x02, 0, 0, 0, 0, 0x01], |h| h.mac.0);
+    let builder = PacketBuilder::ethernet2(vm_mac, port_mac).ipv4(src.octets(), dst.octets(), ttl);
     let mut packet = Vec::new();
     let written = match optional_str(request, "protocol")?.unwrap_or("icmp") {
         "tcp" => builder

@@ -96,13 +96,22 @@ impl State {
                 r.next_hop.to_next_hop(),
             );
         }
+        for p in &self.ports {
+            if let PortConfig::Vm {
+                name,
+                port_security: false,
+                ..
+            } = p
+            {
+                b.disable_port_security(ports[name.as_str()]);
+            }
+        }
         for n in &self.neighbors {
-            b.add_local_host(
-                tenants[n.tenant.as_str()],
-                n.ip,
-                n.mac.into(),
-                ports[n.port.as_str()],
-            );
+            let tenant = tenants[n.tenant.as_str()];
+            b.add_local_host(tenant, n.ip, n.mac.into(), ports[n.port.as_str()]);
+            for ip in &n.allowed_addresses {
+                b.allow_address(tenant, *ip, n.mac.into());
+            }
         }
         let mut vteps = HashMap::new();
         for v in &self.vteps {

@@ -293,7 +293,20 @@ pub enum PortConfig {
         mac: Mac,
         tenant: String,
         gateway: Ipv4Net,
+        /// Port security (default on): the port takes frames only from
+        /// its VMs (`neighbors` on it): their MAC, their address or an
+        /// allowed one, ARP naming them. `false` takes any source.
+        #[serde(default = "on", skip_serializing_if = "is_on")]
+        port_security: bool,
     },
+}
+
+fn on() -> bool {
+    true
+}
+
+fn is_on(value: &bool) -> bool {
+    *value
 }
 
 /// Linux's default MTU, used when a port gives none.
@@ -345,6 +358,10 @@ pub struct NeighborConfig {
     pub ip: Ipv4Addr,
     pub mac: Mac,
     pub port: String,
+    /// Other source addresses the VM may send from (allowed address
+    /// pairs, as for a VRRP address that moves between VMs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_addresses: Vec<Ipv4Addr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -558,6 +558,14 @@ impl State {
         for (i, n) in self.neighbors.iter().enumerate() {
             let at = format!("neighbors[{i}]");
             host(errors, at.clone(), &n.tenant, n.ip, n.mac);
+            for (j, ip) in n.allowed_addresses.iter().enumerate() {
+                if !usable_host(*ip) {
+                    errors.add(
+                        format!("{at}.allowed_addresses[{j}]"),
+                        format!("{ip} is not a usable host address"),
+                    );
+                }
+            }
             match vm_ports.get(n.port.as_str()) {
                 None => errors.add(
                     format!("{at}.port"),

@@ -224,9 +224,21 @@ fn overlay_ingress_keeps_tenants_apart() {
 #[test]
 fn overlay_frames_are_not_reflected_into_the_overlay() {
     let t = tables();
-    let inner = udp(VM_A10_MAC, VM_A20_MAC, "10.0.0.10", "10.0.0.20", 64, b"x");
+    // The remote VM to a MAC behind the overlay (its own): not sent back.
+    let inner = udp(VM_A20_MAC, VM_A20_MAC, "10.0.0.20", "10.0.0.20", 64, b"x");
     let (verdict, _, _) = run(&t, UP, &vxlan(REMOTE_VTEP, VNI_A, &inner));
     assert_eq!(verdict, Verdict::Drop(DropReason::SplitHorizon));
+    // A local VM's MAC and address, claimed by the overlay: never its own.
+    let inner = udp(VM_A10_MAC, VM_A20_MAC, "10.0.0.10", "10.0.0.20", 64, b"x");
+    let (verdict, _, _) = run(&t, UP, &vxlan(REMOTE_VTEP, VNI_A, &inner));
+    assert_eq!(verdict, Verdict::Drop(DropReason::VxlanInnerSource));
+    let router = xvr_dataplane::table::Tenant::default_router_mac(VNI_A).0;
+    // Routed by the remote router toward a remote VM, or the internet.
+    for dst in ["10.0.0.20", "198.19.0.10"] {
+        let inner = udp(router, router, "10.0.0.20", dst, 64, b"x");
+        let (verdict, _, _) = run(&t, UP, &vxlan(REMOTE_VTEP, VNI_A, &inner));
+        assert_eq!(verdict, Verdict::Drop(DropReason::OverlayNotLocal), "{dst}");
+    }
 }
 
 #[test]

@@ -50,10 +50,13 @@ pub enum Decision {
     ToSegmenter,
     /// Such a packet with no segmenter to go to: dropped.
     DropTooBig,
+    /// From a VM port with no socket on its queue (or, in tc mode, not
+    /// taken and no segmenter): dropped, never passed to the host.
+    DropVmNoSocket,
 }
 
 impl Decision {
-    pub const ALL: [Decision; 15] = [
+    pub const ALL: [Decision; 16] = [
         Decision::ToSocketVmPort,
         Decision::ToSocketVxlan,
         Decision::ToSocketPublic,
@@ -69,6 +72,7 @@ impl Decision {
         Decision::PassToSegment,
         Decision::ToSegmenter,
         Decision::DropTooBig,
+        Decision::DropVmNoSocket,
     ];
 
     pub fn name(self) -> &'static str {
@@ -88,6 +92,7 @@ impl Decision {
             Decision::PassToSegment => "pass_to_segment",
             Decision::ToSegmenter => "to_segmenter",
             Decision::DropTooBig => "drop_too_big",
+            Decision::DropVmNoSocket => "drop_vm_no_socket",
         }
     }
 }
@@ -181,6 +186,48 @@ pub enum L2Fwd {
     },
 }
 
+/// A tier of a tenant (its subnet): the fast path bridges only inside one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FastTier {
+    pub net: Ipv4Addr,
+    pub len: u8,
+}
+
+/// Who may send through the fast path (its port security): a VM's
+/// address, the VTEP it is behind (overlay sources only) and its tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Source {
+    pub ip: Ipv4Addr,
+    pub vtep: Option<Ipv4Addr>,
+    pub tier: FastTier,
+}
+
+/// `struct tier` of steer.bpf.c.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct TierValue {
+    net: u32,
+    len: u32,
+}
+
+impl TierValue {
+    fn new(tier: FastTier) -> TierValue {
+        TierValue {
+            net: u32::from_ne_bytes(tier.net.octets()),
+            len: u32::from(tier.len),
+        }
+    }
+}
+
+/// `struct source` of steer.bpf.c.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct SourceValue {
+    ip: u32,
+    vtep: u32,
+    tier: TierValue,
+}
+
 /// `struct l2_key` of steer.bpf.c.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -197,6 +244,7 @@ struct L2FwdValue {
     kind: u32,
     ifindex: u32,
     max_inner_ip: u32,
+    tier: TierValue,
     outer: [u8; VXLAN_OVERHEAD],
     pad: [u8; 2],
 }
@@ -206,15 +254,19 @@ struct L2FwdValue {
 unsafe impl aya::Pod for L2Key {}
 // SAFETY: as above.
 unsafe impl aya::Pod for L2FwdValue {}
+// SAFETY: as above.
+unsafe impl aya::Pod for SourceValue {}
 const _: () = assert!(std::mem::size_of::<L2Key>() == 12);
-const _: () = assert!(std::mem::size_of::<L2FwdValue>() == 64);
+const _: () = assert!(std::mem::size_of::<L2FwdValue>() == 72);
+const _: () = assert!(std::mem::size_of::<SourceValue>() == 16);
 
 impl L2FwdValue {
-    fn new(fwd: L2Fwd) -> L2FwdValue {
+    fn new(fwd: L2Fwd, tier: FastTier) -> L2FwdValue {
         let mut value = L2FwdValue {
             kind: 1,
             ifindex: 0,
             max_inner_ip: 0,
+            tier: TierValue::new(tier),
             outer: [0; VXLAN_OVERHEAD],
             pad: [0; 2],
         };
@@ -246,6 +298,8 @@ pub struct FastPath {
     port_vnis: HashMap<MapData, u32, u32>,
     remote_vteps: HashMap<MapData, u32, u8>,
     l2_fwd: HashMap<MapData, L2Key, L2FwdValue>,
+    vm_sources: HashMap<MapData, L2Key, SourceValue>,
+    overlay_sources: HashMap<MapData, L2Key, SourceValue>,
 }
 
 impl FastPath {
@@ -274,12 +328,55 @@ impl FastPath {
             .map_err(|e| err("remote_vteps", e))
     }
 
-    /// Unicast IPv4 to `mac` in the tenant of `vni` goes as `fwd` says.
-    pub fn set_l2(&mut self, vni: u32, mac: [u8; 6], fwd: L2Fwd) -> Result<(), Error> {
+    /// Unicast IPv4 to `mac` (a VM of `tier`) in the tenant of `vni` goes
+    /// as `fwd` says.
+    pub fn set_l2(
+        &mut self,
+        vni: u32,
+        mac: [u8; 6],
+        fwd: L2Fwd,
+        tier: FastTier,
+    ) -> Result<(), Error> {
         let key = L2Key { vni, mac, pad: 0 };
         self.l2_fwd
-            .insert(key, L2FwdValue::new(fwd), 0)
+            .insert(key, L2FwdValue::new(fwd, tier), 0)
             .map_err(|e| err("l2_fwd", e))
+    }
+
+    /// The VM `mac` may send through the fast path as `source` says: from
+    /// VM port `scope` (an ifindex) when `source.vtep` is None, else over
+    /// the overlay in the VNI `scope`.
+    pub fn set_source(&mut self, scope: u32, mac: [u8; 6], source: Source) -> Result<(), Error> {
+        let key = L2Key {
+            vni: scope,
+            mac,
+            pad: 0,
+        };
+        let value = SourceValue {
+            ip: u32::from_ne_bytes(source.ip.octets()),
+            vtep: source.vtep.map_or(0, |v| u32::from_ne_bytes(v.octets())),
+            tier: TierValue::new(source.tier),
+        };
+        let (map, name) = self.sources(source.vtep.is_some());
+        map.insert(key, value, 0).map_err(|e| err(name, e))
+    }
+
+    /// Removes what `set_source` wrote for (`scope`, `mac`).
+    pub fn remove_source(&mut self, overlay: bool, scope: u32, mac: [u8; 6]) -> Result<(), Error> {
+        let key = L2Key {
+            vni: scope,
+            mac,
+            pad: 0,
+        };
+        let (map, name) = self.sources(overlay);
+        map.remove(&key).map_err(|e| err(name, e))
+    }
+
+    fn sources(&mut self, overlay: bool) -> (&mut HashMap<MapData, L2Key, SourceValue>, &str) {
+        match overlay {
+            true => (&mut self.overlay_sources, "overlay_sources"),
+            false => (&mut self.vm_sources, "vm_sources"),
+        }
     }
 
     pub fn remove_l2(&mut self, vni: u32, mac: [u8; 6]) -> Result<(), Error> {
@@ -320,6 +417,9 @@ impl Steering {
             remote_vteps: HashMap::try_from(take("remote_vteps")?)
                 .map_err(|e| err("remote_vteps", e))?,
             l2_fwd: HashMap::try_from(take("l2_fwd")?).map_err(|e| err("l2_fwd", e))?,
+            vm_sources: HashMap::try_from(take("vm_sources")?).map_err(|e| err("vm_sources", e))?,
+            overlay_sources: HashMap::try_from(take("overlay_sources")?)
+                .map_err(|e| err("overlay_sources", e))?,
         };
         Ok(Steering {
             fast_path: Some(fast_path),

@@ -136,6 +136,24 @@ pub fn arp_request(src_mac: Mac, sender: Ip, target: Ip) -> Vec<u8> {
     out
 }
 
+/// A unicast ARP reply from `eth_src` to `dst_mac` in which `sender_mac`
+/// claims `sender` (the frame a poisoner sends).
+pub fn arp_reply(eth_src: Mac, dst_mac: Mac, sender_mac: Mac, sender: Ip, target: Ip) -> Vec<u8> {
+    let packet = etherparse::ArpEthIpv4Packet {
+        operation: etherparse::ArpOperation::REPLY,
+        sender_mac,
+        sender_ipv4: sender,
+        target_mac: dst_mac,
+        target_ipv4: target,
+    };
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(eth_src, dst_mac)
+        .arp(packet.into())
+        .write(&mut out)
+        .unwrap();
+    out
+}
+
 /// `frame` (Ethernet, IPv4 without options, TCP or UDP) as a sender with
 /// checksum offload leaves it: the L4 checksum field holds only the folded
 /// pseudo-header sum (CHECKSUM_PARTIAL).

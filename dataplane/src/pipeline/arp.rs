@@ -1,5 +1,5 @@
 //! ARP responder. The router answers for its gateway address on each VM
-//! port, and for every VM of the tenant that it knows (local or remote),
+//! port, and for every VM of the asker's tier that it knows (local or remote),
 //! with that VM's MAC, so ARP never has to be flooded over the overlay
 //! (OVN's ARP responder, EVPN's ARP suppression). Requests that arrive from
 //! the overlay are answered only for VMs on this host.
@@ -64,6 +64,9 @@ fn answer(tables: &Tables, frame: &Frame<'_>, target: Ipv4Addr) -> Option<Ethern
         }
     }
     let host = tables.host(frame.meta.tenant, target)?;
+    if frame.meta.src_tier != Some(host.tier) {
+        return None; // the asker's tier only: other tiers are routed
+    }
     match host.location {
         Location::Remote(_) if from_overlay => None,
         _ => Some(host.mac),

@@ -1,9 +1,11 @@
 //! Ingress: which tenant a frame belongs to. Frames from a VM port belong
-//! to the port's tenant. On the uplink, VXLAN to the local VTEP is
+//! to the port's tenant, once port security has checked that one of the
+//! port's VMs sent them. On the uplink, VXLAN to the local VTEP is
 //! checked, decapsulated (by moving the frame start, no copy) and mapped
-//! VNI -> tenant; IPv4 to a public address goes to reverse NAT, which
+//! VNI -> tenant, accepted only from a VTEP that hosts a VM of that
+//! tenant and only from the VMs behind it; IPv4 to a public address goes to reverse NAT, which
 //! finds the tenant from the session; everything else goes to the kernel.
-use super::{ipv4, DropReason, Event, Stage, Stats, Verdict};
+use super::{ipv4, security, DropReason, Event, Stage, Stats, Verdict};
 use crate::frame::Frame;
 use crate::table::{PortRole, Tables, TenantId, VtepId};
 use crate::wire::{
@@ -31,8 +33,16 @@ pub(crate) fn run(tables: &Tables, frames: &mut [Frame<'_>], stats: &mut Stats) 
             continue;
         };
         match port.role {
-            PortRole::Vm { tenant, .. } => {
+            PortRole::Vm { tenant, gateway } => {
                 frame.meta.classify(tenant);
+                frame.meta.src_tier = Some(gateway.trunc());
+                let port = frame.meta.in_port;
+                if tables.port_security(port) {
+                    if let Err(reason) = security::vm_source(tables, tenant, port, frame.data()) {
+                        frame.meta.drop(stats, reason);
+                        continue;
+                    }
+                }
                 frame.meta.stage = Stage::L2;
             }
             PortRole::Uplink { ip, .. } => match decap(tables, frame, ip, &mut last) {
@@ -116,6 +126,9 @@ fn decap(
                 .vteps()
                 .by_ip(src)
                 .ok_or(DropReason::VxlanUnknownVtep)?;
+            if !tables.vtep_member(vtep, tenant) {
+                return Err(DropReason::VxlanNotMember);
+            }
             *last = Some(LastOverlay {
                 src,
                 vni,
@@ -131,6 +144,7 @@ fn decap(
     frame.truncate(inner_len);
     frame.meta.classify(tenant);
     frame.meta.from_vtep = Some(vtep);
+    frame.meta.src_tier = security::overlay_source(tables, tenant, vtep, frame.data())?;
     frame.meta.stage = Stage::L2;
     Ok(Uplink::Decapsulated)
 }

@@ -1,10 +1,12 @@
-//! L2: switching inside a tenant by destination MAC. The router's own MACs
+//! L2: switching inside a tier (a tenant's subnet) by destination MAC;
+//! a frame to a VM of another tier is dropped (tiers are routed, through
+//! their ACLs). The router's own MACs
 //! send the frame to L3; a local VM's MAC to its port; a remote VM's MAC to
 //! encapsulation. Broadcast ARP goes to the ARP responder; other flooding
 //! is not done (the controller tells us where every VM is).
-use super::{arp, icmp, offload, DropReason, Event, Stage, Stats};
+use super::{arp, icmp, offload, DropReason, Event, Meta, Stage, Stats};
 use crate::frame::Frame;
-use crate::table::{L2Dest, Location, Tables};
+use crate::table::{Endpoint, L2Dest, Location, Tables, Tier};
 use crate::wire::{vlan, EthernetFrame, EthernetProtocol, ETH_HEADER_LEN};
 
 pub(crate) fn run(tables: &Tables, frames: &mut [Frame<'_>], stats: &mut Stats) {
@@ -37,11 +39,20 @@ pub(crate) fn run(tables: &Tables, frames: &mut [Frame<'_>], stats: &mut Stats) 
                 arp::respond(tables, frame, stats)
             }
             Some(L2Dest::Router) => frame.meta.stage = Stage::L3,
-            Some(L2Dest::Host(Location::Local(port))) => {
+            Some(L2Dest::Host(vm)) if !same_tier(&frame.meta, vm.tier) => {
+                frame.meta.drop(stats, DropReason::L2CrossTier)
+            }
+            Some(L2Dest::Host(Endpoint {
+                location: Location::Local(port),
+                ..
+            })) => {
                 stats.event(Event::Bridged);
                 frame.meta.tx(port);
             }
-            Some(L2Dest::Host(Location::Remote(vtep))) => {
+            Some(L2Dest::Host(Endpoint {
+                location: Location::Remote(vtep),
+                ..
+            })) => {
                 if frame.meta.from_vtep.is_some() {
                     // Never send what came from the overlay back into it.
                     frame.meta.drop(stats, DropReason::SplitHorizon);
@@ -55,6 +66,16 @@ pub(crate) fn run(tables: &Tables, frames: &mut [Frame<'_>], stats: &mut Stats) 
             }
             None => frame.meta.drop(stats, DropReason::L2UnknownUnicast),
         }
+    }
+}
+
+/// Whether a frame may be bridged to a VM of `tier`: it was sent from
+/// that tier, or a remote router routed it here (over the overlay, from
+/// the tenant's router MAC, which the sending VTEP's VMs cannot forge).
+fn same_tier(meta: &Meta, tier: Tier) -> bool {
+    match meta.src_tier {
+        Some(from) => from == tier,
+        None => meta.from_vtep.is_some(),
     }
 }
 

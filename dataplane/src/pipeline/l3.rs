@@ -82,6 +82,9 @@ fn route(
             return icmp::error(tables, frame, &checked, error, stats);
         }
         Some(NextHop::Blackhole) => return frame.meta.drop(stats, DropReason::Blackhole),
+        Some(NextHop::Internet) if frame.meta.from_vtep.is_some() => {
+            return frame.meta.drop(stats, DropReason::OverlayNotLocal)
+        }
         Some(NextHop::Internet) => return to_internet(tables, frame, stats),
         Some(NextHop::Connected) => dst,
         Some(NextHop::Via(gateway)) => gateway,
@@ -95,6 +98,10 @@ fn route(
         Location::Local(port) => {
             frame.meta.tx(port);
             tables.port(port).map_or(tenant.router_mac, |p| p.mac)
+        }
+        Location::Remote(_) if frame.meta.from_vtep.is_some() => {
+            // Never reflected back into the overlay.
+            return frame.meta.drop(stats, DropReason::OverlayNotLocal);
         }
         Location::Remote(vtep) => {
             if checked.total_len > overlay_ip_mtu {

@@ -14,13 +14,14 @@ mod l3;
 mod nat;
 mod offload;
 pub mod owner;
+mod security;
 mod stats;
 
 pub use stats::{DropReason, Event, Stats};
 
 use crate::conntrack::{self, Conntrack};
 use crate::frame::Frame;
-use crate::table::{PortId, Tables, TenantId, VtepId};
+use crate::table::{PortId, Tables, TenantId, Tier, VtepId};
 use owner::Workers;
 
 /// The stage a frame waits for.
@@ -71,6 +72,10 @@ pub struct Meta {
     pub translated: bool,
     /// `tenant` is known (the frame was classified into a tenant).
     pub classified: bool,
+    /// The tier the frame was sent from: its VM port's subnet, or over the
+    /// overlay its source VM's tier. None: not from a VM (routed by a
+    /// remote router, or from the uplink). Bridging stays inside it.
+    pub src_tier: Option<Tier>,
 }
 
 impl Meta {
@@ -84,6 +89,7 @@ impl Meta {
             verdict: Verdict::Pending,
             translated: false,
             classified: false,
+            src_tier: None,
         }
     }
 

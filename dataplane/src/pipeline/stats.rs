@@ -70,6 +70,20 @@ named_counters! {
         AclFragment = "acl_fragment_without_first",
         /// Its owner's mailbox had no empty parcel.
         HandoffFull = "nat_handoff_full",
+        /// From a VM port, with a source MAC that is no VM of that port.
+        PortSecurityMac = "port_security_mac",
+        /// From a VM port, IPv4 from an address that is not the VM's.
+        PortSecurityIp = "port_security_ip",
+        /// From a VM port, ARP whose sender is not the VM.
+        PortSecurityArp = "port_security_arp",
+        /// Bridged toward a VM of another tier (tiers are routed).
+        L2CrossTier = "l2_cross_tier",
+        /// VXLAN from a VTEP that hosts no VM of the VNI's tenant.
+        VxlanNotMember = "vxlan_vtep_not_member",
+        /// VXLAN whose inner source is no VM behind the sending VTEP.
+        VxlanInnerSource = "vxlan_inner_source",
+        /// From the overlay, routed anywhere but to a VM of this host.
+        OverlayNotLocal = "overlay_dst_not_local",
         /// Its batch panicked in the pipeline (`worker::contain`).
         WorkerPanic = "worker_panic",
     }

@@ -5,7 +5,13 @@
 use super::FastMap;
 use super::{PortId, TenantId, VtepId};
 use crate::wire::EthernetAddress;
+use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
+
+/// A tier: one L2 domain inside a tenant, named by its subnet (the
+/// gateway subnet of its VM ports). Frames are bridged only inside a
+/// tier; between tiers they are routed, through the tiers' ACLs.
+pub type Tier = Ipv4Net;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Location {
@@ -17,6 +23,16 @@ pub enum Location {
 pub struct Host {
     pub mac: EthernetAddress,
     pub location: Location,
+    pub tier: Tier,
+}
+
+/// A VM as its MAC finds it: where it is, its address and its tier (what
+/// a frame from that MAC must match, and where a frame to it may go).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    pub location: Location,
+    pub ip: Ipv4Addr,
+    pub tier: Tier,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -58,7 +74,7 @@ impl HostTable {
 pub enum L2Dest {
     /// One of the router's own MACs: route the packet.
     Router,
-    Host(Location),
+    Host(Endpoint),
 }
 
 #[derive(Debug, Default, Clone)]

@@ -13,7 +13,7 @@ mod vtep;
 
 pub use acl::{TenantAcls, TierAcl};
 pub use firewall::{Action, Firewall, Rule, RuleSet};
-pub use host::{Host, HostTable, L2Dest, L2Table, Location};
+pub use host::{Endpoint, Host, HostTable, L2Dest, L2Table, Location, Tier};
 pub use lpm::{Lpm, NextHop};
 pub use nat::{Inside, NatTable, SourceNat};
 pub use port::{Port, PortRole};
@@ -56,6 +56,17 @@ pub struct Tables {
     firewalls: Arc<Vec<Firewall>>,
     /// Per tenant id: its tiers' network ACLs.
     acls: Arc<Vec<TenantAcls>>,
+    /// Per port id: whether the port checks what its VMs send (on unless
+    /// the port opts out).
+    port_security: Vec<bool>,
+    /// Extra source addresses VMs may use (allowed address pairs, as for
+    /// a VRRP address, which several VMs may share): (tenant, address, VM
+    /// MAC).
+    allowed:
+        Arc<hashbrown::HashSet<(TenantId, Ipv4Addr, EthernetAddress), rustc_hash::FxBuildHasher>>,
+    /// (remote VTEP, tenant) pairs whose VXLAN is accepted: the VTEP hosts
+    /// a VM of the tenant.
+    members: Arc<hashbrown::HashSet<(VtepId, TenantId), rustc_hash::FxBuildHasher>>,
     /// Unique to these tables in this process (never 0): decisions cached
     /// in sessions are valid for one generation.
     generation: u32,
@@ -141,6 +152,44 @@ impl Tables {
     #[inline]
     pub fn firewall(&self, tenant: TenantId) -> &Firewall {
         &self.firewalls[usize::from(tenant)]
+    }
+
+    /// Whether frames from `port` are checked against its VMs (port
+    /// security).
+    #[inline]
+    pub fn port_security(&self, port: PortId) -> bool {
+        self.port_security
+            .get(usize::from(port))
+            .copied()
+            .unwrap_or(true)
+    }
+
+    /// Whether `mac`, a VM of `tenant`, may send from `ip` besides its
+    /// own address (an allowed address pair).
+    #[inline]
+    pub fn allowed_source(&self, tenant: TenantId, ip: Ipv4Addr, mac: EthernetAddress) -> bool {
+        self.allowed.contains(&(tenant, ip, mac))
+    }
+
+    /// Whether the remote `vtep` hosts a VM of `tenant` (its VXLAN in the
+    /// tenant's VNI is accepted).
+    #[inline]
+    pub fn vtep_member(&self, vtep: VtepId, tenant: TenantId) -> bool {
+        self.members.contains(&(vtep, tenant))
+    }
+
+    /// The tier of `ip` in `tenant`: the subnet of the tenant's VM port
+    /// that holds it (the longest), or the address alone.
+    pub fn tier_of(&self, tenant: TenantId, ip: Ipv4Addr) -> Tier {
+        self.ports
+            .iter()
+            .filter_map(|p| match p.role {
+                PortRole::Vm { tenant: t, gateway } if t == tenant => Some(gateway.trunc()),
+                _ => None,
+            })
+            .filter(|subnet| subnet.contains(&ip))
+            .max_by_key(|subnet| subnet.prefix_len())
+            .unwrap_or_else(|| Tier::from(ip))
     }
 
     /// Which tables these are (see `generation`).
@@ -245,6 +294,7 @@ impl TablesBuilder {
     /// router MAC and a gateway address of its tenant.
     pub fn add_port(&mut self, port: Port) -> PortId {
         let id = self.tables.ports.len() as PortId;
+        self.tables.port_security.push(true);
         match port.role {
             PortRole::Uplink { .. } => self.tables.uplink = Some(id),
             PortRole::Vm { tenant, gateway } => {
@@ -277,7 +327,7 @@ impl TablesBuilder {
         own(&mut self.tables.vteps).insert(ip, mac, local_ip, local_mac)
     }
 
-    /// A VM on a local port.
+    /// A VM on a local port; its tier is the port's subnet.
     pub fn add_local_host(
         &mut self,
         tenant: TenantId,
@@ -285,12 +335,16 @@ impl TablesBuilder {
         mac: EthernetAddress,
         port: PortId,
     ) {
-        let location = Location::Local(port);
-        own(&mut self.tables.hosts).insert(tenant, ip, Host { mac, location });
-        own(&mut self.tables.l2).insert(tenant, mac, L2Dest::Host(location));
+        let tier = match self.tables.port(port).map(|p| p.role) {
+            Some(PortRole::Vm { gateway, .. }) => gateway.trunc(),
+            _ => Tier::from(ip),
+        };
+        self.add_host(tenant, ip, mac, Location::Local(port), tier);
     }
 
-    /// A VM behind a remote VTEP.
+    /// A VM behind a remote VTEP; its tier is the local VM ports' subnet
+    /// that holds its address (none: a tier of its own, reached only by
+    /// routing).
     pub fn add_remote_host(
         &mut self,
         tenant: TenantId,
@@ -298,9 +352,39 @@ impl TablesBuilder {
         mac: EthernetAddress,
         vtep: VtepId,
     ) {
-        let location = Location::Remote(vtep);
-        own(&mut self.tables.hosts).insert(tenant, ip, Host { mac, location });
-        own(&mut self.tables.l2).insert(tenant, mac, L2Dest::Host(location));
+        let tier = self.tables.tier_of(tenant, ip);
+        own(&mut self.tables.members).insert((vtep, tenant));
+        self.add_host(tenant, ip, mac, Location::Remote(vtep), tier);
+    }
+
+    fn add_host(
+        &mut self,
+        tenant: TenantId,
+        ip: Ipv4Addr,
+        mac: EthernetAddress,
+        location: Location,
+        tier: Tier,
+    ) {
+        let host = Host {
+            mac,
+            location,
+            tier,
+        };
+        own(&mut self.tables.hosts).insert(tenant, ip, host);
+        let endpoint = Endpoint { location, ip, tier };
+        own(&mut self.tables.l2).insert(tenant, mac, L2Dest::Host(endpoint));
+    }
+
+    /// The VM `mac` of `tenant` may also send from `ip`.
+    pub fn allow_address(&mut self, tenant: TenantId, ip: Ipv4Addr, mac: EthernetAddress) {
+        own(&mut self.tables.allowed).insert((tenant, ip, mac));
+    }
+
+    /// Frames from `port` are not checked against its VMs.
+    pub fn disable_port_security(&mut self, port: PortId) {
+        if let Some(on) = self.tables.port_security.get_mut(usize::from(port)) {
+            *on = false;
+        }
     }
 
     /// The tenant's internet traffic leaves with its source translated.

@@ -69,6 +69,9 @@ enum decision {
     // TC mode: such a packet with no segmenter to go to: dropped (the
     // kernel would answer VXLAN for the local VTEP with ICMP).
     DROP_TOO_BIG,
+    // From a VM port with no socket on its queue (or, in tc mode, not
+    // taken and no segmenter): dropped, never passed to the host.
+    DROP_VM_NO_SOCKET,
     DECISIONS,
 };
 
@@ -141,6 +144,13 @@ enum fwd_kind {
     FWD_ENCAP = 2,
 };
 
+// A tier: one L2 domain of a tenant, named by its subnet. The fast path
+// bridges only inside a tier, as the workers do.
+struct tier {
+    __u32 net; // network byte order
+    __u32 len;
+};
+
 struct l2_fwd {
     __u32 kind;
     // Where the frame leaves: the VM's port, or the uplink.
@@ -149,6 +159,8 @@ struct l2_fwd {
     // the underlay carries, and the VTEP's outer headers (lengths, source
     // port, VNI zero; IPv4 checksum of that).
     __u32 max_inner_ip;
+    // The destination VM's tier.
+    struct tier tier;
     __u8 outer[VXLAN_OVERHEAD];
     __u8 pad[2];
 };
@@ -159,6 +171,32 @@ struct {
     __type(key, struct l2_key);
     __type(value, struct l2_fwd);
 } l2_fwd SEC(".maps");
+
+// Port security in the fast path: who may send. Keyed by (VM port
+// ifindex, source MAC) in vm_sources and by (VNI, inner source MAC) in
+// overlay_sources; a frame is forwarded here only if its source is there,
+// from that VTEP (overlay), with that IPv4 source and in the destination's
+// tier. Anything else goes to the workers, which drop it by name. Keep in
+// step with `SourceValue` in lib.rs.
+struct source {
+    __u32 ip;   // network byte order
+    __u32 vtep; // overlay_sources: the VTEP the VM is behind
+    struct tier tier;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 262144);
+    __type(key, struct l2_key);
+    __type(value, struct source);
+} vm_sources SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 262144);
+    __type(key, struct l2_key);
+    __type(value, struct source);
+} overlay_sources SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -208,17 +246,25 @@ static __always_inline int pass(__u32 decision)
     return XDP_PASS;
 }
 
+// To the AF_XDP socket of the frame's queue. Without one, a frame from
+// the uplink goes to the kernel (it may be the host's); a VM's frame is
+// dropped: nothing a VM sends reaches the host stack.
 static __always_inline int to_socket(struct xdp_md *ctx, __u32 decision)
 {
     if (ctx->data_end - ctx->data > MAX_SOCKET_FRAME && fast_in_tc())
         return pass(PASS_TO_SEGMENT);
+    int from_vm = decision == TO_XSK_VM_PORT;
+    __u32 fallback = from_vm ? XDP_DROP : XDP_PASS;
+    __u32 no_socket = from_vm ? DROP_VM_NO_SOCKET : NO_SOCKET;
     __u32 ifindex = ctx->ingress_ifindex;
     __u32 *slot = bpf_map_lookup_elem(&port_slots, &ifindex);
-    if (!slot || *slot >= MAX_PORTS || ctx->rx_queue_index >= MAX_QUEUES)
-        return pass(NO_SOCKET);
+    if (!slot || *slot >= MAX_PORTS || ctx->rx_queue_index >= MAX_QUEUES) {
+        count(no_socket);
+        return fallback;
+    }
     __u32 key = *slot * MAX_QUEUES + ctx->rx_queue_index;
-    int action = bpf_redirect_map(&xsks, key, XDP_PASS);
-    count(action == XDP_REDIRECT ? decision : NO_SOCKET);
+    int action = bpf_redirect_map(&xsks, key, fallback);
+    count(action == XDP_REDIRECT ? decision : no_socket);
     return action;
 }
 
@@ -379,6 +425,20 @@ static __always_inline struct l2_fwd *l2_lookup(__u32 vni, struct ethhdr *eth)
     return bpf_map_lookup_elem(&l2_fwd, &key);
 }
 
+// Whether the frame's source may send it to `fwd`'s VM here, as the
+// workers' port security and tier checks decide: its MAC is a VM known in
+// `sources` under `scope` (the VM port's ifindex, or the VNI), from VTEP
+// `vtep` (0 for a VM port), with IPv4 source `saddr`, in `fwd`'s tier.
+static __always_inline int source_ok(void *sources, __u32 scope, struct ethhdr *eth,
+                                     __u32 saddr, __u32 vtep, struct l2_fwd *fwd)
+{
+    struct l2_key key = {.vni = scope};
+    __builtin_memcpy(key.mac, eth->h_source, ETH_ALEN);
+    struct source *src = bpf_map_lookup_elem(sources, &key);
+    return src && src->ip == saddr && src->vtep == vtep && src->tier.net == fwd->tier.net &&
+           src->tier.len == fwd->tier.len;
+}
+
 // A frame from a VM port: its action, or -1 for the workers.
 static __always_inline int fast_from_vm(struct xdp_md *ctx)
 {
@@ -393,14 +453,18 @@ static __always_inline int fast_from_vm(struct xdp_md *ctx)
     if (!ip)
         return -1;
     struct l2_fwd *fwd = l2_lookup(*vni, eth);
-    if (!fwd)
-        return -1;
-    if (fast_in_tc())
-        return (fwd->kind == FWD_PORT || fwd->kind == FWD_ENCAP) ? pass(PASS_TO_TC) : -1;
-    __u32 frame_len = data_end - data;
-    if (fwd->kind == FWD_ENCAP && frame_len - sizeof(*eth) > fwd->max_inner_ip)
+    if (!fwd || !source_ok(&vm_sources, ifindex, eth, ip->saddr, 0, fwd))
         return -1;
     if (fwd->kind != FWD_PORT && fwd->kind != FWD_ENCAP)
+        return -1;
+    __u32 frame_len = data_end - data;
+    // Too big for the underlay: the workers answer (ICMP) or fragment. In
+    // tc mode a GSO packet (larger than a socket's frame) is checked by
+    // its segment size there.
+    int too_big = fwd->kind == FWD_ENCAP && frame_len - sizeof(*eth) > fwd->max_inner_ip;
+    if (fast_in_tc())
+        return too_big && frame_len <= MAX_SOCKET_FRAME ? -1 : pass(PASS_TO_TC);
+    if (too_big)
         return -1;
     if (finish_checksum(ip, bpf_ntohs(ip->tot_len), data_end))
         return -1;
@@ -440,9 +504,12 @@ static __always_inline int fast_from_overlay(struct xdp_md *ctx, struct iphdr *i
     struct iphdr *inner = unicast_ipv4(eth, data_end);
     if (!inner)
         return -1;
-    struct l2_fwd *fwd = l2_lookup(bpf_ntohl(vx->vni) >> 8, eth);
+    __u32 vni = bpf_ntohl(vx->vni) >> 8;
+    struct l2_fwd *fwd = l2_lookup(vni, eth);
     // Never from the overlay back into it (split horizon).
     if (!fwd || fwd->kind != FWD_PORT)
+        return -1;
+    if (!source_ok(&overlay_sources, vni, eth, inner->saddr, src, fwd))
         return -1;
     if (fast_in_tc())
         return pass(PASS_TO_TC);
@@ -532,23 +599,28 @@ static __always_inline struct iphdr *tc_ipv4(struct ethhdr *eth, void *data_end)
 // near end, which has no GSO (its peer carries this program natively), so
 // the kernel segments it there; the far end gives the tagged segments to
 // the workers' sockets, which read the port from the tag.
-static __always_inline int tc_too_big(struct __sk_buff *skb)
+static __always_inline int to_segmenter(struct __sk_buff *skb, __u32 drop)
 {
-    if (skb->len <= MAX_SOCKET_FRAME + ETH_HLEN)
-        return TC_ACT_OK;
     __u32 key = 0, ifindex = skb->ingress_ifindex;
     __u32 *out = bpf_map_lookup_elem(&segmenter, &key);
     __u32 *slot = bpf_map_lookup_elem(&port_slots, &ifindex);
     if (!out || !*out || !slot || *slot >= MAX_PORTS) {
-        count(DROP_TOO_BIG);
+        count(drop);
         return TC_ACT_SHOT;
     }
     if (bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q), *slot + 1)) {
-        count(DROP_TOO_BIG);
+        count(drop);
         return TC_ACT_SHOT;
     }
     count(TO_SEGMENTER);
     return bpf_redirect(*out, 0);
+}
+
+static __always_inline int tc_too_big(struct __sk_buff *skb)
+{
+    if (skb->len <= MAX_SOCKET_FRAME + ETH_HLEN)
+        return TC_ACT_OK;
+    return to_segmenter(skb, DROP_TOO_BIG);
 }
 
 static __always_inline int tc_from_vm(struct __sk_buff *skb, __u32 vni)
@@ -560,7 +632,7 @@ static __always_inline int tc_from_vm(struct __sk_buff *skb, __u32 vni)
     if (!ip || bpf_ntohs(ip->tot_len) + ETH_HLEN != skb->len)
         return -1;
     struct l2_fwd *fwd = l2_lookup(vni, eth);
-    if (!fwd)
+    if (!fwd || !source_ok(&vm_sources, skb->ingress_ifindex, eth, ip->saddr, 0, fwd))
         return -1;
     if (fwd->kind == FWD_PORT) {
         count(FAST_BRIDGE);
@@ -610,10 +682,14 @@ static __always_inline int tc_from_overlay(struct __sk_buff *skb)
         !(vx->flags & VXLAN_FLAG_VNI))
         return -1;
     struct ethhdr *inner_eth = (void *)(vx + 1);
-    if (!tc_ipv4(inner_eth, data_end))
+    struct iphdr *inner_ip = tc_ipv4(inner_eth, data_end);
+    if (!inner_ip)
         return -1;
-    struct l2_fwd *fwd = l2_lookup(bpf_ntohl(vx->vni) >> 8, inner_eth);
+    __u32 vni = bpf_ntohl(vx->vni) >> 8;
+    struct l2_fwd *fwd = l2_lookup(vni, inner_eth);
     if (!fwd || fwd->kind != FWD_PORT)
+        return -1;
+    if (!source_ok(&overlay_sources, vni, inner_eth, inner_ip->saddr, src, fwd))
         return -1;
     struct ethhdr inner = *inner_eth;
     __u32 out = fwd->ifindex;
@@ -658,7 +734,9 @@ int xvr_tc(struct __sk_buff *skb)
     if (bpf_map_lookup_elem(&vm_ports, &ifindex)) {
         __u32 *vni = bpf_map_lookup_elem(&port_vnis, &ifindex);
         int action = vni ? tc_from_vm(skb, *vni) : -1;
-        return action >= 0 ? action : tc_too_big(skb);
+        // What the fast path does not take goes to the workers, whatever
+        // its size: never to the host stack.
+        return action >= 0 ? action : to_segmenter(skb, DROP_VM_NO_SOCKET);
     }
     int action = tc_from_overlay(skb);
     if (action >= 0)

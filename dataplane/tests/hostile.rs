@@ -1,0 +1,180 @@
+//! A hostile VM against the pipeline, in memory: each forgery is dropped
+//! under its own name, and the VMs that tell the truth still get through.
+//! Tenant A's tiers are 10.0.0.0/24 (ports a1 and a3) and 10.0.1.0/24
+//! (a2); the remote VTEP hosts one VM of each tenant.
+mod common;
+
+use common::*;
+use xvr_dataplane::table::{Tables, TablesBuilder};
+use xvr_dataplane::{DropReason, Event, Verdict};
+use xvr_testkit::arp_reply;
+
+const THIRD_VTEP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 18, 0, 3);
+const VM_B30_MAC: [u8; 6] = [0x02, 0x0b, 0, 0, 0, 0x30];
+
+fn hostile_tables(more: impl FnOnce(&mut TablesBuilder)) -> Tables {
+    let mut b = builder();
+    // A VTEP that hosts only a VM of tenant B.
+    let third = b.add_vtep(THIRD_VTEP, mac(VTEP_MAC));
+    b.add_remote_host(TENANT_B, ip("10.0.0.30"), mac(VM_B30_MAC), third);
+    more(&mut b);
+    b.build()
+}
+
+fn dropped(t: &Tables, port: u16, frame: &[u8]) -> DropReason {
+    match run(t, port, frame).0 {
+        Verdict::Drop(reason) => reason,
+        other => panic!("not dropped: {other:?}"),
+    }
+}
+
+#[test]
+fn a_vm_port_takes_only_its_vms_macs_and_addresses() {
+    let t = hostile_tables(|_| {});
+    let stranger = [0x02, 0x66, 0, 0, 0, 0x66];
+    let forged_mac = udp(stranger, A1_MAC, "10.0.0.10", "10.0.1.10", 64, b"x");
+    assert_eq!(dropped(&t, A1, &forged_mac), DropReason::PortSecurityMac);
+    // Another local VM's MAC, sent from the wrong port.
+    let other_port = udp(VM_A11_MAC, A1_MAC, "10.0.0.11", "10.0.1.10", 64, b"x");
+    assert_eq!(dropped(&t, A1, &other_port), DropReason::PortSecurityMac);
+    let forged_ip = udp(VM_A10_MAC, A1_MAC, "10.0.0.99", "10.0.1.10", 64, b"x");
+    assert_eq!(dropped(&t, A1, &forged_ip), DropReason::PortSecurityIp);
+    // A source inside the db tier, to get past its ACL as a same-tier pair.
+    let db = udp(VM_A10_MAC, A1_MAC, "10.0.1.11", "10.0.1.10", 64, b"x");
+    assert_eq!(dropped(&t, A1, &db), DropReason::PortSecurityIp);
+    // A forged source toward the internet (source NAT would hide it).
+    let out = udp(VM_A10_MAC, A1_MAC, "192.0.2.7", "198.19.0.10", 64, b"x");
+    assert_eq!(dropped(&t, A1, &out), DropReason::PortSecurityIp);
+    // The truth passes.
+    let honest = udp(VM_A10_MAC, A1_MAC, "10.0.0.10", "10.0.1.10", 64, b"x");
+    assert_eq!(run(&t, A1, &honest).0, Verdict::Tx(A2));
+}
+
+#[test]
+fn arp_must_name_the_vm_that_sends_it() {
+    let t = hostile_tables(|_| {});
+    // Poisoning a neighbour: "the gateway is at my MAC".
+    let poison = arp_reply(
+        VM_A10_MAC,
+        VM_A11_MAC,
+        VM_A10_MAC,
+        ip("10.0.0.1").octets(),
+        ip("10.0.0.11").octets(),
+    );
+    assert_eq!(dropped(&t, A1, &poison), DropReason::PortSecurityArp);
+    // Poisoning the gateway: "10.0.0.11 is at my MAC".
+    let request = arp_request(VM_A10_MAC, "10.0.0.11", "10.0.0.1");
+    assert_eq!(dropped(&t, A1, &request), DropReason::PortSecurityArp);
+    // A sender MAC other than the frame's.
+    let mut lie = arp_request(VM_A10_MAC, "10.0.0.10", "10.0.0.1");
+    lie[22..28].copy_from_slice(&VM_A11_MAC);
+    assert_eq!(dropped(&t, A1, &lie), DropReason::PortSecurityArp);
+    // An honest reply to a neighbour is bridged; an address probe passes.
+    let honest = arp_reply(
+        VM_A10_MAC,
+        VM_A11_MAC,
+        VM_A10_MAC,
+        ip("10.0.0.10").octets(),
+        ip("10.0.0.11").octets(),
+    );
+    assert_eq!(run(&t, A1, &honest).0, Verdict::Tx(A3));
+    let probe = arp_request(VM_A10_MAC, "0.0.0.0", "10.0.0.11");
+    assert_eq!(run(&t, A1, &probe).0, Verdict::Tx(A1));
+}
+
+#[test]
+fn allowed_addresses_and_ports_without_port_security() {
+    let t = hostile_tables(|b| {
+        b.allow_address(TENANT_A, ip("10.0.0.50"), mac(VM_A10_MAC));
+        b.disable_port_security(B1);
+    });
+    let vip = udp(VM_A10_MAC, A1_MAC, "10.0.0.50", "10.0.1.10", 64, b"x");
+    assert_eq!(run(&t, A1, &vip).0, Verdict::Tx(A2));
+    // The address is A10's to use, not A11's.
+    let not_yours = udp(VM_A11_MAC, A3_MAC, "10.0.0.50", "10.0.1.10", 64, b"x");
+    assert_eq!(dropped(&t, A3, &not_yours), DropReason::PortSecurityIp);
+    let gratuitous = arp_request(VM_A10_MAC, "10.0.0.50", "10.0.0.50");
+    assert_ne!(
+        run(&t, A1, &gratuitous).0,
+        Verdict::Drop(DropReason::PortSecurityArp)
+    );
+    // B1 opted out: any source, still only inside tenant B.
+    let any = udp(
+        [0x02, 0x66, 0, 0, 0, 1],
+        B1_MAC,
+        "10.0.0.99",
+        "10.0.0.20",
+        64,
+        b"x",
+    );
+    let (verdict, _, p) = run(&t, B1, &any);
+    assert_eq!(verdict, Verdict::Tx(UP));
+    assert_eq!(p.stats.events_of(Event::Encap), 1);
+}
+
+#[test]
+fn tiers_are_separate_l2_domains() {
+    let t = hostile_tables(|_| {});
+    // Straight to the db VM's MAC, around the gateway and its ACL.
+    let around = udp(VM_A10_MAC, VM_A110_MAC, "10.0.0.10", "10.0.1.10", 64, b"x");
+    assert_eq!(dropped(&t, A1, &around), DropReason::L2CrossTier);
+    // The same tier still bridges, locally and across the overlay.
+    let same = udp(VM_A10_MAC, VM_A11_MAC, "10.0.0.10", "10.0.0.11", 64, b"x");
+    assert_eq!(run(&t, A1, &same).0, Verdict::Tx(A3));
+    let remote = udp(VM_A10_MAC, VM_A20_MAC, "10.0.0.10", "10.0.0.20", 64, b"x");
+    assert_eq!(run(&t, A1, &remote).0, Verdict::Tx(UP));
+    // The ARP responder answers for the asker's tier and gateway only.
+    let other_tier = arp_request(VM_A10_MAC, "10.0.0.10", "10.0.1.10");
+    assert_eq!(dropped(&t, A1, &other_tier), DropReason::ArpNotOurs);
+    let own_tier = arp_request(VM_A10_MAC, "10.0.0.10", "10.0.0.11");
+    assert_eq!(run(&t, A1, &own_tier).0, Verdict::Tx(A1));
+    let gateway = arp_request(VM_A10_MAC, "10.0.0.10", "10.0.0.1");
+    assert_eq!(run(&t, A1, &gateway).0, Verdict::Tx(A1));
+    // From the overlay: the remote web VM cannot bridge into the db tier.
+    let inner = udp(VM_A20_MAC, VM_A110_MAC, "10.0.0.20", "10.0.1.10", 64, b"x");
+    let overlay = vxlan(REMOTE_VTEP, VNI_A, &inner);
+    assert_eq!(dropped(&t, UP, &overlay), DropReason::L2CrossTier);
+}
+
+#[test]
+fn vxlan_is_taken_only_from_members_and_their_vms() {
+    let t = hostile_tables(|_| {});
+    let inner = udp(VM_A20_MAC, VM_A10_MAC, "10.0.0.20", "10.0.0.10", 64, b"x");
+    let stranger = std::net::Ipv4Addr::new(198, 18, 0, 99);
+    assert_eq!(
+        dropped(&t, UP, &vxlan(stranger, VNI_A, &inner)),
+        DropReason::VxlanUnknownVtep
+    );
+    // A known VTEP, in a VNI it hosts no VM of.
+    let from_b_host = udp(VM_B30_MAC, VM_A10_MAC, "10.0.0.30", "10.0.0.10", 64, b"x");
+    assert_eq!(
+        dropped(&t, UP, &vxlan(THIRD_VTEP, VNI_A, &from_b_host)),
+        DropReason::VxlanNotMember
+    );
+    // A member VTEP lying about its VM: another address, another MAC,
+    // tenant B's VM in A's VNI, and ARP naming someone else.
+    let lies = [
+        udp(VM_A20_MAC, VM_A10_MAC, "10.0.0.21", "10.0.0.10", 64, b"x"),
+        udp(VM_A20_MAC, VM_A10_MAC, "10.0.1.10", "10.0.0.10", 64, b"x"),
+        udp(
+            [0x02, 0x66, 0, 0, 0, 1],
+            VM_A10_MAC,
+            "10.0.0.20",
+            "10.0.0.10",
+            64,
+            b"x",
+        ),
+        udp(VM_B20_MAC, VM_A10_MAC, "10.0.0.20", "10.0.0.10", 64, b"x"),
+        arp_request(VM_A20_MAC, "10.0.0.1", "10.0.0.10"),
+    ];
+    for lie in lies {
+        assert_eq!(
+            dropped(&t, UP, &vxlan(REMOTE_VTEP, VNI_A, &lie)),
+            DropReason::VxlanInnerSource
+        );
+    }
+    assert_eq!(
+        run(&t, UP, &vxlan(REMOTE_VTEP, VNI_A, &inner)).0,
+        Verdict::Tx(A1)
+    );
+}
