@@ -3,8 +3,8 @@
 //! `FastPathSync` derives from a state, and every frame it forwards must
 //! leave byte for byte as the pipeline would send it, to the same port.
 //! Frames it must not decide (router MACs, broadcast, another tenant's
-//! MACs, IP options, too big for the overlay, unknown VTEPs) go to the
-//! workers.
+//! MACs, IP options, too big for the overlay, unknown VTEPs, forged
+//! sources, other tiers) go to the workers.
 use std::net::Ipv4Addr;
 use xvr::fast_path::FastPathSync;
 use xvr_control::State;
@@ -13,6 +13,7 @@ use xvr_ebpf::{Decision, Steering};
 use xvr_testkit::netns::{require_root, Rig};
 use xvr_testkit::{headers, partial_checksum};
 
+const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 const XDP_REDIRECT: u32 = 4;
 
@@ -22,12 +23,14 @@ const STATE: &str = r#"{
     { "role": "uplink", "name": "up0", "mac": "02:00:00:00:00:01", "ip": "198.18.0.1", "mtu": 1600 },
     { "role": "vm", "name": "a1", "mac": "02:aa:00:00:00:01", "tenant": "t", "gateway": "10.0.0.1/24" },
     { "role": "vm", "name": "a2", "mac": "02:aa:00:00:00:02", "tenant": "t", "gateway": "10.0.0.1/24" },
-    { "role": "vm", "name": "b1", "mac": "02:bb:00:00:00:01", "tenant": "u", "gateway": "10.0.0.1/24" }
+    { "role": "vm", "name": "b1", "mac": "02:bb:00:00:00:01", "tenant": "u", "gateway": "10.0.0.1/24" },
+    { "role": "vm", "name": "a3", "mac": "02:aa:00:00:00:03", "tenant": "t", "gateway": "10.0.1.1/24" }
   ],
   "neighbors": [
     { "tenant": "t", "ip": "10.0.0.10", "mac": "02:0a:00:00:00:10", "port": "a1" },
     { "tenant": "t", "ip": "10.0.0.11", "mac": "02:0a:00:00:00:11", "port": "a2" },
-    { "tenant": "u", "ip": "10.0.0.10", "mac": "02:0b:00:00:00:10", "port": "b1" }
+    { "tenant": "u", "ip": "10.0.0.10", "mac": "02:0b:00:00:00:10", "port": "b1" },
+    { "tenant": "t", "ip": "10.0.1.10", "mac": "02:0a:00:00:01:10", "port": "a3" }
   ],
   "vteps": [{ "ip": "198.18.0.2", "mac": "02:00:00:00:00:02" }],
   "remote_vms": [
@@ -42,7 +45,8 @@ const U_VM10: [u8; 6] = [2, 0x0b, 0, 0, 0, 0x10];
 const ROUTER_A1: [u8; 6] = [2, 0xaa, 0, 0, 0, 1];
 const UPLINK: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const VTEP: [u8; 6] = [2, 0, 0, 0, 0, 2];
-const PORTS: [&str; 4] = ["up0", "a1", "a2", "b1"];
+const DB10: [u8; 6] = [2, 0x0a, 0, 0, 1, 0x10];
+const PORTS: [&str; 5] = ["up0", "a1", "a2", "b1", "a3"];
 
 struct Rigged {
     steering: Steering,
@@ -98,7 +102,7 @@ fn with_rig(name: &str, test: impl FnOnce(&Rigged) + Send) {
         }
         let mut sync = FastPathSync::new(steering.take_fast_path().unwrap(), false);
         let exported = sync.sync_with(&tables, |_| true).unwrap();
-        assert_eq!(exported, 4, "every host of both tenants");
+        assert_eq!(exported, 5, "every host of both tenants");
         test(&Rigged {
             steering,
             ifindexes,
@@ -221,6 +225,26 @@ fn what_the_fast_path_must_not_decide_goes_to_the_workers() {
             ),
             ("IPv4 options", 1, options),
             (
+                "a forged source address (port security)",
+                1,
+                headers(VM10, VM20, [10, 0, 0, 99], [10, 0, 0, 20]).udp(1, 2, b"x"),
+            ),
+            (
+                "a forged source MAC (port security)",
+                1,
+                headers([2, 6, 6, 6, 6, 6], VM20, [10, 0, 0, 10], [10, 0, 0, 20]).udp(1, 2, b"x"),
+            ),
+            (
+                "another VM's MAC, from the wrong port (port security)",
+                2,
+                headers(VM10, VM20, [10, 0, 0, 10], [10, 0, 0, 20]).udp(1, 2, b"x"),
+            ),
+            (
+                "to a VM of another tier (routed by the workers)",
+                1,
+                headers(VM10, DB10, [10, 0, 0, 10], [10, 0, 1, 10]).udp(1, 2, b"x"),
+            ),
+            (
                 "too big for the overlay (ICMP from the workers)",
                 1,
                 to_a20.udp(1, 2, &payload(1560)),
@@ -260,12 +284,37 @@ fn what_the_fast_path_must_not_decide_goes_to_the_workers() {
                 0,
                 bad_outer_checksum,
             ),
+            (
+                "VXLAN whose inner source lies about its address",
+                0,
+                headers(VTEP, UPLINK, [198, 18, 0, 2], [198, 18, 0, 1]).vxlan(
+                    50000,
+                    100,
+                    0x08,
+                    &headers(VM20, VM10, [10, 0, 0, 21], [10, 0, 0, 10]).udp(1, 2, b"x"),
+                ),
+            ),
+            (
+                "VXLAN from a local VM's MAC",
+                0,
+                headers(VTEP, UPLINK, [198, 18, 0, 2], [198, 18, 0, 1]).vxlan(
+                    50000,
+                    100,
+                    0x08,
+                    &headers(VM11, VM10, [10, 0, 0, 11], [10, 0, 0, 10]).udp(1, 2, b"x"),
+                ),
+            ),
         ];
         for (name, port, frame) in cases {
             let (action, out, decision) = r.xdp(port, &frame);
-            // No AF_XDP socket is bound: the workers' frames fall back to
-            // the kernel and count as no_socket.
-            assert_eq!((action, decision), (XDP_PASS, Decision::NoSocket), "{name}");
+            // No AF_XDP socket is bound: the workers' frames from the
+            // uplink fall back to the kernel (no_socket); a VM's are
+            // dropped, never passed to the host.
+            let fallback = match port {
+                0 => (XDP_PASS, Decision::NoSocket),
+                _ => (XDP_DROP, Decision::DropVmNoSocket),
+            };
+            assert_eq!((action, decision), fallback, "{name}");
             assert_eq!(out, frame, "{name}: untouched");
         }
         let (action, _, decision) = r.xdp(1, &fragment);
