@@ -23,7 +23,8 @@ const STATE: &str = r#"{
   ],
   "neighbors": [
     { "tenant": "t", "ip": "10.0.0.10", "mac": "02:0a:00:00:00:10", "port": "a1" },
-    { "tenant": "t", "ip": "10.0.1.10", "mac": "02:0a:00:00:01:10", "port": "a2" }
+    { "tenant": "t", "ip": "10.0.1.10", "mac": "02:0a:00:00:01:10", "port": "a2",
+      "allowed_addresses": ["10.5.0.0/16"] }
   ]
 }"#;
 

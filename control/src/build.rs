@@ -109,8 +109,8 @@ impl State {
         for n in &self.neighbors {
             let tenant = tenants[n.tenant.as_str()];
             b.add_local_host(tenant, n.ip, n.mac.into(), ports[n.port.as_str()]);
-            for ip in &n.allowed_addresses {
-                b.allow_address(tenant, *ip, n.mac.into());
+            for prefix in &n.allowed_addresses {
+                b.allow_addresses(tenant, *prefix, n.mac.into());
             }
         }
         let mut vteps = HashMap::new();

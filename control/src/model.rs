@@ -358,10 +358,11 @@ pub struct NeighborConfig {
     pub ip: Ipv4Addr,
     pub mac: Mac,
     pub port: String,
-    /// Other source addresses the VM may send from (allowed address
-    /// pairs, as for a VRRP address that moves between VMs).
+    /// Other source addresses the VM may send from, as prefixes (allowed
+    /// address pairs: `10.0.0.50/32` for a VRRP address that moves
+    /// between VMs, `10.5.0.0/16` for the networks a router VM forwards).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub allowed_addresses: Vec<Ipv4Addr>,
+    pub allowed_addresses: Vec<Ipv4Net>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -558,11 +558,11 @@ impl State {
         for (i, n) in self.neighbors.iter().enumerate() {
             let at = format!("neighbors[{i}]");
             host(errors, at.clone(), &n.tenant, n.ip, n.mac);
-            for (j, ip) in n.allowed_addresses.iter().enumerate() {
-                if !usable_host(*ip) {
+            for (j, prefix) in n.allowed_addresses.iter().enumerate() {
+                if *prefix != prefix.trunc() || prefix.prefix_len() == 0 {
                     errors.add(
                         format!("{at}.allowed_addresses[{j}]"),
-                        format!("{ip} is not a usable host address"),
+                        format!("{prefix} is not a network prefix (host bits set, or /0)"),
                     );
                 }
             }

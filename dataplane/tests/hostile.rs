@@ -85,7 +85,7 @@ fn arp_must_name_the_vm_that_sends_it() {
 #[test]
 fn allowed_addresses_and_ports_without_port_security() {
     let t = hostile_tables(|b| {
-        b.allow_address(TENANT_A, ip("10.0.0.50"), mac(VM_A10_MAC));
+        b.allow_addresses(TENANT_A, "10.0.0.50/32".parse().unwrap(), mac(VM_A10_MAC));
         b.disable_port_security(B1);
     });
     let vip = udp(VM_A10_MAC, A1_MAC, "10.0.0.50", "10.0.1.10", 64, b"x");

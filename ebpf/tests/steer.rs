@@ -7,6 +7,7 @@ use xvr_ebpf::{Decision, Steering};
 use xvr_testkit::netns::require_root;
 use xvr_testkit::{arp_request, headers};
 
+const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 /// The loopback device: it exists in every network namespace, so the
 /// program can be told frames arrived on it without creating anything.
@@ -119,8 +120,15 @@ fn steers_what_is_ours_and_passes_the_rest() {
         assert_eq!(decision, *want, "{name}");
     }
 
-    // Once the interface is a VM port, everything on it is ours.
+    // Once the interface is a VM port, everything on it is ours: with no
+    // socket to take it, dropped, never passed to the host.
     steering.add_vm_port(uplink).unwrap();
     let arp = arp_request([2, 0, 0, 0, 0, 0x10], [10, 0, 0, 10], [10, 0, 0, 1]);
-    assert_eq!(run(&steering, uplink, &arp), (XDP_PASS, Decision::NoSocket));
+    let to_host = host.tcp_syn(40000, 22);
+    for frame in [arp, to_host] {
+        assert_eq!(
+            run(&steering, uplink, &frame),
+            (XDP_DROP, Decision::DropVmNoSocket)
+        );
+    }
 }

@@ -59,11 +59,10 @@ pub struct Tables {
     /// Per port id: whether the port checks what its VMs send (on unless
     /// the port opts out).
     port_security: Vec<bool>,
-    /// Extra source addresses VMs may use (allowed address pairs, as for
-    /// a VRRP address, which several VMs may share): (tenant, address, VM
-    /// MAC).
-    allowed:
-        Arc<hashbrown::HashSet<(TenantId, Ipv4Addr, EthernetAddress), rustc_hash::FxBuildHasher>>,
+    /// Extra source prefixes VMs may use (allowed address pairs: a VRRP
+    /// address several VMs share, the networks a router VM forwards
+    /// from), by (tenant, VM MAC).
+    allowed: Arc<FastMap<(TenantId, EthernetAddress), Vec<Ipv4Net>>>,
     /// (remote VTEP, tenant) pairs whose VXLAN is accepted: the VTEP hosts
     /// a VM of the tenant.
     members: Arc<hashbrown::HashSet<(VtepId, TenantId), rustc_hash::FxBuildHasher>>,
@@ -168,7 +167,9 @@ impl Tables {
     /// own address (an allowed address pair).
     #[inline]
     pub fn allowed_source(&self, tenant: TenantId, ip: Ipv4Addr, mac: EthernetAddress) -> bool {
-        self.allowed.contains(&(tenant, ip, mac))
+        self.allowed
+            .get(&(tenant, mac))
+            .is_some_and(|prefixes| prefixes.iter().any(|p| p.contains(&ip)))
     }
 
     /// Whether the remote `vtep` hosts a VM of `tenant` (its VXLAN in the
@@ -375,9 +376,10 @@ impl TablesBuilder {
         own(&mut self.tables.l2).insert(tenant, mac, L2Dest::Host(endpoint));
     }
 
-    /// The VM `mac` of `tenant` may also send from `ip`.
-    pub fn allow_address(&mut self, tenant: TenantId, ip: Ipv4Addr, mac: EthernetAddress) {
-        own(&mut self.tables.allowed).insert((tenant, ip, mac));
+    /// The VM `mac` of `tenant` may also send from addresses in `prefix`.
+    pub fn allow_addresses(&mut self, tenant: TenantId, prefix: Ipv4Net, mac: EthernetAddress) {
+        let allowed = own(&mut self.tables.allowed);
+        allowed.entry((tenant, mac)).or_default().push(prefix);
     }
 
     /// Frames from `port` are not checked against its VMs.
