@@ -1,4 +1,4 @@
-//! The control socket server (DESIGN.md section 5): a Unix stream socket
+//! The control socket server (docs/control-protocol.md): a Unix stream socket
 //! speaking JSON lines, served by a mio event loop on its own thread, so a
 //! slow or stuck client never blocks the others, and nothing here ever
 //! touches the data path.

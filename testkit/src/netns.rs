@@ -1,4 +1,4 @@
-//! Test topologies in network namespaces (DESIGN.md section 6). Every
+//! Test topologies in network namespaces. Every
 //! namespace is named `xvr-<test>-<pid>-<n>` and deleted when the `Rig`
 //! is dropped, also when the test panics. Nothing is created in the root
 //! namespace.

@@ -1,11 +1,11 @@
 //! The rig's traffic ends, all XDP (`xvr_ebpf::BENCH_OBJECT`):
 //! - `generate`: a live-frames generator. BPF_PROG_RUN with
 //!   BPF_F_TEST_XDP_LIVE_FRAMES redirects copies of one test frame into a
-//!   veth at several Mpps per core, where trafgen manages ~0.7 (DESIGN.md
-//!   section 8); the UDP source port cycles so flows spread.
+//!   veth at several Mpps per core, where trafgen manages ~0.7 (measured
+//!   here); the UDP source port cycles so flows spread.
 //! - `Sink`: counts and drops at the far end, in XDP.
 //! - `generate_afxdp`: the generator for kernel forwarding, since live
-//!   frames passed to the stack mostly never arrive (DESIGN.md section 8),
+//!   frames passed to the stack mostly never arrive (measured here),
 //!   and through a CPUMAP only a trickle did here (~0.1 Mpps).
 //!
 //! Each function acts in the calling thread's network namespace.

@@ -1,4 +1,4 @@
-//! Which worker owns a NAT flow (DESIGN.md: connection tracking ownership).
+//! Which worker owns a NAT flow.
 //!
 //! A session lives in one worker's conntrack, so every packet of its flow
 //! must be processed there. The owner follows from fields that each
