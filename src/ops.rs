@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use xvr_control::change::{self, Change};
 use xvr_control::server::{optional_bool, optional_str, optional_u64, ApiError, Handler};
-use xvr_control::{NextHopConfig, RouteConfig, State};
+use xvr_control::{NextHopConfig, RouteConfig, State, TenantIds};
 use xvr_dataplane::conntrack::SessionFilter;
 use xvr_dataplane::io::xsk_ports::PortCounters;
 use xvr_dataplane::table::{Lpm, NextHop, RouteChange, TenantId};
@@ -57,12 +57,16 @@ pub struct DaemonOps {
     /// The running data path's interfaces and steering maps, changed with
     /// the ports and public addresses (None: no data path to follow).
     ports: Option<LivePorts>,
+    /// Each tenant's id, kept across commits (see `TenantIds`).
+    ids: TenantIds,
 }
 
 impl DaemonOps {
     /// Serves `state`, whose tables the workers read from `tables`.
     pub fn new(state: State, tables: Arc<ArcSwap<Tables>>, live: Arc<Live>) -> DaemonOps {
+        let ids = TenantIds::of(&tables.load());
         DaemonOps {
+            ids,
             json: None,
             routes: None,
             state,
@@ -97,9 +101,19 @@ impl DaemonOps {
     /// Makes `new` the running state (unless `dry_run`); answers what
     /// changed and the new generation.
     fn change_to(&mut self, new: State, dry_run: bool) -> Result<Value, ApiError> {
-        let tables = build(&new)?;
+        let built = self.build(&new)?;
         let changes = change::diff(&self.state, &new);
-        self.make_current(new, tables, changes, dry_run, Routes::Replaced)
+        self.make_current(new, built, changes, dry_run, Routes::Replaced)
+    }
+
+    /// Validates and builds `state`, its tenants keeping their ids (new
+    /// ones get fresh ids); every problem in one `invalid` error.
+    fn build(&self, state: &State) -> Result<(Tables, TenantIds), ApiError> {
+        let invalid = |e: xvr_control::ConfigErrors| {
+            ApiError::new("invalid", e.to_string().trim_end().replace('\n', "; "))
+        };
+        let ids = self.ids.next(state).map_err(invalid)?;
+        Ok((state.build_with(&ids).map_err(invalid)?, ids))
     }
 
     /// Makes `new` (built into `tables`; `changes` is what differs) the
@@ -107,7 +121,7 @@ impl DaemonOps {
     fn make_current(
         &mut self,
         mut new: State,
-        tables: Tables,
+        (tables, ids): (Tables, TenantIds),
         changes: Value,
         dry_run: bool,
         routes: Routes,
@@ -163,6 +177,7 @@ impl DaemonOps {
         }
         self.json = None;
         self.state = new;
+        self.ids = ids;
         Ok(answer)
     }
 
@@ -192,9 +207,10 @@ impl DaemonOps {
             return None;
         }
         let changes = change::diff(&rest, &new);
-        Some(build(&new).and_then(|tables| {
+        Some(self.build(&new).and_then(|(tables, ids)| {
             let vrfs = self.carried_vrfs(&rest, &new, &tables);
-            self.make_current(new, tables.with_vrfs(vrfs), changes, dry_run, Routes::Kept)
+            let built = (tables.with_vrfs(vrfs), ids);
+            self.make_current(new, built, changes, dry_run, Routes::Kept)
         }))
     }
 
@@ -224,11 +240,11 @@ impl DaemonOps {
         let none = BTreeSet::new();
         let mut vrfs = Vec::new();
         for (id, tenant) in tables.tenants().iter().enumerate() {
-            let Some(old_id) = running.tenants().iter().position(|t| t.name == tenant.name) else {
+            let Some(old_id) = running.tenant_id(&tenant.name) else {
                 vrfs.push(tables.vrf(id as TenantId).clone());
                 continue;
             };
-            let mut vrf = running.vrf(old_id as TenantId).clone();
+            let mut vrf = running.vrf(old_id).clone();
             let name = tenant.name.as_str();
             let (before, after) = (
                 was.get(name).unwrap_or(&none),
@@ -258,10 +274,10 @@ impl DaemonOps {
         let text = |field: &str| optional_str(request, field);
         let mut filter = SessionFilter::default();
         if let Some(name) = text("tenant")? {
-            let id = tables.tenants().iter().position(|t| t.name == name);
-            let id = id
+            let id = tables
+                .tenant_id(name)
                 .ok_or_else(|| ApiError::bad_field("tenant", format!("unknown tenant {name:?}")))?;
-            filter.zone = Some(id as u16);
+            filter.zone = Some(id);
         }
         if let Some(a) = text("address")? {
             let ip = a.parse().map_err(|_| {
@@ -294,6 +310,7 @@ impl DaemonOps {
             tables
                 .tenants()
                 .get(usize::from(zone))
+                .filter(|t| !t.is_vacant())
                 .map(|t| t.name.clone())
         };
         let mut listed = Vec::new();
@@ -371,6 +388,7 @@ impl DaemonOps {
             .tenants()
             .iter()
             .enumerate()
+            .filter(|(_, t)| !t.is_vacant())
             .map(|(id, t)| (t.name.as_str(), id as TenantId))
             .collect();
         let (mut added, mut removed, mut changed) = (Vec::new(), Vec::new(), Vec::new());
@@ -695,13 +713,6 @@ fn plan_routes(
 enum Routes {
     Replaced,
     Kept,
-}
-
-/// Validates and builds `state`; every problem in one `invalid` error.
-fn build(state: &State) -> Result<Tables, ApiError> {
-    state
-        .build()
-        .map_err(|e| ApiError::new("invalid", e.to_string().trim_end().replace('\n', "; ")))
 }
 
 fn dry_run(request: &Map<String, Value>) -> Result<bool, ApiError> {

@@ -99,6 +99,7 @@ fn step(tables: &Tables, stage: &str, meta: &Meta) -> Value {
     let tenant = tables
         .tenants()
         .get(usize::from(meta.tenant))
+        .filter(|t| !t.is_vacant())
         .map(|t| t.name.clone());
     json!({
         "stage": stage,

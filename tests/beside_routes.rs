@@ -18,7 +18,7 @@ use xvr::router::Live;
 use xvr_control::change::{self, apply_changes, Change};
 use xvr_control::server::Handler;
 use xvr_control::State;
-use xvr_dataplane::table::{NextHop, TenantId};
+use xvr_dataplane::table::NextHop;
 use xvr_dataplane::Tables;
 
 fn start() -> (State, DaemonOps, Arc<ArcSwap<Tables>>) {
@@ -110,7 +110,18 @@ fn lookups(tables: &Tables) -> Vec<(Option<NextHop>, Option<String>)> {
         "192.0.2.9",
         "8.8.8.8",
     ];
-    (0..tables.tenants().len() as TenantId)
+    // By name: the daemon keeps each tenant's id across commits, a fresh
+    // build numbers them in order.
+    let mut names: Vec<&str> = tables
+        .tenants()
+        .iter()
+        .filter(|t| !t.is_vacant())
+        .map(|t| t.name.as_str())
+        .collect();
+    names.sort_unstable();
+    names
+        .into_iter()
+        .map(|name| tables.tenant_id(name).unwrap())
         .flat_map(|t| {
             probes.iter().map(move |p| {
                 let ip: Ipv4Addr = p.parse().unwrap();

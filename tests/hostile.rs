@@ -343,3 +343,67 @@ fn a_hostile_vm_reaches_nobody_and_stops_nothing() {
     assert_eq!(health["workers"][0]["alive"], true, "{health}");
     stop_xvrd(daemon);
 }
+
+/// Tenant "a" is listed before "t"; t's VM streams TCP through source NAT
+/// to the internet. Deleting a while the stream runs must not move t's
+/// sessions to another tenant (ids were list positions once): the stream
+/// goes on, in t, to the end.
+const TWO_TENANTS_NAT: &str = r#"{
+  "tenants": [{ "name": "a", "vni": 99 }, { "name": "t", "vni": 100 }],
+  "ports": [
+    { "role": "uplink", "name": "up0", "mac": "02:00:00:00:00:01", "ip": "198.18.0.1",
+      "internet_gateway_mac": "02:00:00:00:00:fe" },
+    { "role": "vm", "name": "a1", "mac": "02:aa:00:00:00:01", "tenant": "t", "gateway": "10.0.0.1/24" }
+  ],
+  "routes": [
+    { "tenant": "a", "prefix": "0.0.0.0/0", "next_hop": "internet" },
+    { "tenant": "t", "prefix": "0.0.0.0/0", "next_hop": "internet" }
+  ],
+  "neighbors": [{ "tenant": "t", "ip": "10.0.0.10", "mac": "02:0a:00:00:00:10", "port": "a1" }],
+  "nat": { "source": [
+    { "tenant": "a", "public_ip": "203.0.113.9" },
+    { "tenant": "t", "public_ip": "203.0.113.10" }
+  ] }
+}"#;
+
+#[test]
+#[ignore = "needs root: scripts/test runs it as root"]
+fn deleting_a_tenant_listed_before_another_leaves_its_connections_alone() {
+    require_root("running xvrd with source NAT over veth");
+    let (_dir, config) = common::state_file(TWO_TENANTS_NAT);
+    let socket = socket_beside(&config);
+    let mut r = Rig::new("tenant-delete");
+    let (host, vm, internet) = common::internet_rig(&mut r, 1);
+    let daemon = start_xvrd(&r, &host, &config, &["a1", "up0"]);
+    let stream = std::thread::scope(|s| {
+        let stream =
+            s.spawn(|| r.iperf3(&internet, &vm, common::INTERNET_SERVER, 4, &["-b", "200M"]));
+        std::thread::sleep(Duration::from_millis(1500));
+        let gone =
+            serde_json::json!({ "action": "del", "table": "tenants", "entry": { "name": "a" } });
+        let routes = serde_json::json!({ "action": "del", "table": "routes",
+            "entry": { "tenant": "a", "prefix": "0.0.0.0/0" } });
+        let nat = serde_json::json!({ "action": "del", "table": "nat.source",
+            "entry": { "tenant": "a", "public_ip": "203.0.113.9" } });
+        common::call(
+            &socket,
+            serde_json::json!({ "op": "commit", "changes": [nat, routes, gone] }),
+        );
+        let sessions = common::call(
+            &socket,
+            serde_json::json!({ "op": "sessions", "tenant": "t", "protocol": "tcp" }),
+        );
+        (stream.join().unwrap(), sessions)
+    });
+    let (stream, sessions) = stream;
+    let stream = stream.unwrap_or_else(|e| panic!("the stream broke when a went: {e}"));
+    // 4 s at 200 Mbit/s; well over half must arrive, after the delete too.
+    assert!(stream.bytes_received > 50_000_000, "{stream:?}");
+    assert!(
+        sessions["matched"].as_u64().unwrap_or(0) >= 1,
+        "t's sessions, in t: {sessions}"
+    );
+    let dump = xvrctl(&socket, &["--json", "dump", "tenants"]);
+    assert!(!String::from_utf8_lossy(&dump.stdout).contains("\"a\""));
+    stop_xvrd(daemon);
+}

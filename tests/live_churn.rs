@@ -7,10 +7,8 @@
 //! becomes a blackhole.
 mod common;
 
-use common::{socket_beside, start_xvrd, stop_xvrd};
+use common::{call, socket_beside, start_xvrd, stop_xvrd};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use xvr_testkit::netns::{require_root, Rig};
 
 const STATE: &str = r#"{
@@ -27,25 +25,6 @@ const STATE: &str = r#"{
       "allowed_addresses": ["10.5.0.0/16"] }
   ]
 }"#;
-
-/// One request on a fresh connection; the answer's `result`, or panics
-/// with its error.
-fn call(socket: &std::path::Path, request: Value) -> Value {
-    let mut stream = UnixStream::connect(socket).unwrap();
-    let mut line = request.to_string();
-    line.push('\n');
-    stream.write_all(line.as_bytes()).unwrap();
-    let mut answer = String::new();
-    BufReader::new(&stream).read_line(&mut answer).unwrap();
-    let answer: Value = serde_json::from_str(&answer).unwrap();
-    match answer.get("result") {
-        Some(result) => result.clone(),
-        None => {
-            let op = &request["op"];
-            panic!("{op}: {:.400}", answer.to_string())
-        }
-    }
-}
 
 fn routes(action: &str, batch: u32) -> Value {
     let changes: Vec<Value> = (0..1000u32)

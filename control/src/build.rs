@@ -3,7 +3,7 @@ use crate::model::{
     Direction, NextHopConfig, PortConfig, RuleAction, RuleConfig, RuleProtocol, State, DEFAULT_MTU,
     DEFAULT_NAT_PORTS,
 };
-use crate::ConfigErrors;
+use crate::{ConfigErrors, TenantIds};
 use ipnet::Ipv4Net;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use xvr_dataplane::conntrack;
@@ -39,8 +39,15 @@ impl State {
         subnets
     }
 
-    /// Validates, then builds. Nothing is built from an invalid state.
+    /// Validates, then builds, the tenants taking ids in order. Nothing
+    /// is built from an invalid state.
     pub fn build(&self) -> Result<Tables, ConfigErrors> {
+        self.build_with(&TenantIds::default().next(self)?)
+    }
+
+    /// `build`, with each tenant at its id in `ids` (made for this state
+    /// by `TenantIds::next`).
+    pub fn build_with(&self, ids: &TenantIds) -> Result<Tables, ConfigErrors> {
         self.validate()?;
         let mut b = TablesBuilder::new();
         let mut tenants = HashMap::new();
@@ -48,9 +55,12 @@ impl State {
             let mac = t
                 .router_mac
                 .map_or_else(|| Tenant::default_router_mac(t.vni), Into::into);
+            let id = ids
+                .get(&t.name)
+                .ok_or_else(|| ConfigErrors::single("tenants", "no id for a tenant"))?;
             tenants.insert(
                 t.name.as_str(),
-                b.add_tenant(Tenant::new(&t.name, t.vni, mac)),
+                b.add_tenant_at(id, Tenant::new(&t.name, t.vni, mac)),
             );
         }
         let mut ports = HashMap::new();

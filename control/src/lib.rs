@@ -4,12 +4,14 @@
 //! server (`server`).
 mod build;
 pub mod change;
+mod ids;
 mod mac;
 mod model;
 pub mod schema;
 pub mod server;
 mod validate;
 
+pub use ids::TenantIds;
 pub use mac::Mac;
 pub use model::{
     ConntrackConfig, Direction, FirewallRuleConfig, NatConfig, NeighborConfig, NetworkAclConfig,

@@ -1,10 +1,10 @@
 //! Per-tenant traffic counters of one worker. Frames are counted by
-//! tenant id, the index the running tables give a tenant; ids change when
-//! tenants come and go, so at each new generation the counts so far are
-//! moved under the tenants' names, which is how they are read.
+//! tenant id; at each new generation the counts so far are moved under
+//! the tenants' names, which is how they are read, and an id that a
+//! tenant left is known as vacated.
 use crate::frame::Frame;
 use crate::pipeline::Verdict;
-use crate::table::Tables;
+use crate::table::{Tables, TenantId};
 use std::collections::HashMap;
 
 /// What one tenant's frames did.
@@ -36,6 +36,20 @@ pub struct TenantTally {
 }
 
 impl TenantTally {
+    /// The ids that held a tenant in the tables followed so far and hold
+    /// none, or another, in `tables`: deleted tenants.
+    pub fn vacated(&self, tables: &Tables) -> Vec<TenantId> {
+        let tenants = tables.tenants();
+        self.names
+            .iter()
+            .enumerate()
+            .filter(|(id, name)| {
+                !name.is_empty() && tenants.get(*id).is_none_or(|t| t.name != **name)
+            })
+            .map(|(id, _)| id as TenantId)
+            .collect()
+    }
+
     /// Counts against `tables` from now on. Tenants that are gone are
     /// forgotten.
     pub fn follow(&mut self, tables: &Tables) {
@@ -70,6 +84,7 @@ impl TenantTally {
         self.names
             .iter()
             .zip(&self.current)
+            .filter(|(name, _)| !name.is_empty())
             .map(|(name, now)| {
                 let mut total = self.earlier.get(name).copied().unwrap_or_default();
                 total.add(now);

@@ -259,3 +259,22 @@ pub fn ask(ns: &str, addr: &str, port: u16) -> String {
     assert!(ok, "connect to {addr}:{port}: {err}");
     out.trim().to_string()
 }
+
+/// One request on a fresh connection; the answer's `result`, or panics
+/// with its error.
+pub fn call(socket: &std::path::Path, request: serde_json::Value) -> serde_json::Value {
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    let mut line = request.to_string();
+    line.push('\n');
+    std::io::Write::write_all(&mut stream, line.as_bytes()).unwrap();
+    let mut answer = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(&stream), &mut answer).unwrap();
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    match answer.get("result") {
+        Some(result) => result.clone(),
+        None => {
+            let op = &request["op"];
+            panic!("{op}: {:.400}", answer.to_string())
+        }
+    }
+}

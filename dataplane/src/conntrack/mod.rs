@@ -541,6 +541,29 @@ impl Conntrack {
         (listed, ids.len())
     }
 
+    /// Removes every session, NAT mapping and fragment of the tenants in
+    /// `zones` (deleted tenants: their ids must hold nothing when they
+    /// are given out again). A scan of every session, run by the worker
+    /// when the tables change, never per packet. Returns how many
+    /// sessions went.
+    pub fn flush_zones(&mut self, zones: &[TenantId]) -> usize {
+        if zones.is_empty() {
+            return 0;
+        }
+        let ids: Vec<SessionId> = (0..self.sessions.len() as SessionId)
+            .filter(|&id| {
+                let s = &self.sessions[id as usize];
+                s.live && zones.contains(&s.inside.zone)
+            })
+            .collect();
+        for &id in &ids {
+            self.unlink(id);
+            self.remove(id);
+        }
+        self.frags.retain(|key, _| !zones.contains(&key.zone));
+        ids.len()
+    }
+
     fn remove(&mut self, id: SessionId) {
         let s = self.sessions[id as usize];
         // Only its own entries (never another session's under the same key).

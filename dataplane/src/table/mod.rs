@@ -31,8 +31,15 @@ use std::sync::Arc;
 /// packets only look keys up; only the controller inserts them.
 pub type FastMap<K, V> = hashbrown::HashMap<K, V, rustc_hash::FxBuildHasher>;
 
-/// Index of a tenant in `Tables::tenants`.
+/// A tenant's identity: its index in `Tables::tenants`, stable for as
+/// long as the tenant exists (the control plane assigns it; ids of
+/// deleted tenants are vacant). Sessions, NAT mappings, fragments and
+/// handed-off frames hold it.
 pub type TenantId = u16;
+
+/// Tenant ids a host can hold: every u16 but the one conntrack reserves
+/// for the public side (`conntrack::key::PUBLIC`).
+pub const MAX_TENANTS: usize = TenantId::MAX as usize;
 /// Index of a port in `Tables::ports`.
 pub type PortId = u16;
 /// Index of a remote VTEP in `VtepTable`.
@@ -78,6 +85,15 @@ impl Tables {
 
     pub fn tenant(&self, id: TenantId) -> &Tenant {
         &self.tenants[usize::from(id)]
+    }
+
+    /// The id of the tenant named `name`.
+    pub fn tenant_id(&self, name: &str) -> Option<TenantId> {
+        let at = self
+            .tenants
+            .iter()
+            .position(|t| t.name == name && !t.is_vacant())?;
+        Some(at as TenantId)
     }
 
     pub fn tenant_by_vni(&self, vni: u32) -> Option<TenantId> {
@@ -280,15 +296,30 @@ impl TablesBuilder {
         Self::default()
     }
 
+    /// Adds a tenant at the next id.
     pub fn add_tenant(&mut self, tenant: Tenant) -> TenantId {
         let id = self.tables.tenants.len() as TenantId;
+        self.add_tenant_at(id, tenant)
+    }
+
+    /// Adds a tenant at `id` (below `MAX_TENANTS`, not taken); the ids
+    /// below it that no tenant holds stay vacant.
+    pub fn add_tenant_at(&mut self, id: TenantId, tenant: Tenant) -> TenantId {
+        while self.tables.tenants.len() <= usize::from(id) {
+            self.push_tenant(Tenant::vacant());
+        }
+        let at = usize::from(id);
         self.tables.vni_to_tenant.insert(tenant.vni, id);
         own(&mut self.tables.l2).insert(id, tenant.router_mac, L2Dest::Router);
+        self.tables.tenants[at] = tenant;
+        id
+    }
+
+    fn push_tenant(&mut self, tenant: Tenant) {
         self.tables.tenants.push(tenant);
         self.tables.vrfs.push(Lpm::new());
         own(&mut self.tables.firewalls).push(Firewall::default());
         own(&mut self.tables.acls).push(TenantAcls::default());
-        id
     }
 
     /// Adds a port; a VM port also gets its connected route and becomes a

@@ -24,6 +24,17 @@ impl Tenant {
         }
     }
 
+    /// The placeholder at an id no tenant holds (ids are stable, so the
+    /// tables have holes where tenants were deleted): no name, no VNI,
+    /// nothing classifies into it.
+    pub fn vacant() -> Self {
+        Tenant::new("", 0, EthernetAddress([0; 6]))
+    }
+
+    pub fn is_vacant(&self) -> bool {
+        self.name.is_empty()
+    }
+
     pub fn is_gateway(&self, ip: Ipv4Addr) -> bool {
         self.gateways.contains(&ip)
     }

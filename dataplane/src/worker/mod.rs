@@ -112,6 +112,9 @@ impl<I: FrameIo> Worker<I> {
         if self.generation != Some(tables.generation()) {
             self.generation = Some(tables.generation());
             self.io.tables_changed(tables);
+            // A deleted tenant's sessions and mappings die with it.
+            let vacated = self.tenants.vacated(tables);
+            self.pipeline.conntrack.flush_zones(&vacated);
             self.tenants.follow(tables);
         }
         self.io.service();
