@@ -5,9 +5,10 @@
 //! VNI -> tenant, accepted only from a VTEP that hosts a VM of that
 //! tenant and only from the VMs behind it; IPv4 to a public address goes to reverse NAT, which
 //! finds the tenant from the session; everything else goes to the kernel.
-use super::{ipv4, security, DropReason, Event, Stage, Stats, Verdict};
+use super::security::{self, Entry, LastSource};
+use super::{ipv4, DropReason, Event, Stage, Stats, Verdict};
 use crate::frame::Frame;
-use crate::table::{PortRole, Tables, TenantId, VtepId};
+use crate::table::{PortRole, Tables, TenantId, Tier, VtepId};
 use crate::wire::{
     vxlan, EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, UdpPacket, ETH_HEADER_LEN,
     UDP_HEADER_LEN,
@@ -27,15 +28,25 @@ struct LastOverlay {
 
 pub(crate) fn run(tables: &Tables, frames: &mut [Frame<'_>], stats: &mut Stats) {
     let mut last = None;
+    // The last VM source let in: its tenant and tier; and over the overlay.
+    let mut vm = LastSource::<(TenantId, Option<Tier>)>::default();
+    let mut inner = LastSource::<Option<Tier>>::default();
     for frame in frames.iter_mut().filter(|f| f.meta.stage == Stage::Ingress) {
+        let entry = Entry::port(frame.meta.in_port);
+        if let Some((tenant, tier)) = vm.get(entry, frame.data()) {
+            frame.meta.classify(tenant);
+            frame.meta.src_tier = tier;
+            frame.meta.stage = Stage::L2;
+            continue;
+        }
         let Some(port) = tables.port(frame.meta.in_port) else {
             frame.meta.drop(stats, DropReason::PortUnknown);
             continue;
         };
         match port.role {
-            PortRole::Vm { tenant, gateway } => {
+            PortRole::Vm { tenant, .. } => {
                 frame.meta.classify(tenant);
-                frame.meta.src_tier = Some(gateway.trunc());
+                frame.meta.src_tier = tables.port_tier(frame.meta.in_port);
                 let port = frame.meta.in_port;
                 if tables.port_security(port) {
                     if let Err(reason) = security::vm_source(tables, tenant, port, frame.data()) {
@@ -43,9 +54,10 @@ pub(crate) fn run(tables: &Tables, frames: &mut [Frame<'_>], stats: &mut Stats) 
                         continue;
                     }
                 }
+                vm.remember(entry, frame.data(), (tenant, frame.meta.src_tier));
                 frame.meta.stage = Stage::L2;
             }
-            PortRole::Uplink { ip, .. } => match decap(tables, frame, ip, &mut last) {
+            PortRole::Uplink { ip, .. } => match decap(tables, frame, ip, &mut last, &mut inner) {
                 Ok(Uplink::Decapsulated) => stats.event(Event::Decap),
                 Ok(Uplink::Public) => frame.meta.stage = Stage::Unsnat,
                 Ok(Uplink::Kernel) => {
@@ -75,6 +87,7 @@ fn decap(
     frame: &mut Frame<'_>,
     local_vtep: Ipv4Addr,
     last: &mut Option<LastOverlay>,
+    inner: &mut LastSource<Option<Tier>>,
 ) -> Result<Uplink, DropReason> {
     let data = frame.data();
     let eth = EthernetFrame::new_checked(data).map_err(|_| DropReason::EthTruncated)?;
@@ -144,7 +157,15 @@ fn decap(
     frame.truncate(inner_len);
     frame.meta.classify(tenant);
     frame.meta.from_vtep = Some(vtep);
-    frame.meta.src_tier = security::overlay_source(tables, tenant, vtep, frame.data())?;
+    let entry = Entry::overlay(vtep, tenant);
+    frame.meta.src_tier = match inner.get(entry, frame.data()) {
+        Some(tier) => tier,
+        None => {
+            let tier = security::overlay_source(tables, tenant, vtep, frame.data())?;
+            inner.remember(entry, frame.data(), tier);
+            tier
+        }
+    };
     frame.meta.stage = Stage::L2;
     Ok(Uplink::Decapsulated)
 }

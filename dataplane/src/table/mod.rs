@@ -66,6 +66,8 @@ pub struct Tables {
     /// Per port id: whether the port checks what its VMs send (on unless
     /// the port opts out).
     port_security: Vec<bool>,
+    /// Per port id: a VM port's tier (its gateway subnet).
+    port_tiers: Vec<Option<Tier>>,
     /// Extra source prefixes VMs may use (allowed address pairs: a VRRP
     /// address several VMs share, the networks a router VM forwards
     /// from), by (tenant, VM MAC).
@@ -177,6 +179,12 @@ impl Tables {
             .get(usize::from(port))
             .copied()
             .unwrap_or(true)
+    }
+
+    /// The tier of VM port `port`.
+    #[inline]
+    pub fn port_tier(&self, port: PortId) -> Option<Tier> {
+        self.port_tiers.get(usize::from(port)).copied().flatten()
     }
 
     /// Whether `mac`, a VM of `tenant`, may send from `ip` besides its
@@ -327,6 +335,10 @@ impl TablesBuilder {
     pub fn add_port(&mut self, port: Port) -> PortId {
         let id = self.tables.ports.len() as PortId;
         self.tables.port_security.push(true);
+        self.tables.port_tiers.push(match port.role {
+            PortRole::Vm { gateway, .. } => Some(gateway.trunc()),
+            PortRole::Uplink { .. } => None,
+        });
         match port.role {
             PortRole::Uplink { .. } => self.tables.uplink = Some(id),
             PortRole::Vm { tenant, gateway } => {

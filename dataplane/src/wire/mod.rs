@@ -8,7 +8,7 @@ pub mod vlan;
 pub mod vxlan;
 
 pub use smoltcp::wire::{
-    ArpOperation, ArpPacket, EthernetAddress, EthernetFrame, EthernetProtocol,
+    ArpHardware, ArpOperation, ArpPacket, EthernetAddress, EthernetFrame, EthernetProtocol,
     Icmpv4DstUnreachable, Icmpv4Message, Icmpv4Packet, IpProtocol, Ipv4Packet, TcpPacket,
     UdpPacket,
 };
