@@ -407,3 +407,110 @@ fn deleting_a_tenant_listed_before_another_leaves_its_connections_alone() {
     assert!(!String::from_utf8_lossy(&dump.stdout).contains("\"a\""));
     stop_xvrd(daemon);
 }
+
+/// Tenants a and b on one subnet, each with source NAT; the worker's
+/// table holds 8,192 sessions, so each tenant's default share is 2,048.
+const FLOOD_STATE: &str = r#"{
+  "tenants": [{ "name": "a", "vni": 100 }, { "name": "b", "vni": 200 }],
+  "ports": [
+    { "role": "uplink", "name": "up0", "mac": "02:00:00:00:00:01", "ip": "198.18.0.1",
+      "internet_gateway_mac": "02:00:00:00:00:fe" },
+    { "role": "vm", "name": "a1", "mac": "02:aa:00:00:00:01", "tenant": "a", "gateway": "10.0.0.1/24" },
+    { "role": "vm", "name": "b1", "mac": "02:bb:00:00:00:01", "tenant": "b", "gateway": "10.0.0.1/24" }
+  ],
+  "routes": [
+    { "tenant": "a", "prefix": "0.0.0.0/0", "next_hop": "internet" },
+    { "tenant": "b", "prefix": "0.0.0.0/0", "next_hop": "internet" }
+  ],
+  "neighbors": [
+    { "tenant": "a", "ip": "10.0.0.10", "mac": "02:0a:00:00:00:10", "port": "a1" },
+    { "tenant": "b", "ip": "10.0.0.10", "mac": "02:0b:00:00:00:10", "port": "b1" }
+  ],
+  "nat": { "source": [
+    { "tenant": "a", "public_ip": "203.0.113.10" },
+    { "tenant": "b", "public_ip": "203.0.113.11" }
+  ] },
+  "conntrack": { "max_sessions": 8192 }
+}"#;
+
+/// Tenant a floods UDP to 30,000 ports (a new session each) for seconds
+/// on end, while tenant b opens 1,000 TCP connections through NAT: a
+/// fills its own share of the worker's sessions, never b's.
+#[test]
+#[ignore = "needs root: scripts/test runs it as root"]
+fn a_session_flood_from_one_tenant_leaves_the_others_their_share() {
+    require_root("running xvrd with source NAT over veth");
+    let (_dir, config) = common::state_file(FLOOD_STATE);
+    let socket = socket_beside(&config);
+    let mut r = Rig::new("flood");
+    let (host, vma, internet) = common::internet_rig(&mut r, 1);
+    let vmb = r.vm(&host, "b1", "10.0.0.10/24", "02:0b:00:00:00:10");
+    r.exec(&vmb, &["ip", "route", "add", "default", "via", "10.0.0.1"]);
+    let daemon = start_xvrd(&r, &host, &config, &["a1", "b1", "up0"]);
+
+    let server = format!(
+        "import socket, time\n\
+         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('{}', 7000)); s.listen(4096); s.settimeout(1)\n\
+         held = []; end = time.time() + 40\n\
+         while time.time() < end and len(held) < 1000:\n\
+         \x20   try: held.append(s.accept()[0])\n\
+         \x20   except socket.timeout: pass\n\
+         print(len(held))\n",
+        common::INTERNET_SERVER
+    );
+    let server = Command::new("ip")
+        .args(["netns", "exec", &internet, "python3", "-c", &server])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let flood = format!(
+        "import socket, time\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         end = time.time() + 8\n\
+         while time.time() < end:\n\
+         \x20   for port in range(1024, 31024): s.sendto(b'flood', ('{}', port))\n",
+        common::INTERNET_SERVER
+    );
+    let flood = Command::new("ip")
+        .args(["netns", "exec", &vma, "python3", "-c", &flood])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let connect = format!(
+        "import socket\n\
+         held = []\n\
+         for i in range(1000):\n\
+         \x20   c = socket.create_connection(('{}', 7000), timeout=5); held.append(c)\n\
+         print(len(held))\n",
+        common::INTERNET_SERVER
+    );
+    let (ok, opened, err) = common::python(&vmb, &connect);
+    let flood_status = wait_child(flood);
+    let accepted = String::from_utf8_lossy(&server.wait_with_output().unwrap().stdout)
+        .trim()
+        .to_string();
+    assert!(ok, "b's connections: {err}");
+    assert_eq!(opened.trim(), "1000", "b opened");
+    assert_eq!(accepted, "1000", "the server accepted");
+    assert!(flood_status, "the flood ran");
+    let d = drops(&socket);
+    assert!(
+        count(&d, "tenant_session_limit") > 0,
+        "a hit its share: {d}"
+    );
+    let a = common::call(
+        &socket,
+        serde_json::json!({ "op": "sessions", "tenant": "a", "limit": 0 }),
+    );
+    let a_sessions = a["matched"].as_u64().unwrap();
+    assert!(
+        a_sessions <= 2048,
+        "a holds {a_sessions} sessions, over its share"
+    );
+    stop_xvrd(daemon);
+}
+
+fn wait_child(mut child: Child) -> bool {
+    child.wait().map(|s| s.success()).unwrap_or(false)
+}

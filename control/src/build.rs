@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use xvr_dataplane::conntrack;
 use xvr_dataplane::table::{
     Action, Firewall, Inside, NextHop, Port, PortRole, Rule, RuleSet, SourceNat, Tables,
-    TablesBuilder, Tenant, TierAcl,
+    TablesBuilder, Tenant, TenantLimits, TierAcl,
 };
 
 impl NextHopConfig {
@@ -62,6 +62,17 @@ impl State {
                 t.name.as_str(),
                 b.add_tenant_at(id, Tenant::new(&t.name, t.vni, mac)),
             );
+            let l = &t.limits;
+            let limits = TenantLimits {
+                shares: conntrack::ShareLimits {
+                    sessions: l.sessions,
+                    new_per_second: l.new_sessions_per_second,
+                    fragments: l.fragments,
+                },
+                icmp_errors_per_second: l.icmp_errors_per_second,
+                arp_replies_per_second: l.arp_replies_per_second,
+            };
+            b.set_tenant_limits(id, limits);
         }
         let mut ports = HashMap::new();
         // The uplink first: VTEP header templates need its address and MAC.

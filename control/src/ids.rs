@@ -95,6 +95,7 @@ mod tests {
                 vni: 1000 + i as u32,
                 router_mac: None,
                 egress_default: None,
+                limits: Default::default(),
             })
             .collect();
         State {

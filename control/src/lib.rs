@@ -14,9 +14,9 @@ mod validate;
 pub use ids::TenantIds;
 pub use mac::Mac;
 pub use model::{
-    ConntrackConfig, Direction, FirewallRuleConfig, NatConfig, NeighborConfig, NetworkAclConfig,
-    NextHopConfig, PortConfig, PortForwardConfig, Protocol, RemoteVmConfig, RouteConfig,
-    RuleAction, RuleConfig, RuleProtocol, SourceNatConfig, State, StaticNatConfig, TenantConfig,
-    TimeoutsConfig, VtepConfig,
+    ConntrackConfig, Direction, FirewallRuleConfig, LimitsConfig, NatConfig, NeighborConfig,
+    NetworkAclConfig, NextHopConfig, PortConfig, PortForwardConfig, Protocol, RemoteVmConfig,
+    RouteConfig, RuleAction, RuleConfig, RuleProtocol, SourceNatConfig, State, StaticNatConfig,
+    TenantConfig, TimeoutsConfig, VtepConfig,
 };
 pub use validate::{ConfigError, ConfigErrors};

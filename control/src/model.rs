@@ -268,6 +268,37 @@ pub struct TenantConfig {
     /// What egress traffic no firewall rule matches gets (default allow).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress_default: Option<RuleAction>,
+    /// The tenant's fair shares of each worker (unset: the defaults).
+    #[serde(default, skip_serializing_if = "LimitsConfig::is_default")]
+    pub limits: LimitsConfig,
+}
+
+/// A tenant's fair shares, per worker; each unset one has its default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Live sessions (default: a quarter of the worker's `max_sessions`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<u32>,
+    /// New sessions a second (default 20,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_sessions_per_second: Option<u32>,
+    /// Packets in reassembly, whose later fragments are awaited (default
+    /// 1,024).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fragments: Option<u32>,
+    /// ICMP errors sent for the tenant a second (default 1,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp_errors_per_second: Option<u32>,
+    /// ARP replies sent for the tenant a second (default 1,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arp_replies_per_second: Option<u32>,
+}
+
+impl LimitsConfig {
+    pub fn is_default(&self) -> bool {
+        *self == LimitsConfig::default()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@
 use serde_json::{json, Value};
 
 /// The schema's version: bumped when a table or field changes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 fn key(field: &str, kind: &str) -> Value {
     json!({ "field": field, "match": kind })
@@ -23,15 +23,17 @@ pub fn schema() -> Value {
         table(
             "tenants",
             vec![key("name", "exact")],
-            json!([{ "name": "tenant", "params": ["vni", "router_mac", "egress_default"] }]),
-            json!({ "vni": [1, 16_777_215] }),
-            "A tenant: its VRF, its VNI on the overlay.",
+            json!([{ "name": "tenant", "params": ["vni", "router_mac", "egress_default", "limits"] }]),
+            json!({ "vni": [1, 16_777_215], "tenants": 65_535,
+                    "limits": ["sessions", "new_sessions_per_second", "fragments",
+                               "icmp_errors_per_second", "arp_replies_per_second"] }),
+            "A tenant: its VRF, its VNI on the overlay, its fair shares of each worker.",
         ),
         table(
             "ports",
             vec![key("name", "exact")],
             json!([
-                { "name": "vm", "params": ["mac", "tenant", "gateway"] },
+                { "name": "vm", "params": ["mac", "tenant", "gateway", "port_security"] },
                 { "name": "uplink", "params": ["mac", "ip", "internet_gateway_mac", "mtu"] }
             ]),
             json!({ "live_changes": true }),
@@ -47,7 +49,7 @@ pub fn schema() -> Value {
         table(
             "neighbors",
             vec![tenant(), key("ip", "exact")],
-            json!([{ "name": "deliver", "params": ["mac", "port"] }]),
+            json!([{ "name": "deliver", "params": ["mac", "port", "allowed_addresses"] }]),
             json!({}),
             "VMs on local ports.",
         ),

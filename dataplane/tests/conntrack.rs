@@ -21,11 +21,64 @@ fn key(proto: u8, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> FlowKey
     }
 }
 
+/// A table whose one tenant (zone 0) may use all of it: these tests are
+/// about the table; tenants' shares have their own below.
 fn small(max_sessions: u32) -> Conntrack {
-    Conntrack::new(Config {
+    let mut ct = Conntrack::new(Config {
         max_sessions,
         timeouts: Timeouts::default(),
-    })
+    });
+    let all = ShareLimits {
+        sessions: Some(max_sessions),
+        new_per_second: Some(u32::MAX),
+        fragments: None,
+    };
+    ct.set_share_limits(vec![all]);
+    ct
+}
+
+#[test]
+fn a_tenant_at_its_share_leaves_room_for_the_others() {
+    let mut ct = Conntrack::new(Config {
+        max_sessions: 1000,
+        timeouts: Timeouts::default(),
+    });
+    // Zone 0 takes the default share (a quarter), zone 1 a rate of 10/s.
+    let rated = ShareLimits {
+        new_per_second: Some(10),
+        ..ShareLimits::default()
+    };
+    ct.set_share_limits(vec![ShareLimits::default(), rated]);
+    let flood = |i: u16, zone| FlowKey {
+        zone,
+        ..key(UDP, [10, 0, 0, 10], 1000 + i, [198, 19, 0, 1], 53)
+    };
+    let mut refused = 0;
+    for i in 0..1000 {
+        if let Err(e) = ct.setup_snat(flood(i, 0), NAT_IP, PORTS, State::UdpUnreplied, 0) {
+            assert_eq!(e, SetupError::TenantFull);
+            refused += 1;
+        }
+    }
+    assert_eq!((ct.sessions_of(0), refused), (250, 750));
+    // Zone 2 (defaults) still opens sessions; zone 1 ten a second.
+    let other = ct.setup_snat(flood(0, 2), NAT_IP, PORTS, State::UdpUnreplied, 0);
+    assert!(other.is_ok());
+    let opened = (0..20)
+        .filter(|&i| {
+            ct.setup_snat(flood(i, 1), NAT_IP, PORTS, State::UdpUnreplied, 0)
+                .is_ok()
+        })
+        .count();
+    assert_eq!(opened, 10);
+    let next_second = ct.setup_snat(flood(30, 1), NAT_IP, PORTS, State::UdpUnreplied, 1);
+    assert!(next_second.is_ok());
+    // A flushed tenant's share is free again.
+    ct.flush_zones(&[0]);
+    assert_eq!(ct.sessions_of(0), 0);
+    assert!(ct
+        .setup_snat(flood(0, 0), NAT_IP, PORTS, State::UdpUnreplied, 0)
+        .is_ok());
 }
 
 #[test]

@@ -178,3 +178,45 @@ fn vxlan_is_taken_only_from_members_and_their_vms() {
         Verdict::Tx(A1)
     );
 }
+
+/// Answers the router sends for a tenant (ICMP errors, ARP replies) are
+/// limited per tenant and second; another tenant's still go out.
+#[test]
+fn each_tenant_gets_its_share_of_icmp_errors_and_arp_replies() {
+    use xvr_dataplane::io::memory::MemoryIo;
+    use xvr_dataplane::table::TenantLimits;
+    use xvr_dataplane::Pipeline;
+    let t = hostile_tables(|b| {
+        let limits = TenantLimits {
+            icmp_errors_per_second: Some(5),
+            arp_replies_per_second: Some(3),
+            ..TenantLimits::default()
+        };
+        b.set_tenant_limits(TENANT_A, limits);
+    });
+    let expired = udp(VM_A10_MAC, A1_MAC, "10.0.0.10", "10.0.1.10", 1, b"ttl");
+    let arp = arp_request(VM_A10_MAC, "10.0.0.10", "10.0.0.1");
+    let mut frames: Vec<(u16, &[u8])> = vec![(A1, &expired); 8];
+    frames.extend([(A1, arp.as_slice()); 6]);
+    // Tenant B provokes an error in the same second.
+    let b_expired = udp(VM_B10_MAC, B1_MAC, "10.0.0.10", "10.0.0.20", 1, b"ttl");
+    frames.push((B1, &b_expired));
+    let mut p = Pipeline::new();
+    let mut verdicts = Vec::new();
+    MemoryIo::new().run(&mut p, &t, frames, |_, v, _| verdicts.push(v));
+    let sent = |range: std::ops::Range<usize>| {
+        verdicts[range]
+            .iter()
+            .filter(|v| matches!(v, Verdict::Tx(_)))
+            .count()
+    };
+    assert_eq!(sent(0..8), 5, "{verdicts:?}");
+    assert_eq!(sent(8..14), 3, "{verdicts:?}");
+    assert_eq!(verdicts[14], Verdict::Tx(B1), "B's own error still goes");
+    assert_eq!(p.stats.drops_of(DropReason::IcmpErrorRateLimited), 3);
+    assert_eq!(p.stats.drops_of(DropReason::ArpReplyRateLimited), 3);
+    // The next second, A gets its share again.
+    p.now = 1;
+    let (verdict, _) = MemoryIo::new().run_one(&mut p, &t, A1, &expired);
+    assert_eq!(verdict, Verdict::Tx(A1));
+}

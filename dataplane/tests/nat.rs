@@ -183,7 +183,15 @@ fn an_expired_session_no_longer_lets_replies_in() {
 
 #[test]
 fn a_full_session_table_drops_new_flows_only() {
-    let t = snat_tables();
+    // The tenant may use the whole table (its default share is a quarter).
+    let t = {
+        let mut b = builder();
+        with_source_nat(&mut b, (20000, 65535));
+        let mut limits = xvr_dataplane::table::TenantLimits::default();
+        limits.shares.sessions = Some(2);
+        b.set_tenant_limits(TENANT_A, limits);
+        b.build()
+    };
     let mut p = Pipeline::with_conntrack(conntrack::Config {
         max_sessions: 2,
         ..Default::default()

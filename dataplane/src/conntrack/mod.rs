@@ -20,11 +20,14 @@ mod hugepages;
 mod index;
 mod key;
 mod ports;
+mod shares;
 mod state;
 
 use crate::table::TenantId;
 pub use key::{FlowKey, ICMP, PUBLIC, TCP, UDP};
 pub use ports::PortPool;
+use shares::Shares;
+pub use shares::{ShareLimits, DEFAULT_NEW_PER_SECOND};
 pub use state::{initial, next, State, Timeouts, ACK, FIN, RST, SYN};
 
 use allocator_api2::vec::Vec as HugeVec;
@@ -164,6 +167,10 @@ pub enum SetupError {
     Full,
     /// No free public port for this address and protocol.
     PortsExhausted,
+    /// The tenant holds its share of sessions.
+    TenantFull,
+    /// The tenant opened its share of sessions this second.
+    TenantRate,
 }
 
 /// Marks an index key as a mapping (inside endpoint -> public port)
@@ -206,6 +213,8 @@ pub struct Conntrack {
     /// Every slot for a second before this one has been swept.
     swept: u32,
     live: u32,
+    /// Each tenant's share of the sessions and fragments.
+    shares: Shares,
 }
 
 impl Conntrack {
@@ -223,7 +232,18 @@ impl Conntrack {
             wheel: vec![NIL; SLOTS as usize],
             swept: 0,
             live: 0,
+            shares: Shares::new(config.max_sessions, MAX_FRAGMENTED as u32),
         }
+    }
+
+    /// Each tenant's limits, by tenant id (ids beyond: the defaults).
+    pub fn set_share_limits(&mut self, limits: Vec<ShareLimits>) {
+        self.shares.set_limits(limits);
+    }
+
+    /// The live sessions of tenant `zone`.
+    pub fn sessions_of(&self, zone: TenantId) -> u32 {
+        self.shares.sessions_of(zone)
     }
 
     pub fn config(&self) -> &Config {
@@ -319,6 +339,7 @@ impl Conntrack {
         if self.live >= self.config.max_sessions {
             return Err(SetupError::Full);
         }
+        self.shares.admit(inside.zone, now)?;
         let pool = self
             .pools
             .entry((nat_ip, inside.proto))
@@ -327,16 +348,18 @@ impl Conntrack {
         let port = match self.index.get(&mapping) {
             Some(port) => port as u16,
             None => {
-                let port = pool
-                    .allocate(inside.sport)
-                    .ok_or(SetupError::PortsExhausted)?;
+                let Some(port) = pool.allocate(inside.sport) else {
+                    self.shares.closed(inside.zone);
+                    return Err(SetupError::PortsExhausted);
+                };
                 self.index.insert(mapping, u32::from(port));
                 port
             }
         };
         pool.hold(port);
-        // Room was checked above, before a port was taken.
-        self.open(inside, (nat_ip, port), state, (false, false), now)
+        // Room and the tenant's share were checked above, before a port
+        // was taken.
+        Ok(self.open_admitted(inside, (nat_ip, port), state, (false, false), now))
     }
 
     /// Opens a session whose public side is fixed by a rule, not
@@ -369,6 +392,18 @@ impl Conntrack {
         if self.live >= self.config.max_sessions {
             return Err(SetupError::Full);
         }
+        self.shares.admit(inside.zone, now)?;
+        Ok(self.open_admitted(inside, (nat_ip, nat_port), state, (inbound, routed), now))
+    }
+
+    fn open_admitted(
+        &mut self,
+        inside: FlowKey,
+        (nat_ip, nat_port): (Ipv4Addr, u16),
+        state: State,
+        (inbound, routed): (bool, bool),
+        now: u32,
+    ) -> SessionId {
         let session = Session {
             inside,
             nat_ip,
@@ -384,7 +419,7 @@ impl Conntrack {
             prev: NIL,
             next: NIL,
         };
-        Ok(self.insert(session))
+        self.insert(session)
     }
 
     /// Opens a session for a flow routed inside a tenant untranslated
@@ -460,17 +495,37 @@ impl Conntrack {
     }
 
     /// Remembers that the packet `frag` (whose first fragment belongs to
-    /// session `id`) has more fragments to come. False if the table is
-    /// full even after dropping expired entries.
-    pub fn note_fragments(&mut self, frag: FragKey, id: SessionId, now: u32) -> bool {
-        if self.frags.len() >= MAX_FRAGMENTED && !self.frags.contains_key(&frag) {
+    /// session `id`) has more fragments to come. Refused (`Full`) if the
+    /// table, or (`TenantFull`) the tenant's share of it, is full even
+    /// after dropping expired entries.
+    pub fn note_fragments(
+        &mut self,
+        frag: FragKey,
+        id: SessionId,
+        now: u32,
+    ) -> Result<(), SetupError> {
+        if self.frags.contains_key(&frag) {
+            self.frags.insert(frag, (id, now + FRAGMENT_TIMEOUT));
+            return Ok(());
+        }
+        let room = |ct: &mut Conntrack| {
+            ct.frags.len() < MAX_FRAGMENTED && ct.shares.fragment_room(frag.zone)
+        };
+        if !room(self) {
+            // Expired entries still count until swept: sweep, recount.
             self.frags.retain(|_, (_, expires)| *expires > now);
+            self.shares
+                .count_fragments(self.frags.keys().map(|k| k.zone));
             if self.frags.len() >= MAX_FRAGMENTED {
-                return false;
+                return Err(SetupError::Full);
+            }
+            if !room(self) {
+                return Err(SetupError::TenantFull);
             }
         }
         self.frags.insert(frag, (id, now + FRAGMENT_TIMEOUT));
-        true
+        self.shares.fragment_added(frag.zone);
+        Ok(())
     }
 
     /// The session of a later fragment, if its first was seen lately and
@@ -579,6 +634,7 @@ impl Conntrack {
                 self.index.remove(&mapping_key(&s.inside, s.nat_ip));
             }
         }
+        self.shares.closed(s.inside.zone);
         let s = &mut self.sessions[id as usize];
         s.live = false;
         s.next = self.free_head;

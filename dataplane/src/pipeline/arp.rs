@@ -48,6 +48,7 @@ pub(crate) fn respond(tables: &Tables, frame: &mut Frame<'_>, stats: &mut Stats)
     eth.set_src_addr(answer_mac);
     reply.emit(&mut ArpPacket::new_unchecked(&mut data[ETH_HEADER_LEN..]));
     stats.event(Event::ArpReply);
+    frame.meta.reply = Some(super::Reply::Arp);
     frame.meta.bounce();
 }
 

@@ -158,6 +158,7 @@ pub(crate) fn error(
     let sum = checksum::of(icmp);
     icmp[2..4].copy_from_slice(&sum.to_be_bytes());
     stats.event(Event::IcmpErrorSent);
+    frame.meta.reply = Some(super::Reply::IcmpError);
     frame.meta.bounce();
 }
 

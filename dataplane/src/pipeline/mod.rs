@@ -14,6 +14,7 @@ mod l3;
 mod nat;
 mod offload;
 pub mod owner;
+mod replies;
 mod security;
 mod stats;
 
@@ -57,6 +58,13 @@ pub enum Verdict {
     },
 }
 
+/// An answer of the router's own that a tenant's share limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    IcmpError,
+    Arp,
+}
+
 /// Per-frame state carried between stages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Meta {
@@ -72,6 +80,9 @@ pub struct Meta {
     pub translated: bool,
     /// `tenant` is known (the frame was classified into a tenant).
     pub classified: bool,
+    /// The router made this frame its answer (an ICMP error, an ARP
+    /// reply), which its tenant's share limits.
+    pub reply: Option<Reply>,
     /// The tier the frame was sent from: its VM port's subnet, or over the
     /// overlay its source VM's tier. None: not from a VM (routed by a
     /// remote router, or from the uplink). Bridging stays inside it.
@@ -89,6 +100,7 @@ impl Meta {
             verdict: Verdict::Pending,
             translated: false,
             classified: false,
+            reply: None,
             src_tier: None,
         }
     }
@@ -150,6 +162,10 @@ pub struct Pipeline {
     pub now: u32,
     /// Which worker this is, for NAT flow ownership.
     pub workers: Workers,
+    /// The tables generation whose tenant limits are in force.
+    limits_of: u32,
+    /// Each tenant's share of the ICMP errors and ARP replies sent.
+    replies: replies::Replies,
 }
 
 /// Sessions of `Pipeline::new()`'s table.
@@ -191,6 +207,8 @@ impl Pipeline {
             conntrack: Conntrack::new(config),
             now: 0,
             workers: Workers::default(),
+            limits_of: 0,
+            replies: replies::Replies::default(),
         }
     }
 
@@ -208,6 +226,15 @@ impl Pipeline {
         frames: &mut [Frame<'_>],
         mut observe: impl FnMut(&'static str, &[Frame<'_>]),
     ) {
+        if self.limits_of != tables.generation() {
+            // New tables: their tenants' limits (ids are stable, so
+            // counts carry over).
+            self.limits_of = tables.generation();
+            let shares = tables.tenants().iter().map(|t| t.limits.shares).collect();
+            self.conntrack.set_share_limits(shares);
+        }
+        let answered = |s: &Stats| s.events_of(Event::IcmpErrorSent) + s.events_of(Event::ArpReply);
+        let answered_before = answered(&self.stats);
         let expired = self.conntrack.expire(self.now, EXPIRY_BUDGET);
         for _ in 0..expired {
             self.stats.event(Event::SessionExpired);
@@ -237,5 +264,8 @@ impl Pipeline {
         }
         encap::run(tables, frames, stats);
         observe("encap", frames);
+        if answered(stats) != answered_before {
+            self.replies.police(tables, frames, now, stats);
+        }
     }
 }

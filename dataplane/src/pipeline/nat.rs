@@ -519,6 +519,8 @@ pub(super) fn setup_error(e: SetupError) -> DropReason {
     match e {
         SetupError::Full => DropReason::ConntrackFull,
         SetupError::PortsExhausted => DropReason::NatPortsExhausted,
+        SetupError::TenantFull => DropReason::TenantSessionLimit,
+        SetupError::TenantRate => DropReason::TenantSessionRate,
     }
 }
 
@@ -728,10 +730,13 @@ pub(super) fn note_first_fragment(
     ct: &mut Conntrack,
     now: u32,
 ) -> Result<(), DropReason> {
-    if more && !ct.note_fragments(ip_before, id, now) {
-        return Err(DropReason::NatFragmentTableFull);
+    if !more {
+        return Ok(());
     }
-    Ok(())
+    ct.note_fragments(ip_before, id, now).map_err(|e| match e {
+        SetupError::TenantFull => DropReason::TenantFragmentLimit,
+        _ => DropReason::NatFragmentTableFull,
+    })
 }
 
 /// A later fragment (RFC 791: no ports): translated like its first

@@ -84,6 +84,16 @@ named_counters! {
         VxlanInnerSource = "vxlan_inner_source",
         /// From the overlay, routed anywhere but to a VM of this host.
         OverlayNotLocal = "overlay_dst_not_local",
+        /// Its tenant holds its share of this worker's sessions.
+        TenantSessionLimit = "tenant_session_limit",
+        /// Its tenant opened its share of new sessions this second.
+        TenantSessionRate = "tenant_session_rate",
+        /// Its tenant has its share of packets in reassembly.
+        TenantFragmentLimit = "tenant_fragment_limit",
+        /// An ICMP error over its tenant's share of errors this second.
+        IcmpErrorRateLimited = "icmp_error_rate_limited",
+        /// An ARP reply over its tenant's share of replies this second.
+        ArpReplyRateLimited = "arp_reply_rate_limited",
         /// Its batch panicked in the pipeline (`worker::contain`).
         WorkerPanic = "worker_panic",
     }

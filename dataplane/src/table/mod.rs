@@ -17,7 +17,7 @@ pub use host::{Endpoint, Host, HostTable, L2Dest, L2Table, Location, Tier};
 pub use lpm::{Lpm, NextHop};
 pub use nat::{Inside, NatTable, SourceNat};
 pub use port::{Port, PortRole};
-pub use tenant::Tenant;
+pub use tenant::{Tenant, TenantLimits};
 pub use vtep::{Vtep, VtepTable};
 
 use crate::wire::EthernetAddress;
@@ -429,6 +429,13 @@ impl TablesBuilder {
     pub fn disable_port_security(&mut self, port: PortId) {
         if let Some(on) = self.tables.port_security.get_mut(usize::from(port)) {
             *on = false;
+        }
+    }
+
+    /// The tenant's fair shares of each worker.
+    pub fn set_tenant_limits(&mut self, tenant: TenantId, limits: TenantLimits) {
+        if let Some(t) = self.tables.tenants.get_mut(usize::from(tenant)) {
+            t.limits = limits;
         }
     }
 

@@ -1,6 +1,17 @@
+use crate::conntrack::ShareLimits;
 use crate::wire::EthernetAddress;
 use std::net::Ipv4Addr;
 
+/// A tenant's fair shares of each worker (None: the defaults).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TenantLimits {
+    /// Sessions, new sessions a second, fragments in reassembly.
+    pub shares: ShareLimits,
+    /// ICMP errors the router sends for the tenant a second.
+    pub icmp_errors_per_second: Option<u32>,
+    /// ARP replies the router sends for the tenant a second.
+    pub arp_replies_per_second: Option<u32>,
+}
 /// A tenant: one VRF, one VNI on the overlay.
 #[derive(Debug, Clone)]
 pub struct Tenant {
@@ -12,6 +23,7 @@ pub struct Tenant {
     /// Gateway addresses of this tenant on this host, in port order. The
     /// first one sources ICMP errors for packets that came from the overlay.
     pub gateways: Vec<Ipv4Addr>,
+    pub limits: TenantLimits,
 }
 
 impl Tenant {
@@ -21,6 +33,7 @@ impl Tenant {
             vni,
             router_mac,
             gateways: Vec::new(),
+            limits: TenantLimits::default(),
         }
     }
 
