@@ -220,3 +220,32 @@ fn each_tenant_gets_its_share_of_icmp_errors_and_arp_replies() {
     let (verdict, _) = MemoryIo::new().run_one(&mut p, &t, A1, &expired);
     assert_eq!(verdict, Verdict::Tx(A1));
 }
+
+/// The outer UDP checksum of VXLAN is checked when a VTEP sends one, and
+/// outer fragments are named for what they are.
+#[test]
+fn vxlan_outer_checksums_are_verified_and_fragments_named() {
+    let t = hostile_tables(|_| {});
+    let inner = udp(VM_A20_MAC, VM_A10_MAC, "10.0.0.20", "10.0.0.10", 64, b"x");
+    let outer = xvr_testkit::headers(
+        VTEP_MAC,
+        UPLINK_MAC,
+        REMOTE_VTEP.octets(),
+        LOCAL_VTEP.octets(),
+    );
+    let summed = outer.vxlan_checksummed(50000, VNI_A, 8, &inner);
+    assert_ne!(summed[40..42], [0, 0]);
+    assert_eq!(run(&t, UP, &summed).0, Verdict::Tx(A1));
+    let mut wrong = summed.clone();
+    wrong[41] ^= 0x5a;
+    assert_eq!(dropped(&t, UP, &wrong), DropReason::UdpBadChecksum);
+    // A first fragment (more fragments, offset 0), cut where a kernel
+    // VTEP would cut it: its UDP length covers the whole datagram.
+    let mut first = outer.vxlan(50000, VNI_A, 8, &inner);
+    first[20] = 0x20;
+    first.truncate(first.len() - 8);
+    let ip_len = (first.len() - 14) as u16;
+    first[16..18].copy_from_slice(&ip_len.to_be_bytes());
+    fix_ipv4_checksum(&mut first);
+    assert_eq!(dropped(&t, UP, &first), DropReason::VxlanFragmented);
+}

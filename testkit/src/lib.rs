@@ -110,8 +110,16 @@ impl Headers {
     }
 
     /// A VXLAN frame with these outer headers (UDP source `sport`, port
-    /// 4789) carrying `inner`; `flags` 0x08 is a valid header.
+    /// 4789) carrying `inner`; `flags` 0x08 is a valid header. The outer
+    /// UDP checksum is 0, as Linux's and most VTEPs send it.
     pub fn vxlan(&self, sport: u16, vni: u32, flags: u8, inner: &[u8]) -> Vec<u8> {
+        let mut frame = self.vxlan_checksummed(sport, vni, flags, inner);
+        frame[40..42].fill(0);
+        frame
+    }
+
+    /// `vxlan` with the outer UDP checksum computed.
+    pub fn vxlan_checksummed(&self, sport: u16, vni: u32, flags: u8, inner: &[u8]) -> Vec<u8> {
         let mut payload = vec![flags, 0, 0, 0];
         payload.extend_from_slice(&(vni << 8).to_be_bytes());
         payload.extend_from_slice(inner);

@@ -115,12 +115,23 @@ fn decap(
         return Ok(Uplink::Kernel);
     }
     let udp_bytes = &ip_bytes[checked.header_len..checked.total_len];
+    if ip.more_frags() {
+        // A first fragment: its UDP length covers the whole datagram, so
+        // read only the destination port. VXLAN is not reassembled here.
+        let to_vxlan = udp_bytes.get(2..4) == Some(&vxlan::UDP_PORT.to_be_bytes()[..]);
+        return match to_vxlan {
+            true => Err(DropReason::VxlanFragmented),
+            false => Ok(Uplink::Kernel),
+        };
+    }
     let udp = UdpPacket::new_checked(udp_bytes).map_err(|_| DropReason::UdpBadLength)?;
     if udp.dst_port() != vxlan::UDP_PORT {
         return Ok(Uplink::Kernel);
     }
-    if ip.more_frags() {
-        return Err(DropReason::VxlanFragmented);
+    // Most VTEPs send no outer UDP checksum (RFC 7348 allows 0); one that
+    // does must be right.
+    if udp.checksum() != 0 && !udp.verify_checksum(&ip.src_addr().into(), &ip.dst_addr().into()) {
+        return Err(DropReason::UdpBadChecksum);
     }
     let udp_len = usize::from(udp.len());
     let vx = vxlan::Packet::new_checked(&udp_bytes[UDP_HEADER_LEN..udp_len])

@@ -33,6 +33,8 @@ named_counters! {
         Ipv4BadLength = "ipv4_bad_length",
         Ipv4BadChecksum = "ipv4_bad_checksum",
         UdpBadLength = "udp_bad_length",
+        /// Outer UDP of VXLAN with a checksum that is not 0 and wrong.
+        UdpBadChecksum = "udp_bad_checksum",
         VxlanFragmented = "vxlan_fragmented",
         VxlanTruncated = "vxlan_truncated",
         VxlanBadFlags = "vxlan_bad_flags",

@@ -492,6 +492,9 @@ static __always_inline int fast_from_overlay(struct xdp_md *ctx, struct iphdr *i
     __u32 udp_len = bpf_ntohs(udp->len);
     if (bpf_ntohs(ip->tot_len) != sizeof(*ip) + udp_len || (void *)udp + udp_len != data_end)
         return -1;
+    // An outer UDP checksum is verified by the workers.
+    if (udp->check)
+        return -1;
     if (fold(bpf_csum_diff(0, 0, (void *)ip, sizeof(*ip), 0)) != 0xffff)
         return -1;
     __u32 src = ip->saddr;
@@ -678,7 +681,7 @@ static __always_inline int tc_from_overlay(struct __sk_buff *skb)
         return -1;
     struct udphdr *udp = (void *)(ip + 1);
     struct vxlanhdr *vx = (void *)(udp + 1);
-    if ((void *)(vx + 1) > data_end || udp->dest != bpf_htons(VXLAN_PORT) ||
+    if ((void *)(vx + 1) > data_end || udp->dest != bpf_htons(VXLAN_PORT) || udp->check ||
         !(vx->flags & VXLAN_FLAG_VNI))
         return -1;
     struct ethhdr *inner_eth = (void *)(vx + 1);
