@@ -22,8 +22,25 @@ pub fn load_tables(path: &Path) -> Result<Tables, String> {
 pub fn load_state(path: &Path) -> Result<(State, Tables), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let state = State::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let tables = state
+    let tables = with_interface_mtus(&state)
         .build()
         .map_err(|e| format!("{}:\n{e}", path.display()))?;
     Ok((state, tables))
+}
+
+/// `state` as the tables are built from it: an uplink without an `mtu`
+/// takes its interface's (a 1400-byte underlay left unsaid would
+/// otherwise black-hole DF packets between 1351 and 1450 bytes, which
+/// VMs were told fit); without such an interface, the default.
+pub fn with_interface_mtus(state: &State) -> State {
+    let mut state = state.clone();
+    for port in &mut state.ports {
+        if let xvr_control::PortConfig::Uplink { name, mtu, .. } = port {
+            if mtu.is_none() {
+                let range = xvr_control::MIN_UPLINK_MTU..=xvr_control::MAX_UPLINK_MTU;
+                *mtu = router::interface_mtu(name).map(|m| m.clamp(*range.start(), *range.end()));
+            }
+        }
+    }
+    state
 }

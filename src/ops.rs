@@ -113,7 +113,8 @@ impl DaemonOps {
             ApiError::new("invalid", e.to_string().trim_end().replace('\n', "; "))
         };
         let ids = self.ids.next(state).map_err(invalid)?;
-        Ok((state.build_with(&ids).map_err(invalid)?, ids))
+        let built = crate::with_interface_mtus(state).build_with(&ids);
+        Ok((built.map_err(invalid)?, ids))
     }
 
     /// Makes `new` (built into `tables`; `changes` is what differs) the

@@ -279,6 +279,29 @@ pub fn ifindex(name: &str) -> Result<u32, String> {
     }
 }
 
+/// The MTU of interface `name` (SIOCGIFMTU), if there is one.
+pub fn interface_mtu(name: &str) -> Option<u16> {
+    // SAFETY: `req` is a zeroed ifreq whose name is NUL-terminated (it is
+    // shorter than the field); the socket is closed after the ioctl.
+    let (rc, mtu) = unsafe {
+        let mut req: libc::ifreq = std::mem::zeroed();
+        if name.len() >= req.ifr_name.len() {
+            return None;
+        }
+        for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
+            *dst = src as libc::c_char;
+        }
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return None;
+        }
+        let rc = libc::ioctl(fd, libc::SIOCGIFMTU, &mut req);
+        libc::close(fd);
+        (rc, req.ifr_ifru.ifru_mtu)
+    };
+    (rc == 0).then(|| u16::try_from(mtu).unwrap_or(u16::MAX))
+}
+
 /// `struct ethtool_channels` of <linux/ethtool.h>.
 #[repr(C)]
 #[derive(Default)]

@@ -2,7 +2,8 @@
 //! (VNI 100) and blue (VNI 200) use the same subnet, the same VM addresses
 //! and a VM on each host. Each tenant's VMs reach each other across the
 //! hosts; a blue VM that addresses red's VM directly (by its MAC) gets
-//! nothing through, and red's VM sees none of it.
+//! nothing through, and red's VM sees none of it. The underlay's MTU
+//! (1400) is read from the uplink, not the state.
 mod common;
 
 use common::{start_xvrd, stop_xvrd};
@@ -78,6 +79,9 @@ fn tenants_with_the_same_addresses_reach_their_own_vms_across_hosts_only() {
                 &format!("02:00:00:00:00:0{}", i + 1),
             ],
         );
+        // A 1400-byte underlay that the state does not mention: xvrd
+        // reads it from the interface.
+        rig.exec(host, &["ip", "link", "set", "up0", "mtu", "1400"]);
     }
     // vms[host][tenant]: red then blue, ".10" on host A and ".20" on host B.
     let mut vms = Vec::new();
@@ -121,6 +125,34 @@ fn tenants_with_the_same_addresses_reach_their_own_vms_across_hosts_only() {
         "blue A resolved blue B: {}",
         neighbour(blue_a)
     );
+
+    // The underlay carries inner packets of 1350 bytes: bigger ones with
+    // DF get "fragmentation needed" naming that MTU, not silence.
+    let df = |size: &str| {
+        let args = [
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "-M",
+            "do",
+            "-s",
+            size,
+            "10.0.0.20",
+        ];
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", red_a])
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        (out.status.success(), text)
+    };
+    let (fits, text) = df("1322");
+    assert!(fits, "a 1350-byte ping crosses: {text}");
+    let (too_big, text) = df("1372");
+    assert!(!too_big && text.contains("mtu = 1350"), "{text}");
 
     // Blue aims at red's VM by its MAC: nothing gets through.
     rig.exec(

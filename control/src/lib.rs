@@ -17,6 +17,6 @@ pub use model::{
     ConntrackConfig, Direction, FirewallRuleConfig, LimitsConfig, NatConfig, NeighborConfig,
     NetworkAclConfig, NextHopConfig, PortConfig, PortForwardConfig, Protocol, RemoteVmConfig,
     RouteConfig, RuleAction, RuleConfig, RuleProtocol, SourceNatConfig, State, StaticNatConfig,
-    TenantConfig, TimeoutsConfig, VtepConfig,
+    TenantConfig, TimeoutsConfig, VtepConfig, MAX_UPLINK_MTU, MIN_UPLINK_MTU,
 };
 pub use validate::{ConfigError, ConfigErrors};

@@ -311,9 +311,9 @@ pub enum PortConfig {
         ip: Ipv4Addr,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         internet_gateway_mac: Option<Mac>,
-        /// The underlay's IPv4 MTU (default 1500). Encapsulation adds 50
-        /// bytes, so VMs get `mtu - 50`; bigger packets get "fragmentation
-        /// needed".
+        /// The underlay's IPv4 MTU (default: the interface's when xvrd
+        /// runs, else 1500). Encapsulation adds 50 bytes, so VMs get
+        /// `mtu - 50`; bigger packets get "fragmentation needed".
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mtu: Option<u16>,
     },
