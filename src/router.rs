@@ -27,9 +27,20 @@ use xvr_dataplane::worker::{Idle, TableSource, Worker, WorkerCounters};
 use xvr_dataplane::{Pipeline, Stats, Tables};
 use xvr_ebpf::{AttachMode, Steering};
 
-/// UMEM chunks per worker (16 MiB): a full fill ring, RX ring and TX
-/// ring for a busy port, with room for the small fill rings of idle ones.
-const UMEM_FRAMES: u32 = 8192;
+/// UMEM chunks per worker for its busy ports: full fill, RX and TX
+/// rings for a few of them at once.
+const UMEM_BUSY_CHUNKS: u32 = 8192;
+/// Ports a worker can take on live beyond those it starts with, each
+/// with an idle port's fill ring (a UMEM does not grow once made).
+const SPARE_PORTS: u32 = 256;
+
+/// A worker's UMEM chunks for `ports` ports: the busy reserve, and an idle
+/// fill ring for each port it has or may be given. 200 ports: 22,784
+/// chunks (45 MiB); 1,000 ports: 48,384 (95 MiB).
+pub fn umem_chunks(ports: usize) -> u32 {
+    let ports = u32::try_from(ports).unwrap_or(u32::MAX);
+    UMEM_BUSY_CHUNKS + ports.saturating_add(SPARE_PORTS) * xvr_dataplane::io::xsk_ports::FILL_IDLE
+}
 
 /// How often a worker's report carries its per-port and per-tenant
 /// counters.
@@ -404,18 +415,6 @@ impl Router {
                 PortRole::Vm { .. } => steering.add_vm_port(index),
             }
             .map_err(|e| e.to_string())?;
-            if in_tc {
-                steering.attach_tc(&port.name).map_err(|e| e.to_string())?;
-            }
-            steering.attach(&port.name, mode).map_err(|e| {
-                let hint = match mode {
-                    AttachMode::Native => {
-                        "; if its driver has no native XDP, use --xdp-mode generic"
-                    }
-                    AttachMode::Generic => "",
-                };
-                format!("{e}{hint}")
-            })?;
             ifindexes.insert(port.name.clone(), index);
             queues_of.push(queues);
         }
@@ -434,7 +433,8 @@ impl Router {
         let mut views = Workers::all(workers as u16);
         let mut all = Vec::new();
         for w in 0..workers {
-            let umem = Umem::new(UMEM_FRAMES).map_err(|e| e.to_string())?;
+            let umem =
+                Umem::new(umem_chunks(tables.ports().len() + 1)).map_err(|e| e.to_string())?;
             let mut io = XskPorts::new(umem);
             let segmenter_queues = segmenter.as_ref().map(|_| (SEGMENTER.1, workers as u32));
             let ports = tables
@@ -467,6 +467,22 @@ impl Router {
                 1 => worker,
                 _ => worker.with_handoff(handoffs.remove(0)),
             });
+        }
+        // Attached once every socket is in the map: a VM's frame never
+        // meets the program before its socket does (it would be dropped).
+        for port in tables.ports() {
+            if in_tc {
+                steering.attach_tc(&port.name).map_err(|e| e.to_string())?;
+            }
+            steering.attach(&port.name, mode).map_err(|e| {
+                let hint = match mode {
+                    AttachMode::Native => {
+                        "; if its driver has no native XDP, use --xdp-mode generic"
+                    }
+                    AttachMode::Generic => "",
+                };
+                format!("{e}{hint}")
+            })?;
         }
         let live = Arc::new(Live::new(workers));
         Ok(Router {

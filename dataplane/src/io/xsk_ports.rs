@@ -12,14 +12,19 @@ use arrayvec::ArrayVec;
 use std::io;
 use std::os::fd::RawFd;
 
-/// Chunks kept in the fill ring of a socket that is receiving: the whole
-/// ring, so a worker that loses its core for a while (a time slice, an
-/// interrupt storm) does not make the kernel drop for want of buffers.
+/// Chunks kept at most in the fill ring of a socket that is receiving
+/// full batches: the whole ring, so a worker that loses its core for a
+/// while (a time slice, an interrupt storm) does not make the kernel drop
+/// for want of buffers.
 const FILL_BUSY: u32 = super::xsk::RING_SIZE;
-/// Chunks kept in the fill ring of a socket that has received nothing
-/// lately: enough for its first batches, without parking the UMEM in
-/// idle ports.
-const FILL_IDLE: u32 = 128;
+/// Chunks kept in the fill ring of a VM port's socket that has received
+/// nothing lately: a first burst's worth, without parking the UMEM in
+/// idle ports (a host has hundreds; at 128 each, 64 ports took a UMEM of
+/// 8,192 chunks).
+pub const FILL_IDLE: u32 = 32;
+/// The least kept for the uplink's and the segmenter's sockets, which
+/// carry every tenant's traffic and its bursts.
+const FILL_SHARED: u32 = 1024;
 
 pub struct XskPorts {
     // Sockets are declared before the UMEM so they are dropped first.
@@ -32,8 +37,13 @@ pub struct XskPorts {
     /// The sockets' descriptors, then the watched ones.
     poll_fds: Vec<libc::pollfd>,
     watched: Vec<RawFd>,
-    /// Per socket, whether its last receive found frames.
-    busy: Vec<bool>,
+    /// Per socket, the level its fill ring is topped up to: it doubles
+    /// (up to `FILL_BUSY`) each time a receive takes a full batch, and
+    /// decays toward `FILL_IDLE` when receives find nothing. A port that
+    /// sees a few frames (ARP, neighbour discovery) never grows, so a
+    /// host's hundreds of quiet ports do not park the UMEM; chunks already
+    /// in a fill ring stay there until frames use them.
+    levels: Vec<u32>,
     /// Frames received on a socket whose interface is no port of the
     /// current tables (bound ahead of a commit that adds the port, or
     /// left over from one that removed it), dropped.
@@ -78,6 +88,8 @@ struct Bound {
     tag: u16,
     /// Bound to the segmenter's far end: its frames carry their port's tag.
     segmenter: bool,
+    /// The least its fill ring is kept at (`FILL_IDLE`, `FILL_SHARED`).
+    floor: u32,
 }
 
 impl XskPorts {
@@ -90,7 +102,7 @@ impl XskPorts {
             tx: Vec::new(),
             poll_fds: Vec::new(),
             watched: Vec::new(),
-            busy: Vec::new(),
+            levels: Vec::new(),
             unknown_port: 0,
         }
     }
@@ -121,6 +133,7 @@ impl XskPorts {
                         counters: PortCounters::default(),
                         tag: 0,
                         segmenter: false,
+                        floor: FILL_IDLE,
                     });
                 }
                 Err(e) => {
@@ -222,7 +235,7 @@ impl XskPorts {
     /// never points at a moved socket.
     fn sockets_changed(&mut self) {
         self.tx = self.sockets.iter().map(|_| ArrayVec::new()).collect();
-        self.busy = vec![false; self.sockets.len()];
+        self.levels = self.sockets.iter().map(|b| b.floor).collect();
         self.poll_fds = self
             .sockets
             .iter()
@@ -378,10 +391,9 @@ impl FrameIo for XskPorts {
     }
 
     fn service(&mut self) {
-        for (Bound { socket, .. }, busy) in self.sockets.iter_mut().zip(&self.busy) {
+        for (Bound { socket, .. }, level) in self.sockets.iter_mut().zip(&self.levels) {
             socket.complete(&mut self.umem);
-            let target = if *busy { FILL_BUSY } else { FILL_IDLE };
-            socket.refill(&mut self.umem, target);
+            socket.refill(&mut self.umem, *level);
         }
     }
 
@@ -389,7 +401,15 @@ impl FrameIo for XskPorts {
         let mut descs = [(0u64, 0u32); BATCH_SIZE];
         let bound = &mut self.sockets[source];
         let n = bound.socket.receive(&mut descs);
-        self.busy[source] = n > 0;
+        if let Some(level) = self.levels.get_mut(source) {
+            // A receive that took a whole batch, or all the ring held.
+            let drained = n == BATCH_SIZE || n as u32 >= *level;
+            *level = match n {
+                0 => (*level - *level / 64).max(bound.floor),
+                _ if drained => (*level * 2).min(FILL_BUSY),
+                _ => *level,
+            };
+        }
         if n == 0 {
             return Exchanged::default();
         }
@@ -445,6 +465,15 @@ impl FrameIo for XskPorts {
     fn tables_changed(&mut self, tables: &crate::Tables) {
         let names: Vec<&str> = tables.ports().iter().map(|p| p.name.as_str()).collect();
         self.remap(&names);
+        for (bound, level) in self.sockets.iter_mut().zip(&mut self.levels) {
+            let shared = bound.segmenter
+                || bound
+                    .port
+                    .and_then(|p| tables.port(p))
+                    .is_some_and(|p| p.is_uplink());
+            bound.floor = if shared { FILL_SHARED } else { FILL_IDLE };
+            *level = (*level).max(bound.floor);
+        }
     }
 
     fn wait(&mut self, timeout_ms: i32) {

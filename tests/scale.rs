@@ -1,0 +1,264 @@
+//! Many tenants on two hosts: 200 tenants, each with one VM port on host A
+//! (VM 10.0.0.10) and one on host B (VM 10.0.0.20), all in 10.0.0.0/24,
+//! joined by VXLAN. Every tenant pings across the hosts; then every VM on
+//! A sends a frame tagged with its tenant to every VM MAC on B (40,000
+//! frames), and each VM on B, sniffing with its own kernel socket, must
+//! see only frames of its own tenant; forwarding still works after.
+//! A worker's UMEM is sized for its ports (a host once stopped at about
+//! 64 VM ports, when each idle port's fill ring held 128 chunks).
+mod common;
+
+use common::start_xvrd;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::process::{Child, Command, Stdio};
+use xvr_testkit::netns::{require_root, Rig};
+
+const TENANTS: usize = 200;
+
+fn mac(prefix: u8, t: usize) -> String {
+    format!("02:{prefix:02x}:00:00:{:02x}:{:02x}", t >> 8, t & 0xff)
+}
+
+/// Host `me` (1 or 2) of the pair: tenant t's VM port `v{t}`, its VM
+/// (.10 on host 1, .20 on host 2) and the other host's as a remote VM.
+fn state(me: u8) -> String {
+    let peer = 3 - me;
+    let (local, remote) = if me == 1 { (10, 20) } else { (20, 10) };
+    let mut tenants = Vec::new();
+    let mut ports = vec![format!(
+        r#"{{ "role": "uplink", "name": "up0", "mac": "02:00:00:00:00:0{me}", "ip": "198.18.0.{me}" }}"#
+    )];
+    let (mut neighbors, mut remotes) = (Vec::new(), Vec::new());
+    for t in 0..TENANTS {
+        tenants.push(format!(r#"{{ "name": "t{t}", "vni": {} }}"#, 1000 + t));
+        ports.push(format!(
+            r#"{{ "role": "vm", "name": "v{t}", "mac": "{}", "tenant": "t{t}", "gateway": "10.0.0.1/24" }}"#,
+            mac(0xa0 + me, t)
+        ));
+        let vm_mac = |host: u8| mac(if host == 1 { 0x0a } else { 0x0b }, t);
+        neighbors.push(format!(
+            r#"{{ "tenant": "t{t}", "ip": "10.0.0.{local}", "mac": "{}", "port": "v{t}" }}"#,
+            vm_mac(me)
+        ));
+        remotes.push(format!(
+            r#"{{ "tenant": "t{t}", "ip": "10.0.0.{remote}", "mac": "{}", "vtep": "198.18.0.{peer}" }}"#,
+            vm_mac(peer)
+        ));
+    }
+    format!(
+        r#"{{ "tenants": [{}], "ports": [{}], "neighbors": [{}],
+  "vteps": [{{ "ip": "198.18.0.{peer}", "mac": "02:00:00:00:00:0{peer}" }}],
+  "remote_vms": [{}] }}"#,
+        tenants.join(","),
+        ports.join(","),
+        neighbors.join(","),
+        remotes.join(",")
+    )
+}
+
+/// A Python program that enters each namespace in `namespaces` (setns),
+/// opens a raw socket on its eth0 there, then runs `body` with `socks`,
+/// the sockets in order.
+fn in_namespaces(namespaces: &[String], body: &str) -> String {
+    let list: Vec<String> = namespaces.iter().map(|n| format!("'{n}'")).collect();
+    format!(
+        "import ctypes, os, socket, select, sys, time\n\
+         libc = ctypes.CDLL(None, use_errno=True)\n\
+         home = os.open('/proc/self/ns/net', os.O_RDONLY)\n\
+         socks = []\n\
+         for ns in [{}]:\n\
+         \x20   fd = os.open('/run/netns/' + ns, os.O_RDONLY)\n\
+         \x20   assert libc.setns(fd, 0x40000000) == 0, ctypes.get_errno()\n\
+         \x20   s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))\n\
+         \x20   s.bind(('eth0', 0)); socks.append(s); os.close(fd)\n\
+         libc.setns(home, 0x40000000)\n\
+         {body}\n",
+        list.join(",")
+    )
+}
+
+/// Each tenant's frame on A's VM to B's VM of tenant `dst`: UDP to port
+/// 9 of 10.0.0.20 carrying `tag`, as hex for the Python side.
+fn tagged(src: usize, dst: usize, tag: &str) -> String {
+    let m = |prefix: u8, t: usize| [2, prefix, 0, 0, (t >> 8) as u8, t as u8];
+    let frame = xvr_testkit::headers(m(0x0a, src), m(0x0b, dst), [10, 0, 0, 10], [10, 0, 0, 20])
+        .udp(40000, 9, tag.as_bytes());
+    frame.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Sends, from A's VMs, frames[i] = the (src tenant, hex) list, and has
+/// B's VMs sniff meanwhile; returns what each B VM heard (tags of UDP to
+/// port 9), by tenant.
+fn sweep(a: &[String], b: &[String], frames: &[(usize, String)]) -> Vec<Vec<String>> {
+    let sniff = in_namespaces(
+        b,
+        "end = time.time() + 12\n\
+         while time.time() < end:\n\
+         \x20   ready, _, _ = select.select(socks, [], [], 0.5)\n\
+         \x20   for s in ready:\n\
+         \x20       f = s.recv(2048)\n\
+         \x20       if len(f) > 42 and f[23] == 17 and f[36:38] == b'\\x00\\x09':\n\
+         \x20           print(socks.index(s), f[42:].decode(errors='replace'), flush=True)\n",
+    );
+    let sniffer = python(&sniff, Stdio::piped());
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let mut by_src: Vec<Vec<&str>> = vec![Vec::new(); a.len()];
+    for (src, hex) in frames {
+        by_src[*src].push(hex);
+    }
+    let lists: Vec<String> = by_src
+        .iter()
+        .map(|l| {
+            format!(
+                "[{}]",
+                l.iter()
+                    .map(|h| format!("'{h}'"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        })
+        .collect();
+    let send = in_namespaces(
+        a,
+        &format!(
+            "frames = [{}]\n\
+             for s, fs in zip(socks, frames):\n\
+             \x20   for h in fs: s.send(bytes.fromhex(h))\n",
+            lists.join(",")
+        ),
+    );
+    let sent = python(&send, Stdio::null()).wait().unwrap();
+    assert!(sent.success(), "the senders");
+    let out = sniffer.wait_with_output().unwrap();
+    let mut heard = vec![Vec::new(); b.len()];
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some((at, tag)) = line.split_once(' ') {
+            heard[at.parse::<usize>().unwrap()].push(tag.to_string());
+        }
+    }
+    heard
+}
+
+/// Runs a Python program given on its standard input (40,000 frames are
+/// too long for an argument).
+fn python(program: &str, stdout: Stdio) -> Child {
+    let mut child = Command::new("python3")
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(stdout)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(program.as_bytes()).unwrap();
+    drop(stdin);
+    child
+}
+
+#[test]
+#[ignore = "needs root: scripts/test runs it as root"]
+fn two_hundred_tenants_on_two_hosts_stay_apart_and_all_forward() {
+    require_root("running xvrd with 200 VM ports over veth");
+    let dir = tempfile::tempdir().unwrap();
+    let mut rig = Rig::new("scale");
+    let hosts = [rig.namespace(), rig.namespace()];
+    rig.veth(
+        &hosts[0],
+        "up0",
+        Some("198.18.0.1/24"),
+        &hosts[1],
+        "up0",
+        Some("198.18.0.2/24"),
+    );
+    let mut vms: [Vec<String>; 2] = [Vec::new(), Vec::new()];
+    for (h, host) in hosts.iter().enumerate() {
+        let mac_up = format!("02:00:00:00:00:0{}", h + 1);
+        rig.exec(host, &["ip", "link", "set", "up0", "address", &mac_up]);
+        for t in 0..TENANTS {
+            let (addr, vm_mac) = match h {
+                0 => ("10.0.0.10/24", mac(0x0a, t)),
+                _ => ("10.0.0.20/24", mac(0x0b, t)),
+            };
+            vms[h].push(rig.vm(host, &format!("v{t}"), addr, &vm_mac));
+        }
+    }
+    let mut daemons = Vec::new();
+    for (h, host) in hosts.iter().enumerate() {
+        let config = dir.path().join(format!("host{h}.json"));
+        std::fs::write(&config, state(h as u8 + 1)).unwrap();
+        daemons.push(start_xvrd(&rig, host, &config, &["up0", "v0", "v199"]));
+    }
+    // Every tenant pings across the hosts (a few tries: the first ping
+    // of each also resolves the peer through the ARP responder).
+    let pings = |t: usize| {
+        (0..3).any(|_| rig.try_exec(&vms[0][t], &["ping", "-c", "1", "-W", "2", "10.0.0.20"]))
+    };
+    let failed: Vec<usize> = (0..TENANTS).filter(|&t| !pings(t)).collect();
+    if !failed.is_empty() {
+        for h in 0..2 {
+            let sock = common::socket_beside(&dir.path().join(format!("host{h}.json")));
+            let out = common::xvrctl(&sock, &["--json", "stats"]);
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            eprintln!(
+                "host {h}: drops {} xdp {} t0 {} v0 {} workers {}",
+                v["drops"], v["xdp"], v["tenants"]["t0"], v["ports"]["v0"], v["workers"]
+            );
+        }
+        panic!("tenants that could not ping: {failed:?}");
+    }
+    // The UMEM held by the 201 quiet ports of each host: 16 chunks each.
+    for h in 0..2 {
+        let sock = common::socket_beside(&dir.path().join(format!("host{h}.json")));
+        let out = common::xvrctl(&sock, &["--json", "stats"]);
+        let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let umem = &stats["workers"][0]["umem"];
+        eprintln!("host {h} UMEM after the pings: {umem}");
+        assert!(
+            umem["free"].as_u64().unwrap() > umem["chunks"].as_u64().unwrap() / 2,
+            "{umem}"
+        );
+    }
+
+    // Every VM on A to every VM MAC on B, tagged with the sender.
+    let mut frames = Vec::new();
+    for src in 0..TENANTS {
+        for dst in 0..TENANTS {
+            frames.push((src, tagged(src, dst, &format!("t{src}"))));
+        }
+    }
+    let heard = sweep(&vms[0], &vms[1], &frames);
+    for (t, tags) in heard.iter().enumerate() {
+        assert!(
+            tags.iter().all(|tag| *tag == format!("t{t}")),
+            "B's VM of t{t} heard another tenant: {tags:?}"
+        );
+        assert!(!tags.is_empty(), "B's VM of t{t} heard nothing of its own");
+    }
+    // After the sweep, every tenant still forwards.
+    let again: Vec<(usize, String)> = (0..TENANTS)
+        .map(|t| (t, tagged(t, t, &format!("t{t}"))))
+        .collect();
+    let heard = sweep(&vms[0], &vms[1], &again);
+    let silent: Vec<usize> = (0..TENANTS).filter(|&t| heard[t].is_empty()).collect();
+    if !silent.is_empty() {
+        for h in 0..2 {
+            let sock = common::socket_beside(&dir.path().join(format!("host{h}.json")));
+            let out = common::xvrctl(&sock, &["--json", "stats"]);
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            eprintln!(
+                "host {h}: drops {} events {} workers {} xdp {}",
+                v["drops"], v["events"], v["workers"], v["xdp"]
+            );
+        }
+    }
+    assert!(
+        silent.is_empty(),
+        "tenants that stopped forwarding: {silent:?}"
+    );
+    for daemon in daemons {
+        common::stop_xvrd(daemon);
+    }
+}
