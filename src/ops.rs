@@ -59,6 +59,9 @@ pub struct DaemonOps {
     ports: Option<LivePorts>,
     /// Each tenant's id, kept across commits (see `TenantIds`).
     ids: TenantIds,
+    /// The host's networks that tenants' internet traffic may not reach
+    /// (read at start).
+    protected: Vec<ipnet::Ipv4Net>,
 }
 
 impl DaemonOps {
@@ -67,6 +70,7 @@ impl DaemonOps {
         let ids = TenantIds::of(&tables.load());
         DaemonOps {
             ids,
+            protected: crate::router::host_prefixes(),
             json: None,
             routes: None,
             state,
@@ -114,7 +118,10 @@ impl DaemonOps {
         };
         let ids = self.ids.next(state).map_err(invalid)?;
         let built = crate::with_interface_mtus(state).build_with(&ids);
-        Ok((built.map_err(invalid)?, ids))
+        let guarded = built
+            .map_err(invalid)?
+            .with_protected(self.protected.clone());
+        Ok((guarded, ids))
     }
 
     /// Makes `new` (built into `tables`; `changes` is what differs) the

@@ -10,8 +10,10 @@
 use crate::affinity::{check_core, pin_to};
 use crate::fast_path::FastPathSync;
 use crate::live_ports::LivePorts;
+use ipnet::Ipv4Net;
 use std::collections::HashMap;
 use std::ffi::CString;
+use std::net::Ipv4Addr;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -288,6 +290,42 @@ pub fn ifindex(name: &str) -> Result<u32, String> {
         )),
         index => Ok(index),
     }
+}
+
+/// The host's own IPv4 networks and addresses in this network namespace
+/// (the underlay's subnet among them), from getifaddrs: each address as
+/// a /32 and its network.
+pub fn host_prefixes() -> Vec<Ipv4Net> {
+    let mut prefixes = Vec::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list`, walked read-only below and freed
+    // once with freeifaddrs.
+    unsafe {
+        if libc::getifaddrs(&mut list) != 0 {
+            return prefixes;
+        }
+        let mut at = list;
+        while !at.is_null() {
+            let entry = &*at;
+            at = entry.ifa_next;
+            let (addr, mask) = (entry.ifa_addr, entry.ifa_netmask);
+            if addr.is_null() || mask.is_null() || i32::from((*addr).sa_family) != libc::AF_INET {
+                continue;
+            }
+            let addr = &*(addr as *const libc::sockaddr_in);
+            let mask = &*(mask as *const libc::sockaddr_in);
+            let ip = Ipv4Addr::from(u32::from_be(addr.sin_addr.s_addr));
+            let len = u32::from_be(mask.sin_addr.s_addr).leading_ones() as u8;
+            if let (Ok(host), Ok(net)) = (Ipv4Net::new(ip, 32), Ipv4Net::new(ip, len)) {
+                prefixes.push(host);
+                prefixes.push(net.trunc());
+            }
+        }
+        libc::freeifaddrs(list);
+    }
+    prefixes.sort_unstable();
+    prefixes.dedup();
+    prefixes
 }
 
 /// The MTU of interface `name` (SIOCGIFMTU), if there is one.

@@ -405,6 +405,40 @@ fn deleting_a_tenant_listed_before_another_leaves_its_connections_alone() {
     );
     let dump = xvrctl(&socket, &["--json", "dump", "tenants"]);
     assert!(!String::from_utf8_lossy(&dump.stdout).contains("\"a\""));
+
+    // t's default route leads to the internet, not to the underlay: the
+    // underlay router (198.18.0.254) and the host's own uplink address
+    // hear nothing of t's pings, which are dropped by name.
+    let echoes = |ns: &str| {
+        let snmp = r.exec(ns, &["cat", "/proc/net/snmp"]);
+        let snmp = String::from_utf8_lossy(&snmp.stdout).to_string();
+        let mut icmp = snmp.lines().filter(|l| l.starts_with("Icmp:"));
+        let (names, values) = (icmp.next().unwrap(), icmp.next().unwrap());
+        let at = names
+            .split_whitespace()
+            .position(|n| n == "InEchos")
+            .unwrap();
+        values
+            .split_whitespace()
+            .nth(at)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let before = (echoes(&internet), echoes(&host));
+    for target in ["198.18.0.254", "198.18.0.1"] {
+        let ping = ["ping", "-c", "2", "-i", "0.2", "-W", "1", target];
+        assert!(
+            !r.try_exec(&vm, &ping),
+            "t reached {target} on the underlay"
+        );
+    }
+    assert_eq!(
+        (echoes(&internet), echoes(&host)),
+        before,
+        "the underlay heard t"
+    );
+    assert!(count(&drops(&socket), "underlay_guard") >= 4);
     stop_xvrd(daemon);
 }
 

@@ -249,3 +249,25 @@ fn vxlan_outer_checksums_are_verified_and_fragments_named() {
     fix_ipv4_checksum(&mut first);
     assert_eq!(dropped(&t, UP, &first), DropReason::VxlanFragmented);
 }
+
+/// A tenant's internet route does not lead to the host's own networks
+/// (the underlay): only a route that names such a prefix does.
+#[test]
+fn the_internet_route_does_not_reach_the_underlay() {
+    let underlay: ipnet::Ipv4Net = "198.18.0.0/24".parse().unwrap();
+    let host: ipnet::Ipv4Net = "198.18.0.1/32".parse().unwrap();
+    let t = hostile_tables(|b| {
+        let named = "198.18.0.128/25".parse().unwrap();
+        b.add_route(TENANT_A, named, xvr_dataplane::table::NextHop::Internet);
+    })
+    .with_protected(vec![underlay, host]);
+    for dst in ["198.18.0.5", "198.18.0.1"] {
+        let probe = udp(VM_A10_MAC, A1_MAC, "10.0.0.10", dst, 64, b"x");
+        assert_eq!(dropped(&t, A1, &probe), DropReason::UnderlayGuard, "{dst}");
+    }
+    // Named by a route of its own: that prefix goes out.
+    let named = udp(VM_A10_MAC, A1_MAC, "10.0.0.10", "198.18.0.200", 64, b"x");
+    assert_eq!(run(&t, A1, &named).0, Verdict::Tx(UP));
+    let internet = udp(VM_A10_MAC, A1_MAC, "10.0.0.10", "198.19.0.10", 64, b"x");
+    assert_eq!(run(&t, A1, &internet).0, Verdict::Tx(UP));
+}

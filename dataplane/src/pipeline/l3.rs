@@ -85,6 +85,9 @@ fn route(
         Some(NextHop::Internet) if frame.meta.from_vtep.is_some() => {
             return frame.meta.drop(stats, DropReason::OverlayNotLocal)
         }
+        Some(NextHop::Internet) if tables.toward_host(tenant_id, dst) => {
+            return frame.meta.drop(stats, DropReason::UnderlayGuard)
+        }
         Some(NextHop::Internet) => return to_internet(tables, frame, stats),
         Some(NextHop::Connected) => dst,
         Some(NextHop::Via(gateway)) => gateway,

@@ -96,6 +96,9 @@ named_counters! {
         IcmpErrorRateLimited = "icmp_error_rate_limited",
         /// An ARP reply over its tenant's share of replies this second.
         ArpReplyRateLimited = "arp_reply_rate_limited",
+        /// A tenant's packet toward the host's own networks (the underlay)
+        /// through the internet route, which no tenant route names.
+        UnderlayGuard = "underlay_guard",
         /// Its batch panicked in the pipeline (`worker::contain`).
         WorkerPanic = "worker_panic",
     }

@@ -75,6 +75,10 @@ pub struct Tables {
     /// (remote VTEP, tenant) pairs whose VXLAN is accepted: the VTEP hosts
     /// a VM of the tenant.
     members: Arc<hashbrown::HashSet<(VtepId, TenantId), rustc_hash::FxBuildHasher>>,
+    /// The host's own networks and addresses (the underlay's subnet among
+    /// them): tenants' traffic to the internet may not go there unless
+    /// the tenant routes such a prefix by name.
+    protected: Arc<Vec<Ipv4Net>>,
     /// Unique to these tables in this process (never 0): decisions cached
     /// in sessions are valid for one generation.
     generation: u32,
@@ -261,6 +265,32 @@ impl Tables {
         assert_eq!(vrfs.len(), self.tenants.len(), "a VRF per tenant");
         self.vrfs = vrfs;
         self
+    }
+
+    /// These tables guarding `prefixes` (the host's own networks and
+    /// addresses) from tenants' internet traffic.
+    pub fn with_protected(mut self, prefixes: Vec<Ipv4Net>) -> Tables {
+        self.protected = Arc::new(prefixes);
+        self
+    }
+
+    /// Whether `tenant`'s packet to `dst`, routed to the internet, would
+    /// reach the host or its underlay: `dst` is in a protected prefix and
+    /// the tenant routes no prefix inside that one to the internet (the
+    /// longest of them would have matched; at most 32 exact lookups, and
+    /// only for packets toward the host's networks).
+    #[inline]
+    pub fn toward_host(&self, tenant: TenantId, dst: Ipv4Addr) -> bool {
+        let Some(vrf) = self.vrfs.get(usize::from(tenant)) else {
+            return true;
+        };
+        self.protected.iter().any(|p| {
+            p.contains(&dst)
+                && !(p.prefix_len()..=32).any(|len| {
+                    Ipv4Net::new(dst, len)
+                        .is_ok_and(|named| vrf.get(named.trunc()) == Some(&NextHop::Internet))
+                })
+        })
     }
 
     /// Whether `prefix` is the subnet of one of `tenant`'s VM ports.
