@@ -383,3 +383,12 @@ fn every_problem_is_reported_at_once() {
     });
     assert_eq!(message.lines().count(), 2, "{message}");
 }
+
+/// The fuzz target's state, with every feature on, stays valid.
+#[test]
+fn the_fuzzers_every_feature_state_builds() {
+    let state = State::from_json(include_str!("../../fuzz/every-feature.json")).unwrap();
+    let tables = state.build().unwrap();
+    assert_eq!(tables.tenants().len(), 2);
+    assert!(tables.acls(0).is_some());
+}

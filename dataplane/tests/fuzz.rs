@@ -294,3 +294,41 @@ proptest! {
         run_all(&[(port, frame)]);
     }
 }
+
+/// Two workers that hand flows to their owners, over the same tables
+/// (NAT of every kind, firewall rules, a tier ACL, a remote VTEP): the
+/// primers open sessions, then mutated frames go to either worker. No
+/// batch may panic (a caught panic would hide behind a drop: the
+/// workers' `panics` must stay 0).
+fn run_on_two_workers(at: usize, port: u16, frame: &[u8]) {
+    let tables = nat_tables();
+    let mut workers = two_workers();
+    for (p, f) in primers() {
+        deliver(&mut workers, &tables, 0, p, &f);
+    }
+    deliver(&mut workers, &tables, at, port, frame);
+    for w in &workers {
+        assert_eq!(w.counters.panics, 0, "a batch panicked");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    #[test]
+    fn two_workers_never_panic_on_mutated_frames(
+        at in 0usize..2,
+        seed in 0usize..15,
+        flips in prop::collection::vec((any::<u16>(), any::<u8>()), 1..6),
+        cut in any::<u16>(),
+    ) {
+        let (port, mut frame) = seeds()[seed].clone();
+        for (i, value) in flips {
+            let i = usize::from(i) % frame.len();
+            frame[i] = value;
+        }
+        let keep = frame.len() - usize::from(cut) % (frame.len() / 4 + 1);
+        frame.truncate(keep);
+        run_on_two_workers(at, port, &frame);
+    }
+}

@@ -1,28 +1,34 @@
 //! Tenant isolation as a property: over random configurations in which
-//! tenants reuse the same subnets, addresses and MACs, and random packets
+//! tenants reuse the same subnets, addresses and MACs, with tiers under
+//! network ACLs, and random packets (from real VMs and forged sources)
 //! from every port and every VNI, no frame of tenant A ever leaves on a
-//! port of tenant B or inside B's VNI.
+//! port of tenant B or inside B's VNI, nothing leaves the uplink
+//! unencapsulated but a tenant's internet traffic (never toward the
+//! underlay), and after a tenant is deleted none of its frames leave.
 use proptest::prelude::*;
 use std::net::Ipv4Addr;
 use xvr_dataplane::io::memory::MemoryIo;
 use xvr_dataplane::table::{
-    NextHop, Port, PortId, PortRole, Tables, TablesBuilder, Tenant, TenantId,
+    Action, NextHop, Port, PortId, PortRole, Rule, Tables, TablesBuilder, Tenant, TenantId, TierAcl,
 };
 use xvr_dataplane::wire::EthernetAddress;
 use xvr_dataplane::{Pipeline, Verdict};
 
 const LOCAL_VTEP: [u8; 4] = [198, 18, 0, 1];
+/// The host's underlay network, guarded from tenants' internet traffic.
+const UNDERLAY: &str = "198.18.0.0/24";
 const UPLINK_MTU: u16 = 1550;
 const VTEPS: [[u8; 4]; 2] = [[198, 18, 0, 2], [198, 18, 0, 3]];
 const SUBNETS: [&str; 3] = ["10.0.0.1/24", "10.0.1.1/24", "10.2.0.1/16"];
 /// Host addresses drawn from the subnets above, shared by every tenant.
-const HOSTS: [[u8; 4]; 6] = [
+const HOSTS: [[u8; 4]; 7] = [
     [10, 0, 0, 10],
     [10, 0, 0, 11],
     [10, 0, 1, 10],
     [10, 2, 3, 4],
     [10, 0, 0, 1],
     [198, 19, 0, 1],
+    [198, 18, 0, 7],
 ];
 
 fn mac(i: u8) -> [u8; 6] {
@@ -61,20 +67,30 @@ struct Built {
     vnis: Vec<u32>,
     /// MACs a frame may be sent to: router, port and host MACs of all tenants.
     macs: Vec<[u8; 6]>,
+    /// The VMs a frame may come from: per port id, (MAC, address) of its
+    /// local VMs; per VTEP index, of the VMs behind it.
+    local: Vec<Vec<([u8; 6], [u8; 4])>>,
+    remote: Vec<Vec<([u8; 6], [u8; 4])>>,
+    /// Per tenant: whether its default route is the internet.
+    internet: Vec<bool>,
 }
 
-fn build(config: &Config) -> Built {
+/// The tables of `config`, with tenant `deleted` (if any) gone: its id
+/// vacant, as the control plane leaves it.
+fn build(config: &Config, deleted: Option<usize>) -> Built {
     let mut b = TablesBuilder::new();
+    let mut local: Vec<Vec<([u8; 6], [u8; 4])>> = vec![Vec::new()];
+    let mut remote: Vec<Vec<([u8; 6], [u8; 4])>> = vec![Vec::new(); VTEPS.len()];
+    let mut internet = Vec::new();
     let mut vnis = Vec::new();
     let mut macs = vec![[0xff; 6]];
     for (t, _) in config.tenants.iter().enumerate() {
         let vni = 5000 + t as u32;
         vnis.push(vni);
-        b.add_tenant(Tenant::new(
-            format!("t{t}"),
-            vni,
-            Tenant::default_router_mac(vni),
-        ));
+        if Some(t) != deleted {
+            let tenant = Tenant::new(format!("t{t}"), vni, Tenant::default_router_mac(vni));
+            b.add_tenant_at(t as TenantId, tenant);
+        }
         macs.push(Tenant::default_router_mac(vni).0);
     }
     let uplink = PortRole::Uplink {
@@ -95,6 +111,10 @@ fn build(config: &Config) -> Built {
     let mut next_port: PortId = 1;
     for (t, (subnets, hosts, default)) in config.tenants.iter().enumerate() {
         let tenant = t as TenantId;
+        internet.push(*default == 0);
+        if Some(t) == deleted {
+            continue;
+        }
         let mut ports = Vec::new();
         let mut seen = Vec::new();
         for &s in subnets {
@@ -115,19 +135,22 @@ fn build(config: &Config) -> Built {
                 role,
             });
             ports.push(next_port);
+            local.push(Vec::new());
             next_port += 1;
         }
         for &(h, m, location) in hosts {
             let ip = Ipv4Addr::from(HOSTS[h]);
             macs.push(mac(m));
             match location {
-                Ok(slot) => b.add_local_host(
-                    tenant,
-                    ip,
-                    EthernetAddress(mac(m)),
-                    ports[slot % ports.len()],
-                ),
-                Err(v) => b.add_remote_host(tenant, ip, EthernetAddress(mac(m)), vteps[v]),
+                Ok(slot) => {
+                    let port = ports[slot % ports.len()];
+                    local[usize::from(port)].push((mac(m), HOSTS[h]));
+                    b.add_local_host(tenant, ip, EthernetAddress(mac(m)), port)
+                }
+                Err(v) => {
+                    remote[v].push((mac(m), HOSTS[h]));
+                    b.add_remote_host(tenant, ip, EthernetAddress(mac(m)), vteps[v])
+                }
             }
         }
         let next_hop = match default {
@@ -136,11 +159,24 @@ fn build(config: &Config) -> Built {
             _ => NextHop::Blackhole,
         };
         b.add_route(tenant, "0.0.0.0/0".parse().unwrap(), next_hop);
+        // The 10.0.1.0/24 tier takes only pings from other tiers.
+        let ping = Rule {
+            src: "0.0.0.0/0".parse().unwrap(),
+            dst: "0.0.0.0/0".parse().unwrap(),
+            proto: Some(1),
+            ports: (8 << 8, 8 << 8 | 0xff),
+            action: Action::Allow,
+        };
+        let tier = TierAcl::new("10.0.1.0/24".parse().unwrap(), vec![ping], Vec::new());
+        b.set_tier_acl(tenant, tier);
     }
     Built {
-        tables: b.build(),
+        tables: b.build().with_protected(vec![UNDERLAY.parse().unwrap()]),
         vnis,
         macs,
+        local,
+        remote,
+        internet,
     }
 }
 
@@ -152,6 +188,9 @@ struct Packet {
     vtep: usize,
     vni: usize,
     dst_mac: usize,
+    /// The sending VM among those the port (or VTEP) has; past the end,
+    /// a forged source (MAC 02:00:00:00:00:40, address `src_ip`).
+    src_vm: usize,
     src_ip: usize,
     dst_ip: usize,
     kind: u8,
@@ -160,21 +199,19 @@ struct Packet {
 
 fn packet() -> impl Strategy<Value = Packet> {
     (
-        0usize..16,
-        0usize..3,
-        0usize..5,
-        0usize..64,
+        (0usize..16, 0usize..3, 0usize..5, 0usize..64, 0usize..4),
         0..HOSTS.len(),
         0..HOSTS.len(),
         0u8..4,
         prop_oneof![Just(1u8), Just(2), Just(64)],
     )
         .prop_map(
-            |(port, vtep, vni, dst_mac, src_ip, dst_ip, kind, ttl)| Packet {
+            |((port, vtep, vni, dst_mac, src_vm), src_ip, dst_ip, kind, ttl)| Packet {
                 port,
                 vtep,
                 vni,
                 dst_mac,
+                src_vm,
                 src_ip,
                 dst_ip,
                 kind,
@@ -183,14 +220,19 @@ fn packet() -> impl Strategy<Value = Packet> {
         )
 }
 
-fn inner_frame(p: &Packet, dst_mac: [u8; 6]) -> Vec<u8> {
-    let (src, dst) = (HOSTS[p.src_ip], HOSTS[p.dst_ip]);
-    let h = xvr_testkit::headers(mac(0x40), dst_mac, src, dst).ttl(p.ttl);
+/// The frame `p` describes, from `vms[p.src_vm]` if there is one.
+fn inner_frame(p: &Packet, dst_mac: [u8; 6], vms: &[([u8; 6], [u8; 4])]) -> Vec<u8> {
+    let (src_mac, src) = vms
+        .get(p.src_vm)
+        .copied()
+        .unwrap_or((mac(0x40), HOSTS[p.src_ip]));
+    let dst = HOSTS[p.dst_ip];
+    let h = xvr_testkit::headers(src_mac, dst_mac, src, dst).ttl(p.ttl);
     match p.kind {
         0 => h.udp(1000, 2000, b"payload"),
         1 => h.tcp_syn(1000, 80),
         2 => h.ping(1, 1, b"ping"),
-        _ => xvr_testkit::arp_request(mac(0x40), src, dst),
+        _ => xvr_testkit::arp_request(src_mac, src, dst),
     }
 }
 
@@ -214,8 +256,13 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn no_frame_crosses_tenants(config in config(), packets in prop::collection::vec(packet(), 1..100)) {
-        let built = build(&config);
+    fn no_frame_crosses_tenants(
+        config in config(),
+        packets in prop::collection::vec(packet(), 1..100),
+        deleted in prop::option::of(0usize..4),
+    ) {
+        let deleted = deleted.filter(|&d| d < config.tenants.len());
+        let built = build(&config, deleted);
         let tables = &built.tables;
         let port_count = tables.ports().len();
         // (in port, input frame, the tenant it belongs to, if any)
@@ -223,13 +270,17 @@ proptest! {
         for p in &packets {
             let port = (p.port % port_count) as PortId;
             let dst_mac = built.macs[p.dst_mac % built.macs.len()];
-            let inner = inner_frame(p, dst_mac);
             match tables.port(port).unwrap().tenant() {
-                Some(tenant) => inputs.push((port, inner, Some(tenant))),
+                Some(tenant) => {
+                    let inner = inner_frame(p, dst_mac, &built.local[usize::from(port)]);
+                    inputs.push((port, inner, Some(tenant)))
+                }
                 None => {
                     let vni = built.vnis.get(p.vni).copied().unwrap_or(9999);
                     let vtep = VTEPS.get(p.vtep).copied().unwrap_or([198, 18, 0, 99]);
                     let known = VTEPS.get(p.vtep).is_some();
+                    let vms = built.remote.get(p.vtep).map_or(&[][..], |v| v.as_slice());
+                    let inner = inner_frame(p, dst_mac, vms);
                     let tenant = tables.tenant_by_vni(vni).filter(|_| known);
                     inputs.push((port, vxlan_frame(vtep, vni, &inner), tenant));
                 }
@@ -244,14 +295,33 @@ proptest! {
         for ((in_port, input, tenant), (_, verdict, data)) in inputs.iter().zip(&outputs) {
             let Verdict::Tx(out) = *verdict else { continue };
             let tenant = tenant.expect("a frame of no tenant was transmitted");
+            prop_assert!(Some(usize::from(tenant)) != deleted, "a deleted tenant's frame left");
             let out_port = tables.port(out).unwrap();
+            // Into the 10.0.1.0/24 tier from a VM port of another tier:
+            // pings only (its ACL).
+            let tier = |port: PortId| match tables.port(port).map(|p| p.role) {
+                Some(PortRole::Vm { gateway, .. }) => Some(gateway.trunc()),
+                _ => None,
+            };
+            let db: ipnet::Ipv4Net = "10.0.1.0/24".parse().unwrap();
+            let from_other_tier = tier(*in_port).is_some_and(|t| t != db);
+            if from_other_tier && tier(out) == Some(db) && data[12..14] == [0x08, 0x00] {
+                prop_assert!(data[23] == 1, "past the tier's ACL: {:02x?}", data);
+            }
             match out_port.tenant() {
                 Some(t) => prop_assert_eq!(t, tenant, "frame from port {} left on port {} of another tenant: {:02x?}", in_port, out, input),
-                None => {
-                    if let Some(vni) = sent_vni(data) {
-                        prop_assert_eq!(vni, tables.tenant(tenant).vni, "frame from port {} sent with another tenant's VNI", in_port);
+                None => match sent_vni(data) {
+                    Some(vni) => prop_assert_eq!(vni, tables.tenant(tenant).vni, "frame from port {} sent with another tenant's VNI", in_port),
+                    None => {
+                        // Unencapsulated out of the uplink: a tenant's
+                        // internet traffic, never toward the underlay.
+                        let answer = tables.port(*in_port).is_some_and(|p| p.is_uplink());
+                        prop_assert!(answer || built.internet[usize::from(tenant)], "frame of a tenant without internet left the uplink bare: {:02x?}", input);
+                        let dst = std::net::Ipv4Addr::new(data[30], data[31], data[32], data[33]);
+                        let underlay: ipnet::Ipv4Net = UNDERLAY.parse().unwrap();
+                        prop_assert!(!underlay.contains(&dst), "tenant traffic to the underlay: {:02x?}", data);
                     }
-                }
+                },
             }
         }
         let transmitted = outputs.iter().filter(|o| matches!(o.1, Verdict::Tx(_))).count() as u64;
