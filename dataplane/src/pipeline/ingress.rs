@@ -6,7 +6,7 @@
 //! tenant and only from the VMs behind it; IPv4 to a public address goes to reverse NAT, which
 //! finds the tenant from the session; everything else goes to the kernel.
 use super::security::{self, Entry, LastSource};
-use super::{ipv4, DropReason, Event, Stage, Stats, Verdict};
+use super::{ipv4, offload, DropReason, Event, Stage, Stats, Verdict};
 use crate::frame::Frame;
 use crate::table::{PortRole, Tables, TenantId, Tier, VtepId};
 use crate::wire::{
@@ -128,12 +128,21 @@ fn decap(
     if udp.dst_port() != vxlan::UDP_PORT {
         return Ok(Uplink::Kernel);
     }
+    let udp_len = usize::from(udp.len());
     // Most VTEPs send no outer UDP checksum (RFC 7348 allows 0); one that
-    // does must be right.
-    if udp.checksum() != 0 && !udp.verify_checksum(&ip.src_addr().into(), &ip.dst_addr().into()) {
+    // does must be right, unless a local sending kernel left it to offload
+    // (the field holds the pseudo-header sum; or the inner checksum is
+    // partial and the outer was computed as if it were not, Linux's local
+    // checksum offload): those bytes never crossed a wire.
+    if udp.checksum() != 0
+        && !udp.verify_checksum(&ip.src_addr().into(), &ip.dst_addr().into())
+        && !offload::left_partial(data)
+        && !udp_bytes
+            .get(UDP_HEADER_LEN + vxlan::HEADER_LEN..udp_len)
+            .is_some_and(offload::left_partial)
+    {
         return Err(DropReason::UdpBadChecksum);
     }
-    let udp_len = usize::from(udp.len());
     let vx = vxlan::Packet::new_checked(&udp_bytes[UDP_HEADER_LEN..udp_len])
         .map_err(|_| DropReason::VxlanTruncated)?;
     if !vx.vni_valid() {

@@ -17,29 +17,46 @@ const UDP: u8 = 17;
 /// in practice, and it keeps this per-packet check short).
 #[inline]
 pub(crate) fn finish_partial_checksum(frame: &mut [u8]) -> bool {
+    match partial(frame) {
+        Some((proto, field_at, l4_len)) => finish(frame, proto, field_at, l4_len),
+        None => false,
+    }
+}
+
+/// Whether the TCP or UDP checksum of an Ethernet/IPv4 frame was left to
+/// offload (its field holds only the pseudo-header sum).
+#[inline]
+pub(crate) fn left_partial(frame: &[u8]) -> bool {
+    partial(frame).is_some()
+}
+
+/// (protocol, checksum field offset, L4 length) of a frame whose checksum
+/// was left partial.
+#[inline]
+fn partial(frame: &[u8]) -> Option<(u8, usize, usize)> {
     // Every frame passes here: decide from one fixed-size view of the
     // EtherType and IPv4 header, with one bounds check.
     let Some(Ok(h)) = frame.get(12..34).map(<&[u8; 22]>::try_from) else {
-        return false;
+        return None;
     };
     let field_at = match h[11] {
         TCP => 16,
         UDP => 6,
-        _ => return false,
+        _ => return None,
     };
     // EtherType IPv4, version 4, IHL 5, not a fragment.
     if u32::from_be_bytes([h[0], h[1], h[2], h[8] & 0x3f]) != 0x0800_4500 || h[9] != 0 {
-        return false;
+        return None;
     }
     let l4_len = usize::from(u16::from_be_bytes([h[4], h[5]])).wrapping_sub(20);
     let at = ETH_HEADER_LEN + 20 + field_at;
     let Some(Ok(field)) = frame.get(at..at + 2).map(<[u8; 2]>::try_from) else {
-        return false;
+        return None;
     };
     if l4_len < field_at + 2 || u16::from_be_bytes(field) != pseudo_header_sum(h, l4_len) {
-        return false;
+        return None;
     }
-    finish(frame, h[11], field_at, l4_len)
+    Some((h[11], field_at, l4_len))
 }
 
 /// The slow path: sum the whole segment.

@@ -347,6 +347,48 @@ static __always_inline int finish_checksum(struct iphdr *ip, __u32 tot_len, void
     return 0;
 }
 
+// The folded pseudo-header sum of `ip`'s transport (memory order).
+static __always_inline __u16 pseudo_sum(struct iphdr *ip, __u16 l4_len_be)
+{
+    __u64 pseudo = (ip->saddr & 0xffff) + (ip->saddr >> 16) + (ip->daddr & 0xffff) +
+                   (ip->daddr >> 16) + bpf_htons(ip->protocol) + l4_len_be;
+    return fold(pseudo);
+}
+
+// Whether the TCP or UDP checksum of `ip` (IHL 5) was left to offload.
+static __always_inline int l4_left_partial(struct iphdr *ip, void *data_end)
+{
+    __u16 *field;
+    if (ip->protocol == IPPROTO_TCP) {
+        struct tcphdr *tcp = (void *)(ip + 1);
+        if ((void *)(tcp + 1) > data_end)
+            return 0;
+        field = &tcp->check;
+    } else if (ip->protocol == IPPROTO_UDP) {
+        struct udphdr *udp = (void *)(ip + 1);
+        if ((void *)(udp + 1) > data_end)
+            return 0;
+        field = &udp->check;
+    } else {
+        return 0;
+    }
+    __u16 l4_len = bpf_ntohs(ip->tot_len) - sizeof(*ip);
+    return *field == pseudo_sum(ip, bpf_htons(l4_len));
+}
+
+// Whether a VXLAN frame's outer UDP checksum needs the workers, as their
+// decap decides: 0 (none) does not, nor one left to offload by a local
+// sending kernel (the field holds the pseudo-header sum, or the inner
+// checksum is partial and the outer was computed as if it were not);
+// any other is verified there.
+static __always_inline int outer_checksum_to_verify(struct iphdr *ip, struct udphdr *udp,
+                                                    struct iphdr *inner, void *data_end)
+{
+    if (!udp->check || udp->check == pseudo_sum(ip, udp->len))
+        return 0;
+    return !l4_left_partial(inner, data_end);
+}
+
 // The workers' encap::flow_hash: one flow keeps one outer source port.
 static __always_inline __u32 flow_hash(struct iphdr *ip, void *data_end)
 {
@@ -492,9 +534,6 @@ static __always_inline int fast_from_overlay(struct xdp_md *ctx, struct iphdr *i
     __u32 udp_len = bpf_ntohs(udp->len);
     if (bpf_ntohs(ip->tot_len) != sizeof(*ip) + udp_len || (void *)udp + udp_len != data_end)
         return -1;
-    // An outer UDP checksum is verified by the workers.
-    if (udp->check)
-        return -1;
     if (fold(bpf_csum_diff(0, 0, (void *)ip, sizeof(*ip), 0)) != 0xffff)
         return -1;
     __u32 src = ip->saddr;
@@ -505,7 +544,7 @@ static __always_inline int fast_from_overlay(struct xdp_md *ctx, struct iphdr *i
         return -1;
     struct ethhdr *eth = (void *)(vx + 1);
     struct iphdr *inner = unicast_ipv4(eth, data_end);
-    if (!inner)
+    if (!inner || outer_checksum_to_verify(ip, udp, inner, data_end))
         return -1;
     __u32 vni = bpf_ntohl(vx->vni) >> 8;
     struct l2_fwd *fwd = l2_lookup(vni, eth);
@@ -681,12 +720,12 @@ static __always_inline int tc_from_overlay(struct __sk_buff *skb)
         return -1;
     struct udphdr *udp = (void *)(ip + 1);
     struct vxlanhdr *vx = (void *)(udp + 1);
-    if ((void *)(vx + 1) > data_end || udp->dest != bpf_htons(VXLAN_PORT) || udp->check ||
+    if ((void *)(vx + 1) > data_end || udp->dest != bpf_htons(VXLAN_PORT) ||
         !(vx->flags & VXLAN_FLAG_VNI))
         return -1;
     struct ethhdr *inner_eth = (void *)(vx + 1);
     struct iphdr *inner_ip = tc_ipv4(inner_eth, data_end);
-    if (!inner_ip)
+    if (!inner_ip || outer_checksum_to_verify(ip, udp, inner_ip, data_end))
         return -1;
     __u32 vni = bpf_ntohl(vx->vni) >> 8;
     struct l2_fwd *fwd = l2_lookup(vni, inner_eth);
