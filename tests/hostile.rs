@@ -409,22 +409,7 @@ fn deleting_a_tenant_listed_before_another_leaves_its_connections_alone() {
     // t's default route leads to the internet, not to the underlay: the
     // underlay router (198.18.0.254) and the host's own uplink address
     // hear nothing of t's pings, which are dropped by name.
-    let echoes = |ns: &str| {
-        let snmp = r.exec(ns, &["cat", "/proc/net/snmp"]);
-        let snmp = String::from_utf8_lossy(&snmp.stdout).to_string();
-        let mut icmp = snmp.lines().filter(|l| l.starts_with("Icmp:"));
-        let (names, values) = (icmp.next().unwrap(), icmp.next().unwrap());
-        let at = names
-            .split_whitespace()
-            .position(|n| n == "InEchos")
-            .unwrap();
-        values
-            .split_whitespace()
-            .nth(at)
-            .unwrap()
-            .parse::<u64>()
-            .unwrap()
-    };
+    let echoes = |ns: &str| common::echo_requests_received(&r, ns);
     let before = (echoes(&internet), echoes(&host));
     for target in ["198.18.0.254", "198.18.0.1"] {
         let ping = ["ping", "-c", "2", "-i", "0.2", "-W", "1", target];

@@ -164,19 +164,9 @@ fn two_hundred_tenants_on_two_hosts_stay_apart_and_all_forward() {
     require_root("running xvrd with 200 VM ports over veth");
     let dir = tempfile::tempdir().unwrap();
     let mut rig = Rig::new("scale");
-    let hosts = [rig.namespace(), rig.namespace()];
-    rig.veth(
-        &hosts[0],
-        "up0",
-        Some("198.18.0.1/24"),
-        &hosts[1],
-        "up0",
-        Some("198.18.0.2/24"),
-    );
+    let hosts = common::two_hosts(&mut rig);
     let mut vms: [Vec<String>; 2] = [Vec::new(), Vec::new()];
     for (h, host) in hosts.iter().enumerate() {
-        let mac_up = format!("02:00:00:00:00:0{}", h + 1);
-        rig.exec(host, &["ip", "link", "set", "up0", "address", &mac_up]);
         for t in 0..TENANTS {
             let (addr, vm_mac) = match h {
                 0 => ("10.0.0.10/24", mac(0x0a, t)),
@@ -199,21 +189,17 @@ fn two_hundred_tenants_on_two_hosts_stay_apart_and_all_forward() {
     let failed: Vec<usize> = (0..TENANTS).filter(|&t| !pings(t)).collect();
     if !failed.is_empty() {
         for h in 0..2 {
-            let sock = common::socket_beside(&dir.path().join(format!("host{h}.json")));
-            let out = common::xvrctl(&sock, &["--json", "stats"]);
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let v = common::stats_of(&dir.path().join(format!("host{h}.json")));
             eprintln!(
-                "host {h}: drops {} xdp {} t0 {} v0 {} workers {}",
-                v["drops"], v["xdp"], v["tenants"]["t0"], v["ports"]["v0"], v["workers"]
+                "host {h}: drops {} xdp {} workers {}",
+                v["drops"], v["xdp"], v["workers"]
             );
         }
         panic!("tenants that could not ping: {failed:?}");
     }
     // The UMEM held by the 201 quiet ports of each host: 16 chunks each.
     for h in 0..2 {
-        let sock = common::socket_beside(&dir.path().join(format!("host{h}.json")));
-        let out = common::xvrctl(&sock, &["--json", "stats"]);
-        let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let stats = common::stats_of(&dir.path().join(format!("host{h}.json")));
         let umem = &stats["workers"][0]["umem"];
         eprintln!("host {h} UMEM after the pings: {umem}");
         assert!(
@@ -245,12 +231,10 @@ fn two_hundred_tenants_on_two_hosts_stay_apart_and_all_forward() {
     let silent: Vec<usize> = (0..TENANTS).filter(|&t| heard[t].is_empty()).collect();
     if !silent.is_empty() {
         for h in 0..2 {
-            let sock = common::socket_beside(&dir.path().join(format!("host{h}.json")));
-            let out = common::xvrctl(&sock, &["--json", "stats"]);
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let v = common::stats_of(&dir.path().join(format!("host{h}.json")));
             eprintln!(
-                "host {h}: drops {} events {} workers {} xdp {}",
-                v["drops"], v["events"], v["workers"], v["xdp"]
+                "host {h}: drops {} xdp {} workers {}",
+                v["drops"], v["xdp"], v["workers"]
             );
         }
     }

@@ -34,51 +34,14 @@ fn state(me: u8, peer: u8) -> String {
     )
 }
 
-/// Echo requests the kernel in `ns` has received (its ICMP InEchos).
-fn echo_requests_received(rig: &Rig, ns: &str) -> u64 {
-    let snmp = rig.exec(ns, &["cat", "/proc/net/snmp"]);
-    let snmp = String::from_utf8_lossy(&snmp.stdout);
-    let mut icmp = snmp.lines().filter(|l| l.starts_with("Icmp:"));
-    let (names, values) = (icmp.next().unwrap(), icmp.next().unwrap());
-    let column = names
-        .split_whitespace()
-        .position(|n| n == "InEchos")
-        .unwrap();
-    values
-        .split_whitespace()
-        .nth(column)
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 #[ignore = "needs root: scripts/test runs it as root"]
 fn tenants_with_the_same_addresses_reach_their_own_vms_across_hosts_only() {
     require_root("running xvrd over veth");
     let dir = tempfile::tempdir().unwrap();
     let mut rig = Rig::new("2hosts");
-    let hosts = [rig.namespace(), rig.namespace()];
-    rig.veth(
-        &hosts[0],
-        "up0",
-        Some("198.18.0.1/24"),
-        &hosts[1],
-        "up0",
-        Some("198.18.0.2/24"),
-    );
-    for (i, host) in hosts.iter().enumerate() {
-        rig.exec(
-            host,
-            &[
-                "ip",
-                "link",
-                "set",
-                "up0",
-                "address",
-                &format!("02:00:00:00:00:0{}", i + 1),
-            ],
-        );
+    let hosts = common::two_hosts(&mut rig);
+    for host in &hosts {
         // A 1400-byte underlay that the state does not mention: xvrd
         // reads it from the interface.
         rig.exec(host, &["ip", "link", "set", "up0", "mtu", "1400"]);
@@ -170,9 +133,9 @@ fn tenants_with_the_same_addresses_reach_their_own_vms_across_hosts_only() {
             "eth0",
         ],
     );
-    let before = echo_requests_received(&rig, red_b);
+    let before = common::echo_requests_received(&rig, red_b);
     assert!(!ping(blue_a, "10.0.0.20"), "blue reached red's VM");
-    let after = echo_requests_received(&rig, red_b);
+    let after = common::echo_requests_received(&rig, red_b);
     assert_eq!(after, before, "red B received blue's pings");
 
     for daemon in daemons {

@@ -244,6 +244,18 @@ fn seeds() -> Vec<(u16, Vec<u8>)> {
     ]
 }
 
+/// Seed `seed` with bytes overwritten at `flips` and cut short by `cut`.
+fn mutated(seed: usize, flips: &[(u16, u8)], cut: u16) -> (u16, Vec<u8>) {
+    let (port, mut frame) = seeds()[seed].clone();
+    for &(at, value) in flips {
+        let at = usize::from(at) % frame.len();
+        frame[at] = value;
+    }
+    let keep = frame.len() - usize::from(cut) % (frame.len() / 4 + 1);
+    frame.truncate(keep);
+    (port, frame)
+}
+
 /// Unmutated, the NAT seeds are translated (so mutating them exercises
 /// the translation code, not only its first checks).
 #[test]
@@ -284,13 +296,7 @@ proptest! {
         flips in prop::collection::vec((any::<u16>(), any::<u8>()), 1..6),
         cut in any::<u16>(),
     ) {
-        let (port, mut frame) = seeds()[seed].clone();
-        for (at, value) in flips {
-            let at = usize::from(at) % frame.len();
-            frame[at] = value;
-        }
-        let keep = frame.len() - usize::from(cut) % (frame.len() / 4 + 1);
-        frame.truncate(keep);
+        let (port, frame) = mutated(seed, &flips, cut);
         run_all(&[(port, frame)]);
     }
 }
@@ -322,13 +328,7 @@ proptest! {
         flips in prop::collection::vec((any::<u16>(), any::<u8>()), 1..6),
         cut in any::<u16>(),
     ) {
-        let (port, mut frame) = seeds()[seed].clone();
-        for (i, value) in flips {
-            let i = usize::from(i) % frame.len();
-            frame[i] = value;
-        }
-        let keep = frame.len() - usize::from(cut) % (frame.len() / 4 + 1);
-        frame.truncate(keep);
+        let (port, frame) = mutated(seed, &flips, cut);
         run_on_two_workers(at, port, &frame);
     }
 }

@@ -278,3 +278,46 @@ pub fn call(socket: &std::path::Path, request: serde_json::Value) -> serde_json:
         }
     }
 }
+
+/// Two hosts joined by an underlay veth: `up0` in each, 198.18.0.1/24
+/// (MAC 02:00:00:00:00:01) and 198.18.0.2/24 (02:00:00:00:00:02).
+pub fn two_hosts(rig: &mut Rig) -> [String; 2] {
+    let hosts = [rig.namespace(), rig.namespace()];
+    rig.veth(
+        &hosts[0],
+        "up0",
+        Some("198.18.0.1/24"),
+        &hosts[1],
+        "up0",
+        Some("198.18.0.2/24"),
+    );
+    for (i, host) in hosts.iter().enumerate() {
+        let mac = format!("02:00:00:00:00:0{}", i + 1);
+        rig.exec(host, &["ip", "link", "set", "up0", "address", &mac]);
+    }
+    hosts
+}
+
+/// Echo requests the kernel in `ns` has received (its ICMP InEchos).
+pub fn echo_requests_received(rig: &Rig, ns: &str) -> u64 {
+    let snmp = rig.exec(ns, &["cat", "/proc/net/snmp"]);
+    let snmp = String::from_utf8_lossy(&snmp.stdout);
+    let mut icmp = snmp.lines().filter(|l| l.starts_with("Icmp:"));
+    let (names, values) = (icmp.next().unwrap(), icmp.next().unwrap());
+    let column = names
+        .split_whitespace()
+        .position(|n| n == "InEchos")
+        .unwrap();
+    values
+        .split_whitespace()
+        .nth(column)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The `stats` answer of the xvrd started with `config`.
+pub fn stats_of(config: &Path) -> serde_json::Value {
+    let out = xvrctl(&socket_beside(config), &["--json", "stats"]);
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}

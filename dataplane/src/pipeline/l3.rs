@@ -85,7 +85,11 @@ fn route(
         Some(NextHop::Internet) if frame.meta.from_vtep.is_some() => {
             return frame.meta.drop(stats, DropReason::OverlayNotLocal)
         }
-        Some(NextHop::Internet) if tables.toward_host(tenant_id, dst) => {
+        // Untranslated internet traffic is guarded here; translated flows
+        // when their NAT session opens (replies to inbound ones pass).
+        Some(NextHop::Internet)
+            if !tables.nat().translates(tenant_id) && tables.toward_host(tenant_id, dst) =>
+        {
             return frame.meta.drop(stats, DropReason::UnderlayGuard)
         }
         Some(NextHop::Internet) => return to_internet(tables, frame, stats),

@@ -308,6 +308,9 @@ pub(crate) fn run_out(
             }
             None => {
                 let state = opening_state(&p.l4)?;
+                if tables.toward_host(p.key.zone, p.key.dst) {
+                    return Err(DropReason::UnderlayGuard);
+                }
                 let egress = &tables.firewall(p.key.zone).egress;
                 let (_, action) = egress.decide(p.key.src, p.key.dst, p.l4.proto, rule_port(&p.l4));
                 if action == Action::Deny {
