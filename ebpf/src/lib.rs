@@ -388,7 +388,7 @@ impl FastPath {
 /// Must match steer.bpf.c.
 const MAX_QUEUES: u32 = 16;
 const FAST_IN_TC: u32 = 1;
-const MAX_PORTS: u32 = 256;
+const MAX_PORTS: u32 = 4094;
 
 impl Steering {
     /// Loads the program into the kernel (needs CAP_BPF and CAP_NET_ADMIN).

@@ -4,13 +4,16 @@
 //! allowed flow opens a session, so its later packets and its replies
 //! pass without the rules. Flows through NAT are checked when their NAT
 //! session opens (`nat`), and pass here.
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
+)]
 use super::nat::{self, MORE_FRAGMENTS};
 use super::owner::Workers;
-use super::{ipv4, DropReason, Event, Stats};
+use super::{after_ethernet, byte, ipv4, DropReason, Event, Stats};
 use crate::conntrack::{Conntrack, FlowKey};
 use crate::frame::Frame;
 use crate::table::{Action, Tables, TenantId};
-use crate::wire::ETH_HEADER_LEN;
 use std::net::Ipv4Addr;
 
 /// Whether `tenant`'s tier ACLs let a new flow from `src` to `dst` go:
@@ -64,11 +67,11 @@ pub(crate) fn check(
     let Some(acls) = tables.acls(tenant) else {
         return Routed::Pass;
     };
-    let data = &frame.data()[ETH_HEADER_LEN..];
+    let data = after_ethernet(frame.data());
     let Ok(checked) = ipv4::check(data) else {
         return Routed::Pass; // l3 checked it already
     };
-    let ip = &data[..checked.total_len];
+    let ip = data.get(..checked.total_len).unwrap_or(data);
     let (src, dst) = nat::src_dst(ip);
     match (acls.of(src), acls.of(dst)) {
         (None, None) => return Routed::Pass,
@@ -117,13 +120,15 @@ fn session_or_rules(
         let rule_port = u16::from_be_bytes([icmp_type, icmp_code]);
         return match related {
             true => Ok(()),
-            false => decide(tables, tenant, (src, dst), ip[9], rule_port),
+            false => decide(tables, tenant, (src, dst), byte(ip, 9), rule_port),
         };
     }
     let l4 = match nat::transport(ip, header_len) {
         Ok(l4) => l4,
         // Other protocols: no ports, so the rules judge each packet.
-        Err(DropReason::NatUnsupported) => return decide(tables, tenant, (src, dst), ip[9], 0),
+        Err(DropReason::NatUnsupported) => {
+            return decide(tables, tenant, (src, dst), byte(ip, 9), 0)
+        }
         Err(reason) => return Err(reason),
     };
     let key: FlowKey = nat::flow_key(ip, &l4, tenant);

@@ -3,15 +3,19 @@
 //! with that VM's MAC, so ARP never has to be flooded over the overlay
 //! (OVN's ARP responder, EVPN's ARP suppression). Requests that arrive from
 //! the overlay are answered only for VMs on this host.
-use super::{DropReason, Event, Stats};
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
+)]
+use super::{after_ethernet, after_ethernet_mut, DropReason, Event, Stats};
 use crate::frame::Frame;
 use crate::table::{Location, PortRole, Tables};
-use crate::wire::{ArpOperation, ArpPacket, EthernetAddress, EthernetFrame, ETH_HEADER_LEN};
+use crate::wire::{ArpOperation, ArpPacket, EthernetAddress, EthernetFrame};
 use smoltcp::wire::ArpRepr;
 use std::net::Ipv4Addr;
 
 pub(crate) fn respond(tables: &Tables, frame: &mut Frame<'_>, stats: &mut Stats) {
-    let Ok(arp) = ArpPacket::new_checked(&frame.data()[ETH_HEADER_LEN..]) else {
+    let Ok(arp) = ArpPacket::new_checked(after_ethernet(frame.data())) else {
         frame.meta.drop(stats, DropReason::ArpMalformed);
         return;
     };
@@ -46,7 +50,8 @@ pub(crate) fn respond(tables: &Tables, frame: &mut Frame<'_>, stats: &mut Stats)
     let requester_eth = eth.src_addr();
     eth.set_dst_addr(requester_eth);
     eth.set_src_addr(answer_mac);
-    reply.emit(&mut ArpPacket::new_unchecked(&mut data[ETH_HEADER_LEN..]));
+    // The request was checked whole above; the reply has its size.
+    reply.emit(&mut ArpPacket::new_unchecked(after_ethernet_mut(data)));
     stats.event(Event::ArpReply);
     frame.meta.reply = Some(super::Reply::Arp);
     frame.meta.bounce();

@@ -8,12 +8,15 @@
 //! per packet is checked here: addressed to its port's gateway MAC, IPv4
 //! without options, not a fragment, TTL above 1, a session in the inside
 //! direction. Anything else is left where it was, for the slow path.
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
+)]
 use super::nat::{self, Pending};
-use super::{ipv4, l3, offload, Event, Stage, Stats};
+use super::{after_ethernet, byte, ipv4, l3, offload, Event, Stage, Stats};
 use crate::conntrack::{Conntrack, Dir};
 use crate::frame::Frame;
 use crate::table::{PortRole, Tables};
-use crate::wire::ETH_HEADER_LEN;
 
 /// IPv4 header flags and offset that make a fragment.
 const FRAGMENT: u16 = 0x3fff;
@@ -54,12 +57,12 @@ pub(crate) fn run_out(
         if offload::finish_partial_checksum(frame.data_mut()) {
             stats.event(Event::ChecksumFinished);
         }
-        let ip = &frame.data()[ETH_HEADER_LEN..];
+        let ip = after_ethernet(frame.data());
         let Ok(checked) = ipv4::check(ip) else {
             return Ok(None);
         };
-        let ip = &ip[..checked.total_len];
-        if checked.header_len != 20 || nat::frag_field(ip) & FRAGMENT != 0 || ip[8] <= 1 {
+        let ip = ip.get(..checked.total_len).unwrap_or(ip);
+        if checked.header_len != 20 || nat::frag_field(ip) & FRAGMENT != 0 || byte(ip, 8) <= 1 {
             return Ok(None);
         }
         let Ok(l4) = nat::transport(ip, 20) else {

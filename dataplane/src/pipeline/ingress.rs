@@ -5,8 +5,12 @@
 //! VNI -> tenant, accepted only from a VTEP that hosts a VM of that
 //! tenant and only from the VMs behind it; IPv4 to a public address goes to reverse NAT, which
 //! finds the tenant from the session; everything else goes to the kernel.
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
+)]
 use super::security::{self, Entry, LastSource};
-use super::{ipv4, offload, DropReason, Event, Stage, Stats, Verdict};
+use super::{after_ethernet, ipv4, offload, DropReason, Event, Stage, Stats, Verdict};
 use crate::frame::Frame;
 use crate::table::{PortRole, Tables, TenantId, Tier, VtepId};
 use crate::wire::{
@@ -94,7 +98,7 @@ fn decap(
     if eth.ethertype() != EthernetProtocol::Ipv4 {
         return Ok(Uplink::Kernel);
     }
-    let ip_bytes = &data[ETH_HEADER_LEN..];
+    let ip_bytes = after_ethernet(data);
     // Cheap early exit before checking the whole header: not to our VTEP.
     if ip_bytes.len() >= 20 {
         let ip = Ipv4Packet::new_unchecked(ip_bytes);
@@ -109,12 +113,13 @@ fn decap(
         }
     }
     let checked = ipv4::check(ip_bytes)?;
-    let ip = Ipv4Packet::new_unchecked(&ip_bytes[..checked.total_len]);
+    let ip_bytes = ip_bytes.get(..checked.total_len).unwrap_or(ip_bytes);
+    let ip = Ipv4Packet::new_unchecked(ip_bytes);
     if ip.frag_offset() != 0 {
         // A later fragment carries no UDP header; the kernel reassembles.
         return Ok(Uplink::Kernel);
     }
-    let udp_bytes = &ip_bytes[checked.header_len..checked.total_len];
+    let udp_bytes = ip_bytes.get(checked.header_len..).unwrap_or_default();
     if ip.more_frags() {
         // A first fragment: its UDP length covers the whole datagram, so
         // read only the destination port. VXLAN is not reassembled here.
@@ -143,8 +148,10 @@ fn decap(
     {
         return Err(DropReason::UdpBadChecksum);
     }
-    let vx = vxlan::Packet::new_checked(&udp_bytes[UDP_HEADER_LEN..udp_len])
-        .map_err(|_| DropReason::VxlanTruncated)?;
+    let vx = udp_bytes
+        .get(UDP_HEADER_LEN..udp_len)
+        .and_then(|b| vxlan::Packet::new_checked(b).ok())
+        .ok_or(DropReason::VxlanTruncated)?;
     if !vx.vni_valid() {
         return Err(DropReason::VxlanBadFlags);
     }

@@ -1,4 +1,8 @@
 //! IPv4 header checks shared by the stages that read IPv4.
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
+)]
 use super::DropReason;
 use crate::wire::{checksum, Ipv4Packet};
 
@@ -31,7 +35,8 @@ pub(crate) fn check(data: &[u8]) -> Result<CheckedIpv4, DropReason> {
     if total_len < header_len || total_len > data.len() {
         return Err(DropReason::Ipv4BadLength);
     }
-    if checksum::sum(&data[..header_len]) != 0xffff {
+    let header = data.get(..header_len).ok_or(DropReason::Ipv4Truncated)?;
+    if checksum::sum(header) != 0xffff {
         return Err(DropReason::Ipv4BadChecksum);
     }
     Ok(CheckedIpv4 {

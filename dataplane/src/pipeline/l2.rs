@@ -4,6 +4,10 @@
 //! send the frame to L3; a local VM's MAC to its port; a remote VM's MAC to
 //! encapsulation. Broadcast ARP goes to the ARP responder; other flooding
 //! is not done (the controller tells us where every VM is).
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
+)]
 use super::{arp, icmp, offload, DropReason, Event, Meta, Stage, Stats};
 use crate::frame::Frame;
 use crate::table::{Endpoint, L2Dest, Location, Tables, Tier};
@@ -81,6 +85,9 @@ fn same_tier(meta: &Meta, tier: Tier) -> bool {
 
 /// The IPv4 destination of an Ethernet frame, if it carries IPv4.
 fn ip_dst(frame: &[u8]) -> Option<std::net::Ipv4Addr> {
-    let b = frame.get(ETH_HEADER_LEN + 16..ETH_HEADER_LEN + 20)?;
-    (frame[12..14] == [0x08, 0x00]).then(|| std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+    let b: [u8; 4] = frame
+        .get(ETH_HEADER_LEN + 16..ETH_HEADER_LEN + 20)?
+        .try_into()
+        .ok()?;
+    (frame.get(12..14)? == [0x08, 0x00]).then(|| std::net::Ipv4Addr::from(b))
 }

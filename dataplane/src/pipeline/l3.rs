@@ -2,16 +2,20 @@
 //! the router's own (ICMP echo); the rest get a TTL check, a longest-prefix
 //! match, next-hop resolution through the host table, a TTL decrement with
 //! an incremental checksum update, and new MACs.
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
+)]
 use super::acl;
 use super::icmp::{self, IcmpError};
 use super::owner::Workers;
-use super::{ipv4, DropReason, Event, Stage, Stats};
+use super::{after_ethernet, after_ethernet_mut, byte, ipv4, DropReason, Event, Stage, Stats};
 use crate::conntrack::Conntrack;
 use crate::frame::Frame;
 use crate::table::{Location, NextHop, PortRole, Tables};
 use crate::wire::{
     checksum, EthernetAddress, EthernetFrame, EthernetProtocol, Icmpv4DstUnreachable,
-    Icmpv4Message, Ipv4Packet, ETH_HEADER_LEN,
+    Icmpv4Message, Ipv4Packet,
 };
 
 /// What routing needs beyond the tables: the worker's sessions, for tier
@@ -47,11 +51,12 @@ fn route(
         frame.meta.drop(stats, DropReason::EthertypeUnsupported);
         return;
     }
-    let checked = match ipv4::check(&data[ETH_HEADER_LEN..]) {
+    let checked = match ipv4::check(after_ethernet(data)) {
         Ok(c) => c,
         Err(reason) => return frame.meta.drop(stats, reason),
     };
-    let ip = Ipv4Packet::new_unchecked(&data[ETH_HEADER_LEN..]);
+    // Checked whole above.
+    let ip = Ipv4Packet::new_unchecked(after_ethernet(data));
     let (dst, ttl) = (ip.dst_addr(), ip.hop_limit());
     let tenant_id = frame.meta.tenant;
     let tenant = tables.tenant(tenant_id);
@@ -151,7 +156,8 @@ pub(super) fn forward(frame: &mut Frame<'_>, src_mac: EthernetAddress, dst_mac: 
     let mut eth = EthernetFrame::new_unchecked(&mut data[..]);
     eth.set_src_addr(src_mac);
     eth.set_dst_addr(dst_mac);
-    let ip = &mut data[ETH_HEADER_LEN..];
+    let ip = after_ethernet_mut(data);
     // TTL and protocol share the word at 8; the header checksum is at 10.
-    checksum::rewrite_word(ip, 8, u16::from_be_bytes([ip[8] - 1, ip[9]]), 10);
+    let ttl = byte(ip, 8).saturating_sub(1);
+    checksum::rewrite_word(ip, 8, u16::from_be_bytes([ttl, byte(ip, 9)]), 10);
 }

@@ -58,6 +58,28 @@ pub enum Verdict {
     },
 }
 
+/// The bytes after the Ethernet header (empty if there are none): for
+/// modules that read packets without indexing (a short frame then fails
+/// their length checks, never panics).
+#[inline]
+pub(crate) fn after_ethernet(frame: &[u8]) -> &[u8] {
+    frame.get(crate::wire::ETH_HEADER_LEN..).unwrap_or_default()
+}
+
+/// `after_ethernet`, writable.
+#[inline]
+pub(crate) fn after_ethernet_mut(frame: &mut [u8]) -> &mut [u8] {
+    frame
+        .get_mut(crate::wire::ETH_HEADER_LEN..)
+        .unwrap_or_default()
+}
+
+/// The byte at `at` of `bytes`, or 0 past the end.
+#[inline]
+pub(crate) fn byte(bytes: &[u8], at: usize) -> u8 {
+    bytes.get(at).copied().unwrap_or(0)
+}
+
 /// An answer of the router's own that a tenant's share limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reply {

@@ -6,6 +6,10 @@
 //! frame as corrupt. So when the field holds exactly the pseudo-header sum,
 //! the checksum is finished here. A complete checksum equals that value
 //! only by chance (1 in 65536), and recomputing it then changes nothing.
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
+)]
 use crate::wire::{checksum, ETH_HEADER_LEN};
 
 const TCP: u8 = 6;
@@ -62,20 +66,25 @@ fn partial(frame: &[u8]) -> Option<(u8, usize, usize)> {
 /// The slow path: sum the whole segment.
 #[cold]
 fn finish(frame: &mut [u8], proto: u8, field_at: usize, l4_len: usize) -> bool {
-    let pseudo = {
-        let h: &[u8; 22] = frame[12..34].try_into().expect("checked by the caller");
-        pseudo_header_sum(h, l4_len)
+    let Some(Ok(h)) = frame.get(12..34).map(<&[u8; 22]>::try_from) else {
+        return false;
     };
+    let pseudo = pseudo_header_sum(h, l4_len);
     let Some(l4) = frame.get_mut(ETH_HEADER_LEN + 20..ETH_HEADER_LEN + 20 + l4_len) else {
         return false;
     };
-    l4[field_at..field_at + 2].fill(0);
+    let Some(field) = l4.get_mut(field_at..field_at + 2) else {
+        return false;
+    };
+    field.fill(0);
     let sum = checksum::fold(u32::from(pseudo) + u32::from(checksum::sum(l4)));
     let mut result = !sum;
     if proto == UDP && result == 0 {
         result = 0xffff;
     }
-    l4[field_at..field_at + 2].copy_from_slice(&result.to_be_bytes());
+    if let Some(field) = l4.get_mut(field_at..field_at + 2) {
+        field.copy_from_slice(&result.to_be_bytes());
+    }
     true
 }
 

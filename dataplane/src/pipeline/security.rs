@@ -5,6 +5,10 @@
 //! security, as OVN's `port_security`). Over the overlay the same holds
 //! for the VMs behind the sending VTEP; a remote router's own MAC may
 //! carry packets it routed from any VM behind that VTEP.
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
+)]
 use super::DropReason;
 use crate::table::{L2Dest, Location, PortId, Tables, TenantId, Tier, VtepId};
 use crate::wire::{EthernetAddress, EthernetFrame, EthernetProtocol};

@@ -37,7 +37,9 @@
 
 #define VXLAN_PORT 4789
 #define MAX_QUEUES 16
-#define MAX_PORTS 256
+// Interfaces a host serves: the segmenter tags frames with slot + 1 as a
+// VLAN ID (12 bits, 4095 reserved), so at most 4094.
+#define MAX_PORTS 4094
 #define VXLAN_OVERHEAD 50
 #define VXLAN_FLAG_VNI 0x08
 // The largest frame an AF_XDP socket takes: a UMEM chunk (FRAME_SIZE in
