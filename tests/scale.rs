@@ -186,7 +186,8 @@ fn two_hundred_tenants_on_two_hosts_stay_apart_and_all_forward() {
     for (h, host) in hosts.iter().enumerate() {
         let config = dir.path().join(format!("host{h}.json"));
         std::fs::write(&config, state(h as u8 + 1)).unwrap();
-        daemons.push(start_xvrd(&rig, host, &config, &["up0", "v0", "v199"]));
+        let last = format!("v{}", tenant_count() - 1);
+        daemons.push(start_xvrd(&rig, host, &config, &["up0", "v0", &last]));
     }
     // Every tenant pings across the hosts (a few tries: the first ping
     // of each also resolves the peer through the ARP responder).

@@ -176,7 +176,8 @@ pub fn start_xvrd_with(
         .spawn()
         .unwrap();
     let mut daemon = Daemon(Some(child), log);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // A thousand ports take xvrd some seconds to bind and attach.
+    let deadline = Instant::now() + Duration::from_secs(60);
     while !ports.iter().all(|dev| rig.xdp_attached(ns, dev)) {
         let exited = daemon.0.as_mut().expect("running").try_wait().unwrap();
         assert!(
