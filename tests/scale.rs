@@ -205,15 +205,15 @@ fn two_hundred_tenants_on_two_hosts_stay_apart_and_all_forward() {
         }
         panic!("tenants that could not ping: {failed:?}");
     }
-    // The UMEM held by the 201 quiet ports of each host: 16 chunks each.
+    // The UMEM held by each host's quiet ports: 32 chunks each (1,024
+    // for the uplink).
     for h in 0..2 {
         let stats = common::stats_of(&dir.path().join(format!("host{h}.json")));
         let umem = &stats["workers"][0]["umem"];
         eprintln!("host {h} UMEM after the pings: {umem}");
-        assert!(
-            umem["free"].as_u64().unwrap() > umem["chunks"].as_u64().unwrap() / 2,
-            "{umem}"
-        );
+        // The busy ports' reserve is still free: quiet ports hold only
+        // their idle rings.
+        assert!(umem["free"].as_u64().unwrap() >= 8192, "{umem}");
     }
 
     // Every VM on A to every VM MAC on B, tagged with the sender.
