@@ -336,10 +336,7 @@ impl Conntrack {
         state: State,
         now: u32,
     ) -> Result<SessionId, SetupError> {
-        if self.live >= self.config.max_sessions {
-            return Err(SetupError::Full);
-        }
-        self.shares.admit(inside.zone, now)?;
+        self.admit(inside.zone, now)?;
         let pool = self
             .pools
             .entry((nat_ip, inside.proto))
@@ -389,11 +386,17 @@ impl Conntrack {
         (inbound, routed): (bool, bool),
         now: u32,
     ) -> Result<SessionId, SetupError> {
+        self.admit(inside.zone, now)?;
+        Ok(self.open_admitted(inside, (nat_ip, nat_port), state, (inbound, routed), now))
+    }
+
+    /// Room for one more session of `zone`: in the table, and in the
+    /// tenant's share (which counts it).
+    fn admit(&mut self, zone: TenantId, now: u32) -> Result<(), SetupError> {
         if self.live >= self.config.max_sessions {
             return Err(SetupError::Full);
         }
-        self.shares.admit(inside.zone, now)?;
-        Ok(self.open_admitted(inside, (nat_ip, nat_port), state, (inbound, routed), now))
+        self.shares.admit(zone, now)
     }
 
     fn open_admitted(
@@ -576,24 +579,34 @@ impl Conntrack {
         limit: usize,
         flush: bool,
     ) -> (Vec<Session>, usize) {
-        let ids: Vec<SessionId> = (0..self.sessions.len() as SessionId)
-            .filter(|&id| {
-                let s = &self.sessions[id as usize];
-                s.live && filter.matches(s)
-            })
-            .collect();
+        let ids = self.live_ids(|s| filter.matches(s));
         let listed = ids
             .iter()
             .take(limit)
             .map(|&id| self.sessions[id as usize])
             .collect();
         if flush {
-            for &id in &ids {
-                self.unlink(id);
-                self.remove(id);
-            }
+            self.remove_all(&ids);
         }
         (listed, ids.len())
+    }
+
+    /// The ids of the live sessions `select` picks (a scan of them all).
+    fn live_ids(&self, select: impl Fn(&Session) -> bool) -> Vec<SessionId> {
+        (0..self.sessions.len() as SessionId)
+            .filter(|&id| {
+                let s = &self.sessions[id as usize];
+                s.live && select(s)
+            })
+            .collect()
+    }
+
+    /// Removes sessions `ids` (live ones) from the wheel and the tables.
+    fn remove_all(&mut self, ids: &[SessionId]) {
+        for &id in ids {
+            self.unlink(id);
+            self.remove(id);
+        }
     }
 
     /// Removes every session, NAT mapping and fragment of the tenants in
@@ -605,17 +618,12 @@ impl Conntrack {
         if zones.is_empty() {
             return 0;
         }
-        let ids: Vec<SessionId> = (0..self.sessions.len() as SessionId)
-            .filter(|&id| {
-                let s = &self.sessions[id as usize];
-                s.live && zones.contains(&s.inside.zone)
-            })
-            .collect();
-        for &id in &ids {
-            self.unlink(id);
-            self.remove(id);
-        }
+        let ids = self.live_ids(|s| zones.contains(&s.inside.zone));
+        self.remove_all(&ids);
         self.frags.retain(|key, _| !zones.contains(&key.zone));
+        // Their fragment counts go with them (an id may be given again).
+        self.shares
+            .count_fragments(self.frags.keys().map(|k| k.zone));
         ids.len()
     }
 
