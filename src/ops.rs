@@ -60,17 +60,18 @@ pub struct DaemonOps {
     /// Each tenant's id, kept across commits (see `TenantIds`).
     ids: TenantIds,
     /// The host's networks that tenants' internet traffic may not reach
-    /// (read at start).
+    /// (those the starting tables guard, read once by xvrd).
     protected: Vec<ipnet::Ipv4Net>,
 }
 
 impl DaemonOps {
     /// Serves `state`, whose tables the workers read from `tables`.
     pub fn new(state: State, tables: Arc<ArcSwap<Tables>>, live: Arc<Live>) -> DaemonOps {
-        let ids = TenantIds::of(&tables.load());
+        let running = tables.load();
+        let (ids, protected) = (TenantIds::of(&running), running.protected().to_vec());
         DaemonOps {
             ids,
-            protected: crate::router::host_prefixes(),
+            protected,
             json: None,
             routes: None,
             state,

@@ -274,6 +274,11 @@ impl Tables {
         self
     }
 
+    /// The prefixes `with_protected` guards.
+    pub fn protected(&self) -> &[Ipv4Net] {
+        &self.protected
+    }
+
     /// Whether `tenant`'s packet to `dst`, routed to the internet, would
     /// reach the host or its underlay: `dst` is in a protected prefix and
     /// the tenant routes no prefix inside that one to the internet (the
