@@ -53,10 +53,13 @@ pub enum Decision {
     /// From a VM port with no socket on its queue (or, in tc mode, not
     /// taken and no segmenter): dropped, never passed to the host.
     DropVmNoSocket,
+    /// TC mode: a VM port's frame the tc program did not forward (not a
+    /// too-big GSO packet), sent to the workers through the segmenter.
+    TcToWorkers,
 }
 
 impl Decision {
-    pub const ALL: [Decision; 16] = [
+    pub const ALL: [Decision; 17] = [
         Decision::ToSocketVmPort,
         Decision::ToSocketVxlan,
         Decision::ToSocketPublic,
@@ -73,6 +76,7 @@ impl Decision {
         Decision::ToSegmenter,
         Decision::DropTooBig,
         Decision::DropVmNoSocket,
+        Decision::TcToWorkers,
     ];
 
     pub fn name(self) -> &'static str {
@@ -93,6 +97,7 @@ impl Decision {
             Decision::ToSegmenter => "to_segmenter",
             Decision::DropTooBig => "drop_too_big",
             Decision::DropVmNoSocket => "drop_vm_no_socket",
+            Decision::TcToWorkers => "tc_to_workers",
         }
     }
 }

@@ -74,6 +74,9 @@ enum decision {
     // From a VM port with no socket on its queue (or, in tc mode, not
     // taken and no segmenter): dropped, never passed to the host.
     DROP_VM_NO_SOCKET,
+    // TC mode: a VM port's frame the tc program did not forward (not a
+    // too-big GSO packet), sent to the workers through the segmenter.
+    TC_TO_WORKERS,
     DECISIONS,
 };
 
@@ -643,7 +646,7 @@ static __always_inline struct iphdr *tc_ipv4(struct ethhdr *eth, void *data_end)
 // near end, which has no GSO (its peer carries this program natively), so
 // the kernel segments it there; the far end gives the tagged segments to
 // the workers' sockets, which read the port from the tag.
-static __always_inline int to_segmenter(struct __sk_buff *skb, __u32 drop)
+static __always_inline int to_segmenter(struct __sk_buff *skb, __u32 drop, __u32 sent)
 {
     __u32 key = 0, ifindex = skb->ingress_ifindex;
     __u32 *out = bpf_map_lookup_elem(&segmenter, &key);
@@ -656,7 +659,7 @@ static __always_inline int to_segmenter(struct __sk_buff *skb, __u32 drop)
         count(drop);
         return TC_ACT_SHOT;
     }
-    count(TO_SEGMENTER);
+    count(sent);
     return bpf_redirect(*out, 0);
 }
 
@@ -664,7 +667,7 @@ static __always_inline int tc_too_big(struct __sk_buff *skb)
 {
     if (skb->len <= MAX_SOCKET_FRAME + ETH_HLEN)
         return TC_ACT_OK;
-    return to_segmenter(skb, DROP_TOO_BIG);
+    return to_segmenter(skb, DROP_TOO_BIG, TO_SEGMENTER);
 }
 
 static __always_inline int tc_from_vm(struct __sk_buff *skb, __u32 vni)
@@ -780,7 +783,11 @@ int xvr_tc(struct __sk_buff *skb)
         int action = vni ? tc_from_vm(skb, *vni) : -1;
         // What the fast path does not take goes to the workers, whatever
         // its size: never to the host stack.
-        return action >= 0 ? action : to_segmenter(skb, DROP_VM_NO_SOCKET);
+        if (action >= 0)
+            return action;
+        if (skb->len > MAX_SOCKET_FRAME + ETH_HLEN)
+            return to_segmenter(skb, DROP_TOO_BIG, TO_SEGMENTER);
+        return to_segmenter(skb, DROP_VM_NO_SOCKET, TC_TO_WORKERS);
     }
     int action = tc_from_overlay(skb);
     if (action >= 0)
