@@ -82,6 +82,43 @@ fn arp_must_name_the_vm_that_sends_it() {
     assert_eq!(run(&t, A1, &probe).0, Verdict::Tx(A1));
 }
 
+/// Within a batch the checks run once per source and are remembered: an
+/// ARP lie right behind the truth from the same VM is still caught.
+#[test]
+fn a_remembered_source_does_not_let_the_next_lie_in() {
+    use xvr_dataplane::io::memory::MemoryIo;
+    use xvr_dataplane::Pipeline;
+    let t = hostile_tables(|_| {});
+    let honest = arp_request(VM_A10_MAC, "10.0.0.10", "10.0.0.1");
+    let other_ip = arp_request(VM_A10_MAC, "10.0.0.11", "10.0.0.1");
+    let mut other_mac = honest.clone();
+    other_mac[22..28].copy_from_slice(&VM_A11_MAC);
+    let truncated = &honest[..32];
+    let forged_ip = udp(VM_A10_MAC, A1_MAC, "10.0.0.99", "10.0.1.10", 64, b"x");
+    let batch: Vec<(u16, &[u8])> = vec![
+        (A1, &honest),
+        (A1, &other_ip),
+        (A1, &honest),
+        (A1, &other_mac),
+        (A1, truncated),
+        (A1, &forged_ip),
+    ];
+    let mut p = Pipeline::new();
+    let mut verdicts = Vec::new();
+    MemoryIo::new().run(&mut p, &t, batch, |_, v, _| verdicts.push(v));
+    assert_eq!(
+        verdicts,
+        [
+            Verdict::Tx(A1),
+            Verdict::Drop(DropReason::PortSecurityArp),
+            Verdict::Tx(A1),
+            Verdict::Drop(DropReason::PortSecurityArp),
+            Verdict::Drop(DropReason::ArpMalformed),
+            Verdict::Drop(DropReason::PortSecurityIp),
+        ]
+    );
+}
+
 #[test]
 fn allowed_addresses_and_ports_without_port_security() {
     let t = hostile_tables(|b| {

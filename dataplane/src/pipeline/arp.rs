@@ -10,27 +10,18 @@
 use super::{after_ethernet, after_ethernet_mut, DropReason, Event, Stats};
 use crate::frame::Frame;
 use crate::table::{Location, PortRole, Tables};
-use crate::wire::{ArpOperation, ArpPacket, EthernetAddress, EthernetFrame};
-use smoltcp::wire::ArpRepr;
+use crate::wire::arp::{self, Arp};
+use crate::wire::{EthernetAddress, EthernetFrame};
 use std::net::Ipv4Addr;
 
+#[inline(always)]
 pub(crate) fn respond(tables: &Tables, frame: &mut Frame<'_>, stats: &mut Stats) {
-    let Ok(arp) = ArpPacket::new_checked(after_ethernet(frame.data())) else {
+    let Some(request) = Arp::new(after_ethernet(frame.data())) else {
         frame.meta.drop(stats, DropReason::ArpMalformed);
         return;
     };
-    let Ok(ArpRepr::EthernetIpv4 {
-        operation,
-        source_hardware_addr: requester_mac,
-        source_protocol_addr: requester_ip,
-        target_protocol_addr: target_ip,
-        ..
-    }) = ArpRepr::parse(&arp)
-    else {
-        frame.meta.drop(stats, DropReason::ArpMalformed);
-        return;
-    };
-    if operation != ArpOperation::Request || target_ip == requester_ip {
+    let target_ip = request.target_ip();
+    if request.operation() != arp::REQUEST || target_ip == request.sender_ip() {
         frame.meta.drop(stats, DropReason::ArpNotOurs);
         return;
     }
@@ -38,20 +29,14 @@ pub(crate) fn respond(tables: &Tables, frame: &mut Frame<'_>, stats: &mut Stats)
         frame.meta.drop(stats, DropReason::ArpNotOurs);
         return;
     };
-    let reply = ArpRepr::EthernetIpv4 {
-        operation: ArpOperation::Reply,
-        source_hardware_addr: answer_mac,
-        source_protocol_addr: target_ip,
-        target_hardware_addr: requester_mac,
-        target_protocol_addr: requester_ip,
-    };
     let data = frame.data_mut();
     let mut eth = EthernetFrame::new_unchecked(&mut data[..]);
     let requester_eth = eth.src_addr();
     eth.set_dst_addr(requester_eth);
     eth.set_src_addr(answer_mac);
-    // The request was checked whole above; the reply has its size.
-    reply.emit(&mut ArpPacket::new_unchecked(after_ethernet_mut(data)));
+    if let Some(mut reply) = Arp::new_mut(after_ethernet_mut(data)) {
+        reply.answer(answer_mac.0);
+    }
     stats.event(Event::ArpReply);
     frame.meta.reply = Some(super::Reply::Arp);
     frame.meta.bounce();

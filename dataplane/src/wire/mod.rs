@@ -1,8 +1,10 @@
-//! Wire formats. smoltcp's zero-copy views cover Ethernet, ARP, IPv4, UDP,
-//! TCP and ICMPv4 and are re-exported here; this module adds only what
-//! smoltcp lacks: the VXLAN header, the 802.1Q tag and the RFC 1624
-//! incremental checksum update. All views follow smoltcp's contract: after
-//! `new_checked` succeeds no accessor panics.
+//! Wire formats. smoltcp's zero-copy views cover Ethernet, IPv4, UDP, TCP
+//! and ICMPv4 and are re-exported here; this module adds only what smoltcp
+//! lacks or does slowly: Ethernet/IPv4 ARP at fixed offsets, the VXLAN
+//! header, the 802.1Q tag and the RFC 1624 incremental checksum update.
+//! All views follow smoltcp's contract: once constructed (`new_checked`,
+//! `Arp::new`) no accessor panics.
+pub mod arp;
 pub mod checksum;
 pub mod vlan;
 pub mod vxlan;
