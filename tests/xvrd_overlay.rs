@@ -89,6 +89,37 @@ fn tenants_with_the_same_addresses_reach_their_own_vms_across_hosts_only() {
         neighbour(blue_a)
     );
 
+    // A 1500-byte ping without DF does not fit the 1350 the underlay
+    // carries: xvrd cuts it, and its reply, into fragments before
+    // encapsulating them; each VM's kernel reassembles (before any DF
+    // probe, so that no VM has learnt the path MTU and cut it itself).
+    let reassembled = |ns: &str| common::snmp(&rig, ns, "Ip:", "ReasmOKs");
+    let (a_before, b_before) = (reassembled(red_a), reassembled(red_b));
+    let big = ["ping", "-c", "2", "-i", "0.2", "-W", "2", "-M", "dont"];
+    let sized = [&big[..], &["-s", "1472", "10.0.0.20"]].concat();
+    assert!(
+        rig.try_exec(red_a, &sized),
+        "a 1500-byte ping without DF crosses"
+    );
+    assert!(
+        reassembled(red_b) >= b_before + 2,
+        "red B reassembled the requests"
+    );
+    assert!(
+        reassembled(red_a) >= a_before + 2,
+        "red A reassembled the replies"
+    );
+    let configs: Vec<_> = (0..2)
+        .map(|i| dir.path().join(format!("host{i}.json")))
+        .collect();
+    for config in &configs {
+        let stats = common::stats_of(config);
+        let cut = stats["events"]["fragmented_for_overlay"]
+            .as_u64()
+            .unwrap_or(0);
+        assert!(cut >= 2, "{}: {stats}", config.display());
+    }
+
     // The underlay carries inner packets of 1350 bytes: bigger ones with
     // DF get "fragmentation needed" naming that MTU, not silence.
     let df = |size: &str| {

@@ -301,14 +301,16 @@ pub fn two_hosts(rig: &mut Rig) -> [String; 2] {
 
 /// Echo requests the kernel in `ns` has received (its ICMP InEchos).
 pub fn echo_requests_received(rig: &Rig, ns: &str) -> u64 {
+    snmp(rig, ns, "Icmp:", "InEchos")
+}
+
+/// A counter of `/proc/net/snmp` in `ns`: `name` in the `section` lines.
+pub fn snmp(rig: &Rig, ns: &str, section: &str, name: &str) -> u64 {
     let snmp = rig.exec(ns, &["cat", "/proc/net/snmp"]);
     let snmp = String::from_utf8_lossy(&snmp.stdout);
-    let mut icmp = snmp.lines().filter(|l| l.starts_with("Icmp:"));
-    let (names, values) = (icmp.next().unwrap(), icmp.next().unwrap());
-    let column = names
-        .split_whitespace()
-        .position(|n| n == "InEchos")
-        .unwrap();
+    let mut lines = snmp.lines().filter(|l| l.starts_with(section));
+    let (names, values) = (lines.next().unwrap(), lines.next().unwrap());
+    let column = names.split_whitespace().position(|n| n == name).unwrap();
     values
         .split_whitespace()
         .nth(column)

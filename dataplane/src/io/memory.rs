@@ -109,6 +109,11 @@ impl MemoryIo {
             for frame in &frames {
                 output(frame.meta.in_port, frame.meta.verdict, frame.data());
             }
+            // Later fragments of packets cut for the overlay, as a worker
+            // sends them after the batch.
+            for (bytes, meta) in pipeline.fragments.drain() {
+                output(meta.in_port, meta.verdict, bytes);
+            }
         }
     }
 

@@ -1,18 +1,27 @@
 //! VXLAN encapsulation (RFC 7348): the VTEP's prebuilt outer header is
 //! copied into the headroom and the per-packet fields are filled in. The
 //! inner frame is not touched. The outer UDP checksum is zero, as RFC 7348
-//! section 5 recommends for IPv4 and as Linux's VXLAN device sends.
+//! section 5 recommends for IPv4 and as Linux's VXLAN device sends. An
+//! inner IPv4 packet without DF that does not fit is cut first
+//! (`fragment`), and each piece goes with the same outer header.
+use super::fragment::Fragments;
 use super::{DropReason, Event, Stage, Stats};
 use crate::frame::Frame;
 use crate::table::Tables;
-use crate::wire::{checksum, VXLAN_OVERHEAD};
+use crate::wire::{checksum, ETH_HEADER_LEN, VXLAN_OVERHEAD};
 
 /// Outer UDP source ports come from 49152-65535 (RFC 7348 section 5).
 const SRC_PORT_BASE: u16 = 49152;
 const SRC_PORT_MASK: u32 = 0x3fff;
 
-pub(crate) fn run(tables: &Tables, frames: &mut [Frame<'_>], stats: &mut Stats) {
+pub(crate) fn run(
+    tables: &Tables,
+    frames: &mut [Frame<'_>],
+    fragments: &mut Fragments,
+    stats: &mut Stats,
+) {
     let uplink = tables.uplink().map(|(id, _)| id);
+    let overlay_ip_mtu = tables.overlay_ip_mtu().unwrap_or(usize::MAX);
     for frame in frames.iter_mut().filter(|f| f.meta.stage == Stage::Encap) {
         let Some(uplink) = uplink else {
             frame.meta.drop(stats, DropReason::NoUplink);
@@ -21,6 +30,18 @@ pub(crate) fn run(tables: &Tables, frames: &mut [Frame<'_>], stats: &mut Stats) 
         let vtep = tables.vteps().get(frame.meta.to_vtep);
         let vni = tables.tenant(frame.meta.tenant).vni;
         let hash = flow_hash(frame.data());
+        if frame.len() - ETH_HEADER_LEN > overlay_ip_mtu {
+            // l2 and l3 let through only IPv4 without DF (`fragment::allowed`).
+            let encapsulate = |piece: &mut [u8]| {
+                let inner_len = piece.len() - VXLAN_OVERHEAD;
+                write_outer(piece, &vtep.template, inner_len, hash, vni);
+            };
+            if let Err(reason) = fragments.cut(frame, overlay_ip_mtu, uplink, encapsulate) {
+                frame.meta.drop(stats, reason);
+                continue;
+            }
+            stats.event(Event::Fragmented);
+        }
         let inner_len = frame.len();
         if !frame.push_front(VXLAN_OVERHEAD) {
             frame.meta.drop(stats, DropReason::NoHeadroom);

@@ -8,7 +8,7 @@
     not(test),
     deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
 )]
-use super::{arp, icmp, offload, DropReason, Event, Meta, Stage, Stats};
+use super::{arp, fragment, icmp, offload, DropReason, Event, Meta, Stage, Stats};
 use crate::frame::Frame;
 use crate::table::{Endpoint, L2Dest, Location, Tables, Tier};
 use crate::wire::{vlan, EthernetFrame, EthernetProtocol, ETH_HEADER_LEN};
@@ -60,7 +60,9 @@ pub(crate) fn run(tables: &Tables, frames: &mut [Frame<'_>], stats: &mut Stats) 
                 if frame.meta.from_vtep.is_some() {
                     // Never send what came from the overlay back into it.
                     frame.meta.drop(stats, DropReason::SplitHorizon);
-                } else if frame.len() - ETH_HEADER_LEN > overlay_ip_mtu {
+                } else if frame.len() - ETH_HEADER_LEN > overlay_ip_mtu
+                    && !fragment::allowed(frame.data())
+                {
                     let source = ip_dst(frame.data());
                     icmp::too_big_for_overlay(tables, frame, overlay_ip_mtu, source, stats);
                 } else {

@@ -9,7 +9,9 @@
 use super::acl;
 use super::icmp::{self, IcmpError};
 use super::owner::Workers;
-use super::{after_ethernet, after_ethernet_mut, byte, ipv4, DropReason, Event, Stage, Stats};
+use super::{
+    after_ethernet, after_ethernet_mut, byte, fragment, ipv4, DropReason, Event, Stage, Stats,
+};
 use crate::conntrack::Conntrack;
 use crate::frame::Frame;
 use crate::table::{Location, NextHop, PortRole, Tables};
@@ -116,7 +118,7 @@ fn route(
             return frame.meta.drop(stats, DropReason::OverlayNotLocal);
         }
         Location::Remote(vtep) => {
-            if checked.total_len > overlay_ip_mtu {
+            if checked.total_len > overlay_ip_mtu && !fragment::allowed(frame.data()) {
                 return icmp::too_big_for_overlay(tables, frame, overlay_ip_mtu, None, stats);
             }
             frame.meta.encap(vtep);

@@ -6,6 +6,7 @@ mod acl;
 mod arp;
 mod encap;
 mod fast;
+pub mod fragment;
 mod icmp;
 mod ingress;
 mod ipv4;
@@ -23,6 +24,7 @@ pub use stats::{DropReason, Event, Stats};
 use crate::conntrack::{self, Conntrack};
 use crate::frame::Frame;
 use crate::table::{PortId, Tables, TenantId, Tier, VtepId};
+use fragment::Fragments;
 use owner::Workers;
 
 /// The stage a frame waits for.
@@ -211,6 +213,9 @@ pub struct Pipeline {
     limits_of: u32,
     /// Each tenant's share of the ICMP errors and ARP replies sent.
     replies: replies::Replies,
+    /// Later fragments of packets cut for the overlay, for the worker to
+    /// send after the batch.
+    pub fragments: Fragments,
 }
 
 /// Sessions of `Pipeline::new()`'s table.
@@ -254,6 +259,7 @@ impl Pipeline {
             workers: Workers::default(),
             limits_of: 0,
             replies: replies::Replies::default(),
+            fragments: Fragments::default(),
         }
     }
 
@@ -322,7 +328,7 @@ impl Pipeline {
             observe("nat_out", frames);
         }
         if waiting.has(Stage::Encap) || waiting.has(Stage::L3) || waiting.has(Stage::Snat) {
-            encap::run(tables, frames, stats);
+            encap::run(tables, frames, &mut self.fragments, stats);
         }
         observe("encap", frames);
         if answered(stats) != answered_before {

@@ -101,6 +101,9 @@ named_counters! {
         UnderlayGuard = "underlay_guard",
         /// Its batch panicked in the pipeline (`worker::contain`).
         WorkerPanic = "worker_panic",
+        /// Too big for the overlay, without DF, and the worker's room for
+        /// later fragments was full this batch.
+        FragmentBacklog = "fragment_backlog",
     }
 }
 
@@ -127,6 +130,9 @@ named_counters! {
         FastPath = "nat_fast_path",
         /// Handed to the worker that owns its NAT session.
         HandedOff = "nat_handoff",
+        /// An inner packet too big for the overlay, cut into fragments
+        /// before encapsulation.
+        Fragmented = "fragmented_for_overlay",
     }
 }
 

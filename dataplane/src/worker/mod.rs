@@ -149,6 +149,17 @@ impl<I: FrameIo> Worker<I> {
                 self.counters.tx_ring_full += done.tx_full as u64;
             }
         }
+        // Later fragments of packets cut for the overlay: built whole,
+        // they only need buffers and the uplink.
+        while self.pipeline.fragments.waiting() > 0 {
+            let fragments = &mut self.pipeline.fragments;
+            let done = self.io.inject(|buf| fragments.send_into(buf), |_| {});
+            if done.received == 0 {
+                break; // no free buffer: next pass
+            }
+            self.counters.tx_packets += done.transmitted as u64;
+            self.counters.tx_ring_full += done.tx_full as u64;
+        }
         received
     }
 

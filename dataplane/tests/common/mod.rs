@@ -186,3 +186,40 @@ pub fn deliver(
     }
     sent
 }
+
+/// Splits a frame's IPv4 packet into fragments of `size` payload bytes
+/// (a multiple of 8), with IP id `id`, as a sender would.
+pub fn fragments(frame: &[u8], size: usize, id: u16) -> Vec<Vec<u8>> {
+    let (eth, ip) = frame.split_at(14);
+    let header = &ip[..20];
+    let payload = &ip[20..];
+    payload
+        .chunks(size)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let offset = i * size;
+            let more = offset + chunk.len() < payload.len();
+            let mut h = header.to_vec();
+            h[2..4].copy_from_slice(&((20 + chunk.len()) as u16).to_be_bytes());
+            h[4..6].copy_from_slice(&id.to_be_bytes());
+            let flags = if more { 0x2000 } else { 0 } | (offset / 8) as u16;
+            h[6..8].copy_from_slice(&flags.to_be_bytes());
+            let mut out = [eth, &h, chunk].concat();
+            fix_ipv4_checksum(&mut out);
+            out
+        })
+        .collect()
+}
+
+/// Reassembles fragments' payloads (in order) under the first header.
+pub fn reassemble(frags: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = frags[0][..34].to_vec();
+    for f in frags {
+        out.extend_from_slice(&f[34..]);
+    }
+    let total = (out.len() - 14) as u16;
+    out[16..18].copy_from_slice(&total.to_be_bytes());
+    out[20..22].fill(0);
+    fix_ipv4_checksum(&mut out);
+    out
+}
