@@ -4,6 +4,10 @@
 //! section 5 recommends for IPv4 and as Linux's VXLAN device sends. An
 //! inner IPv4 packet without DF that does not fit is cut first
 //! (`fragment`), and each piece goes with the same outer header.
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
+)]
 use super::fragment::Fragments;
 use super::{DropReason, Event, Stage, Stats};
 use crate::frame::Frame;
@@ -61,8 +65,14 @@ fn write_outer(
     hash: u32,
     vni: u32,
 ) {
-    let outer = &mut out[..VXLAN_OVERHEAD];
-    outer.copy_from_slice(template);
+    // The caller made the room; one check, then constant offsets.
+    let Some(outer): Option<&mut [u8; VXLAN_OVERHEAD]> = out
+        .get_mut(..VXLAN_OVERHEAD)
+        .and_then(|o| o.try_into().ok())
+    else {
+        return;
+    };
+    *outer = *template;
     let ip_len = (inner_len + 36) as u16;
     outer[16..18].copy_from_slice(&ip_len.to_be_bytes());
     let sum = checksum::update_u16(u16::from_be_bytes([outer[24], outer[25]]), 0, ip_len);
@@ -81,12 +91,14 @@ pub fn flow_hash(frame: &[u8]) -> u32 {
     let word = |at: usize| -> u32 {
         frame
             .get(at..at + 4)
-            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u32::from_be_bytes)
     };
-    let (a, b, c) = if frame.len() >= 34 && frame[12..14] == [0x08, 0x00] {
-        let ihl = usize::from(frame[14] & 0x0f) * 4;
-        let proto = frame[23];
-        let fragment = u16::from_be_bytes([frame[20], frame[21]]) & 0x3fff != 0;
+    let ipv4: Option<&[u8; 34]> = frame.get(..34).and_then(|h| h.try_into().ok());
+    let (a, b, c) = if let Some(h) = ipv4.filter(|h| h[12..14] == [0x08, 0x00]) {
+        let ihl = usize::from(h[14] & 0x0f) * 4;
+        let proto = h[23];
+        let fragment = u16::from_be_bytes([h[20], h[21]]) & 0x3fff != 0;
         let has_ports = !fragment && ihl >= 20 && (proto == 6 || proto == 17);
         let ports = if has_ports { word(14 + ihl) } else { 0 };
         (word(26), word(30), ports ^ u32::from(proto))
