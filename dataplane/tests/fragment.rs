@@ -13,10 +13,20 @@ use xvr_testkit::{checksum_ok, fix_ipv4_checksum};
 /// The overlay's IP MTU: the uplink's less the VXLAN overhead.
 const OVERLAY_IP_MTU: usize = UPLINK_MTU as usize - 50;
 
-fn set_df(frame: &mut [u8], df: bool) {
+/// UDP from VM 10.0.0.10 on A1 to the remote VM 10.0.0.20, DF as given.
+fn to_remote_vm(payload: &[u8], df: bool) -> Vec<u8> {
+    let mut frame = udp(
+        VM_A10_MAC,
+        VM_A20_MAC,
+        "10.0.0.10",
+        "10.0.0.20",
+        64,
+        payload,
+    );
     let flags = u16::from_be_bytes([frame[20], frame[21]]) & !0x4000;
     frame[20..22].copy_from_slice(&(flags | if df { 0x4000 } else { 0 }).to_be_bytes());
-    fix_ipv4_checksum(frame);
+    fix_ipv4_checksum(&mut frame);
+    frame
 }
 
 /// Runs `frame` from port A1 and returns every output: verdict and bytes.
@@ -52,15 +62,7 @@ fn decapsulated(frame: &[u8]) -> Vec<u8> {
 #[test]
 fn a_packet_without_df_is_cut_before_encapsulation() {
     let payload: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
-    let mut big = udp(
-        VM_A10_MAC,
-        VM_A20_MAC,
-        "10.0.0.10",
-        "10.0.0.20",
-        64,
-        &payload[..1600],
-    );
-    set_df(&mut big, false);
+    let big = to_remote_vm(&payload[..1600], false);
     let (out, p) = outputs(&big);
     assert_eq!(
         out.len(),
@@ -94,15 +96,7 @@ fn a_packet_without_df_is_cut_before_encapsulation() {
 
 #[test]
 fn a_packet_with_df_gets_fragmentation_needed() {
-    let mut big = udp(
-        VM_A10_MAC,
-        VM_A20_MAC,
-        "10.0.0.10",
-        "10.0.0.20",
-        64,
-        &[7; 1600],
-    );
-    set_df(&mut big, true);
+    let big = to_remote_vm(&[7; 1600], true);
     let (out, p) = outputs(&big);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].0, Verdict::Tx(A1), "the error goes back to the VM");
@@ -126,15 +120,7 @@ fn a_packet_with_df_gets_fragmentation_needed() {
 #[test]
 fn a_fragment_is_cut_at_its_own_offset() {
     let payload: Vec<u8> = (0..3200u32).map(|i| (i % 253) as u8).collect();
-    let mut whole = udp(
-        VM_A10_MAC,
-        VM_A20_MAC,
-        "10.0.0.10",
-        "10.0.0.20",
-        64,
-        &payload,
-    );
-    set_df(&mut whole, false);
+    let whole = to_remote_vm(&payload, false);
     let sent = fragments(&whole, 1600, 42);
     assert_eq!(sent.len(), 3, "1600, 1600 and 8 bytes");
     let mut pieces = Vec::new();
@@ -163,15 +149,7 @@ fn a_fragment_is_cut_at_its_own_offset() {
 #[test]
 fn only_sound_ipv4_is_cut() {
     // A header whose checksum lies is dropped, not cut or sent whole.
-    let mut big = udp(
-        VM_A10_MAC,
-        VM_A20_MAC,
-        "10.0.0.10",
-        "10.0.0.20",
-        64,
-        &[1; 1600],
-    );
-    set_df(&mut big, false);
+    let mut big = to_remote_vm(&[1; 1600], false);
     big[24] ^= 0xff;
     let (out, p) = outputs(&big);
     assert_eq!(out.len(), 1);

@@ -17,16 +17,11 @@
 use super::{DropReason, Meta};
 use crate::frame::{Frame, FRAME_SIZE};
 use crate::table::PortId;
-use crate::wire::{checksum, ETH_HEADER_LEN, IPV4_HEADER_LEN, VXLAN_OVERHEAD};
+use crate::wire::{Ipv4Packet, ETH_HEADER_LEN, IPV4_HEADER_LEN, VXLAN_OVERHEAD};
 
 /// Later fragments one worker holds at most between two sends: a batch of
 /// 64 frames of the largest size cut for the smallest overlay.
 pub const ROOM: usize = 256;
-
-/// IPv4 flags and fragment offset field: DF, MF, the offset mask.
-const DONT_FRAGMENT: u16 = 0x4000;
-const MORE_FRAGMENTS: u16 = 0x2000;
-const OFFSET_MASK: u16 = 0x1fff;
 
 /// Later fragments waiting to be sent, each one whole (outer headers
 /// included), with where it goes.
@@ -59,15 +54,10 @@ impl std::fmt::Debug for Fragments {
 /// header, DF clear.
 pub(crate) fn allowed(frame: &[u8]) -> bool {
     frame.get(12..14) == Some(&[0x08, 0x00])
-        && frame
-            .get(ETH_HEADER_LEN..)
-            .is_some_and(|ip| super::ipv4::check(ip).is_ok() && flags(ip) & DONT_FRAGMENT == 0)
-}
-
-fn flags(ip: &[u8]) -> u16 {
-    ip.get(6..8)
-        .and_then(|b| b.try_into().ok())
-        .map_or(0, u16::from_be_bytes)
+        && frame.get(ETH_HEADER_LEN..).is_some_and(|ip| {
+            // Checked whole before the view reads it.
+            super::ipv4::check(ip).is_ok() && !Ipv4Packet::new_unchecked(ip).dont_frag()
+        })
 }
 
 impl Fragments {
@@ -137,8 +127,8 @@ impl Fragments {
         if self.waiting.len() + pieces > ROOM {
             return Err(DropReason::FragmentBacklog);
         }
-        let field = flags(ip);
-        let (offset, more) = (usize::from(field & OFFSET_MASK) * 8, field & MORE_FRAGMENTS);
+        let packet = Ipv4Packet::new_unchecked(ip);
+        let (offset, more) = (usize::from(packet.frag_offset()), packet.more_frags());
         let mut meta = frame.meta;
         meta.verdict = super::Verdict::Tx(out);
         meta.stage = super::Stage::Done;
@@ -163,12 +153,11 @@ impl Fragments {
                 data.get(from..from + len)
                     .ok_or(DropReason::Ipv4Truncated)?,
             );
-            let flags = if last { more } else { MORE_FRAGMENTS };
             rewrite_header(
                 headers.get_mut(ETH_HEADER_LEN..).unwrap_or_default(),
                 IPV4_HEADER_LEN,
                 IPV4_HEADER_LEN + len,
-                flags | ((offset + at) / 8) as u16,
+                (offset + at, !last || more),
             );
             encapsulate(buf);
             self.waiting.push((VXLAN_OVERHEAD + inner_len, meta));
@@ -177,32 +166,32 @@ impl Fragments {
         // The frame keeps the first piece.
         let data = frame.data_mut();
         let ip = data.get_mut(ETH_HEADER_LEN..).unwrap_or_default();
-        rewrite_header(
-            ip,
-            header_len,
-            header_len + first,
-            MORE_FRAGMENTS | (offset / 8) as u16,
-        );
+        rewrite_header(ip, header_len, header_len + first, (offset, true));
         frame.truncate(ETH_HEADER_LEN + header_len + first);
         Ok(())
     }
 }
 
-/// Sets a fragment's IHL, total length, flags and offset, and its checksum.
-fn rewrite_header(ip: &mut [u8], header_len: usize, total_len: usize, flags_offset: u16) {
-    let Some(h) = ip.get_mut(..header_len) else {
+/// Sets a fragment's header length, total length, offset and MF flag,
+/// and its checksum.
+fn rewrite_header(
+    ip: &mut [u8],
+    header_len: usize,
+    total_len: usize,
+    (offset, more): (usize, bool),
+) {
+    // A header of `header_len` (20 at least) bytes or nothing: the view's
+    // setters index within it.
+    let Some(h) = ip
+        .get_mut(..header_len)
+        .filter(|h| h.len() >= IPV4_HEADER_LEN)
+    else {
         return;
     };
-    if let Some(b) = h.first_mut() {
-        *b = 0x40 | (header_len / 4) as u8;
-    }
-    for (at, value) in [(2, total_len as u16), (6, flags_offset), (10, 0)] {
-        if let Some(field) = h.get_mut(at..at + 2) {
-            field.copy_from_slice(&value.to_be_bytes());
-        }
-    }
-    let sum = !checksum::sum(h);
-    if let Some(field) = h.get_mut(10..12) {
-        field.copy_from_slice(&sum.to_be_bytes());
-    }
+    let mut packet = Ipv4Packet::new_unchecked(h);
+    packet.set_header_len(header_len as u8);
+    packet.set_total_len(total_len as u16);
+    packet.set_frag_offset(offset as u16);
+    packet.set_more_frags(more);
+    packet.fill_checksum();
 }

@@ -20,9 +20,10 @@ const ICMP_HEADER_LEN: usize = 8;
 /// Sends "fragmentation needed" (RFC 1191) back to the sender of an IPv4
 /// packet with DF set that does not fit the overlay once encapsulated;
 /// drops other packets that do not fit (IPv4 without DF is cut into
-/// fragments instead, see `fragment`, and never comes here). `source` is the error's source:
-/// the gateway for routed packets, the destination itself for bridged ones
-/// (as Linux's VXLAN device does), so the sender's path MTU cache learns it.
+/// fragments instead, see `fragment`, and never comes here). `source` is
+/// the error's source: the gateway for routed packets, the destination
+/// itself for bridged ones (as Linux's VXLAN device does), so the
+/// sender's path MTU cache learns it.
 pub(crate) fn too_big_for_overlay(
     tables: &Tables,
     frame: &mut Frame<'_>,
