@@ -11,6 +11,7 @@ use crate::table::PortId;
 use arrayvec::ArrayVec;
 use std::io;
 use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
 
 /// Chunks kept at most in the fill ring of a socket that is receiving
 /// full batches: the whole ring, so a worker that loses its core for a
@@ -25,6 +26,12 @@ pub const FILL_IDLE: u32 = 32;
 /// The least kept for the uplink's and the segmenter's sockets, which
 /// carry every tenant's traffic and its bursts.
 const FILL_SHARED: u32 = 1024;
+/// How often each level is set again from the frames its socket took.
+const FILL_WINDOW: Duration = Duration::from_millis(10);
+/// A socket keeps buffers for this many windows of its recent traffic:
+/// 100 ms, so that a worker that loses its core that long (a busy
+/// 2-core host does) drops nothing of a steady stream.
+const FILL_WINDOWS_KEPT: u32 = 10;
 
 pub struct XskPorts {
     // Sockets are declared before the UMEM so they are dropped first.
@@ -39,11 +46,21 @@ pub struct XskPorts {
     watched: Vec<RawFd>,
     /// Per socket, the level its fill ring is topped up to: it doubles
     /// (up to `FILL_BUSY`) each time a receive takes a full batch, and
-    /// decays toward `FILL_IDLE` when receives find nothing. A port that
-    /// sees a few frames (ARP, neighbour discovery) never grows, so a
-    /// host's hundreds of quiet ports do not park the UMEM; chunks already
-    /// in a fill ring stay there until frames use them.
+    /// every `FILL_WINDOW` it is set to hold `FILL_WINDOWS_KEPT` windows of
+    /// the frames the socket took in the last one, halving at most (never
+    /// below its floor). It follows time, not receive calls: a worker that
+    /// polls faster finds more empty receives, and a level that decayed
+    /// per empty receive sat at the floor under a steady stream, whose
+    /// frames a stall of a few tens of milliseconds then lost
+    /// (`fill_ring_empty`). A port that sees a few frames (ARP, neighbour
+    /// discovery) stays at its floor, so a host's hundreds of quiet ports
+    /// do not park the UMEM; chunks already in a fill ring stay there
+    /// until frames use them.
     levels: Vec<u32>,
+    /// Per socket, frames taken in the current window.
+    recent: Vec<u32>,
+    /// When the current window began.
+    window: Instant,
     /// Frames received on a socket whose interface is no port of the
     /// current tables (bound ahead of a commit that adds the port, or
     /// left over from one that removed it), dropped.
@@ -103,6 +120,8 @@ impl XskPorts {
             poll_fds: Vec::new(),
             watched: Vec::new(),
             levels: Vec::new(),
+            recent: Vec::new(),
+            window: Instant::now(),
             unknown_port: 0,
         }
     }
@@ -230,12 +249,28 @@ impl XskPorts {
         }
     }
 
+    /// Sets each socket's level from the frames it took in the window
+    /// that ended (see `levels`).
+    fn follow_recent_traffic(&mut self) {
+        let per_socket = self
+            .sockets
+            .iter()
+            .zip(&mut self.levels)
+            .zip(&mut self.recent);
+        for ((bound, level), recent) in per_socket {
+            let wanted = recent.saturating_mul(FILL_WINDOWS_KEPT).next_power_of_two();
+            *level = wanted.max(*level / 2).max(bound.floor).min(FILL_BUSY);
+            *recent = 0;
+        }
+    }
+
     /// Rebuilds the per-socket vectors after sockets came or went; the
     /// port mapping is made again at once from the names, so a port id
     /// never points at a moved socket.
     fn sockets_changed(&mut self) {
         self.tx = self.sockets.iter().map(|_| ArrayVec::new()).collect();
         self.levels = self.sockets.iter().map(|b| b.floor).collect();
+        self.recent = vec![0; self.sockets.len()];
         self.poll_fds = self
             .sockets
             .iter()
@@ -391,6 +426,12 @@ impl FrameIo for XskPorts {
     }
 
     fn service(&mut self) {
+        // A vDSO clock read a pass, no syscall.
+        let now = Instant::now();
+        if now.duration_since(self.window) >= FILL_WINDOW {
+            self.window = now;
+            self.follow_recent_traffic();
+        }
         for (Bound { socket, .. }, level) in self.sockets.iter_mut().zip(&self.levels) {
             socket.complete(&mut self.umem);
             socket.refill(&mut self.umem, *level);
@@ -403,12 +444,12 @@ impl FrameIo for XskPorts {
         let n = bound.socket.receive(&mut descs);
         if let Some(level) = self.levels.get_mut(source) {
             // A receive that took a whole batch, or all the ring held.
-            let drained = n == BATCH_SIZE || n as u32 >= *level;
-            *level = match n {
-                0 => (*level - *level / 64).max(bound.floor),
-                _ if drained => (*level * 2).min(FILL_BUSY),
-                _ => *level,
-            };
+            if n == BATCH_SIZE || n as u32 >= *level {
+                *level = (*level * 2).min(FILL_BUSY);
+            }
+        }
+        if let Some(recent) = self.recent.get_mut(source) {
+            *recent += n as u32;
         }
         if n == 0 {
             return Exchanged::default();
