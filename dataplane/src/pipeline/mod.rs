@@ -43,6 +43,29 @@ pub enum Stage {
     Done,
 }
 
+/// A set of stages, as bits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stages(u8);
+
+impl Stages {
+    #[inline]
+    pub(crate) fn has(self, stage: Stage) -> bool {
+        self.0 & 1 << stage as u8 != 0
+    }
+}
+
+impl Stage {
+    /// The stages some frame of `frames` waits at.
+    #[inline]
+    pub(crate) fn waiting(frames: &[Frame<'_>]) -> Stages {
+        Stages(
+            frames
+                .iter()
+                .fold(0, |set, f| set | 1u8 << f.meta.stage as u8),
+        )
+    }
+}
+
 /// What happens to a frame once the pipeline is done with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -271,26 +294,42 @@ impl Pipeline {
         let workers = &self.workers;
         ingress::run(tables, frames, stats);
         observe("ingress", frames);
-        fast::run_out(tables, frames, ct, now, stats);
+        // A stage with no frame waiting is skipped: a scan of the batch
+        // costs about 7 instructions a frame, each stage's own filter
+        // more (callgrind: about 35 a frame on the bridged paths).
+        let waiting = Stage::waiting(frames);
+        if waiting.has(Stage::L2) {
+            fast::run_out(tables, frames, ct, now, stats);
+        }
         observe("nat_fast_path", frames);
-        nat::run_in(tables, frames, ct, now, workers, stats);
+        if waiting.has(Stage::Unsnat) {
+            nat::run_in(tables, frames, ct, now, workers, stats);
+        }
         observe("nat_in", frames);
         l2::run(tables, frames, stats);
         observe("l2", frames);
-        l3::run(tables, frames, l3::Sessions { ct, now, workers }, stats);
-        observe("l3", frames);
-        nat::run_out(tables, frames, ct, now, workers, stats);
-        observe("nat_out", frames);
-        if frames.iter().any(|f| f.meta.stage == Stage::Unsnat) {
-            // Hairpinned frames: in through reverse NAT, routed inside.
-            nat::run_in(tables, frames, ct, now, workers, stats);
-            observe("nat_in (hairpin)", frames);
+        let waiting = Stage::waiting(frames);
+        if waiting.has(Stage::L3) || waiting.has(Stage::Snat) {
             l3::run(tables, frames, l3::Sessions { ct, now, workers }, stats);
-            observe("l3 (hairpin)", frames);
+            observe("l3", frames);
             nat::run_out(tables, frames, ct, now, workers, stats);
-            observe("nat_out (hairpin)", frames);
+            observe("nat_out", frames);
+            if frames.iter().any(|f| f.meta.stage == Stage::Unsnat) {
+                // Hairpinned frames: in through reverse NAT, routed inside.
+                nat::run_in(tables, frames, ct, now, workers, stats);
+                observe("nat_in (hairpin)", frames);
+                l3::run(tables, frames, l3::Sessions { ct, now, workers }, stats);
+                observe("l3 (hairpin)", frames);
+                nat::run_out(tables, frames, ct, now, workers, stats);
+                observe("nat_out (hairpin)", frames);
+            }
+        } else {
+            observe("l3", frames);
+            observe("nat_out", frames);
         }
-        encap::run(tables, frames, &mut self.fragments, stats);
+        if waiting.has(Stage::Encap) || waiting.has(Stage::L3) || waiting.has(Stage::Snat) {
+            encap::run(tables, frames, &mut self.fragments, stats);
+        }
         observe("encap", frames);
         if answered(stats) != answered_before {
             self.replies.police(tables, frames, now, stats);
