@@ -1,8 +1,12 @@
 //! The router's own ICMP: echo replies from gateway addresses, and errors
 //! (time exceeded, unreachable) built in place in front of the offending
 //! packet, which becomes the error's payload without being copied.
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
+)]
 use super::ipv4::CheckedIpv4;
-use super::{DropReason, Event, Stats};
+use super::{after_ethernet, after_ethernet_mut, byte, DropReason, Event, Stats};
 use crate::frame::Frame;
 use crate::table::{PortRole, Tables};
 use crate::wire::{
@@ -16,6 +20,9 @@ const OWN_TTL: u8 = 64;
 /// RFC 1812 4.3.2.3: an error carries as much of the original as fits in 576 bytes.
 const ERROR_MAX_LEN: usize = 576;
 const ICMP_HEADER_LEN: usize = 8;
+/// What an error's first bytes hold while it is built: its Ethernet, IPv4
+/// and ICMP headers, then the offending packet's IPv4 header.
+const ERROR_HEAD_LEN: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN + ICMP_HEADER_LEN + IPV4_HEADER_LEN;
 
 /// Sends "fragmentation needed" (RFC 1191) back to the sender of an IPv4
 /// packet with DF set that does not fit the overlay once encapsulated;
@@ -34,8 +41,10 @@ pub(crate) fn too_big_for_overlay(
     let data = frame.data();
     let is_ipv4 =
         EthernetFrame::new_unchecked(data).ethertype() == crate::wire::EthernetProtocol::Ipv4;
-    let checked = match super::ipv4::check(&data[ETH_HEADER_LEN..]) {
-        Ok(c) if is_ipv4 && Ipv4Packet::new_unchecked(&data[ETH_HEADER_LEN..]).dont_frag() => c,
+    let ip = after_ethernet(data);
+    let checked = match super::ipv4::check(ip) {
+        // Checked whole before the view reads it.
+        Ok(c) if is_ipv4 && Ipv4Packet::new_unchecked(ip).dont_frag() => c,
         _ => return frame.meta.drop(stats, DropReason::MtuExceeded),
     };
     let (msg, code) = (
@@ -50,7 +59,9 @@ pub(crate) fn too_big_for_overlay(
 
 /// Answers an echo request to a gateway address; drops anything else sent there.
 pub(crate) fn echo_reply(frame: &mut Frame<'_>, checked: &CheckedIpv4, stats: &mut Stats) {
-    let ip_bytes = &frame.data()[ETH_HEADER_LEN..ETH_HEADER_LEN + checked.total_len];
+    let Some(ip_bytes) = after_ethernet(frame.data()).get(..checked.total_len) else {
+        return frame.meta.drop(stats, DropReason::Ipv4Truncated);
+    };
     let ip = Ipv4Packet::new_unchecked(ip_bytes);
     if ip.next_header() != IpProtocol::Icmp {
         return frame.meta.drop(stats, DropReason::GatewayProtoUnsupported);
@@ -58,7 +69,8 @@ pub(crate) fn echo_reply(frame: &mut Frame<'_>, checked: &CheckedIpv4, stats: &m
     if ip.more_frags() || ip.frag_offset() != 0 {
         return frame.meta.drop(stats, DropReason::IcmpMalformed);
     }
-    let Ok(icmp) = Icmpv4Packet::new_checked(&ip_bytes[checked.header_len..]) else {
+    let icmp_bytes = ip_bytes.get(checked.header_len..).unwrap_or_default();
+    let Ok(icmp) = Icmpv4Packet::new_checked(icmp_bytes) else {
         return frame.meta.drop(stats, DropReason::IcmpMalformed);
     };
     if icmp.msg_type() != Icmpv4Message::EchoRequest || icmp.msg_code() != 0 {
@@ -70,16 +82,19 @@ pub(crate) fn echo_reply(frame: &mut Frame<'_>, checked: &CheckedIpv4, stats: &m
     frame.truncate(ETH_HEADER_LEN + checked.total_len);
     let data = frame.data_mut();
     swap_macs(data);
-    let ip = &mut data[ETH_HEADER_LEN..];
+    let ip = after_ethernet_mut(data);
     // Swapping addresses leaves the header checksum as it is; the TTL does not.
     let (src, dst) = (u32_at(ip, 12), u32_at(ip, 16));
-    ip[12..16].copy_from_slice(&dst.to_be_bytes());
-    ip[16..20].copy_from_slice(&src.to_be_bytes());
+    for (at, address) in [(12, dst), (16, src)] {
+        if let Some(field) = ip.get_mut(at..at + 4) {
+            field.copy_from_slice(&address.to_be_bytes());
+        }
+    }
     // TTL and protocol share the word at 8; the header checksum is at 10.
-    checksum::rewrite_word(ip, 8, u16::from_be_bytes([OWN_TTL, ip[9]]), 10);
-    let icmp = &mut ip[checked.header_len..];
+    checksum::rewrite_word(ip, 8, u16::from_be_bytes([OWN_TTL, byte(ip, 9)]), 10);
+    let icmp = ip.get_mut(checked.header_len..).unwrap_or_default();
     // Type and code share the word at 0; the ICMP checksum is at 2.
-    let reply = u16::from_be_bytes([Icmpv4Message::EchoReply.into(), icmp[1]]);
+    let reply = u16::from_be_bytes([Icmpv4Message::EchoReply.into(), byte(icmp, 1)]);
     checksum::rewrite_word(icmp, 0, reply, 2);
     stats.event(Event::IcmpEchoReply);
     frame.meta.bounce();
@@ -133,32 +148,51 @@ pub(crate) fn error(
     let original_len = checked
         .total_len
         .min(ERROR_MAX_LEN - IPV4_HEADER_LEN - ICMP_HEADER_LEN);
-    let prefix = IPV4_HEADER_LEN + ICMP_HEADER_LEN;
-    if !frame.push_front(prefix) {
+    const PREFIX: usize = IPV4_HEADER_LEN + ICMP_HEADER_LEN;
+    // Where the old IPv4 header and the new ICMP header start.
+    const OLD_IP: usize = PREFIX + ETH_HEADER_LEN;
+    const ICMP_AT: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN;
+    if !frame.push_front(PREFIX) {
         return frame.meta.drop(stats, DropReason::NoHeadroom);
     }
+    frame.truncate(ETH_HEADER_LEN + PREFIX + original_len);
+    // The error's headers, then the old Ethernet header (where the new
+    // headers end) and the old IPv4 header: one check, then constant
+    // offsets.
+    let Some(Ok(head)) = frame
+        .data_mut()
+        .get_mut(..ERROR_HEAD_LEN)
+        .map(<&mut [u8; ERROR_HEAD_LEN]>::try_from)
+    else {
+        return frame.meta.drop(stats, reason);
+    };
     stats.drop(reason);
-    frame.truncate(ETH_HEADER_LEN + prefix + original_len);
-    let data = frame.data_mut();
-    // The old Ethernet header now sits at [prefix, prefix + 14).
-    let requester = u32_at(data, prefix + ETH_HEADER_LEN + 12);
-    data.copy_within(prefix + 6..prefix + 12, 0); // dst = old src
-    data.copy_within(prefix..prefix + 6, 6); // src = old dst (the router, or the bridged peer)
-    data[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    let ip = &mut data[ETH_HEADER_LEN..ETH_HEADER_LEN + IPV4_HEADER_LEN];
-    ip.copy_from_slice(&[
+    // The old Ethernet header now sits at [PREFIX, PREFIX + 14).
+    let requester = [
+        head[OLD_IP + 12],
+        head[OLD_IP + 13],
+        head[OLD_IP + 14],
+        head[OLD_IP + 15],
+    ];
+    head.copy_within(PREFIX + 6..PREFIX + 12, 0); // dst = old src
+    head.copy_within(PREFIX..PREFIX + 6, 6); // src = old dst (the router, or the bridged peer)
+    head[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    const IP: usize = ETH_HEADER_LEN;
+    head[IP..IP + IPV4_HEADER_LEN].copy_from_slice(&[
         0x45, 0xc0, 0, 0, 0, 0, 0, 0, OWN_TTL, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     ]);
-    ip[2..4].copy_from_slice(&((prefix + original_len) as u16).to_be_bytes());
-    ip[12..16].copy_from_slice(&source.octets());
-    ip[16..20].copy_from_slice(&requester.to_be_bytes());
-    let sum = checksum::of(ip);
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    let icmp = &mut data[ETH_HEADER_LEN + IPV4_HEADER_LEN..];
-    icmp[..ICMP_HEADER_LEN].copy_from_slice(&[msg.into(), code, 0, 0, 0, 0, 0, 0]);
-    icmp[6..8].copy_from_slice(&mtu.to_be_bytes());
+    head[IP + 2..IP + 4].copy_from_slice(&((PREFIX + original_len) as u16).to_be_bytes());
+    head[IP + 12..IP + 16].copy_from_slice(&source.octets());
+    head[IP + 16..IP + 20].copy_from_slice(&requester);
+    let sum = checksum::of(&head[IP..IP + IPV4_HEADER_LEN]);
+    head[IP + 10..IP + 12].copy_from_slice(&sum.to_be_bytes());
+    head[ICMP_AT..ICMP_AT + ICMP_HEADER_LEN].copy_from_slice(&[msg.into(), code, 0, 0, 0, 0, 0, 0]);
+    head[ICMP_AT + 6..ICMP_AT + 8].copy_from_slice(&mtu.to_be_bytes());
+    let icmp = frame.data_mut().get_mut(ICMP_AT..).unwrap_or_default();
     let sum = checksum::of(icmp);
-    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    if let Some(field) = icmp.get_mut(2..4) {
+        field.copy_from_slice(&sum.to_be_bytes());
+    }
     stats.event(Event::IcmpErrorSent);
     frame.meta.reply = Some(super::Reply::IcmpError);
     frame.meta.bounce();
@@ -180,7 +214,8 @@ fn error_source(tables: &Tables, frame: &Frame<'_>) -> Option<Ipv4Addr> {
 /// packet from an address that is not a single host.
 fn may_send_error(frame: &Frame<'_>) -> bool {
     let eth = EthernetFrame::new_unchecked(frame.data());
-    let ip = Ipv4Packet::new_unchecked(&frame.data()[ETH_HEADER_LEN..]);
+    // `error`'s caller checked the header whole.
+    let ip = Ipv4Packet::new_unchecked(after_ethernet(frame.data()));
     let src = ip.src_addr();
     if !eth.src_addr().is_unicast()
         || ip.frag_offset() != 0
@@ -216,5 +251,7 @@ fn swap_macs(data: &mut [u8]) {
 }
 
 fn u32_at(data: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]])
+    data.get(at..at + 4)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u32::from_be_bytes)
 }
