@@ -6,7 +6,7 @@
     deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
 )]
 use super::ipv4::CheckedIpv4;
-use super::{after_ethernet, after_ethernet_mut, byte, DropReason, Event, Stats};
+use super::{after_ethernet, after_ethernet_mut, byte, put, u32_at, DropReason, Event, Stats};
 use crate::frame::Frame;
 use crate::table::{PortRole, Tables};
 use crate::wire::{
@@ -85,11 +85,8 @@ pub(crate) fn echo_reply(frame: &mut Frame<'_>, checked: &CheckedIpv4, stats: &m
     let ip = after_ethernet_mut(data);
     // Swapping addresses leaves the header checksum as it is; the TTL does not.
     let (src, dst) = (u32_at(ip, 12), u32_at(ip, 16));
-    for (at, address) in [(12, dst), (16, src)] {
-        if let Some(field) = ip.get_mut(at..at + 4) {
-            field.copy_from_slice(&address.to_be_bytes());
-        }
-    }
+    put(ip, 12, &dst.to_be_bytes());
+    put(ip, 16, &src.to_be_bytes());
     // TTL and protocol share the word at 8; the header checksum is at 10.
     checksum::rewrite_word(ip, 8, u16::from_be_bytes([OWN_TTL, byte(ip, 9)]), 10);
     let icmp = ip.get_mut(checked.header_len..).unwrap_or_default();
@@ -190,9 +187,7 @@ pub(crate) fn error(
     head[ICMP_AT + 6..ICMP_AT + 8].copy_from_slice(&mtu.to_be_bytes());
     let icmp = frame.data_mut().get_mut(ICMP_AT..).unwrap_or_default();
     let sum = checksum::of(icmp);
-    if let Some(field) = icmp.get_mut(2..4) {
-        field.copy_from_slice(&sum.to_be_bytes());
-    }
+    put(icmp, 2, &sum.to_be_bytes());
     stats.event(Event::IcmpErrorSent);
     frame.meta.reply = Some(super::Reply::IcmpError);
     frame.meta.bounce();
@@ -248,10 +243,4 @@ fn swap_macs(data: &mut [u8]) {
     let (src, dst) = (eth.src_addr(), eth.dst_addr());
     eth.set_src_addr(dst);
     eth.set_dst_addr(src);
-}
-
-fn u32_at(data: &[u8], at: usize) -> u32 {
-    data.get(at..at + 4)
-        .and_then(|b| b.try_into().ok())
-        .map_or(0, u32::from_be_bytes)
 }

@@ -105,6 +105,33 @@ pub(crate) fn byte(bytes: &[u8], at: usize) -> u8 {
     bytes.get(at).copied().unwrap_or(0)
 }
 
+/// The big-endian u16 at `at` of `bytes`, or 0 past the end.
+#[inline]
+pub(crate) fn u16_at(bytes: &[u8], at: usize) -> u16 {
+    bytes
+        .get(at..at + 2)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u16::from_be_bytes)
+}
+
+/// The big-endian u32 at `at` of `bytes`, or 0 past the end.
+#[inline]
+pub(crate) fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    bytes
+        .get(at..at + 4)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u32::from_be_bytes)
+}
+
+/// Writes `value` at `at` of `bytes`; nothing past the end (callers
+/// write where a checked header says a field is).
+#[inline]
+pub(crate) fn put(bytes: &mut [u8], at: usize, value: &[u8]) {
+    if let Some(field) = bytes.get_mut(at..at + value.len()) {
+        field.copy_from_slice(value);
+    }
+}
+
 /// An answer of the router's own that a tenant's share limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reply {

@@ -6,15 +6,22 @@
 //! public address): the reply's session is found, the destination
 //! rewritten back to the inside endpoint, and l3 routes it in the
 //! tenant's VRF. Checksums are updated incrementally (RFC 1624).
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
+)]
 use super::acl;
 use super::owner::{self, Workers};
-use super::{ipv4, offload, DropReason, Event, Meta, Stage, Stats};
+use super::{
+    after_ethernet_mut, byte, ipv4, offload, put, u16_at, u32_at, DropReason, Event, Meta, Stage,
+    Stats,
+};
 use crate::conntrack::{
     self, Conntrack, Dir, FlowKey, FragKey, SessionId, SetupError, ICMP, PUBLIC, TCP, UDP,
 };
 use crate::frame::{Frame, BATCH_SIZE};
 use crate::table::{Action, Tables, TenantId};
-use crate::wire::{checksum, ETH_HEADER_LEN};
+use crate::wire::checksum;
 use arrayvec::ArrayVec;
 use std::net::Ipv4Addr;
 
@@ -39,15 +46,15 @@ pub(super) struct L4 {
 /// Reads the ports (or ICMP echo identifier) of a packet or of its first
 /// fragment.
 pub(super) fn transport(ip: &[u8], header_len: usize) -> Result<L4, DropReason> {
-    let l4 = &ip[header_len..];
-    let word = |at: usize| u16::from_be_bytes([l4[at], l4[at + 1]]);
-    let (proto, h) = (ip[9], header_len);
+    let l4 = ip.get(header_len..).unwrap_or_default();
+    let word = |at: usize| u16_at(l4, at);
+    let (proto, h) = (byte(ip, 9), header_len);
     match proto {
         TCP if l4.len() >= 20 => Ok(L4 {
             proto,
             sport: word(0),
             dport: word(2),
-            tcp_flags: l4[13],
+            tcp_flags: byte(l4, 13),
             icmp_type: 0,
             sport_at: h,
             dport_at: h + 2,
@@ -63,16 +70,18 @@ pub(super) fn transport(ip: &[u8], header_len: usize) -> Result<L4, DropReason> 
             dport_at: h + 2,
             checksum_at: h + 6,
         }),
-        ICMP if l4.len() >= 8 && matches!(l4[0], ICMP_ECHO_REQUEST | ICMP_ECHO_REPLY) => Ok(L4 {
-            proto,
-            sport: word(4),
-            dport: word(4),
-            tcp_flags: 0,
-            icmp_type: l4[0],
-            sport_at: h + 4,
-            dport_at: h + 4,
-            checksum_at: h + 2,
-        }),
+        ICMP if l4.len() >= 8 && matches!(byte(l4, 0), ICMP_ECHO_REQUEST | ICMP_ECHO_REPLY) => {
+            Ok(L4 {
+                proto,
+                sport: word(4),
+                dport: word(4),
+                tcp_flags: 0,
+                icmp_type: byte(l4, 0),
+                sport_at: h + 4,
+                dport_at: h + 4,
+                checksum_at: h + 2,
+            })
+        }
         TCP | UDP | ICMP if l4.len() < 8 => Err(DropReason::L4Truncated),
         TCP => Err(DropReason::L4Truncated),
         _ => Err(DropReason::NatUnsupported),
@@ -92,26 +101,25 @@ pub(super) fn rewrite(
     port: u16,
 ) {
     let old_addr = set_addr(ip, addr_at, addr, 10);
-    let old_port = u16::from_be_bytes([ip[port_at], ip[port_at + 1]]);
-    ip[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
+    let old_port = u16_at(ip, port_at);
+    put(ip, port_at, &port.to_be_bytes());
     let at = l4.checksum_at;
-    let sum = u16::from_be_bytes([ip[at], ip[at + 1]]);
+    let sum = u16_at(ip, at);
     let sum = match l4.proto {
         ICMP => checksum::update_u16(sum, old_port, port),
         _ => transport_sum(l4.proto, sum, old_addr, u32::from(addr), old_port, port),
     };
-    ip[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+    put(ip, at, &sum.to_be_bytes());
 }
 
 /// Writes `addr` at `at` of `ip` and updates the checksum at
 /// `checksum_at` to match (RFC 1624); returns the old address.
 #[inline]
 fn set_addr(ip: &mut [u8], at: usize, addr: Ipv4Addr, checksum_at: usize) -> u32 {
-    let old = u32::from_be_bytes(ip[at..at + 4].try_into().expect("4 bytes"));
-    ip[at..at + 4].copy_from_slice(&addr.octets());
-    let sum = u16::from_be_bytes([ip[checksum_at], ip[checksum_at + 1]]);
-    let sum = checksum::update_u32(sum, old, u32::from(addr));
-    ip[checksum_at..checksum_at + 2].copy_from_slice(&sum.to_be_bytes());
+    let old = u32_at(ip, at);
+    put(ip, at, &addr.octets());
+    let sum = checksum::update_u32(u16_at(ip, checksum_at), old, u32::from(addr));
+    put(ip, checksum_at, &sum.to_be_bytes());
     old
 }
 
@@ -143,8 +151,10 @@ pub(super) fn flow_key(ip: &[u8], l4: &L4, zone: TenantId) -> FlowKey {
 }
 
 pub(super) fn src_dst(ip: &[u8]) -> (Ipv4Addr, Ipv4Addr) {
-    let addr = |at: usize| Ipv4Addr::from(<[u8; 4]>::try_from(&ip[at..at + 4]).expect("4 bytes"));
-    (addr(12), addr(16))
+    (
+        Ipv4Addr::from(u32_at(ip, 12)),
+        Ipv4Addr::from(u32_at(ip, 16)),
+    )
 }
 
 /// A frame's flow, read in the first pass.
@@ -207,10 +217,11 @@ pub(super) fn run_batched(
             if let Some((_, _, home)) = pending.get(j + PREFETCH_AHEAD) {
                 ct.prefetch_home(*home);
             }
-            let (_, p, home) = &mut pending[j];
-            p.found = ct.lookup_from(&p.key, *home);
-            if p.found.is_none() {
-                missed(ct, &p.key);
+            if let Some((_, p, home)) = pending.get_mut(j) {
+                p.found = ct.lookup_from(&p.key, *home);
+                if p.found.is_none() {
+                    missed(ct, &p.key);
+                }
             }
         }
         let found: ArrayVec<Option<SessionId>, BATCH_SIZE> = pending
@@ -227,7 +238,9 @@ pub(super) fn run_batched(
         }
         for (j, (i, p, _)) in pending.into_iter().enumerate() {
             prefetch_session(ct, j + PREFETCH_AHEAD);
-            let frame = &mut chunk[i];
+            let Some(frame) = chunk.get_mut(i) else {
+                continue;
+            };
             if let Err(reason) = translate(frame, p, ct, stats) {
                 frame.meta.drop(stats, reason);
             }
@@ -241,9 +254,9 @@ const PREFETCH_AHEAD: usize = 8;
 /// The IPv4 packet of a frame, up to its total length. The caller made
 /// sure the header was checked.
 pub(super) fn ip_packet<'a>(frame: &'a mut Frame<'_>) -> &'a mut [u8] {
-    let ip = &mut frame.data_mut()[ETH_HEADER_LEN..];
-    let total_len = usize::from(u16::from_be_bytes([ip[2], ip[3]])).min(ip.len());
-    &mut ip[..total_len]
+    let ip = after_ethernet_mut(frame.data_mut());
+    let total_len = usize::from(u16_at(ip, 2)).min(ip.len());
+    ip.get_mut(..total_len).unwrap_or_default()
 }
 
 /// Sends a translated frame out of the uplink (l3 routed it there).
@@ -275,7 +288,7 @@ pub(crate) fn run_out(
         let zone = frame.meta.tenant;
         // l3 checked the header (and decremented the TTL).
         let ip = ip_packet(frame);
-        let header_len = usize::from(ip[0] & 0x0f) * 4;
+        let header_len = usize::from(byte(ip, 0) & 0x0f) * 4;
         if !workers.is_single() {
             let owner = workers.of_inside(zone, src_dst(ip).0);
             if owner != workers.me {
@@ -386,9 +399,9 @@ pub(crate) fn run_in(
         if offload::finish_partial_checksum(frame.data_mut()) {
             stats.event(Event::ChecksumFinished);
         }
-        let ip = &mut frame.data_mut()[ETH_HEADER_LEN..];
+        let ip = after_ethernet_mut(frame.data_mut());
         let checked = ipv4::check(ip)?;
-        let ip = &mut ip[..checked.total_len];
+        let ip = ip.get_mut(..checked.total_len).unwrap_or_default();
         if !workers.is_single() {
             if let Some(owner) = public_owner(tables, ip, checked.header_len, workers) {
                 if owner != workers.me {
@@ -586,7 +599,7 @@ const ICMP_TIME_EXCEEDED: u8 = 11;
 const ICMP_PARAMETER_PROBLEM: u8 = 12;
 
 pub(super) fn is_icmp_error(ip: &[u8], header_len: usize) -> bool {
-    ip[9] == ICMP
+    byte(ip, 9) == ICMP
         && matches!(
             ip.get(header_len),
             Some(&(ICMP_DEST_UNREACHABLE | ICMP_TIME_EXCEEDED | ICMP_PARAMETER_PROBLEM))
@@ -616,9 +629,9 @@ pub(super) fn quote(ip: &[u8], header_len: usize, zone: TenantId) -> Result<Quot
     if q_header_len < 20 || ip.len() < q_l4 + 8 {
         return Err(DropReason::L4Truncated);
     }
-    let word = |at: usize| u16::from_be_bytes([ip[at], ip[at + 1]]);
-    let proto = ip[quote + 9];
-    let (q_src, q_dst) = src_dst(&ip[quote..]);
+    let word = |at: usize| u16_at(ip, at);
+    let proto = byte(ip, quote + 9);
+    let (q_src, q_dst) = src_dst(ip.get(quote..).unwrap_or_default());
     // Where the quote's "ports" are: TCP/UDP ports, or the echo identifier.
     let (sport_at, dport_at) = match proto {
         TCP | UDP => (q_l4, q_l4 + 2),
@@ -664,7 +677,6 @@ fn icmp_error(
         sport_at,
         dport_at,
     } = quote(ip, header_len, zone)?;
-    let word = |ip: &[u8], at: usize| u16::from_be_bytes([ip[at], ip[at + 1]]);
     let proto = key.proto;
     let inbound = zone == PUBLIC;
     let (id, _) = ct.lookup(&key).ok_or(DropReason::NatNoSession)?;
@@ -676,19 +688,19 @@ fn icmp_error(
     };
     set_addr(ip, outer_at, addr, 10);
     let old_addr = set_addr(ip, quote + quote_at, addr, quote + 10);
-    let old_port = word(ip, port_at);
-    ip[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
+    let old_port = u16_at(ip, port_at);
+    put(ip, port_at, &port.to_be_bytes());
     // The quoted UDP checksum, when present, still matches its packet.
     if proto == UDP {
-        let sum = word(ip, q_l4 + 6);
+        let sum = u16_at(ip, q_l4 + 6);
         let sum = transport_sum(UDP, sum, old_addr, u32::from(addr), old_port, port);
-        ip[q_l4 + 6..q_l4 + 8].copy_from_slice(&sum.to_be_bytes());
+        put(ip, q_l4 + 6, &sum.to_be_bytes());
     }
     // The ICMP checksum covers the quote: recompute it (errors are small).
-    let icmp = &mut ip[header_len..];
-    icmp[2..4].fill(0);
+    let icmp = ip.get_mut(header_len..).unwrap_or_default();
+    put(icmp, 2, &[0, 0]);
     let sum = checksum::of(icmp);
-    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    put(icmp, 2, &sum.to_be_bytes());
     Ok(s.inside.zone)
 }
 
@@ -705,7 +717,7 @@ pub(super) const MORE_FRAGMENTS: u16 = 0x2000;
 const OFFSET_MASK: u16 = 0x1fff;
 
 pub(super) fn frag_field(ip: &[u8]) -> u16 {
-    u16::from_be_bytes([ip[6], ip[7]])
+    u16_at(ip, 6)
 }
 
 /// A non-first fragment: no transport header, so no ports.
@@ -719,8 +731,8 @@ pub(super) fn frag_key(ip: &[u8], zone: TenantId) -> FragKey {
         zone,
         src,
         dst,
-        proto: ip[9],
-        id: u16::from_be_bytes([ip[4], ip[5]]),
+        proto: byte(ip, 9),
+        id: u16_at(ip, 4),
     }
 }
 
