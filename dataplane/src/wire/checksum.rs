@@ -1,6 +1,10 @@
 //! Internet checksum helpers. Full sums come from `smoltcp::wire::ip::checksum`;
 //! this adds the RFC 1624 incremental update, used when a router rewrites a
 //! few header fields (TTL, an address, a port) and must not re-sum the payload.
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
+)]
 
 /// RFC 1624 eqn. 3: `HC' = ~(~HC + ~m + m')`, for one 16-bit field changing
 /// from `old` to `new`. Works on the checksum as stored (host order of the
@@ -27,10 +31,18 @@ pub fn update_u32(checksum: u16, old: u32, new: u32) -> u16 {
 /// router uses it for single-field edits: a TTL, an ICMP type.
 #[inline]
 pub fn rewrite_word(header: &mut [u8], at: usize, new: u16, checksum_at: usize) {
-    let old = u16::from_be_bytes([header[at], header[at + 1]]);
-    header[at..at + 2].copy_from_slice(&new.to_be_bytes());
-    let sum = u16::from_be_bytes([header[checksum_at], header[checksum_at + 1]]);
-    header[checksum_at..checksum_at + 2].copy_from_slice(&update_u16(sum, old, new).to_be_bytes());
+    let word = |header: &[u8], at: usize| -> Option<u16> {
+        Some(u16::from_be_bytes(header.get(at..at + 2)?.try_into().ok()?))
+    };
+    // Both fields or neither: a header too short for either is left as it is.
+    let (Some(old), Some(sum)) = (word(header, at), word(header, checksum_at)) else {
+        return;
+    };
+    for (field_at, value) in [(at, new), (checksum_at, update_u16(sum, old, new))] {
+        if let Some(field) = header.get_mut(field_at..field_at + 2) {
+            field.copy_from_slice(&value.to_be_bytes());
+        }
+    }
 }
 
 /// UDP over IPv4 carries 0 for "no checksum" and sends a computed 0 as 0xffff
@@ -69,7 +81,8 @@ pub fn sum(data: &[u8]) -> u16 {
     let mut acc: u64 = 0;
     let mut words = data.chunks_exact(4);
     for w in &mut words {
-        acc += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+        let w: [u8; 4] = w.try_into().unwrap_or_default();
+        acc += u64::from(u32::from_be_bytes(w));
     }
     match *words.remainder() {
         [a, b, c] => acc += u64::from(u32::from_be_bytes([a, b, c, 0])),
@@ -88,8 +101,13 @@ pub fn sum(data: &[u8]) -> u16 {
 /// decapsulated packet verifies one.
 #[inline]
 fn sum_ipv4_header(h: &[u8; 20]) -> u16 {
-    let word = |i: usize| u64::from(u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
-    let mut acc = word(0) + word(4) + word(8) + word(12) + word(16);
+    let [a, b, c, d, e, f, g, i, j, k, l, m, n, o, p, q, r, s, t, u] = *h;
+    let word = |w: [u8; 4]| u64::from(u32::from_be_bytes(w));
+    let mut acc = word([a, b, c, d])
+        + word([e, f, g, i])
+        + word([j, k, l, m])
+        + word([n, o, p, q])
+        + word([r, s, t, u]);
     acc = (acc & 0xffff_ffff) + (acc >> 32);
     acc = (acc & 0xffff) + (acc >> 16);
     acc = (acc & 0xffff) + (acc >> 16);
