@@ -9,6 +9,10 @@
 //! is needed: a frame lives in its worker's UMEM, and only that worker's
 //! sockets can transmit from it. A worker asleep in poll() is woken
 //! through an eventfd, with one write per batch and only while it sleeps.
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
+)]
 use crate::frame::{Frame, FRAME_SIZE, HEADROOM};
 use crate::pipeline::{DropReason, Event, Meta, Stats, Verdict};
 use crossbeam_queue::ArrayQueue;
@@ -75,20 +79,21 @@ impl Mailbox {
 
 /// One worker's end of the handoff: its own mailbox and every other's.
 pub struct Handoff {
-    me: usize,
-    mailboxes: Arc<[Mailbox]>,
+    mine: Arc<Mailbox>,
+    mailboxes: Arc<[Arc<Mailbox>]>,
 }
 
 impl Handoff {
     /// The ends of `count` workers, which share the mailboxes.
     pub fn all(count: usize) -> std::io::Result<Vec<Handoff>> {
-        let mailboxes: Arc<[Mailbox]> = (0..count)
-            .map(|_| Mailbox::new())
+        let mailboxes: Arc<[Arc<Mailbox>]> = (0..count)
+            .map(|_| Mailbox::new().map(Arc::new))
             .collect::<std::io::Result<Vec<_>>>()?
             .into();
-        Ok((0..count)
-            .map(|me| Handoff {
-                me,
+        Ok(mailboxes
+            .iter()
+            .map(|mine| Handoff {
+                mine: mine.clone(),
                 mailboxes: mailboxes.clone(),
             })
             .collect())
@@ -97,7 +102,7 @@ impl Handoff {
     /// The descriptor that becomes readable when parcels arrive for a
     /// sleeping worker (for its poll set).
     pub fn wake_fd(&self) -> RawFd {
-        self.mailboxes[self.me].wake.as_raw_fd()
+        self.mine.wake.as_raw_fd()
     }
 
     /// Copies the frames whose verdict is `Handoff` into their owners'
@@ -119,8 +124,14 @@ impl Handoff {
                 frame.meta.drop(stats, DropReason::HandoffFull);
                 continue;
             };
+            // `frame.len() <= PARCEL_BYTES`, checked above.
+            let Some(data) = parcel.data.get_mut(..frame.len()) else {
+                let _ = mailbox.empty.push(parcel);
+                frame.meta.drop(stats, DropReason::HandoffFull);
+                continue;
+            };
+            data.copy_from_slice(frame.data());
             parcel.len = frame.len();
-            parcel.data[..frame.len()].copy_from_slice(frame.data());
             parcel.meta = Meta {
                 stage: resume,
                 verdict: Verdict::Pending,
@@ -145,10 +156,12 @@ impl Handoff {
     /// Moves the next parcel for this worker into `buf` (a chunk after
     /// its headroom); returns the frame's length and meta.
     pub fn receive_into(&self, buf: &mut [u8]) -> Option<(usize, Meta)> {
-        let mailbox = &self.mailboxes[self.me];
+        let mailbox = &self.mine;
         let parcel = mailbox.full.pop()?;
-        let len = parcel.len.min(buf.len());
-        buf[..len].copy_from_slice(&parcel.data[..len]);
+        let len = parcel.len.min(buf.len()).min(parcel.data.len());
+        if let (Some(to), Some(from)) = (buf.get_mut(..len), parcel.data.get(..len)) {
+            to.copy_from_slice(from);
+        }
         let got = (len, parcel.meta);
         let _ = mailbox.empty.push(parcel);
         Some(got)
@@ -156,13 +169,13 @@ impl Handoff {
 
     /// Parcels waiting for this worker.
     pub fn waiting(&self) -> usize {
-        self.mailboxes[self.me].full.len()
+        self.mine.full.len()
     }
 
     /// Before sleeping: asks senders to wake this worker. False if parcels
     /// arrived meanwhile (do not sleep).
     pub fn may_sleep(&self) -> bool {
-        let mailbox = &self.mailboxes[self.me];
+        let mailbox = &self.mine;
         mailbox.sleeping.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         if mailbox.full.is_empty() {
@@ -174,7 +187,7 @@ impl Handoff {
 
     /// After sleeping: clears the request and the eventfd.
     pub fn awake(&self) {
-        let mailbox = &self.mailboxes[self.me];
+        let mailbox = &self.mine;
         mailbox.sleeping.store(false, Ordering::SeqCst);
         let mut count = [0u8; 8];
         // SAFETY: an 8-byte read from our non-blocking eventfd.

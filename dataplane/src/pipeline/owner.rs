@@ -15,6 +15,10 @@
 //!
 //! A frame that reaches another worker is handed to its owner
 //! (`crate::handoff`).
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
+)]
 use crate::conntrack::{FragKey, ICMP, TCP, UDP};
 use crate::table::{NatTable, TenantId};
 use std::net::Ipv4Addr;
@@ -194,13 +198,15 @@ impl FragmentOwners {
 
     fn note(&self, frag: &FragKey, owner: u16) {
         let h = Self::hash(frag);
-        let slot = &self.slots[(h as usize) % FRAGMENT_SLOTS];
-        slot.store(h >> 16 << 16 | (u64::from(owner) + 1), Ordering::Relaxed);
+        if let Some(slot) = self.slots.get((h as usize) % FRAGMENT_SLOTS) {
+            slot.store(h >> 16 << 16 | (u64::from(owner) + 1), Ordering::Relaxed);
+        }
     }
 
     fn owner(&self, frag: &FragKey) -> Option<u16> {
         let h = Self::hash(frag);
-        let v = self.slots[(h as usize) % FRAGMENT_SLOTS].load(Ordering::Relaxed);
+        let slot = self.slots.get((h as usize) % FRAGMENT_SLOTS)?;
+        let v = slot.load(Ordering::Relaxed);
         let owner = (v & 0xffff) as u16;
         (owner != 0 && v >> 16 == h >> 16).then(|| owner - 1)
     }
