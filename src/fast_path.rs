@@ -56,9 +56,9 @@ pub fn entries(
     let ifindexes: Vec<Option<u32>> = tables.ports().iter().map(|p| ifindex_of(&p.name)).collect();
     for (port, ifindex) in tables.ports().iter().zip(&ifindexes) {
         if let (PortRole::Vm { tenant, .. }, Some(ifindex)) = (port.role, ifindex) {
-            entries
-                .port_vnis
-                .insert(*ifindex, tables.tenant(tenant).vni);
+            if let Some(tenant) = tables.tenant(tenant) {
+                entries.port_vnis.insert(*ifindex, tenant.vni);
+            }
         }
     }
     entries.remote_vteps = tables.vteps().iter().map(|v| v.ip).collect();
@@ -82,27 +82,34 @@ pub fn entries(
         if tables.l2(tenant, host.mac) != Some(L2Dest::Host(endpoint)) {
             continue;
         }
-        let vni = tables.tenant(tenant).vni;
+        let Some(vni) = tables.tenant(tenant).map(|t| t.vni) else {
+            continue;
+        };
         let tier = fast_tier(host.tier);
         let source = match host.location {
             Location::Local(port) if tables.port_security(port) => {
                 ifindexes[usize::from(port)].map(|ifindex| ((false, ifindex, host.mac.0), None))
             }
             Location::Local(_) => None,
-            Location::Remote(vtep) => {
-                Some(((true, vni, host.mac.0), Some(tables.vteps().get(vtep).ip)))
-            }
+            Location::Remote(vtep) => tables
+                .vteps()
+                .get(vtep)
+                .map(|v| ((true, vni, host.mac.0), Some(v.ip))),
         };
         if let Some((key, vtep)) = source {
             entries.sources.insert(key, Source { ip, vtep, tier });
         }
         let fwd = match host.location {
             Location::Local(port) => accepting_port(port).map(|ifindex| L2Fwd::Port { ifindex }),
-            Location::Remote(vtep) => uplink.map(|ifindex| L2Fwd::Encap {
-                ifindex,
-                max_inner_ip,
-                outer: tables.vteps().get(vtep).template,
-            }),
+            Location::Remote(vtep) => {
+                uplink
+                    .zip(tables.vteps().get(vtep))
+                    .map(|(ifindex, v)| L2Fwd::Encap {
+                        ifindex,
+                        max_inner_ip,
+                        outer: v.template,
+                    })
+            }
         };
         if let Some(fwd) = fwd {
             entries.l2.insert((vni, host.mac.0), (fwd, tier));

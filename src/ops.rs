@@ -250,10 +250,10 @@ impl DaemonOps {
         let mut vrfs = Vec::new();
         for (id, tenant) in tables.tenants().iter().enumerate() {
             let Some(old_id) = running.tenant_id(&tenant.name) else {
-                vrfs.push(tables.vrf(id as TenantId).clone());
+                vrfs.push(tables.vrf(id as TenantId).cloned().unwrap_or_default());
                 continue;
             };
-            let mut vrf = running.vrf(old_id).clone();
+            let mut vrf = running.vrf(old_id).cloned().unwrap_or_default();
             let name = tenant.name.as_str();
             let (before, after) = (
                 was.get(name).unwrap_or(&none),

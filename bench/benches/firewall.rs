@@ -69,7 +69,7 @@ fn firewall(c: &mut Criterion) {
     });
     group.finish();
 
-    let egress = &tables.firewall(acme).egress;
+    let egress = &tables.firewall(acme).unwrap().egress;
     let (src, dst) = (Ipv4Addr::new(10, 0, 0, 10), Ipv4Addr::new(198, 19, 0, 1));
     assert_eq!(egress.decide(src, dst, 17, 5001), (None, Action::Allow));
     let mut group = c.benchmark_group("firewall");

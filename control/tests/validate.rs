@@ -193,7 +193,7 @@ fn source_nat_and_conntrack_settings_build() {
     // No rule: ingress denied, egress allowed.
     use xvr_dataplane::table::Action;
     let public = "203.0.113.10".parse().unwrap();
-    let fw = tables.firewall(acme);
+    let fw = tables.firewall(acme).unwrap();
     assert_eq!(
         fw.ingress.decide(ip("198.19.0.1"), public, 6, 8080).1,
         Action::Deny
@@ -205,7 +205,7 @@ fn source_nat_and_conntrack_settings_build() {
     assert_eq!(ct.max_sessions, 1000);
     assert_eq!(ct.timeouts.udp_replied, 60);
     assert_eq!(ct.timeouts.udp_unreplied, 30, "unset: Linux's default");
-    let fw = tables.firewall(globex);
+    let fw = tables.firewall(globex).unwrap();
     let g_public = "203.0.113.20".parse().unwrap();
     assert_eq!(
         fw.ingress.decide(ip("198.19.0.1"), g_public, 1, 8 << 8).1,

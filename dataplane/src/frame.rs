@@ -2,10 +2,6 @@
 //! in memory, or from UMEM on AF_XDP. Encapsulation grows the frame into
 //! the headroom and decapsulation shrinks it from the front, so neither
 //! copies the payload.
-#![cfg_attr(
-    not(test),
-    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
-)]
 use crate::pipeline::Meta;
 use crate::table::PortId;
 

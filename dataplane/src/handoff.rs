@@ -9,10 +9,6 @@
 //! is needed: a frame lives in its worker's UMEM, and only that worker's
 //! sockets can transmit from it. A worker asleep in poll() is woken
 //! through an eventfd, with one write per batch and only while it sleeps.
-#![cfg_attr(
-    not(test),
-    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
-)]
 use crate::frame::{Frame, FRAME_SIZE, HEADROOM};
 use crate::pipeline::{DropReason, Event, Meta, Stats, Verdict};
 use crossbeam_queue::ArrayQueue;

@@ -1,5 +1,9 @@
 //! The xvr data plane: wire formats, tables, and the pipeline stages that
 //! turn a batch of received frames into a batch of frames to transmit.
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
+)]
 pub mod conntrack;
 pub mod frame;
 pub mod handoff;

@@ -86,7 +86,7 @@ fn both_directions_find_the_session() {
     let mut ct = small(16);
     let k = key(TCP, [10, 0, 0, 10], 40000, [198, 19, 0, 10], 80);
     let id = ct.setup_snat(k, NAT_IP, PORTS, State::SynSent, 0).unwrap();
-    let s = *ct.session(id);
+    let s = *ct.session(id).unwrap();
     assert_eq!((s.nat_ip, s.nat_port), (NAT_IP, 40000), "port preserved");
     assert_eq!(ct.lookup(&k), Some((id, Dir::Orig)));
     let reply = FlowKey {
@@ -101,7 +101,7 @@ fn both_directions_find_the_session() {
     assert_eq!(ct.lookup(&reply), Some((id, Dir::Reply)));
     ct.update(id, Dir::Reply, SYN | ACK, 1);
     ct.update(id, Dir::Orig, ACK, 1);
-    assert_eq!(ct.session(id).state, State::Established);
+    assert_eq!(ct.session(id).unwrap().state, State::Established);
 }
 
 #[test]
@@ -135,7 +135,7 @@ fn mappings_are_endpoint_independent() {
             0,
         )
         .unwrap();
-    let port = |id| ct.session(id).nat_port;
+    let port = |id| ct.session(id).unwrap().nat_port;
     assert_eq!(port(a), 5000);
     assert_eq!(port(b), 5000, "same inside endpoint, same public port");
     assert_ne!(port(c), 5000);
@@ -161,7 +161,7 @@ fn sessions_expire_on_time_and_free_their_port() {
     let id = ct
         .setup_snat(other, NAT_IP, PORTS, State::UdpUnreplied, 241)
         .unwrap();
-    assert_eq!(ct.session(id).nat_port, 5000);
+    assert_eq!(ct.session(id).unwrap().nat_port, 5000);
 }
 
 #[test]
@@ -174,7 +174,7 @@ fn a_fin_shortens_the_life_of_an_established_session() {
     assert_eq!(ct.expire(10_000, 64), 0, "established lives 5 days");
     ct.update(id, Dir::Orig, FIN | ACK, 10_000);
     ct.update(id, Dir::Reply, FIN | ACK, 10_001);
-    assert_eq!(ct.session(id).state, State::TimeWait);
+    assert_eq!(ct.session(id).unwrap().state, State::TimeWait);
     assert_eq!(ct.expire(10_120, 64), 0);
     assert_eq!(ct.expire(10_121, 64), 1, "time-wait: 120 s");
 }

@@ -316,7 +316,7 @@ proptest! {
             match out_port.tenant() {
                 Some(t) => prop_assert_eq!(t, tenant, "frame from port {} left on port {} of another tenant: {:02x?}", in_port, out, input),
                 None => match sent_vni(data) {
-                    Some(vni) => prop_assert_eq!(vni, tables.tenant(tenant).vni, "frame from port {} sent with another tenant's VNI", in_port),
+                    Some(vni) => prop_assert_eq!(vni, tables.tenant(tenant).unwrap().vni, "frame from port {} sent with another tenant's VNI", in_port),
                     None => {
                         // Unencapsulated out of the uplink: a tenant's
                         // internet traffic, never toward the underlay.

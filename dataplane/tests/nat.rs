@@ -639,3 +639,53 @@ fn a_new_flows_packets_in_one_batch_open_one_session() {
     assert_eq!(p.conntrack.len(), 1, "one flow, one session");
     assert_eq!(p.stats.events_of(Event::SessionNew), 1);
 }
+
+/// A worker already on a newer commit hands its owner a frame of a tenant
+/// that the owner's tables do not hold yet: the owner drops it as
+/// `stale_tables` (not as some other check that happened to run first),
+/// and once on the same commit translates the flow.
+#[test]
+fn a_frame_of_a_tenant_its_owner_does_not_know_yet_is_dropped_by_name() {
+    use xvr_dataplane::table::{NextHop, Port, PortRole, Tenant};
+    const VNI_C: u32 = 1003;
+    const C1_MAC: [u8; 6] = [0x02, 0xcc, 0, 0, 0, 0x01];
+    const VM_C10_MAC: [u8; 6] = [0x02, 0x0c, 0, 0, 0, 0x10];
+    let old = snat_tables();
+    let mut b = builder();
+    with_source_nat(&mut b, (1024, 65535));
+    let c = b.add_tenant(Tenant::new("c", VNI_C, Tenant::default_router_mac(VNI_C)));
+    let c1 = b.add_port(Port {
+        name: "c1".into(),
+        mac: mac(C1_MAC),
+        role: PortRole::Vm {
+            tenant: c,
+            gateway: "10.0.0.1/24".parse().unwrap(),
+        },
+    });
+    b.add_local_host(c, VM.into(), mac(VM_C10_MAC), c1);
+    b.add_route(c, "0.0.0.0/0".parse().unwrap(), NextHop::Internet);
+    let snat = SourceNat {
+        ip: [203, 0, 113, 30].into(),
+        ports: (1024, 65535),
+    };
+    b.set_source_nat(c, snat);
+    let new = b.build();
+
+    let mut w = two_workers();
+    let owner = usize::from(w[0].pipeline.workers.of_inside(c, VM.into()));
+    let other = 1 - owner;
+    let syn = headers(VM_C10_MAC, C1_MAC, VM, SERVER).tcp_syn(40000, 80);
+    let run = |w: &mut [xvr_dataplane::worker::Worker<MemoryIo>], owner_tables: &Tables| {
+        w[other].io.push(c1, &syn);
+        while w[other].poll(&new) + w[owner].poll(owner_tables) > 0 {}
+        (w[other].io.sent.len(), w[owner].io.sent.drain(..).count())
+    };
+    assert_eq!(run(&mut w, &old), (0, 0));
+    let stats = &w[owner].pipeline.stats;
+    assert_eq!(w[other].pipeline.stats.events_of(Event::HandedOff), 1);
+    let drops: Vec<_> = stats.nonzero_drops().collect();
+    assert_eq!(stats.drops_of(DropReason::StaleTables), 1, "{drops:?}");
+    assert_eq!(stats.drops_of(DropReason::WorkerPanic), 0);
+    // Once the owner is on the same commit, the flow goes out.
+    assert_eq!(run(&mut w, &new), (0, 1));
+}

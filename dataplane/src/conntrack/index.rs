@@ -111,8 +111,9 @@ impl FlowIndex {
     #[inline]
     pub fn get_from(&self, key: &FlowKey, home: usize) -> Option<u32> {
         let mut i = home;
-        loop {
-            let slot = &self.slots[i];
+        // Every index is masked, so `get` always finds a slot; it stands
+        // where `[]` would check the bound and panic.
+        while let Some(slot) = self.slots.get(i) {
             if slot.value == EMPTY {
                 return None;
             }
@@ -121,6 +122,7 @@ impl FlowIndex {
             }
             i = (i + 1) & self.mask;
         }
+        None
     }
 
     pub fn contains_key(&self, key: &FlowKey) -> bool {
@@ -132,8 +134,7 @@ impl FlowIndex {
     pub fn insert(&mut self, key: FlowKey, value: u32) {
         debug_assert_ne!(value, EMPTY);
         let mut i = self.home(&key);
-        loop {
-            let slot = &mut self.slots[i];
+        while let Some(slot) = self.slots.get_mut(i) {
             if slot.value == EMPTY {
                 assert!(self.len < self.mask, "flow index full");
                 *slot = Slot { key, value };
@@ -159,22 +160,23 @@ impl FlowIndex {
 
     pub fn remove(&mut self, key: &FlowKey) -> Option<u32> {
         let mut i = self.home(key);
-        loop {
-            let slot = self.slots[i];
+        let removed = loop {
+            let slot = self.slots.get(i)?;
             if slot.value == EMPTY {
                 return None;
             }
             if slot.key == *key {
-                break;
+                break slot.value;
             }
             i = (i + 1) & self.mask;
-        }
-        let removed = self.slots[i].value;
+        };
         // Shift back the entries after i whose probe run passes over i.
         let mut j = i;
         loop {
             j = (j + 1) & self.mask;
-            let slot = self.slots[j];
+            let Some(&slot) = self.slots.get(j) else {
+                break;
+            };
             if slot.value == EMPTY {
                 break;
             }
@@ -186,11 +188,15 @@ impl FlowIndex {
                 i < home || home <= j
             };
             if !stays {
-                self.slots[i] = slot;
+                if let Some(vacant) = self.slots.get_mut(i) {
+                    *vacant = slot;
+                }
                 i = j;
             }
         }
-        self.slots[i].value = EMPTY;
+        if let Some(last) = self.slots.get_mut(i) {
+            last.value = EMPTY;
+        }
         self.len -= 1;
         Some(removed)
     }

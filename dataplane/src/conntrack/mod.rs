@@ -34,6 +34,7 @@ use allocator_api2::vec::Vec as HugeVec;
 use hashbrown::{DefaultHashBuilder, HashMap};
 use hugepages::HugePages;
 use index::FlowIndex;
+use std::mem;
 use std::net::Ipv4Addr;
 
 /// Which way a packet goes relative to the session's first packet.
@@ -301,8 +302,15 @@ impl Conntrack {
         Some((v >> 1, dir))
     }
 
-    pub fn session(&self, id: SessionId) -> &Session {
-        &self.sessions[id as usize]
+    /// Session `id`; `None` only for an id no session ever had.
+    #[inline]
+    pub fn session(&self, id: SessionId) -> Option<&Session> {
+        self.sessions.get(id as usize)
+    }
+
+    #[inline]
+    fn session_mut(&mut self, id: SessionId) -> Option<&mut Session> {
+        self.sessions.get_mut(id as usize)
     }
 
     /// Starts loading session `id` into the cache, ahead of its use.
@@ -444,15 +452,17 @@ impl Conntrack {
     }
 
     fn insert(&mut self, session: Session) -> SessionId {
-        let id = match self.free_head {
-            NIL => {
+        // The free list's head, or (NIL, which no session has) a new one.
+        let id = match self.sessions.get_mut(self.free_head as usize) {
+            Some(free) => {
+                let id = self.free_head;
+                self.free_head = free.next;
+                *free = session;
+                id
+            }
+            None => {
                 self.sessions.push(session);
                 (self.sessions.len() - 1) as SessionId
-            }
-            id => {
-                self.free_head = self.sessions[id as usize].next;
-                self.sessions[id as usize] = session;
-                id
             }
         };
         self.index.insert(session.inside, id << 1);
@@ -466,12 +476,16 @@ impl Conntrack {
     /// are generation `generation`.
     #[inline]
     pub fn set_fast(&mut self, id: SessionId, generation: u32) {
-        self.sessions[id as usize].fast_gen = generation;
+        if let Some(s) = self.session_mut(id) {
+            s.fast_gen = generation;
+        }
     }
 
     /// Marks session `id` as hairpinned (see `Session::hairpin`).
     pub fn mark_hairpin(&mut self, id: SessionId) {
-        self.sessions[id as usize].hairpin = true;
+        if let Some(s) = self.session_mut(id) {
+            s.hairpin = true;
+        }
     }
 
     /// Accounts a packet of session `id` going `dir`: the next state, and
@@ -479,7 +493,9 @@ impl Conntrack {
     #[inline]
     pub fn update(&mut self, id: SessionId, dir: Dir, tcp_flags: u8, now: u32) {
         let timeouts = &self.config.timeouts;
-        let s = &mut self.sessions[id as usize];
+        let Some(s) = self.sessions.get_mut(id as usize) else {
+            return;
+        };
         let old_expires = s.expires;
         // The state machine's Orig is whoever sent the first packet.
         let dir = match (s.inbound, dir) {
@@ -535,7 +551,9 @@ impl Conntrack {
     /// the session still lives.
     pub fn fragment_session(&self, frag: &FragKey, now: u32) -> Option<SessionId> {
         match self.frags.get(frag) {
-            Some(&(id, expires)) if expires > now && self.sessions[id as usize].live => Some(id),
+            Some(&(id, expires)) if expires > now && self.session(id).is_some_and(|s| s.live) => {
+                Some(id)
+            }
             _ => None,
         }
     }
@@ -546,15 +564,15 @@ impl Conntrack {
         let mut removed = 0;
         while self.swept <= now {
             let slot = (self.swept % SLOTS) as usize;
-            let mut id = self.wheel[slot];
-            self.wheel[slot] = NIL;
-            while id != NIL {
-                let s = self.sessions[id as usize];
+            let mut id = self
+                .wheel
+                .get_mut(slot)
+                .map_or(NIL, |head| mem::replace(head, NIL));
+            while let Some(&s) = self.session(id) {
                 if s.expires <= now {
                     if removed == budget {
                         // Put the rest back; carry on next call.
-                        self.sessions[id as usize].prev = NIL;
-                        self.wheel[slot] = id;
+                        self.put_back(slot, id);
                         return removed;
                     }
                     self.remove(id);
@@ -583,7 +601,7 @@ impl Conntrack {
         let listed = ids
             .iter()
             .take(limit)
-            .map(|&id| self.sessions[id as usize])
+            .filter_map(|&id| self.session(id).copied())
             .collect();
         if flush {
             self.remove_all(&ids);
@@ -593,11 +611,10 @@ impl Conntrack {
 
     /// The ids of the live sessions `select` picks (a scan of them all).
     fn live_ids(&self, select: impl Fn(&Session) -> bool) -> Vec<SessionId> {
-        (0..self.sessions.len() as SessionId)
-            .filter(|&id| {
-                let s = &self.sessions[id as usize];
-                s.live && select(s)
-            })
+        (0..)
+            .zip(self.sessions.iter())
+            .filter(|(_, s)| s.live && select(s))
+            .map(|(id, _)| id)
             .collect()
     }
 
@@ -628,7 +645,9 @@ impl Conntrack {
     }
 
     fn remove(&mut self, id: SessionId) {
-        let s = self.sessions[id as usize];
+        let Some(&s) = self.session(id) else {
+            return;
+        };
         // Only its own entries (never another session's under the same key).
         self.index.remove_if(&s.inside, id << 1);
         self.index.remove_if(&s.reply_key(), (id << 1) | 1);
@@ -643,40 +662,67 @@ impl Conntrack {
             }
         }
         self.shares.closed(s.inside.zone);
-        let s = &mut self.sessions[id as usize];
-        s.live = false;
-        s.next = self.free_head;
+        let free_head = self.free_head;
+        if let Some(s) = self.session_mut(id) {
+            s.live = false;
+            s.next = free_head;
+        }
         self.free_head = id;
         self.live -= 1;
     }
 
     /// Puts session `id` at the head of the slot of its `expires`.
     fn link(&mut self, id: SessionId) {
-        let slot = (self.sessions[id as usize].expires % SLOTS) as usize;
-        let head = self.wheel[slot];
-        if head != NIL {
-            self.sessions[head as usize].prev = id;
+        let Some(s) = self.session(id) else {
+            return;
+        };
+        let slot = (s.expires % SLOTS) as usize;
+        let Some(head) = self.wheel.get_mut(slot) else {
+            return;
+        };
+        let next = mem::replace(head, id);
+        if let Some(next) = self.session_mut(next) {
+            next.prev = id;
         }
-        let s = &mut self.sessions[id as usize];
-        s.slot = slot as u16;
-        s.prev = NIL;
-        s.next = head;
-        self.wheel[slot] = id;
+        if let Some(s) = self.session_mut(id) {
+            s.slot = slot as u16;
+            s.prev = NIL;
+            s.next = next;
+        }
+    }
+
+    /// Makes session `id` the head of wheel slot `slot` again, with what
+    /// followed it.
+    fn put_back(&mut self, slot: usize, id: SessionId) {
+        if let Some(s) = self.session_mut(id) {
+            s.prev = NIL;
+        }
+        if let Some(head) = self.wheel.get_mut(slot) {
+            *head = id;
+        }
     }
 
     /// Takes session `id` out of its slot's list.
     fn unlink(&mut self, id: SessionId) {
-        let Session { prev, next, .. } = self.sessions[id as usize];
-        if prev == NIL {
-            let slot = usize::from(self.sessions[id as usize].slot);
-            if self.wheel[slot] == id {
-                self.wheel[slot] = next;
+        let Some(&Session {
+            prev, next, slot, ..
+        }) = self.session(id)
+        else {
+            return;
+        };
+        match self.session_mut(prev) {
+            Some(prev) => prev.next = next,
+            // The head of its slot.
+            None => {
+                if let Some(head) = self.wheel.get_mut(usize::from(slot)) {
+                    if *head == id {
+                        *head = next;
+                    }
+                }
             }
-        } else {
-            self.sessions[prev as usize].next = next;
         }
-        if next != NIL {
-            self.sessions[next as usize].prev = prev;
+        if let Some(next) = self.session_mut(next) {
+            next.prev = prev;
         }
     }
 }

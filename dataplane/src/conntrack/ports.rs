@@ -36,12 +36,17 @@ impl PortPool {
     }
 
     fn is_used(&self, i: usize) -> bool {
-        self.used[i / 64] & (1 << (i % 64)) != 0
+        self.used
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
+    /// Marks port `i` (in range: `count()` sized the bitmap) used.
     fn mark(&mut self, i: usize) -> u16 {
-        self.used[i / 64] |= 1 << (i % 64);
-        self.in_use += 1;
+        if let Some(w) = self.used.get_mut(i / 64) {
+            *w |= 1 << (i % 64);
+            self.in_use += 1;
+        }
         self.first + i as u16
     }
 
@@ -56,7 +61,7 @@ impl PortPool {
         let words = self.used.len();
         for step in 0..words {
             let w = (self.cursor + step) % words;
-            let free = !self.used[w];
+            let free = !self.used.get(w).copied().unwrap_or(u64::MAX);
             if free == 0 {
                 continue;
             }
@@ -100,9 +105,11 @@ impl PortPool {
             return;
         }
         let i = usize::from(port - self.first);
-        if self.is_used(i) {
-            self.used[i / 64] &= !(1 << (i % 64));
-            self.in_use -= 1;
+        if let Some(w) = self.used.get_mut(i / 64) {
+            if *w & (1 << (i % 64)) != 0 {
+                *w &= !(1 << (i % 64));
+                self.in_use -= 1;
+            }
         }
     }
 }

@@ -64,14 +64,15 @@ impl Shares {
             .unwrap_or_default()
     }
 
-    fn held(&mut self, zone: TenantId) -> &mut Held {
+    /// What `zone` holds; always `Some` (the table grows to it).
+    fn held(&mut self, zone: TenantId) -> Option<&mut Held> {
         let at = usize::from(zone);
         if self.held.len() <= at {
             // Grows once per new tenant id, never per packet in a steady
             // state.
             self.held.resize(at + 1, Held::default());
         }
-        &mut self.held[at]
+        self.held.get_mut(at)
     }
 
     /// Whether `zone` may open a session at second `now`; counts it if so.
@@ -79,7 +80,9 @@ impl Shares {
         let limits = self.limits(zone);
         let max = limits.sessions.unwrap_or(self.default_sessions);
         let rate = limits.new_per_second.unwrap_or(DEFAULT_NEW_PER_SECOND);
-        let held = self.held(zone);
+        let Some(held) = self.held(zone) else {
+            return Err(SetupError::TenantFull);
+        };
         if held.sessions >= max {
             return Err(SetupError::TenantFull);
         }
@@ -97,8 +100,9 @@ impl Shares {
 
     /// A session of `zone` is gone.
     pub(super) fn closed(&mut self, zone: TenantId) {
-        let held = self.held(zone);
-        held.sessions = held.sessions.saturating_sub(1);
+        if let Some(held) = self.held(zone) {
+            held.sessions = held.sessions.saturating_sub(1);
+        }
     }
 
     /// Whether `zone` may have one more packet in reassembly.
@@ -107,14 +111,16 @@ impl Shares {
             .limits(zone)
             .fragments
             .unwrap_or(self.default_fragments);
-        self.held(zone).fragments < max
+        self.held(zone).is_some_and(|h| h.fragments < max)
     }
 
     /// `zone` has one more packet in reassembly (counted until the next
     /// `count_fragments`, which a full share or table runs after
     /// sweeping the expired ones).
     pub(super) fn fragment_added(&mut self, zone: TenantId) {
-        self.held(zone).fragments += 1;
+        if let Some(held) = self.held(zone) {
+            held.fragments += 1;
+        }
     }
 
     /// Sets each zone's count of packets in reassembly.
@@ -123,7 +129,7 @@ impl Shares {
             held.fragments = 0;
         }
         for zone in zones {
-            self.held(zone).fragments += 1;
+            self.fragment_added(zone);
         }
     }
 

@@ -51,7 +51,7 @@ impl FrameIo for MemoryIo {
     ) -> Exchanged {
         let mut frames: Vec<Frame<'_>> = Vec::with_capacity(BATCH_SIZE);
         for buf in self.buffers.iter_mut() {
-            let Some((len, meta)) = make(&mut buf[HEADROOM..]) else {
+            let Some((len, meta)) = buf.get_mut(HEADROOM..).and_then(&mut make) else {
                 break;
             };
             let mut frame = Frame::new(buf, HEADROOM, len, meta.in_port);

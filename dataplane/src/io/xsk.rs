@@ -253,8 +253,9 @@ impl Socket {
         let mut idx = 0;
         // SAFETY: ring operations on this socket's own fill ring.
         let got = unsafe { xdp::xsk_ring_prod__reserve(&mut *self.fill, n, &mut idx) };
-        for i in 0..got {
-            let addr = umem.free.pop().expect("counted above");
+        // `got` <= `n` <= the free chunks: the last `got` of them.
+        let from = umem.free.len().saturating_sub(got as usize);
+        for (i, addr) in (0..got).zip(umem.free.drain(from..)) {
             // SAFETY: `idx + i` was reserved above.
             unsafe { *xdp::xsk_ring_prod__fill_addr(&mut *self.fill, idx + i) = addr };
         }
@@ -436,7 +437,7 @@ impl Socket {
             if n == 0 {
                 break;
             }
-            for (addr, _) in &descs[..n] {
+            for (addr, _) in descs.iter().take(n) {
                 umem.release(*addr);
             }
         }

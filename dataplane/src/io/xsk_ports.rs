@@ -10,6 +10,7 @@ use crate::pipeline::{Meta, Verdict};
 use crate::table::PortId;
 use arrayvec::ArrayVec;
 use std::io;
+use std::iter;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
@@ -222,7 +223,9 @@ impl XskPorts {
         self.tx_socket_of_port = vec![None; ports];
         for (i, bound) in self.sockets.iter().enumerate() {
             if let Some(port) = bound.port {
-                self.tx_socket_of_port[usize::from(port)].get_or_insert(i);
+                if let Some(socket) = self.tx_socket_of_port.get_mut(usize::from(port)) {
+                    socket.get_or_insert(i);
+                }
             }
         }
     }
@@ -301,20 +304,19 @@ pub struct SocketDrops {
 
 impl XskPorts {
     /// Runs frames held in our chunks (`descs`: address and length, and
-    /// each one's meta) through `process`, queues the ones it forwards for
-    /// transmission and frees the rest.
+    /// each one's meta in `metas`) through `process`, queues the ones it
+    /// forwards for transmission and frees the rest.
     fn forward(
         &mut self,
         descs: &[(u64, u32)],
-        meta_of: impl Fn(usize) -> Meta,
+        metas: impl IntoIterator<Item = Meta>,
         process: impl FnOnce(&mut [Frame<'_>]),
     ) -> Exchanged {
         let mut frames: ArrayVec<Frame<'_>, BATCH_SIZE> = ArrayVec::new();
-        for (i, (addr, len)) in descs.iter().enumerate() {
+        for ((addr, len), meta) in descs.iter().zip(metas) {
             // SAFETY: each descriptor names a distinct chunk that is ours
             // (from an RX ring, or taken off the free list).
             let (chunk, offset) = unsafe { self.umem.chunk(*addr) };
-            let meta = meta_of(i);
             let mut frame = Frame::new(chunk, offset, *len as usize, meta.in_port);
             frame.meta = meta;
             frames.push(frame);
@@ -334,11 +336,8 @@ impl XskPorts {
                     None
                 }
             };
-            match out {
-                Some(j) => {
-                    let desc = (Umem::addr_in_chunk(*addr, frame.head()), frame.len() as u32);
-                    self.tx[j].push(desc);
-                }
+            match out.and_then(|j| self.tx.get_mut(j)) {
+                Some(tx) => tx.push((Umem::addr_in_chunk(*addr, frame.head()), frame.len() as u32)),
                 None => freed.push(*addr),
             }
         }
@@ -350,15 +349,14 @@ impl XskPorts {
             received: descs.len(),
             ..Exchanged::default()
         };
-        for j in 0..self.sockets.len() {
-            let bound = &mut self.sockets[j];
-            let sent = bound.socket.transmit(&self.tx[j]);
+        for (bound, tx) in self.sockets.iter_mut().zip(&mut self.tx) {
+            let sent = bound.socket.transmit(tx);
             bound.counters.tx_packets += sent as u64;
-            let bytes: u32 = self.tx[j][..sent].iter().map(|(_, len)| len).sum();
+            let bytes: u32 = tx.iter().take(sent).map(|(_, len)| len).sum();
             bound.counters.tx_bytes += u64::from(bytes);
             done.transmitted += sent;
-            done.tx_full += self.tx[j].len() - sent;
-            for (addr, _) in self.tx[j].drain(..).skip(sent) {
+            done.tx_full += tx.len() - sent;
+            for (addr, _) in tx.drain(..).skip(sent) {
                 self.umem.release(addr);
             }
         }
@@ -379,7 +377,9 @@ impl XskPorts {
         for &(addr, len) in descs.iter() {
             // SAFETY: a chunk just received, ours alone.
             let (chunk, offset) = unsafe { self.umem.chunk(addr) };
-            let frame = &mut chunk[offset..offset + len as usize];
+            // A descriptor past its chunk reads as empty: untagged.
+            let end = (offset + len as usize).min(chunk.len());
+            let frame = chunk.get_mut(offset..end).unwrap_or_default();
             let tag = match frame.get(12..16) {
                 Some([0x81, 0x00, hi, lo]) => u16::from_be_bytes([*hi, *lo]) & 0x0fff,
                 _ => 0,
@@ -398,7 +398,8 @@ impl XskPorts {
             kept.push((addr + 4, len - 4));
             ports.push(port);
         }
-        let mut done = self.forward(&kept, |i| Meta::new(ports[i]), process);
+        let metas = ports.iter().map(|&port| Meta::new(port));
+        let mut done = self.forward(&kept, metas, process);
         done.received = descs.len();
         done
     }
@@ -440,8 +441,11 @@ impl FrameIo for XskPorts {
 
     fn exchange(&mut self, source: usize, process: impl FnOnce(&mut [Frame<'_>])) -> Exchanged {
         let mut descs = [(0u64, 0u32); BATCH_SIZE];
-        let bound = &mut self.sockets[source];
+        let Some(bound) = self.sockets.get_mut(source) else {
+            return Exchanged::default();
+        };
         let n = bound.socket.receive(&mut descs);
+        let received = descs.get(..n).unwrap_or_default();
         if let Some(level) = self.levels.get_mut(source) {
             // A receive that took a whole batch, or all the ring held.
             if n == BATCH_SIZE || n as u32 >= *level {
@@ -455,14 +459,14 @@ impl FrameIo for XskPorts {
             return Exchanged::default();
         }
         bound.counters.rx_packets += n as u64;
-        let bytes: u32 = descs[..n].iter().map(|(_, len)| len).sum();
+        let bytes: u32 = received.iter().map(|(_, len)| len).sum();
         bound.counters.rx_bytes += u64::from(bytes);
         if bound.segmenter {
-            return self.take_segmented(&descs[..n], process);
+            return self.take_segmented(received, process);
         }
         let Some(port) = bound.port else {
             self.unknown_port += n as u64;
-            for (addr, _) in &descs[..n] {
+            for (addr, _) in received {
                 self.umem.release(*addr);
             }
             return Exchanged {
@@ -470,7 +474,7 @@ impl FrameIo for XskPorts {
                 ..Exchanged::default()
             };
         };
-        self.forward(&descs[..n], |_| Meta::new(port), process)
+        self.forward(received, iter::repeat(Meta::new(port)), process)
     }
 
     fn inject(
@@ -486,7 +490,7 @@ impl FrameIo for XskPorts {
             };
             // SAFETY: a chunk just taken off the free list is ours alone.
             let (chunk, _) = unsafe { self.umem.chunk(addr) };
-            match make(&mut chunk[HEADROOM..]) {
+            match chunk.get_mut(HEADROOM..).and_then(&mut make) {
                 Some((len, meta)) => {
                     descs.push((Umem::addr_in_chunk(addr, HEADROOM), len as u32));
                     metas.push(meta);
@@ -500,7 +504,7 @@ impl FrameIo for XskPorts {
         if descs.is_empty() {
             return Exchanged::default();
         }
-        self.forward(&descs, |i| metas[i], process)
+        self.forward(&descs, metas, process)
     }
 
     fn tables_changed(&mut self, tables: &crate::Tables) {

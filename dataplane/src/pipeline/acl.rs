@@ -4,10 +4,6 @@
 //! allowed flow opens a session, so its later packets and its replies
 //! pass without the rules. Flows through NAT are checked when their NAT
 //! session opens (`nat`), and pass here.
-#![cfg_attr(
-    not(test),
-    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
-)]
 use super::nat::{self, MORE_FRAGMENTS};
 use super::owner::Workers;
 use super::{after_ethernet, byte, ipv4, DropReason, Event, Stats};

@@ -3,10 +3,6 @@
 //! with that VM's MAC, so ARP never has to be flooded over the overlay
 //! (OVN's ARP responder, EVPN's ARP suppression). Requests that arrive from
 //! the overlay are answered only for VMs on this host.
-#![cfg_attr(
-    not(test),
-    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
-)]
 use super::{after_ethernet, after_ethernet_mut, DropReason, Event, Stats};
 use crate::frame::Frame;
 use crate::table::{Location, PortRole, Tables};

@@ -4,10 +4,6 @@
 //! section 5 recommends for IPv4 and as Linux's VXLAN device sends. An
 //! inner IPv4 packet without DF that does not fit is cut first
 //! (`fragment`), and each piece goes with the same outer header.
-#![cfg_attr(
-    not(test),
-    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
-)]
 use super::fragment::Fragments;
 use super::{DropReason, Event, Stage, Stats};
 use crate::frame::Frame;
@@ -31,8 +27,14 @@ pub(crate) fn run(
             frame.meta.drop(stats, DropReason::NoUplink);
             continue;
         };
-        let vtep = tables.vteps().get(frame.meta.to_vtep);
-        let vni = tables.tenant(frame.meta.tenant).vni;
+        let (Some(vtep), Some(tenant)) = (
+            tables.vteps().get(frame.meta.to_vtep),
+            tables.tenant(frame.meta.tenant),
+        ) else {
+            frame.meta.drop(stats, DropReason::StaleTables);
+            continue;
+        };
+        let vni = tenant.vni;
         let hash = flow_hash(frame.data());
         if frame.len() - ETH_HEADER_LEN > overlay_ip_mtu {
             // l2 and l3 let through only IPv4 without DF (`fragment::allowed`).

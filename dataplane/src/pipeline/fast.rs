@@ -8,10 +8,6 @@
 //! per packet is checked here: addressed to its port's gateway MAC, IPv4
 //! without options, not a fragment, TTL above 1, a session in the inside
 //! direction. Anything else is left where it was, for the slow path.
-#![cfg_attr(
-    not(test),
-    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
-)]
 use super::nat::{self, Pending};
 use super::{after_ethernet, byte, ipv4, l3, offload, Event, Stage, Stats};
 use crate::conntrack::{Conntrack, Dir};
@@ -75,7 +71,9 @@ pub(crate) fn run_out(
         let Some((id, Dir::Orig)) = p.found else {
             return Ok(());
         };
-        let s = ct.session(id);
+        let Some(s) = ct.session(id) else {
+            return Ok(());
+        };
         if s.fast_gen != generation {
             return Ok(());
         }

@@ -10,10 +10,6 @@
 //! pipeline is made: nothing is allocated per packet, and a tenant that
 //! sends nothing but oversized packets fills it at most once per batch
 //! (the rest dropped as `fragment_backlog`).
-#![cfg_attr(
-    not(test),
-    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
-)]
 use super::{DropReason, Meta};
 use crate::frame::{Frame, FRAME_SIZE};
 use crate::table::PortId;

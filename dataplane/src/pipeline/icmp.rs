@@ -1,10 +1,6 @@
 //! The router's own ICMP: echo replies from gateway addresses, and errors
 //! (time exceeded, unreachable) built in place in front of the offending
 //! packet, which becomes the error's payload without being copied.
-#![cfg_attr(
-    not(test),
-    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
-)]
 use super::ipv4::CheckedIpv4;
 use super::{after_ethernet, after_ethernet_mut, byte, put, u32_at, DropReason, Event, Stats};
 use crate::frame::Frame;
@@ -197,7 +193,7 @@ pub(crate) fn error(
 /// frames from the overlay the tenant's first gateway on this host.
 fn error_source(tables: &Tables, frame: &Frame<'_>) -> Option<Ipv4Addr> {
     if frame.meta.from_vtep.is_some() {
-        return tables.tenant(frame.meta.tenant).gateways.first().copied();
+        return tables.tenant(frame.meta.tenant)?.gateways.first().copied();
     }
     match tables.port(frame.meta.in_port)?.role {
         PortRole::Vm { gateway, .. } => Some(gateway.addr()),

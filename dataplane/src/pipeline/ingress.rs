@@ -5,10 +5,6 @@
 //! VNI -> tenant, accepted only from a VTEP that hosts a VM of that
 //! tenant and only from the VMs behind it; IPv4 to a public address goes to reverse NAT, which
 //! finds the tenant from the session; everything else goes to the kernel.
-#![cfg_attr(
-    not(test),
-    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
-)]
 use super::security::{self, Entry, LastSource};
 use super::{after_ethernet, ipv4, offload, DropReason, Event, Stage, Stats, Verdict};
 use crate::frame::Frame;

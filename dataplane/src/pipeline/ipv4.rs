@@ -1,8 +1,4 @@
 //! IPv4 header checks shared by the stages that read IPv4.
-#![cfg_attr(
-    not(test),
-    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
-)]
 use super::DropReason;
 use crate::wire::{checksum, Ipv4Packet};
 

@@ -4,10 +4,6 @@
 //! send the frame to L3; a local VM's MAC to its port; a remote VM's MAC to
 //! encapsulation. Broadcast ARP goes to the ARP responder; other flooding
 //! is not done (the controller tells us where every VM is).
-#![cfg_attr(
-    not(test),
-    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
-)]
 use super::{arp, fragment, icmp, offload, DropReason, Event, Meta, Stage, Stats};
 use crate::frame::Frame;
 use crate::table::{Endpoint, L2Dest, Location, Tables, Tier};

@@ -2,10 +2,6 @@
 //! the router's own (ICMP echo); the rest get a TTL check, a longest-prefix
 //! match, next-hop resolution through the host table, a TTL decrement with
 //! an incremental checksum update, and new MACs.
-#![cfg_attr(
-    not(test),
-    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
-)]
 use super::acl;
 use super::icmp::{self, IcmpError};
 use super::owner::Workers;
@@ -61,7 +57,9 @@ fn route(
     let ip = Ipv4Packet::new_unchecked(after_ethernet(data));
     let (dst, ttl) = (ip.dst_addr(), ip.hop_limit());
     let tenant_id = frame.meta.tenant;
-    let tenant = tables.tenant(tenant_id);
+    let Some(tenant) = tables.tenant(tenant_id) else {
+        return frame.meta.drop(stats, DropReason::StaleTables);
+    };
     if tenant.is_gateway(dst) {
         return icmp::echo_reply(frame, &checked, stats);
     }

@@ -24,6 +24,7 @@ pub use stats::{DropReason, Event, Stats};
 use crate::conntrack::{self, Conntrack};
 use crate::frame::Frame;
 use crate::table::{PortId, Tables, TenantId, Tier, VtepId};
+pub(crate) use crate::wire::{byte, put, u16_at, u32_at};
 use fragment::Fragments;
 use owner::Workers;
 
@@ -97,39 +98,6 @@ pub(crate) fn after_ethernet_mut(frame: &mut [u8]) -> &mut [u8] {
     frame
         .get_mut(crate::wire::ETH_HEADER_LEN..)
         .unwrap_or_default()
-}
-
-/// The byte at `at` of `bytes`, or 0 past the end.
-#[inline]
-pub(crate) fn byte(bytes: &[u8], at: usize) -> u8 {
-    bytes.get(at).copied().unwrap_or(0)
-}
-
-/// The big-endian u16 at `at` of `bytes`, or 0 past the end.
-#[inline]
-pub(crate) fn u16_at(bytes: &[u8], at: usize) -> u16 {
-    bytes
-        .get(at..at + 2)
-        .and_then(|b| b.try_into().ok())
-        .map_or(0, u16::from_be_bytes)
-}
-
-/// The big-endian u32 at `at` of `bytes`, or 0 past the end.
-#[inline]
-pub(crate) fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    bytes
-        .get(at..at + 4)
-        .and_then(|b| b.try_into().ok())
-        .map_or(0, u32::from_be_bytes)
-}
-
-/// Writes `value` at `at` of `bytes`; nothing past the end (callers
-/// write where a checked header says a field is).
-#[inline]
-pub(crate) fn put(bytes: &mut [u8], at: usize, value: &[u8]) {
-    if let Some(field) = bytes.get_mut(at..at + value.len()) {
-        field.copy_from_slice(value);
-    }
 }
 
 /// An answer of the router's own that a tenant's share limits.

@@ -6,10 +6,6 @@
 //! public address): the reply's session is found, the destination
 //! rewritten back to the inside endpoint, and l3 routes it in the
 //! tenant's VRF. Checksums are updated incrementally (RFC 1624).
-#![cfg_attr(
-    not(test),
-    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
-)]
 use super::acl;
 use super::owner::{self, Workers};
 use super::{
@@ -321,10 +317,11 @@ pub(crate) fn run_out(
             }
             None => {
                 let state = opening_state(&p.l4)?;
+                let firewall = tables.firewall(p.key.zone);
+                let egress = &firewall.ok_or(DropReason::StaleTables)?.egress;
                 if tables.toward_host(p.key.zone, p.key.dst) {
                     return Err(DropReason::UnderlayGuard);
                 }
-                let egress = &tables.firewall(p.key.zone).egress;
                 let (_, action) = egress.decide(p.key.src, p.key.dst, p.l4.proto, rule_port(&p.l4));
                 if action == Action::Deny {
                     return Err(DropReason::FirewallEgressDenied);
@@ -358,7 +355,7 @@ pub(crate) fn run_out(
         let ip = ip_packet(frame);
         let more = frag_field(ip) & MORE_FRAGMENTS != 0;
         note_first_fragment(frag_key(ip, p.key.zone), more, id, ct, now)?;
-        let s = ct.session(id);
+        let s = ct.session(id).ok_or(DropReason::NatNoSession)?;
         let (nat_ip, nat_port, hairpin) = (s.nat_ip, s.nat_port, s.hairpin);
         rewrite(ip_packet(frame), &p.l4, 12, nat_ip, p.l4.sport_at, nat_port);
         stats.event(Event::Snat);
@@ -444,7 +441,7 @@ pub(crate) fn run_in(
         if more {
             workers.note_fragment(&frag);
         }
-        let inside = ct.session(id).inside;
+        let inside = ct.session(id).ok_or(DropReason::NatNoSession)?.inside;
         rewrite(
             ip_packet(frame),
             &p.l4,
@@ -502,8 +499,10 @@ fn later_fragments(
         }
         let result = match stage {
             Stage::Snat => later_fragment(ip, zone, ct, now, 12).map(|_| (zone, Stage::Done)),
-            _ => later_fragment(ip, PUBLIC, ct, now, 16)
-                .map(|id| (ct.session(id).inside.zone, Stage::L3)),
+            _ => later_fragment(ip, PUBLIC, ct, now, 16).and_then(|id| {
+                let s = ct.session(id).ok_or(DropReason::NatNoSession)?;
+                Ok((s.inside.zone, Stage::L3))
+            }),
         };
         match result {
             Ok((tenant, next)) => {
@@ -559,7 +558,10 @@ fn dnat_setup(
         },
     };
     let state = opening_state(&p.l4)?;
-    let ingress = &tables.firewall(tenant).ingress;
+    let ingress = &tables
+        .firewall(tenant)
+        .ok_or(DropReason::StaleTables)?
+        .ingress;
     let (_, action) = ingress.decide(p.key.src, public, p.l4.proto, rule_port(&p.l4));
     if action == Action::Deny {
         return Err(DropReason::FirewallIngressDenied);
@@ -680,7 +682,7 @@ fn icmp_error(
     let proto = key.proto;
     let inbound = zone == PUBLIC;
     let (id, _) = ct.lookup(&key).ok_or(DropReason::NatNoSession)?;
-    let s = ct.session(id);
+    let s = ct.session(id).ok_or(DropReason::NatNoSession)?;
     // (outer address offset, quote address offset, quote port offset, new address and port)
     let (outer_at, quote_at, port_at, addr, port) = match inbound {
         true => (16, 12, sport_at, s.inside.src, s.inside.sport),
@@ -768,7 +770,7 @@ fn later_fragment(
     let id = ct
         .fragment_session(&frag_key(ip, zone), now)
         .ok_or(DropReason::NatFragment)?;
-    let s = ct.session(id);
+    let s = ct.session(id).ok_or(DropReason::NatFragment)?;
     let addr = if outer_at == 12 {
         s.nat_ip
     } else {

@@ -15,10 +15,6 @@
 //!
 //! A frame that reaches another worker is handed to its owner
 //! (`crate::handoff`).
-#![cfg_attr(
-    not(test),
-    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
-)]
 use crate::conntrack::{FragKey, ICMP, TCP, UDP};
 use crate::table::{NatTable, TenantId};
 use std::net::Ipv4Addr;

@@ -2,10 +2,6 @@
 //! ICMP errors and ARP replies sent for it a second, per worker (as
 //! Linux's icmp_ratelimit), so a tenant that provokes them by the million
 //! gets its share and no more, and never another tenant's.
-#![cfg_attr(
-    not(test),
-    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
-)]
 use super::{DropReason, Reply, Stats, Verdict};
 use crate::frame::Frame;
 use crate::table::{Tables, TenantId};

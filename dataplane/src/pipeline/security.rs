@@ -5,10 +5,6 @@
 //! security, as OVN's `port_security`). Over the overlay the same holds
 //! for the VMs behind the sending VTEP; a remote router's own MAC may
 //! carry packets it routed from any VM behind that VTEP.
-#![cfg_attr(
-    not(test),
-    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
-)]
 use super::DropReason;
 use crate::table::{L2Dest, Location, PortId, Tables, TenantId, Tier, VtepId};
 use crate::wire::arp::{self, Arp};
@@ -115,7 +111,11 @@ pub(crate) fn overlay_source(
 ) -> Result<Option<Tier>, DropReason> {
     let eth = EthernetFrame::new_checked(frame).map_err(|_| DropReason::EthTruncated)?;
     let src = eth.src_addr();
-    if src == tables.tenant(tenant).router_mac {
+    let tenant_mac = tables
+        .tenant(tenant)
+        .ok_or(DropReason::StaleTables)?
+        .router_mac;
+    if src == tenant_mac {
         // Routed there: IPv4 from a VM behind that VTEP.
         let ip = ipv4_src(&eth).ok_or(DropReason::VxlanInnerSource)?;
         return match tables.host(tenant, ip).map(|h| h.location) {

@@ -104,6 +104,9 @@ named_counters! {
         /// Too big for the overlay, without DF, and the worker's room for
         /// later fragments was full this batch.
         FragmentBacklog = "fragment_backlog",
+        /// Names a tenant or VTEP that this worker's tables do not hold
+        /// (handed over by a worker already on a newer commit).
+        StaleTables = "stale_tables",
     }
 }
 
@@ -154,20 +157,24 @@ impl Default for Stats {
 impl Stats {
     #[inline]
     pub fn drop(&mut self, reason: DropReason) {
-        self.drops[reason as usize] += 1;
+        if let Some(count) = self.drops.get_mut(reason as usize) {
+            *count += 1;
+        }
     }
 
     #[inline]
     pub fn event(&mut self, event: Event) {
-        self.events[event as usize] += 1;
+        if let Some(count) = self.events.get_mut(event as usize) {
+            *count += 1;
+        }
     }
 
     pub fn drops_of(&self, reason: DropReason) -> u64 {
-        self.drops[reason as usize]
+        self.drops.get(reason as usize).copied().unwrap_or(0)
     }
 
     pub fn events_of(&self, event: Event) -> u64 {
-        self.events[event as usize]
+        self.events.get(event as usize).copied().unwrap_or(0)
     }
 
     pub fn total_drops(&self) -> u64 {

@@ -7,7 +7,7 @@ use super::firewall::{Action, RuleSet};
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct TierAcl {
     pub tier: Ipv4Net,
     /// Into the tier, default deny.
@@ -28,7 +28,7 @@ impl TierAcl {
 
 /// A tenant's tiers with ACLs. Few per tenant, so a scan, most specific
 /// first.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct TenantAcls {
     tiers: Vec<TierAcl>,
 }

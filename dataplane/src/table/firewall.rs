@@ -45,7 +45,7 @@ impl Rule {
 }
 
 /// One field's intervals and their rule bitmaps.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct Field {
     /// Sorted starts of the intervals; the first is 0.
     starts: Vec<u32>,
@@ -70,7 +70,9 @@ impl Field {
             let first = starts.partition_point(|&s| s < lo);
             let end = starts.partition_point(|&s| s <= hi);
             for interval in first..end {
-                bits[interval * words + rule / 64] |= 1 << (rule % 64);
+                if let Some(word) = bits.get_mut(interval * words + rule / 64) {
+                    *word |= 1 << (rule % 64);
+                }
             }
         }
         Field { starts, bits }
@@ -78,8 +80,12 @@ impl Field {
 
     #[inline]
     fn lookup(&self, value: u32, words: usize) -> &[u64] {
-        let i = self.starts.partition_point(|&s| s <= value) - 1;
-        &self.bits[i * words..(i + 1) * words]
+        // The first start is 0, so some interval holds every value.
+        let i = self
+            .starts
+            .partition_point(|&s| s <= value)
+            .saturating_sub(1);
+        self.bits.get(i * words..(i + 1) * words).unwrap_or(&[])
     }
 }
 
@@ -88,7 +94,7 @@ fn net_range(net: &Ipv4Net) -> (u32, u32) {
 }
 
 /// An ordered rule list with its default and classifier.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RuleSet {
     rules: Vec<Rule>,
     default: Action,
@@ -140,11 +146,14 @@ impl RuleSet {
             self.fields[2].lookup(u32::from(proto), w),
             self.fields[3].lookup(u32::from(port), w),
         ];
-        for i in 0..w {
-            let hits = a[i] & b[i] & c[i] & d[i];
+        let words = a.iter().zip(b).zip(c).zip(d);
+        for (i, (((a, b), c), d)) in words.enumerate() {
+            let hits = a & b & c & d;
             if hits != 0 {
                 let rule = i * 64 + hits.trailing_zeros() as usize;
-                return (Some(rule), self.rules[rule].action);
+                if let Some(r) = self.rules.get(rule) {
+                    return (Some(rule), r.action);
+                }
             }
         }
         (None, self.default)
@@ -162,9 +171,10 @@ impl RuleSet {
         match self
             .rules
             .iter()
-            .position(|r| r.matches(src, dst, proto, port))
+            .enumerate()
+            .find(|(_, r)| r.matches(src, dst, proto, port))
         {
-            Some(i) => (Some(i), self.rules[i].action),
+            Some((i, r)) => (Some(i), r.action),
             None => (None, self.default),
         }
     }
@@ -179,7 +189,7 @@ impl Default for RuleSet {
 /// A tenant's firewall: ingress (toward its public addresses: denied
 /// unless a rule allows, as in CloudStack) and egress (allowed by
 /// default, or denied if the tenant says so).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Firewall {
     pub ingress: RuleSet,
     pub egress: RuleSet,

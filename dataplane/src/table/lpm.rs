@@ -62,6 +62,23 @@ impl Ply {
             lens: [len; SLOTS],
         }
     }
+
+    /// Slot `i` and the length of its route.
+    fn at(&self, i: usize) -> Option<(u32, u8)> {
+        Some((*self.slots.get(i)?, *self.lens.get(i)?))
+    }
+
+    fn set(&mut self, i: usize, slot: u32, len: u8) {
+        if let (Some(s), Some(l)) = (self.slots.get_mut(i), self.lens.get_mut(i)) {
+            (*s, *l) = (slot, len);
+        }
+    }
+
+    /// The slot for an address byte (a byte always names a slot).
+    #[inline]
+    fn slot(&self, byte: u8) -> u32 {
+        self.slots.get(usize::from(byte)).copied().unwrap_or(EMPTY)
+    }
 }
 
 /// The routes: prefix -> index of its value, in hash shards that clones
@@ -85,8 +102,9 @@ fn route_key(prefix: Ipv4Net) -> u64 {
     (u64::from(u32::from(prefix.addr())) << 8) | u64::from(prefix.prefix_len())
 }
 
-fn key_prefix(key: u64) -> Ipv4Net {
-    Ipv4Net::new(Ipv4Addr::from((key >> 8) as u32), (key & 0xff) as u8).expect("a stored prefix")
+/// The prefix of a `route_key` (always one: only route keys are stored).
+fn key_prefix(key: u64) -> Option<Ipv4Net> {
+    Ipv4Net::new(Ipv4Addr::from((key >> 8) as u32), (key & 0xff) as u8).ok()
 }
 
 impl Routes {
@@ -100,16 +118,12 @@ impl Routes {
 
     fn get(&self, prefix: Ipv4Net) -> Option<u32> {
         let key = route_key(prefix);
-        self.shards[self.shard(key)].get(&key).copied()
+        self.shards.get(self.shard(key))?.get(&key).copied()
     }
 
     fn insert(&mut self, prefix: Ipv4Net, index: u32) {
         let key = route_key(prefix);
-        let shard = self.shard(key);
-        if Arc::make_mut(&mut self.shards[shard])
-            .insert(key, index)
-            .is_none()
-        {
+        if self.insert_key(key, index) {
             self.len += 1;
             if self.len > self.shards.len() * SHARD_ROUTES {
                 self.reshard(self.shards.len() * 4);
@@ -120,7 +134,7 @@ impl Routes {
     fn remove(&mut self, prefix: Ipv4Net) -> Option<u32> {
         let key = route_key(prefix);
         let shard = self.shard(key);
-        let index = Arc::make_mut(&mut self.shards[shard]).remove(&key)?;
+        let index = Arc::make_mut(self.shards.get_mut(shard)?).remove(&key)?;
         self.len -= 1;
         Some(index)
     }
@@ -136,16 +150,23 @@ impl Routes {
     fn reshard(&mut self, count: usize) {
         let old = std::mem::replace(&mut self.shards, vec![Arc::default(); count]);
         for (key, index) in old.iter().flat_map(|s| s.iter()) {
-            let shard = self.shard(*key);
-            Arc::make_mut(&mut self.shards[shard]).insert(*key, *index);
+            self.insert_key(*key, *index);
         }
+    }
+
+    /// Inserts into `key`'s shard; true if the key is new.
+    fn insert_key(&mut self, key: u64, index: u32) -> bool {
+        let shard = self.shard(key);
+        self.shards
+            .get_mut(shard)
+            .is_some_and(|s| Arc::make_mut(s).insert(key, index).is_none())
     }
 
     fn iter(&self) -> impl Iterator<Item = (Ipv4Net, u32)> + '_ {
         self.shards
             .iter()
             .flat_map(|s| s.iter())
-            .map(|(k, i)| (key_prefix(*k), *i))
+            .filter_map(|(k, i)| Some((key_prefix(*k)?, *i)))
     }
 }
 
@@ -206,27 +227,27 @@ impl<T: Clone> Lpm<T> {
         Self::default()
     }
 
-    fn ply_mut(&mut self, index: usize) -> &mut Ply {
-        &mut Arc::make_mut(&mut self.plies[index / PLY_CHUNK])[index % PLY_CHUNK]
+    fn ply_mut(&mut self, index: usize) -> Option<&mut Ply> {
+        Arc::make_mut(self.plies.get_mut(index / PLY_CHUNK)?).get_mut(index % PLY_CHUNK)
     }
 
     /// Adds a ply; returns its index.
     fn push_ply(&mut self, ply: Ply) -> usize {
         let index = self.ply_count;
-        if index.is_multiple_of(PLY_CHUNK) {
-            self.plies.push(Arc::from([ply]));
-        } else {
+        match self.plies.last_mut() {
             // The last chunk grows by a copy (at most 7 plies).
-            let last = self.plies.last_mut().expect("the root's chunk");
-            *last = last.iter().cloned().chain([ply]).collect();
+            Some(last) if !index.is_multiple_of(PLY_CHUNK) => {
+                *last = last.iter().cloned().chain([ply]).collect();
+            }
+            _ => self.plies.push(Arc::from([ply])),
         }
         self.ply_count += 1;
         index
     }
 
-    fn value_mut(&mut self, index: u32) -> &mut Option<T> {
+    fn value_mut(&mut self, index: u32) -> Option<&mut Option<T>> {
         let i = index as usize;
-        &mut Arc::make_mut(&mut self.values[i / CHUNK])[i % CHUNK]
+        Arc::make_mut(self.values.get_mut(i / CHUNK)?).get_mut(i % CHUNK)
     }
 
     fn allocate(&mut self, value: T) -> u32 {
@@ -240,7 +261,9 @@ impl<T: Clone> Lpm<T> {
                 self.allocated - 1
             }
         };
-        *self.value_mut(index) = Some(value);
+        if let Some(slot) = self.value_mut(index) {
+            *slot = Some(value);
+        }
         index
     }
 
@@ -249,7 +272,7 @@ impl<T: Clone> Lpm<T> {
     pub fn insert(&mut self, prefix: Ipv4Net, value: T) -> Option<T> {
         let prefix = prefix.trunc();
         if let Some(index) = self.routes.get(prefix) {
-            return self.value_mut(index).replace(value);
+            return self.value_mut(index)?.replace(value);
         }
         let index = self.allocate(value);
         self.routes.insert(prefix, index);
@@ -278,7 +301,7 @@ impl<T: Clone> Lpm<T> {
         };
         self.paint(0, 0, prefix, leaf, Overwrite::Exactly(prefix.prefix_len()));
         self.free_values.push(index);
-        self.value_mut(index).take()
+        self.value_mut(index)?.take()
     }
 
     /// Writes `leaf` into every slot that `prefix` covers and `overwrite`
@@ -295,38 +318,43 @@ impl<T: Clone> Lpm<T> {
             }
             return;
         }
-        let current = self.ply(ply).slots[first];
+        let Some((current, current_len)) = self.ply(ply).and_then(|p| p.at(first)) else {
+            return;
+        };
         let child = if current & PLY != 0 {
             (current & !PLY) as usize
         } else {
             // Push the current leaf down into a new ply.
-            let current_len = self.ply(ply).lens[first];
             let child = self.push_ply(Ply::filled(current, current_len));
-            self.ply_mut(ply).slots[first] = PLY | child as u32;
+            if let Some(p) = self.ply_mut(ply) {
+                p.set(first, PLY | child as u32, current_len);
+            }
             child
         };
         self.paint(child, depth + 8, prefix, leaf, overwrite);
     }
 
     fn paint_slot(&mut self, ply: usize, i: usize, leaf: Leaf, overwrite: Overwrite) {
-        let (current, current_len) = (self.ply(ply).slots[i], self.ply(ply).lens[i]);
+        let Some((current, current_len)) = self.ply(ply).and_then(|p| p.at(i)) else {
+            return;
+        };
         if current & PLY != 0 {
             let child = (current & !PLY) as usize;
             for j in 0..SLOTS {
                 self.paint_slot(child, j, leaf, overwrite);
             }
         } else if overwrite.applies(current, current_len) {
-            let ply = self.ply_mut(ply);
-            ply.slots[i] = leaf.slot;
-            ply.lens[i] = leaf.len;
+            if let Some(ply) = self.ply_mut(ply) {
+                ply.set(i, leaf.slot, leaf.len);
+            }
         }
     }
 }
 
 impl<T> Lpm<T> {
     #[inline]
-    fn ply(&self, index: usize) -> &Ply {
-        &self.plies[index / PLY_CHUNK][index % PLY_CHUNK]
+    fn ply(&self, index: usize) -> Option<&Ply> {
+        self.plies.get(index / PLY_CHUNK)?.get(index % PLY_CHUNK)
     }
 
     fn value(&self, index: u32) -> Option<&T> {
@@ -337,10 +365,10 @@ impl<T> Lpm<T> {
     #[inline]
     pub fn lookup(&self, addr: Ipv4Addr) -> Option<&T> {
         let addr = u32::from(addr);
-        let mut ply: &Ply = &self.plies[0][0];
+        let mut ply = self.ply(0)?;
         let mut shift = 24u32;
         loop {
-            let slot = ply.slots[((addr >> shift) & 0xff) as usize];
+            let slot = ply.slot((addr >> shift) as u8);
             if slot & PLY == 0 {
                 return match slot {
                     EMPTY => None,
@@ -351,7 +379,7 @@ impl<T> Lpm<T> {
             // broken invariant from panicking.
             shift = shift.checked_sub(8)?;
             let index = (slot & !PLY) as usize;
-            ply = self.plies.get(index / PLY_CHUNK)?.get(index % PLY_CHUNK)?;
+            ply = self.ply(index)?;
         }
     }
 

@@ -89,8 +89,8 @@ impl Tables {
         &self.tenants
     }
 
-    pub fn tenant(&self, id: TenantId) -> &Tenant {
-        &self.tenants[usize::from(id)]
+    pub fn tenant(&self, id: TenantId) -> Option<&Tenant> {
+        self.tenants.get(usize::from(id))
     }
 
     /// The id of the tenant named `name`.
@@ -135,7 +135,8 @@ impl Tables {
 
     /// The uplink port, if one is configured.
     pub fn uplink(&self) -> Option<(PortId, &Port)> {
-        self.uplink.map(|id| (id, &self.ports[usize::from(id)]))
+        let id = self.uplink?;
+        Some((id, self.ports.get(usize::from(id))?))
     }
 
     /// Longest-prefix match in the tenant's VRF.
@@ -144,8 +145,8 @@ impl Tables {
         self.vrfs.get(usize::from(tenant))?.lookup(dst).copied()
     }
 
-    pub fn vrf(&self, tenant: TenantId) -> &Lpm<NextHop> {
-        &self.vrfs[usize::from(tenant)]
+    pub fn vrf(&self, tenant: TenantId) -> Option<&Lpm<NextHop>> {
+        self.vrfs.get(usize::from(tenant))
     }
 
     #[inline]
@@ -171,8 +172,8 @@ impl Tables {
     }
 
     #[inline]
-    pub fn firewall(&self, tenant: TenantId) -> &Firewall {
-        &self.firewalls[usize::from(tenant)]
+    pub fn firewall(&self, tenant: TenantId) -> Option<&Firewall> {
+        self.firewalls.get(usize::from(tenant))
     }
 
     /// Whether frames from `port` are checked against its VMs (port
@@ -321,9 +322,10 @@ fn next_generation() -> u32 {
     BUILT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
-/// The builder's access to a shared part it alone holds while building.
-fn own<T>(part: &mut Arc<T>) -> &mut T {
-    Arc::get_mut(part).expect("a builder's tables are not shared")
+/// The builder's access to a shared part it alone holds while building
+/// (so `make_mut` never copies).
+fn own<T: Clone>(part: &mut Arc<T>) -> &mut T {
+    Arc::make_mut(part)
 }
 
 /// Builds a `Tables`. It trusts its caller (the control plane validates
@@ -354,7 +356,9 @@ impl TablesBuilder {
         let at = usize::from(id);
         self.tables.vni_to_tenant.insert(tenant.vni, id);
         own(&mut self.tables.l2).insert(id, tenant.router_mac, L2Dest::Router);
-        self.tables.tenants[at] = tenant;
+        if let Some(vacant) = self.tables.tenants.get_mut(at) {
+            *vacant = tenant;
+        }
         id
     }
 
@@ -378,9 +382,10 @@ impl TablesBuilder {
             PortRole::Uplink { .. } => self.tables.uplink = Some(id),
             PortRole::Vm { tenant, gateway } => {
                 own(&mut self.tables.l2).insert(tenant, port.mac, L2Dest::Router);
-                self.tables.vrfs[usize::from(tenant)].insert(gateway.trunc(), NextHop::Connected);
-                let t = &mut self.tables.tenants[usize::from(tenant)];
-                t.gateways.push(gateway.addr());
+                self.add_route(tenant, gateway.trunc(), NextHop::Connected);
+                if let Some(t) = self.tables.tenants.get_mut(usize::from(tenant)) {
+                    t.gateways.push(gateway.addr());
+                }
             }
         }
         self.tables.ports.push(port);
@@ -388,7 +393,9 @@ impl TablesBuilder {
     }
 
     pub fn add_route(&mut self, tenant: TenantId, prefix: Ipv4Net, next_hop: NextHop) {
-        self.tables.vrfs[usize::from(tenant)].insert(prefix, next_hop);
+        if let Some(vrf) = self.tables.vrfs.get_mut(usize::from(tenant)) {
+            vrf.insert(prefix, next_hop);
+        }
     }
 
     pub fn add_vtep(&mut self, ip: Ipv4Addr, mac: EthernetAddress) -> VtepId {
@@ -491,12 +498,16 @@ impl TablesBuilder {
     }
 
     pub fn set_firewall(&mut self, tenant: TenantId, firewall: Firewall) {
-        own(&mut self.tables.firewalls)[usize::from(tenant)] = firewall;
+        if let Some(slot) = own(&mut self.tables.firewalls).get_mut(usize::from(tenant)) {
+            *slot = firewall;
+        }
     }
 
     /// Sets (or replaces) the ACL of one of `tenant`'s tiers.
     pub fn set_tier_acl(&mut self, tenant: TenantId, acl: TierAcl) {
-        own(&mut self.tables.acls)[usize::from(tenant)].insert(acl);
+        if let Some(acls) = own(&mut self.tables.acls).get_mut(usize::from(tenant)) {
+            acls.insert(acl);
+        }
     }
 
     pub fn build(mut self) -> Tables {

@@ -21,7 +21,7 @@ pub struct Inside {
     pub port: u16,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct NatTable {
     /// Per tenant id.
     source: Vec<Option<SourceNat>>,
@@ -83,7 +83,9 @@ impl NatTable {
         if self.translated.len() <= i {
             self.translated.resize(i + 1, false);
         }
-        self.translated[i] = true;
+        if let Some(translated) = self.translated.get_mut(i) {
+            *translated = true;
+        }
         self.owners.insert(public, tenant);
     }
 
@@ -92,7 +94,9 @@ impl NatTable {
         if self.source.len() <= i {
             self.source.resize(i + 1, None);
         }
-        self.source[i] = Some(snat);
+        if let Some(source) = self.source.get_mut(i) {
+            *source = Some(snat);
+        }
         self.mark(tenant, snat.ip);
     }
 

@@ -36,8 +36,10 @@ impl VtepTable {
         let template = outer_template(local_mac, mac, local_ip, ip);
         let vtep = Vtep { ip, mac, template };
         if let Some(&id) = self.by_ip.get(&u32::from(ip)) {
-            self.vteps[usize::from(id)] = vtep;
-            return id;
+            if let Some(known) = self.vteps.get_mut(usize::from(id)) {
+                *known = vtep;
+                return id;
+            }
         }
         let id = self.vteps.len() as VtepId;
         self.vteps.push(vtep);
@@ -46,8 +48,8 @@ impl VtepTable {
     }
 
     #[inline]
-    pub fn get(&self, id: VtepId) -> &Vtep {
-        &self.vteps[usize::from(id)]
+    pub fn get(&self, id: VtepId) -> Option<&Vtep> {
+        self.vteps.get(usize::from(id))
     }
 
     #[inline]
@@ -78,15 +80,16 @@ fn outer_template(
     t[0..6].copy_from_slice(&dst_mac.0);
     t[6..12].copy_from_slice(&src_mac.0);
     t[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    let ip = &mut t[14..34];
+    let mut ip = [0u8; 20];
     ip[0] = 0x45;
     ip[6] = 0x40; // DF: the underlay must carry the frame whole
     ip[8] = OUTER_TTL;
     ip[9] = 17;
     ip[12..16].copy_from_slice(&src_ip.octets());
     ip[16..20].copy_from_slice(&dst_ip.octets());
-    let c = checksum::of(ip);
+    let c = checksum::of(&ip);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
+    t[14..34].copy_from_slice(&ip);
     t[36..38].copy_from_slice(&vxlan::UDP_PORT.to_be_bytes());
     t[42] = vxlan::FLAG_VNI_VALID;
     t

@@ -1,10 +1,6 @@
 //! Internet checksum helpers. Full sums come from `smoltcp::wire::ip::checksum`;
 //! this adds the RFC 1624 incremental update, used when a router rewrites a
 //! few header fields (TTL, an address, a port) and must not re-sum the payload.
-#![cfg_attr(
-    not(test),
-    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
-)]
 
 /// RFC 1624 eqn. 3: `HC' = ~(~HC + ~m + m')`, for one 16-bit field changing
 /// from `old` to `new`. Works on the checksum as stored (host order of the

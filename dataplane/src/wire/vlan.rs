@@ -1,6 +1,7 @@
 //! IEEE 802.1Q tag (smoltcp has none): the 4 bytes that follow the source
 //! MAC when the outer EtherType is 0x8100. This view starts at the TCI, so
 //! it is laid over `EthernetFrame::payload()` of a tagged frame.
+use super::{put, u16_at};
 use smoltcp::wire::{Error, EthernetProtocol, Result};
 
 pub const TPID: u16 = 0x8100;
@@ -32,8 +33,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     fn tci(&self) -> u16 {
-        let b = self.buffer.as_ref();
-        u16::from_be_bytes([b[0], b[1]])
+        u16_at(self.buffer.as_ref(), 0)
     }
 
     /// Priority code point (3 bits).
@@ -53,23 +53,22 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// EtherType of what follows the tag.
     pub fn ethertype(&self) -> EthernetProtocol {
-        let b = self.buffer.as_ref();
-        EthernetProtocol::from(u16::from_be_bytes([b[2], b[3]]))
+        EthernetProtocol::from(u16_at(self.buffer.as_ref(), 2))
     }
 
     pub fn payload(&self) -> &[u8] {
-        &self.buffer.as_ref()[HEADER_LEN..]
+        self.buffer.as_ref().get(HEADER_LEN..).unwrap_or_default()
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     pub fn set_tci(&mut self, pcp: u8, dei: bool, vid: u16) {
         let tci = (u16::from(pcp & 7) << 13) | (u16::from(dei) << 12) | (vid & VID_MAX);
-        self.buffer.as_mut()[0..2].copy_from_slice(&tci.to_be_bytes());
+        put(self.buffer.as_mut(), 0, &tci.to_be_bytes());
     }
 
     pub fn set_ethertype(&mut self, ethertype: EthernetProtocol) {
-        self.buffer.as_mut()[2..4].copy_from_slice(&u16::from(ethertype).to_be_bytes());
+        put(self.buffer.as_mut(), 2, &u16::from(ethertype).to_be_bytes());
     }
 }
 

@@ -1,6 +1,7 @@
 //! VXLAN header (RFC 7348 section 5): flags (I = VNI valid), 24 reserved
 //! bits, a 24-bit VNI and 8 reserved bits. Reserved bits are sent as zero and
 //! ignored on receipt, as the RFC says.
+use super::{byte, put, u32_at};
 use smoltcp::wire::{Error, Result};
 
 pub const HEADER_LEN: usize = 8;
@@ -41,7 +42,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     pub fn flags(&self) -> u8 {
-        self.buffer.as_ref()[0]
+        byte(self.buffer.as_ref(), 0)
     }
 
     /// True when the I flag says the VNI is valid.
@@ -50,31 +51,30 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     pub fn vni(&self) -> u32 {
-        let b = self.buffer.as_ref();
-        u32::from_be_bytes([0, b[4], b[5], b[6]])
+        u32_at(self.buffer.as_ref(), 4) >> 8
     }
 
     pub fn payload(&self) -> &[u8] {
-        &self.buffer.as_ref()[HEADER_LEN..]
+        self.buffer.as_ref().get(HEADER_LEN..).unwrap_or_default()
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     pub fn set_flags(&mut self, flags: u8) {
-        let b = self.buffer.as_mut();
-        b[0] = flags;
-        b[1..4].fill(0);
+        put(self.buffer.as_mut(), 0, &[flags, 0, 0, 0]);
     }
 
     /// Sets the 24-bit VNI (higher bits are ignored) and clears the last
     /// reserved byte.
     pub fn set_vni(&mut self, vni: u32) {
-        let b = self.buffer.as_mut();
-        b[4..8].copy_from_slice(&(vni << 8).to_be_bytes());
+        put(self.buffer.as_mut(), 4, &(vni << 8).to_be_bytes());
     }
 
     pub fn payload_mut(&mut self) -> &mut [u8] {
-        &mut self.buffer.as_mut()[HEADER_LEN..]
+        self.buffer
+            .as_mut()
+            .get_mut(HEADER_LEN..)
+            .unwrap_or_default()
     }
 }
 
