@@ -6,7 +6,7 @@
 //! (1400) is read from the uplink, not the state.
 mod common;
 
-use common::{start_xvrd, stop_xvrd};
+use common::{start_xvrd_with, stop_xvrd};
 use xvr_testkit::netns::{require_root, Rig};
 
 /// One host's state: its underlay address and MAC, the peer's, and which
@@ -37,9 +37,23 @@ fn state(me: u8, peer: u8) -> String {
 #[test]
 #[ignore = "needs root: scripts/test runs it as root"]
 fn tenants_with_the_same_addresses_reach_their_own_vms_across_hosts_only() {
+    across_hosts("2hosts", &[], &["up0", "red0", "blue0"]);
+}
+
+/// The same with the fast path in tc: what it does not take (frames too
+/// big for the underlay among them) goes through the segmenter to the
+/// workers, which cut them or answer "fragmentation needed" as above.
+#[test]
+#[ignore = "needs root: scripts/test runs it as root"]
+fn the_same_holds_with_the_fast_path_in_tc() {
+    let ports = ["up0", "red0", "blue0", "xvrseg1"];
+    across_hosts("2hosts-tc", &["--xdp-fast-path", "tc"], &ports);
+}
+
+fn across_hosts(rig_name: &str, args: &[&str], ports: &[&str]) {
     require_root("running xvrd over veth");
     let dir = tempfile::tempdir().unwrap();
-    let mut rig = Rig::new("2hosts");
+    let mut rig = Rig::new(rig_name);
     let hosts = common::two_hosts(&mut rig);
     for host in &hosts {
         // A 1400-byte underlay that the state does not mention: xvrd
@@ -65,7 +79,7 @@ fn tenants_with_the_same_addresses_reach_their_own_vms_across_hosts_only() {
     for (i, host) in hosts.iter().enumerate() {
         let config = dir.path().join(format!("host{i}.json"));
         std::fs::write(&config, state(i as u8 + 1, 2 - i as u8)).unwrap();
-        daemons.push(start_xvrd(&rig, host, &config, &["up0", "red0", "blue0"]));
+        daemons.push(start_xvrd_with(&rig, host, &config, ports, args));
     }
     let ping =
         |ns: &str, to: &str| rig.try_exec(ns, &["ping", "-c", "2", "-i", "0.2", "-W", "2", to]);
