@@ -41,8 +41,9 @@ struct Args {
     /// Forward bridged traffic between VMs (local, or across VXLAN)
     /// without the workers: `on`, in XDP where the target interface takes
     /// redirected frames; `tc`, in tc on whole GSO packets (the steering
-    /// program attached in generic mode, so that senders keep GSO; GSO
-    /// packets the fast path does not take are dropped); `off`.
+    /// program attached in generic mode, so that senders keep GSO; what
+    /// the fast path does not take reaches the workers through a
+    /// segmenter veth pair); `off`.
     #[arg(long, value_enum, default_value = "on")]
     xdp_fast_path: FastPathArg,
     /// The control socket (JSON lines; see docs/control-protocol.md).

@@ -6,7 +6,8 @@
 //!   MACs, transmit), on the same rings as xvr;
 //! - Linux kernel forwarding (fed through a CPUMAP, see `traffic`);
 //! - xvr east-west (VM to VM) and VXLAN encap (VM to a remote VM), with
-//!   one worker and, for encap, two;
+//!   one worker and, for encap, two; and encap on one worker with the
+//!   generator on both cores, as it runs beside two workers;
 //!
 //! and iperf3 TCP across the overlay: a VM behind xvr to a VM behind a
 //! kernel VTEP, beside kernel VTEP to kernel VTEP; on plain veths (xvr's
@@ -15,8 +16,9 @@
 //!
 //! 64-byte UDP frames (60 without the FCS) from the live-frames generator;
 //! the sink counts and drops in XDP. Cores: the generator runs on core 0,
-//! the device under test on core 1 (both cores, generators included, for
-//! two workers). Needs root. `--json` prints one JSON object.
+//! the device under test on core 1 (for two workers, and the row marked
+//! "generator on both cores", a generator thread on each core, workers
+//! included). Needs root. `--json` prints one JSON object.
 use clap::Parser;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -263,7 +265,29 @@ fn kernel(seconds: f64, snat: bool) -> Result<Rate, String> {
 /// xvr's workers forwarding (the XDP fast path off, so that every frame
 /// crosses a worker).
 fn xvr(name: &str, out: &str, frame: &[u8], workers: usize, seconds: f64) -> Result<Rate, String> {
-    xvr_with(name, out, frame, workers, Carrier::Workers, seconds)
+    let generator = match workers {
+        1 => Generator::OwnCore,
+        _ => Generator::EveryCore,
+    };
+    xvr_on(
+        name,
+        out,
+        frame,
+        (workers, generator),
+        Carrier::Workers,
+        seconds,
+    )
+}
+
+/// Where the generator's threads run. On this 2-core rig two workers
+/// leave it no core of its own; a one-worker row with the generator on
+/// both cores is their like-for-like comparison.
+#[derive(Clone, Copy, PartialEq)]
+enum Generator {
+    /// Core `GEN_CORE`, beside one worker on `DUT_CORE`.
+    OwnCore,
+    /// A thread on each core, sharing them with the workers.
+    EveryCore,
 }
 
 /// What carries the frames in an xvr row.
@@ -284,6 +308,24 @@ fn xvr_with(
     out: &str,
     frame: &[u8],
     workers: usize,
+    path: Carrier,
+    seconds: f64,
+) -> Result<Rate, String> {
+    xvr_on(
+        name,
+        out,
+        frame,
+        (workers, Generator::OwnCore),
+        path,
+        seconds,
+    )
+}
+
+fn xvr_on(
+    name: &str,
+    out: &str,
+    frame: &[u8],
+    (workers, generator): (usize, Generator),
     path: Carrier,
     seconds: f64,
 ) -> Result<Rate, String> {
@@ -327,9 +369,9 @@ fn xvr_with(
         1 => vec![DUT_CORE],
         _ => (0..workers).collect(),
     };
-    let gen_cores = match workers {
-        1 => vec![GEN_CORE],
-        _ => cores.clone(),
+    let gen_cores = match generator {
+        Generator::OwnCore => vec![GEN_CORE],
+        Generator::EveryCore => vec![GEN_CORE, DUT_CORE],
     };
     let options = Options {
         workers,
@@ -429,7 +471,7 @@ fn run(args: &Args) -> Result<(), String> {
     let s = args.seconds;
     let step = |what: &str| eprintln!("measuring {what}...");
     type Scenario = (&'static str, &'static str, fn(f64) -> Result<Rate, String>);
-    let scenarios: [Scenario; 11] = [
+    let scenarios: [Scenario; 12] = [
         ("raw ceiling (gen -> XDP drop)", "raw_ceiling", raw_ceiling),
         ("AF_XDP l2fwd, 1 core", "afxdp_l2fwd", afxdp_l2fwd),
         ("Linux kernel forwarding", "kernel_forward", kernel_forward),
@@ -439,6 +481,21 @@ fn run(args: &Args) -> Result<(), String> {
         ("xvr VXLAN encap, 1 worker", "xvr_vxlan_encap", |s| {
             xvr("e2e-xen", "up0", &encap_frame(), 1, s)
         }),
+        (
+            "xvr VXLAN encap, 1 worker, generator on both cores",
+            "xvr_vxlan_encap_1w_shared",
+            |s| {
+                let shared = (1, Generator::EveryCore);
+                xvr_on(
+                    "e2e-xen1s",
+                    "up0",
+                    &encap_frame(),
+                    shared,
+                    Carrier::Workers,
+                    s,
+                )
+            },
+        ),
         ("xvr VXLAN encap, 2 workers", "xvr_vxlan_encap_2w", |s| {
             xvr("e2e-xen2", "up0", &encap_frame(), 2, s)
         }),
