@@ -564,17 +564,17 @@ fn established_packets_take_the_fast_path_with_the_slow_paths_result() {
     // The first packet takes the slow path, which marks the session.
     assert_eq!(send(&mut p, &t, A1, &syn).0, Verdict::Tx(UP));
     assert_eq!(send(&mut p, &t, UP, &syn_ack).0, Verdict::Tx(A1));
-    assert_eq!(p.stats.events_of(Event::FastPath), 0);
+    assert_eq!(p.stats.events_of(Event::NatShortcut), 0);
     let (verdict, fast_out) = send(&mut p, &t, A1, &data);
     assert_eq!(verdict, Verdict::Tx(UP));
-    assert_eq!(p.stats.events_of(Event::FastPath), 1);
+    assert_eq!(p.stats.events_of(Event::NatShortcut), 1);
     assert_eq!(p.stats.events_of(Event::Routed), 3);
     // Byte for byte what the slow path makes of it: with other tables
     // (another generation) for each packet, nothing is ever cached.
     let mut reference = Pipeline::new();
     send(&mut reference, &snat_tables(), A1, &syn);
     let (_, slow_out) = send(&mut reference, &snat_tables(), A1, &data);
-    assert_eq!(reference.stats.events_of(Event::FastPath), 0);
+    assert_eq!(reference.stats.events_of(Event::NatShortcut), 0);
     assert_eq!(fast_out, slow_out);
     assert_eq!(fields(&fast_out), (PUBLIC_IP, 40000, SERVER, 80, 63));
 
@@ -587,19 +587,19 @@ fn established_packets_take_the_fast_path_with_the_slow_paths_result() {
     for f in fragments(&big, 1480, 9) {
         assert_eq!(send(&mut p, &t, A1, &f).0, Verdict::Tx(UP));
     }
-    assert_eq!(p.stats.events_of(Event::FastPath), 1);
+    assert_eq!(p.stats.events_of(Event::NatShortcut), 1);
     // A FIN on the fast path still moves the session's state.
     let fin = out_of_vm(VM).tcp_fin(40000, 80);
     assert_eq!(send(&mut p, &t, A1, &fin).0, Verdict::Tx(UP));
-    assert_eq!(p.stats.events_of(Event::FastPath), 2);
+    assert_eq!(p.stats.events_of(Event::NatShortcut), 2);
     assert_eq!(p.conntrack.iter().next().unwrap().state, State::FinWait);
 
     // New tables (a new generation): the slow path decides again first.
     let t2 = snat_tables();
     send(&mut p, &t2, A1, &data);
-    assert_eq!(p.stats.events_of(Event::FastPath), 2);
+    assert_eq!(p.stats.events_of(Event::NatShortcut), 2);
     send(&mut p, &t2, A1, &data);
-    assert_eq!(p.stats.events_of(Event::FastPath), 3);
+    assert_eq!(p.stats.events_of(Event::NatShortcut), 3);
 }
 
 #[test]

@@ -88,10 +88,10 @@ pub struct Session {
     /// through reverse NAT (decided when it opened, as Linux's conntrack
     /// keeps a connection's NAT decision).
     pub hairpin: bool,
-    /// The tables generation under which the slow path last sent this
+    /// The tables generation under which the full path last sent this
     /// session's inside packets out of the uplink (0: never); while it
-    /// holds, the fast path may repeat that (`pipeline::fast`).
-    pub fast_gen: u32,
+    /// holds, the NAT shortcut may repeat that (`pipeline::nat::shortcut`).
+    pub shortcut_gen: u32,
     /// Second (of the worker's clock) at which it dies without traffic.
     pub expires: u32,
     /// The wheel slot it is queued in, and its neighbours there.
@@ -424,7 +424,7 @@ impl Conntrack {
             inbound,
             routed,
             hairpin: false,
-            fast_gen: 0,
+            shortcut_gen: 0,
             expires: now.saturating_add(self.config.timeouts.of(state)),
             slot: 0,
             prev: NIL,
@@ -472,12 +472,12 @@ impl Conntrack {
         id
     }
 
-    /// Lets the fast path repeat session `id`'s way out while the tables
-    /// are generation `generation`.
+    /// Lets the NAT shortcut repeat session `id`'s way out while the
+    /// tables are generation `generation`.
     #[inline]
-    pub fn set_fast(&mut self, id: SessionId, generation: u32) {
+    pub fn allow_shortcut(&mut self, id: SessionId, generation: u32) {
         if let Some(s) = self.session_mut(id) {
-            s.fast_gen = generation;
+            s.shortcut_gen = generation;
         }
     }
 

@@ -4,8 +4,9 @@
 //! allowed flow opens a session, so its later packets and its replies
 //! pass without the rules. Flows through NAT are checked when their NAT
 //! session opens (`nat`), and pass here.
-use super::nat::{self, MORE_FRAGMENTS};
+use super::flow;
 use super::owner::Workers;
+use super::session::{note_first_fragment, opening_state, setup_error};
 use super::{after_ethernet, byte, ipv4, DropReason, Event, Stats};
 use crate::conntrack::{Conntrack, FlowKey};
 use crate::frame::Frame;
@@ -68,7 +69,7 @@ pub(crate) fn check(
         return Routed::Pass; // l3 checked it already
     };
     let ip = data.get(..checked.total_len).unwrap_or(data);
-    let (src, dst) = nat::src_dst(ip);
+    let (src, dst) = flow::src_dst(ip);
     match (acls.of(src), acls.of(dst)) {
         (None, None) => return Routed::Pass,
         (Some(a), Some(b)) if std::ptr::eq(a, b) => return Routed::Pass,
@@ -95,18 +96,18 @@ fn session_or_rules(
     now: u32,
     stats: &mut Stats,
 ) -> Result<(), DropReason> {
-    let (src, dst) = nat::src_dst(ip);
-    if nat::is_later_fragment(ip) {
+    let (src, dst) = flow::src_dst(ip);
+    if flow::is_later_fragment(ip) {
         // Its first fragment opened or found the session, and noted it.
-        return match ct.fragment_session(&nat::frag_key(ip, tenant), now) {
+        return match ct.fragment_session(&flow::frag_key(ip, tenant), now) {
             Some(_) => Ok(()),
             None => Err(DropReason::AclFragment),
         };
     }
-    if nat::is_icmp_error(ip, header_len) {
+    if flow::is_icmp_error(ip, header_len) {
         // About a flow with a session: related, it passes. Otherwise the
         // rules judge it (by type and code), without a session.
-        let related = nat::quote(ip, header_len, tenant)
+        let related = flow::quote(ip, header_len, tenant)
             .ok()
             .is_some_and(|q| ct.lookup(&q.key).is_some());
         // The rules match ICMP on (type, code): both must be there.
@@ -119,7 +120,7 @@ fn session_or_rules(
             false => decide(tables, tenant, (src, dst), byte(ip, 9), rule_port),
         };
     }
-    let l4 = match nat::transport(ip, header_len) {
+    let l4 = match flow::transport(ip, header_len) {
         Ok(l4) => l4,
         // Other protocols: no ports, so the rules judge each packet.
         Err(DropReason::NatUnsupported) => {
@@ -127,24 +128,24 @@ fn session_or_rules(
         }
         Err(reason) => return Err(reason),
     };
-    let key: FlowKey = nat::flow_key(ip, &l4, tenant);
+    let key: FlowKey = flow::flow_key(ip, &l4, tenant);
     let id = match ct.lookup(&key) {
         Some((id, dir)) => {
             ct.update(id, dir, l4.tcp_flags, now);
             id
         }
         None => {
-            decide(tables, tenant, (src, dst), l4.proto, nat::rule_port(&l4))?;
+            decide(tables, tenant, (src, dst), l4.proto, flow::rule_port(&l4))?;
             // A packet that cannot open a session (TCP without SYN, an
             // echo reply) passes on the rules alone.
-            let Ok(state) = nat::opening_state(&l4) else {
+            let Ok(state) = opening_state(&l4) else {
                 return Ok(());
             };
-            let id = ct.setup_routed(key, state, now).map_err(nat::setup_error)?;
+            let id = ct.setup_routed(key, state, now).map_err(setup_error)?;
             stats.event(Event::SessionNew);
             id
         }
     };
-    let more = nat::frag_field(ip) & MORE_FRAGMENTS != 0;
-    nat::note_first_fragment(nat::frag_key(ip, tenant), more, id, ct, now)
+    let more = flow::has_more_fragments(ip);
+    note_first_fragment(flow::frag_key(ip, tenant), more, id, ct, now)
 }

@@ -5,7 +5,7 @@
 mod acl;
 mod arp;
 mod encap;
-mod fast;
+mod flow;
 pub mod fragment;
 mod icmp;
 mod ingress;
@@ -17,6 +17,7 @@ mod offload;
 pub mod owner;
 mod replies;
 mod security;
+mod session;
 mod stats;
 
 pub use stats::{DropReason, Event, Stats};
@@ -294,9 +295,9 @@ impl Pipeline {
         // more (callgrind: about 35 a frame on the bridged paths).
         let waiting = Stage::waiting(frames);
         if waiting.has(Stage::L2) {
-            fast::run_out(tables, frames, ct, now, stats);
+            nat::run_shortcut(tables, frames, ct, now, stats);
         }
-        observe("nat_fast_path", frames);
+        observe("nat_shortcut", frames);
         if waiting.has(Stage::Unsnat) {
             nat::run_in(tables, frames, ct, now, workers, stats);
         }

@@ -129,8 +129,8 @@ named_counters! {
         Dnat = "dnat_session_new",
         /// A VM's packet to its tenant's own public address, turned back in.
         Hairpin = "nat_hairpin",
-        /// Sent by the established fast path (`pipeline::fast`).
-        FastPath = "nat_fast_path",
+        /// Sent by the NAT shortcut (`pipeline::nat::shortcut`).
+        NatShortcut = "nat_shortcut",
         /// Handed to the worker that owns its NAT session.
         HandedOff = "nat_handoff",
         /// An inner packet too big for the overlay, cut into fragments

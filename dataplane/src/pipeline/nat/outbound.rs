@@ -1,0 +1,167 @@
+//! Out through NAT: frames l3 sent toward the internet from a tenant that
+//! translates. A new flow passes the egress firewall, the underlay guard
+//! and the tier ACLs, and opens a session from the VM's static address or
+//! the tenant's source-NAT pool (this worker's block of ports); then the
+//! source becomes the public endpoint. A flow to one of the host's own
+//! public addresses is hairpinned: translated, it comes straight back in.
+use super::fragments::later_fragments;
+use super::icmp_error::icmp_error;
+use super::{out_of_uplink, run_batched, Pending, Translator};
+use crate::conntrack::{Conntrack, Dir, FlowKey, SessionId};
+use crate::frame::Frame;
+use crate::pipeline::acl;
+use crate::pipeline::flow::{self, FlowEnd, L4};
+use crate::pipeline::owner::Workers;
+use crate::pipeline::session::{note_first_fragment, opening_state, setup_error};
+use crate::pipeline::{byte, DropReason, Event, Stage, Stats};
+use crate::table::{Action, Tables};
+
+struct Outbound<'a> {
+    tables: &'a Tables,
+    now: u32,
+    workers: &'a Workers,
+}
+
+/// Frames l3 sent toward the internet from a tenant with NAT.
+pub(crate) fn run_out(
+    tables: &Tables,
+    frames: &mut [Frame<'_>],
+    ct: &mut Conntrack,
+    now: u32,
+    workers: &Workers,
+    stats: &mut Stats,
+) {
+    let mut out = Outbound {
+        tables,
+        now,
+        workers,
+    };
+    run_batched(frames, ct, stats, &mut out);
+    later_fragments(tables, frames, Stage::Snat, ct, now, workers, stats);
+}
+
+impl Translator for Outbound<'_> {
+    const STAGE: Stage = Stage::Snat;
+
+    #[inline]
+    fn read(
+        &mut self,
+        frame: &mut Frame<'_>,
+        ct: &Conntrack,
+        stats: &mut Stats,
+    ) -> Result<Option<(L4, FlowKey)>, DropReason> {
+        let zone = frame.meta.tenant;
+        // l3 checked the header (and decremented the TTL).
+        let ip = flow::ip_packet(frame);
+        let header_len = usize::from(byte(ip, 0) & 0x0f) * 4;
+        let workers = self.workers;
+        if !workers.is_single() {
+            let owner = workers.of_inside(zone, flow::src_dst(ip).0);
+            if owner != workers.me {
+                frame.meta.handoff(owner);
+                return Ok(None);
+            }
+        }
+        if flow::is_later_fragment(ip) {
+            // After the batch's first fragments (see `later_fragments`).
+            return Ok(None);
+        }
+        if flow::is_icmp_error(ip, header_len) {
+            icmp_error(ip, header_len, ct, zone)?;
+            out_of_uplink(self.tables, &mut frame.meta, stats);
+            stats.event(Event::Snat);
+            return Ok(None);
+        }
+        let l4 = flow::transport(ip, header_len)?;
+        let key = flow::flow_key(ip, &l4, zone);
+        Ok(Some((l4, key)))
+    }
+
+    /// A new session reads its endpoint's mapping first: load it early.
+    fn missed(&self, ct: &Conntrack, key: &FlowKey) {
+        if let Some(snat) = self.tables.nat().source(key.zone) {
+            ct.prefetch_mapping(key, snat.ip);
+        }
+    }
+
+    #[inline]
+    fn translate(
+        &mut self,
+        frame: &mut Frame<'_>,
+        p: Pending,
+        ct: &mut Conntrack,
+        stats: &mut Stats,
+    ) -> Result<(), DropReason> {
+        let (tables, now) = (self.tables, self.now);
+        // A frame earlier in this batch may have opened the session (the
+        // batch was looked up before any was translated).
+        let id = match p.found.or_else(|| ct.lookup(&p.key)) {
+            Some((id, _)) => {
+                ct.update(id, Dir::Orig, p.l4.tcp_flags, now);
+                id
+            }
+            None => {
+                let id = self.open(&p, ct)?;
+                stats.event(Event::SessionNew);
+                id
+            }
+        };
+        let ip = flow::ip_packet(frame);
+        let more = flow::has_more_fragments(ip);
+        note_first_fragment(flow::frag_key(ip, p.key.zone), more, id, ct, now)?;
+        let s = ct.session(id).ok_or(DropReason::NatNoSession)?;
+        let (nat_ip, nat_port, hairpin) = (s.nat_ip, s.nat_port, s.hairpin);
+        flow::rewrite(ip, &p.l4, FlowEnd::Source, nat_ip, nat_port);
+        stats.event(Event::Snat);
+        // Hairpinning: to one of our own public addresses, the frame comes
+        // straight back in, as if from the internet.
+        if hairpin {
+            stats.event(Event::Hairpin);
+            frame.meta.stage = Stage::Unsnat;
+        } else {
+            out_of_uplink(tables, &mut frame.meta, stats);
+            ct.allow_shortcut(id, tables.generation());
+        }
+        Ok(())
+    }
+}
+
+impl Outbound<'_> {
+    /// Opens the session of a new flow out, if the rules let it.
+    fn open(&self, p: &Pending, ct: &mut Conntrack) -> Result<SessionId, DropReason> {
+        let (tables, workers, now) = (self.tables, self.workers, self.now);
+        let state = opening_state(&p.l4)?;
+        let firewall = tables.firewall(p.key.zone);
+        let egress = &firewall.ok_or(DropReason::StaleTables)?.egress;
+        if tables.toward_host(p.key.zone, p.key.dst) {
+            return Err(DropReason::UnderlayGuard);
+        }
+        let port = flow::rule_port(&p.l4);
+        let (_, action) = egress.decide(p.key.src, p.key.dst, p.l4.proto, port);
+        if action == Action::Deny {
+            return Err(DropReason::FirewallEgressDenied);
+        }
+        acl::decide(tables, p.key.zone, (p.key.src, p.key.dst), p.l4.proto, port)?;
+        let nat = tables.nat();
+        let id = match nat.static_of_vm(p.key.zone, p.key.src) {
+            // 1:1: the VM's public address, ports unchanged.
+            Some(public) => ct.setup_fixed(p.key, public, p.key.sport, state, false, now),
+            None => {
+                let snat = nat
+                    .source(p.key.zone)
+                    .ok_or(DropReason::NatNoPublicAddress)?;
+                // Only this worker's block, so replies come back here.
+                let ports = workers
+                    .port_block(snat.ports)
+                    .ok_or(DropReason::NatPortsExhausted)?;
+                ct.setup_snat(p.key, snat.ip, ports, state, now)
+            }
+        }
+        .map_err(setup_error)?;
+        // Decided once per session, not looked up per packet.
+        if nat.owner(p.key.dst).is_some() {
+            ct.mark_hairpin(id);
+        }
+        Ok(id)
+    }
+}
