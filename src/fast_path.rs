@@ -161,7 +161,7 @@ impl FastPathSync {
         accepts: impl Fn(u32) -> bool,
     ) -> Result<usize, String> {
         // Looked up by name each time: ports come and go while xvrd runs.
-        let wanted = entries(tables, |name| crate::router::ifindex(name).ok(), accepts);
+        let wanted = entries(tables, |name| crate::netdev::ifindex(name).ok(), accepts);
         if wanted == self.installed {
             return Ok(wanted.l2.len());
         }

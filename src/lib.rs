@@ -3,8 +3,12 @@
 pub mod affinity;
 pub mod fast_path;
 pub mod live_ports;
+pub mod mailbox;
+pub mod netdev;
 pub mod ops;
 pub mod router;
+pub mod segmenter;
+pub mod split;
 pub mod trace;
 
 use std::path::Path;
@@ -38,7 +42,7 @@ pub fn with_interface_mtus(state: &State) -> State {
         if let xvr_control::PortConfig::Uplink { name, mtu, .. } = port {
             if mtu.is_none() {
                 let range = xvr_control::MIN_UPLINK_MTU..=xvr_control::MAX_UPLINK_MTU;
-                *mtu = router::interface_mtu(name).map(|m| m.clamp(*range.start(), *range.end()));
+                *mtu = netdev::interface_mtu(name).map(|m| m.clamp(*range.start(), *range.end()));
             }
         }
     }

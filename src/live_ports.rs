@@ -10,7 +10,9 @@
 //! a frame of a new port finds its socket and port, and a frame of an old
 //! one finds nothing that dangles. Public addresses follow the same
 //! order: added to the steering map before, removed after.
-use crate::router::{interface, queues_of_worker, Live, PortRequest};
+use crate::mailbox::{Live, PortRequest};
+use crate::netdev::interface;
+use crate::split::queues_of_worker;
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::os::fd::RawFd;
@@ -111,7 +113,7 @@ impl LivePorts {
     /// port's interface is missing or has too few queues, or a source-NAT
     /// range cannot be split among the workers.
     pub fn plan(&self, old: &Tables, new: &Tables) -> Result<PortPlan, (&'static str, String)> {
-        crate::router::snat_split(new, self.workers).map_err(|e| ("nat", e))?;
+        crate::split::snat_split(new, self.workers).map_err(|e| ("nat", e))?;
         let names =
             |t: &Tables| -> BTreeSet<String> { t.ports().iter().map(|p| p.name.clone()).collect() };
         let (was, is) = (names(old), names(new));

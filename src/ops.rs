@@ -8,7 +8,7 @@
 //! a running worker.
 use crate::fast_path::FastPathSync;
 use crate::live_ports::LivePorts;
-use crate::router::Live;
+use crate::mailbox::Live;
 use arc_swap::ArcSwap;
 use ipnet::Ipv4Net;
 use rustc_hash::FxHashMap;

@@ -7,8 +7,8 @@ use arc_swap::ArcSwap;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::sync::Arc;
+use xvr::mailbox::Live;
 use xvr::ops::{DaemonOps, OPS};
-use xvr::router::Live;
 use xvr_control::server::respond;
 use xvr_control::State;
 

@@ -5,8 +5,8 @@
 use arc_swap::ArcSwap;
 use serde_json::Value;
 use std::sync::Arc;
+use xvr::mailbox::Live;
 use xvr::ops::{DaemonOps, OPS};
-use xvr::router::Live;
 use xvr_control::server::respond;
 use xvr_control::State;
 

@@ -91,7 +91,7 @@ fn with_rig(name: &str, test: impl FnOnce(&Rigged) + Send) {
         let tables = State::from_json(STATE).unwrap().build().unwrap();
         let ifindexes: Vec<u32> = PORTS
             .iter()
-            .map(|p| xvr::router::ifindex(p).unwrap())
+            .map(|p| xvr::netdev::ifindex(p).unwrap())
             .collect();
         let mut steering = Steering::load().unwrap();
         steering

@@ -16,8 +16,8 @@ use arc_swap::ArcSwap;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
+use xvr::mailbox::Live;
 use xvr::ops::DaemonOps;
-use xvr::router::Live;
 use xvr_control::server::Handler;
 use xvr_control::State;
 

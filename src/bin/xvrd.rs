@@ -111,7 +111,7 @@ fn run(args: &Args) -> Result<(), String> {
     xvr_dataplane::worker::quiet_repeated_panics();
     let (state, tables) = xvr::load_state(&args.config)?;
     // Tenants' internet traffic never reaches this host's own networks.
-    let tables = tables.with_protected(xvr::router::host_prefixes());
+    let tables = tables.with_protected(xvr::netdev::host_prefixes());
     let signals = block_termination_signals();
     let cores = args.cores.clone().map(|c| c.0).unwrap_or_default();
     let options = Options {

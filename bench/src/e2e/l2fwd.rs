@@ -3,7 +3,7 @@
 //! program, sockets and rings as xvr (`XskPorts`), so the gap between it
 //! and xvr is the pipeline's cost.
 use std::sync::atomic::{AtomicBool, Ordering};
-use xvr::router::ifindex;
+use xvr::netdev::ifindex;
 use xvr_dataplane::io::xsk::Umem;
 use xvr_dataplane::io::xsk_ports::XskPorts;
 use xvr_dataplane::io::FrameIo;

@@ -13,7 +13,7 @@ use aya::maps::{Array, DevMap, PerCpuArray};
 use aya::programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode};
 use aya::Ebpf;
 use std::time::{Duration, Instant};
-use xvr::router::ifindex;
+use xvr::netdev::ifindex;
 use xvr_dataplane::io::xsk::{Socket, Umem};
 
 /// Frames per BPF_PROG_RUN call: short enough to stop near the deadline.
