@@ -1,5 +1,6 @@
 //! The documents stay true to the programs: every `xvrd` and `xvrctl`
-//! command line that README.md, CONTRIBUTING.md or docs/*.md shows (in
+//! command line that README.md, CONTRIBUTING.md, CHANGELOG.md or
+//! docs/*.md shows (in
 //! code blocks and inline code) uses only flags and subcommands that the
 //! programs' own `--help` lists. And no file of the repository cites a
 //! design note outside it.
@@ -15,7 +16,8 @@ fn root() -> &'static Path {
 }
 
 fn documents() -> Vec<PathBuf> {
-    let mut docs = vec![root().join("README.md"), root().join("CONTRIBUTING.md")];
+    let top = ["README.md", "CONTRIBUTING.md", "CHANGELOG.md"];
+    let mut docs: Vec<PathBuf> = top.iter().map(|f| root().join(f)).collect();
     let dir = std::fs::read_dir(root().join("docs")).unwrap();
     docs.extend(
         dir.map(|e| e.unwrap().path())
@@ -54,7 +56,9 @@ fn invocations(code: &[String], program: &str) -> Vec<Vec<String>> {
         .filter_map(|line| {
             let line = line.split(" #").next().unwrap_or_default();
             let mut words = line.split_whitespace();
-            words.find(|w| *w == program)?;
+            // The program by name or by path (`target/release/xvrd`).
+            let suffix = format!("/{program}");
+            words.find(|w| *w == program || w.ends_with(&suffix))?;
             let words = words.map(|w| {
                 let w = w.trim_matches(|c| matches!(c, '[' | ']' | ',' | '.' | ';' | ':'));
                 w.split('=').next().unwrap_or_default().to_string()
