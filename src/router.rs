@@ -27,6 +27,36 @@ use xvr_dataplane::worker::{Idle, TableSource, Worker, WorkerCounters};
 use xvr_dataplane::{Pipeline, Stats, Tables};
 use xvr_ebpf::{AttachMode, Steering};
 
+/// Why the router did not start; the messages are what xvrd prints.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("workers: at least 1")]
+    NoWorkers,
+    #[error("cores: {listed} listed for {workers} workers")]
+    Cores { listed: usize, workers: usize },
+    /// What the host lacks for this configuration: a core, an interface
+    /// or its queues, a source-NAT range to split, the segmenter.
+    #[error("{0}")]
+    Host(String),
+    /// Loading the steering program or filling its maps.
+    #[error(transparent)]
+    Steering(#[from] xvr_ebpf::Error),
+    /// Attaching the steering program to a port.
+    #[error("{source}{hint}")]
+    Attach {
+        source: xvr_ebpf::Error,
+        hint: &'static str,
+    },
+    /// The fast path's maps from the tables.
+    #[error("{0}")]
+    FastPath(String),
+    #[error("handoff: {0}")]
+    Handoff(std::io::Error),
+    /// A worker's UMEM or one of its sockets.
+    #[error(transparent)]
+    Socket(#[from] std::io::Error),
+}
+
 /// UMEM chunks per worker for its busy ports: full fill, RX and TX
 /// rings for a few of them at once.
 const UMEM_BUSY_CHUNKS: u32 = 8192;
@@ -120,70 +150,65 @@ impl Router {
     /// Attaches to every port of `tables` (interfaces of the same names in
     /// the calling thread's network namespace) and binds the workers'
     /// sockets. On error, whatever was attached is detached again.
-    pub fn start(tables: &Tables, options: &Options) -> Result<Router, String> {
+    pub fn start(tables: &Tables, options: &Options) -> Result<Router, StartError> {
         let workers = options.workers;
         if workers == 0 {
-            return Err("workers: at least 1".into());
+            return Err(StartError::NoWorkers);
         }
         if !options.cores.is_empty() && options.cores.len() != workers {
-            return Err(format!(
-                "cores: {} listed for {workers} workers",
-                options.cores.len()
-            ));
+            let listed = options.cores.len();
+            return Err(StartError::Cores { listed, workers });
         }
         for &core in &options.cores {
-            check_core(core)?;
+            check_core(core).map_err(StartError::Host)?;
         }
-        snat_split(tables, workers)?;
-        let mut steering = Steering::load().map_err(|e| e.to_string())?;
+        snat_split(tables, workers).map_err(StartError::Host)?;
+        let mut steering = Steering::load()?;
         let in_tc = options.fast_path_runs_in_tc();
         let mode = options.port_attach_mode();
         if in_tc {
-            steering.fast_path_in_tc().map_err(|e| e.to_string())?;
+            steering.fast_path_in_tc()?;
         }
         let mut ifindexes = HashMap::new();
         let mut queues_of = Vec::new();
         let segmenter = match in_tc {
-            true => Some(Segmenter::create(workers)?),
+            true => Some(Segmenter::create(workers).map_err(StartError::Host)?),
             false => None,
         };
         if segmenter.is_some() {
-            let (near, far) = (ifindex(SEGMENTER.0)?, ifindex(SEGMENTER.1)?);
+            let near = ifindex(SEGMENTER.0).map_err(StartError::Host)?;
+            let far = ifindex(SEGMENTER.1).map_err(StartError::Host)?;
             // Every frame of the far end goes to a worker's socket.
-            steering.add_vm_port(far).map_err(|e| e.to_string())?;
-            steering
-                .attach(SEGMENTER.1, AttachMode::Native)
-                .map_err(|e| e.to_string())?;
-            steering.set_segmenter(near).map_err(|e| e.to_string())?;
+            steering.add_vm_port(far)?;
+            steering.attach(SEGMENTER.1, AttachMode::Native)?;
+            steering.set_segmenter(near)?;
             ifindexes.insert(SEGMENTER.1.to_string(), far);
         }
         for port in tables.ports() {
-            let (index, queues) = interface(&port.name, workers)?;
+            let (index, queues) = interface(&port.name, workers).map_err(StartError::Host)?;
             match port.role {
                 PortRole::Uplink { ip, .. } => steering.add_local_vtep(ip),
                 PortRole::Vm { .. } => steering.add_vm_port(index),
-            }
-            .map_err(|e| e.to_string())?;
+            }?;
             ifindexes.insert(port.name.clone(), index);
             queues_of.push(queues);
         }
         for (ip, _) in tables.nat().public_addrs() {
-            steering.add_public_addr(ip).map_err(|e| e.to_string())?;
+            steering.add_public_addr(ip)?;
         }
         let fast_path = match steering.take_fast_path() {
             Some(maps) if options.fast_path => {
                 let mut sync = FastPathSync::new(maps, in_tc);
-                sync.sync(tables)?;
+                sync.sync(tables).map_err(StartError::FastPath)?;
                 Some(Arc::new(Mutex::new(sync)))
             }
             _ => None,
         };
-        let mut handoffs = Handoff::all(workers).map_err(|e| format!("handoff: {e}"))?;
+        let mut handoffs = Handoff::all(workers).map_err(StartError::Handoff)?;
         let mut views = Workers::all(workers as u16);
         let mut all = Vec::new();
         for w in 0..workers {
-            let umem =
-                Umem::new(umem_chunks(tables.ports().len() + 1)).map_err(|e| e.to_string())?;
+            let umem = Umem::new(umem_chunks(tables.ports().len() + 1))?;
             let mut io = XskPorts::new(umem);
             let segmenter_queues = segmenter.as_ref().map(|_| (SEGMENTER.1, workers as u32));
             let ports = tables
@@ -193,16 +218,12 @@ impl Router {
                 .zip(queues_of.iter().copied());
             for (name, queues) in ports.chain(segmenter_queues) {
                 let index = ifindexes[name];
-                let bound = io
-                    .bind_port(name, &queues_of_worker(w, workers, queues))
-                    .map_err(|e| e.to_string())?;
+                let bound = io.bind_port(name, &queues_of_worker(w, workers, queues))?;
                 for (queue, fd) in bound {
-                    steering
-                        .set_socket(index, queue, fd)
-                        .map_err(|e| e.to_string())?;
+                    steering.set_socket(index, queue, fd)?;
                 }
                 if in_tc {
-                    let slot = steering.slot(index).map_err(|e| e.to_string())?;
+                    let slot = steering.slot(index)?;
                     io.set_tag(name, slot as u16 + 1);
                 }
             }
@@ -221,17 +242,19 @@ impl Router {
         // meets the program before its socket does (it would be dropped).
         for port in tables.ports() {
             if in_tc {
-                steering.attach_tc(&port.name).map_err(|e| e.to_string())?;
+                steering.attach_tc(&port.name)?;
             }
-            steering.attach(&port.name, mode).map_err(|e| {
-                let hint = match mode {
-                    AttachMode::Native => {
-                        "; if its driver has no native XDP, use --xdp-mode generic"
-                    }
-                    AttachMode::Generic => "",
-                };
-                format!("{e}{hint}")
-            })?;
+            steering
+                .attach(&port.name, mode)
+                .map_err(|source| StartError::Attach {
+                    source,
+                    hint: match mode {
+                        AttachMode::Native => {
+                            "; if its driver has no native XDP, use --xdp-mode generic"
+                        }
+                        AttachMode::Generic => "",
+                    },
+                })?;
         }
         let live = Arc::new(Live::new(workers));
         Ok(Router {

@@ -23,6 +23,7 @@ fn a_missing_interface_is_named_and_nothing_stays_attached() {
     let vm = rig.namespace();
     rig.veth(&host, "a1", None, &vm, "eth0", None);
     let error = rig.inside(&host, || Router::start(&tables, &Options::default()).err());
+    let error = error.map(|e| e.to_string());
     let error = error.expect("a2 does not exist");
     assert!(error.contains("a2"), "{error}");
     let link = rig.exec(&host, &["ip", "-d", "link", "show", "dev", "a1"]);

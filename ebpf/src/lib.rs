@@ -11,7 +11,7 @@ pub mod netdev;
 use aya::maps::{HashMap, MapData, PerCpuArray, XskMap};
 use aya::programs::tc::{self, SchedClassifierLinkId, TcAttachType};
 use aya::programs::xdp::XdpLinkId;
-use aya::programs::{SchedClassifier, Xdp, XdpMode};
+use aya::programs::{ProgramError, SchedClassifier, Xdp, XdpMode};
 use aya::{include_bytes_aligned, Ebpf};
 use std::collections::HashMap as StdHashMap;
 use std::net::Ipv4Addr;
@@ -110,19 +110,75 @@ pub enum AttachMode {
     Generic,
 }
 
-#[derive(Debug)]
-pub struct Error(String);
+/// What went wrong loading, attaching or updating the steering program.
+/// Each message names what was being done, as the kernel's or aya's
+/// error alone would not. (aya's errors are boxed: they are large, and
+/// every map update returns this.)
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Loading the object.
+    #[error("{context}: {source}")]
+    Load {
+        context: String,
+        #[source]
+        source: Box<aya::EbpfError>,
+    },
+    /// Verifying, attaching, detaching or running a program.
+    #[error("{context}: {source}")]
+    Program {
+        context: String,
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
+    /// Reading or writing a map.
+    #[error("{context}: {source}")]
+    Map {
+        context: String,
+        #[source]
+        source: Box<aya::maps::MapError>,
+    },
+    #[error("map {0} missing")]
+    MissingMap(String),
+    #[error("program {0} missing")]
+    MissingProgram(&'static str),
+    #[error("XDP is attached to {0} already")]
+    AlreadyAttached(String),
+    #[error("at most {MAX_PORTS} interfaces")]
+    TooManyInterfaces,
+    #[error("queue {0}: at most {MAX_QUEUES} queues per interface")]
+    QueueOutOfRange(u32),
+}
 
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+/// Names what was being done when aya failed.
+trait Context<T> {
+    fn context(self, what: impl Into<String>) -> Result<T, Error>;
+}
+
+impl<T> Context<T> for Result<T, aya::EbpfError> {
+    fn context(self, what: impl Into<String>) -> Result<T, Error> {
+        self.map_err(|source| Error::Load {
+            context: what.into(),
+            source: Box::new(source),
+        })
     }
 }
 
-impl std::error::Error for Error {}
+impl<T> Context<T> for Result<T, aya::programs::ProgramError> {
+    fn context(self, what: impl Into<String>) -> Result<T, Error> {
+        self.map_err(|source| Error::Program {
+            context: what.into(),
+            source: Box::new(source),
+        })
+    }
+}
 
-fn err(context: &str, e: impl std::fmt::Display) -> Error {
-    Error(format!("{context}: {e}"))
+impl<T> Context<T> for Result<T, aya::maps::MapError> {
+    fn context(self, what: impl Into<String>) -> Result<T, Error> {
+        self.map_err(|source| Error::Map {
+            context: what.into(),
+            source: Box::new(source),
+        })
+    }
 }
 
 pub struct Steering {
@@ -153,10 +209,7 @@ impl DecisionCounters {
         Decision::ALL
             .iter()
             .map(|d| {
-                let per_cpu = self
-                    .0
-                    .get(&(*d as u32), 0)
-                    .map_err(|e| err("decisions", e))?;
+                let per_cpu = self.0.get(&(*d as u32), 0).context("decisions")?;
                 Ok((*d, per_cpu.iter().sum()))
             })
             .collect()
@@ -310,27 +363,23 @@ pub struct FastPath {
 impl FastPath {
     /// VM port `ifindex` is in the tenant of VNI `vni`.
     pub fn set_port_vni(&mut self, ifindex: u32, vni: u32) -> Result<(), Error> {
-        self.port_vnis
-            .insert(ifindex, vni, 0)
-            .map_err(|e| err("port_vnis", e))
+        self.port_vnis.insert(ifindex, vni, 0).context("port_vnis")
     }
 
     pub fn remove_port_vni(&mut self, ifindex: u32) -> Result<(), Error> {
-        self.port_vnis
-            .remove(&ifindex)
-            .map_err(|e| err("port_vnis", e))
+        self.port_vnis.remove(&ifindex).context("port_vnis")
     }
 
     pub fn add_remote_vtep(&mut self, ip: Ipv4Addr) -> Result<(), Error> {
         self.remote_vteps
             .insert(u32::from_ne_bytes(ip.octets()), 1, 0)
-            .map_err(|e| err("remote_vteps", e))
+            .context("remote_vteps")
     }
 
     pub fn remove_remote_vtep(&mut self, ip: Ipv4Addr) -> Result<(), Error> {
         self.remote_vteps
             .remove(&u32::from_ne_bytes(ip.octets()))
-            .map_err(|e| err("remote_vteps", e))
+            .context("remote_vteps")
     }
 
     /// Unicast IPv4 to `mac` (a VM of `tier`) in the tenant of `vni` goes
@@ -345,7 +394,7 @@ impl FastPath {
         let key = L2Key { vni, mac, pad: 0 };
         self.l2_fwd
             .insert(key, L2FwdValue::new(fwd, tier), 0)
-            .map_err(|e| err("l2_fwd", e))
+            .context("l2_fwd")
     }
 
     /// The VM `mac` may send through the fast path as `source` says: from
@@ -363,7 +412,7 @@ impl FastPath {
             tier: TierValue::new(source.tier),
         };
         let (map, name) = self.sources(source.vtep.is_some());
-        map.insert(key, value, 0).map_err(|e| err(name, e))
+        map.insert(key, value, 0).context(name)
     }
 
     /// Removes what `set_source` wrote for (`scope`, `mac`).
@@ -374,7 +423,7 @@ impl FastPath {
             pad: 0,
         };
         let (map, name) = self.sources(overlay);
-        map.remove(&key).map_err(|e| err(name, e))
+        map.remove(&key).context(name)
     }
 
     fn sources(&mut self, overlay: bool) -> (&mut HashMap<MapData, L2Key, SourceValue>, &str) {
@@ -386,7 +435,7 @@ impl FastPath {
 
     pub fn remove_l2(&mut self, vni: u32, mac: [u8; 6]) -> Result<(), Error> {
         let key = L2Key { vni, mac, pad: 0 };
-        self.l2_fwd.remove(&key).map_err(|e| err("l2_fwd", e))
+        self.l2_fwd.remove(&key).context("l2_fwd")
     }
 }
 
@@ -398,14 +447,12 @@ const MAX_PORTS: u32 = 4094;
 impl Steering {
     /// Loads the program into the kernel (needs CAP_BPF and CAP_NET_ADMIN).
     pub fn load() -> Result<Steering, Error> {
-        let mut ebpf = Ebpf::load(OBJECT).map_err(|e| err("loading the XDP program", e))?;
+        let mut ebpf = Ebpf::load(OBJECT).context("loading the XDP program")?;
         let program: &mut Xdp = program_mut(&mut ebpf)?;
-        program
-            .load()
-            .map_err(|e| err("verifying the XDP program", e))?;
+        program.load().context("verifying the XDP program")?;
         let mut take = |name: &str| {
             ebpf.take_map(name)
-                .ok_or_else(|| Error(format!("map {name} missing")))
+                .ok_or_else(|| Error::MissingMap(name.to_string()))
         };
         let (vteps, public, vms, xsks, slots, decisions) = (
             take("local_vteps")?,
@@ -418,28 +465,27 @@ impl Steering {
         let fast_mode = take("fast_mode")?;
         let segmenter = take("segmenter")?;
         let fast_path = FastPath {
-            port_vnis: HashMap::try_from(take("port_vnis")?).map_err(|e| err("port_vnis", e))?,
-            remote_vteps: HashMap::try_from(take("remote_vteps")?)
-                .map_err(|e| err("remote_vteps", e))?,
-            l2_fwd: HashMap::try_from(take("l2_fwd")?).map_err(|e| err("l2_fwd", e))?,
-            vm_sources: HashMap::try_from(take("vm_sources")?).map_err(|e| err("vm_sources", e))?,
+            port_vnis: HashMap::try_from(take("port_vnis")?).context("port_vnis")?,
+            remote_vteps: HashMap::try_from(take("remote_vteps")?).context("remote_vteps")?,
+            l2_fwd: HashMap::try_from(take("l2_fwd")?).context("l2_fwd")?,
+            vm_sources: HashMap::try_from(take("vm_sources")?).context("vm_sources")?,
             overlay_sources: HashMap::try_from(take("overlay_sources")?)
-                .map_err(|e| err("overlay_sources", e))?,
+                .context("overlay_sources")?,
         };
         Ok(Steering {
             fast_path: Some(fast_path),
-            local_vteps: HashMap::try_from(vteps).map_err(|e| err("local_vteps", e))?,
-            public_addrs: HashMap::try_from(public).map_err(|e| err("public_addrs", e))?,
-            vm_ports: HashMap::try_from(vms).map_err(|e| err("vm_ports", e))?,
-            sockets: XskMap::try_from(xsks).map_err(|e| err("xsks", e))?,
-            port_slots: HashMap::try_from(slots).map_err(|e| err("port_slots", e))?,
+            local_vteps: HashMap::try_from(vteps).context("local_vteps")?,
+            public_addrs: HashMap::try_from(public).context("public_addrs")?,
+            vm_ports: HashMap::try_from(vms).context("vm_ports")?,
+            sockets: XskMap::try_from(xsks).context("xsks")?,
+            port_slots: HashMap::try_from(slots).context("port_slots")?,
             slots: StdHashMap::new(),
             links: StdHashMap::new(),
             tc_links: StdHashMap::new(),
-            fast_mode: aya::maps::Array::try_from(fast_mode).map_err(|e| err("fast_mode", e))?,
-            segmenter: aya::maps::Array::try_from(segmenter).map_err(|e| err("segmenter", e))?,
+            fast_mode: aya::maps::Array::try_from(fast_mode).context("fast_mode")?,
+            segmenter: aya::maps::Array::try_from(segmenter).context("segmenter")?,
             decisions: Arc::new(DecisionCounters(
-                PerCpuArray::try_from(decisions).map_err(|e| err("decisions", e))?,
+                PerCpuArray::try_from(decisions).context("decisions")?,
             )),
             ebpf,
         })
@@ -449,7 +495,7 @@ impl Steering {
     /// is dropped.
     pub fn attach(&mut self, interface: &str, mode: AttachMode) -> Result<(), Error> {
         if self.links.contains_key(interface) {
-            return Err(Error(format!("XDP is attached to {interface} already")));
+            return Err(Error::AlreadyAttached(interface.to_string()));
         }
         let mode = match mode {
             AttachMode::Native => XdpMode::Driver,
@@ -457,7 +503,7 @@ impl Steering {
         };
         let link = program_mut(&mut self.ebpf)?
             .attach(interface, mode)
-            .map_err(|e| err(&format!("attaching XDP to {interface} ({mode:?} mode)"), e))?;
+            .context(format!("attaching XDP to {interface} ({mode:?} mode)"))?;
         self.links.insert(interface.to_string(), link);
         Ok(())
     }
@@ -474,7 +520,7 @@ impl Steering {
         };
         program_mut(&mut self.ebpf)?
             .detach(link)
-            .map_err(|e| err(&format!("detaching XDP from {interface}"), e))
+            .context(format!("detaching XDP from {interface}"))
     }
 
     /// Moves the fast path into tc: the tc program (loaded now) forwards
@@ -484,10 +530,8 @@ impl Steering {
     pub fn fast_path_in_tc(&mut self) -> Result<(), Error> {
         tc_program(&mut self.ebpf)?
             .load()
-            .map_err(|e| err("verifying the tc program", e))?;
-        self.fast_mode
-            .set(0, FAST_IN_TC, 0)
-            .map_err(|e| err("fast_mode", e))
+            .context("verifying the tc program")?;
+        self.fast_mode.set(0, FAST_IN_TC, 0).context("fast_mode")
     }
 
     /// Puts the tc program on `interface`'s ingress (a clsact qdisc is
@@ -497,7 +541,7 @@ impl Steering {
         let _ = tc::qdisc_add_clsact(interface);
         let link = tc_program(&mut self.ebpf)?
             .attach(interface, TcAttachType::Ingress)
-            .map_err(|e| err(&format!("attaching tc to {interface}"), e))?;
+            .context(format!("attaching tc to {interface}"))?;
         self.tc_links.insert(interface.to_string(), link);
         Ok(())
     }
@@ -538,19 +582,17 @@ impl Steering {
     pub fn add_local_vtep(&mut self, ip: Ipv4Addr) -> Result<(), Error> {
         self.local_vteps
             .insert(u32::from_ne_bytes(ip.octets()), 1, 0)
-            .map_err(|e| err("local_vteps", e))
+            .context("local_vteps")
     }
 
     pub fn add_public_addr(&mut self, ip: Ipv4Addr) -> Result<(), Error> {
         self.public_addrs
             .insert(u32::from_ne_bytes(ip.octets()), 1, 0)
-            .map_err(|e| err("public_addrs", e))
+            .context("public_addrs")
     }
 
     pub fn add_vm_port(&mut self, ifindex: u32) -> Result<(), Error> {
-        self.vm_ports
-            .insert(ifindex, 1, 0)
-            .map_err(|e| err("vm_ports", e))
+        self.vm_ports.insert(ifindex, 1, 0).context("vm_ports")
     }
 
     /// The fast path's maps, to be kept by whoever keeps them in step with
@@ -565,16 +607,14 @@ impl Steering {
     /// reference).
     pub fn set_socket(&mut self, ifindex: u32, queue: u32, fd: RawFd) -> Result<(), Error> {
         if queue >= MAX_QUEUES {
-            return Err(Error(format!(
-                "queue {queue}: at most {MAX_QUEUES} queues per interface"
-            )));
+            return Err(Error::QueueOutOfRange(queue));
         }
         let slot = self.slot(ifindex)?;
         // SAFETY: the caller's open descriptor, read by the map update only.
         let socket = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
         self.sockets
             .set(slot * MAX_QUEUES + queue, socket, 0)
-            .map_err(|e| err("xsks", e))
+            .context("xsks")
     }
 
     /// Interface `ifindex`'s slot of the socket map (given it now if it
@@ -587,10 +627,10 @@ impl Steering {
         // The lowest slot free (interfaces come and go).
         let slot = (0..MAX_PORTS)
             .find(|s| !self.slots.values().any(|used| used == s))
-            .ok_or_else(|| Error(format!("at most {MAX_PORTS} interfaces")))?;
+            .ok_or(Error::TooManyInterfaces)?;
         self.port_slots
             .insert(ifindex, slot, 0)
-            .map_err(|e| err("port_slots", e))?;
+            .context("port_slots")?;
         self.slots.insert(ifindex, slot);
         Ok(slot)
     }
@@ -598,9 +638,7 @@ impl Steering {
     /// The fast path in tc sends GSO packets it does not take out of
     /// `ifindex` to be segmented (see `Decision::ToSegmenter`).
     pub fn set_segmenter(&mut self, ifindex: u32) -> Result<(), Error> {
-        self.segmenter
-            .set(0, ifindex, 0)
-            .map_err(|e| err("segmenter", e))
+        self.segmenter.set(0, ifindex, 0).context("segmenter")
     }
 
     /// Each decision's count, summed over CPUs.
@@ -637,7 +675,7 @@ impl Steering {
         let result = self
             .program()?
             .test_run(opts)
-            .map_err(|e| err("running the XDP program on a test frame", e))?;
+            .context("running the XDP program on a test frame")?;
         out.truncate(result.data_size_out as usize);
         let after = self.counters()?;
         let decisions = before
@@ -658,8 +696,9 @@ impl Steering {
         let program = self
             .ebpf
             .program(PROGRAM)
-            .ok_or_else(|| Error(format!("program {PROGRAM} missing")))?;
-        program.try_into().map_err(|e| err(PROGRAM, e))
+            .ok_or(Error::MissingProgram(PROGRAM))?;
+        let xdp: Result<&Xdp, ProgramError> = program.try_into();
+        xdp.context(PROGRAM)
     }
 }
 
@@ -675,22 +714,24 @@ fn remove_key<V: aya::Pod>(
         {
             Ok(())
         }
-        other => other.map_err(|e| err(name, e)),
+        other => other.context(name),
     }
 }
 
 fn tc_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier, Error> {
     let program = ebpf
         .program_mut(TC_PROGRAM)
-        .ok_or_else(|| Error(format!("program {TC_PROGRAM} missing")))?;
-    program.try_into().map_err(|e| err(TC_PROGRAM, e))
+        .ok_or(Error::MissingProgram(TC_PROGRAM))?;
+    let tc: Result<&mut SchedClassifier, ProgramError> = program.try_into();
+    tc.context(TC_PROGRAM)
 }
 
 fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, Error> {
     let program = ebpf
         .program_mut(PROGRAM)
-        .ok_or_else(|| Error(format!("program {PROGRAM} missing")))?;
-    program.try_into().map_err(|e| err(PROGRAM, e))
+        .ok_or(Error::MissingProgram(PROGRAM))?;
+    let xdp: Result<&mut Xdp, ProgramError> = program.try_into();
+    xdp.context(PROGRAM)
 }
 
 /// The end-to-end benchmark rig's XDP programs (`src/bpf/bench.bpf.c`):

@@ -131,7 +131,7 @@ fn run(args: &Args) -> Result<(), String> {
     };
     let mut server = Server::bind(&args.socket)
         .map_err(|e| format!("control socket {}: {e}", args.socket.display()))?;
-    let mut router = Router::start(&tables, &options)?;
+    let mut router = Router::start(&tables, &options).map_err(|e| e.to_string())?;
     let ports = tables.ports().len();
     // Workers read the tables through this; the control socket swaps in
     // new ones whole.

@@ -382,7 +382,7 @@ fn xvr_on(
         ..Options::default()
     };
     line.rig.inside(&line.dut, || {
-        let mut router = Router::start(&tables, &options)?;
+        let mut router = Router::start(&tables, &options).map_err(|e| e.to_string())?;
         let (rate, reports) =
             router.run_while(&tables, || line.measure(frame, &gen_cores, seconds))?;
         for (w, r) in reports.iter().enumerate() {
@@ -437,7 +437,7 @@ fn overlay_tcp_with(with_xvr: bool, gro: bool, in_tc: bool, seconds: u32) -> Res
             fast_path_in_tc: in_tc,
             ..Options::default()
         };
-        let mut router = Router::start(&tables, &options)?;
+        let mut router = Router::start(&tables, &options).map_err(|e| e.to_string())?;
         let (result, reports) = router.run_while(&tables, run)?;
         if let Ok(counters) = router.xdp_counters().read() {
             let fast = counters
