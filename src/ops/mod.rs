@@ -1,0 +1,243 @@
+//! What xvrd answers on its control socket (`xvr_control::server` does
+//! the framing): `version`, `health`, `stats`, `dump`, `sessions`
+//! (`reads`), and the writes
+//! `apply` (a whole desired state) and `commit` (a list of changes). A
+//! write is validated against the whole resulting state and built into
+//! new tables, which the workers pick up at their next pass (an atomic
+//! swap): all or nothing, and no batch sees a mix. Reads are built from
+//! copies (the state, the workers' last reports), never by reaching into
+//! a running worker.
+use crate::fast_path::FastPathSync;
+use crate::live_ports::LivePorts;
+use crate::mailbox::Live;
+use arc_swap::ArcSwap;
+use route_commit::{only_routes, RouteIndex};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use xvr_control::change::{self, Change};
+use xvr_control::server::{optional_bool, ApiError, Handler};
+use xvr_control::{State, TenantIds};
+use xvr_dataplane::Tables;
+use xvr_ebpf::DecisionCounters;
+
+mod beside_routes;
+mod reads;
+mod route_commit;
+
+/// The protocol's version: bumped when an answer changes shape.
+pub const PROTOCOL: u32 = 1;
+/// The ops, for errors and `xvrctl`.
+pub const OPS: &[&str] = &[
+    "version", "health", "stats", "dump", "apply", "commit", "trace", "schema", "sessions",
+];
+pub struct DaemonOps {
+    state: State,
+    /// `state` as JSON, for dumps: made when a dump asks, kept until the
+    /// state changes.
+    json: Option<Value>,
+    /// Where each route is in `state.routes`, for commits of routes (made
+    /// at the first, kept in step by them, dropped by other changes).
+    routes: Option<RouteIndex>,
+    tables: Arc<ArcSwap<Tables>>,
+    live: Arc<Live>,
+    started: Instant,
+    /// Kept in step with every change made.
+    fast_path: Option<Arc<Mutex<FastPathSync>>>,
+    /// The steering program's decisions, for `stats`.
+    xdp: Option<Arc<DecisionCounters>>,
+    /// The running data path's interfaces and steering maps, changed with
+    /// the ports and public addresses (None: no data path to follow).
+    ports: Option<LivePorts>,
+    /// Each tenant's id, kept across commits (see `TenantIds`).
+    ids: TenantIds,
+    /// The host's networks that tenants' internet traffic may not reach
+    /// (those the starting tables guard, read once by xvrd).
+    protected: Vec<ipnet::Ipv4Net>,
+}
+
+impl DaemonOps {
+    /// Serves `state`, whose tables the workers read from `tables`.
+    pub fn new(state: State, tables: Arc<ArcSwap<Tables>>, live: Arc<Live>) -> DaemonOps {
+        let running = tables.load();
+        let (ids, protected) = (TenantIds::of(&running), running.protected().to_vec());
+        DaemonOps {
+            ids,
+            protected,
+            json: None,
+            routes: None,
+            state,
+            tables,
+            live,
+            started: Instant::now(),
+            fast_path: None,
+            xdp: None,
+            ports: None,
+        }
+    }
+
+    /// Adds and removes ports and public addresses on the running data
+    /// path as commits change them.
+    pub fn with_live_ports(mut self, ports: LivePorts) -> DaemonOps {
+        self.ports = Some(ports);
+        self
+    }
+
+    /// `stats` also reports the steering program's decisions (`xdp`).
+    pub fn with_xdp_counters(mut self, counters: Arc<DecisionCounters>) -> DaemonOps {
+        self.xdp = Some(counters);
+        self
+    }
+
+    /// Keeps the XDP fast path's maps in step with every change.
+    pub fn with_fast_path(mut self, fast_path: Arc<Mutex<FastPathSync>>) -> DaemonOps {
+        self.fast_path = Some(fast_path);
+        self
+    }
+
+    /// Makes `new` the running state (unless `dry_run`); answers what
+    /// changed and the new generation.
+    fn change_to(&mut self, new: State, dry_run: bool) -> Result<Value, ApiError> {
+        let built = self.build(&new)?;
+        let changes = change::diff(&self.state, &new);
+        self.make_current(new, built, changes, dry_run, Routes::Replaced)
+    }
+
+    /// Validates and builds `state`, its tenants keeping their ids (new
+    /// ones get fresh ids); every problem in one `invalid` error.
+    fn build(&self, state: &State) -> Result<(Tables, TenantIds), ApiError> {
+        let invalid = |e: xvr_control::ConfigErrors| {
+            ApiError::new("invalid", e.to_string().trim_end().replace('\n', "; "))
+        };
+        let ids = self.ids.next(state).map_err(invalid)?;
+        let built = crate::with_interface_mtus(state).build_with(&ids);
+        let guarded = built
+            .map_err(invalid)?
+            .with_protected(self.protected.clone());
+        Ok((guarded, ids))
+    }
+
+    /// Makes `new` (built into `tables`; `changes` is what differs) the
+    /// running state, unless `dry_run`.
+    fn make_current(
+        &mut self,
+        mut new: State,
+        (tables, ids): (Tables, TenantIds),
+        changes: Value,
+        dry_run: bool,
+        routes: Routes,
+    ) -> Result<Value, ApiError> {
+        if new.conntrack != self.state.conntrack {
+            return Err(ApiError::bad_field(
+                "conntrack",
+                "changing session limits needs an xvrd restart (each worker's table is sized once)",
+            ));
+        }
+        let plan = match &self.ports {
+            Some(ports) => Some(
+                ports
+                    .plan(&self.tables.load(), &tables)
+                    .map_err(|(field, e)| ApiError::new("invalid", format!("{field}: {e}")))?,
+            ),
+            None => None,
+        };
+        let generation = tables.generation();
+        let mut answer = json!({
+            "dry_run": dry_run,
+            "generation": if dry_run { self.tables.load().generation() } else { generation },
+            "changes": changes,
+        });
+        if dry_run {
+            return Ok(answer);
+        }
+        let plan = plan.filter(|p| !p.is_empty());
+        if let (Some(ports), Some(plan)) = (&mut self.ports, &plan) {
+            ports
+                .prepare(plan)
+                .map_err(|e| ApiError::new("unavailable", format!("ports: {e}")))?;
+        }
+        let tables = Arc::new(tables);
+        self.tables.store(tables.clone());
+        // The change is made either way; a fast path that could not follow
+        // was emptied, so the workers carry everything.
+        if let Some(sync) = &self.fast_path {
+            match sync.lock().expect("fast path").sync(&tables) {
+                Ok(entries) => answer["fast_path_entries"] = entries.into(),
+                Err(e) => answer["fast_path_error"] = e.into(),
+            }
+        }
+        if let (Some(ports), Some(plan)) = (&mut self.ports, &plan) {
+            if let Err(e) = ports.finish(plan) {
+                answer["ports_error"] = e.into();
+            }
+        }
+        match routes {
+            // And so is their index.
+            Routes::Kept => new.routes = std::mem::take(&mut self.state.routes),
+            Routes::Replaced => self.routes = None,
+        }
+        self.json = None;
+        self.state = new;
+        self.ids = ids;
+        Ok(answer)
+    }
+
+    fn apply(&mut self, request: &Map<String, Value>) -> Result<Value, ApiError> {
+        let state = request
+            .get("state")
+            .ok_or_else(|| ApiError::bad_field("state", "missing"))?;
+        let state: State =
+            serde_json::from_value(state.clone()).map_err(|e| ApiError::bad_field("state", e))?;
+        self.change_to(state, dry_run(request)?)
+    }
+
+    fn commit(&mut self, request: &Map<String, Value>) -> Result<Value, ApiError> {
+        let changes = request
+            .get("changes")
+            .ok_or_else(|| ApiError::bad_field("changes", "missing"))?;
+        let dry_run = dry_run(request)?;
+        if let Some(routes) = only_routes(changes).filter(|_| !dry_run) {
+            return self.commit_routes(&routes);
+        }
+        let changes =
+            Vec::<Change>::deserialize(changes).map_err(|e| ApiError::bad_field("changes", e))?;
+        if let Some(answer) = self.commit_beside_routes(&changes, dry_run) {
+            return answer;
+        }
+        let state = change::apply_changes(&self.state, &changes)
+            .map_err(|errors| ApiError::new("bad_request", errors.join("; ")))?;
+        self.change_to(state, dry_run)
+    }
+}
+
+impl Handler for DaemonOps {
+    fn handle(&mut self, op: &str, request: &Map<String, Value>) -> Result<Value, ApiError> {
+        match op {
+            "version" => Ok(json!({ "version": env!("CARGO_PKG_VERSION"), "protocol": PROTOCOL })),
+            "health" => Ok(self.health()),
+            "stats" => Ok(self.stats()),
+            "dump" => self.dump(request),
+            "apply" => self.apply(request),
+            "commit" => self.commit(request),
+            "trace" => crate::trace::trace(&self.tables.load(), request),
+            "schema" => Ok(xvr_control::schema::schema()),
+            "sessions" => self.sessions(request),
+            _ => Err(ApiError::bad_field(
+                "op",
+                format!("unknown op {op:?} (one of: {})", OPS.join(", ")),
+            )),
+        }
+    }
+}
+
+/// Whether a new state brings its own routes or keeps the running ones
+/// (it was built without them).
+enum Routes {
+    Replaced,
+    Kept,
+}
+
+fn dry_run(request: &Map<String, Value>) -> Result<bool, ApiError> {
+    Ok(optional_bool(request, "dry_run")?.unwrap_or(false))
+}

@@ -1,0 +1,217 @@
+//! The reads: `health`, `stats`, `dump` and `sessions`, built from copies
+//! (the state, the workers' last reports), never by reaching into a
+//! running worker; `sessions` asks the workers through their mailboxes.
+use super::DaemonOps;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use xvr_control::server::{optional_bool, optional_str, optional_u64, ApiError};
+use xvr_dataplane::conntrack::SessionFilter;
+use xvr_dataplane::io::xsk_ports::PortCounters;
+use xvr_dataplane::tally::TenantCounters;
+use xvr_dataplane::Stats;
+
+/// Sessions listed per worker at most (`limit` defaults to 100).
+const MAX_LISTED: u64 = 10_000;
+/// A worker that has not reported for this long is not alive.
+const ALIVE_WITHIN: Duration = Duration::from_secs(1);
+
+impl DaemonOps {
+    /// Connection-tracking sessions, filtered by `tenant`, `address`,
+    /// `port`, `protocol`; `limit` listed per worker; `flush` removes them.
+    pub(super) fn sessions(&mut self, request: &Map<String, Value>) -> Result<Value, ApiError> {
+        let tables = self.tables.load();
+        let text = |field: &str| optional_str(request, field);
+        let mut filter = SessionFilter::default();
+        if let Some(name) = text("tenant")? {
+            let id = tables
+                .tenant_id(name)
+                .ok_or_else(|| ApiError::bad_field("tenant", format!("unknown tenant {name:?}")))?;
+            filter.zone = Some(id);
+        }
+        if let Some(a) = text("address")? {
+            let ip = a.parse().map_err(|_| {
+                ApiError::bad_field("address", format!("{a:?} is not an IPv4 address"))
+            })?;
+            filter.address = Some(ip);
+        }
+        if let Some(p) = text("protocol")? {
+            filter.proto = Some(match p {
+                "tcp" => 6,
+                "udp" => 17,
+                "icmp" => 1,
+                other => {
+                    return Err(ApiError::bad_field(
+                        "protocol",
+                        format!("{other:?} is not tcp, udp or icmp"),
+                    ))
+                }
+            });
+        }
+        let number = |field: &str, max: u64| optional_u64(request, field, max);
+        filter.port = number("port", 65535)?.map(|p| p as u16);
+        let limit = number("limit", MAX_LISTED)?.unwrap_or(100) as usize;
+        let flush = optional_bool(request, "flush")?.unwrap_or(false);
+        let answers = self
+            .live
+            .sessions(filter, limit, flush)
+            .map_err(|e| ApiError::new("unavailable", e))?;
+        let tenant = |zone: u16| {
+            tables
+                .tenants()
+                .get(usize::from(zone))
+                .filter(|t| !t.is_vacant())
+                .map(|t| t.name.clone())
+        };
+        let mut listed = Vec::new();
+        let mut matched = 0;
+        for (w, answer) in answers.iter().enumerate() {
+            matched += answer.matched;
+            listed.extend(answer.sessions.iter().map(|s| {
+                let i = &s.inside;
+                let public = (!s.routed).then(|| json!({ "ip": s.nat_ip.to_string(), "port": s.nat_port }));
+                json!({
+                    "worker": w,
+                    "tenant": tenant(i.zone),
+                    "protocol": match i.proto { 6 => "tcp", 17 => "udp", 1 => "icmp", _ => "other" },
+                    "inside": { "src": i.src.to_string(), "sport": i.sport, "dst": i.dst.to_string(), "dport": i.dport },
+                    "public": public,
+                    "state": format!("{:?}", s.state),
+                    "expires_in_s": s.expires.saturating_sub(answer.now),
+                    "opened_from_outside": s.inbound,
+                })
+            }));
+        }
+        Ok(
+            json!({ "matched": matched, "flushed": if flush { matched } else { 0 }, "sessions": listed }),
+        )
+    }
+
+    pub(super) fn health(&self) -> Value {
+        let now = Instant::now();
+        let workers: Vec<Value> = self
+            .live
+            .workers()
+            .iter()
+            .enumerate()
+            .map(|(w, r)| {
+                let age = r.seen.map(|t| now.duration_since(t));
+                json!({
+                    "worker": w,
+                    "core": r.core,
+                    "alive": age.is_some_and(|a| a < ALIVE_WITHIN),
+                    "last_report_ms": age.map(|a| a.as_millis() as u64),
+                    "worker_panics": r.counters.panics,
+                })
+            })
+            .collect();
+        json!({
+            "uptime_s": self.started.elapsed().as_secs_f64(),
+            "generation": self.tables.load().generation(),
+            "workers": workers,
+        })
+    }
+
+    pub(super) fn stats(&self) -> Value {
+        let reports = self.live.workers();
+        let mut total = Stats::default();
+        let workers: Vec<Value> = reports
+            .iter()
+            .enumerate()
+            .map(|(w, r)| {
+                total.add(&r.stats);
+                let c = &r.counters;
+                json!({
+                    "worker": w,
+                    "rx": c.rx_packets,
+                    "tx": c.tx_packets,
+                    "handed_in": c.handed_in,
+                    "tx_ring_full": c.tx_ring_full,
+                    "idle_passes": c.idle_passes,
+                    "worker_panics": c.panics,
+                    "sessions": r.sessions,
+                    "umem": { "chunks": r.umem.all, "free": r.umem.free, "lent": r.umem.lent },
+                })
+            })
+            .collect();
+        let named = |pairs: &mut dyn Iterator<Item = (&'static str, u64)>| -> Map<String, Value> {
+            pairs.map(|(k, v)| (k.to_string(), v.into())).collect()
+        };
+        let mut ports: BTreeMap<&str, PortCounters> = BTreeMap::new();
+        let mut tenants: BTreeMap<&str, TenantCounters> = BTreeMap::new();
+        for r in &reports {
+            for (name, counters) in &r.ports {
+                ports.entry(name).or_default().add(counters);
+            }
+            for (name, counters) in &r.tenants {
+                tenants.entry(name).or_default().add(counters);
+            }
+        }
+        let ports: Map<String, Value> = ports
+            .into_iter()
+            .map(|(name, c)| {
+                let counts = json!({ "rx_packets": c.rx_packets, "rx_bytes": c.rx_bytes,
+                                     "tx_packets": c.tx_packets, "tx_bytes": c.tx_bytes });
+                (name.to_string(), counts)
+            })
+            .collect();
+        let tenants: Map<String, Value> = tenants
+            .into_iter()
+            .map(|(name, c)| {
+                let counts = json!({ "rx": c.rx, "tx": c.tx, "dropped": c.dropped });
+                (name.to_string(), counts)
+            })
+            .collect();
+        let mut stats = json!({
+            "workers": workers,
+            "ports": ports,
+            "tenants": tenants,
+            "drops": named(&mut total.nonzero_drops()),
+            "events": named(&mut total.nonzero_events()),
+        });
+        if let Some(Ok(counters)) = self.xdp.as_ref().map(|x| x.read()) {
+            let nonzero = counters.into_iter().filter(|(_, n)| *n > 0);
+            let named_xdp = nonzero.map(|(d, n)| (d.name().to_string(), n.into()));
+            stats["xdp"] = Value::Object(named_xdp.collect());
+        }
+        stats
+    }
+
+    /// One section of the running state, optionally one tenant's entries.
+    pub(super) fn dump(&mut self, request: &Map<String, Value>) -> Result<Value, ApiError> {
+        let state = &self.state;
+        let json = self
+            .json
+            .get_or_insert_with(|| serde_json::to_value(state).expect("the state serializes"));
+        let Some(table) = optional_str(request, "table")? else {
+            return Ok(json.clone());
+        };
+        let Some(section) = json.get(table) else {
+            let known: Vec<&str> = json
+                .as_object()
+                .expect("an object")
+                .keys()
+                .map(String::as_str)
+                .collect();
+            return Err(ApiError::bad_field(
+                "table",
+                format!("unknown table {table:?} (one of: {})", known.join(", ")),
+            ));
+        };
+        let Some(tenant) = optional_str(request, "tenant")? else {
+            return Ok(section.clone());
+        };
+        let Value::Array(rows) = section else {
+            return Err(ApiError::bad_field(
+                "tenant",
+                format!("table {table:?} has no tenant column"),
+            ));
+        };
+        let key = if table == "tenants" { "name" } else { "tenant" };
+        Ok(rows
+            .iter()
+            .filter(|row| row.get(key).and_then(Value::as_str) == Some(tenant))
+            .cloned()
+            .collect())
+    }
+}
