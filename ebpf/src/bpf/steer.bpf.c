@@ -40,8 +40,25 @@
 // Interfaces a host serves: the segmenter tags frames with slot + 1 as a
 // VLAN ID (12 bits, 4095 reserved), so at most 4094.
 #define MAX_PORTS 4094
-#define VXLAN_OVERHEAD 50
 #define VXLAN_FLAG_VNI 0x08
+
+struct vxlanhdr {
+    __u8 flags;
+    __u8 reserved[3];
+    __be32 vni;
+};
+
+// What VXLAN puts in front of the inner frame: outer Ethernet, IPv4
+// without options, UDP, VXLAN.
+#define OUTER_IP_HEADERS (sizeof(struct iphdr) + sizeof(struct udphdr) + sizeof(struct vxlanhdr))
+#define VXLAN_OVERHEAD (ETH_HLEN + OUTER_IP_HEADERS)
+// The longest TCP header (data offset 15).
+#define MAX_TCP_HEADER 60
+// IPv4 flags and fragment offset that make a fragment (MF or an offset).
+#define FRAGMENT_BITS 0x3fff
+// What a fast-path helper returns when it does not take the frame: the
+// caller sends it on to the workers. Never an XDP or tc verdict.
+#define NOT_TAKEN (-1)
 // The largest frame an AF_XDP socket takes: a UMEM chunk (FRAME_SIZE in
 // dataplane/src/frame.rs) less the kernel's headroom.
 #define MAX_SOCKET_FRAME (2048 - 256)
@@ -275,7 +292,7 @@ static __always_inline __u32 fold(__u64 sum)
 // byte swaps). Returns -1 when the frame must go to the workers instead.
 static __always_inline int finish_checksum(struct iphdr *ip, __u32 tot_len, void *data_end)
 {
-    if (ip->frag_off & bpf_htons(0x3fff))
+    if (ip->frag_off & bpf_htons(FRAGMENT_BITS))
         return 0;
     void *l4 = (void *)(ip + 1);
     __u16 *field;
@@ -368,7 +385,7 @@ static __always_inline int outer_checksum_to_verify(struct iphdr *ip, struct udp
 static __always_inline __u32 flow_hash(struct iphdr *ip, void *data_end)
 {
     __u32 ports = 0;
-    int fragment = ip->frag_off & bpf_htons(0x3fff);
+    int fragment = ip->frag_off & bpf_htons(FRAGMENT_BITS);
     if (!fragment && (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP)) {
         __u32 *word = (void *)(ip + 1);
         if ((void *)(word + 1) <= data_end)
@@ -391,12 +408,12 @@ static __always_inline void fill_outer(void *outer, __u32 inner_len, __u32 hash,
     struct iphdr *ip = outer + sizeof(struct ethhdr);
     struct udphdr *udp = (void *)(ip + 1);
     __u8 *vni_bytes = (__u8 *)(udp + 1) + 4;
-    __u16 ip_len = inner_len + 36;
+    __u16 ip_len = inner_len + OUTER_IP_HEADERS;
     ip->tot_len = bpf_htons(ip_len);
     __u32 check = (__u16)~bpf_ntohs(ip->check) + 0xffff + ip_len;
     ip->check = bpf_htons(~fold(check));
     udp->source = bpf_htons(49152 | (hash & 0x3fff));
-    udp->len = bpf_htons(inner_len + 16);
+    udp->len = bpf_htons(inner_len + sizeof(struct udphdr) + sizeof(struct vxlanhdr));
     vni_bytes[0] = vni >> 16;
     vni_bytes[1] = vni >> 8;
     vni_bytes[2] = vni;
@@ -406,8 +423,8 @@ static __always_inline void fill_outer(void *outer, __u32 inner_len, __u32 hash,
 static __always_inline int encap(struct xdp_md *ctx, struct l2_fwd *fwd, __u32 vni,
                                  __u32 inner_len, __u32 hash)
 {
-    if (bpf_xdp_adjust_head(ctx, -VXLAN_OVERHEAD))
-        return -1;
+    if (bpf_xdp_adjust_head(ctx, -(int)VXLAN_OVERHEAD))
+        return NOT_TAKEN;
     void *data = (void *)(long)ctx->data;
     void *data_end = (void *)(long)ctx->data_end;
     if (data + VXLAN_OVERHEAD > data_end)
@@ -418,16 +435,32 @@ static __always_inline int encap(struct xdp_md *ctx, struct l2_fwd *fwd, __u32 v
     return bpf_redirect(fwd->ifindex, 0);
 }
 
-// The inner IPv4 header of a frame whose Ethernet header is `eth`, if it
-// is unicast IPv4 without options and its length fits the frame.
-static __always_inline struct iphdr *unicast_ipv4(struct ethhdr *eth, void *data_end)
+// IPv4 without options: all the fast path takes.
+static __always_inline int plain_ipv4(struct iphdr *ip)
+{
+    return ip->version == 4 && ip->ihl == sizeof(*ip) / 4;
+}
+
+// The IPv4 header of a frame whose Ethernet header is `eth`, if it is
+// unicast IPv4 without options (its header in the linear data).
+static __always_inline struct iphdr *unicast_ipv4_header(struct ethhdr *eth, void *data_end)
 {
     if ((void *)(eth + 1) > data_end)
         return 0;
     if ((eth->h_dest[0] & 1) || eth->h_proto != bpf_htons(ETH_P_IP))
         return 0;
     struct iphdr *ip = (void *)(eth + 1);
-    if ((void *)(ip + 1) > data_end || *(__u8 *)ip != 0x45)
+    if ((void *)(ip + 1) > data_end || !plain_ipv4(ip))
+        return 0;
+    return ip;
+}
+
+// `unicast_ipv4_header`, and its length fits the frame (XDP: the whole
+// frame is linear).
+static __always_inline struct iphdr *unicast_ipv4(struct ethhdr *eth, void *data_end)
+{
+    struct iphdr *ip = unicast_ipv4_header(eth, data_end);
+    if (!ip)
         return 0;
     __u32 tot_len = bpf_ntohs(ip->tot_len);
     if (tot_len < sizeof(*ip) || (void *)ip + tot_len > data_end)
@@ -456,7 +489,62 @@ static __always_inline int source_ok(void *sources, __u32 scope, struct ethhdr *
            src->tier.len == fwd->tier.len;
 }
 
-// A frame from a VM port: its action, or -1 for the workers.
+// Where a VM's frame (`eth`, IPv4 `ip`) on port `ifindex` of VNI `vni`
+// goes on the fast path: to a local port or a VTEP, if the source may
+// send there (XDP and tc alike).
+static __always_inline struct l2_fwd *fwd_from_vm(__u32 vni, __u32 ifindex, struct ethhdr *eth,
+                                                   struct iphdr *ip)
+{
+    struct l2_fwd *fwd = l2_lookup(vni, eth);
+    if (!fwd || !source_ok(&vm_sources, ifindex, eth, ip->saddr, 0, fwd))
+        return 0;
+    if (fwd->kind != FWD_PORT && fwd->kind != FWD_ENCAP)
+        return 0;
+    return fwd;
+}
+
+// A VXLAN frame from remote VTEP `src` (outer `ip` and `udp` checked),
+// as the fast path may take it (XDP and tc alike).
+struct from_overlay {
+    struct l2_fwd *fwd;
+    struct ethhdr *inner_eth;
+    struct iphdr *inner_ip;
+    __u32 vni;
+};
+
+// Fills `out` for a VXLAN frame the fast path may decapsulate to a local
+// VM; 0 if it may not. With `whole_frame` (XDP) the inner IPv4 length
+// must fit the frame too; an skb's data may be nonlinear, so tc checks
+// the outer length against the skb instead.
+static __always_inline int decide_from_overlay(struct iphdr *ip, struct udphdr *udp,
+                                               void *data_end, __u32 src,
+                                               struct from_overlay *out, int whole_frame)
+{
+    if (!bpf_map_lookup_elem(&remote_vteps, &src))
+        return 0;
+    struct vxlanhdr *vx = (void *)(udp + 1);
+    if ((void *)(vx + 1) > data_end || !(vx->flags & VXLAN_FLAG_VNI))
+        return 0;
+    struct ethhdr *eth = (void *)(vx + 1);
+    struct iphdr *inner = whole_frame ? unicast_ipv4(eth, data_end)
+                                      : unicast_ipv4_header(eth, data_end);
+    if (!inner || outer_checksum_to_verify(ip, udp, inner, data_end))
+        return 0;
+    __u32 vni = bpf_ntohl(vx->vni) >> 8;
+    struct l2_fwd *fwd = l2_lookup(vni, eth);
+    // Never from the overlay back into it (split horizon).
+    if (!fwd || fwd->kind != FWD_PORT)
+        return 0;
+    if (!source_ok(&overlay_sources, vni, eth, inner->saddr, src, fwd))
+        return 0;
+    out->fwd = fwd;
+    out->inner_eth = eth;
+    out->inner_ip = inner;
+    out->vni = vni;
+    return 1;
+}
+
+// A frame from a VM port: its action, or NOT_TAKEN for the workers.
 static __always_inline int fast_from_vm(struct xdp_md *ctx)
 {
     void *data = (void *)(long)ctx->data;
@@ -464,27 +552,25 @@ static __always_inline int fast_from_vm(struct xdp_md *ctx)
     __u32 ifindex = ctx->ingress_ifindex;
     __u32 *vni = bpf_map_lookup_elem(&port_vnis, &ifindex);
     if (!vni)
-        return -1;
+        return NOT_TAKEN;
     struct ethhdr *eth = data;
     struct iphdr *ip = unicast_ipv4(eth, data_end);
     if (!ip)
-        return -1;
-    struct l2_fwd *fwd = l2_lookup(*vni, eth);
-    if (!fwd || !source_ok(&vm_sources, ifindex, eth, ip->saddr, 0, fwd))
-        return -1;
-    if (fwd->kind != FWD_PORT && fwd->kind != FWD_ENCAP)
-        return -1;
+        return NOT_TAKEN;
+    struct l2_fwd *fwd = fwd_from_vm(*vni, ifindex, eth, ip);
+    if (!fwd)
+        return NOT_TAKEN;
     __u32 frame_len = data_end - data;
     // Too big for the underlay: the workers answer (ICMP) or fragment. In
     // tc mode a GSO packet (larger than a socket's frame) is checked by
     // its segment size there.
     int too_big = fwd->kind == FWD_ENCAP && frame_len - sizeof(*eth) > fwd->max_inner_ip;
     if (fast_in_tc())
-        return too_big && frame_len <= MAX_SOCKET_FRAME ? -1 : pass(PASS_TO_TC);
+        return too_big && frame_len <= MAX_SOCKET_FRAME ? NOT_TAKEN : pass(PASS_TO_TC);
     if (too_big)
-        return -1;
+        return NOT_TAKEN;
     if (finish_checksum(ip, bpf_ntohs(ip->tot_len), data_end))
-        return -1;
+        return NOT_TAKEN;
     if (fwd->kind == FWD_PORT) {
         count(FAST_BRIDGE);
         return bpf_redirect(fwd->ifindex, 0);
@@ -492,49 +578,29 @@ static __always_inline int fast_from_vm(struct xdp_md *ctx)
     return encap(ctx, fwd, *vni, frame_len, flow_hash(ip, data_end));
 }
 
-struct vxlanhdr {
-    __u8 flags;
-    __u8 reserved[3];
-    __be32 vni;
-};
-
 // VXLAN to the local VTEP (`ip` checked up to the UDP header): its action,
-// or -1 for the workers.
+// or NOT_TAKEN for the workers.
 static __always_inline int fast_from_overlay(struct xdp_md *ctx, struct iphdr *ip,
                                              struct udphdr *udp)
 {
     void *data_end = (void *)(long)ctx->data_end;
-    if (*(__u8 *)ip != 0x45 || (ip->frag_off & bpf_htons(0x3fff)))
-        return -1;
+    if (!plain_ipv4(ip) || (ip->frag_off & bpf_htons(FRAGMENT_BITS)))
+        return NOT_TAKEN;
     __u32 udp_len = bpf_ntohs(udp->len);
     if (bpf_ntohs(ip->tot_len) != sizeof(*ip) + udp_len || (void *)udp + udp_len != data_end)
-        return -1;
+        return NOT_TAKEN;
     if (fold(bpf_csum_diff(0, 0, (void *)ip, sizeof(*ip), 0)) != 0xffff)
-        return -1;
-    __u32 src = ip->saddr;
-    if (!bpf_map_lookup_elem(&remote_vteps, &src))
-        return -1;
-    struct vxlanhdr *vx = (void *)(udp + 1);
-    if ((void *)(vx + 1) > data_end || !(vx->flags & VXLAN_FLAG_VNI))
-        return -1;
-    struct ethhdr *eth = (void *)(vx + 1);
-    struct iphdr *inner = unicast_ipv4(eth, data_end);
-    if (!inner || outer_checksum_to_verify(ip, udp, inner, data_end))
-        return -1;
-    __u32 vni = bpf_ntohl(vx->vni) >> 8;
-    struct l2_fwd *fwd = l2_lookup(vni, eth);
-    // Never from the overlay back into it (split horizon).
-    if (!fwd || fwd->kind != FWD_PORT)
-        return -1;
-    if (!source_ok(&overlay_sources, vni, eth, inner->saddr, src, fwd))
-        return -1;
+        return NOT_TAKEN;
+    struct from_overlay d;
+    if (!decide_from_overlay(ip, udp, data_end, ip->saddr, &d, 1))
+        return NOT_TAKEN;
     if (fast_in_tc())
         return pass(PASS_TO_TC);
-    if (finish_checksum(inner, bpf_ntohs(inner->tot_len), data_end))
-        return -1;
-    __u32 out = fwd->ifindex;
+    if (finish_checksum(d.inner_ip, bpf_ntohs(d.inner_ip->tot_len), data_end))
+        return NOT_TAKEN;
+    __u32 out = d.fwd->ifindex;
     if (bpf_xdp_adjust_head(ctx, VXLAN_OVERHEAD))
-        return -1;
+        return NOT_TAKEN;
     count(FAST_DECAP);
     return bpf_redirect(out, 0);
 }
@@ -548,7 +614,7 @@ int xvr_steer(struct xdp_md *ctx)
 
     if (bpf_map_lookup_elem(&vm_ports, &ifindex)) {
         int action = fast_from_vm(ctx);
-        if (action >= 0)
+        if (action != NOT_TAKEN)
             return action;
         return to_socket(ctx, TO_SOCKET_VM_PORT);
     }
@@ -576,7 +642,7 @@ int xvr_steer(struct xdp_md *ctx)
     if (udp->dest != bpf_htons(VXLAN_PORT))
         return pass(PASS_NOT_OURS);
     int action = fast_from_overlay(ctx, ip, udp);
-    if (action >= 0)
+    if (action != NOT_TAKEN)
         return action;
     return to_socket(ctx, TO_SOCKET_VXLAN);
 }
@@ -596,20 +662,7 @@ int xvr_steer(struct xdp_md *ctx)
 
 // Headers read directly: outer Ethernet, IPv4, UDP, VXLAN, inner
 // Ethernet and IPv4, and the inner ports.
-#define TC_HEADERS (VXLAN_OVERHEAD + ETH_HLEN + 20 + 4)
-
-static __always_inline struct iphdr *tc_ipv4(struct ethhdr *eth, void *data_end)
-{
-    if ((void *)(eth + 1) > data_end)
-        return 0;
-    if ((eth->h_dest[0] & 1) || eth->h_proto != bpf_htons(ETH_P_IP))
-        return 0;
-    struct iphdr *ip = (void *)(eth + 1);
-    if ((void *)(ip + 1) > data_end || *(__u8 *)ip != 0x45)
-        return 0;
-    return ip;
-}
-
+#define TC_HEADERS (VXLAN_OVERHEAD + ETH_HLEN + sizeof(struct iphdr) + 4)
 
 // A GSO packet the fast path does not take, too big for a socket: tagged
 // with its port's slot (VLAN ID slot + 1) and sent out of the segmenter's
@@ -645,23 +698,22 @@ static __always_inline int tc_from_vm(struct __sk_buff *skb, __u32 vni)
     void *data = (void *)(long)skb->data;
     void *data_end = (void *)(long)skb->data_end;
     struct ethhdr *eth = data;
-    struct iphdr *ip = tc_ipv4(eth, data_end);
+    // The skb's data may be nonlinear: the length is checked against it.
+    struct iphdr *ip = unicast_ipv4_header(eth, data_end);
     if (!ip || bpf_ntohs(ip->tot_len) + ETH_HLEN != skb->len)
-        return -1;
-    struct l2_fwd *fwd = l2_lookup(vni, eth);
-    if (!fwd || !source_ok(&vm_sources, skb->ingress_ifindex, eth, ip->saddr, 0, fwd))
-        return -1;
+        return NOT_TAKEN;
+    struct l2_fwd *fwd = fwd_from_vm(vni, skb->ingress_ifindex, eth, ip);
+    if (!fwd)
+        return NOT_TAKEN;
     if (fwd->kind == FWD_PORT) {
         count(FAST_BRIDGE);
         return bpf_redirect(fwd->ifindex, 0);
     }
-    if (fwd->kind != FWD_ENCAP)
-        return -1;
     __u32 len = skb->len;
     // A GSO packet leaves as segments of gso_size, each of which must fit.
-    __u32 inner_ip = skb->gso_segs ? skb->gso_size + 20 + 60 : len - ETH_HLEN;
-    if (inner_ip > fwd->max_inner_ip || len + 36 > 0xffff)
-        return -1;
+    __u32 inner_ip = skb->gso_segs ? skb->gso_size + sizeof(*ip) + MAX_TCP_HEADER : len - ETH_HLEN;
+    if (inner_ip > fwd->max_inner_ip || len + OUTER_IP_HEADERS > 0xffff)
+        return NOT_TAKEN;
     __u32 hash = flow_hash(ip, data_end);
     struct ethhdr inner = *eth;
     __u32 out = fwd->ifindex;
@@ -685,32 +737,25 @@ static __always_inline int tc_from_overlay(struct __sk_buff *skb)
     void *data_end = (void *)(long)skb->data_end;
     struct ethhdr *eth = data;
     if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
-        return -1;
+        return NOT_TAKEN;
     struct iphdr *ip = (void *)(eth + 1);
-    if ((void *)(ip + 1) > data_end || *(__u8 *)ip != 0x45 || ip->protocol != IPPROTO_UDP ||
-        (ip->frag_off & bpf_htons(0x3fff)) || bpf_ntohs(ip->tot_len) + ETH_HLEN != skb->len)
-        return -1;
-    __u32 dst = ip->daddr, src = ip->saddr;
-    if (!bpf_map_lookup_elem(&local_vteps, &dst) || !bpf_map_lookup_elem(&remote_vteps, &src))
-        return -1;
+    if ((void *)(ip + 1) > data_end || !plain_ipv4(ip) || ip->protocol != IPPROTO_UDP ||
+        (ip->frag_off & bpf_htons(FRAGMENT_BITS)) ||
+        bpf_ntohs(ip->tot_len) + ETH_HLEN != skb->len)
+        return NOT_TAKEN;
+    __u32 dst = ip->daddr;
+    if (!bpf_map_lookup_elem(&local_vteps, &dst))
+        return NOT_TAKEN;
     struct udphdr *udp = (void *)(ip + 1);
-    struct vxlanhdr *vx = (void *)(udp + 1);
-    if ((void *)(vx + 1) > data_end || udp->dest != bpf_htons(VXLAN_PORT) ||
-        !(vx->flags & VXLAN_FLAG_VNI))
-        return -1;
-    struct ethhdr *inner_eth = (void *)(vx + 1);
-    struct iphdr *inner_ip = tc_ipv4(inner_eth, data_end);
-    if (!inner_ip || outer_checksum_to_verify(ip, udp, inner_ip, data_end))
-        return -1;
-    __u32 vni = bpf_ntohl(vx->vni) >> 8;
-    struct l2_fwd *fwd = l2_lookup(vni, inner_eth);
-    if (!fwd || fwd->kind != FWD_PORT)
-        return -1;
-    if (!source_ok(&overlay_sources, vni, inner_eth, inner_ip->saddr, src, fwd))
-        return -1;
-    struct ethhdr inner = *inner_eth;
-    __u32 out = fwd->ifindex;
-    if (bpf_skb_adjust_room(skb, -VXLAN_OVERHEAD, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO))
+    if ((void *)(udp + 1) > data_end || udp->dest != bpf_htons(VXLAN_PORT))
+        return NOT_TAKEN;
+    struct from_overlay d;
+    if (!decide_from_overlay(ip, udp, data_end, ip->saddr, &d, 0))
+        return NOT_TAKEN;
+    struct ethhdr inner = *d.inner_eth;
+    __u32 out = d.fwd->ifindex;
+    if (bpf_skb_adjust_room(skb, -(int)VXLAN_OVERHEAD, BPF_ADJ_ROOM_MAC,
+                            BPF_F_ADJ_ROOM_FIXED_GSO))
         return TC_ACT_SHOT;
     if (bpf_skb_store_bytes(skb, 0, &inner, ETH_HLEN, 0))
         return TC_ACT_SHOT;
@@ -750,17 +795,17 @@ int xvr_tc(struct __sk_buff *skb)
     __u32 ifindex = skb->ingress_ifindex;
     if (bpf_map_lookup_elem(&vm_ports, &ifindex)) {
         __u32 *vni = bpf_map_lookup_elem(&port_vnis, &ifindex);
-        int action = vni ? tc_from_vm(skb, *vni) : -1;
+        int action = vni ? tc_from_vm(skb, *vni) : NOT_TAKEN;
         // What the fast path does not take goes to the workers, whatever
         // its size: never to the host stack.
-        if (action >= 0)
+        if (action != NOT_TAKEN)
             return action;
         if (skb->len > MAX_SOCKET_FRAME + ETH_HLEN)
             return to_segmenter(skb, DROP_TOO_BIG, TO_SEGMENTER);
         return to_segmenter(skb, DROP_VM_NO_SOCKET, TC_TO_WORKERS);
     }
     int action = tc_from_overlay(skb);
-    if (action >= 0)
+    if (action != NOT_TAKEN)
         return action;
     return tc_ours_on_uplink(skb) ? tc_too_big(skb) : TC_ACT_OK;
 }
