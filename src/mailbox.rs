@@ -8,9 +8,9 @@ use std::os::fd::RawFd;
 use std::sync::Mutex;
 use std::time::Instant;
 use xvr_dataplane::conntrack::{Session, SessionFilter};
-use xvr_dataplane::io::xsk_ports::{PortCounters, UmemChunks, XskPorts};
-use xvr_dataplane::tally::TenantCounters;
-use xvr_dataplane::worker::{Worker, WorkerCounters};
+use xvr_dataplane::counters::{PortCounters, TenantCounters, UmemChunks, WorkerCounters};
+use xvr_dataplane::io::xsk_ports::XskPorts;
+use xvr_dataplane::worker::Worker;
 use xvr_dataplane::Stats;
 
 /// How often a worker's report carries its per-port and per-tenant

@@ -18,12 +18,13 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use xvr_dataplane::conntrack;
+use xvr_dataplane::counters::{SocketDrops, WorkerCounters};
 use xvr_dataplane::handoff::Handoff;
 use xvr_dataplane::io::xsk::Umem;
-use xvr_dataplane::io::xsk_ports::{SocketDrops, XskPorts};
+use xvr_dataplane::io::xsk_ports::XskPorts;
 use xvr_dataplane::pipeline::owner::Workers;
 use xvr_dataplane::table::PortRole;
-use xvr_dataplane::worker::{Idle, TableSource, Worker, WorkerCounters};
+use xvr_dataplane::worker::{Idle, TableSource, Worker};
 use xvr_dataplane::{Pipeline, Stats, Tables};
 use xvr_ebpf::{AttachMode, Steering};
 

@@ -5,6 +5,7 @@
     deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
 )]
 pub mod conntrack;
+pub mod counters;
 pub mod frame;
 pub mod handoff;
 pub mod io;

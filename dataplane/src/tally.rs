@@ -2,28 +2,11 @@
 //! tenant id; at each new generation the counts so far are moved under
 //! the tenants' names, which is how they are read, and an id that a
 //! tenant left is known as vacated.
+pub use crate::counters::TenantCounters;
 use crate::frame::Frame;
 use crate::pipeline::Verdict;
 use crate::table::{Tables, TenantId};
 use std::collections::HashMap;
-
-/// What one tenant's frames did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct TenantCounters {
-    /// Frames classified into the tenant (from its VM ports, its VNI, or
-    /// to its public addresses).
-    pub rx: u64,
-    pub tx: u64,
-    pub dropped: u64,
-}
-
-impl TenantCounters {
-    pub fn add(&mut self, other: &TenantCounters) {
-        self.rx += other.rx;
-        self.tx += other.tx;
-        self.dropped += other.dropped;
-    }
-}
 
 #[derive(Debug, Default, Clone)]
 pub struct TenantTally {

@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use xvr_control::server::{optional_bool, optional_str, optional_u64, ApiError};
 use xvr_dataplane::conntrack::SessionFilter;
-use xvr_dataplane::io::xsk_ports::PortCounters;
-use xvr_dataplane::tally::TenantCounters;
+use xvr_dataplane::counters::{PortCounters, TenantCounters};
 use xvr_dataplane::Stats;
 
 /// Sessions listed per worker at most (`limit` defaults to 100).

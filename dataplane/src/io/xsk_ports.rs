@@ -5,6 +5,7 @@
 //! syscalls are the kicks the kernel asks for (need_wakeup).
 use super::xsk::{Socket, Umem};
 use super::{Exchanged, FrameIo};
+pub use crate::counters::{PortCounters, SocketDrops, UmemChunks};
 use crate::frame::{Frame, BATCH_SIZE, HEADROOM};
 use crate::pipeline::{Meta, Verdict};
 use crate::table::PortId;
@@ -66,32 +67,6 @@ pub struct XskPorts {
     /// current tables (bound ahead of a commit that adds the port, or
     /// left over from one that removed it), dropped.
     unknown_port: u64,
-}
-
-/// See `XskPorts::chunks`.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct UmemChunks {
-    pub all: u32,
-    pub free: u32,
-    pub lent: u32,
-}
-
-/// Frames and bytes received and sent on an interface.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct PortCounters {
-    pub rx_packets: u64,
-    pub rx_bytes: u64,
-    pub tx_packets: u64,
-    pub tx_bytes: u64,
-}
-
-impl PortCounters {
-    pub fn add(&mut self, other: &PortCounters) {
-        self.rx_packets += other.rx_packets;
-        self.rx_bytes += other.rx_bytes;
-        self.tx_packets += other.tx_packets;
-        self.tx_bytes += other.tx_bytes;
-    }
 }
 
 /// A socket and what it is bound to.
@@ -287,19 +262,6 @@ impl XskPorts {
             .collect();
         self.map_tx_sockets(self.tx_socket_of_port.len());
     }
-}
-
-/// Frames the kernel could not hand to a worker's sockets.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct SocketDrops {
-    /// RX ring full: the worker did not keep up.
-    pub rx_ring_full: u64,
-    /// No free chunk in the fill ring.
-    pub fill_ring_empty: u64,
-    /// Other receive drops (e.g. a frame larger than a chunk).
-    pub rx_dropped: u64,
-    /// Received on an interface that was no port of the tables then.
-    pub unknown_port: u64,
 }
 
 impl XskPorts {

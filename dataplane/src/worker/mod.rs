@@ -6,6 +6,7 @@ mod contain;
 
 pub use contain::quiet_repeated_panics;
 
+pub use crate::counters::WorkerCounters;
 use crate::handoff::Handoff;
 use crate::io::FrameIo;
 use crate::pipeline::Pipeline;
@@ -51,23 +52,6 @@ const REPORT_EVERY: u32 = 1024;
 
 /// Longest sleep, so a stop request is noticed.
 const SLEEP_MS: i32 = 10;
-
-/// Per-worker counters beyond the pipeline's.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct WorkerCounters {
-    pub rx_packets: u64,
-    pub tx_packets: u64,
-    /// Forwarded frames dropped because the output TX ring was full.
-    pub tx_ring_full: u64,
-    /// Passes that found nothing.
-    pub idle_passes: u64,
-    /// Frames other workers handed to this one (their NAT sessions are
-    /// here).
-    pub handed_in: u64,
-    /// Batches in which the pipeline panicked: each was dropped whole
-    /// (its frames counted as `worker_panic` drops) and the worker went on.
-    pub panics: u64,
-}
 
 pub struct Worker<I: FrameIo> {
     pub io: I,
