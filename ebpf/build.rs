@@ -64,6 +64,8 @@ fn compile(name: &str) {
     let source = format!("src/bpf/{name}.bpf.c");
     let source = source.as_str();
     println!("cargo:rerun-if-changed={source}");
+    // The headers the programs share (a directory: any change in it).
+    println!("cargo:rerun-if-changed=src/bpf/lib");
     let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang-19".into());
     let out = out_dir().join(format!("{name}.bpf.o"));
     let generated = format!("-I{}", out_dir().display());
