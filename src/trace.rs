@@ -6,7 +6,7 @@
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use serde_json::{json, Map, Value};
 use std::net::Ipv4Addr;
-use xvr_control::server::{optional_str, optional_u64, ApiError};
+use xvr_control::server::{optional_str, optional_u64, ApiError, ErrorCode};
 use xvr_dataplane::frame::FRAME_SIZE;
 use xvr_dataplane::pipeline::Meta;
 use xvr_dataplane::table::{Location, PortRole, Tables};
@@ -64,7 +64,7 @@ pub fn trace(tables: &Tables, request: &Map<String, Value>) -> Result<Value, Api
             ))
         }
     };
-    written.map_err(|e| ApiError::new("internal", format!("building the packet: {e}")))?;
+    written.map_err(|e| ApiError::new(ErrorCode::Internal, format!("building the packet: {e}")))?;
 
     let mut pipeline = Pipeline::new();
     let mut buffer = vec![0u8; FRAME_SIZE];

@@ -33,15 +33,50 @@ pub const DEFAULT_SOCKET: &str = "/run/xvr/xvrd.sock";
 
 const LISTENER: Token = Token(0);
 
+/// The stable codes of error answers, for programs (see
+/// docs/control-protocol.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// A request, or one of its fields, that is missing or wrong; the
+    /// message names the field and value.
+    BadRequest,
+    /// A write whose resulting state fails validation; every problem is
+    /// listed.
+    Invalid,
+    /// The data path could not do it (a worker did not answer, an
+    /// interface could not be bound); nothing changed.
+    Unavailable,
+    /// A request line over the limit; the connection is closed after.
+    RequestTooLarge,
+    /// A peer that is neither root nor xvrd's own user.
+    PermissionDenied,
+    /// A fault of xvrd's own.
+    Internal,
+}
+
+impl ErrorCode {
+    /// Its name on the wire.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Invalid => "invalid",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::RequestTooLarge => "request_too_large",
+            ErrorCode::PermissionDenied => "permission_denied",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
 /// An error answer: a stable `code` for programs, a message for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl ApiError {
-    pub fn new(code: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError {
             code,
             message: message.into(),
@@ -50,7 +85,7 @@ impl ApiError {
 
     /// A request field that is missing or wrong.
     pub fn bad_field(field: &str, why: impl std::fmt::Display) -> ApiError {
-        ApiError::new("bad_request", format!("{field}: {why}"))
+        ApiError::new(ErrorCode::BadRequest, format!("{field}: {why}"))
     }
 }
 
@@ -180,8 +215,10 @@ impl Server {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
                     if let Err(why) = peer_allowed(&stream) {
-                        let refusal =
-                            answer(Value::Null, Err(ApiError::new("permission_denied", why)));
+                        let refusal = answer(
+                            Value::Null,
+                            Err(ApiError::new(ErrorCode::PermissionDenied, why)),
+                        );
                         let _ = stream.write_all(&refusal);
                         continue;
                     }
@@ -278,7 +315,7 @@ fn answer_lines(c: &mut Connection, handler: &mut dyn Handler) {
     c.input.drain(..start);
     if c.input.len() > MAX_REQUEST {
         let error = ApiError::new(
-            "request_too_large",
+            ErrorCode::RequestTooLarge,
             format!("a request line may be at most {MAX_REQUEST} bytes"),
         );
         c.output.extend_from_slice(&answer(Value::Null, Err(error)));
@@ -310,12 +347,15 @@ pub fn respond(line: &[u8], handler: &mut dyn Handler) -> Vec<u8> {
     let value: Value = match serde_json::from_slice(line) {
         Ok(v) => v,
         Err(e) => {
-            let error = ApiError::new("bad_request", format!("not JSON: {e}"));
+            let error = ApiError::new(ErrorCode::BadRequest, format!("not JSON: {e}"));
             return answer(Value::Null, Err(error));
         }
     };
     let Value::Object(request) = value else {
-        let error = ApiError::new("bad_request", "a request is a JSON object with id and op");
+        let error = ApiError::new(
+            ErrorCode::BadRequest,
+            "a request is a JSON object with id and op",
+        );
         return answer(Value::Null, Err(error));
     };
     let id = request.get("id").cloned().unwrap_or(Value::Null);
@@ -333,7 +373,7 @@ pub fn respond(line: &[u8], handler: &mut dyn Handler) -> Vec<u8> {
 fn answer(id: Value, result: Result<Value, ApiError>) -> Vec<u8> {
     let reply = match result {
         Ok(result) => json!({ "id": id, "result": result }),
-        Err(e) => json!({ "id": id, "error": { "code": e.code, "message": e.message } }),
+        Err(e) => json!({ "id": id, "error": { "code": e.code.name(), "message": e.message } }),
     };
     let mut line = serde_json::to_vec(&reply).expect("JSON values serialize");
     line.push(b'\n');

@@ -6,7 +6,7 @@ use ipnet::Ipv4Net;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use xvr_control::change::{self, Change};
-use xvr_control::server::ApiError;
+use xvr_control::server::{ApiError, ErrorCode};
 use xvr_control::{NextHopConfig, State};
 use xvr_dataplane::table::{Lpm, NextHop, TenantId};
 use xvr_dataplane::Tables;
@@ -32,7 +32,9 @@ impl DaemonOps {
         self.state.routes = routes;
         let new = match change::apply_changes(&rest, changes) {
             Ok(new) => new,
-            Err(errors) => return Some(Err(ApiError::new("bad_request", errors.join("; ")))),
+            Err(errors) => {
+                return Some(Err(ApiError::new(ErrorCode::BadRequest, errors.join("; "))))
+            }
         };
         if !self.routes_stay_valid(&rest, &new) {
             return None;

@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use xvr_control::change::{self, Change};
-use xvr_control::server::{optional_bool, ApiError, Handler};
+use xvr_control::server::{optional_bool, ApiError, ErrorCode, Handler};
 use xvr_control::{State, TenantIds};
 use xvr_dataplane::Tables;
 use xvr_ebpf::DecisionCounters;
@@ -108,7 +108,10 @@ impl DaemonOps {
     /// ones get fresh ids); every problem in one `invalid` error.
     fn build(&self, state: &State) -> Result<(Tables, TenantIds), ApiError> {
         let invalid = |e: xvr_control::ConfigErrors| {
-            ApiError::new("invalid", e.to_string().trim_end().replace('\n', "; "))
+            ApiError::new(
+                ErrorCode::Invalid,
+                e.to_string().trim_end().replace('\n', "; "),
+            )
         };
         let ids = self.ids.next(state).map_err(invalid)?;
         let built = crate::with_interface_mtus(state).build_with(&ids);
@@ -135,11 +138,9 @@ impl DaemonOps {
             ));
         }
         let plan = match &self.ports {
-            Some(ports) => Some(
-                ports
-                    .plan(&self.tables.load(), &tables)
-                    .map_err(|(field, e)| ApiError::new("invalid", format!("{field}: {e}")))?,
-            ),
+            Some(ports) => Some(ports.plan(&self.tables.load(), &tables).map_err(
+                |(field, e)| ApiError::new(ErrorCode::Invalid, format!("{field}: {e}")),
+            )?),
             None => None,
         };
         let generation = tables.generation();
@@ -155,7 +156,7 @@ impl DaemonOps {
         if let (Some(ports), Some(plan)) = (&mut self.ports, &plan) {
             ports
                 .prepare(plan)
-                .map_err(|e| ApiError::new("unavailable", format!("ports: {e}")))?;
+                .map_err(|e| ApiError::new(ErrorCode::Unavailable, format!("ports: {e}")))?;
         }
         let tables = Arc::new(tables);
         self.tables.store(tables.clone());
@@ -206,7 +207,7 @@ impl DaemonOps {
             return answer;
         }
         let state = change::apply_changes(&self.state, &changes)
-            .map_err(|errors| ApiError::new("bad_request", errors.join("; ")))?;
+            .map_err(|errors| ApiError::new(ErrorCode::BadRequest, errors.join("; ")))?;
         self.change_to(state, dry_run)
     }
 }

@@ -5,7 +5,7 @@ use super::DaemonOps;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use xvr_control::server::{optional_bool, optional_str, optional_u64, ApiError};
+use xvr_control::server::{optional_bool, optional_str, optional_u64, ApiError, ErrorCode};
 use xvr_dataplane::conntrack::SessionFilter;
 use xvr_dataplane::counters::{PortCounters, TenantCounters};
 use xvr_dataplane::Stats;
@@ -54,7 +54,7 @@ impl DaemonOps {
         let answers = self
             .live
             .sessions(filter, limit, flush)
-            .map_err(|e| ApiError::new("unavailable", e))?;
+            .map_err(|e| ApiError::new(ErrorCode::Unavailable, e))?;
         let tenant = |zone: u16| {
             tables
                 .tenants()

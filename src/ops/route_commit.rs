@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use xvr_control::change;
-use xvr_control::server::ApiError;
+use xvr_control::server::{ApiError, ErrorCode};
 use xvr_control::{RouteConfig, State};
 use xvr_dataplane::table::{RouteChange, TenantId};
 
@@ -229,10 +229,10 @@ fn plan_routes(
         }
     }
     if !bad_request.is_empty() {
-        return Err(ApiError::new("bad_request", bad_request.join("; ")));
+        return Err(ApiError::new(ErrorCode::BadRequest, bad_request.join("; ")));
     }
     if !invalid.is_empty() {
-        return Err(ApiError::new("invalid", invalid.join("; ")));
+        return Err(ApiError::new(ErrorCode::Invalid, invalid.join("; ")));
     }
     Ok(after)
 }
