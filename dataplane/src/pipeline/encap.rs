@@ -100,7 +100,7 @@ pub fn flow_hash(frame: &[u8]) -> u32 {
     let (a, b, c) = if let Some(h) = ipv4.filter(|h| h[12..14] == [0x08, 0x00]) {
         let ihl = usize::from(h[14] & 0x0f) * 4;
         let proto = h[23];
-        let fragment = u16::from_be_bytes([h[20], h[21]]) & 0x3fff != 0;
+        let fragment = super::flow::is_fragment(&h[14..]);
         let has_ports = !fragment && ihl >= 20 && (proto == 6 || proto == 17);
         let ports = if has_ports { word(14 + ihl) } else { 0 };
         (word(26), word(30), ports ^ u32::from(proto))

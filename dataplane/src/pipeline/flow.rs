@@ -227,7 +227,7 @@ pub(super) fn ip_packet<'a>(frame: &'a mut Frame<'_>) -> &'a mut [u8] {
 }
 
 /// The flags and fragment offset.
-pub(super) fn frag_field(ip: &[u8]) -> u16 {
+fn frag_field(ip: &[u8]) -> u16 {
     u16_at(ip, FLAGS_AND_OFFSET)
 }
 
