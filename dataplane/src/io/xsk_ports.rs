@@ -46,22 +46,7 @@ pub struct XskPorts {
     /// The sockets' descriptors, then the watched ones.
     poll_fds: Vec<libc::pollfd>,
     watched: Vec<RawFd>,
-    /// Per socket, the level its fill ring is topped up to: it doubles
-    /// (up to `FILL_BUSY`) each time a receive takes a full batch, and
-    /// every `FILL_WINDOW` it is set to hold `FILL_WINDOWS_KEPT` windows of
-    /// the frames the socket took in the last one, halving at most (never
-    /// below its floor). It follows time, not receive calls: a worker that
-    /// polls faster finds more empty receives, and a level that decayed
-    /// per empty receive sat at the floor under a steady stream, whose
-    /// frames a stall of a few tens of milliseconds then lost
-    /// (`fill_ring_empty`). A port that sees a few frames (ARP, neighbour
-    /// discovery) stays at its floor, so a host's hundreds of quiet ports
-    /// do not park the UMEM; chunks already in a fill ring stay there
-    /// until frames use them.
-    levels: Vec<u32>,
-    /// Per socket, frames taken in the current window.
-    recent: Vec<u32>,
-    /// When the current window began.
+    /// When the current window of `Bound::recent` began.
     window: Instant,
     /// Frames received on a socket whose interface is no port of the
     /// current tables (bound ahead of a commit that adds the port, or
@@ -83,6 +68,21 @@ struct Bound {
     segmenter: bool,
     /// The least its fill ring is kept at (`FILL_IDLE`, `FILL_SHARED`).
     floor: u32,
+    /// The level its fill ring is topped up to: it doubles
+    /// (up to `FILL_BUSY`) each time a receive takes a full batch, and
+    /// every `FILL_WINDOW` it is set to hold `FILL_WINDOWS_KEPT` windows of
+    /// the frames the socket took in the last one, halving at most (never
+    /// below its floor). It follows time, not receive calls: a worker that
+    /// polls faster finds more empty receives, and a level that decayed
+    /// per empty receive sat at the floor under a steady stream, whose
+    /// frames a stall of a few tens of milliseconds then lost
+    /// (`fill_ring_empty`). A port that sees a few frames (ARP, neighbour
+    /// discovery) stays at its floor, so a host's hundreds of quiet ports
+    /// do not park the UMEM; chunks already in a fill ring stay there
+    /// until frames use them.
+    level: u32,
+    /// Frames taken in the current window.
+    recent: u32,
 }
 
 impl XskPorts {
@@ -95,8 +95,6 @@ impl XskPorts {
             tx: Vec::new(),
             poll_fds: Vec::new(),
             watched: Vec::new(),
-            levels: Vec::new(),
-            recent: Vec::new(),
             window: Instant::now(),
             unknown_port: 0,
         }
@@ -129,6 +127,8 @@ impl XskPorts {
                         tag: 0,
                         segmenter: false,
                         floor: FILL_IDLE,
+                        level: FILL_IDLE,
+                        recent: 0,
                     });
                 }
                 Err(e) => {
@@ -228,17 +228,15 @@ impl XskPorts {
     }
 
     /// Sets each socket's level from the frames it took in the window
-    /// that ended (see `levels`).
+    /// that ended (see `Bound::level`).
     fn follow_recent_traffic(&mut self) {
-        let per_socket = self
-            .sockets
-            .iter()
-            .zip(&mut self.levels)
-            .zip(&mut self.recent);
-        for ((bound, level), recent) in per_socket {
-            let wanted = recent.saturating_mul(FILL_WINDOWS_KEPT).next_power_of_two();
-            *level = wanted.max(*level / 2).max(bound.floor).min(FILL_BUSY);
-            *recent = 0;
+        for bound in &mut self.sockets {
+            let wanted = bound
+                .recent
+                .saturating_mul(FILL_WINDOWS_KEPT)
+                .next_power_of_two();
+            bound.level = wanted.max(bound.level / 2).max(bound.floor).min(FILL_BUSY);
+            bound.recent = 0;
         }
     }
 
@@ -247,8 +245,6 @@ impl XskPorts {
     /// never points at a moved socket.
     fn sockets_changed(&mut self) {
         self.tx = self.sockets.iter().map(|_| ArrayVec::new()).collect();
-        self.levels = self.sockets.iter().map(|b| b.floor).collect();
-        self.recent = vec![0; self.sockets.len()];
         self.poll_fds = self
             .sockets
             .iter()
@@ -395,7 +391,7 @@ impl FrameIo for XskPorts {
             self.window = now;
             self.follow_recent_traffic();
         }
-        for (Bound { socket, .. }, level) in self.sockets.iter_mut().zip(&self.levels) {
+        for Bound { socket, level, .. } in &mut self.sockets {
             socket.complete(&mut self.umem);
             socket.refill(&mut self.umem, *level);
         }
@@ -408,15 +404,11 @@ impl FrameIo for XskPorts {
         };
         let n = bound.socket.receive(&mut descs);
         let received = descs.get(..n).unwrap_or_default();
-        if let Some(level) = self.levels.get_mut(source) {
-            // A receive that took a whole batch, or all the ring held.
-            if n == BATCH_SIZE || n as u32 >= *level {
-                *level = (*level * 2).min(FILL_BUSY);
-            }
+        // A receive that took a whole batch, or all the ring held.
+        if n == BATCH_SIZE || n as u32 >= bound.level {
+            bound.level = (bound.level * 2).min(FILL_BUSY);
         }
-        if let Some(recent) = self.recent.get_mut(source) {
-            *recent += n as u32;
-        }
+        bound.recent += n as u32;
         if n == 0 {
             return Exchanged::default();
         }
@@ -472,14 +464,14 @@ impl FrameIo for XskPorts {
     fn tables_changed(&mut self, tables: &crate::Tables) {
         let names: Vec<&str> = tables.ports().iter().map(|p| p.name.as_str()).collect();
         self.remap(&names);
-        for (bound, level) in self.sockets.iter_mut().zip(&mut self.levels) {
+        for bound in &mut self.sockets {
             let shared = bound.segmenter
                 || bound
                     .port
                     .and_then(|p| tables.port(p))
                     .is_some_and(|p| p.is_uplink());
             bound.floor = if shared { FILL_SHARED } else { FILL_IDLE };
-            *level = (*level).max(bound.floor);
+            bound.level = bound.level.max(bound.floor);
         }
     }
 
