@@ -174,6 +174,16 @@ impl Live {
     }
 }
 
+/// Answers the request waiting in `slot`, if any and if the lock is free
+/// (the worker never waits for it).
+fn serve<Q, A>(slot: &Mutex<Query<Q, A>>, answer: impl FnOnce(Q) -> A) {
+    if let Ok(mut q) = slot.try_lock() {
+        if let Some(request) = q.request.take() {
+            q.answer = Some(answer(request));
+        }
+    }
+}
+
 /// Worker `w`'s end of its mailboxes, for its reporting hook.
 pub(crate) struct WorkerMailbox<'a> {
     live: &'a Mutex<LiveWorker>,
@@ -199,23 +209,17 @@ impl WorkerMailbox<'_> {
     /// Serves what is asked of the worker and publishes its report;
     /// called by the worker between batches, never blocking it.
     pub(crate) fn serve(&mut self, worker: &mut Worker<XskPorts>, core: Option<usize>) {
-        if let Ok(mut q) = self.ports.try_lock() {
-            if let Some(request) = q.request.take() {
-                q.answer = Some(change_ports(&mut worker.io, request));
+        serve(self.ports, |request| change_ports(&mut worker.io, request));
+        serve(self.sessions, |(filter, limit, flush)| {
+            let ct = &mut worker.pipeline.conntrack;
+            let (sessions, matched) = ct.select(&filter, limit, flush);
+            let now = worker.pipeline.now;
+            WorkerSessions {
+                sessions,
+                matched,
+                now,
             }
-        }
-        if let Ok(mut q) = self.sessions.try_lock() {
-            if let Some((filter, limit, flush)) = q.request.take() {
-                let ct = &mut worker.pipeline.conntrack;
-                let (sessions, matched) = ct.select(&filter, limit, flush);
-                let now = worker.pipeline.now;
-                q.answer = Some(WorkerSessions {
-                    sessions,
-                    matched,
-                    now,
-                });
-            }
-        }
+        });
         if let Ok(mut slot) = self.live.try_lock() {
             slot.core = core;
             slot.counters.clone_from(&worker.counters);
