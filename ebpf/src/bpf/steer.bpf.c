@@ -36,6 +36,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "lib/defs.h"
+#include "lib/ctx.h"
 #include "lib/maps.h"
 #include "lib/checksum.h"
 #include "lib/vxlan.h"
@@ -85,58 +86,38 @@ static __always_inline int encap(struct xdp_md *ctx, struct l2_fwd *fwd, __u32 v
 }
 
 // A frame from a VM port: its action, or NOT_TAKEN for the workers.
-static __always_inline int fast_from_vm(struct xdp_md *ctx)
+static __always_inline int fast_from_vm(struct xdp_md *ctx, struct frame *f)
 {
-    void *data = (void *)(long)ctx->data;
-    void *data_end = (void *)(long)ctx->data_end;
-    __u32 ifindex = ctx->ingress_ifindex;
-    __u32 *vni = bpf_map_lookup_elem(&port_vnis, &ifindex);
-    if (!vni)
+    struct from_vm d;
+    if (!decide_from_vm(f, &d))
         return NOT_TAKEN;
-    struct ethhdr *eth = data;
-    struct iphdr *ip = unicast_ipv4(eth, data_end);
-    if (!ip)
-        return NOT_TAKEN;
-    struct l2_fwd *fwd = fwd_from_vm(*vni, ifindex, eth, ip);
-    if (!fwd)
-        return NOT_TAKEN;
-    __u32 frame_len = data_end - data;
     // Too big for the underlay: the workers answer (ICMP) or fragment. In
     // tc mode a GSO packet (larger than a socket's frame) is checked by
     // its segment size there.
-    int too_big = fwd->kind == FWD_ENCAP && frame_len - sizeof(*eth) > fwd->max_inner_ip;
+    int too_big = d.fwd->kind == FWD_ENCAP && f->len - ETH_HLEN > d.fwd->max_inner_ip;
     if (fast_in_tc())
-        return too_big && frame_len <= MAX_SOCKET_FRAME ? NOT_TAKEN : pass(PASS_TO_TC);
+        return too_big && f->len <= MAX_SOCKET_FRAME ? NOT_TAKEN : pass(PASS_TO_TC);
     if (too_big)
         return NOT_TAKEN;
-    if (finish_checksum(ip, bpf_ntohs(ip->tot_len), data_end))
+    if (finish_checksum(d.ip, bpf_ntohs(d.ip->tot_len), f->data_end))
         return NOT_TAKEN;
-    if (fwd->kind == FWD_PORT) {
+    if (d.fwd->kind == FWD_PORT) {
         count(FAST_BRIDGE);
-        return bpf_redirect(fwd->ifindex, 0);
+        return bpf_redirect(d.fwd->ifindex, 0);
     }
-    return encap(ctx, fwd, *vni, frame_len, flow_hash(ip, data_end));
+    return encap(ctx, d.fwd, d.vni, f->len, flow_hash(d.ip, f->data_end));
 }
 
-// VXLAN to the local VTEP (`ip` checked up to the UDP header): its action,
-// or NOT_TAKEN for the workers.
-static __always_inline int fast_from_overlay(struct xdp_md *ctx, struct iphdr *ip,
-                                             struct udphdr *udp)
+// VXLAN to the local VTEP: its action, or NOT_TAKEN for the workers.
+static __always_inline int fast_from_overlay(struct xdp_md *ctx, struct frame *f,
+                                             struct uplink *up)
 {
-    void *data_end = (void *)(long)ctx->data_end;
-    if (!plain_ipv4(ip) || (ip->frag_off & bpf_htons(FRAGMENT_BITS)))
-        return NOT_TAKEN;
-    __u32 udp_len = bpf_ntohs(udp->len);
-    if (bpf_ntohs(ip->tot_len) != sizeof(*ip) + udp_len || (void *)udp + udp_len != data_end)
-        return NOT_TAKEN;
-    if (fold(bpf_csum_diff(0, 0, (void *)ip, sizeof(*ip), 0)) != 0xffff)
-        return NOT_TAKEN;
     struct from_overlay d;
-    if (!decide_from_overlay(ip, udp, data_end, ip->saddr, &d, 1))
+    if (!decide_from_overlay(f, up, &d))
         return NOT_TAKEN;
     if (fast_in_tc())
         return pass(PASS_TO_TC);
-    if (finish_checksum(d.inner_ip, bpf_ntohs(d.inner_ip->tot_len), data_end))
+    if (finish_checksum(d.inner_ip, bpf_ntohs(d.inner_ip->tot_len), f->data_end))
         return NOT_TAKEN;
     __u32 out = d.fwd->ifindex;
     if (bpf_xdp_adjust_head(ctx, VXLAN_OVERHEAD))
@@ -148,45 +129,27 @@ static __always_inline int fast_from_overlay(struct xdp_md *ctx, struct iphdr *i
 SEC("xdp")
 int xvr_steer(struct xdp_md *ctx)
 {
-    void *data = (void *)(long)ctx->data;
-    void *data_end = (void *)(long)ctx->data_end;
-    __u32 ifindex = ctx->ingress_ifindex;
+    struct frame f = frame_of_xdp(ctx);
+    __u32 ifindex = f.ifindex;
 
     if (bpf_map_lookup_elem(&vm_ports, &ifindex)) {
-        int action = fast_from_vm(ctx);
+        int action = fast_from_vm(ctx, &f);
         if (action != NOT_TAKEN)
             return action;
         return to_socket(ctx, TO_SOCKET_VM_PORT);
     }
 
-    struct ethhdr *eth = data;
-    if ((void *)(eth + 1) > data_end)
-        return pass(PASS_MALFORMED);
-    if (eth->h_proto != bpf_htons(ETH_P_IP))
-        return pass(PASS_NOT_IPV4);
-
-    struct iphdr *ip = (void *)(eth + 1);
-    if ((void *)(ip + 1) > data_end || ip->ihl < 5)
-        return pass(PASS_MALFORMED);
-    __u32 dst = ip->daddr;
-    if (bpf_map_lookup_elem(&public_addrs, &dst))
-        return to_socket(ctx, TO_SOCKET_PUBLIC);
-    if (ip->protocol != IPPROTO_UDP || !bpf_map_lookup_elem(&local_vteps, &dst))
-        return pass(PASS_NOT_OURS);
-    if (ip->frag_off & bpf_htons(0x1fff))
-        return pass(PASS_LATER_FRAGMENT);
-
-    struct udphdr *udp = (void *)ip + ip->ihl * 4;
-    if ((void *)(udp + 1) > data_end)
-        return pass(PASS_MALFORMED);
-    if (udp->dest != bpf_htons(VXLAN_PORT))
-        return pass(PASS_NOT_OURS);
-    int action = fast_from_overlay(ctx, ip, udp);
-    if (action != NOT_TAKEN)
-        return action;
-    return to_socket(ctx, TO_SOCKET_VXLAN);
+    struct uplink up;
+    __u32 decision = classify_uplink(&f, &up);
+    if (decision == TO_SOCKET_VXLAN) {
+        int action = fast_from_overlay(ctx, &f, &up);
+        if (action != NOT_TAKEN)
+            return action;
+    }
+    if (decision == TO_SOCKET_VXLAN || decision == TO_SOCKET_PUBLIC)
+        return to_socket(ctx, decision);
+    return pass(decision);
 }
-
 
 // ---- The fast path in tc (FAST_IN_TC) ----
 // The same decisions as above, on whole GSO packets: encapsulation and
@@ -233,37 +196,32 @@ static __always_inline int tc_too_big(struct __sk_buff *skb)
     return to_segmenter(skb, DROP_TOO_BIG, TO_SEGMENTER);
 }
 
-static __always_inline int tc_from_vm(struct __sk_buff *skb, __u32 vni)
+static __always_inline int tc_from_vm(struct __sk_buff *skb, struct frame *f)
 {
-    void *data = (void *)(long)skb->data;
-    void *data_end = (void *)(long)skb->data_end;
-    struct ethhdr *eth = data;
-    // The skb's data may be nonlinear: the length is checked against it.
-    struct iphdr *ip = unicast_ipv4_header(eth, data_end);
-    if (!ip || bpf_ntohs(ip->tot_len) + ETH_HLEN != skb->len)
+    struct from_vm d;
+    if (!decide_from_vm(f, &d))
         return NOT_TAKEN;
-    struct l2_fwd *fwd = fwd_from_vm(vni, skb->ingress_ifindex, eth, ip);
-    if (!fwd)
-        return NOT_TAKEN;
+    struct l2_fwd *fwd = d.fwd;
     if (fwd->kind == FWD_PORT) {
         count(FAST_BRIDGE);
         return bpf_redirect(fwd->ifindex, 0);
     }
-    __u32 len = skb->len;
+    __u32 len = f->len;
     // A GSO packet leaves as segments of gso_size, each of which must fit.
-    __u32 inner_ip = skb->gso_segs ? skb->gso_size + sizeof(*ip) + MAX_TCP_HEADER : len - ETH_HLEN;
+    __u32 inner_ip = skb->gso_segs ? skb->gso_size + sizeof(struct iphdr) + MAX_TCP_HEADER
+                                   : len - ETH_HLEN;
     if (inner_ip > fwd->max_inner_ip || len + OUTER_IP_HEADERS > 0xffff)
         return NOT_TAKEN;
-    __u32 hash = flow_hash(ip, data_end);
-    struct ethhdr inner = *eth;
-    __u32 out = fwd->ifindex;
+    __u32 hash = flow_hash(d.ip, f->data_end);
+    struct ethhdr inner = *(struct ethhdr *)f->data;
+    __u32 out = fwd->ifindex, vni = d.vni;
     if (bpf_skb_adjust_room(skb, VXLAN_OVERHEAD, BPF_ADJ_ROOM_MAC, ENCAP_FLAGS))
         return TC_ACT_SHOT;
     if (bpf_skb_store_bytes(skb, 0, fwd->outer, VXLAN_OVERHEAD, 0) ||
         bpf_skb_store_bytes(skb, VXLAN_OVERHEAD, &inner, ETH_HLEN, 0))
         return TC_ACT_SHOT;
-    data = (void *)(long)skb->data;
-    data_end = (void *)(long)skb->data_end;
+    void *data = (void *)(long)skb->data;
+    void *data_end = (void *)(long)skb->data_end;
     if (data + VXLAN_OVERHEAD > data_end)
         return TC_ACT_SHOT;
     fill_outer(data, len, hash, vni);
@@ -271,26 +229,11 @@ static __always_inline int tc_from_vm(struct __sk_buff *skb, __u32 vni)
     return bpf_redirect(out, 0);
 }
 
-static __always_inline int tc_from_overlay(struct __sk_buff *skb)
+static __always_inline int tc_from_overlay(struct __sk_buff *skb, struct frame *f,
+                                           struct uplink *up)
 {
-    void *data = (void *)(long)skb->data;
-    void *data_end = (void *)(long)skb->data_end;
-    struct ethhdr *eth = data;
-    if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
-        return NOT_TAKEN;
-    struct iphdr *ip = (void *)(eth + 1);
-    if ((void *)(ip + 1) > data_end || !plain_ipv4(ip) || ip->protocol != IPPROTO_UDP ||
-        (ip->frag_off & bpf_htons(FRAGMENT_BITS)) ||
-        bpf_ntohs(ip->tot_len) + ETH_HLEN != skb->len)
-        return NOT_TAKEN;
-    __u32 dst = ip->daddr;
-    if (!bpf_map_lookup_elem(&local_vteps, &dst))
-        return NOT_TAKEN;
-    struct udphdr *udp = (void *)(ip + 1);
-    if ((void *)(udp + 1) > data_end || udp->dest != bpf_htons(VXLAN_PORT))
-        return NOT_TAKEN;
     struct from_overlay d;
-    if (!decide_from_overlay(ip, udp, data_end, ip->saddr, &d, 0))
+    if (!decide_from_overlay(f, up, &d))
         return NOT_TAKEN;
     struct ethhdr inner = *d.inner_eth;
     __u32 out = d.fwd->ifindex;
@@ -303,27 +246,6 @@ static __always_inline int tc_from_overlay(struct __sk_buff *skb)
     return bpf_redirect(out, 0);
 }
 
-// Whether the uplink's packet is xvr's (as the XDP program decides):
-// IPv4 to a public address, or VXLAN to a local VTEP.
-static __always_inline int tc_ours_on_uplink(struct __sk_buff *skb)
-{
-    void *data = (void *)(long)skb->data;
-    void *data_end = (void *)(long)skb->data_end;
-    struct ethhdr *eth = data;
-    if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
-        return 0;
-    struct iphdr *ip = (void *)(eth + 1);
-    if ((void *)(ip + 1) > data_end)
-        return 0;
-    __u32 dst = ip->daddr;
-    if (bpf_map_lookup_elem(&public_addrs, &dst))
-        return 1;
-    struct udphdr *udp = (void *)ip + ip->ihl * 4;
-    if (ip->protocol != IPPROTO_UDP || (void *)(udp + 1) > data_end)
-        return 0;
-    return udp->dest == bpf_htons(VXLAN_PORT) && bpf_map_lookup_elem(&local_vteps, &dst);
-}
-
 SEC("classifier")
 int xvr_tc(struct __sk_buff *skb)
 {
@@ -332,22 +254,28 @@ int xvr_tc(struct __sk_buff *skb)
     __u32 pull = skb->len < TC_HEADERS ? skb->len : TC_HEADERS;
     if (bpf_skb_pull_data(skb, pull))
         return TC_ACT_OK;
-    __u32 ifindex = skb->ingress_ifindex;
+    struct frame f = frame_of_skb(skb);
+    __u32 ifindex = f.ifindex;
     if (bpf_map_lookup_elem(&vm_ports, &ifindex)) {
-        __u32 *vni = bpf_map_lookup_elem(&port_vnis, &ifindex);
-        int action = vni ? tc_from_vm(skb, *vni) : NOT_TAKEN;
+        int action = tc_from_vm(skb, &f);
         // What the fast path does not take goes to the workers, whatever
         // its size: never to the host stack.
         if (action != NOT_TAKEN)
             return action;
-        if (skb->len > MAX_SOCKET_FRAME + ETH_HLEN)
+        if (f.len > MAX_SOCKET_FRAME + ETH_HLEN)
             return to_segmenter(skb, DROP_TOO_BIG, TO_SEGMENTER);
         return to_segmenter(skb, DROP_VM_NO_SOCKET, TC_TO_WORKERS);
     }
-    int action = tc_from_overlay(skb);
-    if (action != NOT_TAKEN)
-        return action;
-    return tc_ours_on_uplink(skb) ? tc_too_big(skb) : TC_ACT_OK;
+    struct uplink up;
+    __u32 decision = classify_uplink(&f, &up);
+    if (decision == TO_SOCKET_VXLAN) {
+        int action = tc_from_overlay(skb, &f, &up);
+        if (action != NOT_TAKEN)
+            return action;
+    }
+    if (decision == TO_SOCKET_VXLAN || decision == TO_SOCKET_PUBLIC)
+        return tc_too_big(skb);
+    return TC_ACT_OK;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

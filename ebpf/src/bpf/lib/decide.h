@@ -11,8 +11,8 @@ static __always_inline int plain_ipv4(struct iphdr *ip)
     return ip->version == 4 && ip->ihl == sizeof(*ip) / 4;
 }
 
-// The IPv4 header of a frame whose Ethernet header is `eth`, if it is
-// unicast IPv4 without options (its header in the linear data).
+// The IPv4 header after Ethernet header `eth`, if it is unicast IPv4
+// without options (its header within the bytes at hand).
 static __always_inline struct iphdr *unicast_ipv4_header(struct ethhdr *eth, void *data_end)
 {
     if ((void *)(eth + 1) > data_end)
@@ -25,17 +25,55 @@ static __always_inline struct iphdr *unicast_ipv4_header(struct ethhdr *eth, voi
     return ip;
 }
 
-// `unicast_ipv4_header`, and its length fits the frame (XDP: the whole
-// frame is linear).
-static __always_inline struct iphdr *unicast_ipv4(struct ethhdr *eth, void *data_end)
+// `unicast_ipv4_header` of frame `f`, with a length that matches the
+// frame: within the bytes of a linear frame (which may carry Ethernet
+// padding), exactly the length of an skb.
+static __always_inline struct iphdr *unicast_ipv4(struct frame *f)
 {
-    struct iphdr *ip = unicast_ipv4_header(eth, data_end);
+    struct iphdr *ip = unicast_ipv4_header(f->data, f->data_end);
     if (!ip)
         return 0;
     __u32 tot_len = bpf_ntohs(ip->tot_len);
-    if (tot_len < sizeof(*ip) || (void *)ip + tot_len > data_end)
+    if (f->linear ? tot_len < sizeof(*ip) || (void *)ip + tot_len > f->data_end
+                  : tot_len + ETH_HLEN != f->len)
         return 0;
     return ip;
+}
+
+// What the steering makes of a frame from the uplink, XDP and tc alike.
+struct uplink {
+    struct iphdr *ip;
+    struct udphdr *udp;
+};
+
+// TO_SOCKET_PUBLIC, TO_SOCKET_VXLAN (with `out` filled) or the PASS_*
+// reason the frame is not xvr's.
+static __always_inline __u32 classify_uplink(struct frame *f, struct uplink *out)
+{
+    struct ethhdr *eth = f->data;
+    if ((void *)(eth + 1) > f->data_end)
+        return PASS_MALFORMED;
+    if (eth->h_proto != bpf_htons(ETH_P_IP))
+        return PASS_NOT_IPV4;
+    struct iphdr *ip = (void *)(eth + 1);
+    if ((void *)(ip + 1) > f->data_end || ip->ihl < 5)
+        return PASS_MALFORMED;
+    __u32 dst = ip->daddr;
+    if (bpf_map_lookup_elem(&public_addrs, &dst))
+        return TO_SOCKET_PUBLIC;
+    if (ip->protocol != IPPROTO_UDP || !bpf_map_lookup_elem(&local_vteps, &dst))
+        return PASS_NOT_OURS;
+    // Later fragments carry no UDP header: the kernel reassembles.
+    if (ip->frag_off & bpf_htons(FRAGMENT_OFFSET))
+        return PASS_LATER_FRAGMENT;
+    struct udphdr *udp = (void *)ip + ip->ihl * 4;
+    if ((void *)(udp + 1) > f->data_end)
+        return PASS_MALFORMED;
+    if (udp->dest != bpf_htons(VXLAN_PORT))
+        return PASS_NOT_OURS;
+    out->ip = ip;
+    out->udp = udp;
+    return TO_SOCKET_VXLAN;
 }
 
 static __always_inline struct l2_fwd *l2_lookup(__u32 vni, struct ethhdr *eth)
@@ -73,6 +111,33 @@ static __always_inline struct l2_fwd *fwd_from_vm(__u32 vni, __u32 ifindex, stru
     return fwd;
 }
 
+// A VM's frame as the fast path may take it.
+struct from_vm {
+    struct l2_fwd *fwd;
+    struct iphdr *ip;
+    __u32 vni;
+};
+
+// Fills `out` for a frame from a VM port that the fast path may forward;
+// 0 if it may not (the workers decide).
+static __always_inline int decide_from_vm(struct frame *f, struct from_vm *out)
+{
+    __u32 ifindex = f->ifindex;
+    __u32 *vni = bpf_map_lookup_elem(&port_vnis, &ifindex);
+    if (!vni)
+        return 0;
+    struct iphdr *ip = unicast_ipv4(f);
+    if (!ip)
+        return 0;
+    struct l2_fwd *fwd = fwd_from_vm(*vni, ifindex, f->data, ip);
+    if (!fwd)
+        return 0;
+    out->fwd = fwd;
+    out->ip = ip;
+    out->vni = *vni;
+    return 1;
+}
+
 // A VXLAN frame from remote VTEP `src` (outer `ip` and `udp` checked),
 // as the fast path may take it (XDP and tc alike).
 struct from_overlay {
@@ -82,34 +147,51 @@ struct from_overlay {
     __u32 vni;
 };
 
-// Fills `out` for a VXLAN frame the fast path may decapsulate to a local
-// VM; 0 if it may not. With `whole_frame` (XDP) the inner IPv4 length
-// must fit the frame too; an skb's data may be nonlinear, so tc checks
-// the outer length against the skb instead.
-static __always_inline int decide_from_overlay(struct iphdr *ip, struct udphdr *udp,
-                                               void *data_end, __u32 src,
-                                               struct from_overlay *out, int whole_frame)
+// Fills `out` for VXLAN frame `f` (classified by `classify_uplink` as
+// `up`) that the fast path may decapsulate to a local VM; 0 if it may
+// not. The outer IPv4 header has no options, is no fragment and its
+// length is the frame's; a linear frame's UDP length and header checksum
+// are checked against its bytes, and so is the inner IPv4 length (an
+// skb's inner headers may be nonlinear past the pulled part).
+static __always_inline int decide_from_overlay(struct frame *f, struct uplink *up,
+                                               struct from_overlay *out)
 {
+    struct iphdr *ip = up->ip;
+    struct udphdr *udp = up->udp;
+    void *data_end = f->data_end;
+    if (!plain_ipv4(ip) || (ip->frag_off & bpf_htons(FRAGMENT_BITS)))
+        return 0;
+    if (bpf_ntohs(ip->tot_len) + ETH_HLEN != f->len)
+        return 0;
+    if (f->linear && (bpf_ntohs(udp->len) + sizeof(*ip) != bpf_ntohs(ip->tot_len) ||
+                      fold(bpf_csum_diff(0, 0, (void *)ip, sizeof(*ip), 0)) != 0xffff))
+        return 0;
+    __u32 src = ip->saddr;
     if (!bpf_map_lookup_elem(&remote_vteps, &src))
         return 0;
     struct vxlanhdr *vx = (void *)(udp + 1);
     if ((void *)(vx + 1) > data_end || !(vx->flags & VXLAN_FLAG_VNI))
         return 0;
     struct ethhdr *eth = (void *)(vx + 1);
-    struct iphdr *inner = whole_frame ? unicast_ipv4(eth, data_end)
-                                      : unicast_ipv4_header(eth, data_end);
-    if (!inner || outer_checksum_to_verify(ip, udp, inner, data_end))
+    struct frame inner = {
+        .data = eth,
+        .data_end = data_end,
+        .len = f->len - VXLAN_OVERHEAD,
+        .linear = 1,
+    };
+    struct iphdr *inner_ip = f->linear ? unicast_ipv4(&inner) : unicast_ipv4_header(eth, data_end);
+    if (!inner_ip || outer_checksum_to_verify(ip, udp, inner_ip, data_end))
         return 0;
     __u32 vni = bpf_ntohl(vx->vni) >> 8;
     struct l2_fwd *fwd = l2_lookup(vni, eth);
     // Never from the overlay back into it (split horizon).
     if (!fwd || fwd->kind != FWD_PORT)
         return 0;
-    if (!source_ok(&overlay_sources, vni, eth, inner->saddr, src, fwd))
+    if (!source_ok(&overlay_sources, vni, eth, inner_ip->saddr, src, fwd))
         return 0;
     out->fwd = fwd;
     out->inner_eth = eth;
-    out->inner_ip = inner;
+    out->inner_ip = inner_ip;
     out->vni = vni;
     return 1;
 }

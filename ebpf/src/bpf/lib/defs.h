@@ -24,6 +24,8 @@ struct vxlanhdr {
 #define MAX_TCP_HEADER 60
 // IPv4 flags and fragment offset that make a fragment (MF or an offset).
 #define FRAGMENT_BITS 0x3fff
+// The fragment offset alone: set on every fragment but the first.
+#define FRAGMENT_OFFSET 0x1fff
 // What a fast-path helper returns when it does not take the frame: the
 // caller sends it on to the workers. Never an XDP or tc verdict.
 #define NOT_TAKEN (-1)
