@@ -9,9 +9,7 @@ use std::net::Ipv4Addr;
 /// NAT addresses are. Not a tenant id (tenant ids stay below it).
 pub const PUBLIC: TenantId = TenantId::MAX;
 
-pub const TCP: u8 = 6;
-pub const UDP: u8 = 17;
-pub const ICMP: u8 = 1;
+pub use crate::wire::ipv4::{ICMP, TCP, UDP};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FlowKey {

@@ -7,7 +7,7 @@
 use super::flow;
 use super::owner::Workers;
 use super::session::{note_first_fragment, opening_state, setup_error};
-use super::{after_ethernet, byte, ipv4, DropReason, Event, Stats};
+use super::{after_ethernet, ipv4, DropReason, Event, Stats};
 use crate::conntrack::{Conntrack, FlowKey};
 use crate::frame::Frame;
 use crate::table::{Action, Tables, TenantId};
@@ -117,14 +117,14 @@ fn session_or_rules(
         let rule_port = u16::from_be_bytes([icmp_type, icmp_code]);
         return match related {
             true => Ok(()),
-            false => decide(tables, tenant, (src, dst), byte(ip, 9), rule_port),
+            false => decide(tables, tenant, (src, dst), flow::protocol(ip), rule_port),
         };
     }
     let l4 = match flow::transport(ip, header_len) {
         Ok(l4) => l4,
         // Other protocols: no ports, so the rules judge each packet.
         Err(DropReason::NatUnsupported) => {
-            return decide(tables, tenant, (src, dst), byte(ip, 9), 0)
+            return decide(tables, tenant, (src, dst), flow::protocol(ip), 0)
         }
         Err(reason) => return Err(reason),
     };
@@ -135,7 +135,7 @@ fn session_or_rules(
             id
         }
         None => {
-            decide(tables, tenant, (src, dst), l4.proto, flow::rule_port(&l4))?;
+            decide(tables, tenant, (src, dst), l4.proto, l4.rule_port())?;
             // A packet that cannot open a session (TCP without SYN, an
             // echo reply) passes on the rules alone.
             let Ok(state) = opening_state(&l4) else {

@@ -8,6 +8,9 @@
 //! which cannot panic whatever a view was built over.
 pub mod arp;
 pub mod checksum;
+pub mod icmp_quote;
+pub mod ipv4;
+pub mod transport;
 pub mod vlan;
 pub mod vxlan;
 

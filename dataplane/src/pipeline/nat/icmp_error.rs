@@ -1,6 +1,6 @@
 //! ICMP errors about translated flows (RFC 5508), either way.
 use crate::conntrack::{Conntrack, PUBLIC, UDP};
-use crate::pipeline::flow::{self, field, FlowEnd, Quote};
+use crate::pipeline::flow::{self, field, FlowEnd, Related};
 use crate::pipeline::{put, u16_at, DropReason};
 use crate::table::TenantId;
 use crate::wire::checksum;
@@ -18,13 +18,9 @@ pub(super) fn icmp_error(
     ct: &Conntrack,
     zone: TenantId,
 ) -> Result<TenantId, DropReason> {
-    let Quote {
-        key,
-        quote,
-        q_l4,
-        sport_at,
-        dport_at,
-    } = flow::quote(ip, header_len, zone)?;
+    let Related { key, quote } = flow::quote(ip, header_len, zone)?;
+    let (q_l4, sport_at, dport_at) = (quote.q_l4, quote.sport_at, quote.dport_at);
+    let quote = quote.quote;
     let (id, _) = ct.lookup(&key).ok_or(DropReason::NatNoSession)?;
     let s = ct.session(id).ok_or(DropReason::NatNoSession)?;
     // The outer end rewritten; the quote's is the other one.

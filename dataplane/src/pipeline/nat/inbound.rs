@@ -109,7 +109,7 @@ impl Translator for Inbound<'_> {
             self.workers.note_fragment(&frag);
         }
         let inside = ct.session(id).ok_or(DropReason::NatNoSession)?.inside;
-        flow::rewrite(ip, &p.l4, FlowEnd::Destination, inside.src, inside.sport);
+        p.l4.rewrite(ip, FlowEnd::Destination, inside.src, inside.sport);
         inward(&mut frame.meta, inside.zone);
         stats.event(Event::Unsnat);
         Ok(())
@@ -154,13 +154,13 @@ fn dnat_setup(
         .firewall(tenant)
         .ok_or(DropReason::StaleTables)?
         .ingress;
-    let (_, action) = ingress.decide(p.key.src, public, p.l4.proto, flow::rule_port(&p.l4));
+    let (_, action) = ingress.decide(p.key.src, public, p.l4.proto, p.l4.rule_port());
     if action == Action::Deny {
         return Err(DropReason::FirewallIngressDenied);
     }
     // The VM's tier sees the flow as it will arrive, translated.
     let rule_port = if p.l4.proto == ICMP {
-        flow::rule_port(&p.l4)
+        p.l4.rule_port()
     } else {
         vm_port
     };

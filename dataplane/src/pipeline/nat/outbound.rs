@@ -111,7 +111,7 @@ impl Translator for Outbound<'_> {
         note_first_fragment(flow::frag_key(ip, p.key.zone), more, id, ct, now)?;
         let s = ct.session(id).ok_or(DropReason::NatNoSession)?;
         let (nat_ip, nat_port, hairpin) = (s.nat_ip, s.nat_port, s.hairpin);
-        flow::rewrite(ip, &p.l4, FlowEnd::Source, nat_ip, nat_port);
+        p.l4.rewrite(ip, FlowEnd::Source, nat_ip, nat_port);
         stats.event(Event::Snat);
         // Hairpinning: to one of our own public addresses, the frame comes
         // straight back in, as if from the internet.
@@ -136,7 +136,7 @@ impl Outbound<'_> {
         if tables.toward_host(p.key.zone, p.key.dst) {
             return Err(DropReason::UnderlayGuard);
         }
-        let port = flow::rule_port(&p.l4);
+        let port = p.l4.rule_port();
         let (_, action) = egress.decide(p.key.src, p.key.dst, p.l4.proto, port);
         if action == Action::Deny {
             return Err(DropReason::FirewallEgressDenied);

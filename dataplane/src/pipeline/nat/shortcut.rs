@@ -17,9 +17,6 @@ use crate::pipeline::{after_ethernet, byte, ipv4, l3, offload, DropReason, Event
 use crate::table::{PortId, PortRole, Tables};
 use crate::wire::EthernetAddress;
 
-/// Where the IPv4 TTL is.
-const TTL: usize = 8;
-
 struct Shortcut<'a> {
     tables: &'a Tables,
     now: u32,
@@ -93,7 +90,7 @@ impl Translator for Shortcut<'_> {
         };
         let ip = ip.get(..checked.total_len).unwrap_or(ip);
         let options = checked.header_len != field::MIN_HEADER_LEN;
-        if options || flow::is_fragment(ip) || byte(ip, TTL) <= 1 {
+        if options || flow::is_fragment(ip) || byte(ip, field::TTL) <= 1 {
             return Ok(None);
         }
         // Without options: offsets fold to constants.
@@ -124,13 +121,7 @@ impl Translator for Shortcut<'_> {
         let (nat_ip, nat_port) = (s.nat_ip, s.nat_port);
         ct.update(id, Dir::Orig, p.l4.tcp_flags, self.now);
         l3::forward(frame, self.uplink_mac, self.gateway_mac);
-        flow::rewrite(
-            flow::ip_packet(frame),
-            &p.l4,
-            FlowEnd::Source,
-            nat_ip,
-            nat_port,
-        );
+        p.l4.rewrite(flow::ip_packet(frame), FlowEnd::Source, nat_ip, nat_port);
         frame.meta.tx(self.uplink);
         stats.event(Event::Routed);
         stats.event(Event::Snat);
