@@ -5,6 +5,7 @@ pub mod fast_path;
 pub mod live_ports;
 pub mod mailbox;
 pub mod netdev;
+pub mod netlink;
 pub mod ops;
 pub mod router;
 pub mod segmenter;

@@ -1,7 +1,7 @@
 //! The host's network devices as the router needs them, through libc
 //! (getifaddrs, if_nametoindex, and the SIOCGIFMTU and SIOCETHTOOL
-//! ioctls): interface indexes, MTUs, receive queues, and the host's own
-//! addresses.
+//! ioctls): interface indexes, MTUs, receive queues, VLAN offload, and
+//! the host's own addresses.
 use ipnet::Ipv4Net;
 use std::ffi::CString;
 use std::net::Ipv4Addr;
@@ -55,27 +55,58 @@ pub fn host_prefixes() -> Vec<Ipv4Net> {
     prefixes
 }
 
-/// The MTU of interface `name` (SIOCGIFMTU), if there is one.
-pub fn interface_mtu(name: &str) -> Option<u16> {
-    // SAFETY: `req` is a zeroed ifreq whose name is NUL-terminated (it is
-    // shorter than the field); the socket is closed after the ioctl.
-    let (rc, mtu) = unsafe {
+/// Runs ioctl `request` on interface `name` with an `ifreq` that `fill`
+/// completes, over a throwaway socket; returns the filled-in `ifreq`.
+fn ifreq_ioctl(
+    name: &str,
+    request: libc::c_ulong,
+    fill: impl FnOnce(&mut libc::ifreq),
+) -> std::io::Result<libc::ifreq> {
+    // SAFETY: a zeroed ifreq is valid; the name copied in is shorter than
+    // the field (checked), so it stays NUL-terminated; whatever `fill`
+    // points the ifreq at outlives the ioctl (it borrows from the
+    // caller); the socket is closed after the one ioctl.
+    unsafe {
         let mut req: libc::ifreq = std::mem::zeroed();
         if name.len() >= req.ifr_name.len() {
-            return None;
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("interface name {name:?} is too long"),
+            ));
         }
         for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
             *dst = src as libc::c_char;
         }
+        fill(&mut req);
         let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
         if fd < 0 {
-            return None;
+            return Err(std::io::Error::last_os_error());
         }
-        let rc = libc::ioctl(fd, libc::SIOCGIFMTU, &mut req);
+        let rc = libc::ioctl(fd, request, &mut req);
+        let error = std::io::Error::last_os_error();
         libc::close(fd);
-        (rc, req.ifr_ifru.ifru_mtu)
-    };
-    (rc == 0).then(|| u16::try_from(mtu).unwrap_or(u16::MAX))
+        match rc {
+            0.. => Ok(req),
+            _ => Err(error),
+        }
+    }
+}
+
+/// An ethtool command (SIOCETHTOOL) on interface `name`; `command` is the
+/// ethtool struct, its `cmd` field first, read back filled in.
+fn ethtool<T>(name: &str, command: &mut T) -> std::io::Result<()> {
+    ifreq_ioctl(name, SIOCETHTOOL, |req| {
+        req.ifr_ifru.ifru_data = (command as *mut T).cast();
+    })
+    .map(|_| ())
+}
+
+/// The MTU of interface `name` (SIOCGIFMTU), if there is one.
+pub fn interface_mtu(name: &str) -> Option<u16> {
+    let req = ifreq_ioctl(name, libc::SIOCGIFMTU, |_| {}).ok()?;
+    // SAFETY: SIOCGIFMTU filled the union's MTU.
+    let mtu = unsafe { req.ifr_ifru.ifru_mtu };
+    Some(u16::try_from(mtu).unwrap_or(u16::MAX))
 }
 
 /// `struct ethtool_channels` of <linux/ethtool.h>.
@@ -93,7 +124,18 @@ struct EthtoolChannels {
     combined_count: u32,
 }
 
+/// `struct ethtool_value` of <linux/ethtool.h>.
+#[repr(C)]
+struct EthtoolValue {
+    cmd: u32,
+    data: u32,
+}
+
 const ETHTOOL_GCHANNELS: u32 = 0x3c;
+const ETHTOOL_GFLAGS: u32 = 0x25;
+const ETHTOOL_SFLAGS: u32 = 0x26;
+/// ETH_FLAG_TXVLAN: the device inserts VLAN tags (tx-vlan-hw-insert).
+const ETH_FLAG_TXVLAN: u32 = 1 << 7;
 const SIOCETHTOOL: libc::c_ulong = 0x8946;
 
 /// Receive queues of interface `name` (rx + combined channels, as
@@ -103,33 +145,24 @@ pub fn rx_queues(name: &str) -> Result<u32, String> {
         cmd: ETHTOOL_GCHANNELS,
         ..Default::default()
     };
-    // SAFETY: a zeroed ifreq with the name copied in (checked to fit),
-    // pointing at `channels`, which outlives the ioctl.
-    let rc = unsafe {
-        let mut req: libc::ifreq = std::mem::zeroed();
-        if name.len() >= req.ifr_name.len() {
-            return Err(format!("interface name {name:?} is too long"));
-        }
-        for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
-            *dst = src as libc::c_char;
-        }
-        req.ifr_ifru.ifru_data = (&mut channels as *mut EthtoolChannels).cast();
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(format!("socket: {}", std::io::Error::last_os_error()));
-        }
-        let rc = libc::ioctl(fd, SIOCETHTOOL, &mut req);
-        libc::close(fd);
-        rc
-    };
-    if rc < 0 {
-        let error = std::io::Error::last_os_error();
-        return match error.raw_os_error() {
-            Some(libc::EOPNOTSUPP) => Ok(1),
-            _ => Err(format!("interface {name}: reading its queues: {error}")),
-        };
+    match ethtool(name, &mut channels) {
+        Ok(()) => Ok((channels.rx_count + channels.combined_count).max(1)),
+        Err(error) if error.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(1),
+        Err(error) => Err(format!("interface {name}: reading its queues: {error}")),
     }
-    Ok((channels.rx_count + channels.combined_count).max(1))
+}
+
+/// Turns VLAN tag insertion off on interface `name` (as `ethtool -K NAME
+/// txvlan off`), so tags pushed onto its packets are written in the frame.
+pub fn disable_tx_vlan_offload(name: &str) -> std::io::Result<()> {
+    let mut flags = EthtoolValue {
+        cmd: ETHTOOL_GFLAGS,
+        data: 0,
+    };
+    ethtool(name, &mut flags)?;
+    flags.cmd = ETHTOOL_SFLAGS;
+    flags.data &= !ETH_FLAG_TXVLAN;
+    ethtool(name, &mut flags)
 }
 
 /// The index and receive queues of interface `name`, which must have a

@@ -1,4 +1,6 @@
 //! The segmenter: a veth pair for the fast path in tc.
+use crate::{netdev, netlink};
+
 /// The segmenter's near and far ends (see `Segmenter`).
 pub const SEGMENTER: (&str, &str) = ("xvrseg0", "xvrseg1");
 
@@ -13,59 +15,36 @@ pub struct Segmenter;
 
 impl Segmenter {
     pub(crate) fn create(workers: usize) -> Result<Segmenter, String> {
-        let q = workers.to_string();
-        let run = |args: &[&str]| -> Result<(), String> {
-            let out = std::process::Command::new(args[0])
-                .args(&args[1..])
-                .output()
-                .map_err(|e| format!("{}: {e} (install iproute2 and ethtool)", args[0]))?;
-            match out.status.success() {
-                true => Ok(()),
-                false => Err(format!(
-                    "{}: {}",
-                    args.join(" "),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )),
-            }
-        };
         let (near, far) = SEGMENTER;
+        let queues = u32::try_from(workers).unwrap_or(u32::MAX);
         // Left over by a daemon that was killed: start afresh.
-        let _ = run(&["ip", "link", "del", near]);
-        run(&[
-            "ip",
-            "link",
-            "add",
-            near,
-            "numtxqueues",
-            &q,
-            "numrxqueues",
-            &q,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            far,
-            "numtxqueues",
-            &q,
-            "numrxqueues",
-            &q,
-        ])?;
+        remove();
+        netlink::add_veth(near, far, queues)
+            .map_err(|e| format!("creating the segmenter {near}/{far}: {e}"))?;
         let segmenter = Segmenter;
-        run(&["ethtool", "-K", near, "txvlan", "off"])?;
+        netdev::disable_tx_vlan_offload(near)
+            .map_err(|e| format!("{near}: turning VLAN offload off: {e}"))?;
         for dev in [near, far] {
             // Only the tc program sends here: no IPv6 link-local chatter.
             let knob = format!("/proc/sys/net/ipv6/conf/{dev}/disable_ipv6");
             let _ = std::fs::write(knob, "1");
-            run(&["ip", "link", "set", dev, "up"])?;
+            netdev::ifindex(dev)
+                .and_then(|index| netlink::set_up(index).map_err(|e| e.to_string()))
+                .map_err(|e| format!("{dev}: setting it up: {e}"))?;
         }
         Ok(segmenter)
     }
 }
 
+/// Deletes the segmenter if there is one (its peer goes with it).
+fn remove() {
+    if let Ok(index) = netdev::ifindex(SEGMENTER.0) {
+        let _ = netlink::delete(index);
+    }
+}
+
 impl Drop for Segmenter {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("ip")
-            .args(["link", "del", SEGMENTER.0])
-            .output();
+        remove();
     }
 }

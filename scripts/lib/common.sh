@@ -8,7 +8,6 @@
 # - libelf-dev, zlib1g-dev, pkg-config, m4, make: libxdp-sys's vendored libxdp (AF_XDP)
 # - tshark, tcpdump: check what the data path writes
 # - iproute2, iputils-ping, iperf3, ethtool: the network-namespace test rigs
-#   (iproute2 and ethtool: also xvrd's segmenter, --xdp-fast-path tc)
 #   (iperf3 also drives the overlay TCP comparison of xvr-e2e)
 # - util-linux: taskset (pinning test hosts and generators)
 # - nftables: the kernel NAT peer of the end-to-end benchmark (xvr-e2e)
