@@ -299,7 +299,7 @@ impl Pipeline {
         }
         observe("nat_shortcut", frames);
         if waiting.has(Stage::Unsnat) {
-            nat::run_in(tables, frames, ct, now, workers, stats);
+            nat::run::<nat::In>(tables, frames, ct, now, workers, stats);
         }
         observe("nat_in", frames);
         l2::run(tables, frames, stats);
@@ -308,15 +308,15 @@ impl Pipeline {
         if waiting.has(Stage::L3) || waiting.has(Stage::Snat) {
             l3::run(tables, frames, l3::Sessions { ct, now, workers }, stats);
             observe("l3", frames);
-            nat::run_out(tables, frames, ct, now, workers, stats);
+            nat::run::<nat::Out>(tables, frames, ct, now, workers, stats);
             observe("nat_out", frames);
             if frames.iter().any(|f| f.meta.stage == Stage::Unsnat) {
                 // Hairpinned frames: in through reverse NAT, routed inside.
-                nat::run_in(tables, frames, ct, now, workers, stats);
+                nat::run::<nat::In>(tables, frames, ct, now, workers, stats);
                 observe("nat_in (hairpin)", frames);
                 l3::run(tables, frames, l3::Sessions { ct, now, workers }, stats);
                 observe("l3 (hairpin)", frames);
-                nat::run_out(tables, frames, ct, now, workers, stats);
+                nat::run::<nat::Out>(tables, frames, ct, now, workers, stats);
                 observe("nat_out (hairpin)", frames);
             }
         } else {

@@ -3,9 +3,8 @@
 //! static address opens one if the ingress firewall and the VM's tier
 //! let it. The destination goes back to the inside endpoint, and l3
 //! routes the frame in the tenant's VRF.
-use super::fragments::later_fragments;
 use super::icmp_error::icmp_error;
-use super::{inward, run_batched, Pending, Translator};
+use super::{inward, Nat, Pending, Translator};
 use crate::conntrack::{Conntrack, Dir, FlowKey, SessionId, ICMP, PUBLIC};
 use crate::frame::Frame;
 use crate::pipeline::flow::{self, FlowEnd, L4};
@@ -14,31 +13,10 @@ use crate::pipeline::session::{note_first_fragment, opening_state, setup_error};
 use crate::pipeline::{acl, after_ethernet_mut, ipv4, offload, DropReason, Event, Stage, Stats};
 use crate::table::{Action, Tables};
 
-struct Inbound<'a> {
-    tables: &'a Tables,
-    now: u32,
-    workers: &'a Workers,
-}
-
 /// Frames that arrived on the uplink for a public address.
-pub(crate) fn run_in(
-    tables: &Tables,
-    frames: &mut [Frame<'_>],
-    ct: &mut Conntrack,
-    now: u32,
-    workers: &Workers,
-    stats: &mut Stats,
-) {
-    let mut inbound = Inbound {
-        tables,
-        now,
-        workers,
-    };
-    run_batched(frames, ct, stats, &mut inbound);
-    later_fragments(tables, frames, Stage::Unsnat, ct, now, workers, stats);
-}
+pub(crate) enum In {}
 
-impl Translator for Inbound<'_> {
+impl Translator for Nat<'_, In> {
     const STAGE: Stage = Stage::Unsnat;
 
     #[inline]

@@ -11,11 +11,13 @@
 //! shortcut (`shortcut`) sends established flows out without l2 and l3.
 //! Checksums are updated incrementally (RFC 1624).
 use super::flow::L4;
+use super::owner::Workers;
 use super::{DropReason, Meta, Stage, Stats};
 use crate::conntrack::{Conntrack, Dir, FlowKey, SessionId};
 use crate::frame::{Frame, BATCH_SIZE};
 use crate::table::{Tables, TenantId};
 use arrayvec::ArrayVec;
+use std::marker::PhantomData;
 
 mod fragments;
 mod icmp_error;
@@ -23,9 +25,41 @@ mod inbound;
 mod outbound;
 mod shortcut;
 
-pub(crate) use inbound::run_in;
-pub(crate) use outbound::run_out;
+pub(crate) use inbound::In;
+pub(crate) use outbound::Out;
 pub(crate) use shortcut::run_out as run_shortcut;
+
+/// One direction of translation (`Nat<In>`: frames to a public address;
+/// `Nat<Out>`: frames l3 sent toward the internet) over one batch.
+pub(crate) struct Nat<'a, D> {
+    tables: &'a Tables,
+    now: u32,
+    workers: &'a Workers,
+    direction: PhantomData<D>,
+}
+
+/// Translates the frames waiting at direction `D`'s stage, then the later
+/// fragments of the flows it translated.
+pub(crate) fn run<D>(
+    tables: &Tables,
+    frames: &mut [Frame<'_>],
+    ct: &mut Conntrack,
+    now: u32,
+    workers: &Workers,
+    stats: &mut Stats,
+) where
+    for<'a> Nat<'a, D>: Translator,
+{
+    let mut nat = Nat {
+        tables,
+        now,
+        workers,
+        direction: PhantomData,
+    };
+    run_batched(frames, ct, stats, &mut nat);
+    let stage = <Nat<'_, D> as Translator>::STAGE;
+    fragments::later_fragments(tables, frames, stage, ct, now, workers, stats);
+}
 
 /// A frame's flow, read in the first pass.
 pub(super) struct Pending {
@@ -35,7 +69,7 @@ pub(super) struct Pending {
 }
 
 /// One direction of translation, as `run_batched` drives it.
-trait Translator {
+pub(crate) trait Translator {
     /// The stage whose frames it takes.
     const STAGE: Stage;
 

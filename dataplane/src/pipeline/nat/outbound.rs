@@ -4,43 +4,20 @@
 //! the tenant's source-NAT pool (this worker's block of ports); then the
 //! source becomes the public endpoint. A flow to one of the host's own
 //! public addresses is hairpinned: translated, it comes straight back in.
-use super::fragments::later_fragments;
 use super::icmp_error::icmp_error;
-use super::{out_of_uplink, run_batched, Pending, Translator};
+use super::{out_of_uplink, Nat, Pending, Translator};
 use crate::conntrack::{Conntrack, Dir, FlowKey, SessionId};
 use crate::frame::Frame;
 use crate::pipeline::acl;
 use crate::pipeline::flow::{self, FlowEnd, L4};
-use crate::pipeline::owner::Workers;
 use crate::pipeline::session::{note_first_fragment, opening_state, setup_error};
 use crate::pipeline::{byte, DropReason, Event, Stage, Stats};
-use crate::table::{Action, Tables};
-
-struct Outbound<'a> {
-    tables: &'a Tables,
-    now: u32,
-    workers: &'a Workers,
-}
+use crate::table::Action;
 
 /// Frames l3 sent toward the internet from a tenant with NAT.
-pub(crate) fn run_out(
-    tables: &Tables,
-    frames: &mut [Frame<'_>],
-    ct: &mut Conntrack,
-    now: u32,
-    workers: &Workers,
-    stats: &mut Stats,
-) {
-    let mut out = Outbound {
-        tables,
-        now,
-        workers,
-    };
-    run_batched(frames, ct, stats, &mut out);
-    later_fragments(tables, frames, Stage::Snat, ct, now, workers, stats);
-}
+pub(crate) enum Out {}
 
-impl Translator for Outbound<'_> {
+impl Translator for Nat<'_, Out> {
     const STAGE: Stage = Stage::Snat;
 
     #[inline]
@@ -126,7 +103,7 @@ impl Translator for Outbound<'_> {
     }
 }
 
-impl Outbound<'_> {
+impl Nat<'_, Out> {
     /// Opens the session of a new flow out, if the rules let it.
     fn open(&self, p: &Pending, ct: &mut Conntrack) -> Result<SessionId, DropReason> {
         let (tables, workers, now) = (self.tables, self.workers, self.now);
