@@ -10,6 +10,7 @@ pub mod ops;
 pub mod router;
 pub mod segmenter;
 pub mod split;
+pub mod state_store;
 pub mod trace;
 
 use std::path::Path;
@@ -27,10 +28,16 @@ pub fn load_tables(path: &Path) -> Result<Tables, String> {
 pub fn load_state(path: &Path) -> Result<(State, Tables), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let state = State::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let tables = with_interface_mtus(&state)
-        .build()
-        .map_err(|e| format!("{}:\n{e}", path.display()))?;
+    let tables = build_tables(&state).map_err(|e| format!("{}:\n{e}", path.display()))?;
     Ok((state, tables))
+}
+
+/// The tables of `state`, each uplink with its interface's MTU (see
+/// `with_interface_mtus`); every invalid field in the error.
+pub fn build_tables(state: &State) -> Result<Tables, String> {
+    with_interface_mtus(state)
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 /// `state` as the tables are built from it: an uplink without an `mtu`

@@ -47,6 +47,8 @@ fn bad_config_is_refused_with_the_field_named() {
     let out = Command::new(XVRD)
         .arg("--config")
         .arg(&config)
+        .arg("--state-dir")
+        .arg(common::state_dir_beside(&config))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -125,6 +127,8 @@ fn too_few_queues_for_the_workers_is_refused_and_nothing_stays_attached() {
         .arg(&config)
         .arg("--socket")
         .arg(common::socket_beside(&config))
+        .arg("--state-dir")
+        .arg(common::state_dir_beside(&config))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -155,6 +159,8 @@ fn an_interface_without_native_xdp_is_named_and_generic_mode_works() {
             .arg(&config)
             .arg("--socket")
             .arg(common::socket_beside(&config))
+            .arg("--state-dir")
+            .arg(common::state_dir_beside(&config))
             .args(args)
             .output()
             .unwrap()
@@ -177,4 +183,93 @@ fn an_interface_without_native_xdp_is_named_and_generic_mode_works() {
     );
     stop_xvrd(daemon);
     assert!(!rig.xdp_attached(&host, "d0"), "XDP left on d0");
+}
+
+/// `xvrctl --json ARGS` against the daemon of `config`, parsed.
+fn xvrctl_json(config: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = common::xvrctl(&common::socket_beside(config), &all);
+    assert!(out.status.success(), "xvrctl {args:?}: {out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+#[ignore = "needs root: scripts/test runs it as root"]
+fn what_was_committed_survives_sigkill_and_sigterm_and_an_edited_config_is_refused() {
+    require_root("running xvrd over veth");
+    let (dir, config) = common::state_file(TWO_VMS);
+    let mut rig = Rig::new("durable");
+    let (host, vm1, _vm2) = two_vms(&mut rig);
+    let ping = || {
+        rig.try_exec(
+            &vm1,
+            &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.0.0.11"],
+        )
+    };
+    let has_route = |prefix: &str| {
+        let routes = xvrctl_json(&config, &["dump", "routes"]);
+        routes.to_string().contains(prefix)
+    };
+    let generation = || {
+        xvrctl_json(&config, &["health"])["generation"]
+            .as_u64()
+            .unwrap()
+    };
+    let commit = |prefix: &str| {
+        let changes = dir
+            .path()
+            .join(format!("{}.json", prefix.replace('/', "_")));
+        let entry = serde_json::json!([{"action": "add", "table": "routes",
+            "entry": {"tenant": "t", "prefix": prefix, "next_hop": "blackhole"}}]);
+        std::fs::write(&changes, entry.to_string()).unwrap();
+        xvrctl_json(&config, &["commit", changes.to_str().unwrap()])["generation"]
+            .as_u64()
+            .unwrap()
+    };
+
+    let daemon = start_xvrd(&rig, &host, &config, &["a1", "a2"]);
+    let first = commit("10.7.0.0/16");
+    // Acknowledged, then killed: nothing may be lost.
+    daemon.stop_with(libc::SIGKILL);
+    let daemon = start_xvrd(&rig, &host, &config, &["a1", "a2"]);
+    assert!(
+        has_route("10.7.0.0/16"),
+        "the route committed before SIGKILL"
+    );
+    assert!(
+        generation() > first,
+        "generations keep rising across restarts"
+    );
+    assert!(ping(), "forwarding after the restart");
+    let second = commit("10.8.0.0/16");
+    assert!(second > first);
+    stop_xvrd(daemon);
+    let daemon = start_xvrd(&rig, &host, &config, &["a1", "a2"]);
+    assert!(has_route("10.7.0.0/16") && has_route("10.8.0.0/16"));
+    stop_xvrd(daemon);
+
+    // An edited config on a store it no longer matches: refused, named.
+    std::fs::write(&config, TWO_VMS.replace("\"vni\": 100", "\"vni\": 101")).unwrap();
+    let out = Command::new("ip")
+        .args(["netns", "exec", &host, XVRD, "--config"])
+        .arg(&config)
+        .arg("--socket")
+        .arg(common::socket_beside(&config))
+        .arg("--state-dir")
+        .arg(common::state_dir_beside(&config))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("differs from the state saved in") && stderr.contains("without --config"),
+        "{stderr}"
+    );
+    assert!(!rig.xdp_attached(&host, "a1"), "nothing attached");
+    // Without --config, the saved state comes back.
+    let daemon = common::start_xvrd_resuming(&rig, &host, &config, &["a1", "a2"]);
+    assert!(has_route("10.8.0.0/16"));
+    assert!(ping());
+    stop_xvrd(daemon);
 }

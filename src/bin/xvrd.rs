@@ -21,8 +21,15 @@ use xvr_ebpf::AttachMode;
 #[command(name = "xvrd", version, about = "xvr virtual router daemon")]
 struct Args {
     /// Desired state (JSON): tenants, ports, routes, neighbors, VTEPs.
+    /// Seeds an empty --state-dir; with a saved state it must match it
+    /// (leave it out to resume what was saved).
     #[arg(long)]
-    config: PathBuf,
+    config: Option<PathBuf>,
+    /// Where the state xvrd acknowledged is kept (a snapshot and a
+    /// journal of commits, each written durably before it is answered);
+    /// xvrd resumes from it on start.
+    #[arg(long, default_value = "/var/lib/xvr")]
+    state_dir: PathBuf,
     /// XDP attach mode: native (in the driver) or generic (in the stack,
     /// for drivers without XDP).
     #[arg(long, value_enum, default_value = "native")]
@@ -109,7 +116,8 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<(), String> {
     xvr_dataplane::worker::quiet_repeated_panics();
-    let (state, tables) = xvr::load_state(&args.config)?;
+    let (store, state) = xvr::state_store::resume(&args.state_dir, args.config.as_deref())?;
+    let tables = xvr::build_tables(&state)?;
     // Tenants' internet traffic never reaches this host's own networks.
     let tables = tables.with_protected(xvr::netdev::host_prefixes());
     let signals = block_termination_signals();
@@ -139,6 +147,7 @@ fn run(args: &Args) -> Result<(), String> {
     let fast_path = router.fast_path();
     let xdp = router.xdp_counters();
     let mut ops = DaemonOps::new(state, tables.clone(), router.live())
+        .with_store(store)
         .with_xdp_counters(xdp.clone())
         .with_live_ports(router.live_ports());
     if let Some(fast_path) = &fast_path {

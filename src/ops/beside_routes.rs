@@ -1,7 +1,7 @@
 //! The commit of anything but routes: the state without its routes is
 //! changed, validated and built, and each tenant's VRF carried over.
 use super::route_commit::index_routes;
-use super::{DaemonOps, Routes};
+use super::{DaemonOps, Routes, Write};
 use ipnet::Ipv4Net;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -23,6 +23,7 @@ impl DaemonOps {
         &mut self,
         changes: &[Change],
         dry_run: bool,
+        raw: &Value,
     ) -> Option<Result<Value, ApiError>> {
         if changes.iter().any(|c| c.table == "routes") {
             return None;
@@ -43,7 +44,14 @@ impl DaemonOps {
         Some(self.build(&new).and_then(|(tables, ids)| {
             let vrfs = self.carried_vrfs(&rest, &new, &tables);
             let built = (tables.with_vrfs(vrfs), ids);
-            self.make_current(new, built, changes, dry_run, Routes::Kept)
+            self.make_current(
+                new,
+                built,
+                changes,
+                dry_run,
+                Routes::Kept,
+                Write::Changes(raw),
+            )
         }))
     }
 

@@ -10,6 +10,7 @@
 use crate::fast_path::FastPathSync;
 use crate::live_ports::LivePorts;
 use crate::mailbox::Live;
+use crate::state_store::StateStore;
 use arc_swap::ArcSwap;
 use route_commit::{only_routes, RouteIndex};
 use serde::Deserialize;
@@ -55,6 +56,17 @@ pub struct DaemonOps {
     /// The host's networks that tenants' internet traffic may not reach
     /// (those the starting tables guard, read once by xvrd).
     protected: Vec<ipnet::Ipv4Net>,
+    /// Where acknowledged writes are kept (None: nowhere, as in tests of
+    /// the ops alone).
+    store: Option<StateStore>,
+}
+
+/// What a write leaves in the state store.
+pub(super) enum Write<'a> {
+    /// The whole state (`apply`).
+    Whole,
+    /// The changes of a `commit`, as its request gave them.
+    Changes(&'a Value),
 }
 
 impl DaemonOps {
@@ -74,7 +86,14 @@ impl DaemonOps {
             fast_path: None,
             xdp: None,
             ports: None,
+            store: None,
         }
+    }
+
+    /// Keeps every accepted write in `store` before answering it.
+    pub fn with_store(mut self, store: StateStore) -> DaemonOps {
+        self.store = Some(store);
+        self
     }
 
     /// Adds and removes ports and public addresses on the running data
@@ -98,10 +117,10 @@ impl DaemonOps {
 
     /// Makes `new` the running state (unless `dry_run`); answers what
     /// changed and the new generation.
-    fn change_to(&mut self, new: State, dry_run: bool) -> Result<Value, ApiError> {
+    fn change_to(&mut self, new: State, dry_run: bool, write: Write) -> Result<Value, ApiError> {
         let built = self.build(&new)?;
         let changes = change::diff(&self.state, &new);
-        self.make_current(new, built, changes, dry_run, Routes::Replaced)
+        self.make_current(new, built, changes, dry_run, Routes::Replaced, write)
     }
 
     /// Validates and builds `state`, its tenants keeping their ids (new
@@ -130,6 +149,7 @@ impl DaemonOps {
         changes: Value,
         dry_run: bool,
         routes: Routes,
+        write: Write,
     ) -> Result<Value, ApiError> {
         if new.conntrack != self.state.conntrack {
             return Err(ApiError::bad_field(
@@ -153,10 +173,12 @@ impl DaemonOps {
             return Ok(answer);
         }
         let plan = plan.filter(|p| !p.is_empty());
+        self.persist(&write, Some(&new), generation)?;
         if let (Some(ports), Some(plan)) = (&mut self.ports, &plan) {
-            ports
-                .prepare(plan)
-                .map_err(|e| ApiError::new(ErrorCode::Unavailable, format!("ports: {e}")))?;
+            if let Err(e) = ports.prepare(plan) {
+                self.unpersist();
+                return Err(ApiError::new(ErrorCode::Unavailable, format!("ports: {e}")));
+            }
         }
         let tables = Arc::new(tables);
         self.tables.store(tables.clone());
@@ -184,13 +206,53 @@ impl DaemonOps {
         Ok(answer)
     }
 
+    /// Keeps a write in the store, durably, before it is made: the
+    /// whole `new` state, or the commit's changes, at `generation`.
+    pub(super) fn persist(
+        &mut self,
+        write: &Write,
+        new: Option<&State>,
+        generation: u32,
+    ) -> Result<(), ApiError> {
+        let running_generation = self.tables.load().generation();
+        let Some(store) = &mut self.store else {
+            return Ok(());
+        };
+        let saved = match write {
+            Write::Whole => store.save(new.unwrap_or(&self.state), generation),
+            Write::Changes(changes) => {
+                store.record(changes, generation, &self.state, running_generation)
+            }
+        };
+        saved.map_err(|e| {
+            ApiError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "saving the state in {}: {e}; nothing changed",
+                    store.dir().display()
+                ),
+            )
+        })
+    }
+
+    /// Puts the running state back in the store after a persisted write
+    /// failed to be made.
+    fn unpersist(&mut self) {
+        let generation = self.tables.load().generation();
+        if let Some(store) = &mut self.store {
+            if let Err(e) = store.save(&self.state, generation) {
+                eprintln!("xvrd: restoring the saved state after a failed write: {e}");
+            }
+        }
+    }
+
     fn apply(&mut self, request: &Map<String, Value>) -> Result<Value, ApiError> {
         let state = request
             .get("state")
             .ok_or_else(|| ApiError::bad_field("state", "missing"))?;
         let state: State =
             serde_json::from_value(state.clone()).map_err(|e| ApiError::bad_field("state", e))?;
-        self.change_to(state, dry_run(request)?)
+        self.change_to(state, dry_run(request)?, Write::Whole)
     }
 
     fn commit(&mut self, request: &Map<String, Value>) -> Result<Value, ApiError> {
@@ -198,17 +260,18 @@ impl DaemonOps {
             .get("changes")
             .ok_or_else(|| ApiError::bad_field("changes", "missing"))?;
         let dry_run = dry_run(request)?;
+        let raw = changes;
         if let Some(routes) = only_routes(changes).filter(|_| !dry_run) {
-            return self.commit_routes(&routes);
+            return self.commit_routes(&routes, raw);
         }
         let changes =
             Vec::<Change>::deserialize(changes).map_err(|e| ApiError::bad_field("changes", e))?;
-        if let Some(answer) = self.commit_beside_routes(&changes, dry_run) {
+        if let Some(answer) = self.commit_beside_routes(&changes, dry_run, raw) {
             return answer;
         }
         let state = change::apply_changes(&self.state, &changes)
             .map_err(|errors| ApiError::new(ErrorCode::BadRequest, errors.join("; ")))?;
-        self.change_to(state, dry_run)
+        self.change_to(state, dry_run, Write::Changes(raw))
     }
 }
 

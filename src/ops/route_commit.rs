@@ -1,7 +1,7 @@
 //! The commit of routes only: each route checked on its own, made in
 //! place in the state through a (tenant, prefix) index, and the VRFs
 //! copied on write where they change (`Tables::with_routes`).
-use super::DaemonOps;
+use super::{DaemonOps, Write};
 use ipnet::Ipv4Net;
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
@@ -19,7 +19,11 @@ impl DaemonOps {
     /// state, and the VRFs copy on write only what changed
     /// (`Tables::with_routes`): no whole-state validation and rebuild.
     /// All or nothing, with the answer and errors of the general path.
-    pub(super) fn commit_routes(&mut self, changes: &[RouteWrite]) -> Result<Value, ApiError> {
+    pub(super) fn commit_routes(
+        &mut self,
+        changes: &[RouteWrite],
+        raw: &Value,
+    ) -> Result<Value, ApiError> {
         let index = self
             .routes
             .take()
@@ -32,6 +36,13 @@ impl DaemonOps {
                 return Err(e);
             }
         };
+        // Kept before it is made; the tables built below take the
+        // upcoming generation (this thread alone builds tables).
+        let generation = xvr_dataplane::table::upcoming_generation();
+        if let Err(e) = self.persist(&Write::Changes(raw), None, generation) {
+            self.routes = Some(index);
+            return Err(e);
+        }
         let mut index = index;
         let tables = self.tables.load();
         let tenant_ids: HashMap<&str, TenantId> = tables

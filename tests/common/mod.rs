@@ -164,12 +164,25 @@ pub fn start_xvrd_with(
     ports: &[&str],
     args: &[&str],
 ) -> Daemon {
+    let mut all = vec!["--config", config.to_str().unwrap()];
+    all.extend_from_slice(args);
+    spawn_xvrd(rig, ns, config, ports, &all)
+}
+
+/// `start_xvrd` without `--config`: xvrd resumes the state saved beside
+/// `config` by an earlier start.
+pub fn start_xvrd_resuming(rig: &Rig, ns: &str, config: &Path, ports: &[&str]) -> Daemon {
+    spawn_xvrd(rig, ns, config, ports, &[])
+}
+
+fn spawn_xvrd(rig: &Rig, ns: &str, config: &Path, ports: &[&str], args: &[&str]) -> Daemon {
     let log = config.with_extension("log");
     let child = Command::new("ip")
-        .args(["netns", "exec", ns, XVRD, "--config"])
-        .arg(config)
+        .args(["netns", "exec", ns, XVRD])
         .arg("--socket")
         .arg(socket_beside(config))
+        .arg("--state-dir")
+        .arg(state_dir_beside(config))
         .args(args)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -194,6 +207,12 @@ pub fn start_xvrd_with(
 /// daemons of tests running at once never share one.
 pub fn socket_beside(config: &Path) -> PathBuf {
     config.with_extension("sock")
+}
+
+/// The state directory of the xvrd started with `config`: beside it, so
+/// each test's daemons have their own, and a restart resumes it.
+pub fn state_dir_beside(config: &Path) -> PathBuf {
+    config.with_extension("state")
 }
 
 /// Stops xvrd with SIGTERM, checks it exited 0, and returns its log.

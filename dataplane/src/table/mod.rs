@@ -316,10 +316,27 @@ pub struct RouteChange {
     pub next_hop: Option<NextHop>,
 }
 
+/// The generation the next tables built get.
+static NEXT_GENERATION: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
 /// A generation number no other tables of this process have had.
 fn next_generation() -> u32 {
-    static BUILT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
-    BUILT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    NEXT_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The generation the next tables built will get (one thread builds them
+/// in xvrd: the control socket's).
+pub fn upcoming_generation() -> u32 {
+    NEXT_GENERATION.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Makes every generation built from now on greater than `generation`
+/// (one a previous process reached), so they keep rising across restarts.
+pub fn resume_generations_after(generation: u32) {
+    NEXT_GENERATION.fetch_max(
+        generation.saturating_add(1),
+        std::sync::atomic::Ordering::Relaxed,
+    );
 }
 
 /// The builder's access to a shared part it alone holds while building
