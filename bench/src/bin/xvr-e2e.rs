@@ -440,10 +440,8 @@ fn overlay_tcp_with(with_xvr: bool, gro: bool, in_tc: bool, seconds: u32) -> Res
         let mut router = Router::start(&tables, &options).map_err(|e| e.to_string())?;
         let (result, reports) = router.run_while(&tables, run)?;
         if let Ok(counters) = router.xdp_counters().read() {
-            let fast = counters
-                .iter()
-                .filter(|(d, _)| d.name().starts_with("fast_") || d.name() == "pass_to_tc");
-            eprintln!("xvr XDP fast path: {:?}", fast.collect::<Vec<_>>());
+            let taken = counters.iter().filter(|(_, n)| *n > 0);
+            eprintln!("xvr steering: {:?}", taken.collect::<Vec<_>>());
         }
         for report in &reports {
             eprintln!(
