@@ -310,7 +310,7 @@ impl Pipeline {
             observe("l3", frames);
             nat::run::<nat::Out>(tables, frames, ct, now, workers, stats);
             observe("nat_out", frames);
-            if frames.iter().any(|f| f.meta.stage == Stage::Unsnat) {
+            if nat::hairpin::any_turned_back(frames) {
                 // Hairpinned frames: in through reverse NAT, routed inside.
                 nat::run::<nat::In>(tables, frames, ct, now, workers, stats);
                 observe("nat_in (hairpin)", frames);

@@ -3,6 +3,7 @@
 //! static address opens one if the ingress firewall and the VM's tier
 //! let it. The destination goes back to the inside endpoint, and l3
 //! routes the frame in the tenant's VRF.
+use super::hairpin;
 use super::icmp_error::icmp_error;
 use super::{inward, Nat, Pending, Translator};
 use crate::conntrack::{Conntrack, Dir, FlowKey, SessionId, ICMP, PUBLIC};
@@ -160,8 +161,6 @@ fn dnat_setup(
         .map_err(setup_error)?;
     // From one of our own public addresses (a hairpinned VM): the VM's
     // answers go back in the same way.
-    if nat.owner(p.key.src).is_some() {
-        ct.mark_hairpin(id);
-    }
+    hairpin::mark_if_local(nat, ct, id, p.key.src);
     Ok(id)
 }

@@ -7,7 +7,8 @@
 //! found, or a port forward or static address opens one, the destination
 //! is rewritten back to the inside endpoint, and l3 routes it in the
 //! tenant's VRF. ICMP errors about translated flows (`icmp_error`) and
-//! later fragments (`fragments`) follow their flow's session. The
+//! later fragments (`fragments`) follow their flow's session; a flow to
+//! one of this host's own public addresses turns back in (`hairpin`). The
 //! shortcut (`shortcut`) sends established flows out without l2 and l3.
 //! Checksums are updated incrementally (RFC 1624).
 use super::flow::L4;
@@ -20,6 +21,7 @@ use arrayvec::ArrayVec;
 use std::marker::PhantomData;
 
 mod fragments;
+pub(crate) mod hairpin;
 mod icmp_error;
 mod inbound;
 mod outbound;

@@ -4,6 +4,7 @@
 //! the tenant's source-NAT pool (this worker's block of ports); then the
 //! source becomes the public endpoint. A flow to one of the host's own
 //! public addresses is hairpinned: translated, it comes straight back in.
+use super::hairpin;
 use super::icmp_error::icmp_error;
 use super::{out_of_uplink, Nat, Pending, Translator};
 use crate::conntrack::{Conntrack, Dir, FlowKey, SessionId};
@@ -90,11 +91,8 @@ impl Translator for Nat<'_, Out> {
         let (nat_ip, nat_port, hairpin) = (s.nat_ip, s.nat_port, s.hairpin);
         p.l4.rewrite(ip, FlowEnd::Source, nat_ip, nat_port);
         stats.event(Event::Snat);
-        // Hairpinning: to one of our own public addresses, the frame comes
-        // straight back in, as if from the internet.
         if hairpin {
-            stats.event(Event::Hairpin);
-            frame.meta.stage = Stage::Unsnat;
+            hairpin::turn_back_in(frame, stats);
         } else {
             out_of_uplink(tables, &mut frame.meta, stats);
             ct.allow_shortcut(id, tables.generation());
@@ -135,10 +133,7 @@ impl Nat<'_, Out> {
             }
         }
         .map_err(setup_error)?;
-        // Decided once per session, not looked up per packet.
-        if nat.owner(p.key.dst).is_some() {
-            ct.mark_hairpin(id);
-        }
+        hairpin::mark_if_local(nat, ct, id, p.key.dst);
         Ok(id)
     }
 }
