@@ -8,6 +8,29 @@ use common::{start_xvrd, start_xvrd_with, stop_xvrd, two_vms, TWO_VMS, XVRD};
 use std::process::Command;
 use xvr_testkit::netns::{require_root, Rig};
 
+/// Runs xvrd in `host` on `config` (its socket and state directory
+/// beside it) with `args`, to its exit: for starts that must fail.
+fn run_xvrd(host: &str, config: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new("ip")
+        .args(["netns", "exec", host, XVRD, "--config"])
+        .arg(config)
+        .arg("--socket")
+        .arg(common::socket_beside(config))
+        .arg("--state-dir")
+        .arg(common::state_dir_beside(config))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Whether vm1 of `two_vms` reaches vm2 (10.0.0.11).
+fn vm1_pings_vm2(rig: &Rig, vm1: &str) -> bool {
+    rig.try_exec(
+        vm1,
+        &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.0.0.11"],
+    )
+}
+
 #[test]
 #[ignore = "needs root: scripts/test runs it as root"]
 fn forwards_stops_cleanly_and_restarts_after_sigkill() {
@@ -15,12 +38,7 @@ fn forwards_stops_cleanly_and_restarts_after_sigkill() {
     let (_dir, config) = common::state_file(TWO_VMS);
     let mut rig = Rig::new("xvrd");
     let (host, vm1, _vm2) = two_vms(&mut rig);
-    let ping = || {
-        rig.try_exec(
-            &vm1,
-            &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.0.0.11"],
-        )
-    };
+    let ping = || vm1_pings_vm2(&rig, &vm1);
 
     // `ip netns exec` execs xvrd, so the child's PID is xvrd's own.
     let daemon = start_xvrd(&rig, &host, &config, &["a1", "a2"]);
@@ -122,15 +140,7 @@ fn too_few_queues_for_the_workers_is_refused_and_nothing_stays_attached() {
     let (_dir, config) = common::state_file(TWO_VMS);
     let mut rig = Rig::new("queues");
     let (host, _vm1, _vm2) = two_vms(&mut rig);
-    let out = Command::new("ip")
-        .args(["netns", "exec", &host, XVRD, "--workers", "2", "--config"])
-        .arg(&config)
-        .arg("--socket")
-        .arg(common::socket_beside(&config))
-        .arg("--state-dir")
-        .arg(common::state_dir_beside(&config))
-        .output()
-        .unwrap();
+    let out = run_xvrd(&host, &config, &["--workers", "2"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -153,18 +163,7 @@ fn an_interface_without_native_xdp_is_named_and_generic_mode_works() {
     let _vm1 = rig.vm(&host, "a1", "10.0.0.10/24", "02:0a:00:00:00:10");
     rig.exec(&host, &["ip", "link", "add", "d0", "type", "bridge"]);
     rig.exec(&host, &["ip", "link", "set", "d0", "up"]);
-    let xvrd = |args: &[&str]| {
-        Command::new("ip")
-            .args(["netns", "exec", &host, XVRD, "--config"])
-            .arg(&config)
-            .arg("--socket")
-            .arg(common::socket_beside(&config))
-            .arg("--state-dir")
-            .arg(common::state_dir_beside(&config))
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let xvrd = |args: &[&str]| run_xvrd(&host, &config, args);
     let out = xvrd(&[]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -201,12 +200,7 @@ fn what_was_committed_survives_sigkill_and_sigterm_and_an_edited_config_is_refus
     let (dir, config) = common::state_file(TWO_VMS);
     let mut rig = Rig::new("durable");
     let (host, vm1, _vm2) = two_vms(&mut rig);
-    let ping = || {
-        rig.try_exec(
-            &vm1,
-            &["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.0.0.11"],
-        )
-    };
+    let ping = || vm1_pings_vm2(&rig, &vm1);
     let has_route = |prefix: &str| {
         let routes = xvrctl_json(&config, &["dump", "routes"]);
         routes.to_string().contains(prefix)
@@ -251,15 +245,7 @@ fn what_was_committed_survives_sigkill_and_sigterm_and_an_edited_config_is_refus
 
     // An edited config on a store it no longer matches: refused, named.
     std::fs::write(&config, TWO_VMS.replace("\"vni\": 100", "\"vni\": 101")).unwrap();
-    let out = Command::new("ip")
-        .args(["netns", "exec", &host, XVRD, "--config"])
-        .arg(&config)
-        .arg("--socket")
-        .arg(common::socket_beside(&config))
-        .arg("--state-dir")
-        .arg(common::state_dir_beside(&config))
-        .output()
-        .unwrap();
+    let out = run_xvrd(&host, &config, &[]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
