@@ -96,3 +96,52 @@ fn every_documented_example_holds_and_every_op_is_documented() {
         assert!(documented.iter().any(|d| d == op), "{op} is not documented");
     }
 }
+
+/// The writes a careless or hostile client could slip through: an empty
+/// state that would take every VM off the network, an array for the
+/// state, an id too long for 64 bits. Each is refused or echoed exactly,
+/// and the running state stays as it was.
+#[test]
+fn careless_writes_are_refused_and_ids_come_back_as_sent() {
+    let state = State::from_json(include_str!("../examples/two-tenants.json")).unwrap();
+    let tables = Arc::new(ArcSwap::from_pointee(state.build().unwrap()));
+    let mut ops = DaemonOps::new(state, tables.clone(), Arc::new(Live::new(1)));
+    let generation = tables.load().generation();
+    let ask = |ops: &mut DaemonOps, line: &str| -> (String, Value) {
+        let raw = String::from_utf8(respond(line.as_bytes(), ops)).unwrap();
+        let value = serde_json::from_str(&raw).unwrap();
+        (raw, value)
+    };
+    let (_, answer) = ask(&mut ops, r#"{"id": 1, "op": "apply", "state": {}}"#);
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("state: removes every port"), "{answer}");
+    let (_, answer) = ask(&mut ops, r#"{"id": 2, "op": "apply", "state": []}"#);
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("a state is a JSON object"), "{answer}");
+    let (_, answer) = ask(
+        &mut ops,
+        r#"{"id": 3, "op": "apply", "state": {"tenants": [], "nat": [[]]}}"#,
+    );
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("state.nat: an array where an object belongs"),
+        "{answer}"
+    );
+    assert_eq!(tables.load().generation(), generation, "nothing changed");
+    // Said on purpose, it is done.
+    let (_, answer) = ask(
+        &mut ops,
+        r#"{"id": 4, "op": "apply", "remove_all": true, "state": {}}"#,
+    );
+    assert!(answer.get("error").is_none(), "{answer}");
+    assert_ne!(tables.load().generation(), generation);
+    // An id is echoed byte for byte, however long.
+    let (raw, _) = ask(
+        &mut ops,
+        r#"{"id": 123456789012345678901234567890, "op": "version"}"#,
+    );
+    assert!(
+        raw.starts_with(r#"{"id":123456789012345678901234567890,"#),
+        "{raw}"
+    );
+}

@@ -97,7 +97,16 @@ pub fn apply_changes(state: &State, changes: &[Change]) -> Result<State, Vec<Str
     for (table, (rows, _)) in open {
         *rows_mut(&mut root, table) = rows.into_iter().flatten().collect();
     }
-    serde_json::from_value(root).map_err(|e| vec![format!("changes: {e}")])
+    State::from_value(&root).map_err(|errors| {
+        errors
+            .0
+            .iter()
+            .map(|e| match e.field.as_str() {
+                "" => format!("changes: {}", e.message),
+                field => format!("changes: {field}: {}", e.message),
+            })
+            .collect()
+    })
 }
 
 /// What differs from `old` to `new`, per table: the keys of the entries

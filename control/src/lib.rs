@@ -9,6 +9,7 @@ mod mac;
 mod model;
 pub mod schema;
 pub mod server;
+mod shape;
 mod validate;
 
 pub use ids::TenantIds;

@@ -32,7 +32,9 @@ impl FromStr for Mac {
         let mut out = [0u8; 6];
         let mut parts = s.split(':');
         for byte in out.iter_mut() {
-            let part = parts.next().filter(|p| p.len() == 2);
+            let part = parts
+                .next()
+                .filter(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()));
             *byte = part
                 .and_then(|p| u8::from_str_radix(p, 16).ok())
                 .ok_or_else(|| {

@@ -417,7 +417,25 @@ impl State {
     /// Parses the JSON file format. Unknown fields are errors, so a typo
     /// never silently drops a setting.
     pub fn from_json(text: &str) -> Result<State, crate::ConfigErrors> {
-        serde_json::from_str(text).map_err(|e| crate::ConfigErrors::single("", e.to_string()))
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| crate::ConfigErrors::single("", e.to_string()))?;
+        State::from_value(&value)
+    }
+
+    /// The state `value` holds, in the shapes the documentation gives:
+    /// an object wherever one belongs, prefixes as they read back.
+    pub fn from_value(value: &serde_json::Value) -> Result<State, crate::ConfigErrors> {
+        if !value.is_object() {
+            return Err(crate::ConfigErrors::single("", "a state is a JSON object"));
+        }
+        let state = State::deserialize(value)
+            .map_err(|e| crate::ConfigErrors::single("", e.to_string()))?;
+        let read_back = serde_json::to_value(&state).expect("state serializes");
+        let mismatches = crate::shape::mismatches(value, &read_back);
+        match mismatches.is_empty() {
+            true => Ok(state),
+            false => Err(crate::ConfigErrors(mismatches)),
+        }
     }
 
     pub fn to_json(&self) -> String {

@@ -215,10 +215,8 @@ impl Server {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
                     if let Err(why) = peer_allowed(&stream) {
-                        let refusal = answer(
-                            Value::Null,
-                            Err(ApiError::new(ErrorCode::PermissionDenied, why)),
-                        );
+                        let refusal =
+                            answer("null", Err(ApiError::new(ErrorCode::PermissionDenied, why)));
                         let _ = stream.write_all(&refusal);
                         continue;
                     }
@@ -318,7 +316,7 @@ fn answer_lines(c: &mut Connection, handler: &mut dyn Handler) {
             ErrorCode::RequestTooLarge,
             format!("a request line may be at most {MAX_REQUEST} bytes"),
         );
-        c.output.extend_from_slice(&answer(Value::Null, Err(error)));
+        c.output.extend_from_slice(&answer("null", Err(error)));
         c.input.clear();
         c.discarding = 1;
     }
@@ -341,6 +339,14 @@ fn flush(c: &mut Connection) -> bool {
     true
 }
 
+/// A request's `id` as its bytes were sent, to echo exactly (a number
+/// too long for u64 or f64 included).
+#[derive(serde::Deserialize)]
+struct RawId<'a> {
+    #[serde(borrow)]
+    id: Option<&'a serde_json::value::RawValue>,
+}
+
 /// One request line to one answer line.
 pub fn respond(line: &[u8], handler: &mut dyn Handler) -> Vec<u8> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -348,7 +354,7 @@ pub fn respond(line: &[u8], handler: &mut dyn Handler) -> Vec<u8> {
         Ok(v) => v,
         Err(e) => {
             let error = ApiError::new(ErrorCode::BadRequest, format!("not JSON: {e}"));
-            return answer(Value::Null, Err(error));
+            return answer("null", Err(error));
         }
     };
     let Value::Object(request) = value else {
@@ -356,9 +362,10 @@ pub fn respond(line: &[u8], handler: &mut dyn Handler) -> Vec<u8> {
             ErrorCode::BadRequest,
             "a request is a JSON object with id and op",
         );
-        return answer(Value::Null, Err(error));
+        return answer("null", Err(error));
     };
-    let id = request.get("id").cloned().unwrap_or(Value::Null);
+    let raw: Option<RawId> = serde_json::from_slice(line).ok();
+    let id = raw.and_then(|r| r.id).map_or("null", |id| id.get());
     let result = match request.get("op") {
         None => Err(ApiError::bad_field("op", "missing")),
         Some(Value::String(op)) => handler.handle(op, &request),
@@ -370,12 +377,19 @@ pub fn respond(line: &[u8], handler: &mut dyn Handler) -> Vec<u8> {
     answer(id, result)
 }
 
-fn answer(id: Value, result: Result<Value, ApiError>) -> Vec<u8> {
+/// The answer line: `id` (raw JSON, as the request sent it) first, then
+/// the result or the error.
+fn answer(id: &str, result: Result<Value, ApiError>) -> Vec<u8> {
     let reply = match result {
-        Ok(result) => json!({ "id": id, "result": result }),
-        Err(e) => json!({ "id": id, "error": { "code": e.code.name(), "message": e.message } }),
+        Ok(result) => json!({ "result": result }),
+        Err(e) => json!({ "error": { "code": e.code.name(), "message": e.message } }),
     };
-    let mut line = serde_json::to_vec(&reply).expect("JSON values serialize");
+    let body = serde_json::to_vec(&reply).expect("JSON values serialize");
+    let mut line = Vec::with_capacity(body.len() + id.len() + 8);
+    line.extend_from_slice(b"{\"id\":");
+    line.extend_from_slice(id.as_bytes());
+    line.push(b',');
+    line.extend_from_slice(body.get(1..).unwrap_or_default());
     line.push(b'\n');
     line
 }

@@ -299,6 +299,19 @@ impl State {
         let mut claim = |errors: &mut Errors, at: String, ip: Ipv4Addr, tenant: &str, kind| {
             owners.claim(errors, vtep, at, ip, tenant, kind)
         };
+        // A public address must not be one of the tenant's own gateways.
+        let gateway = |errors: &mut Errors, at: String, tenant: &str, ip: Ipv4Addr| {
+            let own = self.ports.iter().any(|p| {
+                matches!(p, PortConfig::Vm { tenant: t, gateway, .. }
+                    if t == tenant && gateway.addr() == ip)
+            });
+            if own {
+                errors.add(
+                    at,
+                    format!("{ip} is a gateway address of tenant {tenant:?}"),
+                );
+            }
+        };
         let mut with_snat: HashMap<&str, usize> = HashMap::new();
         let mut snat_ranges: HashMap<Ipv4Addr, [u16; 2]> = HashMap::new();
         let check_tenant = |errors: &mut Errors, at: String, tenant: &str| {
@@ -334,6 +347,7 @@ impl State {
                 &n.tenant,
                 "source NAT",
             );
+            gateway(errors, at("public_ip"), &n.tenant, n.public_ip);
             let ports = n.ports.unwrap_or(DEFAULT_NAT_PORTS);
             let [first, last] = ports;
             if first == 0 || first > last {
@@ -355,6 +369,7 @@ impl State {
                 &n.tenant,
                 "static NAT",
             );
+            gateway(errors, at("public_ip"), &n.tenant, n.public_ip);
             if let Some(first) = static_vms.insert((n.tenant.as_str(), n.vm_ip), i) {
                 errors.add(
                     at("vm_ip"),
@@ -373,6 +388,7 @@ impl State {
                 &f.tenant,
                 "port forwarding",
             );
+            gateway(errors, at("public_ip"), &f.tenant, f.public_ip);
             let range_ok = |[first, last]: [u16; 2]| first != 0 && first <= last;
             if !range_ok(f.public_ports) {
                 let [a, b] = f.public_ports;
@@ -526,6 +542,15 @@ impl State {
     ) {
         let gateways: HashSet<(&str, Ipv4Addr)> =
             vm_ports.values().map(|(t, g)| (*t, g.addr())).collect();
+        let subnets: HashSet<(&str, ipnet::Ipv4Net)> =
+            vm_ports.values().map(|(t, g)| (*t, g.trunc())).collect();
+        // The network or broadcast address of one of the tenant's subnets.
+        let edge_of = |tenant: &str, ip: Ipv4Addr| {
+            subnets
+                .iter()
+                .find(|(t, s)| *t == tenant && (ip == s.network() || ip == s.broadcast()))
+                .map(|(_, s)| *s)
+        };
         let mut ips: HashMap<(String, Ipv4Addr), String> = HashMap::new();
         let mut macs: HashMap<(String, crate::Mac), String> = HashMap::new();
         let mut host =
@@ -539,6 +564,11 @@ impl State {
                     errors.add(
                         format!("{at}.ip"),
                         format!("{ip} is a gateway address of tenant {tenant:?}"),
+                    );
+                } else if let Some(subnet) = edge_of(tenant, ip) {
+                    errors.add(
+                        format!("{at}.ip"),
+                        format!("{ip} is the network or broadcast address of {subnet}"),
                     );
                 } else if let Some(other) = ips.insert((tenant.to_string(), ip), at.clone()) {
                     errors.add(

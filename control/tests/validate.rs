@@ -392,3 +392,51 @@ fn the_fuzzers_every_feature_state_builds() {
     assert_eq!(tables.tenants().len(), 2);
     assert!(tables.acls(0).is_some());
 }
+
+/// What serde and the address parsers let through and the model must
+/// not: an array for an object, odd spellings, addresses at a subnet's
+/// edges, a public address that is the tenant's own gateway.
+#[test]
+fn loose_shapes_and_spellings_are_refused_by_field() {
+    use serde_json::json;
+    let cases: Vec<(&str, Change)> = vec![
+        (
+            "nat: an array where an object belongs",
+            Box::new(|j| j["nat"] = json!([[]])),
+        ),
+        (
+            "tenants[0]: an array where an object belongs",
+            Box::new(|j| j["tenants"][0] = json!(["acme", 1001])),
+        ),
+        (
+            "routes[1].prefix: \"010.9.0.0/16\" is not a prefix as written",
+            Box::new(|j| j["routes"][1]["prefix"] = json!("010.9.0.0/16")),
+        ),
+        (
+            "invalid MAC address \"+2:+a:00:00:00:01\"",
+            Box::new(|j| j["ports"][1]["mac"] = json!("+2:+a:00:00:00:01")),
+        ),
+        (
+            "neighbors[0].ip: 10.0.0.0 is the network or broadcast address of 10.0.0.0/24",
+            Box::new(|j| j["neighbors"][0]["ip"] = json!("10.0.0.0")),
+        ),
+        (
+            "remote_vms[0].ip: 10.0.0.255 is the network or broadcast address of 10.0.0.0/24",
+            Box::new(|j| j["remote_vms"][0]["ip"] = json!("10.0.0.255")),
+        ),
+        (
+            "nat.static[0].public_ip: 10.0.0.1 is a gateway address of tenant \"acme\"",
+            Box::new(|j| {
+                j["nat"]["static"] =
+                    json!([{"tenant": "acme", "public_ip": "10.0.0.1", "vm_ip": "10.0.0.10"}])
+            }),
+        ),
+    ];
+    for (want, change) in cases {
+        let got = rejected(change);
+        assert!(got.contains(want), "want {want:?} in:\n{got}");
+    }
+    // A whole state that is an array is no state.
+    let got = State::from_json("[]").expect_err("an array").to_string();
+    assert!(got.contains("a state is a JSON object"), "{got}");
+}

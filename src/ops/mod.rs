@@ -250,8 +250,28 @@ impl DaemonOps {
         let state = request
             .get("state")
             .ok_or_else(|| ApiError::bad_field("state", "missing"))?;
-        let state: State =
-            serde_json::from_value(state.clone()).map_err(|e| ApiError::bad_field("state", e))?;
+        let state = State::from_value(state).map_err(|errors| {
+            let first = errors.0.first();
+            let (field, why) = first.map_or(("", ""), |e| (e.field.as_str(), e.message.as_str()));
+            match field {
+                "" => ApiError::bad_field("state", why),
+                _ => ApiError::bad_field(&format!("state.{field}"), why),
+            }
+        })?;
+        // An empty state by mistake would take every VM off the network.
+        let empties = |s: &State, what: &str| match what {
+            "port" => s.ports.is_empty(),
+            _ => s.tenants.is_empty(),
+        };
+        let remove_all = optional_bool(request, "remove_all")?.unwrap_or(false);
+        for what in ["port", "tenant"] {
+            if !remove_all && empties(&state, what) && !empties(&self.state, what) {
+                return Err(ApiError::bad_field(
+                    "state",
+                    format!("removes every {what} xvrd runs; send \"remove_all\": true to mean it"),
+                ));
+            }
+        }
         self.change_to(state, dry_run(request)?, Write::Whole)
     }
 
