@@ -7,9 +7,10 @@
 //! value, echoed back) and an `op`. Each answer is one line:
 //! `{"id": ..., "result": ...}` or `{"id": ..., "error": {"code": ...,
 //! "message": ...}}`, the message naming the field and value at fault.
-//! A line may be at most `MAX_REQUEST` bytes; a longer one is answered
-//! with `request_too_large` and the connection closed (it cannot be
-//! resynchronised). Peers are checked with SO_PEERCRED: root, or the
+//! A line may be at most `MAX_REQUEST` bytes, however it arrives; a
+//! longer one is answered with `request_too_large` and the connection
+//! closed (it cannot be resynchronised). Past the connection cap a client
+//! is told so and closed; a silent one is closed after the idle timeout. Peers are checked with SO_PEERCRED: root, or the
 //! daemon's own user.
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token};
@@ -20,7 +21,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Longest request line, in bytes (1 MiB).
 pub const MAX_REQUEST: usize = 1 << 20;
@@ -30,6 +31,10 @@ const MAX_DISCARD: usize = 256 << 20;
 const MAX_UNREAD_OUTPUT: usize = 64 << 20;
 /// The default socket path.
 pub const DEFAULT_SOCKET: &str = "/run/xvr/xvrd.sock";
+/// Clients served at once by default; one more is told so and closed.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// How long a client may stay silent by default before it is closed.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 const LISTENER: Token = Token(0);
 
@@ -137,6 +142,8 @@ pub trait Handler {
 
 struct Connection {
     stream: UnixStream,
+    /// When the peer last sent something (or connected).
+    last_heard: Instant,
     input: Vec<u8>,
     output: Vec<u8>,
     /// Close once the output is flushed (the peer closed, or is gone).
@@ -152,6 +159,11 @@ pub struct Server {
     connections: HashMap<Token, Connection>,
     next_token: usize,
     path: PathBuf,
+    max_connections: usize,
+    idle_timeout: Duration,
+    /// An accept failed for want of descriptors (or similar): the
+    /// listener's edge is spent, so accept again on the next tick.
+    accept_pending: bool,
 }
 
 impl Server {
@@ -182,7 +194,18 @@ impl Server {
             connections: HashMap::new(),
             next_token: 1,
             path: path.to_path_buf(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            accept_pending: false,
         })
+    }
+
+    /// At most `max_connections` clients at once, each closed after
+    /// `idle_timeout` without a byte from it.
+    pub fn with_limits(mut self, max_connections: usize, idle_timeout: Duration) -> Server {
+        self.max_connections = max_connections.max(1);
+        self.idle_timeout = idle_timeout;
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -206,17 +229,49 @@ impl Server {
                     token => self.serve(token, handler),
                 }
             }
+            if self.accept_pending {
+                self.accept_all();
+            }
+            self.close_idle();
         }
         Ok(())
     }
 
+    /// Closes the connections silent for longer than the idle timeout.
+    fn close_idle(&mut self) {
+        let timeout = self.idle_timeout;
+        let idle: Vec<Token> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.last_heard.elapsed() > timeout)
+            .map(|(token, _)| *token)
+            .collect();
+        for token in idle {
+            if let Some(mut c) = self.connections.remove(&token) {
+                let _ = self.poll.registry().deregister(&mut c.stream);
+            }
+        }
+    }
+
     fn accept_all(&mut self) {
+        self.accept_pending = false;
         loop {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
                     if let Err(why) = peer_allowed(&stream) {
                         let refusal =
                             answer("null", Err(ApiError::new(ErrorCode::PermissionDenied, why)));
+                        let _ = stream.write_all(&refusal);
+                        continue;
+                    }
+                    if self.connections.len() >= self.max_connections {
+                        let why = format!(
+                            "{} control connections are open, the most xvrd serves; \
+                             try again when one closes",
+                            self.connections.len()
+                        );
+                        let refusal =
+                            answer("null", Err(ApiError::new(ErrorCode::Unavailable, why)));
                         let _ = stream.write_all(&refusal);
                         continue;
                     }
@@ -231,6 +286,7 @@ impl Server {
                     {
                         let connection = Connection {
                             stream,
+                            last_heard: Instant::now(),
                             input: Vec::new(),
                             output: Vec::new(),
                             closing: false,
@@ -241,9 +297,13 @@ impl Server {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // Out of descriptors or similar: try again on the next
-                // event rather than spin.
-                Err(_) => return,
+                // Out of descriptors or similar: the client waits in the
+                // backlog; try again on the next tick (100 ms) rather
+                // than spin, or wait for a connection that may not come.
+                Err(_) => {
+                    self.accept_pending = true;
+                    return;
+                }
             }
         }
     }
@@ -257,12 +317,14 @@ impl Server {
             match c.stream.read(&mut buf) {
                 Ok(0) => c.closing = true,
                 Ok(n) if c.discarding > 0 => {
+                    c.last_heard = Instant::now();
                     c.discarding += n;
                     if c.discarding > MAX_DISCARD {
                         c.closing = true;
                     }
                 }
                 Ok(n) => {
+                    c.last_heard = Instant::now();
                     c.input.extend_from_slice(&buf[..n]);
                     answer_lines(c, handler);
                 }
@@ -304,14 +366,20 @@ impl Drop for Server {
 /// Answers every complete line in the input.
 fn answer_lines(c: &mut Connection, handler: &mut dyn Handler) {
     let mut start = 0;
+    let mut too_large = false;
     while let Some(end) = c.input[start..].iter().position(|&b| b == b'\n') {
         let line = &c.input[start..start + end];
+        // However the line arrived: in one write or many.
+        if line.len() > MAX_REQUEST {
+            too_large = true;
+            break;
+        }
         let reply = respond(line, handler);
         c.output.extend_from_slice(&reply);
         start += end + 1;
     }
     c.input.drain(..start);
-    if c.input.len() > MAX_REQUEST {
+    if too_large || c.input.len() > MAX_REQUEST {
         let error = ApiError::new(
             ErrorCode::RequestTooLarge,
             format!("a request line may be at most {MAX_REQUEST} bytes"),

@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use xvr_control::server::{ApiError, Handler, Server, MAX_REQUEST};
 
 struct Echo;
@@ -38,9 +39,14 @@ impl Drop for Running {
 }
 
 fn start() -> Running {
+    start_with(|server| server)
+}
+
+/// `start` with the server's settings changed by `set`.
+fn start_with(set: impl FnOnce(Server) -> Server) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("run/xvrd.sock");
-    let mut server = Server::bind(&path).unwrap();
+    let mut server = set(Server::bind(&path).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let thread = std::thread::spawn(move || server.run(&mut Echo, &flag).unwrap());
@@ -142,7 +148,7 @@ fn an_oversized_line_is_refused_and_the_server_stays_up() {
 
 #[test]
 fn half_closed_stuck_and_a_thousand_clients_do_not_stop_the_others() {
-    let server = start();
+    let server = start_with(|s| s.with_limits(1100, Duration::from_secs(60)));
     // Half-closed: requests then EOF still get their answers.
     let mut c = UnixStream::connect(&server.path).unwrap();
     c.write_all(b"{\"id\":1,\"op\":\"echo\"}\n{\"id\":2,\"op\":\"echo\"}\n")
@@ -193,4 +199,72 @@ fn a_live_socket_is_not_taken_over_and_a_stale_one_is() {
     drop(stale);
     assert!(path.exists());
     let _server = Server::bind(&path).unwrap();
+}
+
+#[test]
+fn the_line_limit_is_exact_however_the_line_arrives() {
+    let server = start();
+    // A request of exactly `len` bytes, sent in one write.
+    let line_of = |len: usize| {
+        let head = r#"{"id": 1, "op": "echo", "say": ""#;
+        let mut line = head.to_string();
+        line.push_str(&"x".repeat(len - head.len() - 2));
+        line.push_str(r#""}"#);
+        assert_eq!(line.len(), len);
+        line
+    };
+    let mut c = UnixStream::connect(&server.path).unwrap();
+    let a = ask(&mut c, &line_of(MAX_REQUEST));
+    assert!(a.get("error").is_none(), "the limit itself is served");
+    let mut c = UnixStream::connect(&server.path).unwrap();
+    let a = ask(&mut c, &line_of(MAX_REQUEST + 1));
+    assert_eq!(a["error"]["code"], "request_too_large", "one byte over");
+}
+
+#[test]
+fn past_the_connection_cap_one_is_told_and_the_next_served_once_one_leaves() {
+    let server = start_with(|s| s.with_limits(2, Duration::from_secs(60)));
+    let mut first = UnixStream::connect(&server.path).unwrap();
+    let mut second = UnixStream::connect(&server.path).unwrap();
+    assert_eq!(ask(&mut first, r#"{"id": 1, "op": "echo"}"#)["id"], 1);
+    assert_eq!(ask(&mut second, r#"{"id": 2, "op": "echo"}"#)["id"], 2);
+    let mut third = UnixStream::connect(&server.path).unwrap();
+    let mut refusal = String::new();
+    third.read_to_string(&mut refusal).unwrap();
+    let a: Value = serde_json::from_str(refusal.trim()).unwrap();
+    assert_eq!(a["error"]["code"], "unavailable", "{a}");
+    drop(first);
+    // The server sees the close on its next event; then a newcomer is
+    // served without anyone else connecting.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let mut c = UnixStream::connect(&server.path).unwrap();
+        let a = ask(&mut c, r#"{"id": 3, "op": "echo"}"#);
+        if a["id"] == 3 && a.get("error").is_none() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never served: {a}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_silent_client_is_closed_after_the_idle_timeout() {
+    let server = start_with(|s| s.with_limits(16, Duration::from_millis(300)));
+    let mut silent = UnixStream::connect(&server.path).unwrap();
+    let mut talking = UnixStream::connect(&server.path).unwrap();
+    let started = Instant::now();
+    for i in 0..6 {
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(
+            ask(&mut talking, &format!(r#"{{"id": {i}, "op": "echo"}}"#))["id"],
+            i
+        );
+    }
+    silent
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut rest = Vec::new();
+    silent.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty() && started.elapsed() < Duration::from_secs(2));
 }

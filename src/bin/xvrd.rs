@@ -56,6 +56,12 @@ struct Args {
     /// The control socket (JSON lines; see docs/control-protocol.md).
     #[arg(long, default_value = xvr_control::server::DEFAULT_SOCKET)]
     socket: PathBuf,
+    /// Control clients served at once; one more is told so and closed.
+    #[arg(long, default_value_t = xvr_control::server::DEFAULT_MAX_CONNECTIONS)]
+    control_max_connections: usize,
+    /// Seconds a control client may stay silent before it is closed.
+    #[arg(long, default_value_t = xvr_control::server::DEFAULT_IDLE_TIMEOUT.as_secs())]
+    control_idle_timeout: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -138,7 +144,11 @@ fn run(args: &Args) -> Result<(), String> {
         fast_path_in_tc: args.xdp_fast_path == FastPathArg::Tc,
     };
     let mut server = Server::bind(&args.socket)
-        .map_err(|e| format!("control socket {}: {e}", args.socket.display()))?;
+        .map_err(|e| format!("control socket {}: {e}", args.socket.display()))?
+        .with_limits(
+            args.control_max_connections,
+            Duration::from_secs(args.control_idle_timeout),
+        );
     let mut router = Router::start(&tables, &options).map_err(|e| e.to_string())?;
     let ports = tables.ports().len();
     // Workers read the tables through this; the control socket swaps in
