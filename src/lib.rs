@@ -11,6 +11,7 @@ pub mod router;
 pub mod segmenter;
 pub mod split;
 pub mod state_store;
+pub mod supervise;
 pub mod trace;
 
 use std::path::Path;

@@ -165,6 +165,14 @@ impl Live {
         Self::ask(&self.queries, &self.running(), |_| (filter, limit, flush))
     }
 
+    /// Whether every worker reported within `within`.
+    pub fn all_alive(&self, within: std::time::Duration) -> bool {
+        let now = Instant::now();
+        self.workers()
+            .iter()
+            .all(|w| w.seen.is_some_and(|seen| now.duration_since(seen) < within))
+    }
+
     /// A copy of every worker's last report.
     pub fn workers(&self) -> Vec<LiveWorker> {
         self.workers

@@ -163,10 +163,12 @@ fn run(args: &Args) -> Result<(), String> {
     if let Some(fast_path) = &fast_path {
         ops = ops.with_fast_path(fast_path.clone());
     }
-    eprintln!(
-        "xvrd: forwarding on {} ports with {} workers",
+    let status = format!(
+        "forwarding on {} ports with {} workers",
         ports, options.workers
     );
+    eprintln!("xvrd: {status}");
+    let live = router.live();
     let (signal, reports) = router.run_while(&*tables, || {
         let stop = AtomicBool::new(false);
         std::thread::scope(|s| {
@@ -174,7 +176,10 @@ fn run(args: &Args) -> Result<(), String> {
             if let Some(fast_path) = &fast_path {
                 s.spawn(|| follow_redirect_targets(fast_path, &tables, &stop));
             }
+            s.spawn(|| xvr::supervise::watchdog(&live, &stop));
+            xvr::supervise::ready(&status);
             let signal = wait_for(&signals);
+            xvr::supervise::stopping();
             stop.store(true, Ordering::Relaxed);
             if let Ok(Err(e)) = control.join() {
                 eprintln!("xvrd: control socket: {e}");

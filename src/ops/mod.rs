@@ -24,7 +24,7 @@ use xvr_dataplane::Tables;
 use xvr_ebpf::DecisionCounters;
 
 mod beside_routes;
-mod reads;
+pub mod reads;
 mod route_commit;
 
 /// The protocol's version: bumped when an answer changes shape.

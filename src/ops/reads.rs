@@ -13,7 +13,7 @@ use xvr_dataplane::Stats;
 /// Sessions listed per worker at most (`limit` defaults to 100).
 const MAX_LISTED: u64 = 10_000;
 /// A worker that has not reported for this long is not alive.
-const ALIVE_WITHIN: Duration = Duration::from_secs(1);
+pub const ALIVE_WITHIN: Duration = Duration::from_secs(1);
 
 impl DaemonOps {
     /// Connection-tracking sessions, filtered by `tenant`, `address`,

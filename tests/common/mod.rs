@@ -166,19 +166,39 @@ pub fn start_xvrd_with(
 ) -> Daemon {
     let mut all = vec!["--config", config.to_str().unwrap()];
     all.extend_from_slice(args);
-    spawn_xvrd(rig, ns, config, ports, &all)
+    spawn_xvrd(rig, ns, config, ports, &all, &[])
+}
+
+/// `start_xvrd` with environment variables set for xvrd.
+pub fn start_xvrd_env(
+    rig: &Rig,
+    ns: &str,
+    config: &Path,
+    ports: &[&str],
+    env: &[(&str, &str)],
+) -> Daemon {
+    let all = ["--config", config.to_str().unwrap()];
+    spawn_xvrd(rig, ns, config, ports, &all, env)
 }
 
 /// `start_xvrd` without `--config`: xvrd resumes the state saved beside
 /// `config` by an earlier start.
 pub fn start_xvrd_resuming(rig: &Rig, ns: &str, config: &Path, ports: &[&str]) -> Daemon {
-    spawn_xvrd(rig, ns, config, ports, &[])
+    spawn_xvrd(rig, ns, config, ports, &[], &[])
 }
 
-fn spawn_xvrd(rig: &Rig, ns: &str, config: &Path, ports: &[&str], args: &[&str]) -> Daemon {
+fn spawn_xvrd(
+    rig: &Rig,
+    ns: &str,
+    config: &Path,
+    ports: &[&str],
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Daemon {
     let log = config.with_extension("log");
     let child = Command::new("ip")
         .args(["netns", "exec", ns, XVRD])
+        .envs(env.iter().copied())
         .arg("--socket")
         .arg(socket_beside(config))
         .arg("--state-dir")
