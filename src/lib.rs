@@ -4,6 +4,7 @@ pub mod affinity;
 pub mod fast_path;
 pub mod live_ports;
 pub mod mailbox;
+pub mod metrics;
 pub mod netdev;
 pub mod netlink;
 pub mod ops;

@@ -62,6 +62,14 @@ struct Args {
     /// Seconds a control client may stay silent before it is closed.
     #[arg(long, default_value_t = xvr_control::server::DEFAULT_IDLE_TIMEOUT.as_secs())]
     control_idle_timeout: u64,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g.
+    /// 127.0.0.1:9101); off unless given.
+    #[arg(long)]
+    metrics: Option<std::net::SocketAddr>,
+    /// Tenants with their own series in the metrics; the rest are summed
+    /// under tenant="_other".
+    #[arg(long, default_value_t = xvr::metrics::DEFAULT_MAX_TENANTS)]
+    metrics_max_tenants: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -143,6 +151,7 @@ fn run(args: &Args) -> Result<(), String> {
         fast_path: args.xdp_fast_path != FastPathArg::Off,
         fast_path_in_tc: args.xdp_fast_path == FastPathArg::Tc,
     };
+    let metrics_server = args.metrics.map(xvr::metrics::bind).transpose()?;
     let mut server = Server::bind(&args.socket)
         .map_err(|e| format!("control socket {}: {e}", args.socket.display()))?
         .with_limits(
@@ -169,6 +178,11 @@ fn run(args: &Args) -> Result<(), String> {
     );
     eprintln!("xvrd: {status}");
     let live = router.live();
+    let metrics = xvr::metrics::Metrics {
+        live: live.clone(),
+        xdp: Some(xdp.clone()),
+        max_tenants: args.metrics_max_tenants,
+    };
     let (signal, reports) = router.run_while(&*tables, || {
         let stop = AtomicBool::new(false);
         std::thread::scope(|s| {
@@ -177,6 +191,9 @@ fn run(args: &Args) -> Result<(), String> {
                 s.spawn(|| follow_redirect_targets(fast_path, &tables, &stop));
             }
             s.spawn(|| xvr::supervise::watchdog(&live, &stop));
+            if let Some(http) = &metrics_server {
+                s.spawn(|| xvr::metrics::serve(http, &metrics, &stop));
+            }
             xvr::supervise::ready(&status);
             let signal = wait_for(&signals);
             xvr::supervise::stopping();
