@@ -3,6 +3,7 @@
 pub mod affinity;
 pub mod fast_path;
 pub mod live_ports;
+pub mod logging;
 pub mod mailbox;
 pub mod metrics;
 pub mod netdev;

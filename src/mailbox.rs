@@ -259,7 +259,7 @@ fn change_ports(io: &mut XskPorts, request: PortRequest) -> PortAnswer {
         PortRequest::Unbind { interface } => {
             let lost = io.unbind_port(&interface);
             if lost > 0 {
-                eprintln!("xvrd: {interface}: {lost} UMEM chunk(s) not recovered");
+                tracing::warn!("{interface}: {lost} UMEM chunk(s) not recovered");
             }
             Ok(Vec::new())
         }

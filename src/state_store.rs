@@ -52,11 +52,11 @@ struct Snapshot {
 }
 
 #[derive(Serialize, Deserialize)]
-struct Entry {
+struct Entry<C> {
     format: u32,
     generation: u32,
     /// As the commit request gave them (a list of `Change`s).
-    changes: Value,
+    changes: C,
 }
 
 impl StateStore {
@@ -134,10 +134,11 @@ impl StateStore {
         if self.journal_lines >= COMPACT_AFTER {
             self.save(running, running_generation)?;
         }
+        // Written from the request's own value, not a copy of it.
         let entry = Entry {
             format: FORMAT,
             generation,
-            changes: changes.clone(),
+            changes,
         };
         let mut line = serde_json::to_vec(&entry)?;
         line.push(b'\n');
@@ -195,7 +196,7 @@ fn read(dir: &Path) -> Result<Option<(Saved, usize, u64)>, String> {
         let entry: Value = serde_json::from_slice(line)
             .map_err(|e| format!("{}: corrupt ({e}); xvrd did not start", at()))?;
         check_format(Path::new(&at()), &entry)?;
-        let entry: Entry = serde_json::from_value(entry)
+        let entry: Entry<Value> = serde_json::from_value(entry)
             .map_err(|e| format!("{}: corrupt ({e}); xvrd did not start", at()))?;
         let changes = Vec::<Change>::deserialize(&entry.changes)
             .map_err(|e| format!("{}: corrupt ({e}); xvrd did not start", at()))?;

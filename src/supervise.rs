@@ -38,7 +38,7 @@ pub fn watchdog(live: &Live, stop: &AtomicBool) {
                 let _ = sd_notify::notify(&[NotifyState::Watchdog]);
                 stalled = false;
             } else if !stalled {
-                eprintln!("xvrd: a worker stopped reporting; the watchdog is left to expire");
+                tracing::error!("a worker stopped reporting; the watchdog is left to expire");
                 let _ = sd_notify::notify(&[NotifyState::Status("a worker stopped reporting")]);
                 stalled = true;
             }

@@ -300,7 +300,7 @@ fn servers_in_vms_are_reached_through_port_forwarding_and_static_nat() {
 fn worker_field(log: &str, w: usize, field: &str) -> u64 {
     let line = log
         .lines()
-        .find(|l| l.starts_with(&format!("xvrd: worker {w} ")))
+        .find(|l| l.contains(&format!(" worker {w} (core ")))
         .unwrap_or_else(|| panic!("no report of worker {w} in:\n{log}"));
     let after = line.split(&format!(" {field} ")).nth(1).expect(field);
     after.split_whitespace().next().unwrap().parse().unwrap()

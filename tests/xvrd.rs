@@ -78,7 +78,7 @@ fn bad_config_is_refused_with_the_field_named() {
 fn worker_rx(log: &str, w: usize) -> u64 {
     let line = log
         .lines()
-        .find(|l| l.starts_with(&format!("xvrd: worker {w} ")))
+        .find(|l| l.contains(&format!(" worker {w} (core ")))
         .unwrap_or_else(|| panic!("no report of worker {w} in:\n{log}"));
     let rx = line.split(" rx ").nth(1).expect("rx field");
     rx.split_whitespace().next().unwrap().parse().unwrap()
@@ -258,4 +258,43 @@ fn what_was_committed_survives_sigkill_and_sigterm_and_an_edited_config_is_refus
     assert!(has_route("10.8.0.0/16"));
     assert!(ping());
     stop_xvrd(daemon);
+}
+
+#[test]
+#[ignore = "needs root: scripts/test runs it as root"]
+fn json_logs_carry_commits_refusals_and_the_exit_report() {
+    require_root("running xvrd over veth");
+    let (dir, config) = common::state_file(TWO_VMS);
+    let mut rig = Rig::new("logs");
+    let (host, _vm1, _vm2) = two_vms(&mut rig);
+    let args = ["--log-format", "json"];
+    let daemon = start_xvrd_with(&rig, &host, &config, &["a1", "a2"], &args);
+    let changes = dir.path().join("route.json");
+    let route = r#"[{"action": "add", "table": "routes",
+        "entry": {"tenant": "t", "prefix": "10.7.0.0/16", "next_hop": "blackhole"}}]"#;
+    std::fs::write(&changes, route).unwrap();
+    let socket = common::socket_beside(&config);
+    let commit =
+        |path: &std::path::Path| common::xvrctl(&socket, &["commit", path.to_str().unwrap()]);
+    assert!(commit(&changes).status.success());
+    // The same again: the route exists, so the commit is refused.
+    assert!(!commit(&changes).status.success());
+    let log = stop_xvrd(daemon);
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    let find = |pred: &dyn Fn(&serde_json::Value) -> bool| events.iter().find(|e| pred(e)).cloned();
+    let made = find(&|e| e["op"] == "commit" && e["level"] == "INFO");
+    let made = made.unwrap_or_else(|| panic!("no commit event in {log}"));
+    assert!(made["generation"].as_u64().is_some_and(|g| g > 1), "{made}");
+    assert_eq!(made["changes"], "routes +1 -0 ~0", "{made}");
+    let refused = find(&|e| e["op"] == "commit" && e["level"] == "WARN");
+    let refused = refused.unwrap_or_else(|| panic!("no refusal in {log}"));
+    assert_eq!(refused["code"], "bad_request", "{refused}");
+    assert!(
+        find(&|e| e["worker"] == 0 && e["message"].as_str().unwrap_or("").contains("rx "))
+            .is_some(),
+        "{log}"
+    );
 }

@@ -9,7 +9,9 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tracing::{error, info, warn};
 use xvr::fast_path::FastPathSync;
+use xvr::logging::LogFormat;
 use xvr::ops::DaemonOps;
 use xvr::router::{total_stats, Options, Router};
 use xvr_control::server::Server;
@@ -70,6 +72,14 @@ struct Args {
     /// under tenant="_other".
     #[arg(long, default_value_t = xvr::metrics::DEFAULT_MAX_TENANTS)]
     metrics_max_tenants: usize,
+    /// Logs on stderr: `text` for people, `json` (one object a line) for
+    /// log shippers.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// The lowest level logged (error, warn, info, debug, trace), or a
+    /// filter in RUST_LOG syntax.
+    #[arg(long, default_value = "info")]
+    log_level: String,
 }
 
 #[derive(Clone, Copy, PartialEq, ValueEnum)]
@@ -119,10 +129,15 @@ enum Mode {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Err(message) = xvr::logging::init(args.log_format, &args.log_level) {
+        eprintln!("xvrd: {message}");
+        return ExitCode::from(1);
+    }
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("xvrd: {message}");
+            // Said whatever the log level: this is why xvrd did not run.
+            error!("{message}");
             ExitCode::from(1)
         }
     }
@@ -176,7 +191,7 @@ fn run(args: &Args) -> Result<(), String> {
         "forwarding on {} ports with {} workers",
         ports, options.workers
     );
-    eprintln!("xvrd: {status}");
+    info!(ports, workers = options.workers, "{status}");
     let live = router.live();
     let metrics = xvr::metrics::Metrics {
         live: live.clone(),
@@ -191,6 +206,7 @@ fn run(args: &Args) -> Result<(), String> {
                 s.spawn(|| follow_redirect_targets(fast_path, &tables, &stop));
             }
             s.spawn(|| xvr::supervise::watchdog(&live, &stop));
+            s.spawn(|| xvr::logging::sample_drops(&live, &stop, xvr::logging::DROP_SAMPLE_EVERY));
             if let Some(http) = &metrics_server {
                 s.spawn(|| xvr::metrics::serve(http, &metrics, &stop));
             }
@@ -199,18 +215,19 @@ fn run(args: &Args) -> Result<(), String> {
             xvr::supervise::stopping();
             stop.store(true, Ordering::Relaxed);
             if let Ok(Err(e)) = control.join() {
-                eprintln!("xvrd: control socket: {e}");
+                error!("control socket: {e}");
             }
             signal
         })
     })?;
-    eprintln!("xvrd: signal {signal}, stopping");
+    info!(signal, "stopping on signal {signal}");
     for (w, r) in reports.iter().enumerate() {
         let c = &r.counters;
         let core = r.core.map_or("any".to_string(), |c| c.to_string());
         let d = &r.socket_drops;
-        eprintln!(
-            "xvrd: worker {w} (core {core}): rx {} tx {} handed_in {} sessions {} \
+        info!(
+            worker = w,
+            "worker {w} (core {core}): rx {} tx {} handed_in {} sessions {} \
              tx_ring_full {} rx_ring_full {} fill_ring_empty {} rx_dropped {} worker_panics {}",
             c.rx_packets,
             c.tx_packets,
@@ -225,13 +242,13 @@ fn run(args: &Args) -> Result<(), String> {
     }
     let stats = total_stats(&reports);
     let sessions: usize = reports.iter().map(|r| r.sessions).sum();
-    eprintln!("xvrd: {sessions} live sessions");
+    info!(sessions, "{sessions} live sessions");
     let decisions = xdp.read().unwrap_or_default();
     for (decision, n) in decisions.iter().filter(|(_, n)| *n > 0) {
-        eprintln!("xvrd:   xdp {} {n}", decision.name());
+        info!(count = n, "xdp {} {n}", decision.name());
     }
     for (name, n) in stats.nonzero_events().chain(stats.nonzero_drops()) {
-        eprintln!("xvrd:   {name} {n}");
+        info!(count = n, "{name} {n}");
     }
     drop(router);
     Ok(())
@@ -257,7 +274,7 @@ fn follow_redirect_targets(
         }
         let result = fast_path.lock().expect("fast path").sync(&tables.load());
         if let (Err(e), false) = (&result, failing) {
-            eprintln!("xvrd: {e}");
+            warn!("fast path: {e}");
         }
         failing = result.is_err();
     }

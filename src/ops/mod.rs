@@ -241,7 +241,7 @@ impl DaemonOps {
         let generation = self.tables.load().generation();
         if let Some(store) = &mut self.store {
             if let Err(e) = store.save(&self.state, generation) {
-                eprintln!("xvrd: restoring the saved state after a failed write: {e}");
+                tracing::error!("restoring the saved state after a failed write: {e}");
             }
         }
     }
@@ -297,6 +297,27 @@ impl DaemonOps {
 
 impl Handler for DaemonOps {
     fn handle(&mut self, op: &str, request: &Map<String, Value>) -> Result<Value, ApiError> {
+        let answer = self.answer(op, request);
+        match &answer {
+            Err(e) => tracing::warn!(op, code = e.code.name(), "refused {op}: {}", e.message),
+            Ok(done) if matches!(op, "apply" | "commit") && done["dry_run"] != true => {
+                let generation = done["generation"].as_u64().unwrap_or_default();
+                let changes = summary(&done["changes"]);
+                tracing::info!(
+                    op,
+                    generation,
+                    changes,
+                    "{op} made generation {generation}: {changes}"
+                );
+            }
+            Ok(_) => {}
+        }
+        answer
+    }
+}
+
+impl DaemonOps {
+    fn answer(&mut self, op: &str, request: &Map<String, Value>) -> Result<Value, ApiError> {
         match op {
             "version" => Ok(json!({ "version": env!("CARGO_PKG_VERSION"), "protocol": PROTOCOL })),
             "health" => Ok(self.health()),
@@ -312,6 +333,26 @@ impl Handler for DaemonOps {
                 format!("unknown op {op:?} (one of: {})", OPS.join(", ")),
             )),
         }
+    }
+}
+
+/// What a write changed, in a line: per table, how many entries were
+/// added, removed and changed (a route commit may hold thousands).
+fn summary(changes: &Value) -> String {
+    let Some(tables) = changes.as_object() else {
+        return String::new();
+    };
+    let count = |v: &Value, key: &str| v[key].as_array().map_or(0, Vec::len);
+    let parts: Vec<String> = tables
+        .iter()
+        .map(|(table, v)| {
+            let (a, r, c) = (count(v, "added"), count(v, "removed"), count(v, "changed"));
+            format!("{table} +{a} -{r} ~{c}")
+        })
+        .collect();
+    match parts.is_empty() {
+        true => "nothing".to_string(),
+        false => parts.join(", "),
     }
 }
 
