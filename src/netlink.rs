@@ -1,5 +1,5 @@
 //! The few rtnetlink requests the daemon makes (create a veth pair, set
-//! a link up, delete a link), sent synchronously and acknowledged, with
+//! a link up, delete a link, delete a clsact qdisc), sent synchronously and acknowledged, with
 //! the messages from the rust-netlink crates rather than `ip` commands.
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL,
@@ -8,6 +8,7 @@ use netlink_packet_core::{
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
+use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::io;
@@ -50,6 +51,20 @@ pub fn delete(index: u32) -> io::Result<()> {
     let mut link = LinkMessage::default();
     link.header.index = index;
     request(RouteNetlinkMessage::DelLink(link), 0)
+}
+
+/// Deletes the clsact qdisc of link `index` (as `tc qdisc del dev DEV
+/// clsact`), and with it the tc filters on it.
+pub fn delete_clsact(index: u32) -> io::Result<()> {
+    let mut qdisc = TcMessage::default();
+    qdisc.header.index = i32::try_from(index).unwrap_or(i32::MAX);
+    qdisc.header.parent = TcHandle::CLSACT;
+    qdisc.header.handle = TcHandle {
+        major: u16::MAX,
+        minor: 0,
+    };
+    qdisc.attributes = vec![TcAttribute::Kind("clsact".to_string())];
+    request(RouteNetlinkMessage::DelQueueDiscipline(qdisc), 0)
 }
 
 /// Sends `message` and waits for the kernel's acknowledgement.

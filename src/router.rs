@@ -147,6 +147,23 @@ pub struct Router {
     _segmenter: Option<Segmenter>,
 }
 
+impl Drop for Router {
+    /// Leaves each interface as it was found: the clsact qdiscs the tc
+    /// fast path added go (and the tc program with them); the links and
+    /// sockets go with the fields.
+    fn drop(&mut self) {
+        let added = match self.steering.lock() {
+            Ok(steering) => steering.clsacts_added(),
+            Err(_) => return,
+        };
+        for name in added {
+            if let Ok(index) = crate::netdev::ifindex(&name) {
+                let _ = crate::netlink::delete_clsact(index);
+            }
+        }
+    }
+}
+
 impl Router {
     /// Attaches to every port of `tables` (interfaces of the same names in
     /// the calling thread's network namespace) and binds the workers'

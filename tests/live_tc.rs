@@ -49,6 +49,12 @@ fn routed_gso_packets_go_through_the_segmenter_to_the_workers() {
         !rig.try_exec(&host, &["ip", "link", "show", "xvrseg0"]),
         "the segmenter outlived xvrd"
     );
+    // The clsact qdiscs xvrd added went with it.
+    for port in ["a1", "a2"] {
+        let qdiscs = rig.exec(&host, &["tc", "qdisc", "show", "dev", port]);
+        let qdiscs = String::from_utf8_lossy(&qdiscs.stdout);
+        assert!(!qdiscs.contains("clsact"), "{port}: {qdiscs}");
+    }
 }
 
 /// Source NAT beside the fast path in tc, on two workers: the VM's TCP

@@ -117,6 +117,9 @@ pub struct Steering {
     /// Interface name -> the link attaching the program to it.
     links: StdHashMap<String, XdpLinkId>,
     tc_links: StdHashMap<String, SchedClassifierLinkId>,
+    /// Interfaces whose clsact qdisc `attach_tc` added (not one that was
+    /// there already): theirs to remove when xvr is done with them.
+    clsacts_added: std::collections::BTreeSet<String>,
     fast_mode: aya::maps::Array<MapData, u32>,
     segmenter: aya::maps::Array<MapData, u32>,
     decisions: Arc<DecisionCounters>,
@@ -406,6 +409,7 @@ impl Steering {
             slots: StdHashMap::new(),
             links: StdHashMap::new(),
             tc_links: StdHashMap::new(),
+            clsacts_added: Default::default(),
             fast_mode: aya::maps::Array::try_from(fast_mode).context("fast_mode")?,
             segmenter: aya::maps::Array::try_from(segmenter).context("segmenter")?,
             decisions: Arc::new(DecisionCounters(
@@ -461,13 +465,20 @@ impl Steering {
     /// Puts the tc program on `interface`'s ingress (a clsact qdisc is
     /// added if missing); taken off when `self` is dropped.
     pub fn attach_tc(&mut self, interface: &str) -> Result<(), Error> {
-        // EEXIST: the interface has its clsact already.
-        let _ = tc::qdisc_add_clsact(interface);
+        // EEXIST: the interface has its clsact already (not ours).
+        if tc::qdisc_add_clsact(interface).is_ok() {
+            self.clsacts_added.insert(interface.to_string());
+        }
         let link = tc_program(&mut self.ebpf)?
             .attach(interface, TcAttachType::Ingress)
             .context(format!("attaching tc to {interface}"))?;
         self.tc_links.insert(interface.to_string(), link);
         Ok(())
+    }
+
+    /// The interfaces whose clsact qdisc this steering added.
+    pub fn clsacts_added(&self) -> Vec<String> {
+        self.clsacts_added.iter().cloned().collect()
     }
 
     pub fn remove_local_vtep(&mut self, ip: Ipv4Addr) -> Result<(), Error> {
