@@ -57,7 +57,10 @@ fn unaffected_flows_lose_nothing_while_routes_and_rules_churn() {
     );
 
     let (stream, generations, overlapped) = std::thread::scope(|s| {
-        let stream = s.spawn(|| rig.iperf3(&vm2, &vm1, "10.0.1.10", 16, &["-u", "-b", "10M"]));
+        // Long enough for the whole churn: each commit is fsynced to the
+        // state directory before it is answered (13.4 s for the churn on
+        // a debug build here, on a quiet machine).
+        let stream = s.spawn(|| rig.iperf3(&vm2, &vm1, "10.0.1.10", 24, &["-u", "-b", "10M"]));
         std::thread::sleep(std::time::Duration::from_millis(800));
         let mut generations = Vec::new();
         let churn_started = std::time::Instant::now();
