@@ -47,6 +47,18 @@ ensure_packages() {
     fi
     echo "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # Packages such as prometheus would start their daemons on the host:
+    # tell invoke-rc.d not to (policy-rc.d, as container images do), unless
+    # the host has its own policy already.
+    local policy=/usr/sbin/policy-rc.d ours=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && ours=1
+    fi
     apt-get update -qq
-    apt-get install -y -qq "${missing[@]}" >/dev/null
+    local status=0
+    apt-get install -y -qq "${missing[@]}" >/dev/null || status=$?
+    if [ "$ours" -eq 1 ]; then
+        rm -f "$policy"
+    fi
+    return "$status"
 }
