@@ -34,13 +34,7 @@ pub const DROP_SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_sec
 /// the last, by reason (none if nothing was dropped), so a flood of
 /// drops is seen in the logs without a line per frame.
 pub fn sample_drops(live: &crate::mailbox::Live, stop: &AtomicBool, every: std::time::Duration) {
-    let total = || {
-        let mut sum = xvr_dataplane::Stats::default();
-        for report in live.workers() {
-            sum.add(&report.stats);
-        }
-        sum
-    };
+    let total = || live.totals().stats;
     let mut before = total();
     let mut last = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {

@@ -88,6 +88,24 @@ pub struct LiveWorker {
     pub tenants: Vec<(String, TenantCounters)>,
 }
 
+/// A worker that has not reported for this long is not alive.
+pub const ALIVE_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl LiveWorker {
+    /// It reported within `ALIVE_WITHIN`.
+    pub fn alive(&self) -> bool {
+        self.seen.is_some_and(|seen| seen.elapsed() < ALIVE_WITHIN)
+    }
+}
+
+/// Every worker's last report summed (see `Live::totals`).
+#[derive(Default)]
+pub struct Totals {
+    pub stats: Stats,
+    pub ports: std::collections::BTreeMap<String, PortCounters>,
+    pub tenants: std::collections::BTreeMap<String, TenantCounters>,
+}
+
 impl Live {
     /// Room for `workers` reports, none made yet.
     pub fn new(workers: usize) -> Live {
@@ -165,12 +183,29 @@ impl Live {
         Self::ask(&self.queries, &self.running(), |_| (filter, limit, flush))
     }
 
-    /// Whether every worker reported within `within`.
-    pub fn all_alive(&self, within: std::time::Duration) -> bool {
-        let now = Instant::now();
-        self.workers()
-            .iter()
-            .all(|w| w.seen.is_some_and(|seen| now.duration_since(seen) < within))
+    /// Whether every worker is alive (see `LiveWorker::alive`).
+    pub fn all_alive(&self) -> bool {
+        self.workers().iter().all(LiveWorker::alive)
+    }
+
+    /// The workers' last reports summed: drops and events, and frames
+    /// per port and per tenant, by name.
+    pub fn totals(&self) -> Totals {
+        let mut totals = Totals::default();
+        for r in self.workers() {
+            totals.stats.add(&r.stats);
+            for (name, counters) in &r.ports {
+                totals.ports.entry(name.clone()).or_default().add(counters);
+            }
+            for (name, counters) in &r.tenants {
+                totals
+                    .tenants
+                    .entry(name.clone())
+                    .or_default()
+                    .add(counters);
+            }
+        }
+        totals
     }
 
     /// A copy of every worker's last report.

@@ -9,15 +9,14 @@
 //! registry wants metric objects updated in place; a writer of a few
 //! lines, checked by `promtool check metrics` in `tests/metrics.rs`, is
 //! the simpler fit.
-use crate::mailbox::Live;
-use std::collections::BTreeMap;
+use crate::mailbox::{Live, Totals};
 use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use xvr_dataplane::counters::{PortCounters, TenantCounters};
-use xvr_dataplane::{DropReason, Event, Stats};
+use xvr_dataplane::{DropReason, Event};
 use xvr_ebpf::DecisionCounters;
 
 /// Tenant-labelled series beyond this many tenants go under
@@ -130,12 +129,7 @@ impl Metrics {
                 "xvr_worker_up",
                 "gauge",
                 "1 if the worker reported within a second.",
-                |r| {
-                    u64::from(
-                        r.seen
-                            .is_some_and(|t| t.elapsed() < crate::ops::reads::ALIVE_WITHIN),
-                    )
-                },
+                |r| u64::from(r.alive()),
             ),
         ];
         for (name, kind, help, field) in per_worker {
@@ -145,18 +139,11 @@ impl Metrics {
             }
         }
 
-        let mut ports: BTreeMap<&str, PortCounters> = BTreeMap::new();
-        let mut tenants: BTreeMap<&str, TenantCounters> = BTreeMap::new();
-        let mut total = Stats::default();
-        for r in &reports {
-            total.add(&r.stats);
-            for (name, counters) in &r.ports {
-                ports.entry(name).or_default().add(counters);
-            }
-            for (name, counters) in &r.tenants {
-                tenants.entry(name).or_default().add(counters);
-            }
-        }
+        let Totals {
+            stats: total,
+            ports,
+            tenants,
+        } = self.live.totals();
         type PortField = fn(&PortCounters) -> u64;
         let per_port: [(&'static str, &str, PortField); 4] = [
             (
@@ -188,7 +175,7 @@ impl Metrics {
         }
 
         // The first `max_tenants` by name; the rest summed.
-        let mut shown: Vec<(&str, TenantCounters)> = Vec::new();
+        let mut shown: Vec<(String, TenantCounters)> = Vec::new();
         let mut other = TenantCounters::default();
         for (i, (name, c)) in tenants.into_iter().enumerate() {
             match i < self.max_tenants {
@@ -197,7 +184,7 @@ impl Metrics {
             }
         }
         if shown.len() == self.max_tenants && other != TenantCounters::default() {
-            shown.push(("_other", other));
+            shown.push(("_other".to_string(), other));
         }
         type TenantField = fn(&TenantCounters) -> u64;
         let per_tenant: [(&'static str, &str, TenantField); 3] = [

@@ -5,7 +5,6 @@
 //! (the state directory brings its committed state back). Without
 //! `NOTIFY_SOCKET` every call is a no-op.
 use crate::mailbox::Live;
-use crate::ops::reads::ALIVE_WITHIN;
 use sd_notify::NotifyState;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -34,7 +33,7 @@ pub fn watchdog(live: &Live, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         if last_ping.is_none_or(|t| t.elapsed() >= every) {
             last_ping = Some(Instant::now());
-            if live.all_alive(ALIVE_WITHIN) {
+            if live.all_alive() {
                 let _ = sd_notify::notify(&[NotifyState::Watchdog]);
                 stalled = false;
             } else if !stalled {

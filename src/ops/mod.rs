@@ -24,7 +24,7 @@ use xvr_dataplane::Tables;
 use xvr_ebpf::DecisionCounters;
 
 mod beside_routes;
-pub mod reads;
+mod reads;
 mod route_commit;
 
 /// The protocol's version: bumped when an answer changes shape.
@@ -259,13 +259,14 @@ impl DaemonOps {
             }
         })?;
         // An empty state by mistake would take every VM off the network.
-        let empties = |s: &State, what: &str| match what {
-            "port" => s.ports.is_empty(),
-            _ => s.tenants.is_empty(),
-        };
         let remove_all = optional_bool(request, "remove_all")?.unwrap_or(false);
-        for what in ["port", "tenant"] {
-            if !remove_all && empties(&state, what) && !empties(&self.state, what) {
+        let (old, new) = (&self.state, &state);
+        let emptied = [
+            ("port", new.ports.is_empty() && !old.ports.is_empty()),
+            ("tenant", new.tenants.is_empty() && !old.tenants.is_empty()),
+        ];
+        for (what, emptied) in emptied {
+            if emptied && !remove_all {
                 return Err(ApiError::bad_field(
                     "state",
                     format!("removes every {what} xvrd runs; send \"remove_all\": true to mean it"),

@@ -2,18 +2,14 @@
 //! (the state, the workers' last reports), never by reaching into a
 //! running worker; `sessions` asks the workers through their mailboxes.
 use super::DaemonOps;
+use crate::mailbox::Totals;
 use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use xvr_control::server::{optional_bool, optional_str, optional_u64, ApiError, ErrorCode};
 use xvr_dataplane::conntrack::SessionFilter;
-use xvr_dataplane::counters::{PortCounters, TenantCounters};
-use xvr_dataplane::Stats;
 
 /// Sessions listed per worker at most (`limit` defaults to 100).
 const MAX_LISTED: u64 = 10_000;
-/// A worker that has not reported for this long is not alive.
-pub const ALIVE_WITHIN: Duration = Duration::from_secs(1);
 
 impl DaemonOps {
     /// Connection-tracking sessions, filtered by `tenant`, `address`,
@@ -98,7 +94,7 @@ impl DaemonOps {
                 json!({
                     "worker": w,
                     "core": r.core,
-                    "alive": age.is_some_and(|a| a < ALIVE_WITHIN),
+                    "alive": r.alive(),
                     "last_report_ms": age.map(|a| a.as_millis() as u64),
                     "worker_panics": r.counters.panics,
                 })
@@ -113,12 +109,10 @@ impl DaemonOps {
 
     pub(super) fn stats(&self) -> Value {
         let reports = self.live.workers();
-        let mut total = Stats::default();
         let workers: Vec<Value> = reports
             .iter()
             .enumerate()
             .map(|(w, r)| {
-                total.add(&r.stats);
                 let c = &r.counters;
                 json!({
                     "worker": w,
@@ -136,16 +130,11 @@ impl DaemonOps {
         let named = |pairs: &mut dyn Iterator<Item = (&'static str, u64)>| -> Map<String, Value> {
             pairs.map(|(k, v)| (k.to_string(), v.into())).collect()
         };
-        let mut ports: BTreeMap<&str, PortCounters> = BTreeMap::new();
-        let mut tenants: BTreeMap<&str, TenantCounters> = BTreeMap::new();
-        for r in &reports {
-            for (name, counters) in &r.ports {
-                ports.entry(name).or_default().add(counters);
-            }
-            for (name, counters) in &r.tenants {
-                tenants.entry(name).or_default().add(counters);
-            }
-        }
+        let Totals {
+            stats: total,
+            ports,
+            tenants,
+        } = self.live.totals();
         let ports: Map<String, Value> = ports
             .into_iter()
             .map(|(name, c)| {
