@@ -29,10 +29,15 @@ pub fn load_tables(path: &Path) -> Result<Tables, String> {
 /// `load_tables`, keeping the state too (for settings outside the tables,
 /// such as connection tracking).
 pub fn load_state(path: &Path) -> Result<(State, Tables), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let state = State::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let state = read_state(path)?;
     let tables = build_tables(&state).map_err(|e| format!("{}:\n{e}", path.display()))?;
     Ok((state, tables))
+}
+
+/// Reads a state file; errors name the file.
+pub fn read_state(path: &Path) -> Result<State, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    State::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The tables of `state`, each uplink with its interface's MTU (see

@@ -16,6 +16,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use xvr_control::change::{self, Change};
 use xvr_control::State;
+use xvr_dataplane::Tables;
 
 /// The version of the files this xvrd writes and reads.
 pub const FORMAT: u32 = 1;
@@ -45,10 +46,10 @@ pub struct Saved {
 }
 
 #[derive(Serialize, Deserialize)]
-struct Snapshot {
+struct Snapshot<S> {
     format: u32,
     generation: u32,
-    state: State,
+    state: S,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -109,10 +110,11 @@ impl StateStore {
     /// Makes `state` at `generation` the saved state: a new snapshot,
     /// and an empty journal.
     pub fn save(&mut self, state: &State, generation: u32) -> std::io::Result<()> {
+        // Written from the running state itself, not a copy of it.
         let snapshot = Snapshot {
             format: FORMAT,
             generation,
-            state: state.clone(),
+            state,
         };
         write_durably(&self.dir, SNAPSHOT, &snapshot)?;
         self.journal.set_len(0)?;
@@ -174,7 +176,7 @@ fn read(dir: &Path) -> Result<Option<(Saved, usize, u64)>, String> {
     let snapshot: Value = serde_json::from_str(&text)
         .map_err(|e| format!("{}: corrupt ({e}); xvrd did not start", path.display()))?;
     check_format(&path, &snapshot)?;
-    let snapshot: Snapshot = serde_json::from_value(snapshot)
+    let snapshot: Snapshot<State> = serde_json::from_value(snapshot)
         .map_err(|e| format!("{}: corrupt ({e}); xvrd did not start", path.display()))?;
     let mut saved = Saved {
         state: snapshot.state,
@@ -238,14 +240,11 @@ fn check_format(path: &Path, value: &Value) -> Result<(), String> {
 /// seed as it now reads, and that differs from the saved state too, is
 /// refused: which one the operator means is theirs to say. Restarting
 /// with the same command line resumes what was committed since.
-pub fn resume(dir: &Path, config: Option<&Path>) -> Result<(StateStore, State), String> {
+/// Returns its tables too, built once.
+pub fn resume(dir: &Path, config: Option<&Path>) -> Result<(StateStore, State, Tables), String> {
     let (mut store, saved) = StateStore::open(dir)?;
     let config = match config {
-        Some(path) => {
-            let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let state = State::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-            Some((path, state))
-        }
+        Some(path) => Some((path, crate::read_state(path)?)),
         None => None,
     };
     let Some(saved) = saved else {
@@ -256,11 +255,12 @@ pub fn resume(dir: &Path, config: Option<&Path>) -> Result<(StateStore, State), 
             ));
         };
         // Only a state that builds is saved.
-        crate::build_tables(&state).map_err(|e| format!("{}:\n{e}", path.display()))?;
+        let tables =
+            crate::build_tables(&state).map_err(|e| format!("{}:\n{e}", path.display()))?;
         let at = |e: std::io::Error| format!("state directory {}: {e}", dir.display());
         write_durably(dir, SEED, &state).map_err(at)?;
         store.save(&state, 0).map_err(at)?;
-        return Ok((store, state));
+        return Ok((store, state, tables));
     };
     if let Some((path, state)) = config {
         let seed = fs::read_to_string(dir.join(SEED))
@@ -279,7 +279,9 @@ pub fn resume(dir: &Path, config: Option<&Path>) -> Result<(StateStore, State), 
         }
     }
     xvr_dataplane::table::resume_generations_after(saved.generation);
-    Ok((store, saved.state))
+    let tables = crate::build_tables(&saved.state)
+        .map_err(|e| format!("the state saved in {}:\n{e}", dir.display()))?;
+    Ok((store, saved.state, tables))
 }
 
 #[cfg(test)]

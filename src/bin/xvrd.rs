@@ -145,8 +145,7 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<(), String> {
     xvr_dataplane::worker::quiet_repeated_panics();
-    let (store, state) = xvr::state_store::resume(&args.state_dir, args.config.as_deref())?;
-    let tables = xvr::build_tables(&state)?;
+    let (store, state, tables) = xvr::state_store::resume(&args.state_dir, args.config.as_deref())?;
     // Tenants' internet traffic never reaches this host's own networks.
     let tables = tables.with_protected(xvr::netdev::host_prefixes());
     let signals = block_termination_signals();
