@@ -39,7 +39,7 @@ fn tcp_transfer(
         .stdout(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| e.to_string())?;
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    common::wait_listening(server_ns, 5001);
     let send = format!(
         "import socket\ns=socket.create_connection(('{server_ip}', 5001), timeout=10)\ns.sendall(b'x'*{TCP_BYTES})\ns.close()\n"
     );

@@ -35,14 +35,16 @@ fn http_server(ns: &str) -> std::process::Child {
          s = http.server.HTTPServer(('{SERVER}', 8080), H)\n\
          s.handle_request()\n"
     );
-    Command::new("ip")
+    let server = Command::new("ip")
         .args([
             "netns", "exec", ns, "timeout", "30", "python3", "-c", &program,
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap()
+        .unwrap();
+    common::wait_listening(ns, 8080);
+    server
 }
 
 /// An echo server in `ns` that accepts `n` connections, holds them all
@@ -58,14 +60,16 @@ fn many_connections_server(ns: &str, n: usize) -> std::process::Child {
          for c in conns: c.settimeout(30); c.sendall(c.recv(16))\n\
          print(len(conns))\n"
     );
-    Command::new("ip")
+    let server = Command::new("ip")
         .args([
             "netns", "exec", ns, "timeout", "60", "python3", "-c", &program,
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap()
+        .unwrap();
+    common::wait_listening(ns, 9000);
+    server
 }
 
 #[test]
@@ -99,7 +103,6 @@ fn a_vm_reaches_the_internet_through_source_nat() {
 
     // An HTTP download; the server sees the public address.
     let server = http_server(&internet);
-    std::thread::sleep(std::time::Duration::from_millis(500));
     let fetch = format!(
         "import urllib.request, hashlib\n\
          body = urllib.request.urlopen('http://{SERVER}:8080/blob', timeout=20).read()\n\
@@ -115,7 +118,6 @@ fn a_vm_reaches_the_internet_through_source_nat() {
     // 5,000 connections open at once, each echoing a byte.
     let n = 5000;
     let server = many_connections_server(&internet, n);
-    std::thread::sleep(std::time::Duration::from_millis(500));
     let client = format!(
         "import socket, resource\n\
          hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n\
@@ -231,20 +233,17 @@ fn servers_in_vms_are_reached_through_port_forwarding_and_static_nat() {
 
     // 203.0.113.10:8080 -> vm1:80; the VM sees the real client.
     let mut server = tell_peer_server(&vm1, "10.0.0.10", 80);
-    std::thread::sleep(std::time::Duration::from_millis(400));
     assert_eq!(ask(&internet, "203.0.113.10", 8080), "198.18.0.254");
     server.wait().unwrap();
 
     // Hairpinning: vm2 reaches the same forward through the public
     // address, and vm1's server sees vm2's public address.
     let mut server = tell_peer_server(&vm1, "10.0.0.10", 80);
-    std::thread::sleep(std::time::Duration::from_millis(400));
     assert_eq!(ask(&vm2, "203.0.113.10", 8080), "203.0.113.20");
     server.wait().unwrap();
 
     // 203.0.113.20 is vm2's, any port, and answers ping.
     let mut server = tell_peer_server(&vm2, "10.0.0.11", 22);
-    std::thread::sleep(std::time::Duration::from_millis(400));
     assert_eq!(ask(&internet, "203.0.113.20", 22), "198.18.0.254");
     server.wait().unwrap();
     let ping = ["ping", "-c", "2", "-i", "0.2", "-W", "2", "203.0.113.20"];
@@ -252,18 +251,15 @@ fn servers_in_vms_are_reached_through_port_forwarding_and_static_nat() {
 
     // vm2 leaves from its own public address, vm1 from the source NAT one.
     let mut server = tell_peer_server(&internet, SERVER, 7000);
-    std::thread::sleep(std::time::Duration::from_millis(400));
     assert_eq!(ask(&vm2, SERVER, 7000), "203.0.113.20");
     server.wait().unwrap();
     let mut server = tell_peer_server(&internet, SERVER, 7001);
-    std::thread::sleep(std::time::Duration::from_millis(400));
     assert_eq!(ask(&vm1, SERVER, 7001), "203.0.113.10");
     server.wait().unwrap();
 
     // 8081 is forwarded but no ingress rule allows it, and 8082 is not
     // forwarded at all: the VM's listener on 81 never hears of either.
     let mut listener = tell_peer_server_within(&vm1, "10.0.0.10", 81, 4);
-    std::thread::sleep(std::time::Duration::from_millis(400));
     for port in [8081, 8082] {
         let probe = format!(
             "import socket\n\
@@ -374,7 +370,6 @@ fn two_workers_share_source_nat_and_hand_each_flow_to_its_owner() {
     // worker's, so every packet out is handed over; all answered.
     let n = 1000;
     let server = many_connections_server(&internet, n);
-    std::thread::sleep(std::time::Duration::from_millis(300));
     let clients = |core: usize| {
         format!(
             "import os, socket, resource\n\
@@ -500,7 +495,6 @@ fn public_addresses_come_and_go_while_xvrd_forwards() {
     let daemon = start_xvrd(&r, &host, &config, &["up0", "a1"]);
     let leaves_as = |port: u16| {
         let mut server = tell_peer_server(&internet, SERVER, port);
-        std::thread::sleep(std::time::Duration::from_millis(400));
         let seen = ask(&vm, SERVER, port);
         server.wait().unwrap();
         seen
@@ -528,7 +522,6 @@ fn public_addresses_come_and_go_while_xvrd_forwards() {
                          "destination": "203.0.113.30/32" } }]"#,
     );
     let mut server = tell_peer_server(&vm, "10.0.0.10", 22);
-    std::thread::sleep(std::time::Duration::from_millis(400));
     assert_eq!(ask(&internet, "203.0.113.30", 22), "198.18.0.254");
     server.wait().unwrap();
     let ping = ["ping", "-c", "2", "-i", "0.2", "-W", "1", "203.0.113.30"];

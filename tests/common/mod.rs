@@ -274,14 +274,34 @@ pub fn tell_peer_server_within(ns: &str, addr: &str, port: u16, wait: u32) -> st
          s.bind(('{addr}', {port})); s.listen(1); s.settimeout({wait})\n\
          c, peer = s.accept(); c.sendall(peer[0].encode()); c.close()\n"
     );
-    Command::new("ip")
+    let server = Command::new("ip")
         .args([
             "netns", "exec", ns, "timeout", "30", "python3", "-c", &program,
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap()
+        .unwrap();
+    wait_listening(ns, port);
+    server
+}
+
+/// Returns once a TCP socket in `ns` listens on `port`: a fixed sleep
+/// after starting a server loses the race on a loaded machine, and the
+/// client's SYN meets a closed port.
+pub fn wait_listening(ns: &str, port: u16) {
+    let filter = format!("sport = :{port}");
+    for _ in 0..200 {
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, "ss", "-Hltn", &filter])
+            .output()
+            .unwrap();
+        if out.status.success() && !out.stdout.is_empty() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("nothing listens on port {port} in {ns} after 10 s");
 }
 
 pub fn tell_peer_server(ns: &str, addr: &str, port: u16) -> std::process::Child {
