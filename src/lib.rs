@@ -1,6 +1,7 @@
 //! The `xvr` binaries' shared code: the live router that ties the
 //! steering program, AF_XDP sockets and workers together.
 pub mod affinity;
+pub mod dir_lock;
 pub mod fast_path;
 pub mod live_ports;
 pub mod logging;
@@ -11,6 +12,7 @@ pub mod netlink;
 pub mod ops;
 pub mod router;
 pub mod segmenter;
+pub mod session_store;
 pub mod split;
 pub mod state_store;
 pub mod supervise;

@@ -13,6 +13,7 @@ use crate::live_ports::LivePorts;
 use crate::mailbox::Live;
 use crate::netdev::{ifindex, interface};
 use crate::segmenter::{Segmenter, SEGMENTER};
+use crate::session_store::SessionDir;
 use crate::split::{queues_of_worker, snat_split};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -56,6 +57,9 @@ pub enum StartError {
     /// A worker's UMEM or one of its sockets.
     #[error(transparent)]
     Socket(#[from] std::io::Error),
+    /// The session directory or a worker's file in it.
+    #[error("{0}")]
+    Sessions(String),
 }
 
 /// UMEM chunks per worker for its busy ports: full fill, RX and TX
@@ -90,6 +94,9 @@ pub struct Options {
     /// program is attached in generic mode (which leaves the VMs' and the
     /// underlay's senders their GSO) and a tc program forwards.
     pub fast_path_in_tc: bool,
+    /// Where the workers save their sessions, so that a restarted router
+    /// takes them back (`crate::session_store`); None: nowhere.
+    pub session_dir: Option<std::path::PathBuf>,
 }
 
 impl Options {
@@ -118,8 +125,57 @@ impl Default for Options {
             conntrack: conntrack::Config::default(),
             fast_path: true,
             fast_path_in_tc: false,
+            session_dir: None,
         }
     }
+}
+
+/// Gives worker `w` of `workers` the sessions its predecessor saved in
+/// `dir` (those `tables` still hold), and its session file from now on.
+fn resume_sessions(
+    dir: &SessionDir,
+    (w, workers): (usize, usize),
+    tables: &Tables,
+    pipeline: &mut Pipeline,
+) -> Result<(), StartError> {
+    let capacity = pipeline.conntrack.config().max_sessions;
+    let resumed = dir
+        .resume(w, workers, capacity)
+        .map_err(StartError::Sessions)?;
+    if let Some(why) = &resumed.set_aside {
+        tracing::warn!(worker = w, "worker {w}: saved sessions set aside: {why}");
+    }
+    pipeline.conntrack.save_to(resumed.file);
+    let r = pipeline.restore_sessions(tables, &resumed.sessions);
+    if let Some(file) = pipeline.conntrack.session_file() {
+        let path = file.path().display().to_string();
+        file.publish()
+            .map_err(|e| StartError::Sessions(format!("session file {path}: {e}")))?;
+    }
+    if w + 1 == workers {
+        for path in dir.forget_workers_from(workers) {
+            tracing::warn!(
+                "{}: a worker this xvrd does not run; removed",
+                path.display()
+            );
+        }
+    }
+    if resumed.sessions.len() + resumed.torn > 0 {
+        tracing::info!(
+            worker = w,
+            restored = r.restored,
+            gone = r.gone,
+            refused = r.refused,
+            torn = resumed.torn,
+            "worker {w}: {} saved sessions restored ({} of gone tenants or rules, \
+             {} refused, {} torn records skipped)",
+            r.restored,
+            r.gone,
+            r.refused,
+            resumed.torn
+        );
+    }
+    Ok(())
 }
 
 /// What one worker did, read when it stopped.
@@ -145,6 +201,8 @@ pub struct Router {
     options: Options,
     // After the sockets and the programs.
     _segmenter: Option<Segmenter>,
+    /// Held while the workers write their session files.
+    _sessions: Option<SessionDir>,
 }
 
 impl Drop for Router {
@@ -181,6 +239,8 @@ impl Router {
             check_core(core).map_err(StartError::Host)?;
         }
         snat_split(tables, workers).map_err(StartError::Host)?;
+        let sessions = options.session_dir.as_deref().map(SessionDir::open);
+        let sessions = sessions.transpose().map_err(StartError::Sessions)?;
         let mut steering = Steering::load()?;
         let in_tc = options.fast_path_runs_in_tc();
         let mode = options.port_attach_mode();
@@ -250,6 +310,9 @@ impl Router {
             }
             let mut pipeline = Pipeline::with_conntrack(options.conntrack);
             pipeline.workers = views.remove(0);
+            if let Some(dir) = &sessions {
+                resume_sessions(dir, (w, workers), tables, &mut pipeline)?;
+            }
             let worker = Worker::with_pipeline(io, pipeline);
             all.push(match workers {
                 1 => worker,
@@ -283,6 +346,7 @@ impl Router {
             ifindexes,
             options: options.clone(),
             _segmenter: segmenter,
+            _sessions: sessions,
         })
     }
 

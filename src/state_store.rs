@@ -65,21 +65,7 @@ impl StateStore {
     /// holds: `None` for an empty directory.
     pub fn open(dir: &Path) -> Result<(StateStore, Option<Saved>), String> {
         let at = |e: std::io::Error| format!("state directory {}: {e}", dir.display());
-        fs::create_dir_all(dir).map_err(at)?;
-        let lock = File::create(dir.join("lock")).map_err(at)?;
-        // SAFETY: flock on a file descriptor this function owns.
-        if unsafe {
-            libc::flock(
-                std::os::fd::AsRawFd::as_raw_fd(&lock),
-                libc::LOCK_EX | libc::LOCK_NB,
-            )
-        } != 0
-        {
-            return Err(format!(
-                "state directory {} is in use by another xvrd",
-                dir.display()
-            ));
-        }
+        let lock = crate::dir_lock::lock(dir, "state directory")?;
         let saved = read(dir)?;
         let journal_path = dir.join(JOURNAL);
         let (journal_lines, valid_len) = match &saved {

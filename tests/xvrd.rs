@@ -18,6 +18,8 @@ fn run_xvrd(host: &str, config: &std::path::Path, args: &[&str]) -> std::process
         .arg(common::socket_beside(config))
         .arg("--state-dir")
         .arg(common::state_dir_beside(config))
+        .arg("--session-dir")
+        .arg(common::session_dir_beside(config))
         .args(args)
         .output()
         .unwrap()
@@ -67,6 +69,8 @@ fn bad_config_is_refused_with_the_field_named() {
         .arg(&config)
         .arg("--state-dir")
         .arg(common::state_dir_beside(&config))
+        .arg("--session-dir")
+        .arg(common::session_dir_beside(&config))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -265,3 +265,100 @@ proptest! {
         }
     }
 }
+
+/// A table saving to a new session file at `path`, as worker 0 of 1;
+/// with what the file there held before.
+fn saving(path: &std::path::Path, max_sessions: u32) -> (Conntrack, Vec<Saved>, usize) {
+    let mut ct = small(max_sessions);
+    let writer = Writer {
+        worker: 0,
+        workers: 1,
+    };
+    let resumed = SessionFile::resume(path, max_sessions, writer).unwrap();
+    ct.save_to(resumed.file);
+    ct.session_file().unwrap().publish().unwrap();
+    (ct, resumed.sessions, resumed.torn)
+}
+
+#[test]
+fn sessions_saved_in_the_file_come_back_with_their_ports_and_mappings() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("worker-0.sessions");
+    let (mut ct, none, _) = saving(&path, 64);
+    assert!(none.is_empty());
+    // A connection that got established, one that opened and closed, a
+    // UDP flow whose port was taken already (so not preserved).
+    let web = key(TCP, [10, 0, 0, 10], 40000, [198, 18, 0, 254], 80);
+    let id = ct
+        .setup_snat(web, NAT_IP, PORTS, State::SynSent, 0)
+        .unwrap();
+    ct.update(id, Dir::Reply, SYN | ACK, 1);
+    ct.update(id, Dir::Orig, ACK, 1);
+    let gone = key(TCP, [10, 0, 0, 11], 40001, [198, 18, 0, 254], 80);
+    let gone_id = ct
+        .setup_snat(gone, NAT_IP, PORTS, State::SynSent, 0)
+        .unwrap();
+    ct.update(gone_id, Dir::Reply, RST, 1);
+    ct.expire(1_000, 64);
+    let dns = key(UDP, [10, 0, 0, 12], 40000, [198, 18, 0, 53], 53);
+    ct.setup_snat(dns, NAT_IP, PORTS, State::UdpUnreplied, 0)
+        .unwrap();
+    let before: Vec<Session> = ct.iter().copied().collect();
+    assert_eq!(before.len(), 2);
+    // The process dies: nothing is flushed, the file is all there is.
+    drop(ct);
+
+    let (mut ct, saved, torn) = saving(&path, 64);
+    assert_eq!((saved.len(), torn), (2, 0));
+    for s in &saved {
+        ct.restore(s, s.allocated.then_some(PORTS), 5).unwrap();
+    }
+    for old in &before {
+        let (id, _) = ct.lookup(&old.reply_key()).expect("reply key back");
+        let s = ct.session(id).unwrap();
+        assert_eq!(
+            (s.inside, s.nat_port, s.state),
+            (old.inside, old.nat_port, old.state)
+        );
+    }
+    // The endpoint keeps its mapping; its port is not given to another.
+    let web_again = FlowKey { dport: 443, ..web };
+    let id = ct
+        .setup_snat(web_again, NAT_IP, PORTS, State::SynSent, 5)
+        .unwrap();
+    assert_eq!(ct.session(id).unwrap().nat_port, 40000);
+    let other = key(TCP, [10, 0, 0, 13], 40000, [198, 18, 0, 254], 80);
+    let id = ct
+        .setup_snat(other, NAT_IP, PORTS, State::SynSent, 5)
+        .unwrap();
+    assert_ne!(ct.session(id).unwrap().nat_port, 40000);
+    // The same record twice is refused, not tracked twice.
+    assert_eq!(
+        ct.restore(&saved[0], Some(PORTS), 5),
+        Err(RestoreError::Duplicate)
+    );
+    // And the new file holds what this table holds now.
+    let live = ct.len();
+    drop(ct);
+    let (_, saved, _) = saving(&path, 64);
+    assert_eq!(saved.len(), live);
+}
+
+#[test]
+fn a_port_outside_the_workers_block_is_not_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("worker-0.sessions");
+    let (mut ct, _, _) = saving(&path, 8);
+    let k = key(UDP, [10, 0, 0, 10], 5000, [198, 18, 0, 53], 53);
+    ct.setup_snat(k, NAT_IP, PORTS, State::UdpUnreplied, 0)
+        .unwrap();
+    drop(ct);
+    let (mut ct, saved, _) = saving(&path, 8);
+    let block = Some((20000, 30000));
+    assert_eq!(
+        ct.restore(&saved[0], block, 0),
+        Err(RestoreError::PortTaken)
+    );
+    assert_eq!(ct.restore(&saved[0], None, 0), Err(RestoreError::PortTaken));
+    assert!(ct.is_empty());
+}

@@ -462,11 +462,14 @@ impl Steering {
         self.fast_mode.set(0, FAST_IN_TC, 0).context("fast_mode")
     }
 
-    /// Puts the tc program on `interface`'s ingress (a clsact qdisc is
-    /// added if missing); taken off when `self` is dropped.
+    /// Puts the tc program on `interface`'s ingress; taken off when `self`
+    /// is dropped. From Linux 6.6 it is a TCX link, which needs no qdisc
+    /// and goes with the process, even killed; before, a clsact qdisc is
+    /// added if missing (and left behind by a killed xvrd, with its
+    /// filter).
     pub fn attach_tc(&mut self, interface: &str) -> Result<(), Error> {
         // EEXIST: the interface has its clsact already (not ours).
-        if tc::qdisc_add_clsact(interface).is_ok() {
+        if !tcx_attaches() && tc::qdisc_add_clsact(interface).is_ok() {
             self.clsacts_added.insert(interface.to_string());
         }
         let link = tc_program(&mut self.ebpf)?
@@ -476,7 +479,8 @@ impl Steering {
         Ok(())
     }
 
-    /// The interfaces whose clsact qdisc this steering added.
+    /// The interfaces whose clsact qdisc this steering added (none from
+    /// Linux 6.6).
     pub fn clsacts_added(&self) -> Vec<String> {
         self.clsacts_added.iter().cloned().collect()
     }
@@ -672,3 +676,10 @@ fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, Error> {
 /// The end-to-end benchmark rig's XDP programs (`src/bpf/bench.bpf.c`):
 /// `generate` and `count_and_drop`. Loaded by `xvr-bench`.
 pub static BENCH_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench.bpf.o"));
+
+/// Whether aya attaches tc programs as TCX links (Linux 6.6 and later),
+/// as `SchedClassifier::attach` decides.
+fn tcx_attaches() -> bool {
+    use aya::util::KernelVersion;
+    KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0))
+}

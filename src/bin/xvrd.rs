@@ -32,6 +32,11 @@ struct Args {
     /// xvrd resumes from it on start.
     #[arg(long, default_value = "/var/lib/xvr")]
     state_dir: PathBuf,
+    /// Where the workers keep their sessions (one file each, written as
+    /// sessions open and close), so that established connections survive
+    /// a restart or a crash. Use tmpfs; one directory per xvrd.
+    #[arg(long, default_value = xvr::session_store::DEFAULT_DIR)]
+    session_dir: PathBuf,
     /// XDP attach mode: native (in the driver) or generic (in the stack,
     /// for drivers without XDP).
     #[arg(long, value_enum, default_value = "native")]
@@ -164,6 +169,7 @@ fn run(args: &Args) -> Result<(), String> {
         conntrack: state.conntrack_config(),
         fast_path: args.xdp_fast_path != FastPathArg::Off,
         fast_path_in_tc: args.xdp_fast_path == FastPathArg::Tc,
+        session_dir: Some(args.session_dir.clone()),
     };
     let metrics_server = args.metrics.map(xvr::metrics::bind).transpose()?;
     let mut server = Server::bind(&args.socket)

@@ -203,6 +203,8 @@ fn spawn_xvrd(
         .arg(socket_beside(config))
         .arg("--state-dir")
         .arg(state_dir_beside(config))
+        .arg("--session-dir")
+        .arg(session_dir_beside(config))
         .args(args)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -233,6 +235,12 @@ pub fn socket_beside(config: &Path) -> PathBuf {
 /// each test's daemons have their own, and a restart resumes it.
 pub fn state_dir_beside(config: &Path) -> PathBuf {
     config.with_extension("state")
+}
+
+/// The session directory of the xvrd started with `config`, beside it as
+/// its state directory is.
+pub fn session_dir_beside(config: &Path) -> PathBuf {
+    config.with_extension("sessions")
 }
 
 /// Stops xvrd with SIGTERM, checks it exited 0, and returns its log.

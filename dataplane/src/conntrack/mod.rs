@@ -20,12 +20,14 @@ mod hugepages;
 mod index;
 mod key;
 mod ports;
+mod saved;
 mod shares;
 mod state;
 
 use crate::table::TenantId;
 pub use key::{FlowKey, ICMP, PUBLIC, TCP, UDP};
 pub use ports::PortPool;
+pub use saved::{Resumed, Saved, SessionFile, Writer};
 use shares::Shares;
 pub use shares::{ShareLimits, DEFAULT_NEW_PER_SECOND};
 pub use state::{initial, next, State, Timeouts, ACK, FIN, RST, SYN};
@@ -88,6 +90,8 @@ pub struct Session {
     /// through reverse NAT (decided when it opened, as Linux's conntrack
     /// keeps a connection's NAT decision).
     pub hairpin: bool,
+    /// Its public port came from a source-NAT pool (`setup_snat`).
+    allocated: bool,
     /// The tables generation under which the full path last sent this
     /// session's inside packets out of the uplink (0: never); while it
     /// holds, the NAT shortcut may repeat that (`pipeline::nat::shortcut`).
@@ -216,6 +220,20 @@ pub struct Conntrack {
     live: u32,
     /// Each tenant's share of the sessions and fragments.
     shares: Shares,
+    /// Where live sessions are saved to outlive the process, if anywhere.
+    saved: Option<SessionFile>,
+}
+
+/// Why a saved session was not restored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreError {
+    /// No room, or the tenant's share is full.
+    Full,
+    /// Its flow is already tracked (a record saved twice).
+    Duplicate,
+    /// Its public port is not free in `ports`, or its endpoint is mapped
+    /// to another port.
+    PortTaken,
 }
 
 impl Conntrack {
@@ -234,6 +252,98 @@ impl Conntrack {
             swept: 0,
             live: 0,
             shares: Shares::new(config.max_sessions, MAX_FRAGMENTED as u32),
+            saved: None,
+        }
+    }
+
+    /// Saves every session from now on in `file` (each live one at once).
+    pub fn save_to(&mut self, mut file: SessionFile) {
+        for (id, s) in (0..).zip(self.sessions.iter()) {
+            match s.live {
+                true => file.write(id, s),
+                false => file.clear(id),
+            }
+        }
+        self.saved = Some(file);
+    }
+
+    /// The file sessions are saved in, if any.
+    pub fn session_file(&mut self) -> Option<&mut SessionFile> {
+        self.saved.as_mut()
+    }
+
+    /// Tracks `s` again as it was saved, with its state's full timeout
+    /// from `now`. An allocated public port is taken again from `ports`
+    /// (this worker's block of its address's range); the endpoint's
+    /// mapping comes back with it.
+    pub fn restore(
+        &mut self,
+        s: &Saved,
+        ports: Option<(u16, u16)>,
+        now: u32,
+    ) -> Result<SessionId, RestoreError> {
+        let mut session = self.session_of(s.inside, (s.nat_ip, s.nat_port), s.state, now);
+        (session.inbound, session.routed) = (s.inbound, s.routed);
+        session.hairpin = s.hairpin;
+        if self.index.contains_key(&s.inside) || self.index.contains_key(&session.reply_key()) {
+            return Err(RestoreError::Duplicate);
+        }
+        if self.live >= self.config.max_sessions {
+            return Err(RestoreError::Full);
+        }
+        if s.allocated {
+            self.take_port(&s.inside, s.nat_ip, s.nat_port, ports)?;
+            session.allocated = true;
+        }
+        if self.shares.admit(s.inside.zone, now).is_err() {
+            self.release_mapping(&session);
+            return Err(RestoreError::Full);
+        }
+        Ok(self.insert(session))
+    }
+
+    /// Holds `port` of `nat_ip` for `inside`'s endpoint again: its
+    /// mapping, if it has one, names that port; if not, the port is free
+    /// in `ports` and becomes its mapping.
+    fn take_port(
+        &mut self,
+        inside: &FlowKey,
+        nat_ip: Ipv4Addr,
+        port: u16,
+        ports: Option<(u16, u16)>,
+    ) -> Result<(), RestoreError> {
+        let (first, last) = ports.ok_or(RestoreError::PortTaken)?;
+        if !(first..=last).contains(&port) {
+            return Err(RestoreError::PortTaken);
+        }
+        let pool = self
+            .pools
+            .entry((nat_ip, inside.proto))
+            .or_insert_with(|| PortPool::new(first, last));
+        let mapping = mapping_key(inside, nat_ip);
+        match self.index.get(&mapping) {
+            Some(mapped) if mapped == u32::from(port) => {}
+            Some(_) => return Err(RestoreError::PortTaken),
+            None => {
+                if pool.allocate(port) != Some(port) {
+                    return Err(RestoreError::PortTaken);
+                }
+                self.index.insert(mapping, u32::from(port));
+            }
+        }
+        pool.hold(port);
+        Ok(())
+    }
+
+    /// Undoes `take_port` for a session that did not open.
+    fn release_mapping(&mut self, s: &Session) {
+        if !s.allocated {
+            return;
+        }
+        if let Some(pool) = self.pools.get_mut(&(s.nat_ip, s.inside.proto)) {
+            if pool.drop_hold(s.nat_port) {
+                self.index.remove(&mapping_key(&s.inside, s.nat_ip));
+            }
         }
     }
 
@@ -364,7 +474,9 @@ impl Conntrack {
         pool.hold(port);
         // Room and the tenant's share were checked above, before a port
         // was taken.
-        Ok(self.open_admitted(inside, (nat_ip, port), state, (false, false), now))
+        let mut session = self.session_of(inside, (nat_ip, port), state, now);
+        session.allocated = true;
+        Ok(self.insert(session))
     }
 
     /// Opens a session whose public side is fixed by a rule, not
@@ -410,27 +522,41 @@ impl Conntrack {
     fn open_admitted(
         &mut self,
         inside: FlowKey,
-        (nat_ip, nat_port): (Ipv4Addr, u16),
+        nat: (Ipv4Addr, u16),
         state: State,
         (inbound, routed): (bool, bool),
         now: u32,
     ) -> SessionId {
-        let session = Session {
+        let mut session = self.session_of(inside, nat, state, now);
+        (session.inbound, session.routed) = (inbound, routed);
+        self.insert(session)
+    }
+
+    /// A new live session of `inside` translated to `nat`, outbound,
+    /// untracked by anything yet.
+    fn session_of(
+        &self,
+        inside: FlowKey,
+        (nat_ip, nat_port): (Ipv4Addr, u16),
+        state: State,
+        now: u32,
+    ) -> Session {
+        Session {
             inside,
             nat_ip,
             nat_port,
             state,
             live: true,
-            inbound,
-            routed,
+            inbound: false,
+            routed: false,
             hairpin: false,
+            allocated: false,
             shortcut_gen: 0,
             expires: now.saturating_add(self.config.timeouts.of(state)),
             slot: 0,
             prev: NIL,
             next: NIL,
-        };
-        self.insert(session)
+        }
     }
 
     /// Opens a session for a flow routed inside a tenant untranslated
@@ -469,6 +595,9 @@ impl Conntrack {
         self.index.insert(session.reply_key(), (id << 1) | 1);
         self.link(id);
         self.live += 1;
+        if let Some(file) = &mut self.saved {
+            file.write(id, &session);
+        }
         id
     }
 
@@ -483,8 +612,11 @@ impl Conntrack {
 
     /// Marks session `id` as hairpinned (see `Session::hairpin`).
     pub fn mark_hairpin(&mut self, id: SessionId) {
-        if let Some(s) = self.session_mut(id) {
+        if let Some(s) = self.sessions.get_mut(id as usize) {
             s.hairpin = true;
+            if let Some(file) = &mut self.saved {
+                file.write(id, s);
+            }
         }
     }
 
@@ -503,7 +635,13 @@ impl Conntrack {
             (true, Dir::Orig) => Dir::Reply,
             (true, Dir::Reply) => Dir::Orig,
         };
-        s.state = next(s.state, dir, tcp_flags);
+        let state = next(s.state, dir, tcp_flags);
+        if state != s.state {
+            s.state = state;
+            if let Some(file) = &mut self.saved {
+                file.write(id, s);
+            }
+        }
         s.expires = now.saturating_add(timeouts.of(s.state));
         // A longer life needs nothing (the sweep re-queues); a shorter one
         // must move to its earlier slot.
@@ -662,6 +800,9 @@ impl Conntrack {
             }
         }
         self.shares.closed(s.inside.zone);
+        if let Some(file) = &mut self.saved {
+            file.clear(id);
+        }
         let free_head = self.free_head;
         if let Some(s) = self.session_mut(id) {
             s.live = false;

@@ -22,7 +22,32 @@ pub enum State {
     IcmpReplied,
 }
 
+/// Every state, in the order of their codes (`State::code`).
+const ALL: [State; 11] = [
+    State::SynSent,
+    State::SynRecv,
+    State::Established,
+    State::FinWait,
+    State::CloseWait,
+    State::TimeWait,
+    State::Closed,
+    State::UdpUnreplied,
+    State::UdpReplied,
+    State::IcmpUnreplied,
+    State::IcmpReplied,
+];
+
 impl State {
+    /// A stable number for the session file (`from_code` reads it back).
+    pub fn code(self) -> u8 {
+        ALL.iter().position(|&s| s == self).unwrap_or(0) as u8
+    }
+
+    /// The state of `code`, if it names one.
+    pub fn from_code(code: u8) -> Option<State> {
+        ALL.get(usize::from(code)).copied()
+    }
+
     pub const fn name(self) -> &'static str {
         match self {
             State::SynSent => "syn_sent",
@@ -155,6 +180,14 @@ mod tests {
             s = next(s, dir, flags);
             assert_eq!(s, want, "after {dir:?} {flags:#x}");
         }
+    }
+
+    #[test]
+    fn every_state_code_reads_back_and_no_other_does() {
+        for s in ALL {
+            assert_eq!(State::from_code(s.code()), Some(s));
+        }
+        assert_eq!(State::from_code(ALL.len() as u8), None);
     }
 
     #[test]

@@ -214,6 +214,16 @@ pub struct Pipeline {
     pub fragments: Fragments,
 }
 
+/// What `Pipeline::restore_sessions` made of the saved sessions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Restored {
+    pub restored: usize,
+    /// Their tenant, or the NAT rule that made them, is gone.
+    pub gone: usize,
+    /// No room, or in conflict with one restored before.
+    pub refused: usize,
+}
+
 /// Sessions of `Pipeline::new()`'s table.
 const SMALL_SESSION_TABLE: u32 = 4096;
 
@@ -259,6 +269,44 @@ impl Pipeline {
         }
     }
 
+    /// New tables: their tenants' limits (ids are stable, so counts carry
+    /// over).
+    fn follow_limits(&mut self, tables: &Tables) {
+        if self.limits_of != tables.generation() {
+            self.limits_of = tables.generation();
+            let shares = tables.tenants().iter().map(|t| t.limits.shares).collect();
+            self.conntrack.set_share_limits(shares);
+        }
+    }
+
+    /// Tracks the sessions a previous process saved again, those whose
+    /// tenant and NAT rule `tables` still have, and tells how many came
+    /// back.
+    pub fn restore_sessions(&mut self, tables: &Tables, saved: &[conntrack::Saved]) -> Restored {
+        self.follow_limits(tables);
+        let mut r = Restored::default();
+        let nat = tables.nat();
+        for s in saved {
+            let zone = s.inside.zone;
+            let ports = match (s.allocated, nat.source(zone)) {
+                (true, Some(snat)) if snat.ip == s.nat_ip => self.workers.port_block(snat.ports),
+                (true, _) => None,
+                (false, _) => Some((0, 0)),
+            };
+            let public = s.routed || nat.owner(s.nat_ip) == Some(zone);
+            let Some(ports) = ports.filter(|_| tables.tenant(zone).is_some() && public) else {
+                r.gone += 1;
+                continue;
+            };
+            let ports = s.allocated.then_some(ports);
+            match self.conntrack.restore(s, ports, self.now) {
+                Ok(_) => r.restored += 1,
+                Err(_) => r.refused += 1,
+            }
+        }
+        r
+    }
+
     /// Runs a batch through every stage. Each frame ends with a verdict;
     /// frames to transmit have been rewritten in place.
     pub fn run(&mut self, tables: &Tables, frames: &mut [Frame<'_>]) {
@@ -273,13 +321,7 @@ impl Pipeline {
         frames: &mut [Frame<'_>],
         mut observe: impl FnMut(&'static str, &[Frame<'_>]),
     ) {
-        if self.limits_of != tables.generation() {
-            // New tables: their tenants' limits (ids are stable, so
-            // counts carry over).
-            self.limits_of = tables.generation();
-            let shares = tables.tenants().iter().map(|t| t.limits.shares).collect();
-            self.conntrack.set_share_limits(shares);
-        }
+        self.follow_limits(tables);
         let answered = |s: &Stats| s.events_of(Event::IcmpErrorSent) + s.events_of(Event::ArpReply);
         let answered_before = answered(&self.stats);
         let expired = self.conntrack.expire(self.now, EXPIRY_BUDGET);
