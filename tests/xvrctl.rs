@@ -170,6 +170,28 @@ fn xvrctl_prints_shell_completions() {
     );
 }
 
+/// Output into a pipe nobody reads (`xvrctl stats | head` once head is
+/// done) ends xvrctl by SIGPIPE, as any Unix filter, not with a panic.
+#[test]
+fn xvrctl_writing_to_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(XVRCTL)
+        .args(["completions", "bash"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?}: {said}",
+        out.status
+    );
+    assert!(!said.contains("panicked"), "{said}");
+}
+
 const TWO_TIERS: &str = r#"{
   "tenants": [{ "name": "t", "vni": 100 }],
   "ports": [

@@ -107,6 +107,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Output piped into `head` that stops reading ends xvrctl quietly, as
+    // it does any Unix filter; Rust's default (SIGPIPE ignored) would
+    // panic in println!.
+    // SAFETY: setting a signal's disposition to its default, before any
+    // thread is started.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let args = Args::parse();
     let request = match &args.command {
         Command::Completions { shell } => {
