@@ -1,13 +1,15 @@
 //! `conntrack/*`: sessions through the whole pipeline (acme-web to the
 //! internet through source NAT, UDP), a batch of 64 frames per iteration.
 //! - `session_setup`: every frame opens a new session (a fresh 5-tuple);
-//!   criterion reports new sessions per second.
+//!   criterion reports new sessions per second. `session_setup_saved`
+//!   the same with each session written to a session file on tmpfs, as
+//!   xvrd's workers do.
 //! - `established_1k_sessions`, `established_1m_sessions`: frames of
 //!   established sessions picked at random among 1k or 1M live ones, so
 //!   the 1M case pays its cache misses.
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use xvr_bench::{example_tables, first_packets, flow_batches, reset, Buffers, SplitMix};
-use xvr_dataplane::conntrack::Config;
+use xvr_dataplane::conntrack::{Config, SessionFile, Writer};
 use xvr_dataplane::frame::BATCH_SIZE;
 use xvr_dataplane::table::{PortId, Tables};
 use xvr_dataplane::{Pipeline, Verdict};
@@ -43,6 +45,27 @@ fn session_setup(c: &mut Criterion, tables: &Tables) {
     group.throughput(Throughput::Elements(BATCH_SIZE as u64));
     group.bench_function("session_setup", |b| {
         b.iter_custom(first_packets(tables, &inputs, || pipeline_for(FLOWS)))
+    });
+    // /dev/shm where it exists: tmpfs, as xvrd's default.
+    let shm = std::path::Path::new("/dev/shm");
+    let dir = match shm.is_dir() {
+        true => tempfile::tempdir_in(shm),
+        false => tempfile::tempdir(),
+    }
+    .unwrap();
+    let path = dir.path().join("worker-0.sessions");
+    let saving = || {
+        let mut pipeline = pipeline_for(FLOWS);
+        let writer = Writer {
+            worker: 0,
+            workers: 1,
+        };
+        let resumed = SessionFile::resume(&path, FLOWS, writer).unwrap();
+        pipeline.conntrack.save_to(resumed.file);
+        pipeline
+    };
+    group.bench_function("session_setup_saved", |b| {
+        b.iter_custom(first_packets(tables, &inputs, saving))
     });
     group.finish();
 }

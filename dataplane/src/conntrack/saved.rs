@@ -168,6 +168,9 @@ impl SessionFile {
         // SAFETY: the file is this process's own (the state dir's lock
         // keeps other xvrds away), and is only reached through this map.
         let mut map = unsafe { MmapMut::map_mut(&file)? };
+        // Every page now: a first write to a page on the packet path
+        // would fault into the kernel to allocate it.
+        map.advise(memmap2::Advice::PopulateWrite)?;
         if let Some(h) = map.get_mut(..HEADER) {
             h.copy_from_slice(&header(capacity, writer));
         }
