@@ -76,7 +76,7 @@ impl Metrics {
         f.sample(&[("version", env!("CARGO_PKG_VERSION"))], 1);
 
         type Field = fn(&crate::mailbox::LiveWorker) -> u64;
-        let per_worker: [(&'static str, &str, &str, Field); 9] = [
+        let per_worker: [(&'static str, &str, &str, Field); 10] = [
             (
                 "xvr_worker_rx_packets_total",
                 "counter",
@@ -106,6 +106,12 @@ impl Metrics {
                 "counter",
                 "Batches a worker contained a panic in.",
                 |r| r.counters.panics,
+            ),
+            (
+                "xvr_worker_restarts_total",
+                "counter",
+                "Times a worker was started again with new sockets after a panic outside a batch.",
+                |r| r.counters.restarts,
             ),
             (
                 "xvr_worker_sessions",

@@ -16,6 +16,7 @@ use crate::segmenter::{Segmenter, SEGMENTER};
 use crate::session_store::SessionDir;
 use crate::split::{queues_of_worker, snat_split};
 use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use xvr_dataplane::conntrack;
@@ -28,6 +29,10 @@ use xvr_dataplane::table::PortRole;
 use xvr_dataplane::worker::{Idle, TableSource, Worker};
 use xvr_dataplane::{Pipeline, Stats, Tables};
 use xvr_ebpf::{AttachMode, Steering};
+
+/// Fault injection for tests: worker `.0` panics outside any batch once
+/// it has run for `.1` (xvrd takes it from `XVR_FAULT_WORKER_PANIC`).
+pub type InjectedPanic = Option<(usize, std::time::Duration)>;
 
 /// Why the router did not start; the messages are what xvrd prints.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +102,7 @@ pub struct Options {
     /// Where the workers save their sessions, so that a restarted router
     /// takes them back (`crate::session_store`); None: nowhere.
     pub session_dir: Option<std::path::PathBuf>,
+    pub inject_panic: InjectedPanic,
 }
 
 impl Options {
@@ -126,7 +132,108 @@ impl Default for Options {
             fast_path: true,
             fast_path_in_tc: false,
             session_dir: None,
+            inject_panic: None,
         }
+    }
+}
+
+/// Gives `worker` (number `w` of `workers`) new sockets after a panic left
+/// its old ones in an unknown state: the old sockets are closed (their
+/// queues reach no one meanwhile), then a fresh UMEM is bound to the same
+/// queues of the current tables' ports. A queue just released may be busy
+/// for an RCU grace period: retried for a second.
+fn rebind(
+    worker: &mut Worker<XskPorts>,
+    (w, workers): (usize, usize),
+    tables: &impl TableSource,
+    in_tc: bool,
+    steering: &Mutex<Steering>,
+) -> Result<(), String> {
+    let (plan, chunks) = tables.with_current(|t| {
+        let plan = SocketPlan::of(t, workers, in_tc);
+        (plan, umem_chunks(t.ports().len() + 1))
+    });
+    let plan = plan.map_err(|e| e.to_string())?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let umem = Umem::new(chunks).map_err(|e| e.to_string())?;
+        // The old sockets go first: a queue takes one socket at a time.
+        worker.io = XskPorts::new(umem);
+        let mut steering = steering
+            .lock()
+            .map_err(|_| "the steering lock is poisoned")?;
+        match plan.bind(&mut worker.io, (w, workers), &mut steering) {
+            Ok(()) => break,
+            Err(StartError::Socket(e))
+                if e.kind() == std::io::ErrorKind::ResourceBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                drop(steering);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    worker.io_replaced();
+    Ok(())
+}
+
+/// An interface's name, index and receive queues.
+type PortQueues = (String, u32, u32);
+
+/// What a worker's sockets are bound to: its queues of every port and, in
+/// tc mode, of the segmenter's far end.
+struct SocketPlan {
+    ports: Vec<PortQueues>,
+    segmenter: bool,
+    in_tc: bool,
+}
+
+impl SocketPlan {
+    /// The plan for `tables`' ports as the interfaces are now.
+    fn of(tables: &Tables, workers: usize, in_tc: bool) -> Result<SocketPlan, StartError> {
+        let mut ports = Vec::new();
+        for port in tables.ports() {
+            let (index, queues) = interface(&port.name, workers).map_err(StartError::Host)?;
+            ports.push((port.name.clone(), index, queues));
+        }
+        Ok(SocketPlan {
+            ports,
+            segmenter: in_tc,
+            in_tc,
+        })
+    }
+
+    /// Binds worker `w` of `workers`'s sockets in `io`, each entered in
+    /// the steering program's map.
+    fn bind(
+        &self,
+        io: &mut XskPorts,
+        (w, workers): (usize, usize),
+        steering: &mut Steering,
+    ) -> Result<(), StartError> {
+        let far_end = match self.segmenter {
+            true => Some((
+                SEGMENTER.1.to_string(),
+                ifindex(SEGMENTER.1).map_err(StartError::Host)?,
+                workers as u32,
+            )),
+            false => None,
+        };
+        for (name, index, queues) in self.ports.iter().chain(far_end.as_ref()) {
+            let bound = io.bind_port(name, &queues_of_worker(w, workers, *queues))?;
+            for (queue, fd) in bound {
+                steering.set_socket(*index, queue, fd)?;
+            }
+            if self.in_tc {
+                let slot = steering.slot(*index)?;
+                io.set_tag(name, slot as u16 + 1);
+            }
+        }
+        if self.segmenter {
+            io.set_segmenter(SEGMENTER.1);
+        }
+        Ok(())
     }
 }
 
@@ -285,29 +392,21 @@ impl Router {
         let mut handoffs = Handoff::all(workers).map_err(StartError::Handoff)?;
         let mut views = Workers::all(workers as u16);
         let mut all = Vec::new();
+        let ports: Vec<PortQueues> = tables
+            .ports()
+            .iter()
+            .zip(queues_of.iter().copied())
+            .map(|(p, queues)| (p.name.clone(), ifindexes[&p.name], queues))
+            .collect();
+        let sockets = SocketPlan {
+            ports,
+            segmenter: segmenter.is_some(),
+            in_tc,
+        };
         for w in 0..workers {
             let umem = Umem::new(umem_chunks(tables.ports().len() + 1))?;
             let mut io = XskPorts::new(umem);
-            let segmenter_queues = segmenter.as_ref().map(|_| (SEGMENTER.1, workers as u32));
-            let ports = tables
-                .ports()
-                .iter()
-                .map(|p| p.name.as_str())
-                .zip(queues_of.iter().copied());
-            for (name, queues) in ports.chain(segmenter_queues) {
-                let index = ifindexes[name];
-                let bound = io.bind_port(name, &queues_of_worker(w, workers, queues))?;
-                for (queue, fd) in bound {
-                    steering.set_socket(index, queue, fd)?;
-                }
-                if in_tc {
-                    let slot = steering.slot(index)?;
-                    io.set_tag(name, slot as u16 + 1);
-                }
-            }
-            if segmenter.is_some() {
-                io.set_segmenter(SEGMENTER.1);
-            }
+            sockets.bind(&mut io, (w, workers), &mut steering)?;
             let mut pipeline = Pipeline::with_conntrack(options.conntrack);
             pipeline.workers = views.remove(0);
             if let Some(dir) = &sessions {
@@ -360,21 +459,47 @@ impl Router {
         let stop = AtomicBool::new(false);
         let idle = self.options.idle;
         let cores = &self.options.cores;
+        let (workers, in_tc) = (self.workers.len(), self.options.fast_path_runs_in_tc());
+        let inject_panic = self.options.inject_panic;
         std::thread::scope(|s| {
             let mut handles = Vec::new();
             for (w, worker) in self.workers.iter_mut().enumerate() {
                 let core = cores.get(w).copied();
                 let stop = &stop;
                 let mut mailbox = self.live.mailbox(w).ok_or("a worker without a mailbox")?;
+                let steering = self.steering.clone();
                 let handle = std::thread::Builder::new()
                     .name(format!("xvr-worker-{w}"))
                     .spawn_scoped(s, move || {
                         if let Some(core) = core {
                             pin_to(core);
                         }
-                        worker.run_reporting(tables, idle, stop, |worker| {
-                            mailbox.serve(worker, core)
-                        });
+                        let started = std::time::Instant::now();
+                        let mut fault = inject_panic.filter(|(at, _)| *at == w).map(|f| f.1);
+                        loop {
+                            let ran = catch_unwind(AssertUnwindSafe(|| {
+                                worker.run_reporting(tables, idle, stop, |worker| {
+                                    if fault.is_some_and(|after| started.elapsed() >= after) {
+                                        fault = None;
+                                        panic!("injected fault (XVR_FAULT_WORKER_PANIC)");
+                                    }
+                                    mailbox.serve(worker, core)
+                                })
+                            }));
+                            if ran.is_ok() || stop.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            worker.counters.restarts += 1;
+                            tracing::error!(
+                                worker = w,
+                                "worker {w} stopped on a panic outside a batch; \
+                                 restarting it with new sockets"
+                            );
+                            if let Err(e) = rebind(worker, (w, workers), tables, in_tc, &steering) {
+                                tracing::error!(worker = w, "worker {w} not restarted: {e}");
+                                break;
+                            }
+                        }
                         WorkerReport {
                             core,
                             counters: worker.counters.clone(),

@@ -74,7 +74,7 @@ fn xvrd_says_ready_pings_the_watchdog_and_says_stopping() {
         ("NOTIFY_SOCKET", notify.to_str().unwrap()),
         ("WATCHDOG_USEC", "400000"),
     ];
-    let daemon = start_xvrd_env(&rig, &host, &config, &["a1", "a2"], &env);
+    let daemon = start_xvrd_env(&rig, &host, &config, (&["a1", "a2"], &[]), &env);
     let got = notifications(&socket, "READY=1", Duration::from_secs(10));
     let ready = got.iter().find(|m| m.contains("READY=1"));
     assert!(

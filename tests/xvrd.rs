@@ -4,7 +4,7 @@
 //! links with its file descriptors).
 mod common;
 
-use common::{start_xvrd, start_xvrd_with, stop_xvrd, two_vms, TWO_VMS, XVRD};
+use common::{start_xvrd, start_xvrd_env, start_xvrd_with, stop_xvrd, two_vms, TWO_VMS, XVRD};
 use std::process::Command;
 use xvr_testkit::netns::{require_root, Rig};
 
@@ -135,6 +135,82 @@ fn two_pinned_workers_each_serve_their_queue() {
     let (w0, w1) = (worker_rx(&log, 0), worker_rx(&log, 1));
     assert!(w0 >= 1 && w1 >= 1 && w0 + w1 >= 20, "{log}");
     assert!(log.contains("worker 1 (core 1)"), "{log}");
+}
+
+/// Two VMs on two-queue veths whose sends from core c go to queue c
+/// (XPS), worker c's. Returns (host, vm1, vm2).
+fn two_queue_vms(rig: &mut Rig) -> (String, String, String) {
+    let host = rig.namespace();
+    let vm1 = rig.vm_queues(&host, "a1", "10.0.0.10/24", "02:0a:00:00:00:10", 2);
+    let vm2 = rig.vm_queues(&host, "a2", "10.0.0.11/24", "02:0a:00:00:00:11", 2);
+    for vm in [&vm1, &vm2] {
+        let xps = "echo 1 > /sys/class/net/eth0/queues/tx-0/xps_cpus && \
+                   echo 2 > /sys/class/net/eth0/queues/tx-1/xps_cpus";
+        rig.exec(vm, &["sh", "-c", xps]);
+    }
+    (host, vm1, vm2)
+}
+
+/// Pings `to` from `ns` on `core`, `count` times 50 ms apart; the
+/// replies received.
+fn pings_from_core(ns: &str, core: &str, to: &str, count: u32) -> u32 {
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", ns, "taskset", "-c", core, "ping", "-n", "-q",
+        ])
+        .args(["-i", "0.05", "-W", "1", "-c", &count.to_string(), to])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let received = text.split(',').find(|p| p.contains("received"));
+    received
+        .and_then(|p| p.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("ping output: {text}"))
+}
+
+#[test]
+#[ignore = "needs root: scripts/test runs it as root"]
+fn a_worker_that_panics_outside_a_batch_is_restarted_while_the_other_forwards() {
+    require_root("running xvrd over veth");
+    let (_dir, config) = common::state_file(TWO_VMS);
+    let mut rig = Rig::new("wrestart");
+    let (host, vm1, _vm2) = two_queue_vms(&mut rig);
+    // Every frame through the workers (the fast path would bridge them).
+    let args = ["--workers", "2", "--cores", "0,1", "--xdp-fast-path", "off"];
+    let fault = [("XVR_FAULT_WORKER_PANIC", "1@2")];
+    let daemon = start_xvrd_env(&rig, &host, &config, (&["a1", "a2"], &args), &fault);
+    // 4 s of pings through each worker, across worker 1's panic at 2 s.
+    let (through_0, through_1) = std::thread::scope(|s| {
+        let other = s.spawn(|| pings_from_core(&vm1, "1", "10.0.0.11", 80));
+        let through_0 = pings_from_core(&vm1, "0", "10.0.0.11", 80);
+        (through_0, other.join().unwrap())
+    });
+    // Worker 1 serves its queues again.
+    let after = pings_from_core(&vm1, "1", "10.0.0.11", 5);
+    let health = common::xvrctl(&common::socket_beside(&config), &["--json", "health"]);
+    let health: serde_json::Value = serde_json::from_slice(&health.stdout).unwrap();
+    let log = stop_xvrd(daemon);
+    eprintln!("pings through worker 0: {through_0}/80, through worker 1: {through_1}/80");
+    assert_eq!(
+        through_0, 80,
+        "worker 0 lost pings while 1 restarted: {log}"
+    );
+    assert_eq!(
+        after, 5,
+        "worker 1 after its restart ({through_1} of 80 during): {log}"
+    );
+    let workers = health["workers"].as_array().unwrap();
+    let restarts: Vec<_> = workers
+        .iter()
+        .map(|w| w["worker_restarts"].as_u64())
+        .collect();
+    assert_eq!(restarts, [Some(0), Some(1)], "{health}");
+    assert!(workers.iter().all(|w| w["alive"] == true), "{health}");
+    assert!(
+        log.contains("worker 1 stopped on a panic outside a batch"),
+        "{log}"
+    );
 }
 
 #[test]

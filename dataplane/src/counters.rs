@@ -28,6 +28,9 @@ pub struct WorkerCounters {
     /// Batches in which the pipeline panicked: each was dropped whole
     /// (its frames counted as `worker_panic` drops) and the worker went on.
     pub panics: u64,
+    /// Times the worker's thread caught a panic outside a batch and
+    /// started it again with new sockets.
+    pub restarts: u64,
 }
 
 /// Frames and bytes received and sent on an interface.

@@ -38,6 +38,7 @@ fn a_worker_forwards_batches_and_counts_per_worker() {
             idle_passes: 0,
             handed_in: 0,
             panics: 0,
+            restarts: 0,
         }
     );
     assert_eq!(

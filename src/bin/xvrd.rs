@@ -126,6 +126,21 @@ fn parse_cores(list: &str) -> Result<Cores, String> {
     Ok(Cores(cores))
 }
 
+/// `XVR_FAULT_WORKER_PANIC=W@SECONDS`: worker W panics outside any batch
+/// after SECONDS, once (for the tests of worker restarts).
+fn injected_panic() -> Result<xvr::router::InjectedPanic, String> {
+    let Ok(value) = std::env::var("XVR_FAULT_WORKER_PANIC") else {
+        return Ok(None);
+    };
+    let bad = || format!("XVR_FAULT_WORKER_PANIC={value}: want WORKER@SECONDS");
+    let (worker, seconds) = value.split_once('@').ok_or_else(bad)?;
+    let worker = worker.parse().map_err(|_| bad())?;
+    let seconds: f64 = seconds.parse().map_err(|_| bad())?;
+    let after = Duration::try_from_secs_f64(seconds).map_err(|_| bad())?;
+    warn!("fault injection: worker {worker} will panic after {seconds} s");
+    Ok(Some((worker, after)))
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Mode {
     Native,
@@ -170,6 +185,7 @@ fn run(args: &Args) -> Result<(), String> {
         fast_path: args.xdp_fast_path != FastPathArg::Off,
         fast_path_in_tc: args.xdp_fast_path == FastPathArg::Tc,
         session_dir: Some(args.session_dir.clone()),
+        inject_panic: injected_panic()?,
     };
     let metrics_server = args.metrics.map(xvr::metrics::bind).transpose()?;
     let mut server = Server::bind(&args.socket)

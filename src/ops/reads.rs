@@ -97,6 +97,7 @@ impl DaemonOps {
                     "alive": r.alive(),
                     "last_report_ms": age.map(|a| a.as_millis() as u64),
                     "worker_panics": r.counters.panics,
+                    "worker_restarts": r.counters.restarts,
                 })
             })
             .collect();
@@ -122,6 +123,7 @@ impl DaemonOps {
                     "tx_ring_full": c.tx_ring_full,
                     "idle_passes": c.idle_passes,
                     "worker_panics": c.panics,
+                    "worker_restarts": c.restarts,
                     "sessions": r.sessions,
                     "umem": { "chunks": r.umem.all, "free": r.umem.free, "lent": r.umem.lent },
                 })

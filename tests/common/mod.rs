@@ -169,15 +169,16 @@ pub fn start_xvrd_with(
     spawn_xvrd(rig, ns, config, ports, &all, &[])
 }
 
-/// `start_xvrd` with environment variables set for xvrd.
+/// `start_xvrd_with` with environment variables set for xvrd.
 pub fn start_xvrd_env(
     rig: &Rig,
     ns: &str,
     config: &Path,
-    ports: &[&str],
+    (ports, args): (&[&str], &[&str]),
     env: &[(&str, &str)],
 ) -> Daemon {
-    let all = ["--config", config.to_str().unwrap()];
+    let mut all = vec!["--config", config.to_str().unwrap()];
+    all.extend_from_slice(args);
     spawn_xvrd(rig, ns, config, ports, &all, env)
 }
 

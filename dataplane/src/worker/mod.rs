@@ -89,6 +89,16 @@ impl<I: FrameIo> Worker<I> {
         self
     }
 
+    /// After `io` was replaced (a restart with new sockets): the handoff's
+    /// wake-up is watched again, and the next pass gives the new sockets
+    /// their ports from the tables.
+    pub fn io_replaced(&mut self) {
+        if let Some(handoff) = &self.handoff {
+            self.io.watch(handoff.wake_fd());
+        }
+        self.generation = None;
+    }
+
     /// One pass over every source; returns the number of frames received.
     pub fn poll(&mut self, tables: &Tables) -> usize {
         // A vDSO clock read, once per pass: no syscall.
