@@ -91,13 +91,15 @@ static __always_inline int fast_from_vm(struct xdp_md *ctx, struct frame *f)
     struct from_vm d;
     if (!decide_from_vm(f, &d))
         return NOT_TAKEN;
-    // Too big for the underlay: the workers answer (ICMP) or fragment. In
-    // tc mode a GSO packet (larger than a socket's frame) is checked by
-    // its segment size there.
-    int too_big = d.fwd->kind == FWD_ENCAP && f->len - ETH_HLEN > d.fwd->max_inner_ip;
+    // In tc mode every size is judged there: generic XDP hands this
+    // program a GSO packet linearized, with nothing to tell it from a
+    // frame, and one of two small segments (1,570 bytes) would look too
+    // big for a 1,600-byte underlay, earning its sender a false "need to
+    // frag" and a retransmit. tc sees the skb's segment size.
     if (fast_in_tc())
-        return too_big && f->len <= MAX_SOCKET_FRAME ? NOT_TAKEN : pass(PASS_TO_TC);
-    if (too_big)
+        return pass(PASS_TO_TC);
+    // Too big for the underlay: the workers answer (ICMP) or fragment.
+    if (d.fwd->kind == FWD_ENCAP && f->len - ETH_HLEN > d.fwd->max_inner_ip)
         return NOT_TAKEN;
     if (finish_checksum(d.ip, bpf_ntohs(d.ip->tot_len), f->data_end))
         return NOT_TAKEN;
