@@ -17,16 +17,11 @@ use xvr_testkit::netns::{require_root, Rig};
 
 const SERVER: &str = common::INTERNET_SERVER;
 
-const STATE: &str = r#"{
-  "tenants": [{ "name": "t", "vni": 100 }],
-  "ports": [
-    { "role": "uplink", "name": "up0", "mac": "02:00:00:00:00:01", "ip": "198.18.0.1",
-      "internet_gateway_mac": "02:00:00:00:00:fe" },
-    { "role": "vm", "name": "a1", "mac": "02:aa:00:00:00:01", "tenant": "t", "gateway": "10.0.0.1/24" }
-  ],
-  "routes": [{ "tenant": "t", "prefix": "0.0.0.0/0", "next_hop": "internet" }],
-  "neighbors": [{ "tenant": "t", "ip": "10.0.0.10", "mac": "02:0a:00:00:00:10", "port": "a1" }],
-  "nat": {
+/// `common::SNAT_STATE` with a port forward beside source NAT: public
+/// port 8080 to the VM's port 80, which the ingress firewall allows.
+fn state() -> String {
+    let snat = r#""nat": { "source": [{ "tenant": "t", "public_ip": "203.0.113.10" }] }"#;
+    let with_forward = r#""nat": {
     "source": [{ "tenant": "t", "public_ip": "203.0.113.10", "ports": [20000, 65535] }],
     "port_forwards": [{ "tenant": "t", "public_ip": "203.0.113.10", "protocol": "tcp",
                         "public_ports": [8080, 8080], "vm_ip": "10.0.0.10", "vm_ports": [80, 80] }]
@@ -34,8 +29,10 @@ const STATE: &str = r#"{
   "firewall": [
     { "tenant": "t", "direction": "ingress", "action": "allow", "protocol": "tcp",
       "destination": "203.0.113.10/32", "ports": [8080, 8080] }
-  ]
-}"#;
+  ]"#;
+    assert!(common::SNAT_STATE.contains(snat));
+    common::SNAT_STATE.replace(snat, with_forward)
+}
 
 /// How xvrd goes away.
 #[derive(Clone, Copy, Debug)]
@@ -119,7 +116,7 @@ fn longest_silence(intervals: &[(f64, u64)]) -> f64 {
 
 fn restart_under_load(stop: Stop, fast_path: &str) {
     require_root("restarting xvrd under load in network namespaces");
-    let (dir, config) = common::state_file(STATE);
+    let (dir, config) = common::state_file(&state());
     let mut r = Rig::new("restart");
     let (host, vm, internet) = common::internet_rig(&mut r, 1);
     let args = ["--xdp-fast-path", fast_path];

@@ -94,16 +94,7 @@ fn two_pinned_workers_each_serve_their_queue() {
     require_root("running xvrd over veth");
     let (_dir, config) = common::state_file(TWO_VMS);
     let mut rig = Rig::new("workers");
-    let host = rig.namespace();
-    let vm1 = rig.vm_queues(&host, "a1", "10.0.0.10/24", "02:0a:00:00:00:10", 2);
-    let vm2 = rig.vm_queues(&host, "a2", "10.0.0.11/24", "02:0a:00:00:00:11", 2);
-    // XPS: what a VM sends from core c leaves on its queue c, and veth
-    // delivers it on the host side's receive queue c, worker c's.
-    for vm in [&vm1, &vm2] {
-        let xps = "echo 1 > /sys/class/net/eth0/queues/tx-0/xps_cpus && \
-                   echo 2 > /sys/class/net/eth0/queues/tx-1/xps_cpus";
-        rig.exec(vm, &["sh", "-c", xps]);
-    }
+    let (host, vm1, _vm2) = two_queue_vms(&mut rig);
 
     let daemon = start_xvrd_with(
         &rig,
@@ -138,7 +129,8 @@ fn two_pinned_workers_each_serve_their_queue() {
 }
 
 /// Two VMs on two-queue veths whose sends from core c go to queue c
-/// (XPS), worker c's. Returns (host, vm1, vm2).
+/// (XPS), and veth delivers them on the host side's receive queue c,
+/// worker c's. Returns (host, vm1, vm2).
 fn two_queue_vms(rig: &mut Rig) -> (String, String, String) {
     let host = rig.namespace();
     let vm1 = rig.vm_queues(&host, "a1", "10.0.0.10/24", "02:0a:00:00:00:10", 2);
