@@ -244,6 +244,7 @@ impl State {
             set(&mut d.closed, t.tcp_closed);
             set(&mut d.udp_unreplied, t.udp_unreplied);
             set(&mut d.udp_replied, t.udp_replied);
+            set(&mut d.udp_well_known, t.udp_well_known);
             set(&mut d.icmp, t.icmp);
         }
         config

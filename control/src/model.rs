@@ -235,7 +235,8 @@ pub struct ConntrackConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_sessions: Option<u32>,
     /// Seconds without traffic before a session in each state dies;
-    /// unset states keep Linux's defaults.
+    /// unset states keep the defaults (`Timeouts::default`: the NAT RFCs'
+    /// minimums).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeouts: Option<TimeoutsConfig>,
 }
@@ -252,6 +253,7 @@ pub struct TimeoutsConfig {
     pub tcp_closed: Option<u32>,
     pub udp_unreplied: Option<u32>,
     pub udp_replied: Option<u32>,
+    pub udp_well_known: Option<u32>,
     pub icmp: Option<u32>,
 }
 

@@ -494,6 +494,7 @@ impl State {
                 ("tcp_closed", t.tcp_closed),
                 ("udp_unreplied", t.udp_unreplied),
                 ("udp_replied", t.udp_replied),
+                ("udp_well_known", t.udp_well_known),
                 ("icmp", t.icmp),
             ];
             for (name, value) in all {

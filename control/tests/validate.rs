@@ -204,7 +204,10 @@ fn source_nat_and_conntrack_settings_build() {
     );
     assert_eq!(ct.max_sessions, 1000);
     assert_eq!(ct.timeouts.udp_replied, 60);
-    assert_eq!(ct.timeouts.udp_unreplied, 30, "unset: Linux's default");
+    assert_eq!(
+        ct.timeouts.udp_unreplied, 300,
+        "unset: the RFC 4787 default"
+    );
     let fw = tables.firewall(globex).unwrap();
     let g_public = "203.0.113.20".parse().unwrap();
     assert_eq!(

@@ -144,24 +144,60 @@ fn mappings_are_endpoint_independent() {
 #[test]
 fn sessions_expire_on_time_and_free_their_port() {
     let mut ct = small(16);
-    let k = key(UDP, [10, 0, 0, 10], 5000, [198, 19, 0, 1], 53);
+    let k = key(UDP, [10, 0, 0, 10], 5000, [198, 19, 0, 1], 4500);
     let id = ct
         .setup_snat(k, NAT_IP, PORTS, State::UdpUnreplied, 100)
         .unwrap();
-    assert_eq!(ct.expire(129, 64), 0, "unreplied UDP lives 30 s");
+    assert_eq!(ct.expire(399, 64), 0, "a UDP mapping lives 5 minutes");
     assert_eq!(ct.lookup(&k), Some((id, Dir::Orig)));
-    // A reply at 120 makes it a replied flow: 120 s from then.
-    ct.update(id, Dir::Reply, 0, 120);
-    assert_eq!(ct.expire(239, 64), 0);
-    assert_eq!(ct.expire(240, 64), 1);
+    // A reply at 300 makes it a replied flow: 300 s from then.
+    ct.update(id, Dir::Reply, 0, 300);
+    assert_eq!(ct.expire(599, 64), 0);
+    assert_eq!(ct.expire(600, 64), 1);
     assert_eq!(ct.lookup(&k), None);
     assert!(ct.is_empty());
     // Port 5000 is free again: another endpoint can have it.
-    let other = key(UDP, [10, 0, 0, 11], 5000, [198, 19, 0, 1], 53);
+    let other = key(UDP, [10, 0, 0, 11], 5000, [198, 19, 0, 1], 4500);
     let id = ct
-        .setup_snat(other, NAT_IP, PORTS, State::UdpUnreplied, 241)
+        .setup_snat(other, NAT_IP, PORTS, State::UdpUnreplied, 601)
         .unwrap();
     assert_eq!(ct.session(id).unwrap().nat_port, 5000);
+}
+
+#[test]
+fn udp_to_a_well_known_port_expires_sooner() {
+    let mut ct = small(16);
+    let dns = key(UDP, [10, 0, 0, 10], 5000, [198, 19, 0, 1], 53);
+    let id = ct
+        .setup_snat(dns, NAT_IP, PORTS, State::UdpUnreplied, 0)
+        .unwrap();
+    ct.update(id, Dir::Reply, 0, 1);
+    assert_eq!(ct.expire(30, 64), 0);
+    assert_eq!(
+        ct.expire(31, 64),
+        1,
+        "RFC 4787 REQ-5a: 30 s below port 1024"
+    );
+}
+
+/// RFC 4787 REQ-5 (a UDP mapping: at least 2 minutes, 5 recommended),
+/// RFC 5382 REQ-5 (TCP: established at least 2 h 4 min, transitory at
+/// least 4 min) and RFC 5508 REQ-1 (ICMP query: at least 60 s).
+#[test]
+fn the_default_timeouts_meet_the_nat_rfcs() {
+    let t = Timeouts::default();
+    assert!(t.udp_unreplied >= 300 && t.udp_replied >= 300);
+    assert!(t.established >= 2 * 3600 + 4 * 60);
+    for transitory in [
+        t.syn_sent,
+        t.syn_recv,
+        t.fin_wait,
+        t.close_wait,
+        t.time_wait,
+    ] {
+        assert!(transitory >= 240, "{t:?}");
+    }
+    assert!(t.icmp >= 60);
 }
 
 #[test]
@@ -175,8 +211,8 @@ fn a_fin_shortens_the_life_of_an_established_session() {
     ct.update(id, Dir::Orig, FIN | ACK, 10_000);
     ct.update(id, Dir::Reply, FIN | ACK, 10_001);
     assert_eq!(ct.session(id).unwrap().state, State::TimeWait);
-    assert_eq!(ct.expire(10_120, 64), 0);
-    assert_eq!(ct.expire(10_121, 64), 1, "time-wait: 120 s");
+    assert_eq!(ct.expire(10_240, 64), 0);
+    assert_eq!(ct.expire(10_241, 64), 1, "time-wait: 240 s");
 }
 
 #[test]

@@ -552,7 +552,7 @@ impl Conntrack {
             hairpin: false,
             allocated: false,
             shortcut_gen: 0,
-            expires: now.saturating_add(self.config.timeouts.of(state)),
+            expires: now.saturating_add(self.config.timeouts.of_flow(state, &inside)),
             slot: 0,
             prev: NIL,
             next: NIL,
@@ -642,7 +642,7 @@ impl Conntrack {
                 file.write(id, s);
             }
         }
-        s.expires = now.saturating_add(timeouts.of(s.state));
+        s.expires = now.saturating_add(timeouts.of_flow(s.state, &s.inside));
         // A longer life needs nothing (the sweep re-queues); a shorter one
         // must move to its earlier slot.
         if s.expires < old_expires && s.expires % SLOTS != old_expires % SLOTS {

@@ -66,8 +66,13 @@ impl State {
 }
 
 /// Seconds a session in each state lives without traffic. The defaults
-/// are Linux's (nf_conntrack_tcp_timeout_*, udp_timeout{,_stream},
-/// icmp_timeout).
+/// meet the NAT RFCs, which ask more than Linux's conntrack gives: a UDP
+/// mapping lives at least 2 minutes, 5 recommended (RFC 4787 REQ-5); a
+/// TCP connection being opened or closed at least 4 minutes, an
+/// established one at least 2 hours 4 minutes (RFC 5382 REQ-5); an ICMP
+/// query at least 60 s (RFC 5508 REQ-1). UDP to a well-known port (below
+/// 1024, such as DNS) may be shorter (RFC 4787 REQ-5a): 30 s, as Linux's
+/// unreplied UDP, so lookups do not hold the table for minutes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     pub syn_sent: u32,
@@ -79,27 +84,40 @@ pub struct Timeouts {
     pub closed: u32,
     pub udp_unreplied: u32,
     pub udp_replied: u32,
+    /// UDP to a destination port below 1024, either state.
+    pub udp_well_known: u32,
     pub icmp: u32,
 }
 
 impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
-            syn_sent: 120,
-            syn_recv: 60,
+            syn_sent: 240,
+            syn_recv: 240,
             established: 432_000,
-            fin_wait: 120,
-            close_wait: 60,
-            time_wait: 120,
+            fin_wait: 240,
+            close_wait: 240,
+            time_wait: 240,
+            // Reset: the connection is over (RFC 5382 lets the NAT end it).
             closed: 10,
-            udp_unreplied: 30,
-            udp_replied: 120,
-            icmp: 30,
+            udp_unreplied: 300,
+            udp_replied: 300,
+            udp_well_known: 30,
+            icmp: 60,
         }
     }
 }
 
 impl Timeouts {
+    /// The timeout of a session of `key` in `state`.
+    #[inline]
+    pub fn of_flow(&self, state: State, key: &super::FlowKey) -> u32 {
+        match state {
+            State::UdpUnreplied | State::UdpReplied if key.dport < 1024 => self.udp_well_known,
+            _ => self.of(state),
+        }
+    }
+
     pub fn of(&self, state: State) -> u32 {
         match state {
             State::SynSent => self.syn_sent,
