@@ -2,6 +2,9 @@
 //! over a port range, and how many sessions hold each port. Allocation prefers the inside port (port
 //! preservation, so applications that care see their port), and otherwise
 //! scans 64 ports per step from a rotating cursor.
+/// The first port that is not well-known (RFC 4787 REQ-3a's line).
+const WELL_KNOWN: u16 = 1024;
+
 pub struct PortPool {
     first: u16,
     last: u16,
@@ -50,7 +53,12 @@ impl PortPool {
         self.first + i as u16
     }
 
-    /// A free port, `wanted` if it is in range and free.
+    /// A free port: `wanted` if it is in range and free (port
+    /// preservation); else one of the same kind, as RFC 4787 asks of a
+    /// NAT: never a port below 1024 for a source port above it (REQ-3a,
+    /// a MUST), below 1024 for one below it where the range has such
+    /// ports (REQ-3a, recommended), and of the same parity (REQ-4,
+    /// recommended; RTP and RTCP pair on it) while there is one.
     pub fn allocate(&mut self, wanted: u16) -> Option<u16> {
         if (self.first..=self.last).contains(&wanted) {
             let i = usize::from(wanted - self.first);
@@ -58,17 +66,47 @@ impl PortPool {
                 return Some(self.mark(i));
             }
         }
-        let words = self.used.len();
-        for step in 0..words {
-            let w = (self.cursor + step) % words;
-            let free = !self.used.get(w).copied().unwrap_or(u64::MAX);
-            if free == 0 {
-                continue;
+        // Indexes of the ports below 1024, and of those above.
+        let split = usize::from(WELL_KNOWN.saturating_sub(self.first)).min(self.count());
+        let (low, high) = ((0, split), (split, self.count()));
+        let classes: &[(usize, usize)] = match wanted < WELL_KNOWN {
+            true => &[low, high],
+            false => &[high],
+        };
+        // The indexes whose port has `wanted`'s parity.
+        let parity = match (self.first ^ wanted) & 1 {
+            0 => 0x5555_5555_5555_5555,
+            _ => 0xaaaa_aaaa_aaaa_aaaa,
+        };
+        for &(from, to) in classes {
+            for mask in [parity, u64::MAX] {
+                if let Some(i) = self.free_in(from, to, mask) {
+                    return Some(self.mark(i));
+                }
             }
-            let i = w * 64 + free.trailing_zeros() as usize;
-            if i < self.count() {
+        }
+        None
+    }
+
+    /// A free index in `from..to` whose bit is set in `mask` (repeated
+    /// for every word), scanning 64 at a time from the rotating cursor.
+    fn free_in(&mut self, from: usize, to: usize, mask: u64) -> Option<usize> {
+        if from >= to {
+            return None;
+        }
+        let (first_word, words) = (from / 64, (to - 1) / 64 - from / 64 + 1);
+        let start = self.cursor.clamp(first_word, first_word + words - 1) - first_word;
+        for step in 0..words {
+            let w = first_word + (start + step) % words;
+            // Only the indexes of this word inside from..to.
+            let lo = from.saturating_sub(w * 64).min(64);
+            let hi = (to - w * 64).min(64);
+            let inside = (u64::MAX >> (64 - (hi - lo))) << lo;
+            let used = self.used.get(w).copied().unwrap_or(u64::MAX);
+            let free = !used & mask & inside;
+            if free != 0 {
                 self.cursor = w;
-                return Some(self.mark(i));
+                return Some(w * 64 + free.trailing_zeros() as usize);
             }
         }
         None
@@ -123,10 +161,22 @@ mod tests {
         let mut pool = PortPool::new(1000, 1099);
         assert_eq!(pool.allocate(1050), Some(1050));
         let second = pool.allocate(1050).unwrap();
-        assert_eq!(second, 1000, "taken: the first free port instead");
-        assert_eq!(pool.allocate(80), Some(1001), "outside the range");
-        let mut seen: Vec<u16> = vec![1050, 1000, 1001];
+        assert_eq!(
+            second, 1024,
+            "taken: the first free high port of its parity"
+        );
+        assert_eq!(
+            pool.allocate(80),
+            Some(1000),
+            "outside the range: low first"
+        );
+        let mut seen: Vec<u16> = vec![1050, 1024, 1000];
+        // High source ports take the high ports, low ones the rest.
         while let Some(p) = pool.allocate(1050) {
+            seen.push(p);
+        }
+        assert!(seen.iter().filter(|&&p| p < 1024).count() == 1);
+        while let Some(p) = pool.allocate(80) {
             seen.push(p);
         }
         seen.sort_unstable();
@@ -134,6 +184,33 @@ mod tests {
         assert_eq!(seen.len(), 100);
         assert_eq!(pool.in_use(), 100);
         pool.release(1077);
-        assert_eq!(pool.allocate(1), Some(1077));
+        assert_eq!(pool.allocate(2), Some(1077));
+    }
+
+    #[test]
+    fn a_taken_port_gives_way_to_one_of_its_kind() {
+        let mut pool = PortPool::new(100, 65535);
+        for wanted in [40001, 40001, 40001, 500, 500, 501] {
+            let got = pool.allocate(wanted).unwrap();
+            assert_eq!(got % 2, wanted % 2, "{wanted} -> {got}: parity (REQ-4)");
+            assert_eq!(
+                got < 1024,
+                wanted < 1024,
+                "{wanted} -> {got}: range (REQ-3a)"
+            );
+        }
+        // A high source port never gets a low port, even when only low
+        // ones are left (a MUST); a low one takes a high port then.
+        let mut pool = PortPool::new(1022, 1025);
+        assert_eq!(pool.allocate(1024), Some(1024));
+        assert_eq!(
+            pool.allocate(1024),
+            Some(1025),
+            "the other parity, still high"
+        );
+        assert_eq!(pool.allocate(1024), None);
+        assert_eq!(pool.allocate(5), Some(1023));
+        assert_eq!(pool.allocate(5), Some(1022));
+        assert_eq!(pool.allocate(5), None);
     }
 }
