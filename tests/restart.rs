@@ -114,8 +114,13 @@ fn longest_silence(intervals: &[(f64, u64)]) -> f64 {
     longest
 }
 
+/// One restart at a time: each loads both cores with its stream, and the
+/// outage it measures would be the others' too.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn restart_under_load(stop: Stop, fast_path: &str) {
     require_root("restarting xvrd under load in network namespaces");
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let (dir, config) = common::state_file(&state());
     let mut r = Rig::new("restart");
     let (host, vm, internet) = common::internet_rig(&mut r, 1);
@@ -135,7 +140,7 @@ fn restart_under_load(stop: Stop, fast_path: &str) {
     common::wait_listening(&internet, 5201);
     let stream = Command::new("ip")
         .args(["netns", "exec", &vm, "timeout", "60", "iperf3", "-J"])
-        .args(["-c", SERVER, "-t", "9", "-i", "0.1"])
+        .args(["-c", SERVER, "-t", "14", "-i", "0.1"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -179,7 +184,7 @@ fn restart_under_load(stop: Stop, fast_path: &str) {
     let intervals = intervals(&report);
     let moved_late: u64 = intervals
         .iter()
-        .filter(|(start, _)| *start >= 6.0)
+        .filter(|(start, _)| *start >= 10.0)
         .map(|(_, b)| b)
         .sum();
     let outage = longest_silence(&intervals);
@@ -190,9 +195,10 @@ fn restart_under_load(stop: Stop, fast_path: &str) {
     );
     assert!(
         moved_late > 10_000_000,
-        "{moved_late} bytes in the last 3 s: {intervals:?}\n{logs}"
+        "{moved_late} bytes in the last 4 s: {intervals:?}\n{logs}"
     );
-    assert!(outage < 6.0, "outage {outage} s: {intervals:?}\n{logs}");
+    // TCP's backoff doubles from 200 ms: 3 s away may mean 6 s silent.
+    assert!(outage < 10.0, "outage {outage} s: {intervals:?}\n{logs}");
     // Both sessions came back in the new process, none was set aside.
     assert!(after.contains("saved sessions restored"), "{after}");
     assert!(!after.contains("set aside"), "{after}");

@@ -27,10 +27,15 @@ pub fn run(args: &[&str]) -> Output {
     out
 }
 
+/// Rigs made by this process: two rigs of one name (tests of one file
+/// running at once) never share a namespace name.
+static RIGS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 impl Rig {
     pub fn new(test: &str) -> Rig {
+        let n = RIGS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Rig {
-            test: test.to_string(),
+            test: format!("{test}-{n}"),
             namespaces: Vec::new(),
         }
     }
