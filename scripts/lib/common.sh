@@ -11,10 +11,12 @@
 #   (iperf3 also drives the overlay TCP comparison of xvr-e2e)
 # - util-linux: taskset (pinning test hosts and generators)
 # - nftables: the kernel NAT peer of the end-to-end benchmark (xvr-e2e)
+# - openvswitch-switch: Open vSwitch's AF_XDP datapath, the other peer of
+#   xvr-e2e (run in the rig's namespaces, its daemons never as a service)
 # - python3, curl: the live demo's web servers and clients (scripts/demo)
 # - systemd: systemd-analyze checks the unit in dist/ (tests/service.rs)
 # - prometheus: promtool checks what --metrics serves (tests/metrics.rs)
-XVR_PACKAGES=(clang-19 llvm-19 libbpf-dev linux-libc-dev libelf-dev zlib1g-dev pkg-config m4 make tshark tcpdump iproute2 iputils-ping iperf3 ethtool util-linux nftables python3 curl systemd prometheus)
+XVR_PACKAGES=(clang-19 llvm-19 libbpf-dev linux-libc-dev libelf-dev zlib1g-dev pkg-config m4 make tshark tcpdump iproute2 iputils-ping iperf3 ethtool util-linux nftables openvswitch-switch python3 curl systemd prometheus)
 
 find_cargo() {
     if ! command -v cargo >/dev/null 2>&1; then

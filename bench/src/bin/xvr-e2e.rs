@@ -4,6 +4,8 @@
 //! - raw ceiling: the generator connected straight to the sink;
 //! - AF_XDP l2fwd: the floor of any AF_XDP forwarder here (receive, swap
 //!   MACs, transmit), on the same rings as xvr;
+//! - Open vSwitch's userspace datapath on AF_XDP ports (`e2e::ovs`): as
+//!   an L2 forwarder, and translating sources through its conntrack;
 //! - Linux kernel forwarding (fed through a CPUMAP, see `traffic`);
 //! - xvr east-west (VM to VM) and VXLAN encap (VM to a remote VM), with
 //!   one worker and, for encap, two; and encap on one worker with the
@@ -24,6 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use xvr::router::{Options, Router};
 use xvr_bench::e2e::l2fwd::L2Fwd;
+use xvr_bench::e2e::ovs::Ovs;
 use xvr_bench::e2e::traffic::{generate, generate_afxdp, Sink};
 use xvr_control::{SourceNatConfig, State};
 use xvr_dataplane::worker::Idle;
@@ -201,6 +204,57 @@ fn afxdp_l2fwd(seconds: f64) -> Result<Rate, String> {
             rate
         })
     })
+}
+
+/// Open vSwitch's userspace datapath on AF_XDP ports between in0 and
+/// out0, its PMD thread on the core xvr's worker gets, with `flows` on
+/// bridge br0.
+/// `check` looks at OVS after the run (its conntrack, say).
+fn ovs(
+    name: &str,
+    flows: &str,
+    frame: &[u8],
+    seconds: f64,
+    check: impl Fn(&Ovs) -> Result<(), String>,
+) -> Result<Rate, String> {
+    let line = Line::new(name, Some("in0"), "out0", 1)?;
+    let ovs = Ovs::start(&line.dut, DUT_CORE)?;
+    ovs.bridge("br0", &["in0", "out0"])?;
+    ovs.flows("br0", flows)?;
+    let rate = line.measure(frame, &[GEN_CORE], seconds)?;
+    if rate.sink_pps == 0.0 {
+        return Err(format!("ovs forwarded nothing; its log:\n{}", ovs.log()));
+    }
+    check(&ovs)?;
+    Ok(rate)
+}
+
+/// OVS as a plain L2 forwarder, in0 to out0 (the l2fwd row's job).
+fn ovs_l2(seconds: f64) -> Result<Rate, String> {
+    let flows = "in_port=in0,actions=output:out0\n";
+    ovs("e2e-ovs-l2", flows, &east_west_frame(), seconds, |_| Ok(()))
+}
+
+/// OVS source NAT through its userspace conntrack (`ct(nat)`), as an
+/// OpenStack or OVN gateway does it, to 203.0.113.10.
+fn ovs_snat(seconds: f64) -> Result<Rate, String> {
+    let flows = format!(
+        "table=0,ip,in_port=in0,actions=ct(commit,zone=1,nat(src=203.0.113.10),table=1)\n\
+         table=1,ip,in_port=in0,actions=mod_dl_dst:{SINK_MAC},output:out0\n"
+    );
+    // Every flow went through conntrack and was translated.
+    let translated = |ovs: &Ovs| {
+        let table = ovs.appctl(&["dpctl/dump-conntrack"])?;
+        let nat = table
+            .lines()
+            .filter(|l| l.contains("dst=203.0.113.10"))
+            .count();
+        match nat as u32 >= FLOWS {
+            true => Ok(()),
+            false => Err(format!("ovs: {nat} translated connections:\n{table}")),
+        }
+    };
+    ovs("e2e-ovs-snat", &flows, &snat_frame(), seconds, translated)
 }
 
 fn kernel_forward(seconds: f64) -> Result<Rate, String> {
@@ -469,9 +523,11 @@ fn run(args: &Args) -> Result<(), String> {
     let s = args.seconds;
     let step = |what: &str| eprintln!("measuring {what}...");
     type Scenario = (&'static str, &'static str, fn(f64) -> Result<Rate, String>);
-    let scenarios: [Scenario; 12] = [
+    let scenarios: [Scenario; 14] = [
         ("raw ceiling (gen -> XDP drop)", "raw_ceiling", raw_ceiling),
         ("AF_XDP l2fwd, 1 core", "afxdp_l2fwd", afxdp_l2fwd),
+        ("Open vSwitch AF_XDP, L2", "ovs_l2", ovs_l2),
+        ("Open vSwitch AF_XDP, ct SNAT", "ovs_snat", ovs_snat),
         ("Linux kernel forwarding", "kernel_forward", kernel_forward),
         ("xvr east-west, 1 worker", "xvr_east_west", |s| {
             xvr("e2e-xew", "a2", &east_west_frame(), 1, s)
