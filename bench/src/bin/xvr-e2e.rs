@@ -221,12 +221,106 @@ fn ovs(
     let ovs = Ovs::start(&line.dut, DUT_CORE)?;
     ovs.bridge("br0", &["in0", "out0"])?;
     ovs.flows("br0", flows)?;
-    let rate = line.measure(frame, &[GEN_CORE], seconds)?;
+    ovs_measure(&line, &ovs, frame, FLOWS, seconds, check)
+}
+
+fn ovs_measure(
+    line: &Line,
+    ovs: &Ovs,
+    frame: &[u8],
+    flows: u32,
+    seconds: f64,
+    check: impl Fn(&Ovs) -> Result<(), String>,
+) -> Result<Rate, String> {
+    let rate = line.measure_with(seconds, |duration| {
+        generate("g0", frame, flows, &[GEN_CORE], duration)
+    })?;
     if rate.sink_pps == 0.0 {
         return Err(format!("ovs forwarded nothing; its log:\n{}", ovs.log()));
     }
-    check(&ovs)?;
+    check(ovs)?;
     Ok(rate)
+}
+
+/// OVS as a VTEP, as xvr's encap row: in0 on bridge br-int, whose
+/// vxlan0 port (VNI 100, to 198.18.0.2) is pushed by the userspace
+/// datapath out of bridge br-phy, which holds out0 and the local VTEP
+/// address 198.18.0.1 on its internal port. `int_flows` go on br-int.
+fn ovs_vxlan(
+    name: &str,
+    int_flows: &str,
+    frame: &[u8],
+    flows: u32,
+    seconds: f64,
+) -> Result<Rate, String> {
+    let line = Line::new(name, Some("in0"), "out0", 1)?;
+    let ovs = Ovs::start(&line.dut, DUT_CORE)?;
+    ovs.bridge("br-phy", &["out0"])?;
+    line.rig.exec(
+        &line.dut,
+        &["ip", "addr", "add", "198.18.0.1/24", "dev", "br-phy"],
+    );
+    line.rig
+        .exec(&line.dut, &["ip", "link", "set", "br-phy", "up"]);
+    ovs.appctl(&["ovs/route/add", "198.18.0.2/24", "br-phy"])?;
+    ovs.appctl(&["tnl/arp/set", "br-phy", "198.18.0.2", SINK_MAC])?;
+    ovs.flows("br-phy", "actions=output:out0\n")?;
+    ovs.bridge("br-int", &["in0"])?;
+    ovs.vsctl(&[
+        "add-port",
+        "br-int",
+        "vxlan0",
+        "--",
+        "set",
+        "interface",
+        "vxlan0",
+        "type=vxlan",
+        "options:remote_ip=198.18.0.2",
+        "options:local_ip=198.18.0.1",
+        "options:key=100",
+    ])?;
+    ovs.flows("br-int", int_flows)?;
+    // The datapath pushed the tunnel header (the sink counts any frame),
+    // and with ct() translated each flow.
+    let encapsulated = |ovs: &Ovs| {
+        let dp = ovs.appctl(&["dpctl/dump-flows"])?;
+        if !dp.contains("tnl_push") {
+            return Err(format!("ovs: no tunnel push in its datapath flows:\n{dp}"));
+        }
+        if int_flows.contains("ct(") {
+            ovs_translated(ovs, flows)?;
+        }
+        Ok(())
+    };
+    ovs_measure(&line, &ovs, frame, flows, seconds, encapsulated)
+}
+
+/// At least `flows` connections translated to 203.0.113.10 in OVS's
+/// conntrack.
+fn ovs_translated(ovs: &Ovs, flows: u32) -> Result<(), String> {
+    let table = ovs.appctl(&["dpctl/dump-conntrack"])?;
+    let nat = table
+        .lines()
+        .filter(|l| l.contains("dst=203.0.113.10"))
+        .count();
+    match nat as u32 >= flows {
+        true => Ok(()),
+        false => Err(format!("ovs: {nat} translated connections:\n{table}")),
+    }
+}
+
+/// OVS encapsulating a VM's frames to a remote VTEP.
+fn ovs_vxlan_encap(seconds: f64) -> Result<Rate, String> {
+    let flows = "in_port=in0,actions=output:vxlan0\n";
+    ovs_vxlan("e2e-ovs-vxlan", flows, &encap_frame(), FLOWS, seconds)
+}
+
+/// OVS translating sources, then encapsulating toward a remote VTEP, over
+/// 1,000 flows (as a gateway chassis does for a tenant network).
+fn ovs_snat_vxlan_1k(seconds: f64) -> Result<Rate, String> {
+    let flows = "table=0,ip,in_port=in0,actions=ct(commit,zone=1,nat(src=203.0.113.10),table=1)\n\
+                 table=1,ip,in_port=in0,actions=output:vxlan0\n";
+    ovs_vxlan("e2e-ovs-snatvx", flows, &snat_frame(), 1000, seconds)
 }
 
 /// OVS as a plain L2 forwarder, in0 to out0 (the l2fwd row's job).
@@ -243,17 +337,7 @@ fn ovs_snat(seconds: f64) -> Result<Rate, String> {
          table=1,ip,in_port=in0,actions=mod_dl_dst:{SINK_MAC},output:out0\n"
     );
     // Every flow went through conntrack and was translated.
-    let translated = |ovs: &Ovs| {
-        let table = ovs.appctl(&["dpctl/dump-conntrack"])?;
-        let nat = table
-            .lines()
-            .filter(|l| l.contains("dst=203.0.113.10"))
-            .count();
-        match nat as u32 >= FLOWS {
-            true => Ok(()),
-            false => Err(format!("ovs: {nat} translated connections:\n{table}")),
-        }
-    };
+    let translated = |ovs: &Ovs| ovs_translated(ovs, FLOWS);
     ovs("e2e-ovs-snat", &flows, &snat_frame(), seconds, translated)
 }
 
@@ -523,11 +607,21 @@ fn run(args: &Args) -> Result<(), String> {
     let s = args.seconds;
     let step = |what: &str| eprintln!("measuring {what}...");
     type Scenario = (&'static str, &'static str, fn(f64) -> Result<Rate, String>);
-    let scenarios: [Scenario; 14] = [
+    let scenarios: [Scenario; 16] = [
         ("raw ceiling (gen -> XDP drop)", "raw_ceiling", raw_ceiling),
         ("AF_XDP l2fwd, 1 core", "afxdp_l2fwd", afxdp_l2fwd),
         ("Open vSwitch AF_XDP, L2", "ovs_l2", ovs_l2),
         ("Open vSwitch AF_XDP, ct SNAT", "ovs_snat", ovs_snat),
+        (
+            "Open vSwitch AF_XDP, VXLAN encap",
+            "ovs_vxlan_encap",
+            ovs_vxlan_encap,
+        ),
+        (
+            "Open vSwitch AF_XDP, ct SNAT + VXLAN, 1k flows",
+            "ovs_snat_vxlan_1k",
+            ovs_snat_vxlan_1k,
+        ),
         ("Linux kernel forwarding", "kernel_forward", kernel_forward),
         ("xvr east-west, 1 worker", "xvr_east_west", |s| {
             xvr("e2e-xew", "a2", &east_west_frame(), 1, s)
