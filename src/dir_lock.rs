@@ -2,12 +2,19 @@
 //! as long as the returned file is open (the kernel drops it when the
 //! process dies, `kill -9` included).
 use std::fs::{self, File};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
-/// Creates `dir` if need be and locks it; `what` names it in errors.
+/// Creates `dir` if need be (readable by its owner only: it holds the
+/// tenants' state or their connections) and locks it; `what` names it in
+/// errors.
 pub fn lock(dir: &Path, what: &str) -> Result<File, String> {
     let at = |e: std::io::Error| format!("{what} {}: {e}", dir.display());
-    fs::create_dir_all(dir).map_err(at)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(at)?;
     let lock = File::create(dir.join("lock")).map_err(at)?;
     // SAFETY: flock on a file descriptor this function owns.
     let locked = unsafe {

@@ -56,3 +56,23 @@ impl SessionDir {
         removed
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn sessions_are_for_the_owners_eyes_and_one_xvrd() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("sessions");
+        let store = SessionDir::open(&dir).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        let mut resumed = store.resume(0, 1, 16).unwrap();
+        resumed.file.publish().unwrap();
+        assert_eq!(mode(&dir.join("worker-0.sessions")), 0o600);
+        let second = SessionDir::open(&dir).err().unwrap();
+        assert!(second.contains("in use by another xvrd"), "{second}");
+    }
+}

@@ -398,3 +398,41 @@ fn a_port_outside_the_workers_block_is_not_restored() {
     assert_eq!(ct.restore(&saved[0], None, 0), Err(RestoreError::PortTaken));
     assert!(ct.is_empty());
 }
+
+/// A tenant's saved sessions come back within its share: lowering its
+/// limit before a restart (or forging records) cannot make it hold more.
+#[test]
+fn restored_sessions_stay_within_the_tenants_share() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("worker-0.sessions");
+    let (mut ct, _, _) = saving(&path, 64);
+    for port in 0..20 {
+        let k = key(UDP, [10, 0, 0, 10], 5000 + port, [198, 19, 0, 1], 4500);
+        ct.setup_snat(k, NAT_IP, PORTS, State::UdpUnreplied, 0)
+            .unwrap();
+    }
+    drop(ct);
+    let (mut ct, saved, _) = saving(&path, 64);
+    ct.set_share_limits(vec![ShareLimits {
+        sessions: Some(5),
+        new_per_second: Some(u32::MAX),
+        fragments: None,
+    }]);
+    let results: Vec<_> = saved
+        .iter()
+        .map(|s| ct.restore(s, Some(PORTS), 0))
+        .collect();
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 5);
+    assert!(results
+        .iter()
+        .skip(5)
+        .all(|r| *r == Err(RestoreError::Full)));
+    assert_eq!(ct.sessions_of(0), 5);
+    // The refused ones gave their ports back: another endpoint gets 5010.
+    let k = key(UDP, [10, 0, 0, 11], 5010, [198, 19, 0, 1], 4500);
+    ct.set_share_limits(vec![ShareLimits::default()]);
+    let id = ct
+        .setup_snat(k, NAT_IP, PORTS, State::UdpUnreplied, 0)
+        .unwrap();
+    assert_eq!(ct.session(id).unwrap().nat_port, 5010);
+}

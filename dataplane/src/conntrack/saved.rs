@@ -19,6 +19,7 @@ use memmap2::MmapMut;
 use std::fs::OpenOptions;
 use std::io;
 use std::net::Ipv4Addr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"XVRSESS\0";
@@ -158,11 +159,13 @@ impl SessionFile {
             Err(e) => return Err(e),
         };
         let made_at = path.with_extension("new");
+        // The tenants' connections: for the owner's eyes only.
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(true)
+            .mode(0o600)
             .open(&made_at)?;
         file.set_len((HEADER + capacity as usize * RECORD) as u64)?;
         // SAFETY: the file is this process's own (the state dir's lock
