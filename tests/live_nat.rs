@@ -35,14 +35,7 @@ fn http_server(ns: &str) -> std::process::Child {
          s = http.server.HTTPServer(('{SERVER}', 8080), H)\n\
          s.handle_request()\n"
     );
-    let server = Command::new("ip")
-        .args([
-            "netns", "exec", ns, "timeout", "30", "python3", "-c", &program,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let server = common::spawn_python(ns, 30, &program, (Stdio::null(), Stdio::piped()));
     common::wait_listening(ns, 8080);
     server
 }
@@ -60,14 +53,7 @@ fn many_connections_server(ns: &str, n: usize) -> std::process::Child {
          for c in conns: c.settimeout(30); c.sendall(c.recv(16))\n\
          print(len(conns))\n"
     );
-    let server = Command::new("ip")
-        .args([
-            "netns", "exec", ns, "timeout", "60", "python3", "-c", &program,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let server = common::spawn_python(ns, 60, &program, (Stdio::piped(), Stdio::piped()));
     common::wait_listening(ns, 9000);
     server
 }

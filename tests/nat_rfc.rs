@@ -13,7 +13,7 @@
 mod common;
 
 use common::{python, start_xvrd, stop_xvrd};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use xvr_testkit::netns::{require_root, Rig};
 
 const REFLECTORS: [&str; 2] = [common::INTERNET_SERVER, "198.19.0.11"];
@@ -52,35 +52,10 @@ fn reflectors(ns: &str) -> Child {
          \x20   data, peer = s.recvfrom(64)\n\
          \x20   s.sendto(f'{{peer[0]}}:{{peer[1]}}'.encode(), peer)\n"
     );
-    let mut child = Command::new("ip")
-        .args([
-            "netns", "exec", ns, "timeout", "60", "python3", "-c", &program,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // The reflectors answer (the sockets are bound) before any VM asks.
-    for _ in 0..100 {
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns,
-                "ss",
-                "-Hlun",
-                &format!("sport = :{PORT}"),
-            ])
-            .output()
-            .unwrap();
-        if String::from_utf8_lossy(&out.stdout).lines().count() == 2 {
-            return child;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("the reflectors did not bind");
+    let child = common::spawn_python(ns, 60, &program, (Stdio::null(), Stdio::null()));
+    // The reflectors answer (both sockets are bound) before any VM asks.
+    common::wait_sockets(ns, "-Hlun", PORT, REFLECTORS.len());
+    child
 }
 
 /// What each reflector saw of a socket in `vm` bound to `source`:port

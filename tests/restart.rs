@@ -53,12 +53,7 @@ fn forwarded_chat(vm: &str, internet: &str, go: &std::path::Path) -> (Child, Chi
                 \x20 b = c.recv(64)\n\
                 \x20 if not b: break\n\
                 \x20 c.sendall(b)\n";
-    let server = Command::new("ip")
-        .args(["netns", "exec", vm, "timeout", "90", "python3", "-c", echo])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let server = common::spawn_python(vm, 90, echo, (Stdio::null(), Stdio::null()));
     common::wait_listening(vm, 80);
     let client = format!(
         "import os, socket, time\n\
@@ -68,13 +63,7 @@ fn forwarded_chat(vm: &str, internet: &str, go: &std::path::Path) -> (Child, Chi
          c.sendall(b'after'); print(c.recv(64).decode())\n",
         go.display()
     );
-    let client = Command::new("ip")
-        .args(["netns", "exec", internet, "timeout", "60", "python3", "-c"])
-        .arg(client)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let client = common::spawn_python(internet, 60, &client, (Stdio::piped(), Stdio::piped()));
     (server, client)
 }
 

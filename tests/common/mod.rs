@@ -283,34 +283,45 @@ pub fn tell_peer_server_within(ns: &str, addr: &str, port: u16, wait: u32) -> st
          s.bind(('{addr}', {port})); s.listen(1); s.settimeout({wait})\n\
          c, peer = s.accept(); c.sendall(peer[0].encode()); c.close()\n"
     );
-    let server = Command::new("ip")
-        .args([
-            "netns", "exec", ns, "timeout", "30", "python3", "-c", &program,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let server = spawn_python(ns, 30, &program, (Stdio::null(), Stdio::null()));
     wait_listening(ns, port);
     server
+}
+
+/// Starts a Python program in `ns`, ended after `seconds` at the latest,
+/// with its (stdout, stderr).
+pub fn spawn_python(ns: &str, seconds: u32, program: &str, (out, err): (Stdio, Stdio)) -> Child {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "timeout", &seconds.to_string()])
+        .args(["python3", "-c", program])
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap()
 }
 
 /// Returns once a TCP socket in `ns` listens on `port`: a fixed sleep
 /// after starting a server loses the race on a loaded machine, and the
 /// client's SYN meets a closed port.
 pub fn wait_listening(ns: &str, port: u16) {
+    wait_sockets(ns, "-Hltn", port, 1);
+}
+
+/// Returns once `count` sockets in `ns` that `ss FLAGS` lists (`-Hltn`:
+/// listening TCP; `-Hlun`: bound UDP) have local port `port`.
+pub fn wait_sockets(ns: &str, flags: &str, port: u16, count: usize) {
     let filter = format!("sport = :{port}");
     for _ in 0..200 {
         let out = Command::new("ip")
-            .args(["netns", "exec", ns, "ss", "-Hltn", &filter])
+            .args(["netns", "exec", ns, "ss", flags, &filter])
             .output()
             .unwrap();
-        if out.status.success() && !out.stdout.is_empty() {
+        if out.status.success() && String::from_utf8_lossy(&out.stdout).lines().count() >= count {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    panic!("nothing listens on port {port} in {ns} after 10 s");
+    panic!("no {count} socket(s) on port {port} in {ns} after 10 s");
 }
 
 pub fn tell_peer_server(ns: &str, addr: &str, port: u16) -> std::process::Child {
