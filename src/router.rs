@@ -182,10 +182,9 @@ fn rebind(
 type PortQueues = (String, u32, u32);
 
 /// What a worker's sockets are bound to: its queues of every port and, in
-/// tc mode, of the segmenter's far end.
+/// tc mode (which always has the segmenter), of the segmenter's far end.
 struct SocketPlan {
     ports: Vec<PortQueues>,
-    segmenter: bool,
     in_tc: bool,
 }
 
@@ -197,11 +196,7 @@ impl SocketPlan {
             let (index, queues) = interface(&port.name, workers).map_err(StartError::Host)?;
             ports.push((port.name.clone(), index, queues));
         }
-        Ok(SocketPlan {
-            ports,
-            segmenter: in_tc,
-            in_tc,
-        })
+        Ok(SocketPlan { ports, in_tc })
     }
 
     /// Binds worker `w` of `workers`'s sockets in `io`, each entered in
@@ -212,7 +207,7 @@ impl SocketPlan {
         (w, workers): (usize, usize),
         steering: &mut Steering,
     ) -> Result<(), StartError> {
-        let far_end = match self.segmenter {
+        let far_end = match self.in_tc {
             true => Some((
                 SEGMENTER.1.to_string(),
                 ifindex(SEGMENTER.1).map_err(StartError::Host)?,
@@ -230,7 +225,7 @@ impl SocketPlan {
                 io.set_tag(name, slot as u16 + 1);
             }
         }
-        if self.segmenter {
+        if self.in_tc {
             io.set_segmenter(SEGMENTER.1);
         }
         Ok(())
@@ -398,11 +393,7 @@ impl Router {
             .zip(queues_of.iter().copied())
             .map(|(p, queues)| (p.name.clone(), ifindexes[&p.name], queues))
             .collect();
-        let sockets = SocketPlan {
-            ports,
-            segmenter: segmenter.is_some(),
-            in_tc,
-        };
+        let sockets = SocketPlan { ports, in_tc };
         for w in 0..workers {
             let umem = Umem::new(umem_chunks(tables.ports().len() + 1))?;
             let mut io = XskPorts::new(umem);
