@@ -254,14 +254,6 @@ fn resume_sessions(
         file.publish()
             .map_err(|e| StartError::Sessions(format!("session file {path}: {e}")))?;
     }
-    if w + 1 == workers {
-        for path in dir.forget_workers_from(workers) {
-            tracing::warn!(
-                "{}: a worker this xvrd does not run; removed",
-                path.display()
-            );
-        }
-    }
     if resumed.sessions.len() + resumed.torn > 0 {
         tracing::info!(
             worker = w,
@@ -408,6 +400,16 @@ impl Router {
                 1 => worker,
                 _ => worker.with_handoff(handoffs.remove(0)),
             });
+        }
+        // A previous process ran more workers: their sessions cannot be
+        // placed.
+        if let Some(dir) = &sessions {
+            for path in dir.forget_workers_from(workers) {
+                tracing::warn!(
+                    "{}: a worker this xvrd does not run; removed",
+                    path.display()
+                );
+            }
         }
         // Attached once every socket is in the map: a VM's frame never
         // meets the program before its socket does (it would be dropped).
