@@ -15,6 +15,7 @@
 //! program on); otherwise those frames keep going through the workers, so
 //! nothing is ever redirected into a black hole. `sync` asks again each
 //! time, so a peer that turns GRO on or off is followed at the next sync.
+use crate::flow_offload::FlowPorts;
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use xvr_dataplane::table::{Endpoint, L2Dest, Location, PortRole, Tier};
@@ -33,6 +34,8 @@ pub struct Entries {
     /// security (scope: the port's ifindex), VMs behind a VTEP (overlay,
     /// scope: the VNI).
     pub sources: HashMap<(bool, u32, [u8; 6]), Source>,
+    /// Offloaded flows may leave by these interfaces (ifindex -> MTU).
+    pub flow_outputs: HashMap<u32, u32>,
 }
 
 fn fast_tier(tier: Tier) -> FastTier {
@@ -123,7 +126,12 @@ pub struct FastPathSync {
     maps: FastPath,
     installed: Entries,
     /// The fast path runs in tc, whose redirects every interface takes.
+    /// (Flows are offloaded in XDP only.)
     in_tc: bool,
+    /// Each port's ifindex, for the workers' flow offers.
+    flow_ports: FlowPorts,
+    /// The generation offloaded flows must carry, as last written.
+    generation: Option<u32>,
 }
 
 impl FastPathSync {
@@ -132,7 +140,29 @@ impl FastPathSync {
             maps,
             installed: Entries::default(),
             in_tc,
+            flow_ports: FlowPorts::default(),
+            generation: None,
         }
+    }
+
+    /// Where the workers' flow installers read each port's ifindex.
+    pub fn flow_ports(&self) -> FlowPorts {
+        self.flow_ports.clone()
+    }
+
+    /// From now on only flows offloaded under `generation` apply. A
+    /// commit calls it before its tables take over, so no flow decided
+    /// under the old ones is forwarded after the new ones are in force.
+    pub fn follow_generation(&mut self, generation: u32) -> Result<(), String> {
+        if self.generation == Some(generation) {
+            return Ok(());
+        }
+        self.generation = None;
+        self.maps
+            .set_flow_generation(generation)
+            .map_err(|e| format!("flow offload: {e}"))?;
+        self.generation = Some(generation);
+        Ok(())
     }
 
     /// Brings the maps to `tables`' decisions: stale entries are removed
@@ -161,7 +191,23 @@ impl FastPathSync {
         accepts: impl Fn(u32) -> bool,
     ) -> Result<usize, String> {
         // Looked up by name each time: ports come and go while xvrd runs.
-        let wanted = entries(tables, |name| crate::netdev::ifindex(name).ok(), accepts);
+        let ifindexes: Vec<Option<u32>> = tables
+            .ports()
+            .iter()
+            .map(|p| crate::netdev::ifindex(&p.name).ok())
+            .collect();
+        let mut wanted = entries(tables, |name| crate::netdev::ifindex(name).ok(), &accepts);
+        if !self.in_tc {
+            for (port, ifindex) in tables.ports().iter().zip(&ifindexes) {
+                let Some(ifindex) = ifindex.filter(|&i| accepts(i)) else {
+                    continue;
+                };
+                let mtu = crate::netdev::interface_mtu(&port.name).unwrap_or(1500);
+                wanted.flow_outputs.insert(ifindex, u32::from(mtu));
+            }
+        }
+        self.flow_ports.store(std::sync::Arc::new(ifindexes));
+        self.follow_generation(tables.generation())?;
         if wanted == self.installed {
             return Ok(wanted.l2.len());
         }
@@ -189,6 +235,9 @@ impl FastPathSync {
         }
         for ip in &installed.remote_vteps {
             let _ = self.maps.remove_remote_vtep(*ip);
+        }
+        for ifindex in installed.flow_outputs.keys() {
+            let _ = self.maps.remove_flow_output(*ifindex);
         }
     }
 
@@ -221,7 +270,23 @@ impl FastPathSync {
                 .chain(&wanted.sources)
                 .map(|(k, v)| (*k, *v))
                 .collect(),
+            flow_outputs: have
+                .flow_outputs
+                .iter()
+                .chain(&wanted.flow_outputs)
+                .map(|(k, v)| (*k, *v))
+                .collect(),
         };
+        for ifindex in have.flow_outputs.keys() {
+            if !wanted.flow_outputs.contains_key(ifindex) {
+                self.maps.remove_flow_output(*ifindex).map_err(e)?;
+            }
+        }
+        for (ifindex, mtu) in &wanted.flow_outputs {
+            if have.flow_outputs.get(ifindex) != Some(mtu) {
+                self.maps.set_flow_output(*ifindex, *mtu).map_err(e)?;
+            }
+        }
         for key in have.l2.keys().filter(|k| !wanted.l2.contains_key(k)) {
             self.maps.remove_l2(key.0, key.1).map_err(e)?;
         }

@@ -3,6 +3,7 @@
 pub mod affinity;
 pub mod dir_lock;
 pub mod fast_path;
+pub mod flow_offload;
 pub mod live_ports;
 pub mod logging;
 pub mod mailbox;

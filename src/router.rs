@@ -9,6 +9,7 @@
 //! (`crate::fast_path`), and only the rest reaches the workers.
 use crate::affinity::{check_core, pin_to};
 use crate::fast_path::FastPathSync;
+use crate::flow_offload::BpfFlows;
 use crate::live_ports::LivePorts;
 use crate::mailbox::Live;
 use crate::netdev::{ifindex, interface};
@@ -99,6 +100,9 @@ pub struct Options {
     /// program is attached in generic mode (which leaves the VMs' and the
     /// underlay's senders their GSO) and a tc program forwards.
     pub fast_path_in_tc: bool,
+    /// Workers offload the established flows they routed or translated
+    /// to the fast path in XDP (not in tc), which forwards them after.
+    pub flow_offload: bool,
     /// Where the workers save their sessions, so that a restarted router
     /// takes them back (`crate::session_store`); None: nowhere.
     pub session_dir: Option<std::path::PathBuf>,
@@ -131,6 +135,7 @@ impl Default for Options {
             conntrack: conntrack::Config::default(),
             fast_path: true,
             fast_path_in_tc: false,
+            flow_offload: true,
             session_dir: None,
             inject_panic: None,
         }
@@ -376,6 +381,12 @@ impl Router {
             }
             _ => None,
         };
+        let flow_ports = match &fast_path {
+            Some(sync) if options.flow_offload && !in_tc => {
+                Some(sync.lock().expect("fast path").flow_ports())
+            }
+            _ => None,
+        };
         let mut handoffs = Handoff::all(workers).map_err(StartError::Handoff)?;
         let mut views = Workers::all(workers as u16);
         let mut all = Vec::new();
@@ -392,6 +403,10 @@ impl Router {
             sockets.bind(&mut io, (w, workers), &mut steering)?;
             let mut pipeline = Pipeline::with_conntrack(options.conntrack);
             pipeline.workers = views.remove(0);
+            if let Some(ports) = &flow_ports {
+                let table = steering.flow_table()?;
+                pipeline.offload = Some(Box::new(BpfFlows::new(table, ports.clone())));
+            }
             if let Some(dir) = &sessions {
                 resume_sessions(dir, (w, workers), tables, &mut pipeline)?;
             }

@@ -6,7 +6,10 @@
 //!
 //! The program also replays xvr's L2 decisions (`FastPath`): frames
 //! between VMs of a tenant, local or behind a VTEP, are forwarded in XDP.
+mod flows;
 pub mod netdev;
+
+pub use flows::{monotonic_ns, FlowAction, FlowKey, FlowTable, FlowUse};
 
 use aya::maps::{HashMap, MapData, PerCpuArray, XskMap};
 use aya::programs::tc::{self, SchedClassifierLinkId, TcAttachType};
@@ -124,6 +127,7 @@ pub struct Steering {
     segmenter: aya::maps::Array<MapData, u32>,
     decisions: Arc<DecisionCounters>,
     fast_path: Option<FastPath>,
+    flows: FlowTable,
 }
 
 /// The program's per-CPU decision counters, readable by anyone holding
@@ -285,6 +289,8 @@ pub struct FastPath {
     l2_fwd: HashMap<MapData, L2Key, L2FwdValue>,
     vm_sources: HashMap<MapData, L2Key, SourceValue>,
     overlay_sources: HashMap<MapData, L2Key, SourceValue>,
+    flow_generation: aya::maps::Array<MapData, u32>,
+    flow_outputs: HashMap<MapData, u32, u32>,
 }
 
 impl FastPath {
@@ -364,6 +370,25 @@ impl FastPath {
         let key = L2Key { vni, mac, pad: 0 };
         self.l2_fwd.remove(&key).context("l2_fwd")
     }
+
+    /// Offloaded flows apply only if installed under `generation`.
+    pub fn set_flow_generation(&mut self, generation: u32) -> Result<(), Error> {
+        self.flow_generation
+            .set(0, generation, 0)
+            .context("flow_generation")
+    }
+
+    /// Offloaded flows may leave through `ifindex`, in IPv4 packets of at
+    /// most `mtu` bytes.
+    pub fn set_flow_output(&mut self, ifindex: u32, mtu: u32) -> Result<(), Error> {
+        self.flow_outputs
+            .insert(ifindex, mtu, 0)
+            .context("flow_outputs")
+    }
+
+    pub fn remove_flow_output(&mut self, ifindex: u32) -> Result<(), Error> {
+        remove_key(&mut self.flow_outputs, ifindex, "flow_outputs")
+    }
 }
 
 /// Must match steer.bpf.c.
@@ -398,9 +423,14 @@ impl Steering {
             vm_sources: HashMap::try_from(take("vm_sources")?).context("vm_sources")?,
             overlay_sources: HashMap::try_from(take("overlay_sources")?)
                 .context("overlay_sources")?,
+            flow_generation: aya::maps::Array::try_from(take("flow_generation")?)
+                .context("flow_generation")?,
+            flow_outputs: HashMap::try_from(take("flow_outputs")?).context("flow_outputs")?,
         };
+        let flows = FlowTable::new(take("flows")?)?;
         Ok(Steering {
             fast_path: Some(fast_path),
+            flows,
             local_vteps: HashMap::try_from(vteps).context("local_vteps")?,
             public_addrs: HashMap::try_from(public).context("public_addrs")?,
             vm_ports: HashMap::try_from(vms).context("vm_ports")?,
@@ -578,6 +608,12 @@ impl Steering {
     /// `ifindex` to be segmented (see `Decision::ToSegmenter`).
     pub fn set_segmenter(&mut self, ifindex: u32) -> Result<(), Error> {
         self.segmenter.set(0, ifindex, 0).context("segmenter")
+    }
+
+    /// A handle on the offloaded flows, for a worker to install and
+    /// withdraw its flows with.
+    pub fn flow_table(&self) -> Result<FlowTable, Error> {
+        self.flows.try_clone()
     }
 
     /// Each decision's count, summed over CPUs.

@@ -60,6 +60,12 @@ struct Args {
     /// segmenter veth pair); `off`.
     #[arg(long, value_enum, default_value = "on")]
     xdp_fast_path: FastPathArg,
+    /// Workers hand the established flows they routed or translated
+    /// (without VXLAN) to the XDP fast path, which forwards their later
+    /// packets itself (`on`, with --xdp-fast-path on); `off` keeps every
+    /// routed packet on the workers.
+    #[arg(long, value_enum, default_value = "on")]
+    flow_offload: OnOff,
     /// The control socket (JSON lines; see docs/control-protocol.md).
     #[arg(long, default_value = xvr_control::server::DEFAULT_SOCKET)]
     socket: PathBuf,
@@ -91,6 +97,12 @@ struct Args {
 enum FastPathArg {
     On,
     Tc,
+    Off,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OnOff {
+    On,
     Off,
 }
 
@@ -184,6 +196,7 @@ fn run(args: &Args) -> Result<(), String> {
         conntrack: state.conntrack_config(),
         fast_path: args.xdp_fast_path != FastPathArg::Off,
         fast_path_in_tc: args.xdp_fast_path == FastPathArg::Tc,
+        flow_offload: args.flow_offload == OnOff::On,
         session_dir: Some(args.session_dir.clone()),
         inject_panic: injected_panic()?,
     };

@@ -181,6 +181,17 @@ impl DaemonOps {
             }
         }
         let tables = Arc::new(tables);
+        // Flows offloaded under the old tables stop before the new ones
+        // take over (the workers offer them again under these).
+        if let Some(sync) = &self.fast_path {
+            if let Err(e) = sync
+                .lock()
+                .expect("fast path")
+                .follow_generation(generation)
+            {
+                answer["fast_path_error"] = e.into();
+            }
+        }
         self.tables.store(tables.clone());
         // The change is made either way; a fast path that could not follow
         // was emptied, so the workers carry everything.

@@ -96,6 +96,10 @@ pub struct Session {
     /// session's inside packets out of the uplink (0: never); while it
     /// holds, the NAT shortcut may repeat that (`pipeline::nat::shortcut`).
     pub shortcut_gen: u32,
+    /// Which directions a worker offloaded to the fast path
+    /// (`pipeline::offer`): bit 0 Orig, bit 1 Reply. (Their ports follow
+    /// from the tables; one byte keeps a session in budget.)
+    pub offloaded: u8,
     /// Second (of the worker's clock) at which it dies without traffic.
     pub expires: u32,
     /// The wheel slot it is queued in, and its neighbours there.
@@ -104,7 +108,23 @@ pub struct Session {
     next: u32,
 }
 
+impl Dir {
+    /// Its bit in `Session::offloaded`.
+    pub fn bit(self) -> u8 {
+        match self {
+            Dir::Orig => 1,
+            Dir::Reply => 2,
+        }
+    }
+}
+
 impl Session {
+    /// Whether the fast path forwards either of its directions.
+    #[inline]
+    pub fn is_offloaded(&self) -> bool {
+        self.offloaded != 0
+    }
+
     /// The key of the reply direction, as it arrives on the public side
     /// (or, routed, in the tenant's zone).
     pub fn reply_key(&self) -> FlowKey {
@@ -222,7 +242,14 @@ pub struct Conntrack {
     shares: Shares,
     /// Where live sessions are saved to outlive the process, if anywhere.
     saved: Option<SessionFile>,
+    /// Offloaded sessions that closed or went since `take_withdrawn`:
+    /// their flows must leave the fast path.
+    withdrawn: Vec<Session>,
 }
+
+/// Withdrawals room reserved up front: more than a batch's closes and an
+/// expiry round's (a tenant's flush may grow it, between batches).
+const WITHDRAWN_ROOM: usize = 256;
 
 /// Why a saved session was not restored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,6 +280,7 @@ impl Conntrack {
             live: 0,
             shares: Shares::new(config.max_sessions, MAX_FRAGMENTED as u32),
             saved: None,
+            withdrawn: Vec::with_capacity(WITHDRAWN_ROOM),
         }
     }
 
@@ -552,6 +580,7 @@ impl Conntrack {
             hairpin: false,
             allocated: false,
             shortcut_gen: 0,
+            offloaded: 0,
             expires: now.saturating_add(self.config.timeouts.of_flow(state, &inside)),
             slot: 0,
             prev: NIL,
@@ -641,6 +670,11 @@ impl Conntrack {
             if let Some(file) = &mut self.saved {
                 file.write(id, s);
             }
+            // Closing (FIN, RST): the workers see its packets again.
+            if s.is_offloaded() && s.inside.proto == TCP && state != State::Established {
+                self.withdrawn.push(*s);
+                s.offloaded = 0;
+            }
         }
         s.expires = now.saturating_add(timeouts.of_flow(s.state, &s.inside));
         // A longer life needs nothing (the sweep re-queues); a shorter one
@@ -699,6 +733,18 @@ impl Conntrack {
     /// Sweeps the wheel up to `now`, removing at most `budget` expired
     /// sessions; returns how many it removed.
     pub fn expire(&mut self, now: u32, budget: usize) -> usize {
+        self.expire_offloaded(now, budget, |_| None)
+    }
+
+    /// `expire`, where an offloaded session that is due lives on if the
+    /// fast path forwarded it within its timeout: `idle_for` tells how
+    /// many seconds ago it last did (None: never, or not known).
+    pub fn expire_offloaded(
+        &mut self,
+        now: u32,
+        budget: usize,
+        mut idle_for: impl FnMut(&Session) -> Option<u32>,
+    ) -> usize {
         let mut removed = 0;
         while self.swept <= now {
             let slot = (self.swept % SLOTS) as usize;
@@ -707,6 +753,15 @@ impl Conntrack {
                 .get_mut(slot)
                 .map_or(NIL, |head| mem::replace(head, NIL));
             while let Some(&s) = self.session(id) {
+                if s.expires <= now && s.is_offloaded() {
+                    let timeout = self.config.timeouts.of_flow(s.state, &s.inside);
+                    if let Some(idle) = idle_for(&s).filter(|&idle| idle < timeout) {
+                        if let Some(s) = self.session_mut(id) {
+                            s.expires = now.saturating_sub(idle).saturating_add(timeout);
+                        }
+                    }
+                }
+                let s = self.session(id).copied().unwrap_or(s);
                 if s.expires <= now {
                     if removed == budget {
                         // Put the rest back; carry on next call.
@@ -782,10 +837,30 @@ impl Conntrack {
         ids.len()
     }
 
+    /// Notes that direction `dir` of session `id` is offloaded to the
+    /// fast path. False if it was already (nothing to install again).
+    pub fn offload(&mut self, id: SessionId, dir: Dir) -> bool {
+        let Some(s) = self.session_mut(id) else {
+            return false;
+        };
+        let was = s.offloaded;
+        s.offloaded |= dir.bit();
+        s.offloaded != was
+    }
+
+    /// The offloaded sessions that closed or went since the last call:
+    /// their flows are to be taken out of the fast path.
+    pub fn take_withdrawn(&mut self) -> std::vec::Drain<'_, Session> {
+        self.withdrawn.drain(..)
+    }
+
     fn remove(&mut self, id: SessionId) {
         let Some(&s) = self.session(id) else {
             return;
         };
+        if s.is_offloaded() {
+            self.withdrawn.push(s);
+        }
         // Only its own entries (never another session's under the same key).
         self.index.remove_if(&s.inside, id << 1);
         self.index.remove_if(&s.reply_key(), (id << 1) | 1);

@@ -13,6 +13,7 @@ mod ipv4;
 mod l2;
 mod l3;
 mod nat;
+mod offer;
 mod offload;
 pub mod owner;
 mod replies;
@@ -20,6 +21,7 @@ mod security;
 mod session;
 mod stats;
 
+pub use offer::{ArrivingFlow, FlowOffload, Offer};
 pub use stats::{DropReason, Event, Stats};
 
 use crate::conntrack::{self, Conntrack};
@@ -212,6 +214,10 @@ pub struct Pipeline {
     /// Later fragments of packets cut for the overlay, for the worker to
     /// send after the batch.
     pub fragments: Fragments,
+    /// Where established flows are offered to the fast path (None: they
+    /// stay with the workers).
+    pub offload: Option<Box<dyn FlowOffload>>,
+    arrivals: Box<offer::Arrivals>,
 }
 
 /// What `Pipeline::restore_sessions` made of the saved sessions.
@@ -266,6 +272,36 @@ impl Pipeline {
             limits_of: 0,
             replies: replies::Replies::default(),
             fragments: Fragments::default(),
+            offload: None,
+            arrivals: Box::default(),
+        }
+    }
+
+    /// Takes the flows of offloaded sessions that closed or went out of
+    /// the fast path. The pipeline does so after each batch; the worker
+    /// after it flushed a tenant's sessions.
+    pub fn withdraw_closed(&mut self, tables: &Tables) {
+        let Some(sink) = &mut self.offload else {
+            return;
+        };
+        for s in self.conntrack.take_withdrawn() {
+            for flow in offer::offloaded_flows(tables, &s) {
+                sink.withdraw(&flow);
+            }
+        }
+    }
+
+    /// Expires the sessions due, within the budget; an offloaded one
+    /// lives on while the fast path forwards it.
+    fn expire(&mut self, tables: &Tables) -> usize {
+        let (now, ct) = (self.now, &mut self.conntrack);
+        match &mut self.offload {
+            None => ct.expire(now, EXPIRY_BUDGET),
+            Some(sink) => ct.expire_offloaded(now, EXPIRY_BUDGET, |s| {
+                offer::offloaded_flows(tables, s)
+                    .filter_map(|flow| sink.idle_for(&flow))
+                    .min()
+            }),
         }
     }
 
@@ -324,9 +360,12 @@ impl Pipeline {
         self.follow_limits(tables);
         let answered = |s: &Stats| s.events_of(Event::IcmpErrorSent) + s.events_of(Event::ArpReply);
         let answered_before = answered(&self.stats);
-        let expired = self.conntrack.expire(self.now, EXPIRY_BUDGET);
+        let expired = self.expire(tables);
         for _ in 0..expired {
             self.stats.event(Event::SessionExpired);
+        }
+        if self.offload.is_some() {
+            self.arrivals.note(frames);
         }
         let (ct, now, stats) = (&mut self.conntrack, self.now, &mut self.stats);
         let workers = &self.workers;
@@ -372,5 +411,9 @@ impl Pipeline {
         if answered(stats) != answered_before {
             self.replies.police(tables, frames, now, stats);
         }
+        if let Some(sink) = &mut self.offload {
+            self.arrivals.offer(tables, frames, ct, sink.as_mut());
+        }
+        self.withdraw_closed(tables);
     }
 }

@@ -109,6 +109,7 @@ impl<I: FrameIo> Worker<I> {
             // A deleted tenant's sessions and mappings die with it.
             let vacated = self.tenants.vacated(tables);
             self.pipeline.conntrack.flush_zones(&vacated);
+            self.pipeline.withdraw_closed(tables);
             self.tenants.follow(tables);
         }
         self.io.service();

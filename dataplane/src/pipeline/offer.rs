@@ -1,0 +1,279 @@
+//! Flow offload, the workers' side: after a batch, each packet a worker
+//! routed or translated on its own (neither encapsulated nor
+//! decapsulated) whose flow is established is offered to the fast path as
+//! what the worker did to it: its headers before the pipeline against its
+//! headers after, as the steering program is to repeat them on the
+//! flow's later packets (`ebpf/src/bpf/lib/flows.h`). Conntrack keeps
+//! authority: a session notes which directions are offloaded, and when
+//! it closes or goes they are withdrawn (`Conntrack::take_withdrawn`);
+//! at expiry it asks the fast path when it last forwarded them.
+//!
+//! Offered only: IPv4 without options, TCP or UDP, not a fragment, TTL
+//! above 1 and taken down by one (routed), TCP without SYN, FIN or RST,
+//! of a session in the direction's key (TCP established; not
+//! hairpinned), or routed untranslated without a session (a tenant
+//! without ACLs, or a flow its rules pass statelessly). A frame handed in
+//! by another worker is never offered (this worker did not see it whole).
+use super::Verdict;
+use crate::conntrack::{Conntrack, Dir, FlowKey, Session, SessionId, State};
+use crate::conntrack::{PUBLIC, TCP, UDP};
+use crate::frame::{Frame, BATCH_SIZE};
+use crate::table::{Location, PortId, Tables};
+use crate::wire::{byte, u16_at, u32_at, ETH_HEADER_LEN};
+use std::net::Ipv4Addr;
+
+/// One direction of a flow as its packets arrive: on `port`, with these
+/// addresses and ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ArrivingFlow {
+    pub port: PortId,
+    pub proto: u8,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+/// What a worker did to a packet of `flow`, for the fast path to repeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offer {
+    pub flow: ArrivingFlow,
+    /// Destination and source MAC it arrived with.
+    pub in_macs: [u8; 12],
+    pub out_port: PortId,
+    /// Destination and source MAC it left with.
+    pub out_macs: [u8; 12],
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub sport: u16,
+    pub dport: u16,
+    /// Its IPv4 length (the output must take at least this).
+    pub tot_len: u16,
+    /// The tables generation it was decided under.
+    pub generation: u32,
+}
+
+/// Where offers go and withdrawals come from: the steering program's
+/// flow map in xvrd, a record in tests. Called between batches, once per
+/// offered direction, closed session or expiring one: never per packet.
+pub trait FlowOffload: Send {
+    /// The fast path forwards `offer.flow` as `offer` says from now on
+    /// (if it can: an output it cannot redirect to, or a packet longer
+    /// than the output takes, leaves the flow to the workers).
+    fn install(&mut self, offer: &Offer);
+    /// `flow` goes to the workers again.
+    fn withdraw(&mut self, flow: &ArrivingFlow);
+    /// Seconds since the fast path last forwarded a packet of `flow`;
+    /// None if it never did or holds no entry for it.
+    fn idle_for(&mut self, flow: &ArrivingFlow) -> Option<u32>;
+}
+
+/// Ethernet, IPv4 without options, and the TCP header up to its flags.
+const HEAD: usize = ETH_HEADER_LEN + 20 + 14;
+const ETHERTYPE: usize = 12;
+const IP: usize = ETH_HEADER_LEN;
+const TTL: usize = IP + 8;
+const PROTO: usize = IP + 9;
+const SRC: usize = IP + 12;
+const DST: usize = IP + 16;
+const L4: usize = IP + 20;
+const TCP_FLAGS: usize = L4 + 13;
+/// The shortest frame to offer: its ports are there.
+const SHORTEST: usize = L4 + 4;
+/// FIN, SYN, RST.
+const OPEN_OR_CLOSE: u8 = 0x07;
+
+/// The heads of a batch's frames as they arrived.
+pub(crate) struct Arrivals {
+    heads: [[u8; HEAD]; BATCH_SIZE],
+    /// Each frame's length as it arrived; 0 if not to offer (it came
+    /// handed in, or is shorter than a head).
+    lens: [usize; BATCH_SIZE],
+}
+
+impl Default for Arrivals {
+    fn default() -> Self {
+        Arrivals {
+            heads: [[0; HEAD]; BATCH_SIZE],
+            lens: [0; BATCH_SIZE],
+        }
+    }
+}
+
+/// The first HEAD bytes of `frame`, zeros past its end (a short UDP
+/// packet has no more).
+fn head_of(frame: &Frame<'_>) -> [u8; HEAD] {
+    let mut head = [0; HEAD];
+    for (h, b) in head.iter_mut().zip(frame.data()) {
+        *h = *b;
+    }
+    head
+}
+
+fn addr(head: &[u8; HEAD], at: usize) -> Ipv4Addr {
+    Ipv4Addr::from(u32_at(head, at))
+}
+
+fn macs(head: &[u8; HEAD]) -> [u8; 12] {
+    let mut macs = [0; 12];
+    for (mac, b) in macs.iter_mut().zip(head) {
+        *mac = *b;
+    }
+    macs
+}
+
+/// Plain IPv4 TCP or UDP, not a fragment.
+fn plain(head: &[u8; HEAD]) -> bool {
+    u32_at(head, ETHERTYPE) >> 8 == 0x08_0045
+        && u16_at(head, IP + 6) & 0x3fff == 0
+        && matches!(byte(head, PROTO), TCP | UDP)
+}
+
+impl Arrivals {
+    /// Copies the head of every frame waiting at ingress.
+    pub(crate) fn note(&mut self, frames: &[Frame<'_>]) {
+        for ((frame, head), len) in frames.iter().zip(&mut self.heads).zip(&mut self.lens) {
+            *len = 0;
+            if frame.meta.stage != super::Stage::Ingress {
+                continue;
+            }
+            if frame.len() >= SHORTEST {
+                *head = head_of(frame);
+                *len = frame.len();
+            }
+        }
+    }
+
+    /// Offers what the pipeline did to each frame that qualifies.
+    pub(crate) fn offer(
+        &self,
+        tables: &Tables,
+        frames: &[Frame<'_>],
+        ct: &mut Conntrack,
+        sink: &mut dyn FlowOffload,
+    ) {
+        let uplink = tables.uplink().map(|(id, _)| id);
+        for ((frame, before), &len) in frames.iter().zip(&self.heads).zip(&self.lens) {
+            let Verdict::Tx(out_port) = frame.meta.verdict else {
+                continue;
+            };
+            if len == 0 || frame.len() != len || frame.meta.from_vtep.is_some() {
+                continue;
+            }
+            if frame.meta.reply.is_some() {
+                continue;
+            }
+            let after = head_of(frame);
+            let ttl = byte(before, TTL);
+            let routed = ttl > 1 && byte(&after, TTL) == ttl - 1;
+            let tcp_opens_or_closes =
+                byte(before, PROTO) == TCP && byte(before, TCP_FLAGS) & OPEN_OR_CLOSE != 0;
+            if !plain(before) || !plain(&after) || !routed || tcp_opens_or_closes {
+                continue;
+            }
+            let port_in = frame.meta.in_port;
+            let flow = ArrivingFlow {
+                port: port_in,
+                proto: byte(before, PROTO),
+                src: addr(before, SRC),
+                dst: addr(before, DST),
+                sport: u16_at(before, L4),
+                dport: u16_at(before, L4 + 2),
+            };
+            let offer = Offer {
+                flow,
+                in_macs: macs(before),
+                out_port,
+                out_macs: macs(&after),
+                src: addr(&after, SRC),
+                dst: addr(&after, DST),
+                sport: u16_at(&after, L4),
+                dport: u16_at(&after, L4 + 2),
+                tot_len: u16_at(&after, IP + 2),
+                generation: tables.generation(),
+            };
+            let zone = match Some(port_in) == uplink {
+                true => PUBLIC,
+                false => frame.meta.tenant,
+            };
+            let key = FlowKey {
+                zone,
+                proto: flow.proto,
+                src: flow.src,
+                dst: flow.dst,
+                sport: flow.sport,
+                dport: flow.dport,
+            };
+            match ct.lookup(&key) {
+                Some((id, dir)) => offer_session(tables, ct, (id, dir), &offer, sink),
+                // Routed untranslated with no session: nothing to keep
+                // in step but the tables, whose generation it carries.
+                None if untranslated(&offer) && zone != PUBLIC => sink.install(&offer),
+                None => {}
+            }
+        }
+    }
+}
+
+/// Offers direction `dir` of session `id` unless it is offloaded already
+/// or not established. Only from the port the tables place it on, so
+/// that its withdrawal finds the same entry (`ingress_port`).
+fn offer_session(
+    tables: &Tables,
+    ct: &mut Conntrack,
+    (id, dir): (SessionId, Dir),
+    offer: &Offer,
+    sink: &mut dyn FlowOffload,
+) {
+    let Some(s) = ct.session(id) else {
+        return;
+    };
+    if ingress_port(tables, s, dir) != Some(offer.flow.port) || !established(s) {
+        return;
+    }
+    if ct.offload(id, dir) {
+        sink.install(offer);
+    }
+}
+
+/// The port direction `dir` of session `s` arrives on, as the tables
+/// place its ends: the inside VM's port, and for the reply the uplink
+/// (translated) or the other VM's port (routed).
+fn ingress_port(tables: &Tables, s: &Session, dir: Dir) -> Option<PortId> {
+    let vm_port = |ip| match tables.host(s.inside.zone, ip)?.location {
+        Location::Local(port) => Some(port),
+        Location::Remote(_) => None,
+    };
+    match (dir, s.routed) {
+        (Dir::Orig, _) => vm_port(s.inside.src),
+        (Dir::Reply, true) => vm_port(s.inside.dst),
+        (Dir::Reply, false) => tables.uplink().map(|(id, _)| id),
+    }
+}
+
+fn established(s: &Session) -> bool {
+    !s.hairpin && (s.inside.proto != TCP || s.state == State::Established)
+}
+
+fn untranslated(o: &Offer) -> bool {
+    (o.src, o.dst, o.sport, o.dport) == (o.flow.src, o.flow.dst, o.flow.sport, o.flow.dport)
+}
+
+/// The directions of session `s` that were offloaded, as they arrive.
+pub(crate) fn offloaded_flows<'a>(
+    tables: &'a Tables,
+    s: &'a Session,
+) -> impl Iterator<Item = ArrivingFlow> + 'a {
+    [(Dir::Orig, s.inside), (Dir::Reply, s.reply_key())]
+        .into_iter()
+        .filter(|(dir, _)| s.offloaded & dir.bit() != 0)
+        .filter_map(|(dir, key)| Some((key, ingress_port(tables, s, dir)?)))
+        .map(|(key, port)| ArrivingFlow {
+            port,
+            proto: key.proto,
+            src: key.src,
+            dst: key.dst,
+            sport: key.sport,
+            dport: key.dport,
+        })
+}

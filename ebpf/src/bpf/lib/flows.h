@@ -1,0 +1,202 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+// Flow offload: the fast path replays a worker's decision for one
+// direction of an established flow (routed, through NAT, or both): the
+// MACs it wrote, the addresses and ports it translated, the TTL it took,
+// the port it sent to. A worker installs the entry after forwarding a
+// packet of the flow itself (see dataplane/src/pipeline/offer.rs), with
+// the tables' generation; whatever the entry cannot vouch for goes to the
+// workers: another generation, TCP SYN, FIN or RST, fragments, IP
+// options, TTL <= 1, another source MAC or router MAC than the worker
+// saw (port security), a packet longer than the output's MTU, an output
+// that no longer takes redirected frames.
+#ifndef XVR_FLOWS_H
+#define XVR_FLOWS_H
+
+// Keep in step with `FlowKeyValue` in lib.rs.
+struct flow_key {
+    __u32 ifindex; // where the packet arrives
+    __be32 saddr;
+    __be32 daddr;
+    __be16 sport;
+    __be16 dport;
+    __u8 proto;
+    __u8 pad[3];
+};
+
+// Keep in step with `FlowActionValue` in lib.rs.
+struct flow_action {
+    __u32 generation;
+    __u32 out_ifindex;
+    // Destination and source MAC the packet must arrive with, and the
+    // ones it leaves with.
+    __u8 in_eth[2 * ETH_ALEN];
+    __u8 out_eth[2 * ETH_ALEN];
+    // The addresses and ports it leaves with (network byte order).
+    __be32 saddr;
+    __be32 daddr;
+    __be16 sport;
+    __be16 dport;
+    __u8 ttl_dec;
+    __u8 pad[3];
+    // Written here, read by xvrd: when this entry last forwarded a
+    // packet (bpf_ktime_get_ns), and how much it forwarded. One entry is
+    // shared by every CPU (a per-CPU map would multiply its memory by the
+    // CPU count); a flow arrives on one CPU at a time, so the atomic adds
+    // rarely contend.
+    __u64 last_seen_ns;
+    __u64 packets;
+    __u64 bytes;
+};
+
+// Entries age out least recently used first when full; a flow that
+// loses its entry goes to the workers, which install it again.
+#define MAX_FLOWS 262144
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, MAX_FLOWS);
+    __type(key, struct flow_key);
+    __type(value, struct flow_action);
+} flows SEC(".maps");
+
+// The tables generation in force: only entries installed under it apply.
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u32);
+} flow_generation SEC(".maps");
+
+// Output interfaces that take redirected frames (ifindex -> MTU): a veth
+// does only while its peer has an XDP program or GRO on. Kept by xvrd.
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, MAX_PORTS);
+    __type(key, __u32);
+    __type(value, __u32);
+} flow_outputs SEC(".maps");
+
+// RFC 1624 eqn. 3, as the workers' checksum::update_u16 and update_u32
+// (memory byte order: one's complement sums commute with byte swaps).
+static __always_inline __u16 csum_update16(__u16 check, __u16 old, __u16 new)
+{
+    return ~fold((__u16)~check + (__u16)~old + new);
+}
+
+static __always_inline __u16 csum_update32(__u16 check, __u32 old, __u32 new)
+{
+    return ~fold((__u16)~check + (__u16)~(old >> 16) + (__u16)~old + (new >> 16) +
+                 (new & 0xffff));
+}
+
+// A TCP or UDP checksum after an address and a port change, as the
+// workers' transport_sum: UDP's 0 (no checksum) stays, a computed 0 is
+// sent as 0xffff.
+static __always_inline __u16 l4_update(__u8 proto, __u16 check, __u32 old_addr, __u32 addr,
+                                       __u16 old_port, __u16 port)
+{
+    if (proto == IPPROTO_UDP && check == 0)
+        return 0;
+    __u16 sum = csum_update16(csum_update32(check, old_addr, addr), old_port, port);
+    return sum == 0 && proto == IPPROTO_UDP ? 0xffff : sum;
+}
+
+static __always_inline int same_macs(struct ethhdr *eth, __u8 *want)
+{
+    __u16 *a = (void *)eth, *b = (void *)want;
+    return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] && a[4] == b[4] &&
+           a[5] == b[5];
+}
+
+// A packet of an offloaded flow, found and checked.
+struct offloaded {
+    struct flow_action *action;
+    struct iphdr *ip;
+    __u16 *check; // the transport checksum
+    __be16 *ports;
+    __u32 out_ifindex;
+};
+
+// Fills `out` if frame `f` belongs to an offloaded flow whose entry
+// vouches for it; 0 if the workers must see it.
+static __always_inline int decide_flow(struct frame *f, struct offloaded *out)
+{
+    struct iphdr *ip = unicast_ipv4(f);
+    if (!ip || (ip->frag_off & bpf_htons(FRAGMENT_BITS)))
+        return 0;
+    void *l4 = ip + 1;
+    __u16 *check;
+    if (ip->protocol == IPPROTO_TCP) {
+        struct tcphdr *tcp = l4;
+        if ((void *)(tcp + 1) > f->data_end || tcp->syn || tcp->fin || tcp->rst)
+            return 0;
+        check = &tcp->check;
+    } else if (ip->protocol == IPPROTO_UDP) {
+        struct udphdr *udp = l4;
+        if ((void *)(udp + 1) > f->data_end)
+            return 0;
+        check = &udp->check;
+    } else {
+        return 0;
+    }
+    __be16 *ports = l4;
+    struct flow_key key = {
+        .ifindex = f->ifindex,
+        .saddr = ip->saddr,
+        .daddr = ip->daddr,
+        .sport = ports[0],
+        .dport = ports[1],
+        .proto = ip->protocol,
+    };
+    struct flow_action *a = bpf_map_lookup_elem(&flows, &key);
+    if (!a)
+        return 0;
+    __u32 zero = 0;
+    __u32 *generation = bpf_map_lookup_elem(&flow_generation, &zero);
+    if (!generation || a->generation != *generation)
+        return 0;
+    if (!same_macs(f->data, a->in_eth) || (a->ttl_dec && ip->ttl <= 1))
+        return 0;
+    __u32 out_ifindex = a->out_ifindex;
+    __u32 *mtu = bpf_map_lookup_elem(&flow_outputs, &out_ifindex);
+    if (!mtu || bpf_ntohs(ip->tot_len) > *mtu)
+        return 0;
+    out->action = a;
+    out->ip = ip;
+    out->check = check;
+    out->ports = ports;
+    out->out_ifindex = out_ifindex;
+    return 1;
+}
+
+// Rewrites the packet as the worker did, in the worker's order of
+// updates (TTL, then source, then destination), and counts it.
+static __always_inline void apply_flow(struct frame *f, struct offloaded *o)
+{
+    struct flow_action *a = o->action;
+    struct iphdr *ip = o->ip;
+    __builtin_memcpy(f->data, a->out_eth, sizeof(a->out_eth));
+    if (a->ttl_dec) {
+        __u16 *word = (void *)&ip->ttl;
+        __u16 old = *word;
+        ip->ttl -= 1;
+        ip->check = csum_update16(ip->check, old, *word);
+    }
+    __u8 proto = ip->protocol;
+    if (a->saddr != ip->saddr || a->sport != o->ports[0]) {
+        ip->check = csum_update32(ip->check, ip->saddr, a->saddr);
+        *o->check = l4_update(proto, *o->check, ip->saddr, a->saddr, o->ports[0], a->sport);
+        ip->saddr = a->saddr;
+        o->ports[0] = a->sport;
+    }
+    if (a->daddr != ip->daddr || a->dport != o->ports[1]) {
+        ip->check = csum_update32(ip->check, ip->daddr, a->daddr);
+        *o->check = l4_update(proto, *o->check, ip->daddr, a->daddr, o->ports[1], a->dport);
+        ip->daddr = a->daddr;
+        o->ports[1] = a->dport;
+    }
+    a->last_seen_ns = bpf_ktime_get_ns();
+    __sync_fetch_and_add(&a->packets, 1);
+    __sync_fetch_and_add(&a->bytes, f->len);
+}
+
+#endif

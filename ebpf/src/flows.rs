@@ -1,0 +1,216 @@
+//! Flow offload's maps (`src/bpf/lib/flows.h`): the entries workers
+//! install for the directions of established flows they forwarded, which
+//! the steering program then forwards itself, and what it tells back (when
+//! an entry last forwarded, how much).
+use crate::{Context, Error};
+use aya::maps::{HashMap, IterableMap, Map, MapData};
+use std::net::Ipv4Addr;
+use std::os::fd::AsFd;
+
+/// One direction of a flow as it arrives: on interface `ifindex`, with
+/// these addresses and ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub ifindex: u32,
+    pub proto: u8,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+/// What the steering program does with that direction's packets: what a
+/// worker did with one of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowAction {
+    /// The tables generation it was decided under.
+    pub generation: u32,
+    pub out_ifindex: u32,
+    /// Destination and source MAC a packet must arrive with.
+    pub in_macs: [u8; 12],
+    /// Destination and source MAC it leaves with.
+    pub out_macs: [u8; 12],
+    /// Addresses and ports it leaves with.
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub sport: u16,
+    pub dport: u16,
+    /// Routed: the TTL goes down by one.
+    pub ttl_dec: bool,
+}
+
+/// What an entry forwarded since it was installed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowUse {
+    /// CLOCK_MONOTONIC nanoseconds of its last packet; 0: none yet.
+    pub last_seen_ns: u64,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// `struct flow_key` of flows.h.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct FlowKeyValue {
+    ifindex: u32,
+    saddr: u32,
+    daddr: u32,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+    pad: [u8; 3],
+}
+
+/// `struct flow_action` of flows.h.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct FlowActionValue {
+    generation: u32,
+    out_ifindex: u32,
+    in_eth: [u8; 12],
+    out_eth: [u8; 12],
+    saddr: u32,
+    daddr: u32,
+    sport: u16,
+    dport: u16,
+    ttl_dec: u8,
+    pad: [u8; 3],
+    last_seen_ns: u64,
+    packets: u64,
+    bytes: u64,
+}
+
+// SAFETY: plain C structs without padding holes (checked by their sizes
+// below), valid for any bytes.
+unsafe impl aya::Pod for FlowKeyValue {}
+// SAFETY: as above.
+unsafe impl aya::Pod for FlowActionValue {}
+const _: () = assert!(std::mem::size_of::<FlowKeyValue>() == 20);
+const _: () = assert!(std::mem::size_of::<FlowActionValue>() == 72);
+
+/// Addresses and ports in network byte order, as the program reads them.
+fn be32(ip: Ipv4Addr) -> u32 {
+    u32::from_ne_bytes(ip.octets())
+}
+
+fn be16(port: u16) -> u16 {
+    u16::from_ne_bytes(port.to_be_bytes())
+}
+
+impl FlowKeyValue {
+    fn new(k: &FlowKey) -> FlowKeyValue {
+        FlowKeyValue {
+            ifindex: k.ifindex,
+            saddr: be32(k.src),
+            daddr: be32(k.dst),
+            sport: be16(k.sport),
+            dport: be16(k.dport),
+            proto: k.proto,
+            pad: [0; 3],
+        }
+    }
+}
+
+impl FlowActionValue {
+    fn new(a: &FlowAction) -> FlowActionValue {
+        FlowActionValue {
+            generation: a.generation,
+            out_ifindex: a.out_ifindex,
+            in_eth: a.in_macs,
+            out_eth: a.out_macs,
+            saddr: be32(a.src),
+            daddr: be32(a.dst),
+            sport: be16(a.sport),
+            dport: be16(a.dport),
+            ttl_dec: u8::from(a.ttl_dec),
+            pad: [0; 3],
+            last_seen_ns: 0,
+            packets: 0,
+            bytes: 0,
+        }
+    }
+}
+
+/// A handle on the offloaded flows. Each worker holds its own
+/// (`try_clone`); the entries are the kernel's, shared by all.
+pub struct FlowTable(HashMap<MapData, FlowKeyValue, FlowActionValue>);
+
+impl FlowTable {
+    pub(crate) fn new(map: Map) -> Result<FlowTable, Error> {
+        Ok(FlowTable(HashMap::try_from(map).context("flows")?))
+    }
+
+    /// Another handle on the same map (a duplicated descriptor).
+    pub fn try_clone(&self) -> Result<FlowTable, Error> {
+        let fd = self
+            .0
+            .map()
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| {
+                aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+                    call: "dup",
+                    io_error: e,
+                })
+            })
+            .context("flows")?;
+        let data = MapData::from_fd(fd).context("flows")?;
+        FlowTable::new(Map::LruHashMap(data))
+    }
+
+    /// The program forwards `key`'s packets as `action` says, from now
+    /// on; its use counts start again.
+    pub fn install(&mut self, key: &FlowKey, action: &FlowAction) -> Result<(), Error> {
+        self.0
+            .insert(FlowKeyValue::new(key), FlowActionValue::new(action), 0)
+            .context("flows")
+    }
+
+    /// `key`'s packets go to the workers again. A key that is not there
+    /// (never installed, or aged out) is no error.
+    pub fn remove(&mut self, key: &FlowKey) -> Result<(), Error> {
+        match self.0.remove(&FlowKeyValue::new(key)) {
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                Ok(())
+            }
+            other => other.context("flows"),
+        }
+    }
+
+    /// What `key`'s entry forwarded; None if it has none.
+    pub fn usage(&self, key: &FlowKey) -> Result<Option<FlowUse>, Error> {
+        match self.0.get(&FlowKeyValue::new(key), 0) {
+            Ok(v) => Ok(Some(FlowUse {
+                last_seen_ns: v.last_seen_ns,
+                packets: v.packets,
+                bytes: v.bytes,
+            })),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e).context("flows"),
+        }
+    }
+
+    /// How many entries the map holds (a walk of the map: for tests and
+    /// the control plane, not the data path).
+    pub fn len(&self) -> usize {
+        self.0.keys().filter(Result::is_ok).count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Nanoseconds of CLOCK_MONOTONIC, the clock of `FlowUse::last_seen_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
