@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use xvr_dataplane::table::{Endpoint, L2Dest, Location, PortRole, Tier};
 use xvr_dataplane::Tables;
-use xvr_ebpf::{FastPath, FastTier, L2Fwd, Source};
+use xvr_ebpf::{FastPath, FastTier, FlowTable, L2Fwd, Source};
 
 /// What the maps hold, or should hold.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -132,6 +132,8 @@ pub struct FastPathSync {
     flow_ports: FlowPorts,
     /// The generation offloaded flows must carry, as last written.
     generation: Option<u32>,
+    /// A handle on the offloaded flows, to count them.
+    flows: Option<FlowTable>,
 }
 
 impl FastPathSync {
@@ -142,7 +144,20 @@ impl FastPathSync {
             in_tc,
             flow_ports: FlowPorts::default(),
             generation: None,
+            flows: None,
         }
+    }
+
+    /// Counts the offloaded flows in `flows` (`offloaded_flows`).
+    pub fn with_flow_table(mut self, flows: FlowTable) -> FastPathSync {
+        self.flows = Some(flows);
+        self
+    }
+
+    /// How many flow directions the fast path holds (a walk of the map:
+    /// for `stats`, not the data path); None without a flow table.
+    pub fn offloaded_flows(&self) -> Option<usize> {
+        self.flows.as_ref().map(FlowTable::len)
     }
 
     /// Where the workers' flow installers read each port's ifindex.

@@ -375,7 +375,8 @@ impl Router {
         }
         let fast_path = match steering.take_fast_path() {
             Some(maps) if options.fast_path => {
-                let mut sync = FastPathSync::new(maps, in_tc);
+                let mut sync =
+                    FastPathSync::new(maps, in_tc).with_flow_table(steering.flow_table()?);
                 sync.sync(tables).map_err(StartError::FastPath)?;
                 Some(Arc::new(Mutex::new(sync)))
             }

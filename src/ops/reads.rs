@@ -164,6 +164,11 @@ impl DaemonOps {
             let named_xdp = nonzero.map(|(d, n)| (d.name().to_string(), n.into()));
             stats["xdp"] = Value::Object(named_xdp.collect());
         }
+        if let Some(sync) = &self.fast_path {
+            if let Some(n) = sync.lock().expect("fast path").offloaded_flows() {
+                stats["offloaded_flows"] = n.into();
+            }
+        }
         stats
     }
 

@@ -187,6 +187,34 @@ fn snat_frame() -> Vec<u8> {
     )
 }
 
+/// To VM 10.0.1.11 in another tier (`routed_state`), through the
+/// gateway: routed by the ACL between the tiers.
+fn routed_frame() -> Vec<u8> {
+    udp64(
+        VM1_MAC,
+        mac_bytes("02:aa:00:00:00:01"),
+        [10, 0, 0, 10],
+        [10, 0, 1, 11],
+    )
+}
+
+/// `STATE` with a2 in a tier of its own (10.0.1.0/24), whose ACL lets UDP
+/// in from the first tier.
+fn routed_state() -> String {
+    let a2 = r#""a2", "mac": "02:aa:00:00:00:02", "tenant": "t", "gateway": "10.0.0.1/24""#;
+    let acl = r#""network_acls": [
+    { "tenant": "t", "tier": "10.0.1.0/24", "rules": [
+      { "direction": "ingress", "action": "allow", "protocol": "udp", "source": "10.0.0.0/24" }
+    ] }
+  ],
+  "routes""#;
+    assert!(STATE.contains(a2));
+    STATE
+        .replace(a2, &a2.replace("10.0.0.1/24", "10.0.1.1/24"))
+        .replace("10.0.0.11", "10.0.1.11")
+        .replace(r#""routes""#, acl)
+}
+
 fn encap_frame() -> Vec<u8> {
     udp64(VM1_MAC, REMOTE_VM_MAC, [10, 0, 0, 10], [10, 0, 0, 20])
 }
@@ -439,6 +467,12 @@ enum Carrier {
     XdpFast,
     /// The fast path in tc (the steering program in generic mode).
     TcFast,
+    /// Source NAT, the workers offloading each flow to the XDP fast path
+    /// after its first packet.
+    OffloadSnat,
+    /// Routed between tiers through their ACL (`routed_state`),
+    /// offloaded the same way.
+    OffloadRouted,
 }
 
 fn xvr_with(
@@ -467,7 +501,7 @@ fn xvr_on(
     path: Carrier,
     seconds: f64,
 ) -> Result<Rate, String> {
-    let snat = path == Carrier::WorkersSnat;
+    let snat = matches!(path, Carrier::WorkersSnat | Carrier::OffloadSnat);
     let line = Line::new(name, Some("a1"), out, workers as u32)?;
     if path == Carrier::TcFast {
         // The generator's frames are XDP frames redirected into a1: with
@@ -494,7 +528,11 @@ fn xvr_on(
         line.rig.exec(&line.dut, &add);
         line.rig.exec(&line.dut, &["ip", "link", "set", dev, "up"]);
     }
-    let mut state = State::from_json(STATE).map_err(|e| e.to_string())?;
+    let json = match path {
+        Carrier::OffloadRouted => routed_state(),
+        _ => STATE.to_string(),
+    };
+    let mut state = State::from_json(&json).map_err(|e| e.to_string())?;
     if snat {
         state.nat.source.push(SourceNatConfig {
             tenant: "t".into(),
@@ -515,7 +553,7 @@ fn xvr_on(
         workers,
         cores,
         idle: Idle::BusyPoll,
-        fast_path: matches!(path, Carrier::XdpFast | Carrier::TcFast),
+        fast_path: !matches!(path, Carrier::Workers | Carrier::WorkersSnat),
         fast_path_in_tc: path == Carrier::TcFast,
         ..Options::default()
     };
@@ -607,7 +645,7 @@ fn run(args: &Args) -> Result<(), String> {
     let s = args.seconds;
     let step = |what: &str| eprintln!("measuring {what}...");
     type Scenario = (&'static str, &'static str, fn(f64) -> Result<Rate, String>);
-    let scenarios: [Scenario; 16] = [
+    let scenarios: [Scenario; 18] = [
         ("raw ceiling (gen -> XDP drop)", "raw_ceiling", raw_ceiling),
         ("AF_XDP l2fwd, 1 core", "afxdp_l2fwd", afxdp_l2fwd),
         ("Open vSwitch AF_XDP, L2", "ovs_l2", ovs_l2),
@@ -675,6 +713,22 @@ fn run(args: &Args) -> Result<(), String> {
                 s,
             )
         }),
+        (
+            "xvr source NAT, offloaded to XDP",
+            "xvr_snat_offload",
+            |s| {
+                let frame = snat_frame();
+                xvr_with("e2e-xsnato", "up0", &frame, 1, Carrier::OffloadSnat, s)
+            },
+        ),
+        (
+            "xvr routed between tiers (ACL), offloaded to XDP",
+            "xvr_routed_offload",
+            |s| {
+                let frame = routed_frame();
+                xvr_with("e2e-xrto", "a2", &frame, 1, Carrier::OffloadRouted, s)
+            },
+        ),
     ];
     let wanted = |key: &str| args.only.is_empty() || args.only.iter().any(|k| k == key);
     let mut rows = Vec::new();

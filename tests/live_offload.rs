@@ -1,0 +1,135 @@
+//! Flow offload live: xvrd between a VM and the internet with source NAT,
+//! its workers offloading established flows to the XDP fast path. The
+//! kernels at both ends judge: iperf3's TCP through offloaded source NAT
+//! completes; the steering program, not the workers, carried nearly all
+//! of it; its FIN took the flow out of the map. A route change (a
+//! commit) stops an offloaded UDP flow at once: the internet receives
+//! nothing after the commit returns, though the VM keeps sending.
+mod common;
+
+use common::{start_xvrd_with, stats_of, stop_xvrd};
+use std::process::Stdio;
+use xvr_testkit::netns::{require_root, Rig};
+
+const SERVER: &str = common::INTERNET_SERVER;
+
+fn count(stats: &serde_json::Value, path: &[&str]) -> u64 {
+    path.iter()
+        .fold(stats, |v, key| &v[*key])
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// Packets the workers received, over all workers.
+fn worker_rx(stats: &serde_json::Value) -> u64 {
+    stats["workers"]
+        .as_array()
+        .map(|ws| {
+            ws.iter()
+                .map(|w| w["rx_packets"].as_u64().unwrap_or(0))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+#[ignore = "needs root: scripts/test runs it as root"]
+fn tcp_through_offloaded_source_nat() {
+    require_root("creating namespaces and running xvrd");
+    let mut rig = Rig::new("offload-tcp");
+    let (host, vm, internet) = common::internet_rig(&mut rig, 1);
+    let (_dir, config) = common::state_file(common::SNAT_STATE);
+    let daemon = start_xvrd_with(&rig, &host, &config, &["up0", "a1"], &[]);
+
+    let before = stats_of(&config);
+    let run = rig.iperf3(&internet, &vm, SERVER, 3, &[]);
+    let after = stats_of(&config);
+    let log = stop_xvrd(daemon);
+    let run = run.unwrap_or_else(|e| panic!("iperf3 through offloaded SNAT: {e}\n{log}"));
+    let fast = count(&after, &["xdp", "fast_flow"]) - count(&before, &["xdp", "fast_flow"]);
+    let workers = worker_rx(&after) - worker_rx(&before);
+    eprintln!(
+        "iperf3: {:.2} Gbit/s, {} retransmits; fast path {fast} packets, workers {workers}",
+        run.bits_per_second / 1e9,
+        run.retransmits
+    );
+    assert!(run.bytes_received > 10_000_000, "{run:?}");
+    assert!(
+        fast > 9 * workers && fast > 10_000,
+        "the fast path carried {fast} packets, the workers {workers}\n{log}"
+    );
+    // The stream's FIN went to the workers, which closed the session and
+    // took both directions out of the map (the control connection's
+    // session closed the same way).
+    assert_eq!(
+        after["offloaded_flows"].as_u64(),
+        Some(0),
+        "offloaded flows left after the streams ended: {after}\n{log}"
+    );
+}
+
+/// A Python sender in `vm`: one UDP datagram to the server every 5 ms
+/// for `seconds`.
+fn udp_sender(vm: &str, seconds: u32) -> std::process::Child {
+    let program = format!(
+        "import socket, time\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         end = time.time() + {seconds}\n\
+         while time.time() < end:\n    s.sendto(b'x' * 100, ('{SERVER}', 9999))\n    time.sleep(0.005)\n"
+    );
+    common::spawn_python(vm, seconds + 5, &program, (Stdio::null(), Stdio::null()))
+}
+
+/// Datagrams to port 9999 the internet namespace's kernel delivered.
+fn udp_received(rig: &Rig, internet: &str) -> u64 {
+    common::snmp(rig, internet, "Udp:", "NoPorts")
+}
+
+#[test]
+#[ignore = "needs root: scripts/test runs it as root"]
+fn a_route_change_stops_an_offloaded_flow_at_once() {
+    require_root("creating namespaces and running xvrd");
+    let mut rig = Rig::new("offload-route");
+    let (host, vm, internet) = common::internet_rig(&mut rig, 1);
+    let (dir, config) = common::state_file(common::SNAT_STATE);
+    let daemon = start_xvrd_with(&rig, &host, &config, &["up0", "a1"], &[]);
+
+    let mut sender = udp_sender(&vm, 4);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let offloaded = stats_of(&config);
+    let flowing = udp_received(&rig, &internet);
+    let changes = dir.path().join("blackhole.json");
+    std::fs::write(
+        &changes,
+        r#"[{ "action": "replace", "table": "routes",
+              "entry": { "tenant": "t", "prefix": "0.0.0.0/0", "next_hop": "blackhole" } }]"#,
+    )
+    .unwrap();
+    let out = common::xvrctl(
+        &common::socket_beside(&config),
+        &["commit", changes.to_str().unwrap()],
+    );
+    let at_commit = udp_received(&rig, &internet);
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let later = udp_received(&rig, &internet);
+    let after = stats_of(&config);
+    let _ = sender.kill();
+    let _ = sender.wait();
+    let log = stop_xvrd(daemon);
+    assert!(out.status.success(), "commit: {out:?}\n{log}");
+    let fast = count(&offloaded, &["xdp", "fast_flow"]);
+    assert!(
+        fast > 100 && flowing > 100,
+        "the flow was offloaded ({fast} by the fast path, {flowing} delivered)\n{log}"
+    );
+    // At most what was in flight while the commit was answered.
+    assert!(
+        later - at_commit <= 2,
+        "{} datagrams reached the internet after the blackhole route was committed\n{log}",
+        later - at_commit
+    );
+    assert!(
+        count(&after, &["drops", "blackhole"]) > 100,
+        "the workers dropped the flow by the new route: {after}\n{log}"
+    );
+}
