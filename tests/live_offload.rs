@@ -20,6 +20,16 @@ fn count(stats: &serde_json::Value, path: &[&str]) -> u64 {
         .unwrap_or(0)
 }
 
+/// `internet_rig` with GRO on at the far ends of xvrd's ports: a veth
+/// takes frames redirected by XDP only then (or with an XDP program of
+/// its own), and xvrd offloads only to outputs that take them.
+fn offload_rig(rig: &mut Rig) -> (String, String, String) {
+    let (host, vm, internet) = common::internet_rig(rig, 1);
+    rig.exec(&vm, &["ethtool", "-K", "eth0", "gro", "on"]);
+    rig.exec(&internet, &["ethtool", "-K", "eth0", "gro", "on"]);
+    (host, vm, internet)
+}
+
 /// Packets the workers received, over all workers.
 fn worker_rx(stats: &serde_json::Value) -> u64 {
     stats["workers"]
@@ -37,7 +47,7 @@ fn worker_rx(stats: &serde_json::Value) -> u64 {
 fn tcp_through_offloaded_source_nat() {
     require_root("creating namespaces and running xvrd");
     let mut rig = Rig::new("offload-tcp");
-    let (host, vm, internet) = common::internet_rig(&mut rig, 1);
+    let (host, vm, internet) = offload_rig(&mut rig);
     let (_dir, config) = common::state_file(common::SNAT_STATE);
     let daemon = start_xvrd_with(&rig, &host, &config, &["up0", "a1"], &[]);
 
@@ -90,7 +100,7 @@ fn udp_received(rig: &Rig, internet: &str) -> u64 {
 fn a_route_change_stops_an_offloaded_flow_at_once() {
     require_root("creating namespaces and running xvrd");
     let mut rig = Rig::new("offload-route");
-    let (host, vm, internet) = common::internet_rig(&mut rig, 1);
+    let (host, vm, internet) = offload_rig(&mut rig);
     let (dir, config) = common::state_file(common::SNAT_STATE);
     let daemon = start_xvrd_with(&rig, &host, &config, &["up0", "a1"], &[]);
 

@@ -181,16 +181,8 @@ impl DaemonOps {
             }
         }
         let tables = Arc::new(tables);
-        // Flows offloaded under the old tables stop before the new ones
-        // take over (the workers offer them again under these).
-        if let Some(sync) = &self.fast_path {
-            if let Err(e) = sync
-                .lock()
-                .expect("fast path")
-                .follow_generation(generation)
-            {
-                answer["fast_path_error"] = e.into();
-            }
+        if let Err(e) = self.retire_offloaded_flows(generation) {
+            answer["fast_path_error"] = e.into();
         }
         self.tables.store(tables.clone());
         // The change is made either way; a fast path that could not follow
@@ -215,6 +207,19 @@ impl DaemonOps {
         self.state = new;
         self.ids = ids;
         Ok(answer)
+    }
+
+    /// Flows offloaded under the running tables stop applying, before
+    /// tables of `generation` take over (the workers offer them again
+    /// under those).
+    pub(super) fn retire_offloaded_flows(&self, generation: u32) -> Result<(), String> {
+        match &self.fast_path {
+            Some(sync) => sync
+                .lock()
+                .expect("fast path")
+                .follow_generation(generation),
+            None => Ok(()),
+        }
     }
 
     /// Keeps a write in the store, durably, before it is made: the

@@ -94,6 +94,7 @@ impl DaemonOps {
         }
         let next = tables.with_routes(&route_changes);
         let generation = next.generation();
+        let retired = self.retire_offloaded_flows(generation);
         self.tables.store(Arc::new(next));
         self.json = None;
         self.routes = Some(index);
@@ -108,7 +109,11 @@ impl DaemonOps {
                 json!({ "added": added, "removed": removed, "changed": changed }),
             );
         }
-        Ok(json!({ "dry_run": false, "generation": generation, "changes": diff }))
+        let mut answer = json!({ "dry_run": false, "generation": generation, "changes": diff });
+        if let Err(e) = retired {
+            answer["fast_path_error"] = e.into();
+        }
+        Ok(answer)
     }
 }
 
