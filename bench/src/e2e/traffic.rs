@@ -46,6 +46,36 @@ fn set_u32(ebpf: &mut Ebpf, map: &str, value: u32) -> Result<(), String> {
     array.set(0, value, 0).map_err(|e| format!("{map}: {e}"))
 }
 
+/// `struct head` of bench.bpf.c.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Head {
+    set: u32,
+    bytes: [u8; HEADERS],
+    pad: [u8; 2],
+}
+
+// SAFETY: a plain C struct without padding holes (48 bytes), valid for
+// any bytes.
+unsafe impl aya::Pod for Head {}
+const HEADERS: usize = 14 + 20 + 8;
+
+/// Has the generator write `frame`'s headers into each frame it sends.
+fn set_head(ebpf: &mut Ebpf, frame: &[u8]) -> Result<(), String> {
+    let mut head = Head {
+        set: 0,
+        bytes: [0; HEADERS],
+        pad: [0; 2],
+    };
+    if let Some(headers) = frame.get(..HEADERS) {
+        head.set = 1;
+        head.bytes.copy_from_slice(headers);
+    }
+    let map = ebpf.map_mut("heads").ok_or("heads")?;
+    let mut array: Array<_, Head> = Array::try_from(map).map_err(|e| format!("heads: {e}"))?;
+    array.set(0, head, 0).map_err(|e| format!("heads: {e}"))
+}
+
 /// Sends `frame` out of `dev` from one thread per core in `cores` (each
 /// pinned) for `duration`, cycling the UDP source port over `flows`
 /// values; returns the frames sent.
@@ -71,6 +101,7 @@ pub fn generate(
                     tx.set(0, index, None, 0)
                         .map_err(|e| format!("tx_port: {e}"))?;
                     set_u32(&mut ebpf, "flows", flows)?;
+                    set_head(&mut ebpf, frame)?;
                     let program = xdp(&mut ebpf, "generate");
                     let mut sent = 0u64;
                     while Instant::now() < deadline {

@@ -12,6 +12,25 @@
 // Offset of the UDP source port in an untagged Ethernet/IPv4 frame
 // without IP options.
 #define UDP_SPORT_AT (14 + 20)
+// Ethernet, IPv4 without options, UDP.
+#define HEADERS (14 + 20 + 8)
+
+// The test frame's headers, written back into each frame before it is
+// sent: live frames' pages are recycled without being reset, so a device
+// under test that rewrites headers in place (NAT, routing) would
+// otherwise send the generator its own rewrites.
+struct head {
+    __u32 set;
+    __u8 bytes[HEADERS];
+    __u8 pad[2];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct head);
+} heads SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_DEVMAP);
@@ -50,8 +69,14 @@ int generate(struct xdp_md *ctx)
     __u32 zero = 0;
     __u32 *n_flows = bpf_map_lookup_elem(&flows, &zero);
     __u64 *seq = bpf_map_lookup_elem(&sequence, &zero);
-    if (!n_flows || !seq)
+    struct head *head = bpf_map_lookup_elem(&heads, &zero);
+    if (!n_flows || !seq || !head)
         return XDP_ABORTED;
+    if (head->set) {
+        if (data + HEADERS > end)
+            return XDP_ABORTED;
+        __builtin_memcpy(data, head->bytes, HEADERS);
+    }
     if (*n_flows > 1) {
         __u16 *sport = data + UDP_SPORT_AT;
         if ((void *)(sport + 1) > end)
