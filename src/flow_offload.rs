@@ -4,8 +4,8 @@
 //! `FastPathSync` keeps in step with the tables.
 use arc_swap::ArcSwap;
 use std::sync::Arc;
-use xvr_dataplane::{ArrivingFlow, FlowOffload, Offer};
-use xvr_ebpf::{monotonic_ns, FlowAction, FlowKey, FlowTable};
+use xvr_dataplane::{Around, ArrivingFlow, FlowOffload, Offer};
+use xvr_ebpf::{monotonic_ns, FlowAction, FlowKey, FlowKind, FlowTable};
 
 /// Each port's interface index, by port id (None: no interface).
 pub type FlowPorts = Arc<ArcSwap<Vec<Option<u32>>>>;
@@ -25,6 +25,7 @@ impl BpfFlows {
         let ifindex = self.ifindex(flow.port)?;
         Some(FlowKey {
             ifindex,
+            overlay: flow.overlay,
             proto: flow.proto,
             src: flow.src,
             dst: flow.dst,
@@ -54,6 +55,15 @@ impl FlowOffload for BpfFlows {
             sport: offer.sport,
             dport: offer.dport,
             ttl_dec: true,
+            kind: match offer.around {
+                Around::Nothing => FlowKind::Plain,
+                Around::Encap(outer) => FlowKind::Encap { outer },
+                Around::Decap { vtep } => FlowKind::Decap {
+                    vtep,
+                    vni: offer.flow.overlay.unwrap_or(0),
+                },
+            },
+            max_ip_len: offer.max_ip_len,
         };
         // A failed write leaves the flow with the workers, which is
         // always correct; the map is LRU, so it is never full.

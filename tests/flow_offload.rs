@@ -5,7 +5,8 @@
 //! must leave byte for byte as the pipeline sends the same packet. Both
 //! directions of: source NAT (TCP and UDP, checksums complete or left to
 //! offload), a port forward, static NAT, and routing between tiers
-//! through their ACL. What an entry cannot vouch for goes to the workers:
+//! through their ACL, to and from a VM behind a VTEP too (encapsulated
+//! and decapsulated). What an entry cannot vouch for goes to the workers:
 //! TCP FIN, SYN and RST, TTL 1, fragments, another source MAC, another
 //! generation, a closed session.
 use std::net::Ipv4Addr;
@@ -32,6 +33,8 @@ const STATE: &str = r#"{
     { "tenant": "t", "ip": "10.0.0.10", "mac": "02:0a:00:00:00:10", "port": "a1" },
     { "tenant": "t", "ip": "10.0.1.10", "mac": "02:0a:00:00:01:10", "port": "a2" }
   ],
+  "vteps": [{ "ip": "198.18.0.2", "mac": "02:00:00:00:00:02" }],
+  "remote_vms": [{ "tenant": "t", "ip": "10.0.1.20", "mac": "02:0a:00:00:01:20", "vtep": "198.18.0.2" }],
   "nat": {
     "source": [{ "tenant": "t", "public_ip": "203.0.113.10", "ports": [20000, 65535] }],
     "static": [{ "tenant": "t", "public_ip": "203.0.113.20", "vm_ip": "10.0.1.10" }],
@@ -56,6 +59,8 @@ const DB10: [u8; 6] = [2, 0x0a, 0, 0, 1, 0x10];
 const ROUTER_A1: [u8; 6] = [2, 0xaa, 0, 0, 0, 1];
 const ROUTER_A2: [u8; 6] = [2, 0xaa, 0, 0, 0, 2];
 const UPLINK: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const VTEP: [u8; 6] = [2, 0, 0, 0, 0, 2];
+const FAR20: [u8; 6] = [2, 0x0a, 0, 0, 1, 0x20];
 const GATEWAY: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
 const REMOTE: [u8; 4] = [198, 51, 100, 7];
 const PUBLIC: [u8; 4] = [203, 0, 113, 10];
@@ -275,6 +280,60 @@ fn offloaded_flows_leave_as_the_workers_send_them() {
         r.offloaded_as_workers("between tiers, web to db", A1, &frame, A2);
         let frame = db_web.tcp_ack(5432, 40001, &payload(60));
         r.offloaded_as_workers("between tiers, db to web", A2, &frame, A1);
+
+        // Between tiers to a VM behind a VTEP: routed and encapsulated,
+        // and its answers, which use this router as their gateway,
+        // decapsulated and routed.
+        let web_far = headers(VM10, ROUTER_A1, [10, 0, 0, 10], [10, 0, 1, 20]);
+        let syn = r.worker_sends("overlay SYN", A1, &web_far.tcp_syn(40003, 5432), UP);
+        let mut router = [0u8; 6];
+        router.copy_from_slice(&syn[50 + 6..50 + 12]);
+        let far_web = headers(FAR20, router, [10, 0, 1, 20], [10, 0, 0, 10]);
+        let from_vtep = headers(VTEP, UPLINK, [198, 18, 0, 2], [198, 18, 0, 1]);
+        let vxlan = |inner: Vec<u8>| from_vtep.vxlan(50000, 100, 0x08, &inner);
+        let syn_ack = vxlan(far_web.tcp_syn_ack(5432, 40003));
+        r.worker_sends("overlay SYN-ACK", UP, &syn_ack, A1);
+        r.worker_sends("overlay ACK", A1, &web_far.tcp_ack(40003, 5432, &[]), UP);
+        let answer = vxlan(far_web.tcp_ack(5432, 40003, &[1]));
+        r.worker_sends("overlay answer", UP, &answer, A1);
+        let cases = [
+            (
+                "routed and encapsulated",
+                A1,
+                partial_checksum(web_far.tcp_ack(40003, 5432, &payload(1000))),
+                UP,
+            ),
+            (
+                "routed and encapsulated, odd length",
+                A1,
+                web_far.tcp_ack(40003, 5432, &payload(333)),
+                UP,
+            ),
+            (
+                "decapsulated and routed",
+                UP,
+                vxlan(far_web.tcp_ack(5432, 40003, &payload(700))),
+                A1,
+            ),
+            (
+                "decapsulated and routed, checksum left to offload",
+                UP,
+                vxlan(partial_checksum(far_web.tcp_ack(5432, 40003, &payload(81)))),
+                A1,
+            ),
+        ];
+        for (name, port, frame, to) in cases {
+            r.offloaded_as_workers(name, port, &frame, to);
+        }
+        let elsewhere = headers(VTEP, UPLINK, [198, 18, 0, 9], [198, 18, 0, 1]);
+        let inner = far_web.tcp_ack(5432, 40003, &payload(70));
+        let forged = elsewhere.vxlan(50000, 100, 0x08, &inner);
+        r.to_workers("the same inner flow from another VTEP", UP, &forged);
+        let other_vni = from_vtep.vxlan(50000, 200, 0x08, &inner);
+        r.to_workers("the same inner flow in another VNI", UP, &other_vni);
+        // 1,460 bytes of IPv4: over the underlay's 1,450 for inner packets.
+        let big = web_far.tcp_ack(40003, 5432, &payload(1420));
+        r.to_workers("too big for the underlay (the workers cut it)", A1, &big);
     });
 }
 

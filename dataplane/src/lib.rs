@@ -16,6 +16,6 @@ pub mod wire;
 pub mod worker;
 
 pub use frame::Frame;
-pub use pipeline::{ArrivingFlow, FlowOffload, Offer};
+pub use pipeline::{Around, ArrivingFlow, FlowOffload, Offer};
 pub use pipeline::{DropReason, Event, Pipeline, Stats, Verdict};
 pub use table::{Tables, TablesBuilder};

@@ -8,15 +8,34 @@ use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
 
 /// One direction of a flow as it arrives: on interface `ifindex`, with
-/// these addresses and ports.
+/// these addresses and ports (over the overlay, the inner packet's, in
+/// VXLAN of VNI `overlay`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     pub ifindex: u32,
+    pub overlay: Option<u32>,
     pub proto: u8,
     pub src: Ipv4Addr,
     pub dst: Ipv4Addr,
     pub sport: u16,
     pub dport: u16,
+}
+
+/// What happens around the rewrite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowKind {
+    Plain,
+    /// Encapsulated after the rewrite: `outer` as the workers write it
+    /// for this flow, lengths zero (and the IPv4 checksum computed so).
+    Encap {
+        outer: [u8; crate::VXLAN_OVERHEAD],
+    },
+    /// It arrives in VXLAN of `vni` from VTEP `vtep`, and leaves
+    /// decapsulated.
+    Decap {
+        vtep: Ipv4Addr,
+        vni: u32,
+    },
 }
 
 /// What the steering program does with that direction's packets: what a
@@ -37,6 +56,10 @@ pub struct FlowAction {
     pub dport: u16,
     /// Routed: the TTL goes down by one.
     pub ttl_dec: bool,
+    pub kind: FlowKind,
+    /// Longest IPv4 packet (before encapsulation) to forward; longer
+    /// ones go to the workers (which fragment or answer them).
+    pub max_ip_len: u16,
 }
 
 /// What an entry forwarded since it was installed.
@@ -53,12 +76,14 @@ pub struct FlowUse {
 #[derive(Debug, Clone, Copy)]
 struct FlowKeyValue {
     ifindex: u32,
+    vni: u32,
     saddr: u32,
     daddr: u32,
     sport: u16,
     dport: u16,
     proto: u8,
-    pad: [u8; 3],
+    overlay: u8,
+    pad: [u8; 2],
 }
 
 /// `struct flow_action` of flows.h.
@@ -74,7 +99,12 @@ struct FlowActionValue {
     sport: u16,
     dport: u16,
     ttl_dec: u8,
-    pad: [u8; 3],
+    kind: u8,
+    max_ip_len: u16,
+    /// `outer`, or `from` (VTEP in network order, VNI) of flows.h: a
+    /// union of 52 bytes there, with 4 of padding after it.
+    overlay: [u8; crate::VXLAN_OVERHEAD],
+    pad: [u8; 6],
     last_seen_ns: u64,
     packets: u64,
     bytes: u64,
@@ -85,8 +115,8 @@ struct FlowActionValue {
 unsafe impl aya::Pod for FlowKeyValue {}
 // SAFETY: as above.
 unsafe impl aya::Pod for FlowActionValue {}
-const _: () = assert!(std::mem::size_of::<FlowKeyValue>() == 20);
-const _: () = assert!(std::mem::size_of::<FlowActionValue>() == 72);
+const _: () = assert!(std::mem::size_of::<FlowKeyValue>() == 24);
+const _: () = assert!(std::mem::size_of::<FlowActionValue>() == 128);
 
 /// Addresses and ports in network byte order, as the program reads them.
 fn be32(ip: Ipv4Addr) -> u32 {
@@ -101,18 +131,33 @@ impl FlowKeyValue {
     fn new(k: &FlowKey) -> FlowKeyValue {
         FlowKeyValue {
             ifindex: k.ifindex,
+            vni: k.overlay.unwrap_or(0),
+            overlay: u8::from(k.overlay.is_some()),
             saddr: be32(k.src),
             daddr: be32(k.dst),
             sport: be16(k.sport),
             dport: be16(k.dport),
             proto: k.proto,
-            pad: [0; 3],
+            pad: [0; 2],
         }
     }
 }
 
 impl FlowActionValue {
     fn new(a: &FlowAction) -> FlowActionValue {
+        let mut overlay = [0; crate::VXLAN_OVERHEAD];
+        let kind = match a.kind {
+            FlowKind::Plain => 0,
+            FlowKind::Encap { outer } => {
+                overlay = outer;
+                1
+            }
+            FlowKind::Decap { vtep, vni } => {
+                overlay[..4].copy_from_slice(&vtep.octets());
+                overlay[4..8].copy_from_slice(&vni.to_ne_bytes());
+                2
+            }
+        };
         FlowActionValue {
             generation: a.generation,
             out_ifindex: a.out_ifindex,
@@ -123,7 +168,10 @@ impl FlowActionValue {
             sport: be16(a.sport),
             dport: be16(a.dport),
             ttl_dec: u8::from(a.ttl_dec),
-            pad: [0; 3],
+            kind,
+            max_ip_len: a.max_ip_len,
+            overlay,
+            pad: [0; 6],
             last_seen_ns: 0,
             packets: 0,
             bytes: 0,

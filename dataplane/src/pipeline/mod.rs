@@ -21,7 +21,7 @@ mod security;
 mod session;
 mod stats;
 
-pub use offer::{ArrivingFlow, FlowOffload, Offer};
+pub use offer::{Around, ArrivingFlow, FlowOffload, Offer};
 pub use stats::{DropReason, Event, Stats};
 
 use crate::conntrack::{self, Conntrack};

@@ -1,32 +1,36 @@
 //! Flow offload, the workers' side: after a batch, each packet a worker
-//! routed or translated on its own (neither encapsulated nor
-//! decapsulated) whose flow is established is offered to the fast path as
-//! what the worker did to it: its headers before the pipeline against its
-//! headers after, as the steering program is to repeat them on the
-//! flow's later packets (`ebpf/src/bpf/lib/flows.h`). Conntrack keeps
-//! authority: a session notes which directions are offloaded, and when
-//! it closes or goes they are withdrawn (`Conntrack::take_withdrawn`);
-//! at expiry it asks the fast path when it last forwarded them.
+//! routed or translated on its own whose flow is established is offered
+//! to the fast path as what the worker did to it: its headers before the
+//! pipeline against its headers after (the inner ones, if it
+//! encapsulated or decapsulated it), as the steering program is to
+//! repeat them on the flow's later packets (`ebpf/src/bpf/lib/flows.h`).
+//! Conntrack keeps authority: a session notes which directions are
+//! offloaded, and when it closes or goes they are withdrawn
+//! (`Conntrack::take_withdrawn`); at expiry it asks the fast path when
+//! it last forwarded them.
 //!
 //! Offered only: IPv4 without options, TCP or UDP, not a fragment, TTL
 //! above 1 and taken down by one (routed), TCP without SYN, FIN or RST,
 //! of a session in the direction's key (TCP established; not
 //! hairpinned), or routed untranslated without a session (a tenant
 //! without ACLs, or a flow its rules pass statelessly). A frame handed in
-//! by another worker is never offered (this worker did not see it whole).
+//! by another worker is never offered (this worker did not see it whole),
+//! nor one cut into fragments for the overlay.
 use super::Verdict;
 use crate::conntrack::{Conntrack, Dir, FlowKey, Session, SessionId, State};
 use crate::conntrack::{PUBLIC, TCP, UDP};
 use crate::frame::{Frame, BATCH_SIZE};
 use crate::table::{Location, PortId, Tables};
-use crate::wire::{byte, u16_at, u32_at, ETH_HEADER_LEN};
+use crate::wire::{byte, u16_at, u32_at, ETH_HEADER_LEN, VXLAN_OVERHEAD};
 use std::net::Ipv4Addr;
 
 /// One direction of a flow as its packets arrive: on `port`, with these
-/// addresses and ports.
+/// addresses and ports (over the overlay, the inner packet's, in VXLAN of
+/// VNI `overlay`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ArrivingFlow {
     pub port: PortId,
+    pub overlay: Option<u32>,
     pub proto: u8,
     pub src: Ipv4Addr,
     pub dst: Ipv4Addr,
@@ -34,21 +38,37 @@ pub struct ArrivingFlow {
     pub dport: u16,
 }
 
+/// What the worker did around the rewrite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Around {
+    Nothing,
+    /// Encapsulated toward a VTEP: these outer headers (the VTEP's
+    /// template with the flow's source port and the VNI; lengths zero).
+    Encap([u8; VXLAN_OVERHEAD]),
+    /// It came in VXLAN from VTEP `vtep` (VNI in the flow).
+    Decap {
+        vtep: Ipv4Addr,
+    },
+}
+
 /// What a worker did to a packet of `flow`, for the fast path to repeat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Offer {
     pub flow: ArrivingFlow,
-    /// Destination and source MAC it arrived with.
+    /// Destination and source MAC it arrived with (the inner ones over
+    /// the overlay).
     pub in_macs: [u8; 12],
     pub out_port: PortId,
-    /// Destination and source MAC it left with.
+    /// Destination and source MAC it left with (inner ones, encapsulated).
     pub out_macs: [u8; 12],
     pub src: Ipv4Addr,
     pub dst: Ipv4Addr,
     pub sport: u16,
     pub dport: u16,
-    /// Its IPv4 length (the output must take at least this).
-    pub tot_len: u16,
+    pub around: Around,
+    /// Longest IPv4 packet (before encapsulation) the worker would send
+    /// the same way: an encapsulated one must fit the underlay whole.
+    pub max_ip_len: u16,
     /// The tables generation it was decided under.
     pub generation: u32,
 }
@@ -70,6 +90,8 @@ pub trait FlowOffload: Send {
 
 /// Ethernet, IPv4 without options, and the TCP header up to its flags.
 const HEAD: usize = ETH_HEADER_LEN + 20 + 14;
+/// A frame's first bytes as kept: room for VXLAN's outer headers too.
+const KEPT: usize = VXLAN_OVERHEAD + HEAD;
 const ETHERTYPE: usize = 12;
 const IP: usize = ETH_HEADER_LEN;
 const TTL: usize = IP + 8;
@@ -78,6 +100,9 @@ const SRC: usize = IP + 12;
 const DST: usize = IP + 16;
 const L4: usize = IP + 20;
 const TCP_FLAGS: usize = L4 + 13;
+/// The outer UDP source port and VNI in VXLAN's outer headers.
+const OUTER_SPORT: usize = 34;
+const OUTER_VNI: usize = 46;
 /// The shortest frame to offer: its ports are there.
 const SHORTEST: usize = L4 + 4;
 /// FIN, SYN, RST.
@@ -85,7 +110,7 @@ const OPEN_OR_CLOSE: u8 = 0x07;
 
 /// The heads of a batch's frames as they arrived.
 pub(crate) struct Arrivals {
-    heads: [[u8; HEAD]; BATCH_SIZE],
+    heads: [[u8; KEPT]; BATCH_SIZE],
     /// Each frame's length as it arrived; 0 if not to offer (it came
     /// handed in, or is shorter than a head).
     lens: [usize; BATCH_SIZE],
@@ -94,32 +119,24 @@ pub(crate) struct Arrivals {
 impl Default for Arrivals {
     fn default() -> Self {
         Arrivals {
-            heads: [[0; HEAD]; BATCH_SIZE],
+            heads: [[0; KEPT]; BATCH_SIZE],
             lens: [0; BATCH_SIZE],
         }
     }
 }
 
-/// The first HEAD bytes of `frame`, zeros past its end (a short UDP
+/// `N` bytes of `bytes` from `at`, zeros past its end (a short UDP
 /// packet has no more).
-fn head_of(frame: &Frame<'_>) -> [u8; HEAD] {
-    let mut head = [0; HEAD];
-    for (h, b) in head.iter_mut().zip(frame.data()) {
-        *h = *b;
+fn bytes_at<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0; N];
+    for (o, b) in out.iter_mut().zip(bytes.iter().skip(at)) {
+        *o = *b;
     }
-    head
+    out
 }
 
-fn addr(head: &[u8; HEAD], at: usize) -> Ipv4Addr {
+fn addr(head: &[u8], at: usize) -> Ipv4Addr {
     Ipv4Addr::from(u32_at(head, at))
-}
-
-fn macs(head: &[u8; HEAD]) -> [u8; 12] {
-    let mut macs = [0; 12];
-    for (mac, b) in macs.iter_mut().zip(head) {
-        *mac = *b;
-    }
-    macs
 }
 
 /// Plain IPv4 TCP or UDP, not a fragment.
@@ -127,6 +144,41 @@ fn plain(head: &[u8; HEAD]) -> bool {
     u32_at(head, ETHERTYPE) >> 8 == 0x08_0045
         && u16_at(head, IP + 6) & 0x3fff == 0
         && matches!(byte(head, PROTO), TCP | UDP)
+}
+
+/// The packet's headers before and after the pipeline (inner ones over
+/// the overlay), what happened around them and the VNI it arrived in.
+type Rewrite = ([u8; HEAD], [u8; HEAD], Around, Option<u32>);
+
+/// How the pipeline changed a frame of `len` bytes whose first bytes
+/// were `kept`, if it only rewrote it, encapsulated it or decapsulated it.
+fn rewrite(tables: &Tables, frame: &Frame<'_>, kept: &[u8; KEPT], len: usize) -> Option<Rewrite> {
+    let after = frame.data();
+    if frame.len() == len {
+        return Some((bytes_at(kept, 0), bytes_at(after, 0), Around::Nothing, None));
+    }
+    if frame.len() == len + VXLAN_OVERHEAD {
+        let vtep = tables.vteps().get(frame.meta.to_vtep)?;
+        let mut outer = vtep.template;
+        for at in [
+            OUTER_SPORT,
+            OUTER_SPORT + 1,
+            OUTER_VNI,
+            OUTER_VNI + 1,
+            OUTER_VNI + 2,
+        ] {
+            *outer.get_mut(at)? = byte(after, at);
+        }
+        let inner = bytes_at(after, VXLAN_OVERHEAD);
+        return Some((bytes_at(kept, 0), inner, Around::Encap(outer), None));
+    }
+    if frame.len() + VXLAN_OVERHEAD == len && frame.meta.from_vtep.is_some() {
+        let vtep = addr(kept, SRC);
+        let vni = u32_at(kept, OUTER_VNI) >> 8;
+        let inner = bytes_at(kept, VXLAN_OVERHEAD);
+        return Some((inner, bytes_at(after, 0), Around::Decap { vtep }, Some(vni)));
+    }
+    None
 }
 
 impl Arrivals {
@@ -138,7 +190,7 @@ impl Arrivals {
                 continue;
             }
             if frame.len() >= SHORTEST {
-                *head = head_of(frame);
+                *head = bytes_at(frame.data(), 0);
                 *len = frame.len();
             }
         }
@@ -153,46 +205,51 @@ impl Arrivals {
         sink: &mut dyn FlowOffload,
     ) {
         let uplink = tables.uplink().map(|(id, _)| id);
-        for ((frame, before), &len) in frames.iter().zip(&self.heads).zip(&self.lens) {
+        for ((frame, kept), &len) in frames.iter().zip(&self.heads).zip(&self.lens) {
             let Verdict::Tx(out_port) = frame.meta.verdict else {
                 continue;
             };
-            if len == 0 || frame.len() != len || frame.meta.from_vtep.is_some() {
+            if len == 0 || frame.meta.reply.is_some() {
                 continue;
             }
-            if frame.meta.reply.is_some() {
+            let Some((before, after, around, overlay)) = rewrite(tables, frame, kept, len) else {
                 continue;
-            }
-            let after = head_of(frame);
-            let ttl = byte(before, TTL);
+            };
+            let ttl = byte(&before, TTL);
             let routed = ttl > 1 && byte(&after, TTL) == ttl - 1;
             let tcp_opens_or_closes =
-                byte(before, PROTO) == TCP && byte(before, TCP_FLAGS) & OPEN_OR_CLOSE != 0;
-            if !plain(before) || !plain(&after) || !routed || tcp_opens_or_closes {
+                byte(&before, PROTO) == TCP && byte(&before, TCP_FLAGS) & OPEN_OR_CLOSE != 0;
+            if !plain(&before) || !plain(&after) || !routed || tcp_opens_or_closes {
                 continue;
             }
             let port_in = frame.meta.in_port;
             let flow = ArrivingFlow {
                 port: port_in,
-                proto: byte(before, PROTO),
-                src: addr(before, SRC),
-                dst: addr(before, DST),
-                sport: u16_at(before, L4),
-                dport: u16_at(before, L4 + 2),
+                overlay,
+                proto: byte(&before, PROTO),
+                src: addr(&before, SRC),
+                dst: addr(&before, DST),
+                sport: u16_at(&before, L4),
+                dport: u16_at(&before, L4 + 2),
+            };
+            let max_ip_len = match around {
+                Around::Encap(_) => tables.overlay_ip_mtu().map_or(0, |m| m.min(0xffff) as u16),
+                _ => u16::MAX,
             };
             let offer = Offer {
                 flow,
-                in_macs: macs(before),
+                in_macs: bytes_at(&before, 0),
                 out_port,
-                out_macs: macs(&after),
+                out_macs: bytes_at(&after, 0),
                 src: addr(&after, SRC),
                 dst: addr(&after, DST),
                 sport: u16_at(&after, L4),
                 dport: u16_at(&after, L4 + 2),
-                tot_len: u16_at(&after, IP + 2),
+                around,
+                max_ip_len,
                 generation: tables.generation(),
             };
-            let zone = match Some(port_in) == uplink {
+            let zone = match overlay.is_none() && Some(port_in) == uplink {
                 true => PUBLIC,
                 false => frame.meta.tenant,
             };
@@ -216,8 +273,8 @@ impl Arrivals {
 }
 
 /// Offers direction `dir` of session `id` unless it is offloaded already
-/// or not established. Only from the port the tables place it on, so
-/// that its withdrawal finds the same entry (`ingress_port`).
+/// or not established. Only as the tables place it (`arrival`), so that
+/// its withdrawal finds the same entry.
 fn offer_session(
     tables: &Tables,
     ct: &mut Conntrack,
@@ -228,7 +285,8 @@ fn offer_session(
     let Some(s) = ct.session(id) else {
         return;
     };
-    if ingress_port(tables, s, dir) != Some(offer.flow.port) || !established(s) {
+    let flow = &offer.flow;
+    if arrival(tables, s, dir) != Some((flow.port, flow.overlay)) || !established(s) {
         return;
     }
     if ct.offload(id, dir) {
@@ -236,18 +294,20 @@ fn offer_session(
     }
 }
 
-/// The port direction `dir` of session `s` arrives on, as the tables
-/// place its ends: the inside VM's port, and for the reply the uplink
-/// (translated) or the other VM's port (routed).
-fn ingress_port(tables: &Tables, s: &Session, dir: Dir) -> Option<PortId> {
-    let vm_port = |ip| match tables.host(s.inside.zone, ip)?.location {
-        Location::Local(port) => Some(port),
-        Location::Remote(_) => None,
+/// The port direction `dir` of session `s` arrives on, and its VNI if it
+/// comes over the overlay, as the tables place its ends: the inside VM's
+/// port (or the uplink, for a VM behind a VTEP), and for the reply the
+/// uplink (translated) or the other VM's port (routed).
+fn arrival(tables: &Tables, s: &Session, dir: Dir) -> Option<(PortId, Option<u32>)> {
+    let uplink = tables.uplink().map(|(id, _)| id);
+    let of_vm = |ip| match tables.host(s.inside.zone, ip)?.location {
+        Location::Local(port) => Some((port, None)),
+        Location::Remote(_) => Some((uplink?, Some(tables.tenant(s.inside.zone)?.vni))),
     };
     match (dir, s.routed) {
-        (Dir::Orig, _) => vm_port(s.inside.src),
-        (Dir::Reply, true) => vm_port(s.inside.dst),
-        (Dir::Reply, false) => tables.uplink().map(|(id, _)| id),
+        (Dir::Orig, _) => of_vm(s.inside.src),
+        (Dir::Reply, true) => of_vm(s.inside.dst),
+        (Dir::Reply, false) => Some((uplink?, None)),
     }
 }
 
@@ -267,9 +327,10 @@ pub(crate) fn offloaded_flows<'a>(
     [(Dir::Orig, s.inside), (Dir::Reply, s.reply_key())]
         .into_iter()
         .filter(|(dir, _)| s.offloaded & dir.bit() != 0)
-        .filter_map(|(dir, key)| Some((key, ingress_port(tables, s, dir)?)))
-        .map(|(key, port)| ArrivingFlow {
+        .filter_map(|(dir, key)| Some((key, arrival(tables, s, dir)?)))
+        .map(|(key, (port, overlay))| ArrivingFlow {
             port,
+            overlay,
             proto: key.proto,
             src: key.src,
             dst: key.dst,

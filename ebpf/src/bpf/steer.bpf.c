@@ -43,6 +43,29 @@
 #include "lib/decide.h"
 #include "lib/flows.h"
 
+// finish_checksum as a function of its own, verified once rather than
+// inlined at each of its callers (inlined in all four fast paths, it
+// took the program past the verifier's limit). `ip_at`: the offset of
+// the frame's IPv4 header (no options); -1 sends the frame to the
+// workers.
+__attribute__((noinline)) int xdp_finish_checksum(struct xdp_md *ctx, __u32 ip_at)
+{
+    void *data = (void *)(long)ctx->data;
+    void *data_end = (void *)(long)ctx->data_end;
+    if (ip_at > VXLAN_OVERHEAD + ETH_HLEN)
+        return -1;
+    struct iphdr *ip = data + ip_at;
+    if ((void *)(ip + 1) > data_end)
+        return -1;
+    return finish_checksum(ip, bpf_ntohs(ip->tot_len), data_end);
+}
+
+// The offset of `ip` in frame `f`, for xdp_finish_checksum.
+static __always_inline __u32 offset_in(struct frame *f, void *p)
+{
+    return p - f->data;
+}
+
 static __always_inline int pass(__u32 decision)
 {
     count(decision);
@@ -102,7 +125,7 @@ static __always_inline int fast_from_vm(struct xdp_md *ctx, struct frame *f)
     // Too big for the underlay: the workers answer (ICMP) or fragment.
     if (d.fwd->kind == FWD_ENCAP && f->len - ETH_HLEN > d.fwd->max_inner_ip)
         return NOT_TAKEN;
-    if (finish_checksum(d.ip, bpf_ntohs(d.ip->tot_len), f->data_end))
+    if (xdp_finish_checksum(ctx, offset_in(f, d.ip)))
         return NOT_TAKEN;
     if (d.fwd->kind == FWD_PORT) {
         count(FAST_BRIDGE);
@@ -120,7 +143,7 @@ static __always_inline int fast_from_overlay(struct xdp_md *ctx, struct frame *f
         return NOT_TAKEN;
     if (fast_in_tc())
         return pass(PASS_TO_TC);
-    if (finish_checksum(d.inner_ip, bpf_ntohs(d.inner_ip->tot_len), f->data_end))
+    if (xdp_finish_checksum(ctx, offset_in(f, d.inner_ip)))
         return NOT_TAKEN;
     __u32 out = d.fwd->ifindex;
     if (bpf_xdp_adjust_head(ctx, VXLAN_OVERHEAD))
@@ -129,18 +152,80 @@ static __always_inline int fast_from_overlay(struct xdp_md *ctx, struct frame *f
     return bpf_redirect(out, 0);
 }
 
-// A packet of an offloaded flow: rewritten as its worker did and sent
-// on; NOT_TAKEN for anything its entry does not vouch for.
-static __always_inline int fast_flow(struct frame *f)
+// bpf_redirect's verdict, never NOT_TAKEN: the verifier cannot know what
+// the helper returns, and a caller that went on after NOT_TAKEN would
+// read packet pointers that moving the head invalidated.
+static __always_inline int redirect_to(__u32 ifindex)
+{
+    return bpf_redirect(ifindex, 0) == XDP_REDIRECT ? XDP_REDIRECT : XDP_ABORTED;
+}
+
+// A packet of an offloaded flow: rewritten as its worker did (and
+// encapsulated, if it did) and sent on; NOT_TAKEN for anything its entry
+// does not vouch for.
+static __always_inline int fast_flow(struct xdp_md *ctx, struct frame *f)
 {
     struct offloaded o;
-    if (!decide_flow(f, &o))
+    if (!decide_flow(f, 0, 0, &o) || o.action->kind == FLOW_DECAP)
         return NOT_TAKEN;
-    if (finish_checksum(o.ip, bpf_ntohs(o.ip->tot_len), f->data_end))
+    if (xdp_finish_checksum(ctx, offset_in(f, o.ip)))
         return NOT_TAKEN;
+    struct flow_action *a = o.action;
     apply_flow(f, &o);
+    if (a->kind == FLOW_ENCAP) {
+        // Rewritten already: from here it leaves or is dropped.
+        if (bpf_xdp_adjust_head(ctx, -(int)VXLAN_OVERHEAD))
+            return XDP_DROP;
+        void *data = (void *)(long)ctx->data;
+        if (data + VXLAN_OVERHEAD > (void *)(long)ctx->data_end)
+            return XDP_DROP;
+        __builtin_memcpy(data, a->outer, VXLAN_OVERHEAD);
+        set_outer_lengths(data, f->len);
+    }
     count(FAST_FLOW);
-    return bpf_redirect(o.out_ifindex, 0);
+    return redirect_to(o.out_ifindex);
+}
+
+// VXLAN to the local VTEP carrying a packet of an offloaded flow: checked
+// as the fast path checks overlay frames, then decapsulated, rewritten
+// as its worker did and sent on; NOT_TAKEN otherwise.
+static __always_inline int fast_flow_decap(struct xdp_md *ctx, struct frame *f,
+                                           struct uplink *up)
+{
+    struct iphdr *ip = up->ip;
+    struct udphdr *udp = up->udp;
+    if (!plain_ipv4(ip) || (ip->frag_off & bpf_htons(FRAGMENT_BITS)))
+        return NOT_TAKEN;
+    if (bpf_ntohs(ip->tot_len) + ETH_HLEN != f->len ||
+        bpf_ntohs(udp->len) + sizeof(*ip) != bpf_ntohs(ip->tot_len) ||
+        fold(bpf_csum_diff(0, 0, (void *)ip, sizeof(*ip), 0)) != 0xffff)
+        return NOT_TAKEN;
+    struct vxlanhdr *vx = (void *)(udp + 1);
+    if ((void *)(vx + 1) > f->data_end || !(vx->flags & VXLAN_FLAG_VNI))
+        return NOT_TAKEN;
+    __u32 vni = bpf_ntohl(vx->vni) >> 8;
+    struct frame inner = {
+        .data = vx + 1,
+        .data_end = f->data_end,
+        .len = f->len - VXLAN_OVERHEAD,
+        .ifindex = f->ifindex,
+        .linear = 1,
+    };
+    struct offloaded o;
+    if (!decide_flow(&inner, 1, vni, &o) || o.action->kind != FLOW_DECAP)
+        return NOT_TAKEN;
+    if (o.action->from.vtep != ip->saddr || o.action->from.vni != vni)
+        return NOT_TAKEN;
+    if (outer_checksum_to_verify(ip, udp, o.ip, f->data_end))
+        return NOT_TAKEN;
+    if (xdp_finish_checksum(ctx, offset_in(f, o.ip)))
+        return NOT_TAKEN;
+    apply_flow(&inner, &o);
+    __u32 out = o.out_ifindex;
+    if (bpf_xdp_adjust_head(ctx, VXLAN_OVERHEAD))
+        return XDP_DROP;
+    count(FAST_FLOW);
+    return redirect_to(out);
 }
 
 SEC("xdp")
@@ -151,7 +236,7 @@ int xvr_steer(struct xdp_md *ctx)
 
     // Offloaded flows first: they are the bulk of what is ours. (In tc
     // mode workers install none.)
-    int action = fast_flow(&f);
+    int action = fast_flow(ctx, &f);
     if (action != NOT_TAKEN)
         return action;
 
@@ -164,6 +249,11 @@ int xvr_steer(struct xdp_md *ctx)
 
     struct uplink up;
     __u32 decision = classify_uplink(&f, &up);
+    if (decision == TO_SOCKET_VXLAN && !fast_in_tc()) {
+        action = fast_flow_decap(ctx, &f, &up);
+        if (action != NOT_TAKEN)
+            return action;
+    }
     if (decision == TO_SOCKET_VXLAN) {
         action = fast_from_overlay(ctx, &f, &up);
         if (action != NOT_TAKEN)

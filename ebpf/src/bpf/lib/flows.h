@@ -12,15 +12,32 @@
 #ifndef XVR_FLOWS_H
 #define XVR_FLOWS_H
 
-// Keep in step with `FlowKeyValue` in lib.rs.
+// Keep in step with `FlowKeyValue` in flows.rs. Over the overlay the
+// addresses and ports are the inner packet's, and `vni` its tenant's.
 struct flow_key {
     __u32 ifindex; // where the packet arrives
+    __u32 vni;
     __be32 saddr;
     __be32 daddr;
     __be16 sport;
     __be16 dport;
     __u8 proto;
-    __u8 pad[3];
+    __u8 overlay; // it arrives VXLAN-encapsulated
+    __u8 pad[2];
+};
+
+// What happens around the rewrite.
+enum flow_kind {
+    FLOW_PLAIN = 0,
+    // Encapsulated toward a VTEP after the rewrite.
+    FLOW_ENCAP = 1,
+    // Arrives encapsulated from a VTEP, forwarded decapsulated.
+    FLOW_DECAP = 2,
+};
+
+struct flow_overlay_source {
+    __be32 vtep; // the remote VTEP it must come from
+    __u32 vni;
 };
 
 // Keep in step with `FlowActionValue` in lib.rs.
@@ -37,7 +54,17 @@ struct flow_action {
     __be16 sport;
     __be16 dport;
     __u8 ttl_dec;
-    __u8 pad[3];
+    __u8 kind;
+    // Longest IPv4 packet (before encapsulation) to forward.
+    __u16 max_ip_len;
+    union {
+        // FLOW_ENCAP: the outer headers, their lengths zero (and their
+        // IPv4 checksum computed so), with the flow's source port and VNI.
+        __u8 outer[VXLAN_OVERHEAD];
+        // FLOW_DECAP: where the packet must come from.
+        struct flow_overlay_source from;
+    };
+    __u8 pad[4];
     // Written here, read by xvrd: when this entry last forwarded a
     // packet (bpf_ktime_get_ns), and how much it forwarded. One entry is
     // shared by every CPU (a per-CPU map would multiply its memory by the
@@ -116,9 +143,11 @@ struct offloaded {
     __u32 out_ifindex;
 };
 
-// Fills `out` if frame `f` belongs to an offloaded flow whose entry
-// vouches for it; 0 if the workers must see it.
-static __always_inline int decide_flow(struct frame *f, struct offloaded *out)
+// Fills `out` if frame `f` (over the overlay: the inner frame, of VNI
+// `vni`) belongs to an offloaded flow whose entry vouches for it; 0 if
+// the workers must see it.
+static __always_inline int decide_flow(struct frame *f, __u32 overlay, __u32 vni,
+                                       struct offloaded *out)
 {
     struct iphdr *ip = unicast_ipv4(f);
     if (!ip || (ip->frag_off & bpf_htons(FRAGMENT_BITS)))
@@ -146,6 +175,8 @@ static __always_inline int decide_flow(struct frame *f, struct offloaded *out)
         .sport = ports[0],
         .dport = ports[1],
         .proto = ip->protocol,
+        .vni = vni,
+        .overlay = overlay,
     };
     struct flow_action *a = bpf_map_lookup_elem(&flows, &key);
     if (!a)
@@ -158,7 +189,9 @@ static __always_inline int decide_flow(struct frame *f, struct offloaded *out)
         return 0;
     __u32 out_ifindex = a->out_ifindex;
     __u32 *mtu = bpf_map_lookup_elem(&flow_outputs, &out_ifindex);
-    if (!mtu || bpf_ntohs(ip->tot_len) > *mtu)
+    __u32 ip_len = bpf_ntohs(ip->tot_len);
+    __u32 out_len = a->kind == FLOW_ENCAP ? ip_len + ETH_HLEN + OUTER_IP_HEADERS : ip_len;
+    if (!mtu || out_len > *mtu || ip_len > a->max_ip_len)
         return 0;
     out->action = a;
     out->ip = ip;

@@ -26,17 +26,26 @@ static __always_inline __u32 flow_hash(struct iphdr *ip, void *data_end)
 // Completes a VTEP's outer headers (`outer`, VXLAN_OVERHEAD bytes the
 // caller has checked) for an inner frame of `inner_len` bytes: lengths,
 // the IPv4 checksum updated for them, the flow's source port, the VNI.
+// The lengths of outer headers written with none (and their IPv4
+// checksum), for an inner frame of `inner_len` bytes.
+static __always_inline void set_outer_lengths(void *outer, __u32 inner_len)
+{
+    struct iphdr *ip = outer + sizeof(struct ethhdr);
+    struct udphdr *udp = (void *)(ip + 1);
+    __u16 ip_len = inner_len + OUTER_IP_HEADERS;
+    ip->tot_len = bpf_htons(ip_len);
+    __u32 check = (__u16)~bpf_ntohs(ip->check) + 0xffff + ip_len;
+    ip->check = bpf_htons(~fold(check));
+    udp->len = bpf_htons(inner_len + sizeof(struct udphdr) + sizeof(struct vxlanhdr));
+}
+
 static __always_inline void fill_outer(void *outer, __u32 inner_len, __u32 hash, __u32 vni)
 {
     struct iphdr *ip = outer + sizeof(struct ethhdr);
     struct udphdr *udp = (void *)(ip + 1);
     __u8 *vni_bytes = (__u8 *)(udp + 1) + 4;
-    __u16 ip_len = inner_len + OUTER_IP_HEADERS;
-    ip->tot_len = bpf_htons(ip_len);
-    __u32 check = (__u16)~bpf_ntohs(ip->check) + 0xffff + ip_len;
-    ip->check = bpf_htons(~fold(check));
+    set_outer_lengths(outer, inner_len);
     udp->source = bpf_htons(49152 | (hash & 0x3fff));
-    udp->len = bpf_htons(inner_len + sizeof(struct udphdr) + sizeof(struct vxlanhdr));
     vni_bytes[0] = vni >> 16;
     vni_bytes[1] = vni >> 8;
     vni_bytes[2] = vni;
