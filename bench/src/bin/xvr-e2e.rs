@@ -198,8 +198,19 @@ fn routed_frame() -> Vec<u8> {
     )
 }
 
+/// To VM 10.0.1.20 behind the VTEP, in the second tier of
+/// `routed_state`: routed, then encapsulated.
+fn routed_vxlan_frame() -> Vec<u8> {
+    udp64(
+        VM1_MAC,
+        mac_bytes("02:aa:00:00:00:01"),
+        [10, 0, 0, 10],
+        [10, 0, 1, 20],
+    )
+}
+
 /// `STATE` with a2 in a tier of its own (10.0.1.0/24), whose ACL lets UDP
-/// in from the first tier.
+/// in from the first tier, and a VM of that tier behind the VTEP.
 fn routed_state() -> String {
     let a2 = r#""a2", "mac": "02:aa:00:00:00:02", "tenant": "t", "gateway": "10.0.0.1/24""#;
     let acl = r#""network_acls": [
@@ -213,6 +224,10 @@ fn routed_state() -> String {
         .replace(a2, &a2.replace("10.0.0.1/24", "10.0.1.1/24"))
         .replace("10.0.0.11", "10.0.1.11")
         .replace(r#""routes""#, acl)
+        .replace(
+            r#""remote_vms": ["#,
+            r#""remote_vms": [{ "tenant": "t", "ip": "10.0.1.20", "mac": "02:0a:00:00:01:20", "vtep": "198.18.0.2" },"#,
+        )
 }
 
 fn encap_frame() -> Vec<u8> {
@@ -645,7 +660,7 @@ fn run(args: &Args) -> Result<(), String> {
     let s = args.seconds;
     let step = |what: &str| eprintln!("measuring {what}...");
     type Scenario = (&'static str, &'static str, fn(f64) -> Result<Rate, String>);
-    let scenarios: [Scenario; 18] = [
+    let scenarios: [Scenario; 19] = [
         ("raw ceiling (gen -> XDP drop)", "raw_ceiling", raw_ceiling),
         ("AF_XDP l2fwd, 1 core", "afxdp_l2fwd", afxdp_l2fwd),
         ("Open vSwitch AF_XDP, L2", "ovs_l2", ovs_l2),
@@ -727,6 +742,14 @@ fn run(args: &Args) -> Result<(), String> {
             |s| {
                 let frame = routed_frame();
                 xvr_with("e2e-xrto", "a2", &frame, 1, Carrier::OffloadRouted, s)
+            },
+        ),
+        (
+            "xvr routed between tiers (ACL) into VXLAN, offloaded to XDP",
+            "xvr_routed_vxlan_offload",
+            |s| {
+                let frame = routed_vxlan_frame();
+                xvr_with("e2e-xrvo", "up0", &frame, 1, Carrier::OffloadRouted, s)
             },
         ),
     ];
