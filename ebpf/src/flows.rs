@@ -65,7 +65,8 @@ pub struct FlowAction {
 /// What an entry forwarded since it was installed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FlowUse {
-    /// CLOCK_MONOTONIC nanoseconds of its last packet; 0: none yet.
+    /// CLOCK_MONOTONIC nanoseconds of its last packet (read coarsely,
+    /// to a few milliseconds); 0: none yet.
     pub last_seen_ns: u64,
     pub packets: u64,
     pub bytes: u64,

@@ -49,6 +49,41 @@ struct Args {
     /// `raw_ceiling`, `xvr_vxlan_encap`, or `tcp`); repeatable.
     #[arg(long)]
     only: Vec<String>,
+    /// Also print each XDP program's time per run during each row
+    /// (BPF_ENABLE_STATS: the kernel times every run, which costs each
+    /// run some 20 ns, so rows measured so are not compared with others).
+    #[arg(long)]
+    xdp_cost: bool,
+}
+
+/// `--xdp-cost`, for the rows' measurements.
+static XDP_COST: AtomicBool = AtomicBool::new(false);
+
+/// Each loaded XDP program's (runs, nanoseconds running) by name.
+fn xdp_run_times() -> Vec<(String, u64, u64)> {
+    aya::programs::loaded_programs()
+        .flatten()
+        .filter_map(|p| {
+            let name = p.name_as_str()?.to_string();
+            Some((name, p.run_count(), p.run_time().as_nanos() as u64))
+        })
+        .collect()
+}
+
+/// Prints the nanoseconds per run of each program that ran between
+/// `before` and `after` (from `xdp_run_times`).
+fn print_run_times(before: &[(String, u64, u64)], after: &[(String, u64, u64)]) {
+    for (name, runs, ns) in after {
+        let (runs0, ns0) = before
+            .iter()
+            .find(|b| &b.0 == name)
+            .map_or((0, 0), |b| (b.1, b.2));
+        let runs = runs.saturating_sub(runs0);
+        if runs > 1000 {
+            let per_run = ns.saturating_sub(ns0) as f64 / runs as f64;
+            eprintln!("  {name}: {per_run:.0} ns per run over {runs} runs");
+        }
+    }
 }
 
 /// UDP source ports the generator cycles over.
@@ -156,11 +191,22 @@ impl Line {
     ) -> Result<Rate, String> {
         let run = |duration| self.rig.inside(&self.gen, || send(duration));
         run(Duration::from_millis(300))?;
+        let stats = match XDP_COST.load(Ordering::Relaxed) {
+            true => Some(
+                aya::sys::enable_stats(aya::sys::Stats::RunTime)
+                    .map_err(|e| format!("BPF_ENABLE_STATS: {e}"))?,
+            ),
+            false => None,
+        };
+        let times = stats.as_ref().map(|_| xdp_run_times());
         let before = self.sink.received();
         let start = Instant::now();
         let sent = run(Duration::from_secs_f64(seconds))?;
         let elapsed = start.elapsed().as_secs_f64();
         let received = self.sink.received() - before;
+        if let Some(times) = times {
+            print_run_times(&times, &xdp_run_times());
+        }
         Ok(Rate {
             generator_pps: sent as f64 / elapsed,
             sink_pps: received as f64 / elapsed,
@@ -658,6 +704,7 @@ fn run(args: &Args) -> Result<(), String> {
         return Err("needs root (network namespaces, XDP, AF_XDP)".into());
     }
     let s = args.seconds;
+    XDP_COST.store(args.xdp_cost, Ordering::Relaxed);
     let step = |what: &str| eprintln!("measuring {what}...");
     type Scenario = (&'static str, &'static str, fn(f64) -> Result<Rate, String>);
     let scenarios: [Scenario; 19] = [

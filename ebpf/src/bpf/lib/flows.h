@@ -66,7 +66,8 @@ struct flow_action {
     };
     __u8 pad[4];
     // Written here, read by xvrd: when this entry last forwarded a
-    // packet (bpf_ktime_get_ns), and how much it forwarded. One entry is
+    // packet (CLOCK_MONOTONIC, coarse: expiry counts seconds), and how
+    // much it forwarded. One entry is
     // shared by every CPU (a per-CPU map would multiply its memory by the
     // CPU count); a flow arrives on one CPU at a time, so the atomic adds
     // rarely contend.
@@ -227,7 +228,7 @@ static __always_inline void apply_flow(struct frame *f, struct offloaded *o)
         ip->daddr = a->daddr;
         o->ports[1] = a->dport;
     }
-    a->last_seen_ns = bpf_ktime_get_ns();
+    a->last_seen_ns = bpf_ktime_get_coarse_ns();
     __sync_fetch_and_add(&a->packets, 1);
     __sync_fetch_and_add(&a->bytes, f->len);
 }
