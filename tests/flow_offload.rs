@@ -1,6 +1,7 @@
 //! Flow offload against the workers' pipeline: a real `Pipeline` with the
 //! real installer (`BpfFlows`) decides each flow's first packets and
-//! offers them; then the steering program is run in the kernel on the
+//! offers them (a direction is installed at its second established
+//! packet); then the steering program is run in the kernel on the
 //! flow's next packets (BPF_PROG_TEST_RUN), and every packet it forwards
 //! must leave byte for byte as the pipeline sends the same packet. Both
 //! directions of: source NAT (TCP and UDP, checksums complete or left to
@@ -203,6 +204,9 @@ fn offloaded_flows_leave_as_the_workers_send_them() {
         r.worker_sends("the first ACK", A1, &ack, UP);
         let reply = back.tcp_ack(443, nat_port, &payload(300));
         r.worker_sends("the first reply", UP, &reply, A1);
+        r.to_workers("the second ACK (offered once)", A1, &ack);
+        r.worker_sends("the second ACK", A1, &ack, UP);
+        r.worker_sends("the second reply", UP, &reply, A1);
         let cases = [
             (
                 "SNAT TCP out",
@@ -237,6 +241,8 @@ fn offloaded_flows_leave_as_the_workers_send_them() {
         let dns = r.worker_sends("UDP out", A1, &out.udp(5353, 53, &payload(40)), UP);
         let dns_port = public_port(&dns);
         r.worker_sends("UDP in", UP, &back.udp(53, dns_port, &payload(90)), A1);
+        r.worker_sends("UDP out again", A1, &out.udp(5353, 53, &payload(40)), UP);
+        r.worker_sends("UDP in again", UP, &back.udp(53, dns_port, &payload(9)), A1);
         let udp_out = partial_checksum(out.udp(5353, 53, &payload(41)));
         r.offloaded_as_workers("SNAT UDP out", A1, &udp_out, UP);
         let udp_in = back.udp(53, dns_port, &payload(1001));
@@ -254,6 +260,18 @@ fn offloaded_flows_leave_as_the_workers_send_them() {
             &from_vm.tcp_ack(80, 50000, &payload(9)),
             UP,
         );
+        r.worker_sends(
+            "forward ACK again",
+            UP,
+            &to_fwd.tcp_ack(50000, 8080, &[]),
+            A1,
+        );
+        r.worker_sends(
+            "forward answer again",
+            A1,
+            &from_vm.tcp_ack(80, 50000, &[9]),
+            UP,
+        );
         let frame = to_fwd.tcp_ack(50000, 8080, &payload(200));
         r.offloaded_as_workers("port forward in", UP, &frame, A1);
         let frame = from_vm.tcp_ack(80, 50000, &payload(1200));
@@ -264,6 +282,13 @@ fn offloaded_flows_leave_as_the_workers_send_them() {
         let from_db = headers(DB10, ROUTER_A2, [10, 0, 1, 10], REMOTE);
         r.worker_sends("static in", UP, &to_static.udp(7000, 7001, b"hello"), A2);
         r.worker_sends("static out", A2, &from_db.udp(7001, 7000, b"hi"), UP);
+        r.worker_sends(
+            "static in again",
+            UP,
+            &to_static.udp(7000, 7001, b"hello"),
+            A2,
+        );
+        r.worker_sends("static out again", A2, &from_db.udp(7001, 7000, b"hi"), UP);
         let frame = to_static.udp(7000, 7001, &payload(500));
         r.offloaded_as_workers("static NAT in", UP, &frame, A2);
         let frame = from_db.udp(7001, 7000, &payload(64));
@@ -276,6 +301,13 @@ fn offloaded_flows_leave_as_the_workers_send_them() {
         r.worker_sends("tiers SYN-ACK", A2, &db_web.tcp_syn_ack(5432, 40001), A1);
         r.worker_sends("tiers ACK", A1, &web_db.tcp_ack(40001, 5432, &[]), A2);
         r.worker_sends("tiers answer", A2, &db_web.tcp_ack(5432, 40001, &[1]), A1);
+        r.worker_sends("tiers ACK again", A1, &web_db.tcp_ack(40001, 5432, &[]), A2);
+        r.worker_sends(
+            "tiers answer again",
+            A2,
+            &db_web.tcp_ack(5432, 40001, &[1]),
+            A1,
+        );
         let frame = partial_checksum(web_db.tcp_ack(40001, 5432, &payload(1300)));
         r.offloaded_as_workers("between tiers, web to db", A1, &frame, A2);
         let frame = db_web.tcp_ack(5432, 40001, &payload(60));
@@ -296,6 +328,9 @@ fn offloaded_flows_leave_as_the_workers_send_them() {
         r.worker_sends("overlay ACK", A1, &web_far.tcp_ack(40003, 5432, &[]), UP);
         let answer = vxlan(far_web.tcp_ack(5432, 40003, &[1]));
         r.worker_sends("overlay answer", UP, &answer, A1);
+        let ack = web_far.tcp_ack(40003, 5432, &[]);
+        r.worker_sends("overlay ACK again", A1, &ack, UP);
+        r.worker_sends("overlay answer again", UP, &answer, A1);
         let cases = [
             (
                 "routed and encapsulated",
@@ -347,8 +382,10 @@ fn what_an_entry_cannot_vouch_for_goes_to_the_workers() {
         let nat_port = public_port(&syn);
         let back = headers(GATEWAY, UPLINK, REMOTE, PUBLIC);
         r.worker_sends("SYN-ACK in", UP, &back.tcp_syn_ack(443, nat_port), A1);
-        r.worker_sends("ACK out", A1, &out.tcp_ack(40000, 443, &[]), UP);
-        r.worker_sends("reply in", UP, &back.tcp_ack(443, nat_port, &[1]), A1);
+        for _ in 0..2 {
+            r.worker_sends("ACK out", A1, &out.tcp_ack(40000, 443, &[]), UP);
+            r.worker_sends("reply in", UP, &back.tcp_ack(443, nat_port, &[1]), A1);
+        }
         let data = out.tcp_ack(40000, 443, &payload(100));
         r.offloaded_as_workers("offloaded", A1, &data, UP);
 

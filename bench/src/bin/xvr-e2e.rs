@@ -86,8 +86,14 @@ fn print_run_times(before: &[(String, u64, u64)], after: &[(String, u64, u64)]) 
     }
 }
 
-/// UDP source ports the generator cycles over.
+/// Flows the generator cycles over (UDP source ports, then destination
+/// ports).
 const FLOWS: u32 = 64;
+/// The "100k flows" rows.
+const MANY_FLOWS: u32 = 100_000;
+/// The new-flows row: more flows than it sends packets, so each packet
+/// opens one (its sessions then fill the table, sized for 4M).
+const NEW_FLOWS: u32 = 1 << 24;
 const GEN_CORE: usize = 0;
 const DUT_CORE: usize = 1;
 
@@ -562,6 +568,43 @@ fn xvr_on(
     path: Carrier,
     seconds: f64,
 ) -> Result<Rate, String> {
+    xvr_run(
+        name,
+        (out, frame),
+        (workers, generator),
+        path,
+        FLOWS,
+        seconds,
+    )
+}
+
+/// One worker, the generator on its own core, over `flows` flows (the
+/// workers' session tables sized for them).
+fn xvr_flows(
+    name: &str,
+    (out, frame): (&str, &[u8]),
+    path: Carrier,
+    flows: u32,
+    seconds: f64,
+) -> Result<Rate, String> {
+    xvr_run(
+        name,
+        (out, frame),
+        (1, Generator::OwnCore),
+        path,
+        flows,
+        seconds,
+    )
+}
+
+fn xvr_run(
+    name: &str,
+    (out, frame): (&str, &[u8]),
+    (workers, generator): (usize, Generator),
+    path: Carrier,
+    flows: u32,
+    seconds: f64,
+) -> Result<Rate, String> {
     let snat = matches!(path, Carrier::WorkersSnat | Carrier::OffloadSnat);
     let line = Line::new(name, Some("a1"), out, workers as u32)?;
     if path == Carrier::TcFast {
@@ -601,6 +644,15 @@ fn xvr_on(
             ports: None,
         });
     }
+    let max_sessions = (2 * flows).next_power_of_two().clamp(1 << 16, 1 << 22);
+    if flows > FLOWS {
+        // The tenant may take the whole table, as fast as it can: the
+        // row measures the workers' setup, not the tenant's fair share.
+        for tenant in &mut state.tenants {
+            tenant.limits.sessions = Some(max_sessions);
+            tenant.limits.new_sessions_per_second = Some(u32::MAX);
+        }
+    }
     let tables = state.build().map_err(|e| e.to_string())?;
     let cores: Vec<usize> = match workers {
         1 => vec![DUT_CORE],
@@ -615,13 +667,21 @@ fn xvr_on(
         cores,
         idle: Idle::BusyPoll,
         fast_path: !matches!(path, Carrier::Workers | Carrier::WorkersSnat),
+        conntrack: xvr_dataplane::conntrack::Config {
+            max_sessions,
+            ..Default::default()
+        },
         fast_path_in_tc: path == Carrier::TcFast,
         ..Options::default()
     };
     line.rig.inside(&line.dut, || {
         let mut router = Router::start(&tables, &options).map_err(|e| e.to_string())?;
         let (rate, reports) =
-            router.run_while(&tables, || line.measure(frame, &gen_cores, seconds))?;
+            router.run_while(&tables, || {
+                line.measure_with(seconds, |duration| {
+                    generate("g0", frame, flows, &gen_cores, duration)
+                })
+            })?;
         for (w, r) in reports.iter().enumerate() {
             let c = &r.counters;
             let drops: Vec<_> = r.stats.nonzero_drops().collect();
@@ -707,7 +767,7 @@ fn run(args: &Args) -> Result<(), String> {
     XDP_COST.store(args.xdp_cost, Ordering::Relaxed);
     let step = |what: &str| eprintln!("measuring {what}...");
     type Scenario = (&'static str, &'static str, fn(f64) -> Result<Rate, String>);
-    let scenarios: [Scenario; 19] = [
+    let scenarios: [Scenario; 24] = [
         ("raw ceiling (gen -> XDP drop)", "raw_ceiling", raw_ceiling),
         ("AF_XDP l2fwd, 1 core", "afxdp_l2fwd", afxdp_l2fwd),
         ("Open vSwitch AF_XDP, L2", "ovs_l2", ovs_l2),
@@ -797,6 +857,51 @@ fn run(args: &Args) -> Result<(), String> {
             |s| {
                 let frame = routed_vxlan_frame();
                 xvr_with("e2e-xrvo", "up0", &frame, 1, Carrier::OffloadRouted, s)
+            },
+        ),
+        (
+            "xvr source NAT, offloaded to XDP, 100k flows",
+            "xvr_snat_offload_100k",
+            |s| {
+                let frame = snat_frame();
+                let path = Carrier::OffloadSnat;
+                xvr_flows("e2e-xsnat1", ("up0", &frame), path, MANY_FLOWS, s)
+            },
+        ),
+        (
+            "xvr routed between tiers (ACL), offloaded to XDP, 100k flows",
+            "xvr_routed_offload_100k",
+            |s| {
+                let frame = routed_frame();
+                let path = Carrier::OffloadRouted;
+                xvr_flows("e2e-xrto1", ("a2", &frame), path, MANY_FLOWS, s)
+            },
+        ),
+        (
+            "xvr routed between tiers (ACL) into VXLAN, offloaded to XDP, 100k flows",
+            "xvr_routed_vxlan_offload_100k",
+            |s| {
+                let frame = routed_vxlan_frame();
+                let path = Carrier::OffloadRouted;
+                xvr_flows("e2e-xrvo1", ("up0", &frame), path, MANY_FLOWS, s)
+            },
+        ),
+        (
+            "xvr source NAT, 1 worker, every packet a new flow",
+            "xvr_snat_new_flows_workers",
+            |s| {
+                let frame = snat_frame();
+                let path = Carrier::WorkersSnat;
+                xvr_flows("e2e-xsnatw", ("up0", &frame), path, NEW_FLOWS, s)
+            },
+        ),
+        (
+            "xvr source NAT, offloaded, every packet a new flow",
+            "xvr_snat_new_flows",
+            |s| {
+                let frame = snat_frame();
+                let path = Carrier::OffloadSnat;
+                xvr_flows("e2e-xsnatn", ("up0", &frame), path, NEW_FLOWS, s)
             },
         ),
     ];

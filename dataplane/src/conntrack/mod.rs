@@ -97,8 +97,10 @@ pub struct Session {
     /// holds, the NAT shortcut may repeat that (`pipeline::nat::shortcut`).
     pub shortcut_gen: u32,
     /// Which directions a worker offloaded to the fast path
-    /// (`pipeline::offer`): bit 0 Orig, bit 1 Reply. (Their ports follow
-    /// from the tables; one byte keeps a session in budget.)
+    /// (`pipeline::offer`): bit 0 Orig, bit 1 Reply; bits 2 and 3: the
+    /// direction was offered once, and is offloaded at its next offer.
+    /// (Their ports follow from the tables; one byte keeps a session in
+    /// budget.)
     pub offloaded: u8,
     /// Second (of the worker's clock) at which it dies without traffic.
     pub expires: u32,
@@ -122,7 +124,7 @@ impl Session {
     /// Whether the fast path forwards either of its directions.
     #[inline]
     pub fn is_offloaded(&self) -> bool {
-        self.offloaded != 0
+        self.offloaded & (Dir::Orig.bit() | Dir::Reply.bit()) != 0
     }
 
     /// The key of the reply direction, as it arrives on the public side
@@ -838,11 +840,19 @@ impl Conntrack {
     }
 
     /// Notes that direction `dir` of session `id` is offloaded to the
-    /// fast path. False if it was already (nothing to install again).
+    /// fast path, at its second offer. False if it was already (nothing
+    /// to install again), or this was its first.
     pub fn offload(&mut self, id: SessionId, dir: Dir) -> bool {
         let Some(s) = self.session_mut(id) else {
             return false;
         };
+        let offered = dir.bit() << 2;
+        if s.offloaded & (dir.bit() | offered) == 0 {
+            // A flow of one packet (a DNS query, a scan) costs no map
+            // write: only its second packet this way offloads it.
+            s.offloaded |= offered;
+            return false;
+        }
         let was = s.offloaded;
         s.offloaded |= dir.bit();
         s.offloaded != was

@@ -21,7 +21,7 @@ mod security;
 mod session;
 mod stats;
 
-pub use offer::{Around, ArrivingFlow, FlowOffload, Offer};
+pub use offer::{Around, ArrivingFlow, FlowOffload, Offer, INSTALLS_PER_SECOND};
 pub use stats::{DropReason, Event, Stats};
 
 use crate::conntrack::{self, Conntrack};
@@ -412,7 +412,8 @@ impl Pipeline {
             self.replies.police(tables, frames, now, stats);
         }
         if let Some(sink) = &mut self.offload {
-            self.arrivals.offer(tables, frames, ct, sink.as_mut());
+            self.arrivals
+                .offer(tables, frames, (ct, now), sink.as_mut());
         }
         self.withdraw_closed(tables);
     }

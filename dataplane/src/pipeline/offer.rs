@@ -108,12 +108,21 @@ const SHORTEST: usize = L4 + 4;
 /// FIN, SYN, RST.
 const OPEN_OR_CLOSE: u8 = 0x07;
 
+/// Flow directions a worker installs a second at most: a map write is a
+/// syscall (about 1.5 us), so a flood of new flows costs the worker at
+/// most a tenth of its time in them; beyond it flows stay with the
+/// workers until the next second.
+pub const INSTALLS_PER_SECOND: u32 = 50_000;
+
 /// The heads of a batch's frames as they arrived.
 pub(crate) struct Arrivals {
     heads: [[u8; KEPT]; BATCH_SIZE],
     /// Each frame's length as it arrived; 0 if not to offer (it came
     /// handed in, or is shorter than a head).
     lens: [usize; BATCH_SIZE],
+    /// Installs left this second, and which second it is.
+    budget: u32,
+    second: u32,
 }
 
 impl Default for Arrivals {
@@ -121,6 +130,8 @@ impl Default for Arrivals {
         Arrivals {
             heads: [[0; KEPT]; BATCH_SIZE],
             lens: [0; BATCH_SIZE],
+            budget: INSTALLS_PER_SECOND,
+            second: 0,
         }
     }
 }
@@ -196,20 +207,26 @@ impl Arrivals {
         }
     }
 
-    /// Offers what the pipeline did to each frame that qualifies.
+    /// Offers what the pipeline did to each frame that qualifies, within
+    /// this second's installs.
     pub(crate) fn offer(
-        &self,
+        &mut self,
         tables: &Tables,
         frames: &[Frame<'_>],
-        ct: &mut Conntrack,
+        (ct, now): (&mut Conntrack, u32),
         sink: &mut dyn FlowOffload,
     ) {
+        if now != self.second {
+            self.second = now;
+            self.budget = INSTALLS_PER_SECOND;
+        }
         let uplink = tables.uplink().map(|(id, _)| id);
+        let budget = &mut self.budget;
         for ((frame, kept), &len) in frames.iter().zip(&self.heads).zip(&self.lens) {
             let Verdict::Tx(out_port) = frame.meta.verdict else {
                 continue;
             };
-            if len == 0 || frame.meta.reply.is_some() {
+            if len == 0 || frame.meta.reply.is_some() || *budget == 0 {
                 continue;
             }
             let Some((before, after, around, overlay)) = rewrite(tables, frame, kept, len) else {
@@ -261,37 +278,38 @@ impl Arrivals {
                 sport: flow.sport,
                 dport: flow.dport,
             };
-            match ct.lookup(&key) {
-                Some((id, dir)) => offer_session(tables, ct, (id, dir), &offer, sink),
+            let install = match ct.lookup(&key) {
+                Some((id, dir)) => offer_session(tables, ct, (id, dir), &offer),
                 // Routed untranslated with no session: nothing to keep
                 // in step but the tables, whose generation it carries.
-                None if untranslated(&offer) && zone != PUBLIC => sink.install(&offer),
-                None => {}
+                None => untranslated(&offer) && zone != PUBLIC,
+            };
+            if install {
+                *budget -= 1;
+                sink.install(&offer);
             }
         }
     }
 }
 
-/// Offers direction `dir` of session `id` unless it is offloaded already
-/// or not established. Only as the tables place it (`arrival`), so that
-/// its withdrawal finds the same entry.
+/// Whether to install direction `dir` of session `id`: established, not
+/// offloaded already, offered before (`Conntrack::offload`), and as the
+/// tables place it (`arrival`), so that its withdrawal finds the same
+/// entry.
 fn offer_session(
     tables: &Tables,
     ct: &mut Conntrack,
     (id, dir): (SessionId, Dir),
     offer: &Offer,
-    sink: &mut dyn FlowOffload,
-) {
+) -> bool {
     let Some(s) = ct.session(id) else {
-        return;
+        return false;
     };
     let flow = &offer.flow;
     if arrival(tables, s, dir) != Some((flow.port, flow.overlay)) || !established(s) {
-        return;
+        return false;
     }
-    if ct.offload(id, dir) {
-        sink.install(offer);
-    }
+    ct.offload(id, dir)
 }
 
 /// The port direction `dir` of session `s` arrives on, and its VNI if it

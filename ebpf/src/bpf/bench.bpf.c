@@ -3,7 +3,8 @@
 // XDP programs of the end-to-end benchmark rig (bench/, xvr-e2e):
 //   - generate: run with BPF_PROG_RUN and BPF_F_TEST_XDP_LIVE_FRAMES, it
 //     sends its test frame out of the interface in tx_port (a DEVMAP),
-//     with the UDP source port cycling over `flows` values so flows spread;
+//     cycling over `flows` flows so they spread: the UDP source port runs
+//     over 1024..65535, then the destination port moves on by one;
 //   - count_and_drop: the sink, counting what arrives (per CPU).
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -12,6 +13,8 @@
 // Offset of the UDP source port in an untagged Ethernet/IPv4 frame
 // without IP options.
 #define UDP_SPORT_AT (14 + 20)
+// Source ports a flow may have (1024..65535).
+#define SPORTS 64512
 // Ethernet, IPv4 without options, UDP.
 #define HEADERS (14 + 20 + 8)
 
@@ -78,11 +81,13 @@ int generate(struct xdp_md *ctx)
         __builtin_memcpy(data, head->bytes, HEADERS);
     }
     if (*n_flows > 1) {
-        __u16 *sport = data + UDP_SPORT_AT;
-        if ((void *)(sport + 1) > end)
+        __u16 *ports = data + UDP_SPORT_AT;
+        if ((void *)(ports + 2) > end)
             return XDP_ABORTED;
-        // The test frame's UDP checksum is zero, so the port needs no fix.
-        *sport = bpf_htons(1024 + (__u16)(*seq % *n_flows));
+        // The test frame's UDP checksum is zero, so the ports need no fix.
+        __u32 flow = *seq % *n_flows;
+        ports[0] = bpf_htons(1024 + flow % SPORTS);
+        ports[1] = bpf_htons(bpf_ntohs(ports[1]) + flow / SPORTS);
         *seq += 1;
     }
     return bpf_redirect_map(&tx_port, 0, 0);
