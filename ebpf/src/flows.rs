@@ -102,13 +102,13 @@ struct FlowActionValue {
     ttl_dec: u8,
     kind: u8,
     max_ip_len: u16,
+    last_seen_ns: u64,
+    packets: u64,
+    bytes: u64,
     /// `outer`, or `from` (VTEP in network order, VNI) of flows.h: a
     /// union of 52 bytes there, with 4 of padding after it.
     overlay: [u8; crate::VXLAN_OVERHEAD],
     pad: [u8; 6],
-    last_seen_ns: u64,
-    packets: u64,
-    bytes: u64,
 }
 
 // SAFETY: plain C structs without padding holes (checked by their sizes

@@ -153,6 +153,9 @@ struct Line {
     gen: String,
     dut: String,
     sink: Sink,
+    /// Sending before the measurement: long enough for the device to
+    /// have set up every flow.
+    warmup: Duration,
 }
 
 impl Line {
@@ -177,6 +180,7 @@ impl Line {
             gen,
             dut,
             sink,
+            warmup: Duration::from_millis(300),
         })
     }
 
@@ -196,7 +200,7 @@ impl Line {
         send: impl Fn(Duration) -> Result<u64, String> + Sync,
     ) -> Result<Rate, String> {
         let run = |duration| self.rig.inside(&self.gen, || send(duration));
-        run(Duration::from_millis(300))?;
+        run(self.warmup)?;
         let stats = match XDP_COST.load(Ordering::Relaxed) {
             true => Some(
                 aya::sys::enable_stats(aya::sys::Stats::RunTime)
@@ -606,7 +610,17 @@ fn xvr_run(
     seconds: f64,
 ) -> Result<Rate, String> {
     let snat = matches!(path, Carrier::WorkersSnat | Carrier::OffloadSnat);
-    let line = Line::new(name, Some("a1"), out, workers as u32)?;
+    let mut line = Line::new(name, Some("a1"), out, workers as u32)?;
+    if path != Carrier::Workers
+        && path != Carrier::WorkersSnat
+        && flows > FLOWS
+        && flows < NEW_FLOWS
+    {
+        // Every flow offloaded before the measurement: the workers
+        // install INSTALLS_PER_SECOND directions a second at most.
+        let install = flows / xvr_dataplane::pipeline::INSTALLS_PER_SECOND + 1;
+        line.warmup = Duration::from_secs(u64::from(install));
+    }
     if path == Carrier::TcFast {
         // The generator's frames are XDP frames redirected into a1: with
         // the steering program in generic mode there, a1 takes them only

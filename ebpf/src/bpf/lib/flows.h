@@ -57,6 +57,16 @@ struct flow_action {
     __u8 kind;
     // Longest IPv4 packet (before encapsulation) to forward.
     __u16 max_ip_len;
+    // Written here, read by xvrd: when this entry last forwarded a
+    // packet (CLOCK_MONOTONIC, coarse: expiry counts seconds), and how
+    // much it forwarded. Beside the fields every packet reads, so that a
+    // packet touches as few cache lines as it can. One entry is shared
+    // by every CPU (a per-CPU map would multiply its memory by the CPU
+    // count); a flow arrives on one CPU at a time, so the atomic adds
+    // rarely contend.
+    __u64 last_seen_ns;
+    __u64 packets;
+    __u64 bytes;
     union {
         // FLOW_ENCAP: the outer headers, their lengths zero (and their
         // IPv4 checksum computed so), with the flow's source port and VNI.
@@ -65,15 +75,6 @@ struct flow_action {
         struct flow_overlay_source from;
     };
     __u8 pad[4];
-    // Written here, read by xvrd: when this entry last forwarded a
-    // packet (CLOCK_MONOTONIC, coarse: expiry counts seconds), and how
-    // much it forwarded. One entry is
-    // shared by every CPU (a per-CPU map would multiply its memory by the
-    // CPU count); a flow arrives on one CPU at a time, so the atomic adds
-    // rarely contend.
-    __u64 last_seen_ns;
-    __u64 packets;
-    __u64 bytes;
 };
 
 // Entries age out least recently used first when full; a flow that
