@@ -61,9 +61,9 @@ struct Args {
     #[arg(long, value_enum, default_value = "on")]
     xdp_fast_path: FastPathArg,
     /// Workers hand the established flows they routed or translated
-    /// (without VXLAN) to the XDP fast path, which forwards their later
-    /// packets itself (`on`, with --xdp-fast-path on); `off` keeps every
-    /// routed packet on the workers.
+    /// (into or out of VXLAN too) to the XDP fast path, which forwards
+    /// their later packets itself (`on`, with --xdp-fast-path on); `off`
+    /// keeps every routed packet on the workers.
     #[arg(long, value_enum, default_value = "on")]
     flow_offload: OnOff,
     /// The control socket (JSON lines; see docs/control-protocol.md).
