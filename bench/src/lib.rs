@@ -44,6 +44,7 @@ pub fn example_state() -> State {
         tenant: "acme".into(),
         public_ip: ACME_PUBLIC.into(),
         ports: Some([20000, 65535]),
+        filtering: None,
     }];
     state.nat.port_forwards.push(PortForwardConfig {
         tenant: "acme".into(),

@@ -151,6 +151,7 @@ impl State {
             let snat = SourceNat {
                 ip: n.public_ip,
                 ports: (first, last),
+                filtering: n.filtering.unwrap_or_default().into(),
             };
             b.set_source_nat(tenants[n.tenant.as_str()], snat);
         }

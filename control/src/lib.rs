@@ -15,9 +15,9 @@ mod validate;
 pub use ids::TenantIds;
 pub use mac::Mac;
 pub use model::{
-    ConntrackConfig, Direction, FirewallRuleConfig, LimitsConfig, NatConfig, NeighborConfig,
-    NetworkAclConfig, NextHopConfig, PortConfig, PortForwardConfig, Protocol, RemoteVmConfig,
-    RouteConfig, RuleAction, RuleConfig, RuleProtocol, SourceNatConfig, State, StaticNatConfig,
-    TenantConfig, TimeoutsConfig, VtepConfig, MAX_UPLINK_MTU, MIN_UPLINK_MTU,
+    ConntrackConfig, Direction, FilteringConfig, FirewallRuleConfig, LimitsConfig, NatConfig,
+    NeighborConfig, NetworkAclConfig, NextHopConfig, PortConfig, PortForwardConfig, Protocol,
+    RemoteVmConfig, RouteConfig, RuleAction, RuleConfig, RuleProtocol, SourceNatConfig, State,
+    StaticNatConfig, TenantConfig, TimeoutsConfig, VtepConfig, MAX_UPLINK_MTU, MIN_UPLINK_MTU,
 };
 pub use validate::{ConfigError, ConfigErrors};

@@ -225,6 +225,32 @@ pub struct SourceNatConfig {
     /// First and last public port, default [1024, 65535].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ports: Option<[u16; 2]>,
+    /// Which packets from the internet reach an inside endpoint through
+    /// its mapping (RFC 4787 section 5); default
+    /// `address_and_port_dependent` (replies only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filtering: Option<FilteringConfig>,
+}
+
+/// `xvr_dataplane::table::Filtering`, as the state spells it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FilteringConfig {
+    EndpointIndependent,
+    AddressDependent,
+    #[default]
+    AddressAndPortDependent,
+}
+
+impl From<FilteringConfig> for xvr_dataplane::table::Filtering {
+    fn from(f: FilteringConfig) -> Self {
+        use xvr_dataplane::table::Filtering;
+        match f {
+            FilteringConfig::EndpointIndependent => Filtering::EndpointIndependent,
+            FilteringConfig::AddressDependent => Filtering::AddressDependent,
+            FilteringConfig::AddressAndPortDependent => Filtering::AddressAndPortDependent,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

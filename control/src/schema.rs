@@ -70,7 +70,7 @@ pub fn schema() -> Value {
         table(
             "nat.source",
             vec![tenant()],
-            json!([{ "name": "snat", "params": ["public_ip", "ports"] }]),
+            json!([{ "name": "snat", "params": ["public_ip", "ports", "filtering"] }]),
             json!({ "ports": [1, 65535], "live_public_ip_changes": false }),
             "A tenant's internet traffic leaves from its public address.",
         ),

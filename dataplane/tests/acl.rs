@@ -168,6 +168,7 @@ fn nat_flows_are_judged_when_their_nat_session_opens() {
     let snat = SourceNat {
         ip: [203, 0, 113, 10].into(),
         ports: (1024, 65535),
+        filtering: Default::default(),
     };
     b.set_source_nat(TENANT_A, snat);
     let t = b.build();

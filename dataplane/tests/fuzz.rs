@@ -47,6 +47,7 @@ fn nat_tables() -> Tables {
     let snat = SourceNat {
         ip: PUBLIC.into(),
         ports: (20000, 65535),
+        filtering: Default::default(),
     };
     b.set_source_nat(TENANT_A, snat);
     b.set_static_nat(TENANT_A, ip("10.0.0.11"), STATIC.into());

@@ -23,6 +23,7 @@ fn with_source_nat(b: &mut TablesBuilder, ports: (u16, u16)) {
     let snat = SourceNat {
         ip: PUBLIC_IP.into(),
         ports,
+        filtering: Default::default(),
     };
     b.set_source_nat(TENANT_A, snat);
 }
@@ -667,6 +668,7 @@ fn a_frame_of_a_tenant_its_owner_does_not_know_yet_is_dropped_by_name() {
     let snat = SourceNat {
         ip: [203, 0, 113, 30].into(),
         ports: (1024, 65535),
+        filtering: Default::default(),
     };
     b.set_source_nat(c, snat);
     let new = b.build();
@@ -688,4 +690,101 @@ fn a_frame_of_a_tenant_its_owner_does_not_know_yet_is_dropped_by_name() {
     assert_eq!(stats.drops_of(DropReason::WorkerPanic), 0);
     // Once the owner is on the same commit, the flow goes out.
     assert_eq!(run(&mut w, &new), (0, 1));
+}
+
+/// Source NAT with `filtering`, its ingress firewall letting UDP in (it
+/// judges flows that filtering lets open, as it judges port forwards').
+fn filtering_tables(filtering: xvr_dataplane::table::Filtering) -> Tables {
+    let mut b = builder();
+    let snat = SourceNat {
+        ip: PUBLIC_IP.into(),
+        ports: (1024, 65535),
+        filtering,
+    };
+    b.set_source_nat(TENANT_A, snat);
+    let udp_in = Rule {
+        src: "0.0.0.0/0".parse().unwrap(),
+        dst: "0.0.0.0/0".parse().unwrap(),
+        proto: Some(17),
+        ports: (0, 65535),
+        action: Action::Allow,
+    };
+    b.set_firewall(
+        TENANT_A,
+        Firewall {
+            ingress: RuleSet::new(vec![udp_in], Action::Deny),
+            egress: RuleSet::new(Vec::new(), Action::Allow),
+        },
+    );
+    b.build()
+}
+
+#[test]
+fn filtering_is_the_tenants_choice_as_rfc_4787_describes() {
+    use xvr_dataplane::table::Filtering::*;
+    const OTHER: [u8; 4] = [198, 19, 0, 99];
+    let to_mapping = |from: [u8; 4], sport: u16, port: u16| {
+        headers(INTERNET_GW_MAC, UPLINK_MAC, from, PUBLIC_IP).udp(sport, port, b"hi")
+    };
+    // (filtering, from the server's other port, from another address)
+    let cases = [
+        (EndpointIndependent, true, true),
+        (AddressDependent, true, false),
+        (AddressAndPortDependent, false, false),
+    ];
+    for (filtering, other_port, other_address) in cases {
+        let t = filtering_tables(filtering);
+        let mut p = Pipeline::new();
+        let (_, out) = send(&mut p, &t, A1, &out_of_vm(VM).udp(5353, 53, b"q"));
+        let (_, port, _, _, _) = fields(&out);
+        for (from, sport, admitted, what) in [
+            (SERVER, 53, true, "the reply"),
+            (SERVER, 9999, other_port, "the server's other port"),
+            (OTHER, 53, other_address, "another address"),
+        ] {
+            let (verdict, back) = send(&mut p, &t, UP, &to_mapping(from, sport, port));
+            if admitted {
+                assert_eq!(verdict, Verdict::Tx(A1), "{filtering:?}: {what}");
+                let (src, sport_in, dst, dport, _) = fields(&back);
+                assert_eq!((src, sport_in, dst, dport), (from, sport, VM, 5353));
+            } else {
+                let reason = match filtering {
+                    AddressAndPortDependent => DropReason::NatNoSession,
+                    _ => DropReason::NatFiltered,
+                };
+                assert_eq!(verdict, Verdict::Drop(reason), "{filtering:?}: {what}");
+            }
+        }
+        // What filtering let in is a session like any: the VM answers it
+        // from its mapping.
+        if other_address {
+            let (verdict, out) = send(
+                &mut p,
+                &t,
+                A1,
+                &headers(VM_A10_MAC, A1_MAC, VM, OTHER).udp(5353, 53, b"a"),
+            );
+            assert_eq!(verdict, Verdict::Tx(UP));
+            assert_eq!(fields(&out).1, port, "the same public port (REQ-1)");
+        }
+    }
+}
+
+#[test]
+fn a_mapping_opened_from_outside_frees_its_port_with_its_last_session() {
+    let t = filtering_tables(xvr_dataplane::table::Filtering::EndpointIndependent);
+    let mut p = Pipeline::new();
+    let (_, out) = send(&mut p, &t, A1, &out_of_vm(VM).udp(5353, 53, b"q"));
+    let (_, port, _, _, _) = fields(&out);
+    let poke = headers(INTERNET_GW_MAC, UPLINK_MAC, [198, 19, 0, 99], PUBLIC_IP).udp(7, port, b"x");
+    assert_eq!(send(&mut p, &t, UP, &poke).0, Verdict::Tx(A1));
+    assert_eq!(p.conntrack.len(), 2);
+    // Both sessions expire; the mapping goes with the last one, so the
+    // port no longer leads anywhere.
+    p.now = 10 * 3600;
+    let tick = headers(VM_A110_MAC, A2_MAC, [10, 0, 1, 10], SERVER).udp(1, 2, b"t");
+    send(&mut p, &t, A2, &tick);
+    assert_eq!(p.conntrack.len(), 1, "only the tick's session");
+    let (verdict, _) = send(&mut p, &t, UP, &poke);
+    assert_eq!(verdict, Verdict::Drop(DropReason::NatFiltered));
 }

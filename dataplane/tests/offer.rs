@@ -48,6 +48,7 @@ fn snat_tables() -> Tables {
     let snat = SourceNat {
         ip: PUBLIC_IP.into(),
         ports: (1024, 65535),
+        filtering: Default::default(),
     };
     b.set_source_nat(TENANT_A, snat);
     let shares = ShareLimits {

@@ -56,6 +56,7 @@ fn a_deleted_tenants_sessions_die_with_it_and_others_keep_their_ids() {
     let snat = |ip: [u8; 4]| SourceNat {
         ip: ip.into(),
         ports: (20000, 20999),
+        filtering: Default::default(),
     };
     let with_a = {
         let mut b = builder();

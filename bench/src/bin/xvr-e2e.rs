@@ -656,6 +656,7 @@ fn xvr_run(
             tenant: "t".into(),
             public_ip: [203, 0, 113, 10].into(),
             ports: None,
+            filtering: None,
         });
     }
     let max_sessions = (2 * flows).next_power_of_two().clamp(1 << 16, 1 << 22);

@@ -26,7 +26,7 @@ mod state;
 
 use crate::table::TenantId;
 pub use key::{FlowKey, ICMP, PUBLIC, TCP, UDP};
-pub use ports::PortPool;
+pub use ports::{Mapped, PortPool};
 pub use saved::{Resumed, Saved, SessionFile, Writer};
 use shares::Shares;
 pub use shares::{ShareLimits, DEFAULT_NEW_PER_SECOND};
@@ -509,6 +509,47 @@ impl Conntrack {
         Ok(self.insert(session))
     }
 
+    /// Remembers session `id`'s mapping and the address it sends to, for
+    /// filtering that is not by address and port (`mapped`).
+    pub fn note_endpoint(&mut self, id: SessionId) {
+        let Some(&s) = self.session(id).filter(|s| s.allocated) else {
+            return;
+        };
+        if let Some(pool) = self.pools.get_mut(&(s.nat_ip, s.inside.proto)) {
+            let inside = (s.inside.src, s.inside.sport);
+            pool.note_endpoint(s.nat_port, inside, s.inside.dst);
+        }
+    }
+
+    /// The remembered mapping on public `port` of `nat_ip` for `proto`.
+    pub fn mapped(&self, nat_ip: Ipv4Addr, proto: u8, port: u16) -> Option<Mapped> {
+        self.pools.get(&(nat_ip, proto))?.mapped(port).copied()
+    }
+
+    /// Opens a session that a packet from the internet starts on an
+    /// existing mapping (`inside`'s endpoint already holds `nat_port`),
+    /// as endpoint-independent or address-dependent filtering lets it.
+    pub fn setup_snat_inbound(
+        &mut self,
+        inside: FlowKey,
+        (nat_ip, nat_port): (Ipv4Addr, u16),
+        state: State,
+        now: u32,
+    ) -> Result<SessionId, SetupError> {
+        let mapping = mapping_key(&inside, nat_ip);
+        if self.index.get(&mapping) != Some(u32::from(nat_port)) {
+            return Err(SetupError::PortsExhausted);
+        }
+        self.admit(inside.zone, now)?;
+        if let Some(pool) = self.pools.get_mut(&(nat_ip, inside.proto)) {
+            pool.hold(nat_port);
+        }
+        let mut session = self.session_of(inside, (nat_ip, nat_port), state, now);
+        session.allocated = true;
+        session.inbound = true;
+        Ok(self.insert(session))
+    }
+
     /// Opens a session whose public side is fixed by a rule, not
     /// allocated: 1:1 static NAT (`nat_port` = the inside port) or a
     /// port forward. `inbound`: opened by a packet from the public side.
@@ -874,7 +915,8 @@ impl Conntrack {
         // Only its own entries (never another session's under the same key).
         self.index.remove_if(&s.inside, id << 1);
         self.index.remove_if(&s.reply_key(), (id << 1) | 1);
-        let pool = match s.inbound || !self.index.contains_key(&mapping_key(&s.inside, s.nat_ip)) {
+        let pool = match !s.allocated || !self.index.contains_key(&mapping_key(&s.inside, s.nat_ip))
+        {
             true => None,
             false => self.pools.get_mut(&(s.nat_ip, s.inside.proto)),
         };

@@ -2,8 +2,41 @@
 //! over a port range, and how many sessions hold each port. Allocation prefers the inside port (port
 //! preservation, so applications that care see their port), and otherwise
 //! scans 64 ports per step from a rotating cursor.
+use std::net::Ipv4Addr;
+
 /// The first port that is not well-known (RFC 4787 REQ-3a's line).
 const WELL_KNOWN: u16 = 1024;
+/// Addresses a mapping remembers having sent to (address-dependent
+/// filtering); beyond them a new address's packets are filtered as by
+/// address and port: stricter, never looser.
+const CONTACTS: usize = 4;
+
+/// The inside endpoint behind a port's mapping, and the addresses it sent
+/// to: kept only in pools whose tenant filters less than by address and
+/// port (`PortPool::note_endpoint`), 28 bytes a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mapped {
+    pub inside: Ipv4Addr,
+    pub inside_port: u16,
+    contacts: [Option<Ipv4Addr>; CONTACTS],
+}
+
+impl Default for Mapped {
+    fn default() -> Self {
+        Mapped {
+            inside: Ipv4Addr::UNSPECIFIED,
+            inside_port: 0,
+            contacts: [None; CONTACTS],
+        }
+    }
+}
+
+impl Mapped {
+    /// Whether the endpoint sent to `addr` through this mapping.
+    pub fn contacted(&self, addr: Ipv4Addr) -> bool {
+        self.contacts.contains(&Some(addr))
+    }
+}
 
 pub struct PortPool {
     first: u16,
@@ -14,6 +47,9 @@ pub struct PortPool {
     holders: Vec<u32>,
     cursor: usize,
     in_use: u32,
+    /// Each port's `Mapped`, once a session asked to remember it (else
+    /// empty: no memory for tenants that filter by address and port).
+    mapped: Vec<Mapped>,
 }
 
 impl PortPool {
@@ -27,7 +63,41 @@ impl PortPool {
             holders: vec![0; count],
             cursor: 0,
             in_use: 0,
+            mapped: Vec::new(),
         }
+    }
+
+    /// Remembers that `port`'s mapping is `inside`:`inside_port`'s and
+    /// that it sent to `contact`. The first call gives the pool its
+    /// memory of mappings (one allocation, at a session's setup).
+    pub fn note_endpoint(
+        &mut self,
+        port: u16,
+        (inside, inside_port): (Ipv4Addr, u16),
+        contact: Ipv4Addr,
+    ) {
+        if self.mapped.is_empty() {
+            self.mapped = vec![Mapped::default(); self.count()];
+        }
+        let Some(m) = self
+            .mapped
+            .get_mut(usize::from(port.wrapping_sub(self.first)))
+        else {
+            return;
+        };
+        (m.inside, m.inside_port) = (inside, inside_port);
+        if !m.contacted(contact) {
+            if let Some(free) = m.contacts.iter_mut().find(|c| c.is_none()) {
+                *free = Some(contact);
+            }
+        }
+    }
+
+    /// The mapping on `port`, if it is in use and was remembered.
+    pub fn mapped(&self, port: u16) -> Option<&Mapped> {
+        let i = usize::from(port.wrapping_sub(self.first));
+        let m = self.mapped.get(i)?;
+        (self.is_used(i) && m.inside_port != 0).then_some(m)
     }
 
     pub fn in_use(&self) -> u32 {
@@ -49,6 +119,10 @@ impl PortPool {
         if let Some(w) = self.used.get_mut(i / 64) {
             *w |= 1 << (i % 64);
             self.in_use += 1;
+        }
+        // A new mapping: nothing of the last one on this port.
+        if let Some(m) = self.mapped.get_mut(i) {
+            *m = Mapped::default();
         }
         self.first + i as u16
     }

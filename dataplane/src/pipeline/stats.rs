@@ -61,6 +61,9 @@ named_counters! {
         NatFragmentTableFull = "nat_fragment_table_full",
         NatUnsupported = "nat_unsupported_protocol",
         NatNoSession = "nat_no_session",
+        /// To a source-NAT mapping, from an address (or address and port)
+        /// its endpoint has not sent to, as its tenant's filtering asks.
+        NatFiltered = "nat_filtered",
         NatNoPublicAddress = "nat_no_public_address",
         NatPortsExhausted = "nat_ports_exhausted",
         ConntrackFull = "conntrack_full",

@@ -15,7 +15,7 @@ pub use acl::{TenantAcls, TierAcl};
 pub use firewall::{Action, Firewall, Rule, RuleSet};
 pub use host::{Endpoint, Host, HostTable, L2Dest, L2Table, Location, Tier};
 pub use lpm::{Lpm, NextHop};
-pub use nat::{Inside, NatTable, SourceNat};
+pub use nat::{Filtering, Inside, NatTable, SourceNat};
 pub use port::{Port, PortRole};
 pub use tenant::{Tenant, TenantLimits};
 pub use vtep::{Vtep, VtepTable};

@@ -11,6 +11,21 @@ pub struct SourceNat {
     pub ip: Ipv4Addr,
     /// First and last public port (inclusive).
     pub ports: (u16, u16),
+    pub filtering: Filtering,
+}
+
+/// Which packets from the internet reach an inside endpoint through its
+/// mapping (RFC 4787 section 5), besides the replies of its sessions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Filtering {
+    /// From anyone (REQ-8's first recommendation: what peer-to-peer
+    /// applications need).
+    EndpointIndependent,
+    /// From any port of an address the endpoint sent to.
+    AddressDependent,
+    /// Only from an address and port the endpoint sent to: replies alone.
+    #[default]
+    AddressAndPortDependent,
 }
 
 /// Where a public address and port lead inside.

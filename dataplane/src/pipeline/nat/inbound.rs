@@ -12,7 +12,7 @@ use crate::pipeline::flow::{self, FlowEnd, L4};
 use crate::pipeline::owner::{self, Workers};
 use crate::pipeline::session::{note_first_fragment, opening_state, setup_error};
 use crate::pipeline::{acl, after_ethernet_mut, ipv4, offload, DropReason, Event, Stage, Stats};
-use crate::table::{Action, Tables};
+use crate::table::{Action, Filtering, Tables};
 
 /// Frames that arrived on the uplink for a public address.
 pub(crate) enum In {}
@@ -110,6 +110,60 @@ fn public_owner(tables: &Tables, ip: &[u8], header_len: usize, workers: &Workers
     workers.of_public(nat, flow::src_dst(ip).1, l4.proto, l4.dport)
 }
 
+/// A packet from the internet to a source-NAT mapping's public port with
+/// no session: its tenant's filtering decides whether it opens one toward
+/// the mapping's inside endpoint (RFC 4787 REQ-8), as if the endpoint
+/// had sent to it; the ingress firewall and the endpoint's tier judge it
+/// too, as they judge a port forward's.
+fn mapping_setup(
+    tables: &Tables,
+    p: &Pending,
+    ct: &mut Conntrack,
+    now: u32,
+) -> Result<SessionId, DropReason> {
+    let nat = tables.nat();
+    let (public, public_port) = (p.key.dst, p.key.dport);
+    let tenant = nat.owner(public).ok_or(DropReason::NatNoSession)?;
+    let filtering = match nat.source(tenant) {
+        Some(snat) if snat.ip == public && p.l4.proto != ICMP => snat.filtering,
+        _ => return Err(DropReason::NatNoSession),
+    };
+    let mapped = match filtering {
+        Filtering::AddressAndPortDependent => return Err(DropReason::NatNoSession),
+        Filtering::EndpointIndependent => ct.mapped(public, p.l4.proto, public_port),
+        Filtering::AddressDependent => ct
+            .mapped(public, p.l4.proto, public_port)
+            .filter(|m| m.contacted(p.key.src)),
+    }
+    .ok_or(DropReason::NatFiltered)?;
+    let state = opening_state(&p.l4)?;
+    let ingress = &tables
+        .firewall(tenant)
+        .ok_or(DropReason::StaleTables)?
+        .ingress;
+    let (_, action) = ingress.decide(p.key.src, public, p.l4.proto, public_port);
+    if action == Action::Deny {
+        return Err(DropReason::FirewallIngressDenied);
+    }
+    let inside = FlowKey {
+        zone: tenant,
+        proto: p.l4.proto,
+        src: mapped.inside,
+        dst: p.key.src,
+        sport: mapped.inside_port,
+        dport: p.key.sport,
+    };
+    acl::decide(
+        tables,
+        tenant,
+        (p.key.src, inside.src),
+        inside.proto,
+        inside.sport,
+    )?;
+    ct.setup_snat_inbound(inside, (public, public_port), state, now)
+        .map_err(setup_error)
+}
+
 /// A packet from the public side with no session: a port forward or a
 /// static NAT address may open one (the VM side as `inside`, as if the VM
 /// had sent the reply).
@@ -125,7 +179,7 @@ fn dnat_setup(
         Some(to) => (to.tenant, to.ip, to.port),
         None => match nat.static_of_public(public) {
             Some((tenant, vm)) => (tenant, vm, public_port),
-            None => return Err(DropReason::NatNoSession),
+            None => return mapping_setup(tables, p, ct, now),
         },
     };
     let state = opening_state(&p.l4)?;

@@ -13,7 +13,7 @@ use crate::pipeline::acl;
 use crate::pipeline::flow::{self, FlowEnd, L4};
 use crate::pipeline::session::{note_first_fragment, opening_state, setup_error};
 use crate::pipeline::{byte, DropReason, Event, Stage, Stats};
-use crate::table::Action;
+use crate::table::{Action, Filtering};
 
 /// Frames l3 sent toward the internet from a tenant with NAT.
 pub(crate) enum Out {}
@@ -129,7 +129,13 @@ impl Nat<'_, Out> {
                 let ports = workers
                     .port_block(snat.ports)
                     .ok_or(DropReason::NatPortsExhausted)?;
-                ct.setup_snat(p.key, snat.ip, ports, state, now)
+                let id = ct.setup_snat(p.key, snat.ip, ports, state, now);
+                if snat.filtering != Filtering::AddressAndPortDependent {
+                    if let Ok(id) = id {
+                        ct.note_endpoint(id);
+                    }
+                }
+                id
             }
         }
         .map_err(setup_error)?;
