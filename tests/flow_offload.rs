@@ -408,6 +408,11 @@ fn what_an_entry_cannot_vouch_for_goes_to_the_workers() {
         for (name, frame) in cases {
             r.to_workers(name, A1, &frame);
         }
+        // From another internet endpoint to the flow's public port: no
+        // entry is its; the workers' filtering decides.
+        let stranger = headers(GATEWAY, UPLINK, [198, 51, 100, 8], PUBLIC);
+        let stranger = stranger.tcp_ack(443, nat_port, &[]);
+        r.to_workers("another endpoint to the mapping", UP, &stranger);
 
         // Another generation: nothing offloaded applies until the
         // workers offer it again under it.
