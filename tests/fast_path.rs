@@ -5,12 +5,14 @@
 //! Frames it must not decide (router MACs, broadcast, another tenant's
 //! MACs, IP options, too big for the overlay, unknown VTEPs, forged
 //! sources, other tiers) go to the workers.
-use std::net::Ipv4Addr;
+mod common;
+
+use common::steering::{payload, with_steering};
 use xvr::fast_path::FastPathSync;
 use xvr_control::State;
 use xvr_dataplane::{Frame, Pipeline, Tables, Verdict};
 use xvr_ebpf::{Decision, Steering};
-use xvr_testkit::netns::{require_root, Rig};
+use xvr_testkit::netns::require_root;
 use xvr_testkit::{headers, partial_checksum};
 
 const XDP_DROP: u32 = 1;
@@ -76,30 +78,9 @@ impl Rigged {
     }
 }
 
-fn payload(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i * 7 + 3) as u8).collect()
-}
-
 fn with_rig(name: &str, test: impl FnOnce(&Rigged) + Send) {
-    let mut rig = Rig::new(name);
-    let ns = rig.namespace();
-    let peers = rig.namespace();
-    for (i, port) in PORTS.iter().enumerate() {
-        rig.veth(&ns, port, None, &peers, &format!("p{i}"), None);
-    }
-    rig.inside(&ns, || {
+    with_steering(name, &PORTS, |ifindexes, mut steering| {
         let tables = State::from_json(STATE).unwrap().build().unwrap();
-        let ifindexes: Vec<u32> = PORTS
-            .iter()
-            .map(|p| xvr::netdev::ifindex(p).unwrap())
-            .collect();
-        let mut steering = Steering::load().unwrap();
-        steering
-            .add_local_vtep(Ipv4Addr::new(198, 18, 0, 1))
-            .unwrap();
-        for &index in &ifindexes[1..] {
-            steering.add_vm_port(index).unwrap();
-        }
         let mut sync = FastPathSync::new(steering.take_fast_path().unwrap(), false);
         let exported = sync.sync_with(&tables, |_| true).unwrap();
         assert_eq!(exported, 5, "every host of both tenants");

@@ -10,13 +10,16 @@
 //! and decapsulated). What an entry cannot vouch for goes to the workers:
 //! TCP FIN, SYN and RST, TTL 1, fragments, another source MAC, another
 //! generation, a closed session.
+mod common;
+
+use common::steering::{payload, with_steering};
 use std::net::Ipv4Addr;
 use xvr::fast_path::FastPathSync;
 use xvr::flow_offload::BpfFlows;
 use xvr_control::State;
 use xvr_dataplane::{Frame, Pipeline, Tables, Verdict};
 use xvr_ebpf::{Decision, Steering};
-use xvr_testkit::netns::{require_root, Rig};
+use xvr_testkit::netns::require_root;
 use xvr_testkit::{headers, partial_checksum};
 
 const XDP_REDIRECT: u32 = 4;
@@ -141,31 +144,11 @@ impl Rigged {
     }
 }
 
-fn payload(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i * 7 + 3) as u8).collect()
-}
-
 fn with_rig(name: &str, test: impl FnOnce(&mut Rigged) + Send) {
-    let mut rig = Rig::new(name);
-    let ns = rig.namespace();
-    let peers = rig.namespace();
-    for (i, port) in PORTS.iter().enumerate() {
-        rig.veth(&ns, port, None, &peers, &format!("p{i}"), None);
-    }
-    rig.inside(&ns, || {
+    with_steering(name, &PORTS, |ifindexes, mut steering| {
         let tables = State::from_json(STATE).unwrap().build().unwrap();
-        let ifindexes: Vec<u32> = PORTS
-            .iter()
-            .map(|p| xvr::netdev::ifindex(p).unwrap())
-            .collect();
-        let mut steering = Steering::load().unwrap();
-        steering
-            .add_local_vtep(Ipv4Addr::new(198, 18, 0, 1))
-            .unwrap();
-        steering.add_public_addr(Ipv4Addr::from(PUBLIC)).unwrap();
-        steering.add_public_addr(Ipv4Addr::from(STATIC)).unwrap();
-        for &index in &ifindexes[1..] {
-            steering.add_vm_port(index).unwrap();
+        for public in [PUBLIC, STATIC] {
+            steering.add_public_addr(Ipv4Addr::from(public)).unwrap();
         }
         let mut sync = FastPathSync::new(steering.take_fast_path().unwrap(), false);
         sync.sync_with(&tables, |_| true).unwrap();

@@ -1,5 +1,7 @@
 //! Running xvrd as a process inside a test namespace.
 #![allow(dead_code)]
+pub mod steering;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 

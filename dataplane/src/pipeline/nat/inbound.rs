@@ -12,7 +12,7 @@ use crate::pipeline::flow::{self, FlowEnd, L4};
 use crate::pipeline::owner::{self, Workers};
 use crate::pipeline::session::{note_first_fragment, opening_state, setup_error};
 use crate::pipeline::{acl, after_ethernet_mut, ipv4, offload, DropReason, Event, Stage, Stats};
-use crate::table::{Action, Filtering, Tables};
+use crate::table::{Action, Filtering, Tables, TenantId};
 
 /// Frames that arrived on the uplink for a public address.
 pub(crate) enum In {}
@@ -110,6 +110,24 @@ fn public_owner(tables: &Tables, ip: &[u8], header_len: usize, workers: &Workers
     workers.of_public(nat, flow::src_dst(ip).1, l4.proto, l4.dport)
 }
 
+/// Whether `tenant`'s ingress firewall lets the new flow of `p` in (to its
+/// public address, `port` for the rules).
+fn ingress_allows(
+    tables: &Tables,
+    tenant: TenantId,
+    p: &Pending,
+    port: u16,
+) -> Result<(), DropReason> {
+    let ingress = &tables
+        .firewall(tenant)
+        .ok_or(DropReason::StaleTables)?
+        .ingress;
+    match ingress.decide(p.key.src, p.key.dst, p.l4.proto, port).1 {
+        Action::Deny => Err(DropReason::FirewallIngressDenied),
+        _ => Ok(()),
+    }
+}
+
 /// A packet from the internet to a source-NAT mapping's public port with
 /// no session: its tenant's filtering decides whether it opens one toward
 /// the mapping's inside endpoint (RFC 4787 REQ-8), as if the endpoint
@@ -137,14 +155,7 @@ fn mapping_setup(
     }
     .ok_or(DropReason::NatFiltered)?;
     let state = opening_state(&p.l4)?;
-    let ingress = &tables
-        .firewall(tenant)
-        .ok_or(DropReason::StaleTables)?
-        .ingress;
-    let (_, action) = ingress.decide(p.key.src, public, p.l4.proto, public_port);
-    if action == Action::Deny {
-        return Err(DropReason::FirewallIngressDenied);
-    }
+    ingress_allows(tables, tenant, p, public_port)?;
     let inside = FlowKey {
         zone: tenant,
         proto: p.l4.proto,
@@ -183,14 +194,7 @@ fn dnat_setup(
         },
     };
     let state = opening_state(&p.l4)?;
-    let ingress = &tables
-        .firewall(tenant)
-        .ok_or(DropReason::StaleTables)?
-        .ingress;
-    let (_, action) = ingress.decide(p.key.src, public, p.l4.proto, p.l4.rule_port());
-    if action == Action::Deny {
-        return Err(DropReason::FirewallIngressDenied);
-    }
+    ingress_allows(tables, tenant, p, p.l4.rule_port())?;
     // The VM's tier sees the flow as it will arrive, translated.
     let rule_port = if p.l4.proto == ICMP {
         p.l4.rule_port()
