@@ -8,7 +8,7 @@ use super::flow;
 use super::owner::Workers;
 use super::session::{note_first_fragment, opening_state, setup_error};
 use super::{after_ethernet, ipv4, DropReason, Event, Stats};
-use crate::conntrack::{Conntrack, FlowKey};
+use crate::conntrack::{Conntrack, Dir, FlowKey, SessionId};
 use crate::frame::Frame;
 use crate::table::{Action, Tables, TenantId};
 use std::net::Ipv4Addr;
@@ -44,7 +44,8 @@ pub(crate) fn decide(
 
 /// What l3 does with a routed frame of a tenant with tier ACLs.
 pub(crate) enum Routed {
-    Pass,
+    /// It goes on, in this session if it has one.
+    Pass(Option<(SessionId, Dir)>),
     /// Its session belongs to another worker.
     Handoff(u16),
     Drop(DropReason),
@@ -62,17 +63,17 @@ pub(crate) fn check(
 ) -> Routed {
     let tenant = frame.meta.tenant;
     let Some(acls) = tables.acls(tenant) else {
-        return Routed::Pass;
+        return Routed::Pass(None);
     };
     let data = after_ethernet(frame.data());
     let Ok(checked) = ipv4::check(data) else {
-        return Routed::Pass; // l3 checked it already
+        return Routed::Pass(None); // l3 checked it already
     };
     let ip = data.get(..checked.total_len).unwrap_or(data);
     let (src, dst) = flow::src_dst(ip);
     match (acls.of(src), acls.of(dst)) {
-        (None, None) => return Routed::Pass,
-        (Some(a), Some(b)) if std::ptr::eq(a, b) => return Routed::Pass,
+        (None, None) => return Routed::Pass(None),
+        (Some(a), Some(b)) if std::ptr::eq(a, b) => return Routed::Pass(None),
         _ => {}
     }
     if !workers.is_single() {
@@ -82,7 +83,7 @@ pub(crate) fn check(
         }
     }
     match session_or_rules(tables, ip, checked.header_len, tenant, ct, now, stats) {
-        Ok(()) => Routed::Pass,
+        Ok(session) => Routed::Pass(session),
         Err(reason) => Routed::Drop(reason),
     }
 }
@@ -95,12 +96,12 @@ fn session_or_rules(
     ct: &mut Conntrack,
     now: u32,
     stats: &mut Stats,
-) -> Result<(), DropReason> {
+) -> Result<Option<(SessionId, Dir)>, DropReason> {
     let (src, dst) = flow::src_dst(ip);
     if flow::is_later_fragment(ip) {
         // Its first fragment opened or found the session, and noted it.
         return match ct.fragment_session(&flow::frag_key(ip, tenant), now) {
-            Some(_) => Ok(()),
+            Some(_) => Ok(None),
             None => Err(DropReason::AclFragment),
         };
     }
@@ -116,36 +117,39 @@ fn session_or_rules(
         };
         let rule_port = u16::from_be_bytes([icmp_type, icmp_code]);
         return match related {
-            true => Ok(()),
-            false => decide(tables, tenant, (src, dst), flow::protocol(ip), rule_port),
+            true => Ok(None),
+            false => {
+                decide(tables, tenant, (src, dst), flow::protocol(ip), rule_port).map(|_| None)
+            }
         };
     }
     let l4 = match flow::transport(ip, header_len) {
         Ok(l4) => l4,
         // Other protocols: no ports, so the rules judge each packet.
         Err(DropReason::NatUnsupported) => {
-            return decide(tables, tenant, (src, dst), flow::protocol(ip), 0)
+            return decide(tables, tenant, (src, dst), flow::protocol(ip), 0).map(|_| None)
         }
         Err(reason) => return Err(reason),
     };
     let key: FlowKey = flow::flow_key(ip, &l4, tenant);
-    let id = match ct.lookup(&key) {
+    let (id, dir) = match ct.lookup(&key) {
         Some((id, dir)) => {
             ct.update(id, dir, l4.tcp_flags, now);
-            id
+            (id, dir)
         }
         None => {
             decide(tables, tenant, (src, dst), l4.proto, l4.rule_port())?;
             // A packet that cannot open a session (TCP without SYN, an
             // echo reply) passes on the rules alone.
             let Ok(state) = opening_state(&l4) else {
-                return Ok(());
+                return Ok(None);
             };
             let id = ct.setup_routed(key, state, now).map_err(setup_error)?;
             stats.event(Event::SessionNew);
-            id
+            (id, Dir::Orig)
         }
     };
     let more = flow::has_more_fragments(ip);
-    note_first_fragment(flow::frag_key(ip, tenant), more, id, ct, now)
+    note_first_fragment(flow::frag_key(ip, tenant), more, id, ct, now)?;
+    Ok(Some((id, dir)))
 }

@@ -75,7 +75,7 @@ fn route(
     if tables.acls(tenant_id).is_some() && !through_nat() {
         let Sessions { ct, now, workers } = sessions;
         match acl::check(tables, frame, ct, *now, workers, stats) {
-            acl::Routed::Pass => {}
+            acl::Routed::Pass(session) => frame.meta.session = session,
             acl::Routed::Handoff(to) => return frame.meta.handoff(to),
             acl::Routed::Drop(reason) => return frame.meta.drop(stats, reason),
         }

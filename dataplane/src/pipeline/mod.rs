@@ -132,6 +132,9 @@ pub struct Meta {
     /// overlay its source VM's tier. None: not from a VM (routed by a
     /// remote router, or from the uplink). Bridging stays inside it.
     pub src_tier: Option<Tier>,
+    /// The session the frame belongs to, and its direction, once NAT or
+    /// the tier ACLs found or opened it (for `offer`).
+    pub session: Option<(conntrack::SessionId, conntrack::Dir)>,
 }
 
 impl Meta {
@@ -147,6 +150,7 @@ impl Meta {
             classified: false,
             reply: None,
             src_tier: None,
+            session: None,
         }
     }
 

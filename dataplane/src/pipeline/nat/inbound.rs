@@ -80,6 +80,7 @@ impl Translator for Nat<'_, In> {
             }
         };
         ct.update(id, Dir::Reply, p.l4.tcp_flags, now);
+        frame.meta.session = Some((id, Dir::Reply));
         let ip = flow::ip_packet(frame);
         let more = flow::has_more_fragments(ip);
         let frag = flow::frag_key(ip, PUBLIC);

@@ -84,6 +84,7 @@ impl Translator for Nat<'_, Out> {
                 id
             }
         };
+        frame.meta.session = Some((id, Dir::Orig));
         let ip = flow::ip_packet(frame);
         let more = flow::has_more_fragments(ip);
         note_first_fragment(flow::frag_key(ip, p.key.zone), more, id, ct, now)?;

@@ -120,6 +120,7 @@ impl Translator for Shortcut<'_> {
         }
         let (nat_ip, nat_port) = (s.nat_ip, s.nat_port);
         ct.update(id, Dir::Orig, p.l4.tcp_flags, self.now);
+        frame.meta.session = Some((id, Dir::Orig));
         l3::forward(frame, self.uplink_mac, self.gateway_mac);
         p.l4.rewrite(flow::ip_packet(frame), FlowEnd::Source, nat_ip, nat_port);
         frame.meta.tx(self.uplink);
