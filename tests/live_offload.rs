@@ -143,3 +143,55 @@ fn a_route_change_stops_an_offloaded_flow_at_once() {
         "the workers dropped the flow by the new route: {after}\n{log}"
     );
 }
+
+#[test]
+#[ignore = "needs root: scripts/test runs it as root"]
+fn a_deleted_tenants_offloaded_flows_stop() {
+    require_root("creating namespaces and running xvrd");
+    let mut rig = Rig::new("offload-gone");
+    let (host, vm, internet) = offload_rig(&mut rig);
+    let (dir, config) = common::state_file(common::SNAT_STATE);
+    let daemon = start_xvrd_with(&rig, &host, &config, &["up0", "a1"], &[]);
+
+    let mut sender = udp_sender(&vm, 4);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let offloaded = stats_of(&config);
+    // Tenant t goes, and with it its port, route, neighbor and NAT: the
+    // uplink stays, and another tenant.
+    let uplink_only = r#"{ "tenants": [{ "name": "u", "vni": 200 }], "ports": [
+      { "role": "uplink", "name": "up0", "mac": "02:00:00:00:00:01", "ip": "198.18.0.1",
+        "internet_gateway_mac": "02:00:00:00:00:fe" } ] }"#;
+    let gone = dir.path().join("gone.json");
+    std::fs::write(&gone, uplink_only).unwrap();
+    let out = common::xvrctl(
+        &common::socket_beside(&config),
+        &["apply", gone.to_str().unwrap()],
+    );
+    let at_apply = udp_received(&rig, &internet);
+    let at_apply_stats = stats_of(&config);
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let later = udp_received(&rig, &internet);
+    let after = stats_of(&config);
+    let _ = sender.kill();
+    let _ = sender.wait();
+    let log = stop_xvrd(daemon);
+    assert!(out.status.success(), "apply: {out:?}\n{log}");
+    assert!(
+        count(&offloaded, &["xdp", "fast_flow"]) > 100
+            && count(&offloaded, &["offloaded_flows"]) > 0,
+        "the flow was offloaded: {offloaded}\n{log}"
+    );
+    assert!(
+        later - at_apply <= 2,
+        "{} datagrams reached the internet after the tenant was deleted\n{log}",
+        later - at_apply
+    );
+    // Its entries may linger in the map (the withdrawal of a tenant's
+    // entries needs its ports, which the new tables no longer have), but
+    // inert: the steering program forwards nothing of it any more.
+    let fast_then = count(&after, &["xdp", "fast_flow"]);
+    assert!(
+        fast_then <= count(&at_apply_stats, &["xdp", "fast_flow"]) + 2,
+        "the fast path forwarded the deleted tenant's flow: {after}\n{log}"
+    );
+}

@@ -188,3 +188,28 @@ fn a_flood_of_new_flows_installs_a_bounded_number_a_second() {
     let installed = record.lock().unwrap().installed.len();
     assert_eq!(installed as u32, INSTALLS_PER_SECOND + 1, "the next second");
 }
+
+#[test]
+fn new_tables_offer_offloaded_flows_again_and_closing_withdraws_every_entry() {
+    let (t1, t2) = (snat_tables(), snat_tables());
+    assert_ne!(t1.generation(), t2.generation());
+    let (mut p, record) = recorded();
+    let out = headers(VM_A10_MAC, A1_MAC, VM, SERVER);
+    for _ in 0..3 {
+        send(&mut p, &t1, A1, &out.udp(5000, 9999, b"x"));
+    }
+    assert_eq!(record.lock().unwrap().installed.len(), 1);
+    // Under new tables the entry is inert: its second packet there
+    // installs it again, with the new generation.
+    send(&mut p, &t2, A1, &out.udp(5000, 9999, b"x"));
+    assert_eq!(record.lock().unwrap().installed.len(), 1, "offered once");
+    send(&mut p, &t2, A1, &out.udp(5000, 9999, b"x"));
+    send(&mut p, &t2, A1, &out.udp(5000, 9999, b"x"));
+    let installed = record.lock().unwrap().installed.clone();
+    assert_eq!(installed.len(), 2, "{installed:?}");
+    assert_eq!(installed[1].generation, t2.generation());
+    // A tenant's flush (as a deletion does) withdraws it.
+    p.conntrack.flush_zones(&[TENANT_A]);
+    p.withdraw_closed(&t2);
+    assert_eq!(record.lock().unwrap().withdrawn.len(), 1);
+}

@@ -97,10 +97,12 @@ pub struct Session {
     /// holds, the NAT shortcut may repeat that (`pipeline::nat::shortcut`).
     pub shortcut_gen: u32,
     /// Which directions a worker offloaded to the fast path
-    /// (`pipeline::offer`): bit 0 Orig, bit 1 Reply; bits 2 and 3: the
-    /// direction was offered once, and is offloaded at its next offer.
-    /// (Their ports follow from the tables; one byte keeps a session in
-    /// budget.)
+    /// (`pipeline::offer`): bit 0 Orig, bit 1 Reply, under the tables in
+    /// force; bits 2 and 3: the direction was offered once under them,
+    /// and is offloaded at its next offer; bits 4 and 5: offloaded under
+    /// earlier tables (its entry is inert, but is withdrawn when the
+    /// session goes). (Their ports follow from the tables; one byte keeps
+    /// a session in budget.)
     pub offloaded: u8,
     /// Second (of the worker's clock) at which it dies without traffic.
     pub expires: u32,
@@ -109,6 +111,9 @@ pub struct Session {
     prev: u32,
     next: u32,
 }
+
+/// `Session::offloaded`'s bits of entries, current or under earlier tables.
+const OFFLOADED_EVER: u8 = 0b11_0011;
 
 impl Dir {
     /// Its bit in `Session::offloaded`.
@@ -124,7 +129,14 @@ impl Session {
     /// Whether the fast path forwards either of its directions.
     #[inline]
     pub fn is_offloaded(&self) -> bool {
-        self.offloaded & (Dir::Orig.bit() | Dir::Reply.bit()) != 0
+        self.offloaded & OFFLOADED_EVER != 0
+    }
+
+    /// Whether direction `dir` has an entry in the fast path (current
+    /// or inert).
+    #[inline]
+    pub fn has_entry(&self, dir: Dir) -> bool {
+        self.offloaded & (dir.bit() | dir.bit() << 4) != 0
     }
 
     /// The key of the reply direction, as it arrives on the public side
@@ -897,6 +909,21 @@ impl Conntrack {
         let was = s.offloaded;
         s.offloaded |= dir.bit();
         s.offloaded != was
+    }
+
+    /// New tables are in force: every entry in the fast path was installed
+    /// under older ones and applies no more (the steering program checks
+    /// the generation), so each session's directions are offered again,
+    /// and installed at their second packet under the new tables. A scan
+    /// of every session, once per commit, never per packet.
+    pub fn renew_offloads(&mut self) {
+        for s in self
+            .sessions
+            .iter_mut()
+            .filter(|s| s.live && s.offloaded != 0)
+        {
+            s.offloaded = (s.offloaded & 0b11) << 4 | (s.offloaded & 0b11_0000);
+        }
     }
 
     /// The offloaded sessions that closed or went since the last call:

@@ -310,10 +310,13 @@ impl Pipeline {
     }
 
     /// New tables: their tenants' limits (ids are stable, so counts carry
-    /// over).
+    /// over), and offloaded flows offered anew (`renew_offloads`).
     fn follow_limits(&mut self, tables: &Tables) {
         if self.limits_of != tables.generation() {
             self.limits_of = tables.generation();
+            if self.offload.is_some() {
+                self.conntrack.renew_offloads();
+            }
             let shares = tables.tenants().iter().map(|t| t.limits.shares).collect();
             self.conntrack.set_share_limits(shares);
         }

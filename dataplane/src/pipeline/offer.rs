@@ -373,7 +373,7 @@ pub(crate) fn offloaded_flows<'a>(
 ) -> impl Iterator<Item = ArrivingFlow> + 'a {
     [(Dir::Orig, s.inside), (Dir::Reply, s.reply_key())]
         .into_iter()
-        .filter(|(dir, _)| s.offloaded & dir.bit() != 0)
+        .filter(|(dir, _)| s.has_entry(*dir))
         .filter_map(|(dir, key)| Some((key, arrival(tables, s, dir)?)))
         .map(|(key, (port, overlay))| ArrivingFlow {
             port,
