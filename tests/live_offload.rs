@@ -95,52 +95,80 @@ fn udp_received(rig: &Rig, internet: &str) -> u64 {
     common::snmp(rig, internet, "Udp:", "NoPorts")
 }
 
-#[test]
-#[ignore = "needs root: scripts/test runs it as root"]
-fn a_route_change_stops_an_offloaded_flow_at_once() {
-    require_root("creating namespaces and running xvrd");
-    let mut rig = Rig::new("offload-route");
+/// What a change made through xvrctl did to an offloaded UDP flow.
+struct AfterChange {
+    /// Stats just before the change, just after it, and a second later.
+    before: serde_json::Value,
+    at: serde_json::Value,
+    after: serde_json::Value,
+    /// Datagrams that reached the internet before the change, and in
+    /// the second after it returned.
+    delivered: u64,
+    delivered_after: u64,
+    out: std::process::Output,
+    log: String,
+}
+
+/// Starts xvrd with source NAT and a VM sending UDP to the internet; once
+/// its flow is offloaded, runs `xvrctl SUBCOMMAND FILE` with `file` as
+/// the file, and looks for a second.
+fn change_under_offloaded_flow(name: &str, subcommand: &str, file: &str) -> AfterChange {
+    let mut rig = Rig::new(name);
     let (host, vm, internet) = offload_rig(&mut rig);
     let (dir, config) = common::state_file(common::SNAT_STATE);
     let daemon = start_xvrd_with(&rig, &host, &config, &["up0", "a1"], &[]);
-
     let mut sender = udp_sender(&vm, 4);
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    let offloaded = stats_of(&config);
-    let flowing = udp_received(&rig, &internet);
-    let changes = dir.path().join("blackhole.json");
-    std::fs::write(
-        &changes,
-        r#"[{ "action": "replace", "table": "routes",
-              "entry": { "tenant": "t", "prefix": "0.0.0.0/0", "next_hop": "blackhole" } }]"#,
-    )
-    .unwrap();
-    let out = common::xvrctl(
-        &common::socket_beside(&config),
-        &["commit", changes.to_str().unwrap()],
-    );
-    let at_commit = udp_received(&rig, &internet);
+    let before = stats_of(&config);
+    let delivered = udp_received(&rig, &internet);
+    let path = dir.path().join("change.json");
+    std::fs::write(&path, file).unwrap();
+    let socket = common::socket_beside(&config);
+    let out = common::xvrctl(&socket, &[subcommand, path.to_str().unwrap()]);
+    let at_change = udp_received(&rig, &internet);
+    let at = stats_of(&config);
     std::thread::sleep(std::time::Duration::from_millis(1000));
-    let later = udp_received(&rig, &internet);
+    let delivered_after = udp_received(&rig, &internet) - at_change;
     let after = stats_of(&config);
     let _ = sender.kill();
     let _ = sender.wait();
     let log = stop_xvrd(daemon);
-    assert!(out.status.success(), "commit: {out:?}\n{log}");
-    let fast = count(&offloaded, &["xdp", "fast_flow"]);
+    AfterChange {
+        before,
+        at,
+        after,
+        delivered,
+        delivered_after,
+        out,
+        log,
+    }
+}
+
+#[test]
+#[ignore = "needs root: scripts/test runs it as root"]
+fn a_route_change_stops_an_offloaded_flow_at_once() {
+    require_root("creating namespaces and running xvrd");
+    let blackhole = r#"[{ "action": "replace", "table": "routes",
+        "entry": { "tenant": "t", "prefix": "0.0.0.0/0", "next_hop": "blackhole" } }]"#;
+    let c = change_under_offloaded_flow("offload-route", "commit", blackhole);
+    let log = &c.log;
+    assert!(c.out.status.success(), "commit: {:?}\n{log}", c.out);
+    let fast = count(&c.before, &["xdp", "fast_flow"]);
     assert!(
-        fast > 100 && flowing > 100,
-        "the flow was offloaded ({fast} by the fast path, {flowing} delivered)\n{log}"
+        fast > 100 && c.delivered > 100,
+        "the flow was offloaded ({fast} by the fast path, {} delivered)\n{log}",
+        c.delivered
     );
     // At most what was in flight while the commit was answered.
     assert!(
-        later - at_commit <= 2,
+        c.delivered_after <= 2,
         "{} datagrams reached the internet after the blackhole route was committed\n{log}",
-        later - at_commit
+        c.delivered_after
     );
     assert!(
-        count(&after, &["drops", "blackhole"]) > 100,
-        "the workers dropped the flow by the new route: {after}\n{log}"
+        count(&c.after, &["drops", "blackhole"]) > 100,
+        "the workers dropped the flow by the new route: {}\n{log}",
+        c.after
     );
 }
 
@@ -148,50 +176,30 @@ fn a_route_change_stops_an_offloaded_flow_at_once() {
 #[ignore = "needs root: scripts/test runs it as root"]
 fn a_deleted_tenants_offloaded_flows_stop() {
     require_root("creating namespaces and running xvrd");
-    let mut rig = Rig::new("offload-gone");
-    let (host, vm, internet) = offload_rig(&mut rig);
-    let (dir, config) = common::state_file(common::SNAT_STATE);
-    let daemon = start_xvrd_with(&rig, &host, &config, &["up0", "a1"], &[]);
-
-    let mut sender = udp_sender(&vm, 4);
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let offloaded = stats_of(&config);
     // Tenant t goes, and with it its port, route, neighbor and NAT: the
     // uplink stays, and another tenant.
     let uplink_only = r#"{ "tenants": [{ "name": "u", "vni": 200 }], "ports": [
       { "role": "uplink", "name": "up0", "mac": "02:00:00:00:00:01", "ip": "198.18.0.1",
         "internet_gateway_mac": "02:00:00:00:00:fe" } ] }"#;
-    let gone = dir.path().join("gone.json");
-    std::fs::write(&gone, uplink_only).unwrap();
-    let out = common::xvrctl(
-        &common::socket_beside(&config),
-        &["apply", gone.to_str().unwrap()],
-    );
-    let at_apply = udp_received(&rig, &internet);
-    let at_apply_stats = stats_of(&config);
-    std::thread::sleep(std::time::Duration::from_millis(1000));
-    let later = udp_received(&rig, &internet);
-    let after = stats_of(&config);
-    let _ = sender.kill();
-    let _ = sender.wait();
-    let log = stop_xvrd(daemon);
-    assert!(out.status.success(), "apply: {out:?}\n{log}");
+    let c = change_under_offloaded_flow("offload-gone", "apply", uplink_only);
+    let log = &c.log;
+    assert!(c.out.status.success(), "apply: {:?}\n{log}", c.out);
     assert!(
-        count(&offloaded, &["xdp", "fast_flow"]) > 100
-            && count(&offloaded, &["offloaded_flows"]) > 0,
-        "the flow was offloaded: {offloaded}\n{log}"
+        count(&c.before, &["xdp", "fast_flow"]) > 100 && count(&c.before, &["offloaded_flows"]) > 0,
+        "the flow was offloaded: {}\n{log}",
+        c.before
     );
     assert!(
-        later - at_apply <= 2,
+        c.delivered_after <= 2,
         "{} datagrams reached the internet after the tenant was deleted\n{log}",
-        later - at_apply
+        c.delivered_after
     );
     // Its entries may linger in the map (the withdrawal of a tenant's
     // entries needs its ports, which the new tables no longer have), but
     // inert: the steering program forwards nothing of it any more.
-    let fast_then = count(&after, &["xdp", "fast_flow"]);
     assert!(
-        fast_then <= count(&at_apply_stats, &["xdp", "fast_flow"]) + 2,
-        "the fast path forwarded the deleted tenant's flow: {after}\n{log}"
+        count(&c.after, &["xdp", "fast_flow"]) <= count(&c.at, &["xdp", "fast_flow"]) + 2,
+        "the fast path forwarded the deleted tenant's flow: {}\n{log}",
+        c.after
     );
 }
