@@ -807,16 +807,16 @@ impl Conntrack {
                 .wheel
                 .get_mut(slot)
                 .map_or(NIL, |head| mem::replace(head, NIL));
-            while let Some(&s) = self.session(id) {
+            while let Some(&(mut s)) = self.session(id) {
                 if s.expires <= now && s.is_offloaded() {
                     let timeout = self.config.timeouts.of_flow(s.state, &s.inside);
                     if let Some(idle) = idle_for(&s).filter(|&idle| idle < timeout) {
-                        if let Some(s) = self.session_mut(id) {
-                            s.expires = now.saturating_sub(idle).saturating_add(timeout);
+                        s.expires = now.saturating_sub(idle).saturating_add(timeout);
+                        if let Some(live) = self.session_mut(id) {
+                            live.expires = s.expires;
                         }
                     }
                 }
-                let s = self.session(id).copied().unwrap_or(s);
                 if s.expires <= now {
                     if removed == budget {
                         // Put the rest back; carry on next call.

@@ -20,7 +20,8 @@ use super::Verdict;
 use crate::conntrack::{Conntrack, Dir, Session, SessionId, State, TCP, UDP};
 use crate::frame::{Frame, BATCH_SIZE};
 use crate::table::{Location, PortId, Tables};
-use crate::wire::{byte, u16_at, u32_at, ETH_HEADER_LEN, VXLAN_OVERHEAD};
+use crate::wire::{byte, ipv4, transport, u16_at, u32_at};
+use crate::wire::{ETH_HEADER_LEN, UDP_HEADER_LEN, VXLAN_OVERHEAD};
 use std::net::Ipv4Addr;
 
 /// One direction of a flow as its packets arrive: on `port`, with these
@@ -88,22 +89,27 @@ pub trait FlowOffload: Send {
 }
 
 /// Ethernet, IPv4 without options, and the TCP header up to its flags.
-const HEAD: usize = ETH_HEADER_LEN + 20 + 14;
+const HEAD: usize = L4 + transport::field::TCP_FLAGS + 1;
 /// A frame's first bytes as kept: room for VXLAN's outer headers too.
 const KEPT: usize = VXLAN_OVERHEAD + HEAD;
-const ETHERTYPE: usize = 12;
+/// Offsets in an Ethernet frame of IPv4 without options, from the wire
+/// views' field names.
+const ETHERTYPE: usize = ETH_HEADER_LEN - 2;
 const IP: usize = ETH_HEADER_LEN;
-const TTL: usize = IP + 8;
-const PROTO: usize = IP + 9;
-const SRC: usize = IP + 12;
-const DST: usize = IP + 16;
-const L4: usize = IP + 20;
-const TCP_FLAGS: usize = L4 + 13;
-/// The outer UDP source port and VNI in VXLAN's outer headers.
-const OUTER_SPORT: usize = 34;
-const OUTER_VNI: usize = 46;
+const TTL: usize = IP + ipv4::field::TTL;
+const PROTO: usize = IP + ipv4::field::PROTOCOL;
+const SRC: usize = IP + ipv4::field::SRC_ADDR;
+const DST: usize = IP + ipv4::field::DST_ADDR;
+const L4: usize = IP + ipv4::field::MIN_HEADER_LEN;
+const SPORT: usize = L4 + transport::field::SRC_PORT;
+const DPORT: usize = L4 + transport::field::DST_PORT;
+const TCP_FLAGS: usize = L4 + transport::field::TCP_FLAGS;
+/// The outer UDP source port and VNI in VXLAN's outer headers (the VNI
+/// is the VXLAN header's bytes 4 to 6).
+const OUTER_SPORT: usize = SPORT;
+const OUTER_VNI: usize = L4 + UDP_HEADER_LEN + 4;
 /// The shortest frame to offer: its ports are there.
-const SHORTEST: usize = L4 + 4;
+const SHORTEST: usize = DPORT + 2;
 /// FIN, SYN, RST.
 const OPEN_OR_CLOSE: u8 = 0x07;
 
@@ -153,10 +159,10 @@ fn addr(head: &[u8], at: usize) -> Ipv4Addr {
     Ipv4Addr::from(u32_at(head, at))
 }
 
-/// Plain IPv4 TCP or UDP, not a fragment.
+/// Plain IPv4 (no options) TCP or UDP, not a fragment.
 fn plain(head: &[u8]) -> bool {
     u32_at(head, ETHERTYPE) >> 8 == 0x08_0045
-        && u16_at(head, IP + 6) & 0x3fff == 0
+        && !ipv4::is_fragment(head.get(IP..).unwrap_or_default())
         && matches!(byte(head, PROTO), TCP | UDP)
 }
 
@@ -276,11 +282,11 @@ impl Arrivals {
                 proto: byte(before, PROTO),
                 src: addr(before, SRC),
                 dst: addr(before, DST),
-                sport: u16_at(before, L4),
-                dport: u16_at(before, L4 + 2),
+                sport: u16_at(before, SPORT),
+                dport: u16_at(before, DPORT),
             };
             let out = (addr(after, SRC), addr(after, DST));
-            let out_ports = (u16_at(after, L4), u16_at(after, L4 + 2));
+            let out_ports = (u16_at(after, SPORT), u16_at(after, DPORT));
             let install = match frame.meta.session {
                 Some(found) => offer_session(tables, ct, found, &flow),
                 // Routed untranslated with no session: nothing to keep

@@ -112,18 +112,16 @@ fn public_owner(tables: &Tables, ip: &[u8], header_len: usize, workers: &Workers
 }
 
 /// Whether `tenant`'s ingress firewall lets the new flow of `p` in (to its
-/// public address, `port` for the rules).
-fn ingress_allows(
-    tables: &Tables,
-    tenant: TenantId,
-    p: &Pending,
-    port: u16,
-) -> Result<(), DropReason> {
+/// public address and port).
+fn ingress_allows(tables: &Tables, tenant: TenantId, p: &Pending) -> Result<(), DropReason> {
     let ingress = &tables
         .firewall(tenant)
         .ok_or(DropReason::StaleTables)?
         .ingress;
-    match ingress.decide(p.key.src, p.key.dst, p.l4.proto, port).1 {
+    match ingress
+        .decide(p.key.src, p.key.dst, p.l4.proto, p.l4.rule_port())
+        .1
+    {
         Action::Deny => Err(DropReason::FirewallIngressDenied),
         _ => Ok(()),
     }
@@ -156,7 +154,7 @@ fn mapping_setup(
     }
     .ok_or(DropReason::NatFiltered)?;
     let state = opening_state(&p.l4)?;
-    ingress_allows(tables, tenant, p, public_port)?;
+    ingress_allows(tables, tenant, p)?;
     let inside = FlowKey {
         zone: tenant,
         proto: p.l4.proto,
@@ -195,7 +193,7 @@ fn dnat_setup(
         },
     };
     let state = opening_state(&p.l4)?;
-    ingress_allows(tables, tenant, p, p.l4.rule_port())?;
+    ingress_allows(tables, tenant, p)?;
     // The VM's tier sees the flow as it will arrive, translated.
     let rule_port = if p.l4.proto == ICMP {
         p.l4.rule_port()
