@@ -206,15 +206,27 @@ impl FastPathSync {
         accepts: impl Fn(u32) -> bool,
     ) -> Result<usize, String> {
         // Looked up by name each time: ports come and go while xvrd runs.
+        // Each port's interface and whether it takes redirects are asked
+        // once, for the L2 entries and the flow outputs alike.
         let ifindexes: Vec<Option<u32>> = tables
             .ports()
             .iter()
             .map(|p| crate::netdev::ifindex(&p.name).ok())
             .collect();
-        let mut wanted = entries(tables, |name| crate::netdev::ifindex(name).ok(), &accepts);
+        let accepting: HashSet<u32> = ifindexes
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|&i| accepts(i))
+            .collect();
+        let ifindex_of = |name: &str| {
+            let port = tables.port_by_name(name)?;
+            ifindexes.get(usize::from(port)).copied().flatten()
+        };
+        let mut wanted = entries(tables, ifindex_of, |i| accepting.contains(&i));
         if !self.in_tc {
             for (port, ifindex) in tables.ports().iter().zip(&ifindexes) {
-                let Some(ifindex) = ifindex.filter(|&i| accepts(i)) else {
+                let Some(ifindex) = ifindex.filter(|i| accepting.contains(i)) else {
                     continue;
                 };
                 let mtu = crate::netdev::interface_mtu(&port.name).unwrap_or(1500);
