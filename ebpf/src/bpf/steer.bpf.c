@@ -193,30 +193,16 @@ static __always_inline int fast_flow_decap(struct xdp_md *ctx, struct frame *f,
                                            struct uplink *up)
 {
     struct iphdr *ip = up->ip;
-    struct udphdr *udp = up->udp;
-    if (!plain_ipv4(ip) || (ip->frag_off & bpf_htons(FRAGMENT_BITS)))
+    struct frame inner;
+    __u32 vni;
+    if (!overlay_inner(f, up, &inner, &vni))
         return NOT_TAKEN;
-    if (bpf_ntohs(ip->tot_len) + ETH_HLEN != f->len ||
-        bpf_ntohs(udp->len) + sizeof(*ip) != bpf_ntohs(ip->tot_len) ||
-        fold(bpf_csum_diff(0, 0, (void *)ip, sizeof(*ip), 0)) != 0xffff)
-        return NOT_TAKEN;
-    struct vxlanhdr *vx = (void *)(udp + 1);
-    if ((void *)(vx + 1) > f->data_end || !(vx->flags & VXLAN_FLAG_VNI))
-        return NOT_TAKEN;
-    __u32 vni = bpf_ntohl(vx->vni) >> 8;
-    struct frame inner = {
-        .data = vx + 1,
-        .data_end = f->data_end,
-        .len = f->len - VXLAN_OVERHEAD,
-        .ifindex = f->ifindex,
-        .linear = 1,
-    };
     struct offloaded o;
     if (!decide_flow(&inner, 1, vni, &o) || o.action->kind != FLOW_DECAP)
         return NOT_TAKEN;
     if (o.action->from.vtep != ip->saddr || o.action->from.vni != vni)
         return NOT_TAKEN;
-    if (outer_checksum_to_verify(ip, udp, o.ip, f->data_end))
+    if (outer_checksum_to_verify(ip, up->udp, o.ip, f->data_end))
         return NOT_TAKEN;
     if (xdp_finish_checksum(ctx, offset_in(f, o.ip)))
         return NOT_TAKEN;

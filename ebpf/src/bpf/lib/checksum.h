@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-// Checksums as the workers compute them: folding, finishing what a
-// sender left to offload, the outer UDP checksum of VXLAN.
+// Checksums as the workers compute them: folding, incremental updates
+// (RFC 1624), finishing what a sender left to offload, the outer UDP
+// checksum of VXLAN.
 #ifndef XVR_CHECKSUM_H
 #define XVR_CHECKSUM_H
 
@@ -10,6 +11,31 @@ static __always_inline __u32 fold(__u64 sum)
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
     return sum;
+}
+
+// RFC 1624 eqn. 3, as the workers' checksum::update_u16 and update_u32
+// (memory byte order: one's complement sums commute with byte swaps).
+static __always_inline __u16 csum_update16(__u16 check, __u16 old, __u16 new)
+{
+    return ~fold((__u16)~check + (__u16)~old + new);
+}
+
+static __always_inline __u16 csum_update32(__u16 check, __u32 old, __u32 new)
+{
+    return ~fold((__u16)~check + (__u16)~(old >> 16) + (__u16)~old + (new >> 16) +
+                 (new & 0xffff));
+}
+
+// A TCP or UDP checksum after an address and a port change, as the
+// workers' transport_sum: UDP's 0 (no checksum) stays, a computed 0 is
+// sent as 0xffff.
+static __always_inline __u16 l4_update(__u8 proto, __u16 check, __u32 old_addr, __u32 addr,
+                                       __u16 old_port, __u16 port)
+{
+    if (proto == IPPROTO_UDP && check == 0)
+        return 0;
+    __u16 sum = csum_update16(csum_update32(check, old_addr, addr), old_port, port);
+    return sum == 0 && proto == IPPROTO_UDP ? 0xffff : sum;
 }
 
 // Sums `left` bytes at `*p` in whole chunks of `size` (at most `max` of

@@ -147,6 +147,35 @@ struct from_overlay {
     __u32 vni;
 };
 
+// The inner frame of VXLAN frame `f` (classified by `classify_uplink`
+// as `up`) and its VNI, if the outer headers are as the fast paths take
+// them: IPv4 without options, no fragment, its length the frame's; a
+// linear frame's UDP length and header checksum checked against its
+// bytes; the VNI flag set. 0 if not.
+static __always_inline int overlay_inner(struct frame *f, struct uplink *up, struct frame *inner,
+                                         __u32 *vni)
+{
+    struct iphdr *ip = up->ip;
+    struct udphdr *udp = up->udp;
+    if (!plain_ipv4(ip) || (ip->frag_off & bpf_htons(FRAGMENT_BITS)))
+        return 0;
+    if (bpf_ntohs(ip->tot_len) + ETH_HLEN != f->len)
+        return 0;
+    if (f->linear && (bpf_ntohs(udp->len) + sizeof(*ip) != bpf_ntohs(ip->tot_len) ||
+                      fold(bpf_csum_diff(0, 0, (void *)ip, sizeof(*ip), 0)) != 0xffff))
+        return 0;
+    struct vxlanhdr *vx = (void *)(udp + 1);
+    if ((void *)(vx + 1) > f->data_end || !(vx->flags & VXLAN_FLAG_VNI))
+        return 0;
+    inner->data = vx + 1;
+    inner->data_end = f->data_end;
+    inner->len = f->len - VXLAN_OVERHEAD;
+    inner->ifindex = f->ifindex;
+    inner->linear = 1;
+    *vni = bpf_ntohl(vx->vni) >> 8;
+    return 1;
+}
+
 // Fills `out` for VXLAN frame `f` (classified by `classify_uplink` as
 // `up`) that the fast path may decapsulate to a local VM; 0 if it may
 // not. The outer IPv4 header has no options, is no fragment and its
@@ -159,30 +188,17 @@ static __always_inline int decide_from_overlay(struct frame *f, struct uplink *u
     struct iphdr *ip = up->ip;
     struct udphdr *udp = up->udp;
     void *data_end = f->data_end;
-    if (!plain_ipv4(ip) || (ip->frag_off & bpf_htons(FRAGMENT_BITS)))
-        return 0;
-    if (bpf_ntohs(ip->tot_len) + ETH_HLEN != f->len)
-        return 0;
-    if (f->linear && (bpf_ntohs(udp->len) + sizeof(*ip) != bpf_ntohs(ip->tot_len) ||
-                      fold(bpf_csum_diff(0, 0, (void *)ip, sizeof(*ip), 0)) != 0xffff))
+    struct frame inner;
+    __u32 vni;
+    if (!overlay_inner(f, up, &inner, &vni))
         return 0;
     __u32 src = ip->saddr;
     if (!bpf_map_lookup_elem(&remote_vteps, &src))
         return 0;
-    struct vxlanhdr *vx = (void *)(udp + 1);
-    if ((void *)(vx + 1) > data_end || !(vx->flags & VXLAN_FLAG_VNI))
-        return 0;
-    struct ethhdr *eth = (void *)(vx + 1);
-    struct frame inner = {
-        .data = eth,
-        .data_end = data_end,
-        .len = f->len - VXLAN_OVERHEAD,
-        .linear = 1,
-    };
+    struct ethhdr *eth = inner.data;
     struct iphdr *inner_ip = f->linear ? unicast_ipv4(&inner) : unicast_ipv4_header(eth, data_end);
     if (!inner_ip || outer_checksum_to_verify(ip, udp, inner_ip, data_end))
         return 0;
-    __u32 vni = bpf_ntohl(vx->vni) >> 8;
     struct l2_fwd *fwd = l2_lookup(vni, eth);
     // Never from the overlay back into it (split horizon).
     if (!fwd || fwd->kind != FWD_PORT)

@@ -104,31 +104,6 @@ struct {
     __type(value, __u32);
 } flow_outputs SEC(".maps");
 
-// RFC 1624 eqn. 3, as the workers' checksum::update_u16 and update_u32
-// (memory byte order: one's complement sums commute with byte swaps).
-static __always_inline __u16 csum_update16(__u16 check, __u16 old, __u16 new)
-{
-    return ~fold((__u16)~check + (__u16)~old + new);
-}
-
-static __always_inline __u16 csum_update32(__u16 check, __u32 old, __u32 new)
-{
-    return ~fold((__u16)~check + (__u16)~(old >> 16) + (__u16)~old + (new >> 16) +
-                 (new & 0xffff));
-}
-
-// A TCP or UDP checksum after an address and a port change, as the
-// workers' transport_sum: UDP's 0 (no checksum) stays, a computed 0 is
-// sent as 0xffff.
-static __always_inline __u16 l4_update(__u8 proto, __u16 check, __u32 old_addr, __u32 addr,
-                                       __u16 old_port, __u16 port)
-{
-    if (proto == IPPROTO_UDP && check == 0)
-        return 0;
-    __u16 sum = csum_update16(csum_update32(check, old_addr, addr), old_port, port);
-    return sum == 0 && proto == IPPROTO_UDP ? 0xffff : sum;
-}
-
 static __always_inline int same_macs(struct ethhdr *eth, __u8 *want)
 {
     __u16 *a = (void *)eth, *b = (void *)want;

@@ -34,8 +34,7 @@ static __always_inline void set_outer_lengths(void *outer, __u32 inner_len)
     struct udphdr *udp = (void *)(ip + 1);
     __u16 ip_len = inner_len + OUTER_IP_HEADERS;
     ip->tot_len = bpf_htons(ip_len);
-    __u32 check = (__u16)~bpf_ntohs(ip->check) + 0xffff + ip_len;
-    ip->check = bpf_htons(~fold(check));
+    ip->check = bpf_htons(csum_update16(bpf_ntohs(ip->check), 0, ip_len));
     udp->len = bpf_htons(inner_len + sizeof(struct udphdr) + sizeof(struct vxlanhdr));
 }
 
