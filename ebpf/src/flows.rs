@@ -219,14 +219,7 @@ impl FlowTable {
     /// `key`'s packets go to the workers again. A key that is not there
     /// (never installed, or aged out) is no error.
     pub fn remove(&mut self, key: &FlowKey) -> Result<(), Error> {
-        match self.0.remove(&FlowKeyValue::new(key)) {
-            Err(aya::maps::MapError::SyscallError(e))
-                if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
-            {
-                Ok(())
-            }
-            other => other.context("flows"),
-        }
+        crate::remove_key(&mut self.0, FlowKeyValue::new(key), "flows")
     }
 
     /// What `key`'s entry forwarded; None if it has none.

@@ -678,9 +678,9 @@ impl Steering {
 }
 
 /// Removes `key`; a key that is not there is no error.
-fn remove_key<V: aya::Pod>(
-    map: &mut HashMap<MapData, u32, V>,
-    key: u32,
+pub(crate) fn remove_key<K: aya::Pod, V: aya::Pod>(
+    map: &mut HashMap<MapData, K, V>,
+    key: K,
     name: &str,
 ) -> Result<(), Error> {
     match map.remove(&key) {
