@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use xvr_dataplane::table::{Endpoint, L2Dest, Location, PortRole, Tier};
 use xvr_dataplane::Tables;
-use xvr_ebpf::{FastPath, FastTier, FlowTable, L2Fwd, Source};
+use xvr_ebpf::{FastPath, FastTier, FlowRefs, FlowTable, L2Fwd, Source};
 
 /// What the maps hold, or should hold.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -132,8 +132,41 @@ pub struct FastPathSync {
     flow_ports: FlowPorts,
     /// The generation offloaded flows must carry, as last written.
     generation: Option<u32>,
-    /// A handle on the offloaded flows, to count them.
+    /// A handle on the offloaded flows, to count them and remove what
+    /// names a vanished port or tenant.
     flows: Option<FlowTable>,
+    /// The interfaces and VNIs of the tables last synced.
+    named: Named,
+}
+
+/// The interfaces (of ports) and VNIs (of tenants) some tables name.
+#[derive(Debug, Default)]
+struct Named {
+    ifindexes: HashSet<u32>,
+    vnis: HashSet<u32>,
+}
+
+impl Named {
+    fn of(tables: &Tables, ifindexes: &[Option<u32>]) -> Named {
+        Named {
+            ifindexes: ifindexes.iter().flatten().copied().collect(),
+            vnis: tables.tenants().iter().map(|t| t.vni).collect(),
+        }
+    }
+
+    /// Whether `other` names everything this does.
+    fn within(&self, other: &Named) -> bool {
+        self.ifindexes.is_subset(&other.ifindexes) && self.vnis.is_subset(&other.vnis)
+    }
+
+    /// Whether an entry names only what is here.
+    fn holds(&self, r: &FlowRefs) -> bool {
+        let vni = |v: Option<u32>| v.is_none_or(|v| self.vnis.contains(&v));
+        self.ifindexes.contains(&r.in_ifindex)
+            && self.ifindexes.contains(&r.out_ifindex)
+            && vni(r.in_vni)
+            && vni(r.out_vni)
+    }
 }
 
 impl FastPathSync {
@@ -145,6 +178,7 @@ impl FastPathSync {
             flow_ports: FlowPorts::default(),
             generation: None,
             flows: None,
+            named: Named::default(),
         }
     }
 
@@ -178,6 +212,24 @@ impl FastPathSync {
             .map_err(|e| format!("flow offload: {e}"))?;
         self.generation = Some(generation);
         Ok(())
+    }
+
+    /// Removes the offloaded flows of an earlier generation that name an
+    /// interface or VNI `now` lacks: those of a deleted port or tenant.
+    /// Inert already (by generation), they would otherwise wait for the
+    /// LRU, for the workers withdraw a flow through the ports the tables
+    /// give its session, and the tables no longer have those.
+    fn remove_vanished_flows(&mut self, now: Named) {
+        let (Some(flows), Some(generation)) = (&mut self.flows, self.generation) else {
+            return;
+        };
+        if !self.named.within(&now) {
+            let vanished = |r: &FlowRefs| r.generation != generation && !now.holds(r);
+            if let Err(e) = flows.remove_where(vanished) {
+                tracing::warn!("removing the offloaded flows of deleted ports: {e}");
+            }
+        }
+        self.named = now;
     }
 
     /// Brings the maps to `tables`' decisions: stale entries are removed
@@ -233,8 +285,9 @@ impl FastPathSync {
                 wanted.flow_outputs.insert(ifindex, u32::from(mtu));
             }
         }
-        self.flow_ports.store(std::sync::Arc::new(ifindexes));
         self.follow_generation(tables.generation())?;
+        self.remove_vanished_flows(Named::of(tables, &ifindexes));
+        self.flow_ports.store(std::sync::Arc::new(ifindexes));
         if wanted == self.installed {
             return Ok(wanted.l2.len());
         }

@@ -150,7 +150,8 @@ fn with_rig(name: &str, test: impl FnOnce(&mut Rigged) + Send) {
         for public in [PUBLIC, STATIC] {
             steering.add_public_addr(Ipv4Addr::from(public)).unwrap();
         }
-        let mut sync = FastPathSync::new(steering.take_fast_path().unwrap(), false);
+        let mut sync = FastPathSync::new(steering.take_fast_path().unwrap(), false)
+            .with_flow_table(steering.flow_table().unwrap());
         sync.sync_with(&tables, |_| true).unwrap();
         let mut pipeline = Pipeline::new();
         let flows = BpfFlows::new(steering.flow_table().unwrap(), sync.flow_ports());
@@ -352,6 +353,21 @@ fn offloaded_flows_leave_as_the_workers_send_them() {
         // 1,460 bytes of IPv4: over the underlay's 1,450 for inner packets.
         let big = web_far.tcp_ack(40003, 5432, &payload(1420));
         r.to_workers("too big for the underlay (the workers cut it)", A1, &big);
+
+        // The tenant's VNI changes: the entries into and out of the old
+        // VNI leave the map with the sync of the new tables (no session
+        // could withdraw them: the tables no longer place them); the
+        // others stay, inert, for their sessions to withdraw.
+        let offloaded = r.sync.offloaded_flows().unwrap();
+        let renumbered = STATE.replace(r#""vni": 100"#, r#""vni": 300"#);
+        let renumbered = State::from_json(&renumbered).unwrap().build().unwrap();
+        r.sync.sync_with(&renumbered, |_| true).unwrap();
+        assert_eq!(
+            r.sync.offloaded_flows().unwrap(),
+            offloaded - 2,
+            "the overlay flow's two directions went with VNI 100"
+        );
+        r.to_workers("an encapsulated flow of a vanished VNI", A1, &ack);
     });
 }
 

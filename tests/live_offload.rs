@@ -194,9 +194,13 @@ fn a_deleted_tenants_offloaded_flows_stop() {
         "{} datagrams reached the internet after the tenant was deleted\n{log}",
         c.delivered_after
     );
-    // Its entries may linger in the map (the withdrawal of a tenant's
-    // entries needs its ports, which the new tables no longer have), but
-    // inert: the steering program forwards nothing of it any more.
+    // Its entries left the map with the commit.
+    assert_eq!(
+        count(&c.at, &["offloaded_flows"]),
+        0,
+        "the deleted tenant's entries are still in the flow map: {}\n{log}",
+        c.at
+    );
     assert!(
         count(&c.after, &["xdp", "fast_flow"]) <= count(&c.at, &["xdp", "fast_flow"]) + 2,
         "the fast path forwarded the deleted tenant's flow: {}\n{log}",

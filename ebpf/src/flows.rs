@@ -72,6 +72,19 @@ pub struct FlowUse {
     pub bytes: u64,
 }
 
+/// What an entry depends on: the tables it was decided under, and the
+/// interfaces and VNIs it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowRefs {
+    pub generation: u32,
+    pub in_ifindex: u32,
+    pub out_ifindex: u32,
+    /// The VNI it arrives in, if over the overlay.
+    pub in_vni: Option<u32>,
+    /// The VNI it leaves in, if encapsulated.
+    pub out_vni: Option<u32>,
+}
+
 /// `struct flow_key` of flows.h.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -144,7 +157,25 @@ impl FlowKeyValue {
     }
 }
 
+/// Where the VNI sits in `FlowKind::Encap`'s outer headers: after
+/// Ethernet, IPv4 and UDP, bytes 4-6 of the VXLAN header.
+const OUTER_VNI: usize = 14 + 20 + 8 + 4;
+
 impl FlowActionValue {
+    fn refs(&self, key: &FlowKeyValue) -> FlowRefs {
+        let out_vni = (self.kind == 1).then(|| {
+            let vni = &self.overlay[OUTER_VNI..OUTER_VNI + 3];
+            u32::from_be_bytes([0, vni[0], vni[1], vni[2]])
+        });
+        FlowRefs {
+            generation: self.generation,
+            in_ifindex: key.ifindex,
+            out_ifindex: self.out_ifindex,
+            in_vni: (key.overlay != 0).then_some(key.vni),
+            out_vni,
+        }
+    }
+
     fn new(a: &FlowAction) -> FlowActionValue {
         let mut overlay = [0; crate::VXLAN_OVERHEAD];
         let kind = match a.kind {
@@ -220,6 +251,24 @@ impl FlowTable {
     /// (never installed, or aged out) is no error.
     pub fn remove(&mut self, key: &FlowKey) -> Result<(), Error> {
         crate::remove_key(&mut self.0, FlowKeyValue::new(key), "flows")
+    }
+
+    /// Removes every entry `gone` picks by what it names; returns how
+    /// many went. A walk of the map: for the control plane, when ports or
+    /// tenants were deleted.
+    pub fn remove_where(&mut self, gone: impl Fn(&FlowRefs) -> bool) -> Result<usize, Error> {
+        let mut doomed = Vec::new();
+        for entry in self.0.iter() {
+            // An entry that went while walking is no error.
+            let Ok((key, action)) = entry else { continue };
+            if gone(&action.refs(&key)) {
+                doomed.push(key);
+            }
+        }
+        for key in &doomed {
+            crate::remove_key(&mut self.0, *key, "flows")?;
+        }
+        Ok(doomed.len())
     }
 
     /// What `key`'s entry forwarded; None if it has none.

@@ -9,7 +9,7 @@
 mod flows;
 pub mod netdev;
 
-pub use flows::{monotonic_ns, FlowAction, FlowKey, FlowKind, FlowTable, FlowUse};
+pub use flows::{monotonic_ns, FlowAction, FlowKey, FlowKind, FlowRefs, FlowTable, FlowUse};
 
 use aya::maps::{HashMap, MapData, PerCpuArray, XskMap};
 use aya::programs::tc::{self, SchedClassifierLinkId, TcAttachType};
