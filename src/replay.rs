@@ -82,8 +82,12 @@ pub fn run(args: &Args) -> Result<(), String> {
                         summary.to_kernel += 1;
                         KERNEL_PCAP.to_string()
                     }
-                    // One pipeline: nothing is handed off.
-                    Verdict::Drop(_) | Verdict::Pending | Verdict::Handoff { .. } => return,
+                    // One pipeline: nothing is handed off; no services
+                    // run to answer DHCP.
+                    Verdict::Drop(_)
+                    | Verdict::Pending
+                    | Verdict::Handoff { .. }
+                    | Verdict::Local => return,
                 };
                 if result.is_err() {
                     return;

@@ -26,6 +26,7 @@ use xvr_dataplane::handoff::Handoff;
 use xvr_dataplane::io::xsk::Umem;
 use xvr_dataplane::io::xsk_ports::XskPorts;
 use xvr_dataplane::pipeline::owner::Workers;
+use xvr_dataplane::service::{self, ServiceCounters, Services};
 use xvr_dataplane::table::PortRole;
 use xvr_dataplane::worker::{Idle, TableSource, Worker};
 use xvr_dataplane::{Pipeline, Stats, Tables};
@@ -60,6 +61,9 @@ pub enum StartError {
     FastPath(String),
     #[error("handoff: {0}")]
     Handoff(std::io::Error),
+    /// The mailboxes of the router's services.
+    #[error("services: {0}")]
+    Services(std::io::Error),
     /// A worker's UMEM or one of its sockets.
     #[error(transparent)]
     Socket(#[from] std::io::Error),
@@ -292,6 +296,8 @@ pub struct WorkerReport {
 pub struct Router {
     // Workers (their sockets) go before the program is detached.
     workers: Vec<Worker<XskPorts>>,
+    /// The router's own services (DHCP), on a thread of their own.
+    services: Services,
     live: Arc<Live>,
     fast_path: Option<Arc<Mutex<FastPathSync>>>,
     steering: Arc<Mutex<Steering>>,
@@ -389,6 +395,8 @@ impl Router {
             _ => None,
         };
         let mut handoffs = Handoff::all(workers).map_err(StartError::Handoff)?;
+        let (services, mut service_links) =
+            service::links(workers).map_err(StartError::Services)?;
         let mut views = Workers::all(workers as u16);
         let mut all = Vec::new();
         let ports: Vec<PortQueues> = tables
@@ -411,7 +419,7 @@ impl Router {
             if let Some(dir) = &sessions {
                 resume_sessions(dir, (w, workers), tables, &mut pipeline)?;
             }
-            let worker = Worker::with_pipeline(io, pipeline);
+            let worker = Worker::with_pipeline(io, pipeline).with_services(service_links.remove(0));
             all.push(match workers {
                 1 => worker,
                 _ => worker.with_handoff(handoffs.remove(0)),
@@ -450,6 +458,7 @@ impl Router {
             live,
             fast_path,
             workers: all,
+            services,
             steering: Arc::new(Mutex::new(steering)),
             ifindexes,
             options: options.clone(),
@@ -527,6 +536,14 @@ impl Router {
                     }
                 }
             }
+            let (services, stop_services) = (&mut self.services, &stop);
+            let served = std::thread::Builder::new()
+                .name("xvr-services".to_string())
+                .spawn_scoped(s, move || services.run(tables, stop_services));
+            if let Err(e) = served {
+                stop.store(true, Ordering::Relaxed);
+                return Err(format!("starting the services thread: {e}"));
+            }
             let result = f();
             stop.store(true, Ordering::Relaxed);
             let reports = handles
@@ -553,6 +570,11 @@ impl Router {
             self.options.port_attach_mode(),
         )
         .with_tc(self.options.fast_path_runs_in_tc())
+    }
+
+    /// What the router's services answered, to read while they run.
+    pub fn service_counters(&self) -> Arc<Mutex<ServiceCounters>> {
+        self.services.counters()
     }
 
     /// The steering program's decision counters (fast path included).

@@ -122,6 +122,7 @@ fn action(tables: &Tables, verdict: Verdict) -> Value {
         }
         Verdict::Drop(reason) => json!({ "drop": reason.name() }),
         Verdict::Kernel => json!("to the kernel (not ours)"),
+        Verdict::Local => json!("to the router's services (DHCP)"),
         Verdict::Handoff { to, .. } => json!({ "handoff_to_worker": to }),
     }
 }

@@ -8,7 +8,7 @@ use ipnet::Ipv4Net;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use xvr_dataplane::conntrack;
 use xvr_dataplane::table::{
-    Action, Firewall, Inside, NextHop, Port, PortRole, Rule, RuleSet, SourceNat, Tables,
+    Action, Firewall, Guest, Inside, NextHop, Port, PortRole, Rule, RuleSet, SourceNat, Tables,
     TablesBuilder, Tenant, TenantLimits, TierAcl,
 };
 
@@ -133,6 +133,8 @@ impl State {
             for prefix in &n.allowed_addresses {
                 b.allow_addresses(tenant, *prefix, n.mac.into());
             }
+            let hostname = n.hostname.clone();
+            b.describe_guest(tenant, n.ip, Guest { hostname });
         }
         let mut vteps = HashMap::new();
         for v in &self.vteps {

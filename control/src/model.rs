@@ -422,6 +422,9 @@ pub struct NeighborConfig {
     /// between VMs, `10.5.0.0/16` for the networks a router VM forwards).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_addresses: Vec<Ipv4Net>,
+    /// The VM's host name, as DHCP gives it (a DNS label).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@
 use serde_json::{json, Value};
 
 /// The schema's version: bumped when a table or field changes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 fn key(field: &str, kind: &str) -> Value {
     json!({ "field": field, "match": kind })
@@ -49,9 +49,9 @@ pub fn schema() -> Value {
         table(
             "neighbors",
             vec![tenant(), key("ip", "exact")],
-            json!([{ "name": "deliver", "params": ["mac", "port", "allowed_addresses"] }]),
+            json!([{ "name": "deliver", "params": ["mac", "port", "allowed_addresses", "hostname"] }]),
             json!({}),
-            "VMs on local ports.",
+            "VMs on local ports; DHCP gives each its address and hostname.",
         ),
         table(
             "vteps",

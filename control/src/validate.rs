@@ -589,6 +589,14 @@ impl State {
         for (i, n) in self.neighbors.iter().enumerate() {
             let at = format!("neighbors[{i}]");
             host(errors, at.clone(), &n.tenant, n.ip, n.mac);
+            if let Some(name) = &n.hostname {
+                if !xvr_dataplane::service::is_dns_label(name) {
+                    errors.add(
+                        format!("{at}.hostname"),
+                        format!("{name:?} is not a host name (1 to 63 letters, digits and inner hyphens)"),
+                    );
+                }
+            }
             for (j, prefix) in n.allowed_addresses.iter().enumerate() {
                 if *prefix != prefix.trunc() || prefix.prefix_len() == 0 {
                     errors.add(

@@ -111,6 +111,10 @@ fn bad_input_names_the_field_and_value() {
             Box::new(|j| j["neighbors"][0]["ip"] = json!("10.0.0.1")),
         ),
         (
+            "neighbors[0].hostname: \"web_1.acme\" is not a host name",
+            Box::new(|j| j["neighbors"][0]["hostname"] = json!("web_1.acme")),
+        ),
+        (
             "ports[0].mac: 01:00:5e:00:00:01 is not a unicast MAC",
             Box::new(|j| j["ports"][0]["mac"] = json!("01:00:5e:00:00:01")),
         ),

@@ -56,7 +56,7 @@ impl TenantTally {
                 Verdict::Tx(_) => counters.tx += 1,
                 Verdict::Drop(_) => counters.dropped += 1,
                 Verdict::Handoff { .. } => continue,
-                Verdict::Kernel | Verdict::Pending => {}
+                Verdict::Kernel | Verdict::Pending | Verdict::Local => {}
             }
             counters.rx += 1;
         }

@@ -217,6 +217,7 @@ fn run(args: &Args) -> Result<(), String> {
     let mut ops = DaemonOps::new(state, tables.clone(), router.live())
         .with_store(store)
         .with_xdp_counters(xdp.clone())
+        .with_service_counters(router.service_counters())
         .with_live_ports(router.live_ports());
     if let Some(fast_path) = &fast_path {
         ops = ops.with_fast_path(fast_path.clone());

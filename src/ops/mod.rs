@@ -20,6 +20,7 @@ use std::time::Instant;
 use xvr_control::change::{self, Change};
 use xvr_control::server::{optional_bool, ApiError, ErrorCode, Handler};
 use xvr_control::{State, TenantIds};
+use xvr_dataplane::service::ServiceCounters;
 use xvr_dataplane::Tables;
 use xvr_ebpf::DecisionCounters;
 
@@ -48,6 +49,8 @@ pub struct DaemonOps {
     fast_path: Option<Arc<Mutex<FastPathSync>>>,
     /// The steering program's decisions, for `stats`.
     xdp: Option<Arc<DecisionCounters>>,
+    /// What the router's services answered, for `stats`.
+    services: Option<Arc<Mutex<ServiceCounters>>>,
     /// The running data path's interfaces and steering maps, changed with
     /// the ports and public addresses (None: no data path to follow).
     ports: Option<LivePorts>,
@@ -85,6 +88,7 @@ impl DaemonOps {
             started: Instant::now(),
             fast_path: None,
             xdp: None,
+            services: None,
             ports: None,
             store: None,
         }
@@ -106,6 +110,12 @@ impl DaemonOps {
     /// `stats` also reports the steering program's decisions (`xdp`).
     pub fn with_xdp_counters(mut self, counters: Arc<DecisionCounters>) -> DaemonOps {
         self.xdp = Some(counters);
+        self
+    }
+
+    /// `stats` also reports what the router's services answered.
+    pub fn with_service_counters(mut self, counters: Arc<Mutex<ServiceCounters>>) -> DaemonOps {
+        self.services = Some(counters);
         self
     }
 

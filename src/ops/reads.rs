@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 use std::time::Instant;
 use xvr_control::server::{optional_bool, optional_str, optional_u64, ApiError, ErrorCode};
 use xvr_dataplane::conntrack::SessionFilter;
+use xvr_dataplane::service::{DhcpCounters, ServiceCounters};
 
 /// Sessions listed per worker at most (`limit` defaults to 100).
 const MAX_LISTED: u64 = 10_000;
@@ -164,12 +165,33 @@ impl DaemonOps {
             let named_xdp = nonzero.map(|(d, n)| (d.name().to_string(), n.into()));
             stats["xdp"] = Value::Object(named_xdp.collect());
         }
+        if let Some(services) = &self.services {
+            let counters = services.lock().expect("service counters").clone();
+            stats["services"] = self.service_stats(&counters);
+        }
         if let Some(sync) = &self.fast_path {
             if let Some(n) = sync.lock().expect("fast path").offloaded_flows() {
                 stats["offloaded_flows"] = n.into();
             }
         }
         stats
+    }
+
+    /// The services' counters: DHCP's, in total and by tenant name.
+    fn service_stats(&self, counters: &ServiceCounters) -> Value {
+        let dhcp = |c: &DhcpCounters| {
+            json!({ "offers": c.offers, "acks": c.acks, "naks": c.naks, "noted": c.noted,
+                    "malformed": c.malformed, "not_our_client": c.not_our_client,
+                    "ignored": c.ignored })
+        };
+        let tables = self.tables.load();
+        let by_tenant: Map<String, Value> = counters
+            .dhcp_by_tenant
+            .iter()
+            .filter_map(|(id, c)| Some((tables.tenant(*id)?.name.clone(), dhcp(c))))
+            .collect();
+        json!({ "dhcp": dhcp(&counters.dhcp), "dhcp_by_tenant": by_tenant,
+                "panics": counters.panics })
     }
 
     /// One section of the running state, optionally one tenant's entries.

@@ -290,9 +290,11 @@ impl XskPorts {
                     .flatten(),
                 // Frames here were steered to us; the kernel never sees
                 // them. A handed-off frame was copied to its owner.
-                Verdict::Drop(_) | Verdict::Kernel | Verdict::Pending | Verdict::Handoff { .. } => {
-                    None
-                }
+                Verdict::Drop(_)
+                | Verdict::Kernel
+                | Verdict::Pending
+                | Verdict::Local
+                | Verdict::Handoff { .. } => None,
             };
             match out.and_then(|j| self.tx.get_mut(j)) {
                 Some(tx) => tx.push((Umem::addr_in_chunk(*addr, frame.head()), frame.len() as u32)),

@@ -5,7 +5,7 @@
 //! VNI -> tenant, accepted only from a VTEP that hosts a VM of that
 //! tenant and only from the VMs behind it; IPv4 to a public address goes to reverse NAT, which
 //! finds the tenant from the session; everything else goes to the kernel.
-use super::security::{self, Entry, LastSource};
+use super::security::{self, Admitted, Entry, LastSource};
 use super::{after_ethernet, ipv4, offload, DropReason, Event, Stage, Stats, Verdict};
 use crate::frame::Frame;
 use crate::table::{PortRole, Tables, TenantId, Tier, VtepId};
@@ -49,9 +49,16 @@ pub(crate) fn run(tables: &Tables, frames: &mut [Frame<'_>], stats: &mut Stats) 
                 frame.meta.src_tier = tables.port_tier(frame.meta.in_port);
                 let port = frame.meta.in_port;
                 if tables.port_security(port) {
-                    if let Err(reason) = security::vm_source(tables, tenant, port, frame.data()) {
-                        frame.meta.drop(stats, reason);
-                        continue;
+                    match security::vm_source(tables, tenant, port, frame.data()) {
+                        Ok(Admitted::Vm) => {}
+                        Ok(Admitted::DhcpClient) => {
+                            frame.meta.hand_to_services(stats);
+                            continue;
+                        }
+                        Err(reason) => {
+                            frame.meta.drop(stats, reason);
+                            continue;
+                        }
                     }
                 }
                 vm.remember(entry, frame.data(), (tenant, frame.meta.src_tier));

@@ -2,8 +2,8 @@
 //! a frame to a VM of another tier is dropped (tiers are routed, through
 //! their ACLs). The router's own MACs
 //! send the frame to L3; a local VM's MAC to its port; a remote VM's MAC to
-//! encapsulation. Broadcast ARP goes to the ARP responder; other flooding
-//! is not done (the controller tells us where every VM is).
+//! encapsulation. Broadcast ARP goes to the ARP responder, a DHCP
+//! client's broadcast to the router's services; other flooding is not done (the controller tells us where every VM is).
 use super::{arp, fragment, icmp, offload, DropReason, Event, Meta, Stage, Stats};
 use crate::frame::Frame;
 use crate::table::{Endpoint, L2Dest, Location, Tables, Tier};
@@ -28,6 +28,8 @@ pub(crate) fn run(tables: &Tables, frames: &mut [Frame<'_>], stats: &mut Stats) 
         if !dst.is_unicast() {
             if ethertype == EthernetProtocol::Arp {
                 arp::respond(tables, frame, stats);
+            } else if for_dhcp(frame) {
+                frame.meta.hand_to_services(stats);
             } else {
                 frame.meta.drop(stats, DropReason::L2Broadcast);
             }
@@ -69,6 +71,14 @@ pub(crate) fn run(tables: &Tables, frames: &mut [Frame<'_>], stats: &mut Stats) 
             None => frame.meta.drop(stats, DropReason::L2UnknownUnicast),
         }
     }
+}
+
+/// Whether a broadcast is a DHCP client's, from a VM of this host (a
+/// VM behind another VTEP is served by its own host's router).
+fn for_dhcp(frame: &Frame<'_>) -> bool {
+    frame.meta.from_vtep.is_none()
+        && EthernetFrame::new_unchecked(frame.data()).ethertype() == EthernetProtocol::Ipv4
+        && crate::service::dhcp::client_request(super::after_ethernet(frame.data()))
 }
 
 /// Whether a frame may be bridged to a VM of `tier`: it was sent from

@@ -1,5 +1,5 @@
 //! L3: routing inside the tenant's VRF. Packets to a gateway address are
-//! the router's own (ICMP echo); the rest get a TTL check, a longest-prefix
+//! the router's own (ICMP echo, DHCP for the services); the rest get a TTL check, a longest-prefix
 //! match, next-hop resolution through the host table, a TTL decrement with
 //! an incremental checksum update, and new MACs.
 use super::acl;
@@ -61,6 +61,10 @@ fn route(
         return frame.meta.drop(stats, DropReason::StaleTables);
     };
     if tenant.is_gateway(dst) {
+        if frame.meta.from_vtep.is_none() && crate::service::dhcp::client_request(ip.as_ref()) {
+            // A DHCP client renewing with the server it knows.
+            return frame.meta.hand_to_services(stats);
+        }
         return icmp::echo_reply(frame, &checked, stats);
     }
     if ttl <= 1 {

@@ -79,6 +79,9 @@ pub enum Verdict {
     Drop(DropReason),
     /// Not ours: hand it to the kernel (XDP_PASS on the live path).
     Kernel,
+    /// For the router's own services (DHCP): the worker posts a copy to
+    /// the service thread (`crate::service`).
+    Local,
     /// Its NAT session belongs to worker `to`, which resumes it at
     /// `resume` (see `owner` and `crate::handoff`).
     Handoff {
@@ -178,6 +181,14 @@ impl Meta {
     pub(crate) fn encap(&mut self, vtep: VtepId) {
         self.stage = Stage::Encap;
         self.to_vtep = vtep;
+    }
+
+    /// Leaves the frame to the router's services.
+    #[inline]
+    pub(crate) fn hand_to_services(&mut self, stats: &mut Stats) {
+        stats.event(Event::ToService);
+        self.stage = Stage::Done;
+        self.verdict = Verdict::Local;
     }
 
     /// Leaves the frame to worker `to`, which goes on from this stage.

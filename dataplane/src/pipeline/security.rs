@@ -81,24 +81,49 @@ impl<T: Copy> LastSource<T> {
     }
 }
 
+/// What a VM port let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admitted {
+    /// A frame from the VM, as itself.
+    Vm,
+    /// A DHCP client's broadcast from `0.0.0.0` (a VM that has no
+    /// address yet): for the router's DHCP service only, and never a
+    /// source to remember (`LastSource`), or any packet from `0.0.0.0`
+    /// would pass after it.
+    DhcpClient,
+}
+
 /// Checks a frame from VM port `port` of `tenant` against its VMs.
 pub(crate) fn vm_source(
     tables: &Tables,
     tenant: TenantId,
     port: PortId,
     frame: &[u8],
-) -> Result<(), DropReason> {
+) -> Result<Admitted, DropReason> {
     let eth = EthernetFrame::new_checked(frame).map_err(|_| DropReason::EthTruncated)?;
     let src = eth.src_addr();
     let vm_ip = match tables.l2(tenant, src) {
         Some(L2Dest::Host(vm)) if vm.location == Location::Local(port) => vm.ip,
         _ => return Err(DropReason::PortSecurityMac),
     };
+    if dhcp_discovery(&eth) {
+        return Ok(Admitted::DhcpClient);
+    }
     let lie = Lie {
         ip: DropReason::PortSecurityIp,
         arp: DropReason::PortSecurityArp,
     };
-    sender(tables, tenant, src, vm_ip, &eth, lie)
+    sender(tables, tenant, src, vm_ip, &eth, lie).map(|()| Admitted::Vm)
+}
+
+/// Whether a frame is a DHCP client's broadcast from `0.0.0.0` to
+/// `255.255.255.255`, as a VM without an address sends (RFC 2131 4.1).
+fn dhcp_discovery(eth: &EthernetFrame<&[u8]>) -> bool {
+    let ip = eth.payload();
+    eth.ethertype() == EthernetProtocol::Ipv4
+        && eth.dst_addr().is_broadcast()
+        && ip.get(12..20) == Some(&[0, 0, 0, 0, 255, 255, 255, 255])
+        && crate::service::dhcp::client_request(ip)
 }
 
 /// Checks the inner frame of VXLAN from `vtep` in `tenant`'s VNI; returns

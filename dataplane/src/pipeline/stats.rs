@@ -110,6 +110,14 @@ named_counters! {
         /// Names a tenant or VTEP that this worker's tables do not hold
         /// (handed over by a worker already on a newer commit).
         StaleTables = "stale_tables",
+        /// For the router's services, over its port's share of requests
+        /// this second.
+        ServiceRateLimited = "service_rate_limited",
+        /// For the router's services, whose mailbox was full.
+        ServiceBusy = "service_busy",
+        /// For the router's services, where none run (replay, a bare
+        /// pipeline).
+        NoService = "service_unavailable",
     }
 }
 
@@ -139,6 +147,8 @@ named_counters! {
         /// An inner packet too big for the overlay, cut into fragments
         /// before encapsulation.
         Fragmented = "fragmented_for_overlay",
+        /// A request to the router's own services (DHCP).
+        ToService = "to_service",
     }
 }
 

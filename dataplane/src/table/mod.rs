@@ -4,6 +4,7 @@
 //! the tenant, so one tenant can never match another tenant's entries.
 mod acl;
 mod firewall;
+mod guest;
 mod host;
 mod lpm;
 mod nat;
@@ -13,6 +14,7 @@ mod vtep;
 
 pub use acl::{TenantAcls, TierAcl};
 pub use firewall::{Action, Firewall, Rule, RuleSet};
+pub use guest::Guest;
 pub use host::{Endpoint, Host, HostTable, L2Dest, L2Table, Location, Tier};
 pub use lpm::{Lpm, NextHop};
 pub use nat::{Filtering, Inside, NatTable, SourceNat};
@@ -79,6 +81,8 @@ pub struct Tables {
     /// them): tenants' traffic to the internet may not go there unless
     /// the tenant routes such a prefix by name.
     protected: Arc<Vec<Ipv4Net>>,
+    /// Local VMs as the router's services describe them.
+    guests: Arc<FastMap<(TenantId, Ipv4Addr), Guest>>,
     /// Unique to these tables in this process (never 0): decisions cached
     /// in sessions are valid for one generation.
     generation: u32,
@@ -199,6 +203,11 @@ impl Tables {
         self.allowed
             .get(&(tenant, mac))
             .is_some_and(|prefixes| prefixes.iter().any(|p| p.contains(&ip)))
+    }
+
+    /// What the router's services tell VM `ip` of `tenant` about itself.
+    pub fn guest(&self, tenant: TenantId, ip: Ipv4Addr) -> Option<&Guest> {
+        self.guests.get(&(tenant, ip))
     }
 
     /// Whether the remote `vtep` hosts a VM of `tenant` (its VXLAN in the
@@ -443,6 +452,11 @@ impl TablesBuilder {
             _ => Tier::from(ip),
         };
         self.add_host(tenant, ip, mac, Location::Local(port), tier);
+    }
+
+    /// How the router's services describe local VM `ip` of `tenant`.
+    pub fn describe_guest(&mut self, tenant: TenantId, ip: Ipv4Addr, guest: Guest) {
+        own(&mut self.tables.guests).insert((tenant, ip), guest);
     }
 
     /// A VM behind a remote VTEP; its tier is the local VM ports' subnet

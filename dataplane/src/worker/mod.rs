@@ -10,6 +10,7 @@ pub use crate::counters::WorkerCounters;
 use crate::handoff::Handoff;
 use crate::io::FrameIo;
 use crate::pipeline::Pipeline;
+use crate::service::{self, ServiceLink};
 use crate::table::Tables;
 use crate::tally::TenantTally;
 use arc_swap::ArcSwap;
@@ -61,6 +62,8 @@ pub struct Worker<I: FrameIo> {
     /// Session timeouts count from here.
     started: Instant,
     handoff: Option<Handoff>,
+    /// Where requests to the router's services go, and replies come from.
+    services: Option<ServiceLink>,
     /// The generation of the tables last seen (None: none yet).
     generation: Option<u32>,
 }
@@ -78,6 +81,7 @@ impl<I: FrameIo> Worker<I> {
             tenants: TenantTally::default(),
             started: Instant::now(),
             handoff: None,
+            services: None,
             generation: None,
         }
     }
@@ -89,12 +93,22 @@ impl<I: FrameIo> Worker<I> {
         self
     }
 
+    /// Joins the router's services (see `crate::service`).
+    pub fn with_services(mut self, link: ServiceLink) -> Self {
+        self.io.watch(link.wake_fd());
+        self.services = Some(link);
+        self
+    }
+
     /// After `io` was replaced (a restart with new sockets): the handoff's
     /// wake-up is watched again, and the next pass gives the new sockets
     /// their ports from the tables.
     pub fn io_replaced(&mut self) {
         if let Some(handoff) = &self.handoff {
             self.io.watch(handoff.wake_fd());
+        }
+        if let Some(services) = &self.services {
+            self.io.watch(services.wake_fd());
         }
         self.generation = None;
     }
@@ -115,11 +129,16 @@ impl<I: FrameIo> Worker<I> {
         self.io.service();
         let mut received = 0;
         let (pipeline, handoff, tenants) = (&mut self.pipeline, &self.handoff, &mut self.tenants);
+        let services = &mut self.services;
         let panics = &mut self.counters.panics;
         let mut process = |frames: &mut [crate::Frame<'_>]| {
             contain::run(pipeline, tables, frames, panics);
             if let Some(handoff) = handoff {
                 handoff.send(frames, &mut pipeline.stats);
+            }
+            match services {
+                Some(link) => link.send(frames, pipeline.now, &mut pipeline.stats),
+                None => service::refuse_without_services(frames, &mut pipeline.stats),
             }
             tenants.count(frames);
         };
@@ -140,6 +159,17 @@ impl<I: FrameIo> Worker<I> {
                 }
                 received += done.received;
                 self.counters.handed_in += done.received as u64;
+                self.counters.tx_packets += done.transmitted as u64;
+                self.counters.tx_ring_full += done.tx_full as u64;
+            }
+        }
+        // The services' replies: built whole, sent out of their port.
+        if let Some(link) = &self.services {
+            while link.waiting() > 0 {
+                let done = self.io.inject(|buf| link.receive_into(buf), |_| {});
+                if done.received == 0 {
+                    break; // no free buffer: next pass
+                }
                 self.counters.tx_packets += done.transmitted as u64;
                 self.counters.tx_ring_full += done.tx_full as u64;
             }
@@ -188,12 +218,17 @@ impl<I: FrameIo> Worker<I> {
             self.counters.idle_passes += 1;
             match idle {
                 Idle::Sleep => {
-                    if self.handoff.as_ref().is_some_and(|h| !h.may_sleep()) {
+                    if self.handoff.as_ref().is_some_and(|h| !h.may_sleep())
+                        || self.services.as_ref().is_some_and(|s| !s.may_sleep())
+                    {
                         continue;
                     }
                     self.io.wait(SLEEP_MS);
                     if let Some(handoff) = &self.handoff {
                         handoff.awake();
+                    }
+                    if let Some(services) = &self.services {
+                        services.awake();
                     }
                 }
                 Idle::BusyPoll => self.io.wake_fill(),
