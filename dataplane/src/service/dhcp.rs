@@ -34,6 +34,9 @@ const MIN_MESSAGE: usize = 300;
 /// every client takes).
 pub const MAX_REPLY: usize = ETH_HEADER_LEN + 576;
 
+/// The MTU of an Ethernet link that nobody changed.
+const ETHERNET_MTU: usize = 1500;
+
 // Option codes of RFC 2132 and RFC 3442 that smoltcp has no field for.
 const OPT_HOSTNAME: u8 = 12;
 const OPT_DOMAIN_NAME: u8 = 15;
@@ -154,8 +157,11 @@ fn binding<'a>(
     let t = tables.tenant(tenant).ok_or(Refusal::NotOurClient)?;
     let spans_hosts = (0..tables.vteps().len())
         .any(|v| VtepId::try_from(v).is_ok_and(|v| tables.vtep_member(v, tenant)));
+    // Never above Ethernet's 1500, which a VM's NIC and its port have
+    // unless told otherwise: a jumbo underlay must not make VMs send
+    // frames their own link drops.
     let mtu = match (spans_hosts, tables.overlay_ip_mtu()) {
-        (true, Some(mtu)) => u16::try_from(mtu).ok(),
+        (true, Some(mtu)) => u16::try_from(mtu.min(ETHERNET_MTU)).ok(),
         _ => None,
     };
     Ok(Bound {
