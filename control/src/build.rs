@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use xvr_dataplane::conntrack;
 use xvr_dataplane::table::{
     Action, Firewall, Guest, Inside, NextHop, Port, PortRole, Rule, RuleSet, SourceNat, Tables,
-    TablesBuilder, Tenant, TenantLimits, TierAcl,
+    TablesBuilder, Tenant, TenantDns, TenantLimits, TierAcl,
 };
 
 impl NextHopConfig {
@@ -73,6 +73,10 @@ impl State {
                 arp_replies_per_second: l.arp_replies_per_second,
             };
             b.set_tenant_limits(id, limits);
+            let domain = t.dns.domain.clone();
+            let domain = domain.unwrap_or_else(|| format!("{}.internal", t.name));
+            let upstreams = t.dns.upstreams.clone();
+            b.set_tenant_dns(id, TenantDns { domain, upstreams });
         }
         let mut ports = HashMap::new();
         // The uplink first: VTEP header templates need its address and MAC.

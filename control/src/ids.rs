@@ -96,6 +96,7 @@ mod tests {
                 router_mac: None,
                 egress_default: None,
                 limits: Default::default(),
+                dns: Default::default(),
             })
             .collect();
         State {

@@ -299,6 +299,29 @@ pub struct TenantConfig {
     /// The tenant's fair shares of each worker (unset: the defaults).
     #[serde(default, skip_serializing_if = "LimitsConfig::is_default")]
     pub limits: LimitsConfig,
+    /// Its DNS service on its gateway addresses.
+    #[serde(default, skip_serializing_if = "DnsConfig::is_default")]
+    pub dns: DnsConfig,
+}
+
+/// A tenant's DNS service: authoritative for its VMs' names, a caching
+/// forwarder for the rest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsConfig {
+    /// The domain of its VMs' `hostname`s (default `TENANT.internal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// Resolvers asked for other names, from the tenant's public side
+    /// (through its source NAT); none: such names get REFUSED.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<Ipv4Addr>,
+}
+
+impl DnsConfig {
+    pub fn is_default(&self) -> bool {
+        *self == DnsConfig::default()
+    }
 }
 
 /// A tenant's fair shares, per worker; each unset one has its default.

@@ -23,7 +23,7 @@ pub fn schema() -> Value {
         table(
             "tenants",
             vec![key("name", "exact")],
-            json!([{ "name": "tenant", "params": ["vni", "router_mac", "egress_default", "limits"] }]),
+            json!([{ "name": "tenant", "params": ["vni", "router_mac", "egress_default", "limits", "dns"] }]),
             json!({ "vni": [1, 16_777_215], "tenants": 65_535,
                     "limits": ["sessions", "new_sessions_per_second", "fragments",
                                "icmp_errors_per_second", "arp_replies_per_second"] }),

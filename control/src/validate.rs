@@ -152,6 +152,33 @@ impl State {
                     format!("duplicate VNI {} (also tenant {other:?})", t.vni),
                 );
             }
+            if let Some(domain) = &t.dns.domain {
+                let labels = domain.trim_end_matches('.').split('.');
+                if domain.len() > 253 || !labels.clone().all(xvr_dataplane::service::is_dns_label) {
+                    errors.add(
+                        format!("tenants[{i}].dns.domain"),
+                        format!("{domain:?} is not a domain name (labels of letters, digits and inner hyphens)"),
+                    );
+                }
+            }
+            if t.dns.upstreams.len() > MAX_DNS_UPSTREAMS {
+                errors.add(
+                    format!("tenants[{i}].dns.upstreams"),
+                    format!(
+                        "{} resolvers; at most {MAX_DNS_UPSTREAMS}",
+                        t.dns.upstreams.len()
+                    ),
+                );
+            }
+            for (j, ip) in t.dns.upstreams.iter().enumerate() {
+                if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback()
+                {
+                    errors.add(
+                        format!("tenants[{i}].dns.upstreams[{j}]"),
+                        format!("{ip} is not a unicast address"),
+                    );
+                }
+            }
             if let Some(mac) = t.router_mac.filter(|m| !m.is_unicast()) {
                 errors.add(
                     format!("tenants[{i}].router_mac"),
@@ -730,3 +757,6 @@ fn check_rule(errors: &mut Errors, at: &dyn Fn(&str) -> String, r: &RuleConfig) 
         errors.add(at("icmp_code"), "an ICMP code needs its icmp_type".into());
     }
 }
+
+/// Resolvers a tenant may forward to.
+const MAX_DNS_UPSTREAMS: usize = 4;

@@ -111,6 +111,14 @@ fn bad_input_names_the_field_and_value() {
             Box::new(|j| j["neighbors"][0]["ip"] = json!("10.0.0.1")),
         ),
         (
+            "tenants[0].dns.upstreams[0]: 127.0.0.1 is not a unicast address",
+            Box::new(|j| j["tenants"][0]["dns"] = json!({ "upstreams": ["127.0.0.1"] })),
+        ),
+        (
+            "tenants[0].dns.domain: \"acme..internal\" is not a domain name",
+            Box::new(|j| j["tenants"][0]["dns"] = json!({ "domain": "acme..internal" })),
+        ),
+        (
             "neighbors[0].hostname: \"web_1.acme\" is not a host name",
             Box::new(|j| j["neighbors"][0]["hostname"] = json!("web_1.acme")),
         ),

@@ -8,10 +8,42 @@ mod common;
 use common::*;
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use proptest::prelude::*;
-use xvr_dataplane::service::{dhcp, links, DhcpCounters};
-use xvr_dataplane::table::Tables;
+use xvr_dataplane::pipeline::Meta;
+use xvr_dataplane::pipeline::Stage;
+use xvr_dataplane::service::{dhcp, links, DhcpCounters, PortBudget, ServiceCounters};
+use xvr_dataplane::table::{Guest, Tables, TenantDns};
 use xvr_dataplane::{DropReason, Frame, Pipeline, Verdict};
 use xvr_testkit::headers;
+
+/// `common::tables()` with tenant a's DNS domain `a.internal`.
+fn tables() -> Tables {
+    let mut b = builder();
+    let dns = TenantDns {
+        domain: "a.internal".into(),
+        upstreams: vec![UPSTREAM.into()],
+    };
+    b.set_tenant_dns(TENANT_A, dns);
+    let b_dns = TenantDns {
+        domain: "b.internal".into(),
+        upstreams: vec![],
+    };
+    b.set_tenant_dns(TENANT_B, b_dns);
+    let vm10 = Guest {
+        hostname: Some("vm10".into()),
+    };
+    b.describe_guest(TENANT_A, ip("10.0.0.10"), vm10.clone());
+    b.describe_guest(
+        TENANT_B,
+        ip("10.0.0.10"),
+        Guest {
+            hostname: Some("other".into()),
+        },
+    );
+    b.build()
+}
+
+/// Tenant a's upstream resolver.
+const UPSTREAM: [u8; 4] = [198, 51, 100, 53];
 
 const DISCOVER: u8 = 1;
 const REQUEST: u8 = 3;
@@ -39,16 +71,20 @@ fn broadcast(src_mac: [u8; 6], dhcp: &[u8]) -> Vec<u8> {
     headers(src_mac, BROADCAST, [0; 4], [255; 4]).udp(68, 67, dhcp)
 }
 
+/// A frame the services sent a worker, and its meta.
+type Sent = (Vec<u8>, Meta);
+
 /// Runs `frames` (arriving on `port`) through a pipeline and, those it
 /// marks for the services, through them; returns the pipeline's
-/// verdicts, the replies and the DHCP counters.
-fn serve(
+/// verdicts, what the services sent the worker (frame and meta) and
+/// their counters.
+fn through_services(
     tables: &Tables,
     port: u16,
     frames: &[Vec<u8>],
-) -> (Vec<Verdict>, Vec<Vec<u8>>, DhcpCounters) {
+) -> (Vec<Verdict>, Vec<Sent>, ServiceCounters) {
     let (mut services, mut link) = links(1).unwrap();
-    let mut link = link.remove(0);
+    let link = link.remove(0);
     let mut pipeline = Pipeline::new();
     let mut bufs: Vec<Vec<u8>> = frames.iter().map(|_| vec![0u8; 4096]).collect();
     let mut batch: Vec<Frame<'_>> = bufs
@@ -58,16 +94,34 @@ fn serve(
         .collect();
     pipeline.run(tables, &mut batch);
     let verdicts = batch.iter().map(|f| f.meta.verdict).collect();
-    link.send(&mut batch, 0, &mut pipeline.stats);
+    link.send(
+        &mut batch,
+        (&mut PortBudget::default(), 0),
+        &mut pipeline.stats,
+    );
     services.serve_waiting(tables);
-    let mut replies = Vec::new();
+    let mut sent = Vec::new();
     let mut buf = vec![0u8; 4096];
     while let Some((len, meta)) = link.receive_into(&mut buf) {
-        assert_eq!(meta.verdict, Verdict::Tx(port), "out of the request's port");
-        replies.push(buf[..len].to_vec());
+        sent.push((buf[..len].to_vec(), meta));
     }
-    let counters = services.counters().lock().unwrap().dhcp;
-    (verdicts, replies, counters)
+    let counters = services.counters().lock().unwrap().clone();
+    (verdicts, sent, counters)
+}
+
+/// `through_services` for DHCP: every reply goes out of the request's
+/// port.
+fn serve(
+    tables: &Tables,
+    port: u16,
+    frames: &[Vec<u8>],
+) -> (Vec<Verdict>, Vec<Vec<u8>>, DhcpCounters) {
+    let (verdicts, sent, counters) = through_services(tables, port, frames);
+    for (_, meta) in &sent {
+        assert_eq!(meta.verdict, Verdict::Tx(port), "out of the request's port");
+    }
+    let replies = sent.into_iter().map(|(frame, _)| frame).collect();
+    (verdicts, replies, counters.dhcp)
 }
 
 /// A reply's Ethernet and IPv4 destinations, `yiaddr`, and its options
@@ -146,6 +200,11 @@ fn a_vm_is_offered_and_given_its_bound_address() {
     let mtu = (UPLINK_MTU - 50).to_be_bytes();
     assert_eq!(offer.option(26), Some(&mtu[..]));
     assert_eq!(offer.option(15), Some(&b"a.internal"[..]));
+    assert_eq!(
+        offer.option(6),
+        Some(&[10, 0, 0, 1][..]),
+        "DNS: the gateway"
+    );
     // Asked to broadcast.
     assert_eq!((offer.eth_dst, offer.ip_dst), (BROADCAST, [255; 4]));
     assert_eq!(offer.ip_src, [10, 0, 0, 1]);
@@ -225,9 +284,11 @@ fn only_a_dhcp_request_may_come_from_no_address() {
 fn requests_over_a_ports_share_are_dropped() {
     let t = tables();
     let discover = broadcast(VM_A10_MAC, &message(DISCOVER, VM_A10_MAC, [0; 4], &[]));
-    let many = vec![discover; 150];
+    let share = usize::from(xvr_dataplane::service::REQUESTS_PER_PORT_SECOND);
+    let many = vec![discover; share + 100];
     let (mut services, mut link) = links(1).unwrap();
-    let mut link = link.remove(0);
+    let link = link.remove(0);
+    let mut budget = PortBudget::default();
     let mut pipeline = Pipeline::new();
     for chunk in many.chunks(50) {
         let mut bufs: Vec<Vec<u8>> = chunk.iter().map(|_| vec![0u8; 4096]).collect();
@@ -237,12 +298,11 @@ fn requests_over_a_ports_share_are_dropped() {
             .map(|(buf, f)| Frame::with_data(buf, f, A1))
             .collect();
         pipeline.run(&t, &mut batch);
-        link.send(&mut batch, 7, &mut pipeline.stats);
+        link.send(&mut batch, (&mut budget, 7), &mut pipeline.stats);
     }
     let limited = pipeline.stats.drops_of(DropReason::ServiceRateLimited);
-    let share = u64::from(xvr_dataplane::service::REQUESTS_PER_PORT_SECOND);
-    assert_eq!(limited, 150 - share);
-    assert_eq!(services.serve_waiting(&t) as u64, share);
+    assert_eq!(limited, 100);
+    assert_eq!(services.serve_waiting(&t), share);
 }
 
 proptest! {
@@ -261,5 +321,118 @@ proptest! {
         let frame = broadcast(VM_A10_MAC, &dhcp);
         let mut reply = vec![0u8; dhcp::MAX_REPLY];
         let _ = dhcp::answer(&t, A1, &frame, &mut reply);
+    }
+}
+
+/// A DNS query for `name` of `qtype` with `id`, by hand.
+fn dns_query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend([1, 0, 0, 1, 0, 0, 0, 0, 0, 0]); // RD; one question
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend(label.as_bytes());
+    }
+    q.push(0);
+    q.extend(qtype.to_be_bytes());
+    q.extend(1u16.to_be_bytes()); // IN
+    q
+}
+
+/// What VM 10.0.0.10 of tenant a sends its gateway.
+fn from_vm(dns: &[u8]) -> Vec<u8> {
+    headers(VM_A10_MAC, A1_MAC, [10, 0, 0, 10], [10, 0, 0, 1]).udp(40000, 53, dns)
+}
+
+/// A DNS message's ID, flags, and answer count, from a frame.
+fn dns_header(frame: &[u8]) -> (u16, u16, u16) {
+    let p = SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(TransportSlice::Udp(udp)) = &p.transport else {
+        panic!("not UDP")
+    };
+    let d = udp.payload();
+    let at = |i: usize| u16::from_be_bytes([d[i], d[i + 1]]);
+    (at(0), at(2), at(6))
+}
+
+const NXDOMAIN: u16 = 3;
+const REFUSED: u16 = 5;
+
+#[test]
+fn a_tenants_names_are_its_own() {
+    let t = tables();
+    let queries = [
+        from_vm(&dns_query(1, "vm10.a.internal", 1)),
+        from_vm(&dns_query(2, "other.b.internal", 1)),
+        from_vm(&dns_query(3, "nobody.a.internal", 1)),
+    ];
+    let (verdicts, sent, counters) = through_services(&t, A1, &queries);
+    assert!(verdicts.iter().all(|v| *v == Verdict::Local));
+    assert_eq!(counters.dns.authoritative, 3);
+    let (id, flags, answers) = dns_header(&sent[0].0);
+    assert_eq!(
+        (id, flags & 0x8400, flags & 0xf, answers),
+        (1, 0x8400, 0, 1),
+        "AA answer"
+    );
+    assert!(sent[0].0.ends_with(&[10, 0, 0, 10]), "its address");
+    // Tenant b's VM with the same address: another tenant's name is
+    // NXDOMAIN here, and never asked of an upstream.
+    for (frame, _) in &sent[1..] {
+        let (_, flags, answers) = dns_header(frame);
+        assert_eq!((flags & 0xf, answers), (NXDOMAIN, 0));
+    }
+    assert_eq!(counters.dns.forwarded, 0);
+    // Tenant b has no upstream: other names are refused.
+    let from_b = headers(VM_B10_MAC, B1_MAC, [10, 0, 0, 10], [10, 0, 0, 1]).udp(
+        40000,
+        53,
+        &dns_query(4, "www.example.test", 1),
+    );
+    let (_, sent, counters) = through_services(&t, B1, &[from_b]);
+    assert_eq!(dns_header(&sent[0].0).1 & 0xf, REFUSED);
+    assert_eq!(counters.dns.refused, 1);
+}
+
+#[test]
+fn a_forwarded_query_leaves_from_the_gateway_and_a_vm_cannot_answer_it() {
+    let t = tables();
+    let query = from_vm(&dns_query(9, "www.example.test", 1));
+    let (_, sent, counters) = through_services(&t, A1, &[query]);
+    assert_eq!(counters.dns.forwarded, 1);
+    // Into the pipeline at L3, from the gateway to the upstream.
+    let (frame, meta) = &sent[0];
+    assert_eq!((meta.stage, meta.tenant), (Stage::L3, TENANT_A));
+    let p = SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = &p.net else {
+        panic!()
+    };
+    assert_eq!(
+        (ip.header().source(), ip.header().destination()),
+        ([10, 0, 0, 1], UPSTREAM)
+    );
+    let Some(TransportSlice::Udp(udp)) = &p.transport else {
+        panic!()
+    };
+    let (port, id) = (udp.source_port(), dns_header(frame).0);
+    assert_ne!(id, 9, "its own random ID");
+    // The VM forges the answer, to the right port with the right ID.
+    let mut forged = dns_query(id, "www.example.test", 1);
+    forged[2] |= 0x80;
+    let forged = headers(VM_A10_MAC, A1_MAC, [10, 0, 0, 10], [10, 0, 0, 1]).udp(53, port, &forged);
+    let (verdicts, sent, counters) = through_services(&t, A1, &[forged]);
+    assert_eq!(verdicts, [Verdict::Local]);
+    assert_eq!((sent.len(), counters.dns.unmatched), (0, 1));
+}
+
+proptest! {
+    /// Whatever a VM sends to its gateway's port 53, the service answers
+    /// or drops it, and never panics.
+    #[test]
+    fn any_bytes_to_port_53_are_answered_or_dropped(
+        body in proptest::collection::vec(any::<u8>(), 0..600),
+    ) {
+        let t = tables();
+        let (_, _, counters) = through_services(&t, A1, &[from_vm(&body)]);
+        prop_assert_eq!(counters.panics, 0);
     }
 }

@@ -7,7 +7,9 @@ use serde_json::{json, Map, Value};
 use std::time::Instant;
 use xvr_control::server::{optional_bool, optional_str, optional_u64, ApiError, ErrorCode};
 use xvr_dataplane::conntrack::SessionFilter;
+use xvr_dataplane::service::dns::DnsCounters;
 use xvr_dataplane::service::{DhcpCounters, ServiceCounters};
+use xvr_dataplane::table::TenantId;
 
 /// Sessions listed per worker at most (`limit` defaults to 100).
 const MAX_LISTED: u64 = 10_000;
@@ -177,20 +179,34 @@ impl DaemonOps {
         stats
     }
 
-    /// The services' counters: DHCP's, in total and by tenant name.
+    /// The services' counters: DHCP's and DNS's, in total and by tenant
+    /// name.
     fn service_stats(&self, counters: &ServiceCounters) -> Value {
         let dhcp = |c: &DhcpCounters| {
             json!({ "offers": c.offers, "acks": c.acks, "naks": c.naks, "noted": c.noted,
                     "malformed": c.malformed, "not_our_client": c.not_our_client,
                     "ignored": c.ignored })
         };
+        let dns = |c: &DnsCounters| {
+            json!({ "authoritative": c.authoritative, "from_cache": c.from_cache,
+                    "forwarded": c.forwarded, "upstream_answers": c.upstream_answers,
+                    "refused": c.refused, "servfail": c.servfail, "malformed": c.malformed,
+                    "unmatched": c.unmatched })
+        };
         let tables = self.tables.load();
-        let by_tenant: Map<String, Value> = counters
+        let by_name = |id: &TenantId| Some(tables.tenant(*id)?.name.clone());
+        let dhcp_by_tenant: Map<String, Value> = counters
             .dhcp_by_tenant
             .iter()
-            .filter_map(|(id, c)| Some((tables.tenant(*id)?.name.clone(), dhcp(c))))
+            .filter_map(|(id, c)| Some((by_name(id)?, dhcp(c))))
             .collect();
-        json!({ "dhcp": dhcp(&counters.dhcp), "dhcp_by_tenant": by_tenant,
+        let dns_by_tenant: Map<String, Value> = counters
+            .dns_by_tenant
+            .iter()
+            .filter_map(|(id, c)| Some((by_name(id)?, dns(c))))
+            .collect();
+        json!({ "dhcp": dhcp(&counters.dhcp), "dhcp_by_tenant": dhcp_by_tenant,
+                "dns": dns(&counters.dns), "dns_by_tenant": dns_by_tenant,
                 "panics": counters.panics })
     }
 

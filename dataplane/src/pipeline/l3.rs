@@ -61,8 +61,9 @@ fn route(
         return frame.meta.drop(stats, DropReason::StaleTables);
     };
     if tenant.is_gateway(dst) {
-        if frame.meta.from_vtep.is_none() && crate::service::dhcp::client_request(ip.as_ref()) {
-            // A DHCP client renewing with the server it knows.
+        let local = frame.meta.from_vtep.is_none() && !frame.meta.translated;
+        if crate::service::wanted_at_gateway(ip.as_ref(), local) {
+            // DHCP, DNS: the router's services.
             return frame.meta.hand_to_services(stats);
         }
         return icmp::echo_reply(frame, &checked, stats);

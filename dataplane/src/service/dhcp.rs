@@ -9,18 +9,18 @@
 //! A port answers only its own VMs: the client's hardware address must be
 //! the frame's source MAC, and a VM of that port (port security already
 //! held the frame to it). The wire format is smoltcp's (`DhcpRepr`).
+use super::udp::End;
 use crate::table::{L2Dest, Location, PortId, PortRole, Tables, VtepId};
-use crate::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, UdpPacket,
-    ETH_HEADER_LEN, IPV4_HEADER_LEN, UDP_HEADER_LEN,
-};
+use crate::wire::{EthernetAddress, ETH_HEADER_LEN};
 use ipnet::Ipv4Net;
-use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
-    DhcpMessageType, DhcpOption, DhcpPacket, DhcpRepr, EthernetRepr, IpAddress, Ipv4Repr, UdpRepr,
-    DHCP_CLIENT_PORT, DHCP_SERVER_PORT,
+    DhcpMessageType, DhcpOption, DhcpPacket, DhcpRepr, DHCP_CLIENT_PORT, DHCP_SERVER_PORT,
 };
 use std::net::Ipv4Addr;
+
+/// The ports DHCP clients send from and servers listen on.
+pub const CLIENT_PORT: u16 = DHCP_CLIENT_PORT;
+pub const SERVER_PORT: u16 = DHCP_SERVER_PORT;
 
 /// How long a lease lasts. Bindings are static, so this only sets how
 /// often a VM checks in (it renews at half of it).
@@ -38,6 +38,7 @@ pub const MAX_REPLY: usize = ETH_HEADER_LEN + 576;
 const ETHERNET_MTU: usize = 1500;
 
 // Option codes of RFC 2132 and RFC 3442 that smoltcp has no field for.
+const OPT_DNS_SERVER: u8 = 6;
 const OPT_HOSTNAME: u8 = 12;
 const OPT_DOMAIN_NAME: u8 = 15;
 const OPT_INTERFACE_MTU: u8 = 26;
@@ -45,17 +46,9 @@ const OPT_RENEWAL_TIME: u8 = 58;
 const OPT_REBINDING_TIME: u8 = 59;
 
 /// Whether an IPv4 packet is a DHCP client's message to a server: UDP
-/// from port 68 to 67, not fragmented. Only this much is read on the
-/// worker; the service reads the rest.
+/// from port 68 to 67, not fragmented.
 pub(crate) fn client_request(ip: &[u8]) -> bool {
-    let Ok(packet) = Ipv4Packet::new_checked(ip) else {
-        return false;
-    };
-    if packet.next_header() != IpProtocol::Udp || packet.more_frags() || packet.frag_offset() != 0 {
-        return false;
-    }
-    UdpPacket::new_checked(packet.payload())
-        .is_ok_and(|udp| udp.src_port() == DHCP_CLIENT_PORT && udp.dst_port() == DHCP_SERVER_PORT)
+    super::udp::ports(ip) == Some((DHCP_CLIENT_PORT, DHCP_SERVER_PORT))
 }
 
 /// What a message got.
@@ -102,28 +95,17 @@ pub fn answer(
 
 /// The DHCP message of a client's frame, and the frame's source MAC.
 fn read(frame: &[u8]) -> Result<(EthernetAddress, &[u8]), Refusal> {
-    let eth = EthernetFrame::new_checked(frame).map_err(|_| Refusal::Malformed)?;
-    if eth.ethertype() != EthernetProtocol::Ipv4 {
+    let datagram = super::udp::read(frame).ok_or(Refusal::Malformed)?;
+    if (datagram.from.port, datagram.to.port) != (DHCP_CLIENT_PORT, DHCP_SERVER_PORT) {
         return Err(Refusal::Malformed);
     }
-    let ip_bytes = frame.get(ETH_HEADER_LEN..).ok_or(Refusal::Malformed)?;
-    let ip = Ipv4Packet::new_checked(ip_bytes).map_err(|_| Refusal::Malformed)?;
-    if !ip.verify_checksum() || !client_request(ip_bytes) {
-        return Err(Refusal::Malformed);
-    }
-    let header_len = usize::from(ip.header_len());
-    let total = usize::from(ip.total_len());
-    let udp_bytes = ip_bytes.get(header_len..total).ok_or(Refusal::Malformed)?;
-    let udp = UdpPacket::new_checked(udp_bytes).map_err(|_| Refusal::Malformed)?;
-    let dhcp = udp_bytes
-        .get(UDP_HEADER_LEN..usize::from(udp.len()))
-        .ok_or(Refusal::Malformed)?;
-    Ok((eth.src_addr(), dhcp))
+    Ok((datagram.from.mac, datagram.payload))
 }
 
 /// The client as the tables bind it.
 struct Bound<'a> {
-    tenant_name: &'a str,
+    /// The tenant's DNS domain.
+    domain: Option<&'a str>,
     router_mac: EthernetAddress,
     client_mac: EthernetAddress,
     address: Ipv4Addr,
@@ -154,7 +136,7 @@ fn binding<'a>(
     if !gateway.contains(&vm.ip) {
         return Err(Refusal::NotOurClient);
     }
-    let t = tables.tenant(tenant).ok_or(Refusal::NotOurClient)?;
+    tables.tenant(tenant).ok_or(Refusal::NotOurClient)?;
     let spans_hosts = (0..tables.vteps().len())
         .any(|v| VtepId::try_from(v).is_ok_and(|v| tables.vtep_member(v, tenant)));
     // Never above Ethernet's 1500, which a VM's NIC and its port have
@@ -165,7 +147,7 @@ fn binding<'a>(
         _ => None,
     };
     Ok(Bound {
-        tenant_name: &t.name,
+        domain: tables.tenant_dns(tenant).map(|d| d.domain.as_str()),
         router_mac: p.mac,
         client_mac,
         address: vm.ip,
@@ -250,7 +232,7 @@ fn write(
     let renew = (LEASE_SECONDS / 2).to_be_bytes();
     let rebind = (LEASE_SECONDS / 8 * 7).to_be_bytes();
     let mtu = bound.mtu.map(u16::to_be_bytes);
-    let domain = format!("{}.internal", bound.tenant_name);
+    let gateway_octets = gateway.octets();
     let mut options: Vec<DhcpOption<'_>> = Vec::with_capacity(5);
     if reply.kind != DhcpMessageType::Nak {
         if reply.lease {
@@ -269,13 +251,21 @@ fn write(
                 data: mtu,
             });
         }
+        // The gateway's DNS service answers its tenant's names.
+        options.push(DhcpOption {
+            kind: OPT_DNS_SERVER,
+            data: &gateway_octets,
+        });
         if let Some(name) = bound.hostname {
             options.push(DhcpOption {
                 kind: OPT_HOSTNAME,
                 data: name.as_bytes(),
             });
         }
-        if super::is_dns_label(bound.tenant_name) {
+        if let Some(domain) = bound
+            .domain
+            .filter(|d| d.split('.').all(super::is_dns_label))
+        {
             options.push(DhcpOption {
                 kind: OPT_DOMAIN_NAME,
                 data: domain.as_bytes(),
@@ -307,40 +297,18 @@ fn write(
         additional_options: &options,
     };
     let dhcp_len = repr.buffer_len().max(MIN_MESSAGE);
-    let udp_len = UDP_HEADER_LEN + dhcp_len;
-    let frame_len = ETH_HEADER_LEN + IPV4_HEADER_LEN + udp_len;
-    let out = out.get_mut(..frame_len)?;
-    out.fill(0);
     let (dst_mac, dst_ip) = destination(message, reply, bound);
-    let mut eth = EthernetFrame::new_unchecked(&mut *out);
-    EthernetRepr {
-        src_addr: bound.router_mac,
-        dst_addr: dst_mac,
-        ethertype: EthernetProtocol::Ipv4,
-    }
-    .emit(&mut eth);
-    let ip_repr = Ipv4Repr {
-        src_addr: gateway,
-        dst_addr: dst_ip,
-        next_header: IpProtocol::Udp,
-        payload_len: udp_len,
-        hop_limit: 64,
+    let from = End {
+        mac: bound.router_mac,
+        ip: gateway,
+        port: DHCP_SERVER_PORT,
     };
-    let checksums = ChecksumCapabilities::default();
-    let mut ip = Ipv4Packet::new_unchecked(eth.payload_mut());
-    ip_repr.emit(&mut ip, &checksums);
-    let mut emitted = Ok(());
-    UdpRepr {
-        src_port: DHCP_SERVER_PORT,
-        dst_port: DHCP_CLIENT_PORT,
-    }
-    .emit(
-        &mut UdpPacket::new_unchecked(ip.payload_mut()),
-        &IpAddress::Ipv4(gateway),
-        &IpAddress::Ipv4(dst_ip),
-        dhcp_len,
-        |payload| emitted = repr.emit(&mut DhcpPacket::new_unchecked(payload)),
-        &checksums,
-    );
-    emitted.ok().map(|()| frame_len)
+    let to = End {
+        mac: dst_mac,
+        ip: dst_ip,
+        port: DHCP_CLIENT_PORT,
+    };
+    super::udp::write(out, (from, to), dhcp_len, |payload| {
+        repr.emit(&mut DhcpPacket::new_unchecked(payload)).is_ok()
+    })
 }

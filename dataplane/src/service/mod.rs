@@ -1,5 +1,5 @@
-//! The router's own services for its tenants (DHCP), in a thread of
-//! their own so that no request ever holds up a worker.
+//! The router's own services for its tenants (DHCP, DNS), in a thread
+//! of their own so that no request ever holds up a worker.
 //!
 //! A worker marks a frame for the services (`Verdict::Local`) and posts a
 //! copy into the services' mailbox (`ServiceLink::send`), within a budget
@@ -8,8 +8,12 @@
 //! and counted. The service thread (`Services`) answers each request from
 //! the tables current then and posts the reply into the mailbox of the
 //! worker that sent the request, which transmits it out of the port the
-//! request came in on (`ServiceLink::receive_into`).
+//! request came in on (`ServiceLink::receive_into`). A DNS query the
+//! service forwards goes the same way, into the pipeline at L3 as if the
+//! tenant's gateway had routed it.
 pub mod dhcp;
+pub mod dns;
+pub mod udp;
 
 use crate::frame::Frame;
 use crate::parcel::Mailbox;
@@ -20,10 +24,11 @@ use std::collections::BTreeMap;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Requests a port may send the services in a second: a DHCP client
-/// sends a handful a minute.
-pub const REQUESTS_PER_PORT_SECOND: u16 = 100;
+/// sends a handful a minute, a VM's resolver some per connection.
+pub const REQUESTS_PER_PORT_SECOND: u16 = 1000;
 /// Parcels in the services' mailbox (requests from every worker), and in
 /// each worker's (replies).
 pub const PARCELS: usize = 1024;
@@ -33,15 +38,24 @@ pub struct ServiceLink {
     requests: Arc<Mailbox>,
     replies: Arc<Mailbox>,
     worker: u16,
-    /// Per port id: the second of its last request, and requests in it.
-    budget: Vec<(u32, u16)>,
 }
+
+/// A worker's count of each port's requests to the services this second.
+#[derive(Debug, Default)]
+pub struct PortBudget {
+    /// Per port id: the second of its last request, and requests in it.
+    ports: Vec<(u32, u16)>,
+}
+
+/// Frames the services send, each to a worker: (worker, frame, meta).
+pub type Outbox = Vec<(u16, Vec<u8>, Meta)>;
 
 /// The service thread's end.
 pub struct Services {
     requests: Arc<Mailbox>,
     replies: Vec<Arc<Mailbox>>,
     counters: Arc<Mutex<ServiceCounters>>,
+    dns: dns::Dns,
 }
 
 /// The services' ends, and one link per worker.
@@ -57,13 +71,13 @@ pub fn links(workers: usize) -> std::io::Result<(Services, Vec<ServiceLink>)> {
             requests: requests.clone(),
             replies: replies.clone(),
             worker: u16::try_from(worker).unwrap_or(u16::MAX),
-            budget: Vec::new(),
         })
         .collect();
     let services = Services {
         requests,
         replies,
         counters: Arc::default(),
+        dns: dns::Dns::new(),
     };
     Ok((services, links))
 }
@@ -71,13 +85,18 @@ pub fn links(workers: usize) -> std::io::Result<(Services, Vec<ServiceLink>)> {
 impl ServiceLink {
     /// Posts the frames marked for the services (their buffers are then
     /// free); `now` is the worker's clock in seconds.
-    pub fn send(&mut self, frames: &mut [Frame<'_>], now: u32, stats: &mut Stats) {
+    pub fn send(
+        &self,
+        frames: &mut [Frame<'_>],
+        (budget, now): (&mut PortBudget, u32),
+        stats: &mut Stats,
+    ) {
         let mut posted = false;
         for frame in frames.iter_mut() {
             if frame.meta.verdict != Verdict::Local {
                 continue;
             }
-            if !self.within_budget(frame.meta.in_port, now) {
+            if !budget.allows(frame.meta.in_port, now) {
                 frame.meta.drop(stats, DropReason::ServiceRateLimited);
                 continue;
             }
@@ -89,22 +108,6 @@ impl ServiceLink {
         if posted {
             self.requests.wake();
         }
-    }
-
-    fn within_budget(&mut self, port: PortId, now: u32) -> bool {
-        let at = usize::from(port);
-        if self.budget.len() <= at {
-            // Once per port id ever seen: not per packet.
-            self.budget.resize(at + 1, (0, 0));
-        }
-        let Some((second, count)) = self.budget.get_mut(at) else {
-            return false;
-        };
-        if *second != now {
-            (*second, *count) = (now, 0);
-        }
-        *count = count.saturating_add(1);
-        *count <= REQUESTS_PER_PORT_SECOND
     }
 
     /// Replies waiting to be sent.
@@ -135,11 +138,33 @@ impl ServiceLink {
     }
 }
 
+impl PortBudget {
+    /// Counts a request from `port` in second `now`: whether it is
+    /// within the port's share.
+    fn allows(&mut self, port: PortId, now: u32) -> bool {
+        let at = usize::from(port);
+        if self.ports.len() <= at {
+            // Once per port id ever seen: not per packet.
+            self.ports.resize(at + 1, (0, 0));
+        }
+        let Some((second, count)) = self.ports.get_mut(at) else {
+            return false;
+        };
+        if *second != now {
+            (*second, *count) = (now, 0);
+        }
+        *count = count.saturating_add(1);
+        *count <= REQUESTS_PER_PORT_SECOND
+    }
+}
+
 /// What the services answered, in total and per tenant.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ServiceCounters {
     pub dhcp: DhcpCounters,
     pub dhcp_by_tenant: BTreeMap<TenantId, DhcpCounters>,
+    pub dns: dns::DnsCounters,
+    pub dns_by_tenant: BTreeMap<TenantId, dns::DnsCounters>,
     /// Requests whose handling panicked (the thread goes on).
     pub panics: u64,
 }
@@ -178,6 +203,39 @@ impl DhcpCounters {
 /// How long the service thread sleeps with nothing to do before it
 /// looks at `stop` again.
 const IDLE_MS: i32 = 100;
+/// How often the services look at their timers (DNS upstreams).
+const TICK: Duration = Duration::from_millis(100);
+
+/// What a request to the services is, by its UDP ports.
+enum Request {
+    Dhcp,
+    DnsQuery,
+    DnsAnswer,
+}
+
+impl Request {
+    fn of(frame: &[u8]) -> Option<Request> {
+        match udp::ports(crate::pipeline::after_ethernet(frame))? {
+            (dhcp::CLIENT_PORT, dhcp::SERVER_PORT) => Some(Request::Dhcp),
+            (dns::PORT, _) => Some(Request::DnsAnswer),
+            (_, dns::PORT) => Some(Request::DnsQuery),
+            _ => None,
+        }
+    }
+}
+
+/// Whether the router's services take an IPv4 packet to a gateway
+/// address (`local`: from a VM of this host): a DHCP client's, a VM's
+/// DNS query, or an upstream's DNS answer (from anywhere its NAT lets
+/// in; the service takes only the answers it waits for).
+pub(crate) fn wanted_at_gateway(ip: &[u8], local: bool) -> bool {
+    match udp::ports(ip) {
+        Some((dhcp::CLIENT_PORT, dhcp::SERVER_PORT)) => local,
+        Some((dns::PORT, _)) => true,
+        Some((_, dns::PORT)) => local,
+        _ => false,
+    }
+}
 
 impl Services {
     /// Where `counters` can be read from another thread.
@@ -187,7 +245,12 @@ impl Services {
 
     /// Answers requests until `stop` is set.
     pub fn run(&mut self, tables: &impl TableSource, stop: &AtomicBool) {
+        let mut ticked = Instant::now();
         while !stop.load(Ordering::Relaxed) {
+            if ticked.elapsed() >= TICK {
+                ticked = Instant::now();
+                tables.with_current(|t| self.tick(t, ticked));
+            }
             if tables.with_current(|t| self.serve_waiting(t)) > 0 {
                 continue;
             }
@@ -207,41 +270,93 @@ impl Services {
     /// Answers every request waiting now; returns how many there were.
     pub fn serve_waiting(&mut self, tables: &Tables) -> usize {
         let mut request = [0u8; crate::parcel::PARCEL_BYTES];
-        let mut reply = [0u8; dhcp::MAX_REPLY];
         let mut counters = ServiceCounters::default();
-        let mut woken = vec![false; self.replies.len()];
+        let mut out = Outbox::new();
+        let now = Instant::now();
         let mut served = 0;
         while let Some((len, meta, from)) = self.requests.take_into(&mut request) {
             served += 1;
             let frame = request.get(..len).unwrap_or_default();
-            let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                dhcp::answer(tables, meta.in_port, frame, &mut reply)
-            }));
-            let Ok(outcome) = answered else {
+            let dns_before = self.dns.counters;
+            let handled =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    match Request::of(frame) {
+                        Some(Request::Dhcp) => {
+                            let outcome = self.dhcp(tables, (meta, from), frame, &mut out);
+                            counters.dhcp.count(&outcome);
+                            let by_tenant = counters.dhcp_by_tenant.entry(meta.tenant).or_default();
+                            by_tenant.count(&outcome);
+                        }
+                        Some(Request::DnsQuery) => {
+                            self.dns.query(tables, (meta, from), frame, now, &mut out)
+                        }
+                        Some(Request::DnsAnswer) => {
+                            self.dns.upstream_answer(tables, meta, frame, now, &mut out)
+                        }
+                        None => counters.dns.malformed += 1,
+                    }
+                }));
+            if handled.is_err() {
                 counters.panics += 1;
+            }
+            let by_tenant = counters.dns_by_tenant.entry(meta.tenant).or_default();
+            by_tenant.add(&self.dns.counters.since(&dns_before));
+        }
+        self.post(out);
+        if served > 0 {
+            counters.dns.add(&self.dns.counters);
+            self.dns.counters = dns::DnsCounters::default();
+            self.add(&counters);
+        }
+        served
+    }
+
+    /// Answers a DHCP client into `out`.
+    fn dhcp(
+        &mut self,
+        tables: &Tables,
+        (meta, from): (Meta, u16),
+        frame: &[u8],
+        out: &mut Outbox,
+    ) -> Result<dhcp::Answer, dhcp::Refusal> {
+        let mut reply = vec![0u8; dhcp::MAX_REPLY];
+        let outcome = dhcp::answer(tables, meta.in_port, frame, &mut reply);
+        if let Ok(dhcp::Answer::Sent(_, len)) = outcome {
+            reply.truncate(len);
+            let mut to = Meta::new(meta.in_port);
+            to.classify(meta.tenant);
+            to.tx(meta.in_port);
+            out.push((from, reply, to));
+        }
+        outcome
+    }
+
+    /// The services' timers: DNS queries whose upstream is silent.
+    fn tick(&mut self, tables: &Tables, now: Instant) {
+        let mut out = Outbox::new();
+        self.dns.tick(tables, now, &mut out);
+        self.post(out);
+        if self.dns.counters != dns::DnsCounters::default() {
+            let counters = ServiceCounters {
+                dns: self.dns.counters,
+                ..ServiceCounters::default()
+            };
+            self.dns.counters = dns::DnsCounters::default();
+            self.add(&counters);
+        }
+    }
+
+    /// Posts each frame into its worker's mailbox, and wakes them. A
+    /// worker with a full mailbox has far more to do than this: the
+    /// client asks again.
+    fn post(&self, out: Outbox) {
+        let mut woken = vec![false; self.replies.len()];
+        for (worker, frame, meta) in out {
+            let Some(mailbox) = self.replies.get(usize::from(worker)) else {
                 continue;
             };
-            counters.dhcp.count(&outcome);
-            counters
-                .dhcp_by_tenant
-                .entry(meta.tenant)
-                .or_default()
-                .count(&outcome);
-            let Ok(dhcp::Answer::Sent(_, reply_len)) = outcome else {
-                continue;
-            };
-            let (Some(mailbox), Some(bytes)) =
-                (self.replies.get(usize::from(from)), reply.get(..reply_len))
-            else {
-                continue;
-            };
-            let mut out = Meta::new(meta.in_port);
-            out.classify(meta.tenant);
-            out.tx(meta.in_port);
-            // A worker with a full mailbox has far more to do than one
-            // reply: the client asks again.
-            if mailbox.post(bytes, out, 0).is_ok() {
-                if let Some(w) = woken.get_mut(usize::from(from)) {
+            if mailbox.post(&frame, meta, 0).is_ok() {
+                if let Some(w) = woken.get_mut(usize::from(worker)) {
                     *w = true;
                 }
             }
@@ -249,10 +364,6 @@ impl Services {
         for (mailbox, _) in self.replies.iter().zip(&woken).filter(|(_, w)| **w) {
             mailbox.wake();
         }
-        if served > 0 {
-            self.add(&counters);
-        }
-        served
     }
 
     fn add(&self, new: &ServiceCounters) {
@@ -263,6 +374,14 @@ impl Services {
         counters.dhcp.add(&new.dhcp);
         for (tenant, c) in &new.dhcp_by_tenant {
             counters.dhcp_by_tenant.entry(*tenant).or_default().add(c);
+        }
+        counters.dns.add(&new.dns);
+        for (tenant, c) in new
+            .dns_by_tenant
+            .iter()
+            .filter(|(_, c)| **c != Default::default())
+        {
+            counters.dns_by_tenant.entry(*tenant).or_default().add(c);
         }
     }
 }

@@ -2,6 +2,15 @@
 //! name), by (tenant, address). Read by the service thread, never by the
 //! per-packet path.
 
+/// A tenant's DNS service.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TenantDns {
+    /// The domain its VMs' host names are in, without the final dot.
+    pub domain: String,
+    /// Resolvers for other names, asked through the tenant's source NAT.
+    pub upstreams: Vec<std::net::Ipv4Addr>,
+}
+
 /// One local VM, as its services describe it.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Guest {

@@ -14,7 +14,7 @@ mod vtep;
 
 pub use acl::{TenantAcls, TierAcl};
 pub use firewall::{Action, Firewall, Rule, RuleSet};
-pub use guest::Guest;
+pub use guest::{Guest, TenantDns};
 pub use host::{Endpoint, Host, HostTable, L2Dest, L2Table, Location, Tier};
 pub use lpm::{Lpm, NextHop};
 pub use nat::{Filtering, Inside, NatTable, SourceNat};
@@ -83,6 +83,8 @@ pub struct Tables {
     protected: Arc<Vec<Ipv4Net>>,
     /// Local VMs as the router's services describe them.
     guests: Arc<FastMap<(TenantId, Ipv4Addr), Guest>>,
+    /// Per tenant id: its DNS service.
+    dns: Arc<FastMap<TenantId, TenantDns>>,
     /// Unique to these tables in this process (never 0): decisions cached
     /// in sessions are valid for one generation.
     generation: u32,
@@ -208,6 +210,16 @@ impl Tables {
     /// What the router's services tell VM `ip` of `tenant` about itself.
     pub fn guest(&self, tenant: TenantId, ip: Ipv4Addr) -> Option<&Guest> {
         self.guests.get(&(tenant, ip))
+    }
+
+    /// Every local VM the services describe, with its tenant and address.
+    pub fn guests(&self) -> impl Iterator<Item = (TenantId, Ipv4Addr, &Guest)> {
+        self.guests.iter().map(|((t, ip), g)| (*t, *ip, g))
+    }
+
+    /// `tenant`'s DNS service.
+    pub fn tenant_dns(&self, tenant: TenantId) -> Option<&TenantDns> {
+        self.dns.get(&tenant)
     }
 
     /// Whether the remote `vtep` hosts a VM of `tenant` (its VXLAN in the
@@ -452,6 +464,11 @@ impl TablesBuilder {
             _ => Tier::from(ip),
         };
         self.add_host(tenant, ip, mac, Location::Local(port), tier);
+    }
+
+    /// `tenant`'s DNS service.
+    pub fn set_tenant_dns(&mut self, tenant: TenantId, dns: TenantDns) {
+        own(&mut self.tables.dns).insert(tenant, dns);
     }
 
     /// How the router's services describe local VM `ip` of `tenant`.

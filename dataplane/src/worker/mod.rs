@@ -10,7 +10,7 @@ pub use crate::counters::WorkerCounters;
 use crate::handoff::Handoff;
 use crate::io::FrameIo;
 use crate::pipeline::Pipeline;
-use crate::service::{self, ServiceLink};
+use crate::service::{self, PortBudget, ServiceLink};
 use crate::table::Tables;
 use crate::tally::TenantTally;
 use arc_swap::ArcSwap;
@@ -64,6 +64,8 @@ pub struct Worker<I: FrameIo> {
     handoff: Option<Handoff>,
     /// Where requests to the router's services go, and replies come from.
     services: Option<ServiceLink>,
+    /// Each port's requests to the services this second.
+    service_budget: PortBudget,
     /// The generation of the tables last seen (None: none yet).
     generation: Option<u32>,
 }
@@ -82,6 +84,7 @@ impl<I: FrameIo> Worker<I> {
             started: Instant::now(),
             handoff: None,
             services: None,
+            service_budget: PortBudget::default(),
             generation: None,
         }
     }
@@ -129,7 +132,7 @@ impl<I: FrameIo> Worker<I> {
         self.io.service();
         let mut received = 0;
         let (pipeline, handoff, tenants) = (&mut self.pipeline, &self.handoff, &mut self.tenants);
-        let services = &mut self.services;
+        let (services, budget) = (&self.services, &mut self.service_budget);
         let panics = &mut self.counters.panics;
         let mut process = |frames: &mut [crate::Frame<'_>]| {
             contain::run(pipeline, tables, frames, panics);
@@ -137,7 +140,7 @@ impl<I: FrameIo> Worker<I> {
                 handoff.send(frames, &mut pipeline.stats);
             }
             match services {
-                Some(link) => link.send(frames, pipeline.now, &mut pipeline.stats),
+                Some(link) => link.send(frames, (budget, pipeline.now), &mut pipeline.stats),
                 None => service::refuse_without_services(frames, &mut pipeline.stats),
             }
             tenants.count(frames);
@@ -163,10 +166,11 @@ impl<I: FrameIo> Worker<I> {
                 self.counters.tx_ring_full += done.tx_full as u64;
             }
         }
-        // The services' replies: built whole, sent out of their port.
-        if let Some(link) = &self.services {
+        // From the services: replies built whole for their port, and
+        // queries to route (a DNS query to an upstream).
+        if let Some(link) = services {
             while link.waiting() > 0 {
-                let done = self.io.inject(|buf| link.receive_into(buf), |_| {});
+                let done = self.io.inject(|buf| link.receive_into(buf), &mut process);
                 if done.received == 0 {
                     break; // no free buffer: next pass
                 }

@@ -1,0 +1,204 @@
+//! DNS live: VMs of two tenants with the same address ask their gateway
+//! with `dig`; an upstream resolver (dnsmasq) runs on the internet side.
+//! Each tenant's own names are answered authoritatively (A, PTR,
+//! NXDOMAIN), never the other's; other names are forwarded through the
+//! tenant's source NAT (dnsmasq's log says from which address) and then
+//! answered from the cache; a tenant without upstreams is refused.
+mod common;
+
+use common::{start_xvrd, stats_of, stop_xvrd};
+use std::process::{Child, Command, Stdio};
+use xvr_testkit::netns::{require_root, Rig};
+
+const STATE: &str = r#"{
+  "tenants": [
+    { "name": "acme", "vni": 100, "dns": { "upstreams": ["198.19.0.10"] } },
+    { "name": "globex", "vni": 200 }
+  ],
+  "ports": [
+    { "role": "uplink", "name": "up0", "mac": "02:00:00:00:00:01", "ip": "198.18.0.1",
+      "internet_gateway_mac": "02:00:00:00:00:fe" },
+    { "role": "vm", "name": "a1", "mac": "02:aa:00:00:00:01", "tenant": "acme", "gateway": "10.0.0.1/24" },
+    { "role": "vm", "name": "b1", "mac": "02:bb:00:00:00:01", "tenant": "globex", "gateway": "10.0.0.1/24" }
+  ],
+  "routes": [{ "tenant": "acme", "prefix": "0.0.0.0/0", "next_hop": "internet" }],
+  "neighbors": [
+    { "tenant": "acme", "ip": "10.0.0.10", "mac": "02:0a:00:00:00:10", "port": "a1", "hostname": "web-1" },
+    { "tenant": "globex", "ip": "10.0.0.10", "mac": "02:0b:00:00:00:10", "port": "b1", "hostname": "db-9" }
+  ],
+  "nat": { "source": [{ "tenant": "acme", "public_ip": "203.0.113.10" }] }
+}"#;
+
+const RESOLVER: &str = common::INTERNET_SERVER;
+
+/// host (xvrd), acme's VM and globex's VM (both 10.0.0.10), and the
+/// internet with dnsmasq on `RESOLVER`: www.example.test is
+/// 198.51.100.7, every other name under example.test NXDOMAIN. Returns
+/// (host, acme, globex, dnsmasq, its log).
+fn rig(
+    rig: &mut Rig,
+    dir: &std::path::Path,
+) -> (String, String, String, Child, std::path::PathBuf) {
+    let (host, acme, internet) = common::internet_rig(rig, 1);
+    let globex = rig.vm(&host, "b1", "10.0.0.10/24", "02:0b:00:00:00:10");
+    rig.exec(
+        &globex,
+        &["ip", "route", "add", "default", "via", "10.0.0.1"],
+    );
+    let log = dir.join("dnsmasq.log");
+    let dnsmasq = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &internet,
+            "dnsmasq",
+            "--keep-in-foreground",
+        ])
+        .args([
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--user=root",
+        ])
+        .arg(format!("--listen-address={RESOLVER}"))
+        .args([
+            "--host-record=www.example.test,198.51.100.7",
+            "--local=/example.test/",
+        ])
+        // Its own records have TTL 0 unless told: nothing to cache.
+        .arg("--local-ttl=300")
+        .arg("--log-queries")
+        .arg(format!("--log-facility={}", log.display()))
+        .arg("--pid-file=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    common::wait_sockets(&internet, "-uln", 53, 1);
+    (host, acme, globex, dnsmasq, log)
+}
+
+/// `dig` in `ns` at its gateway: (status, answer section, flags line).
+fn dig(rig: &Rig, ns: &str, args: &[&str]) -> (String, String, String) {
+    let mut all = vec![
+        "dig",
+        "@10.0.0.1",
+        "+time=2",
+        "+tries=1",
+        "+noall",
+        "+comments",
+        "+answer",
+    ];
+    all.extend_from_slice(args);
+    let out = rig.exec(ns, &all);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let status = text
+        .split("status: ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .unwrap_or("no answer")
+        .to_string();
+    let flags = text
+        .lines()
+        .find(|l| l.contains(";; flags:"))
+        .unwrap_or_default()
+        .to_string();
+    let answer = text
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
+    (status, answer, flags)
+}
+
+fn count(stats: &serde_json::Value, path: &[&str]) -> u64 {
+    path.iter()
+        .fold(stats, |v, key| &v[*key])
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[test]
+#[ignore = "needs root: scripts/test runs it as root"]
+fn each_tenant_resolves_its_own_names_and_forwards_the_rest() {
+    require_root("creating namespaces and running xvrd");
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = Rig::new("dns");
+    let (host, acme, globex, mut dnsmasq, log) = rig(&mut r, dir.path());
+    let (_state_dir, config) = common::state_file(STATE);
+    let daemon = start_xvrd(&r, &host, &config, &["up0", "a1", "b1"]);
+    let upstream_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let context = |what: &str| {
+        format!(
+            "{what}\ndnsmasq: {}\nxvrd: {}",
+            upstream_log(),
+            daemon.log()
+        )
+    };
+
+    // Its own names, authoritatively.
+    let (status, answer, flags) = dig(&r, &acme, &["web-1.acme.internal", "A"]);
+    assert_eq!(status, "NOERROR", "{}", context(&answer));
+    assert!(
+        answer.contains("10.0.0.10") && flags.contains(" aa"),
+        "{}",
+        context(&answer)
+    );
+    let (_, answer, _) = dig(&r, &acme, &["-x", "10.0.0.10"]);
+    assert!(
+        answer.contains("PTR\tweb-1.acme.internal."),
+        "{}",
+        context(&answer)
+    );
+    let (status, _, _) = dig(&r, &acme, &["nope.acme.internal"]);
+    assert_eq!(status, "NXDOMAIN");
+    // The same address in the other tenant has the other name.
+    let (_, answer, _) = dig(&r, &globex, &["-x", "10.0.0.10"]);
+    assert!(
+        answer.contains("db-9.globex.internal."),
+        "{}",
+        context(&answer)
+    );
+    // Neither learns the other's names, and no upstream is asked them.
+    let (status, answer, _) = dig(&r, &acme, &["db-9.globex.internal"]);
+    assert_eq!(status, "NXDOMAIN", "{}", context(&answer));
+    let (status, _, _) = dig(&r, &globex, &["web-1.acme.internal"]);
+    assert_eq!(status, "NXDOMAIN");
+
+    // Other names: forwarded from acme's public address, then cached.
+    let (status, answer, _) = dig(&r, &acme, &["www.example.test"]);
+    assert_eq!(status, "NOERROR", "{}", context(&answer));
+    assert!(answer.contains("198.51.100.7"), "{}", context(&answer));
+    let (_, again, _) = dig(&r, &acme, &["www.example.test"]);
+    assert!(again.contains("198.51.100.7"), "{}", context(&again));
+    let (status, _, _) = dig(&r, &acme, &["nothere.example.test"]);
+    assert_eq!(status, "NXDOMAIN", "{}", context("nothere"));
+    // globex has no upstream.
+    let (status, _, _) = dig(&r, &globex, &["www.example.test"]);
+    assert_eq!(status, "REFUSED");
+
+    let seen = upstream_log();
+    let asked = seen
+        .matches("query[A] www.example.test from 203.0.113.10")
+        .count();
+    assert_eq!(asked, 1, "asked once, through acme's source NAT:\n{seen}");
+    assert!(
+        !seen.contains(".internal"),
+        "no .internal name left the host:\n{seen}"
+    );
+    let stats = stats_of(&config);
+    let acme_dns = &stats["services"]["dns_by_tenant"]["acme"];
+    assert!(
+        count(acme_dns, &["authoritative"]) >= 4
+            && count(acme_dns, &["forwarded"]) == 2
+            && count(acme_dns, &["from_cache"]) == 1,
+        "{stats}"
+    );
+    assert_eq!(
+        count(&stats["services"]["dns_by_tenant"]["globex"], &["refused"]),
+        1
+    );
+    stop_xvrd(daemon);
+    let _ = dnsmasq.kill();
+    let _ = dnsmasq.wait();
+}
