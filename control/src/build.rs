@@ -151,6 +151,8 @@ impl State {
                 r.mac.into(),
                 vteps[&r.vtep],
             );
+            let hostname = r.hostname.clone();
+            b.describe_guest(tenants[r.tenant.as_str()], r.ip, Guest { hostname });
         }
         for n in &self.nat.source {
             let [first, last] = n.ports.unwrap_or(DEFAULT_NAT_PORTS);

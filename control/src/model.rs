@@ -465,6 +465,9 @@ pub struct RemoteVmConfig {
     pub ip: Ipv4Addr,
     pub mac: Mac,
     pub vtep: Ipv4Addr,
+    /// Its host name, which this host's DNS answers too (a DNS label).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
 }
 
 impl State {

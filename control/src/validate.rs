@@ -616,14 +616,7 @@ impl State {
         for (i, n) in self.neighbors.iter().enumerate() {
             let at = format!("neighbors[{i}]");
             host(errors, at.clone(), &n.tenant, n.ip, n.mac);
-            if let Some(name) = &n.hostname {
-                if !xvr_dataplane::service::is_dns_label(name) {
-                    errors.add(
-                        format!("{at}.hostname"),
-                        format!("{name:?} is not a host name (1 to 63 letters, digits and inner hyphens)"),
-                    );
-                }
-            }
+            hostname(errors, &at, n.hostname.as_deref());
             for (j, prefix) in n.allowed_addresses.iter().enumerate() {
                 if *prefix != prefix.trunc() || prefix.prefix_len() == 0 {
                     errors.add(
@@ -686,6 +679,7 @@ impl State {
         for (i, r) in self.remote_vms.iter().enumerate() {
             let at = format!("remote_vms[{i}]");
             host(errors, at.clone(), &r.tenant, r.ip, r.mac);
+            hostname(errors, &at, r.hostname.as_deref());
             if !vtep_ips.contains(&r.vtep) {
                 errors.add(format!("{at}.vtep"), format!("{} is not in vteps", r.vtep));
             }
@@ -755,6 +749,16 @@ fn check_rule(errors: &mut Errors, at: &dyn Fn(&str) -> String, r: &RuleConfig) 
         );
     } else if r.icmp_code.is_some() && r.icmp_type.is_none() {
         errors.add(at("icmp_code"), "an ICMP code needs its icmp_type".into());
+    }
+}
+
+/// A VM's `hostname`, if it has one, must be a DNS label.
+fn hostname(errors: &mut Errors, at: &str, name: Option<&str>) {
+    if let Some(name) = name.filter(|n| !xvr_dataplane::service::is_dns_label(n)) {
+        errors.add(
+            format!("{at}.hostname"),
+            format!("{name:?} is not a host name (1 to 63 letters, digits and inner hyphens)"),
+        );
     }
 }
 
