@@ -137,8 +137,14 @@ impl State {
             for prefix in &n.allowed_addresses {
                 b.allow_addresses(tenant, *prefix, n.mac.into());
             }
-            let hostname = n.hostname.clone();
-            b.describe_guest(tenant, n.ip, Guest { hostname });
+            let m = &n.metadata;
+            let guest = Guest {
+                hostname: n.hostname.clone(),
+                instance_id: m.instance_id.clone(),
+                user_data: m.user_data.clone(),
+                public_keys: m.public_keys.clone(),
+            };
+            b.describe_guest(tenant, n.ip, guest);
         }
         let mut vteps = HashMap::new();
         for v in &self.vteps {
@@ -151,8 +157,11 @@ impl State {
                 r.mac.into(),
                 vteps[&r.vtep],
             );
-            let hostname = r.hostname.clone();
-            b.describe_guest(tenants[r.tenant.as_str()], r.ip, Guest { hostname });
+            let guest = Guest {
+                hostname: r.hostname.clone(),
+                ..Guest::default()
+            };
+            b.describe_guest(tenants[r.tenant.as_str()], r.ip, guest);
         }
         for n in &self.nat.source {
             let [first, last] = n.ports.unwrap_or(DEFAULT_NAT_PORTS);

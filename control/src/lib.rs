@@ -15,9 +15,10 @@ mod validate;
 pub use ids::TenantIds;
 pub use mac::Mac;
 pub use model::{
-    ConntrackConfig, Direction, FilteringConfig, FirewallRuleConfig, LimitsConfig, NatConfig,
-    NeighborConfig, NetworkAclConfig, NextHopConfig, PortConfig, PortForwardConfig, Protocol,
-    RemoteVmConfig, RouteConfig, RuleAction, RuleConfig, RuleProtocol, SourceNatConfig, State,
-    StaticNatConfig, TenantConfig, TimeoutsConfig, VtepConfig, MAX_UPLINK_MTU, MIN_UPLINK_MTU,
+    ConntrackConfig, Direction, DnsConfig, FilteringConfig, FirewallRuleConfig, LimitsConfig,
+    MetadataConfig, NatConfig, NeighborConfig, NetworkAclConfig, NextHopConfig, PortConfig,
+    PortForwardConfig, Protocol, RemoteVmConfig, RouteConfig, RuleAction, RuleConfig, RuleProtocol,
+    SourceNatConfig, State, StaticNatConfig, TenantConfig, TimeoutsConfig, VtepConfig,
+    MAX_UPLINK_MTU, MAX_USER_DATA, MIN_UPLINK_MTU,
 };
 pub use validate::{ConfigError, ConfigErrors};

@@ -448,7 +448,33 @@ pub struct NeighborConfig {
     /// The VM's host name, as DHCP gives it (a DNS label).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
+    /// What the metadata service tells the VM about itself.
+    #[serde(default, skip_serializing_if = "MetadataConfig::is_default")]
+    pub metadata: MetadataConfig,
 }
+
+/// A VM's metadata, served to it alone at 169.254.169.254.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetadataConfig {
+    /// Its id in the cloud (`i-0001`, a UUID).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// User data for cloud-init, as text (32 KiB at most).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<String>,
+    /// SSH public keys, one line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub public_keys: Vec<String>,
+}
+
+impl MetadataConfig {
+    pub fn is_default(&self) -> bool {
+        *self == MetadataConfig::default()
+    }
+}
+
+pub use xvr_dataplane::service::metadata::MAX_USER_DATA;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

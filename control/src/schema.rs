@@ -49,7 +49,7 @@ pub fn schema() -> Value {
         table(
             "neighbors",
             vec![tenant(), key("ip", "exact")],
-            json!([{ "name": "deliver", "params": ["mac", "port", "allowed_addresses", "hostname"] }]),
+            json!([{ "name": "deliver", "params": ["mac", "port", "allowed_addresses", "hostname", "metadata"] }]),
             json!({}),
             "VMs on local ports; DHCP gives each its address and hostname.",
         ),

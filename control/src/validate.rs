@@ -617,6 +617,7 @@ impl State {
             let at = format!("neighbors[{i}]");
             host(errors, at.clone(), &n.tenant, n.ip, n.mac);
             hostname(errors, &at, n.hostname.as_deref());
+            metadata(errors, &at, &n.metadata);
             for (j, prefix) in n.allowed_addresses.iter().enumerate() {
                 if *prefix != prefix.trunc() || prefix.prefix_len() == 0 {
                     errors.add(
@@ -759,6 +760,44 @@ fn hostname(errors: &mut Errors, at: &str, name: Option<&str>) {
             format!("{at}.hostname"),
             format!("{name:?} is not a host name (1 to 63 letters, digits and inner hyphens)"),
         );
+    }
+}
+
+/// A VM's metadata: user data within `MAX_USER_DATA`, an instance id
+/// and keys that fit in an HTTP answer line by line.
+fn metadata(errors: &mut Errors, at: &str, m: &crate::model::MetadataConfig) {
+    let printable = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_graphic() || c == ' ');
+    if let Some(id) = m
+        .instance_id
+        .as_deref()
+        .filter(|id| id.len() > 64 || !printable(id))
+    {
+        errors.add(
+            format!("{at}.metadata.instance_id"),
+            format!("{id:?} is not an instance id (1 to 64 printable characters)"),
+        );
+    }
+    if let Some(data) = m
+        .user_data
+        .as_deref()
+        .filter(|d| d.len() > crate::model::MAX_USER_DATA)
+    {
+        errors.add(
+            format!("{at}.metadata.user_data"),
+            format!(
+                "{} bytes; at most {}",
+                data.len(),
+                crate::model::MAX_USER_DATA
+            ),
+        );
+    }
+    for (i, key) in m.public_keys.iter().enumerate() {
+        if key.len() > 16 * 1024 || !printable(key) {
+            errors.add(
+                format!("{at}.metadata.public_keys[{i}]"),
+                "not a one-line public key (printable, 16 KiB at most)".into(),
+            );
+        }
     }
 }
 

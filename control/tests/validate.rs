@@ -111,6 +111,10 @@ fn bad_input_names_the_field_and_value() {
             Box::new(|j| j["neighbors"][0]["ip"] = json!("10.0.0.1")),
         ),
         (
+            "neighbors[0].metadata.user_data: 40000 bytes; at most 32768",
+            Box::new(|j| j["neighbors"][0]["metadata"] = json!({ "user_data": "x".repeat(40000) })),
+        ),
+        (
             "tenants[0].dns.upstreams[0]: 127.0.0.1 is not a unicast address",
             Box::new(|j| j["tenants"][0]["dns"] = json!({ "upstreams": ["127.0.0.1"] })),
         ),

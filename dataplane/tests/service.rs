@@ -28,17 +28,12 @@ fn tables() -> Tables {
         upstreams: vec![],
     };
     b.set_tenant_dns(TENANT_B, b_dns);
-    let vm10 = Guest {
-        hostname: Some("vm10".into()),
+    let named = |name: &str| Guest {
+        hostname: Some(name.into()),
+        ..Guest::default()
     };
-    b.describe_guest(TENANT_A, ip("10.0.0.10"), vm10.clone());
-    b.describe_guest(
-        TENANT_B,
-        ip("10.0.0.10"),
-        Guest {
-            hostname: Some("other".into()),
-        },
-    );
+    b.describe_guest(TENANT_A, ip("10.0.0.10"), named("vm10"));
+    b.describe_guest(TENANT_B, ip("10.0.0.10"), named("other"));
     b.build()
 }
 
@@ -433,6 +428,26 @@ proptest! {
     ) {
         let t = tables();
         let (_, _, counters) = through_services(&t, A1, &[from_vm(&body)]);
+        prop_assert_eq!(counters.panics, 0);
+    }
+}
+
+proptest! {
+    /// Whatever TCP a VM sends the metadata service, its port's stack
+    /// answers or drops it, and never panics.
+    #[test]
+    fn any_tcp_to_the_metadata_service_is_answered_or_dropped(
+        body in proptest::collection::vec(any::<u8>(), 0..600),
+        syn in any::<bool>(),
+    ) {
+        let t = tables();
+        let vm = headers(VM_A10_MAC, A1_MAC, [10, 0, 0, 10], [169, 254, 169, 254]);
+        let frame = match syn {
+            true => vm.tcp_syn(40000, 80),
+            false => vm.tcp_ack(40000, 80, &body),
+        };
+        let (verdicts, _, counters) = through_services(&t, A1, &[frame]);
+        prop_assert_eq!(verdicts, vec![Verdict::Local]);
         prop_assert_eq!(counters.panics, 0);
     }
 }

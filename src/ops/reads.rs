@@ -207,6 +207,9 @@ impl DaemonOps {
             .collect();
         json!({ "dhcp": dhcp(&counters.dhcp), "dhcp_by_tenant": dhcp_by_tenant,
                 "dns": dns(&counters.dns), "dns_by_tenant": dns_by_tenant,
+                "metadata": { "answered": counters.metadata.answered,
+                              "not_found": counters.metadata.not_found,
+                              "dropped": counters.metadata.dropped },
                 "panics": counters.panics })
     }
 

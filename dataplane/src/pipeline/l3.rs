@@ -60,13 +60,19 @@ fn route(
     let Some(tenant) = tables.tenant(tenant_id) else {
         return frame.meta.drop(stats, DropReason::StaleTables);
     };
+    let local = frame.meta.from_vtep.is_none() && !frame.meta.translated;
     if tenant.is_gateway(dst) {
-        let local = frame.meta.from_vtep.is_none() && !frame.meta.translated;
         if crate::service::wanted_at_gateway(ip.as_ref(), local) {
             // DHCP, DNS: the router's services.
             return frame.meta.hand_to_services(stats);
         }
         return icmp::echo_reply(frame, &checked, stats);
+    }
+    if dst == crate::service::metadata::ADDRESS && local {
+        if crate::service::metadata_packet(ip.as_ref()) {
+            return frame.meta.hand_to_services(stats);
+        }
+        return frame.meta.drop(stats, DropReason::GatewayProtoUnsupported);
     }
     if ttl <= 1 {
         let error = IcmpError::new(Icmpv4Message::TimeExceeded, 0, DropReason::TtlExceeded);

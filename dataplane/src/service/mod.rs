@@ -13,6 +13,7 @@
 //! tenant's gateway had routed it.
 pub mod dhcp;
 pub mod dns;
+pub mod metadata;
 pub mod udp;
 
 use crate::frame::Frame;
@@ -56,6 +57,7 @@ pub struct Services {
     replies: Vec<Arc<Mailbox>>,
     counters: Arc<Mutex<ServiceCounters>>,
     dns: dns::Dns,
+    metadata: metadata::Metadata,
 }
 
 /// The services' ends, and one link per worker.
@@ -78,6 +80,7 @@ pub fn links(workers: usize) -> std::io::Result<(Services, Vec<ServiceLink>)> {
         replies,
         counters: Arc::default(),
         dns: dns::Dns::new(),
+        metadata: metadata::Metadata::default(),
     };
     Ok((services, links))
 }
@@ -165,6 +168,7 @@ pub struct ServiceCounters {
     pub dhcp_by_tenant: BTreeMap<TenantId, DhcpCounters>,
     pub dns: dns::DnsCounters,
     pub dns_by_tenant: BTreeMap<TenantId, dns::DnsCounters>,
+    pub metadata: metadata::MetadataCounters,
     /// Requests whose handling panicked (the thread goes on).
     pub panics: u64,
 }
@@ -206,22 +210,41 @@ const IDLE_MS: i32 = 100;
 /// How often the services look at their timers (DNS upstreams).
 const TICK: Duration = Duration::from_millis(100);
 
-/// What a request to the services is, by its UDP ports.
+/// What a request to the services is, by its ports.
 enum Request {
     Dhcp,
     DnsQuery,
     DnsAnswer,
+    Metadata,
 }
 
 impl Request {
     fn of(frame: &[u8]) -> Option<Request> {
-        match udp::ports(crate::pipeline::after_ethernet(frame))? {
+        let ip = crate::pipeline::after_ethernet(frame);
+        if metadata_packet(ip) {
+            return Some(Request::Metadata);
+        }
+        match udp::ports(ip)? {
             (dhcp::CLIENT_PORT, dhcp::SERVER_PORT) => Some(Request::Dhcp),
             (dns::PORT, _) => Some(Request::DnsAnswer),
             (_, dns::PORT) => Some(Request::DnsQuery),
             _ => None,
         }
     }
+}
+
+/// Whether an IPv4 packet is TCP to the metadata service (not a later
+/// fragment: TCP segments from Linux have DF).
+pub(crate) fn metadata_packet(ip: &[u8]) -> bool {
+    let Ok(packet) = crate::wire::Ipv4Packet::new_checked(ip) else {
+        return false;
+    };
+    let tcp = packet.next_header() == crate::wire::IpProtocol::Tcp;
+    let first = packet.frag_offset() == 0 && !packet.more_frags();
+    tcp && first
+        && packet.dst_addr() == metadata::ADDRESS
+        && crate::wire::TcpPacket::new_checked(packet.payload())
+            .is_ok_and(|t| t.dst_port() == metadata::PORT)
 }
 
 /// Whether the router's services take an IPv4 packet to a gateway
@@ -293,6 +316,10 @@ impl Services {
                         Some(Request::DnsAnswer) => {
                             self.dns.upstream_answer(tables, meta, frame, now, &mut out)
                         }
+                        Some(Request::Metadata) => {
+                            self.metadata
+                                .packet(tables, (meta, from), frame, now, &mut out)
+                        }
                         None => counters.dns.malformed += 1,
                     }
                 }));
@@ -306,6 +333,7 @@ impl Services {
         if served > 0 {
             counters.dns.add(&self.dns.counters);
             self.dns.counters = dns::DnsCounters::default();
+            counters.metadata = std::mem::take(&mut self.metadata.counters);
             self.add(&counters);
         }
         served
@@ -335,6 +363,9 @@ impl Services {
     fn tick(&mut self, tables: &Tables, now: Instant) {
         let mut out = Outbox::new();
         self.dns.tick(tables, now, &mut out);
+        // Retransmissions go through the first worker: any worker
+        // transmits on any port.
+        self.metadata.tick(tables, 0, now, &mut out);
         self.post(out);
         if self.dns.counters != dns::DnsCounters::default() {
             let counters = ServiceCounters {
@@ -376,6 +407,7 @@ impl Services {
             counters.dhcp_by_tenant.entry(*tenant).or_default().add(c);
         }
         counters.dns.add(&new.dns);
+        counters.metadata.add(&new.metadata);
         for (tenant, c) in new
             .dns_by_tenant
             .iter()

@@ -11,9 +11,13 @@ pub struct TenantDns {
     pub upstreams: Vec<std::net::Ipv4Addr>,
 }
 
-/// One local VM, as its services describe it.
+/// One VM, as its services describe it.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Guest {
-    /// Its host name (DHCP option 12).
+    /// Its host name (DHCP option 12, DNS).
     pub hostname: Option<String>,
+    /// What the metadata service tells a local VM.
+    pub instance_id: Option<String>,
+    pub user_data: Option<String>,
+    pub public_keys: Vec<String>,
 }
