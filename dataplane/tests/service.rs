@@ -451,3 +451,39 @@ proptest! {
         prop_assert_eq!(counters.panics, 0);
     }
 }
+
+#[test]
+fn a_tenant_is_held_to_its_share_of_the_services() {
+    let t = tables();
+    let (mut services, mut link) = links(1).unwrap();
+    let link = link.remove(0);
+    let discover = broadcast(VM_A10_MAC, &message(DISCOVER, VM_A10_MAC, [0; 4], &[]));
+    let mut stats = xvr_dataplane::Stats::default();
+    // 11 batches of 1,000, each under a port budget of its own (as if
+    // from many ports): within two seconds at most, so at least 1,000
+    // are over the tenant's share.
+    for _ in 0..11 {
+        let mut bufs: Vec<Vec<u8>> = (0..1000).map(|_| vec![0u8; 2048]).collect();
+        let mut batch: Vec<Frame<'_>> = bufs
+            .iter_mut()
+            .map(|buf| {
+                let mut f = Frame::with_data(buf, &discover, A1);
+                f.meta.tenant = TENANT_A;
+                f.meta.verdict = Verdict::Local;
+                f
+            })
+            .collect();
+        link.send(&mut batch, (&mut PortBudget::default(), 0), &mut stats);
+        services.serve_waiting(&t);
+        let mut buf = vec![0u8; 2048];
+        while link.receive_into(&mut buf).is_some() {}
+    }
+    let counters = services.counters().lock().unwrap().clone();
+    let limited = counters
+        .rate_limited_by_tenant
+        .get(&TENANT_A)
+        .copied()
+        .unwrap_or(0);
+    assert!(limited >= 1000, "{counters:?}");
+    assert_eq!(counters.dhcp.offers + limited, 11_000);
+}

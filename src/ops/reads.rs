@@ -205,7 +205,13 @@ impl DaemonOps {
             .iter()
             .filter_map(|(id, c)| Some((by_name(id)?, dns(c))))
             .collect();
+        let rate_limited: Map<String, Value> = counters
+            .rate_limited_by_tenant
+            .iter()
+            .filter_map(|(id, n)| Some((by_name(id)?, (*n).into())))
+            .collect();
         json!({ "dhcp": dhcp(&counters.dhcp), "dhcp_by_tenant": dhcp_by_tenant,
+                "rate_limited_by_tenant": rate_limited,
                 "dns": dns(&counters.dns), "dns_by_tenant": dns_by_tenant,
                 "metadata": { "answered": counters.metadata.answered,
                               "not_found": counters.metadata.not_found,

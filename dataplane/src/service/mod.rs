@@ -21,7 +21,7 @@ use crate::parcel::Mailbox;
 use crate::pipeline::{DropReason, Meta, Stats, Verdict};
 use crate::table::{PortId, Tables, TenantId};
 use crate::worker::TableSource;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,6 +30,10 @@ use std::time::{Duration, Instant};
 /// Requests a port may send the services in a second: a DHCP client
 /// sends a handful a minute, a VM's resolver some per connection.
 pub const REQUESTS_PER_PORT_SECOND: u16 = 1000;
+/// Requests a tenant's ports may have answered in a second, together:
+/// past it, a tenant with many VMs asking at once still leaves the
+/// services' time to the others.
+pub const REQUESTS_PER_TENANT_SECOND: u32 = 5000;
 /// Parcels in the services' mailbox (requests from every worker), and in
 /// each worker's (replies).
 pub const PARCELS: usize = 1024;
@@ -58,6 +62,9 @@ pub struct Services {
     counters: Arc<Mutex<ServiceCounters>>,
     dns: dns::Dns,
     metadata: metadata::Metadata,
+    /// Per tenant: the second of its last request, and requests in it.
+    tenant_budget: HashMap<TenantId, (u64, u32)>,
+    started: Instant,
 }
 
 /// The services' ends, and one link per worker.
@@ -81,6 +88,8 @@ pub fn links(workers: usize) -> std::io::Result<(Services, Vec<ServiceLink>)> {
         counters: Arc::default(),
         dns: dns::Dns::new(),
         metadata: metadata::Metadata::default(),
+        tenant_budget: HashMap::new(),
+        started: Instant::now(),
     };
     Ok((services, links))
 }
@@ -169,6 +178,8 @@ pub struct ServiceCounters {
     pub dns: dns::DnsCounters,
     pub dns_by_tenant: BTreeMap<TenantId, dns::DnsCounters>,
     pub metadata: metadata::MetadataCounters,
+    /// Requests over their tenant's share of a second, by tenant.
+    pub rate_limited_by_tenant: BTreeMap<TenantId, u64>,
     /// Requests whose handling panicked (the thread goes on).
     pub panics: u64,
 }
@@ -299,6 +310,13 @@ impl Services {
         let mut served = 0;
         while let Some((len, meta, from)) = self.requests.take_into(&mut request) {
             served += 1;
+            if !self.tenant_allows(meta.tenant, now) {
+                *counters
+                    .rate_limited_by_tenant
+                    .entry(meta.tenant)
+                    .or_default() += 1;
+                continue;
+            }
             let frame = request.get(..len).unwrap_or_default();
             let dns_before = self.dns.counters;
             let handled =
@@ -337,6 +355,17 @@ impl Services {
             self.add(&counters);
         }
         served
+    }
+
+    /// Counts a request of `tenant`: whether it is within its share.
+    fn tenant_allows(&mut self, tenant: TenantId, now: Instant) -> bool {
+        let second = now.duration_since(self.started).as_secs();
+        let (at, count) = self.tenant_budget.entry(tenant).or_insert((second, 0));
+        if *at != second {
+            (*at, *count) = (second, 0);
+        }
+        *count = count.saturating_add(1);
+        *count <= REQUESTS_PER_TENANT_SECOND
     }
 
     /// Answers a DHCP client into `out`.
@@ -408,6 +437,9 @@ impl Services {
         }
         counters.dns.add(&new.dns);
         counters.metadata.add(&new.metadata);
+        for (tenant, n) in &new.rate_limited_by_tenant {
+            *counters.rate_limited_by_tenant.entry(*tenant).or_default() += n;
+        }
         for (tenant, c) in new
             .dns_by_tenant
             .iter()
