@@ -71,6 +71,8 @@ impl State {
                 },
                 icmp_errors_per_second: l.icmp_errors_per_second,
                 arp_replies_per_second: l.arp_replies_per_second,
+                service_requests_per_second: l.service_requests_per_second,
+                service_requests_per_port_second: l.service_requests_per_port_second,
             };
             b.set_tenant_limits(id, limits);
             let domain = t.dns.domain.clone();

@@ -344,6 +344,13 @@ pub struct LimitsConfig {
     /// ARP replies sent for the tenant a second (default 1,000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub arp_replies_per_second: Option<u32>,
+    /// Requests to the router's services (DHCP, DNS, metadata) the
+    /// tenant's VMs may have answered a second, together (default 5,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_requests_per_second: Option<u32>,
+    /// The same for each of its ports (default 1,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_requests_per_port_second: Option<u32>,
 }
 
 impl LimitsConfig {

@@ -26,7 +26,9 @@ pub fn schema() -> Value {
             json!([{ "name": "tenant", "params": ["vni", "router_mac", "egress_default", "limits", "dns"] }]),
             json!({ "vni": [1, 16_777_215], "tenants": 65_535,
                     "limits": ["sessions", "new_sessions_per_second", "fragments",
-                               "icmp_errors_per_second", "arp_replies_per_second"] }),
+                               "icmp_errors_per_second", "arp_replies_per_second",
+                               "service_requests_per_second",
+                               "service_requests_per_port_second"] }),
             "A tenant: its VRF, its VNI on the overlay, its fair shares of each worker.",
         ),
         table(

@@ -89,11 +89,8 @@ fn through_services(
         .collect();
     pipeline.run(tables, &mut batch);
     let verdicts = batch.iter().map(|f| f.meta.verdict).collect();
-    link.send(
-        &mut batch,
-        (&mut PortBudget::default(), 0),
-        &mut pipeline.stats,
-    );
+    let budget = (tables, &mut PortBudget::default(), 0);
+    link.send(&mut batch, budget, &mut pipeline.stats);
     services.serve_waiting(tables);
     let mut sent = Vec::new();
     let mut buf = vec![0u8; 4096];
@@ -279,7 +276,7 @@ fn only_a_dhcp_request_may_come_from_no_address() {
 fn requests_over_a_ports_share_are_dropped() {
     let t = tables();
     let discover = broadcast(VM_A10_MAC, &message(DISCOVER, VM_A10_MAC, [0; 4], &[]));
-    let share = usize::from(xvr_dataplane::service::REQUESTS_PER_PORT_SECOND);
+    let share = xvr_dataplane::service::REQUESTS_PER_PORT_SECOND as usize;
     let many = vec![discover; share + 100];
     let (mut services, mut link) = links(1).unwrap();
     let link = link.remove(0);
@@ -293,7 +290,7 @@ fn requests_over_a_ports_share_are_dropped() {
             .map(|(buf, f)| Frame::with_data(buf, f, A1))
             .collect();
         pipeline.run(&t, &mut batch);
-        link.send(&mut batch, (&mut budget, 7), &mut pipeline.stats);
+        link.send(&mut batch, (&t, &mut budget, 7), &mut pipeline.stats);
     }
     let limited = pipeline.stats.drops_of(DropReason::ServiceRateLimited);
     assert_eq!(limited, 100);
@@ -473,7 +470,7 @@ fn a_tenant_is_held_to_its_share_of_the_services() {
                 f
             })
             .collect();
-        link.send(&mut batch, (&mut PortBudget::default(), 0), &mut stats);
+        link.send(&mut batch, (&t, &mut PortBudget::default(), 0), &mut stats);
         services.serve_waiting(&t);
         let mut buf = vec![0u8; 2048];
         while link.receive_into(&mut buf).is_some() {}

@@ -17,8 +17,9 @@
 # - systemd: systemd-analyze checks the unit in dist/ (tests/service.rs)
 # - prometheus: promtool checks what --metrics serves (tests/metrics.rs)
 # - udhcpc: the VMs' DHCP client (tests/live_dhcp.rs, scripts/demo)
-# - dnsmasq-base, bind9-dnsutils: an upstream resolver and dig (tests/live_dns.rs)
-XVR_PACKAGES=(clang-19 llvm-19 libbpf-dev linux-libc-dev libelf-dev zlib1g-dev pkg-config m4 make tshark tcpdump iproute2 iputils-ping iperf3 ethtool util-linux nftables openvswitch-switch python3 curl systemd prometheus udhcpc dnsmasq-base bind9-dnsutils)
+# - dnsmasq-base, bind9-dnsutils, dnsperf: an upstream resolver, dig, and the
+#   DNS load of xvr-e2e (tests/live_dns.rs, bench)
+XVR_PACKAGES=(clang-19 llvm-19 libbpf-dev linux-libc-dev libelf-dev zlib1g-dev pkg-config m4 make tshark tcpdump iproute2 iputils-ping iperf3 ethtool util-linux nftables openvswitch-switch python3 curl systemd prometheus udhcpc dnsmasq-base bind9-dnsutils dnsperf)
 
 find_cargo() {
     if ! command -v cargo >/dev/null 2>&1; then

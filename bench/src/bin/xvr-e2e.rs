@@ -11,6 +11,9 @@
 //!   one worker and, for encap, two; and encap on one worker with the
 //!   generator on both cores, as it runs beside two workers;
 //!
+//! and DNS answers a second (`e2e::dns`): xvr's DNS on a VM's gateway
+//! beside dnsmasq, both driven by dnsperf;
+//!
 //! and iperf3 TCP across the overlay: a VM behind xvr to a VM behind a
 //! kernel VTEP, beside kernel VTEP to kernel VTEP; on plain veths (xvr's
 //! workers carry the flow) and with GRO on every veth end (veths then take
@@ -45,6 +48,9 @@ struct Args {
     /// Seconds of each iperf3 run (0: skip the TCP comparison).
     #[arg(long, default_value_t = 5)]
     iperf_seconds: u32,
+    /// Seconds of each dnsperf run (0: skip the DNS comparison).
+    #[arg(long, default_value_t = 5)]
+    dns_seconds: u32,
     /// Run only these measurements (JSON key prefixes such as
     /// `raw_ceiling`, `xvr_vxlan_encap`, or `tcp`); repeatable.
     #[arg(long)]
@@ -977,9 +983,31 @@ fn run(args: &Args) -> Result<(), String> {
             ),
         ];
     }
+    let dns_ran = args.dns_seconds > 0 && wanted("dns");
+    let dns = match dns_ran {
+        true => {
+            step("DNS answers a second (dnsperf)");
+            xvr_bench::e2e::dns::measure(args.dns_seconds)?
+        }
+        false => Default::default(),
+    };
+    let dns_rows = [
+        (
+            "xvr DNS, authoritative (the VM's own name)",
+            "xvr_dns_authoritative",
+            dns.xvr_authoritative,
+        ),
+        ("xvr DNS, from its cache", "xvr_dns_cached", dns.xvr_cached),
+        ("dnsmasq, its own name", "dnsmasq", dns.dnsmasq),
+    ];
 
     if args.json {
         let mut json = serde_json::Map::new();
+        if dns_ran {
+            for (_, key, qps) in &dns_rows {
+                json.insert(format!("{key}_qps"), qps.round().into());
+            }
+        }
         for (_, key, rate) in &rows {
             json.insert(format!("{key}_pps"), rate.sink_pps.round().into());
             json.insert(
@@ -1020,6 +1048,17 @@ fn run(args: &Args) -> Result<(), String> {
             ratio(rate.sink_pps, l2fwd),
             ratio(rate.sink_pps, kernel),
         );
+    }
+    if dns_ran {
+        println!(
+            "\nDNS answers a second, dnsperf (one query at a time, 200 in flight), {} s each\n",
+            args.dns_seconds
+        );
+        println!("| server | answers/s | x dnsmasq |");
+        println!("|---|---|---|");
+        for (name, _, qps) in &dns_rows {
+            println!("| {name} | {qps:.0} | {} |", ratio(*qps, dns.dnsmasq));
+        }
     }
     if tcp_ran {
         println!(

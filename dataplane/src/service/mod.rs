@@ -27,9 +27,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Requests a port may send the services in a second: a DHCP client
-/// sends a handful a minute, a VM's resolver some per connection.
-pub const REQUESTS_PER_PORT_SECOND: u16 = 1000;
+/// Requests a port may send the services in a second, unless its
+/// tenant's limits say: a DHCP client sends a handful a minute, a VM's
+/// resolver some per connection.
+pub const REQUESTS_PER_PORT_SECOND: u32 = 1000;
 /// Requests a tenant's ports may have answered in a second, together:
 /// past it, a tenant with many VMs asking at once still leaves the
 /// services' time to the others.
@@ -49,7 +50,7 @@ pub struct ServiceLink {
 #[derive(Debug, Default)]
 pub struct PortBudget {
     /// Per port id: the second of its last request, and requests in it.
-    ports: Vec<(u32, u16)>,
+    ports: Vec<(u32, u32)>,
 }
 
 /// Frames the services send, each to a worker: (worker, frame, meta).
@@ -100,7 +101,7 @@ impl ServiceLink {
     pub fn send(
         &self,
         frames: &mut [Frame<'_>],
-        (budget, now): (&mut PortBudget, u32),
+        (tables, budget, now): (&Tables, &mut PortBudget, u32),
         stats: &mut Stats,
     ) {
         let mut posted = false;
@@ -108,7 +109,11 @@ impl ServiceLink {
             if frame.meta.verdict != Verdict::Local {
                 continue;
             }
-            if !budget.allows(frame.meta.in_port, now) {
+            let share = tables
+                .tenant(frame.meta.tenant)
+                .and_then(|t| t.limits.service_requests_per_port_second)
+                .unwrap_or(REQUESTS_PER_PORT_SECOND);
+            if !budget.allows(frame.meta.in_port, (now, share)) {
                 frame.meta.drop(stats, DropReason::ServiceRateLimited);
                 continue;
             }
@@ -153,7 +158,7 @@ impl ServiceLink {
 impl PortBudget {
     /// Counts a request from `port` in second `now`: whether it is
     /// within the port's share.
-    fn allows(&mut self, port: PortId, now: u32) -> bool {
+    fn allows(&mut self, port: PortId, (now, share): (u32, u32)) -> bool {
         let at = usize::from(port);
         if self.ports.len() <= at {
             // Once per port id ever seen: not per packet.
@@ -166,7 +171,7 @@ impl PortBudget {
             (*second, *count) = (now, 0);
         }
         *count = count.saturating_add(1);
-        *count <= REQUESTS_PER_PORT_SECOND
+        *count <= share
     }
 }
 
@@ -310,7 +315,7 @@ impl Services {
         let mut served = 0;
         while let Some((len, meta, from)) = self.requests.take_into(&mut request) {
             served += 1;
-            if !self.tenant_allows(meta.tenant, now) {
+            if !self.tenant_allows(tables, meta.tenant, now) {
                 *counters
                     .rate_limited_by_tenant
                     .entry(meta.tenant)
@@ -358,14 +363,18 @@ impl Services {
     }
 
     /// Counts a request of `tenant`: whether it is within its share.
-    fn tenant_allows(&mut self, tenant: TenantId, now: Instant) -> bool {
+    fn tenant_allows(&mut self, tables: &Tables, tenant: TenantId, now: Instant) -> bool {
+        let share = tables
+            .tenant(tenant)
+            .and_then(|t| t.limits.service_requests_per_second)
+            .unwrap_or(REQUESTS_PER_TENANT_SECOND);
         let second = now.duration_since(self.started).as_secs();
         let (at, count) = self.tenant_budget.entry(tenant).or_insert((second, 0));
         if *at != second {
             (*at, *count) = (second, 0);
         }
         *count = count.saturating_add(1);
-        *count <= REQUESTS_PER_TENANT_SECOND
+        *count <= share
     }
 
     /// Answers a DHCP client into `out`.

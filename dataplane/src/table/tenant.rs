@@ -11,6 +11,11 @@ pub struct TenantLimits {
     pub icmp_errors_per_second: Option<u32>,
     /// ARP replies the router sends for the tenant a second.
     pub arp_replies_per_second: Option<u32>,
+    /// Requests the router's services answer for the tenant a second
+    /// (`service::REQUESTS_PER_TENANT_SECOND` if unset).
+    pub service_requests_per_second: Option<u32>,
+    /// The same for each of its ports (`service::REQUESTS_PER_PORT_SECOND`).
+    pub service_requests_per_port_second: Option<u32>,
 }
 /// A tenant: one VRF, one VNI on the overlay.
 #[derive(Debug, Clone)]

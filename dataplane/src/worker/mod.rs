@@ -140,7 +140,10 @@ impl<I: FrameIo> Worker<I> {
                 handoff.send(frames, &mut pipeline.stats);
             }
             match services {
-                Some(link) => link.send(frames, (budget, pipeline.now), &mut pipeline.stats),
+                Some(link) => {
+                    let budget = (tables, &mut *budget, pipeline.now);
+                    link.send(frames, budget, &mut pipeline.stats)
+                }
                 None => service::refuse_without_services(frames, &mut pipeline.stats),
             }
             tenants.count(frames);
