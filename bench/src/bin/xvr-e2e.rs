@@ -1030,9 +1030,11 @@ fn run(args: &Args) -> Result<(), String> {
         true => format!("{:.2}", a / b),
         false => "-".into(),
     };
-    println!("64-byte UDP, {FLOWS} flows, {s} s each; generator on core {GEN_CORE}, device under test on core {DUT_CORE}\n");
-    println!("| path | Mpps at sink | generator Mpps | x ceiling | x l2fwd | x kernel |");
-    println!("|---|---|---|---|---|---|");
+    if !rows.is_empty() {
+        println!("64-byte UDP, {FLOWS} flows, {s} s each; generator on core {GEN_CORE}, device under test on core {DUT_CORE}\n");
+        println!("| path | Mpps at sink | generator Mpps | x ceiling | x l2fwd | x kernel |");
+        println!("|---|---|---|---|---|---|");
+    }
     for (name, key, rate) in &rows {
         // The sink got nearly all that was sent: the figure is a lower
         // bound on what the device under test can do.
