@@ -6,7 +6,7 @@
 //! others out with a flood of requests.
 mod common;
 
-use common::{start_xvrd, stats_of, stop_xvrd};
+use common::{count, start_xvrd, stats_of, stop_xvrd};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use xvr_testkit::netns::{require_root, Rig};
@@ -138,13 +138,6 @@ impl Drop for Client {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn count(stats: &serde_json::Value, path: &[&str]) -> u64 {
-    path.iter()
-        .fold(stats, |v, key| &v[*key])
-        .as_u64()
-        .unwrap_or(0)
 }
 
 #[test]

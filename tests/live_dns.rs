@@ -6,7 +6,7 @@
 //! answered from the cache; a tenant without upstreams is refused.
 mod common;
 
-use common::{start_xvrd, stats_of, stop_xvrd};
+use common::{count, start_xvrd, stats_of, stop_xvrd};
 use std::process::{Child, Command, Stdio};
 use xvr_testkit::netns::{require_root, Rig};
 
@@ -109,13 +109,6 @@ fn dig(rig: &Rig, ns: &str, args: &[&str]) -> (String, String, String) {
         .collect::<Vec<_>>()
         .join("\n");
     (status, answer, flags)
-}
-
-fn count(stats: &serde_json::Value, path: &[&str]) -> u64 {
-    path.iter()
-        .fold(stats, |v, key| &v[*key])
-        .as_u64()
-        .unwrap_or(0)
 }
 
 #[test]

@@ -7,18 +7,11 @@
 //! nothing after the commit returns, though the VM keeps sending.
 mod common;
 
-use common::{start_xvrd_with, stats_of, stop_xvrd};
+use common::{count, start_xvrd_with, stats_of, stop_xvrd};
 use std::process::Stdio;
 use xvr_testkit::netns::{require_root, Rig};
 
 const SERVER: &str = common::INTERNET_SERVER;
-
-fn count(stats: &serde_json::Value, path: &[&str]) -> u64 {
-    path.iter()
-        .fold(stats, |v, key| &v[*key])
-        .as_u64()
-        .unwrap_or(0)
-}
 
 /// `internet_rig` with GRO on at the far ends of xvrd's ports: a veth
 /// takes frames redirected by XDP only then (or with an XDP program of

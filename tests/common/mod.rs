@@ -400,6 +400,14 @@ pub fn snmp(rig: &Rig, ns: &str, section: &str, name: &str) -> u64 {
         .unwrap()
 }
 
+/// The number at `path` in a `stats` answer (0 where there is none).
+pub fn count(stats: &serde_json::Value, path: &[&str]) -> u64 {
+    path.iter()
+        .fold(stats, |v, key| &v[*key])
+        .as_u64()
+        .unwrap_or(0)
+}
+
 /// The `stats` answer of the xvrd started with `config`.
 pub fn stats_of(config: &Path) -> serde_json::Value {
     let out = xvrctl(&socket_beside(config), &["--json", "stats"]);
