@@ -484,3 +484,51 @@ fn a_tenant_is_held_to_its_share_of_the_services() {
     assert!(limited >= 1000, "{counters:?}");
     assert_eq!(counters.dhcp.offers + limited, 11_000);
 }
+
+#[test]
+fn an_answer_too_big_for_a_frame_goes_truncated() {
+    let t = tables();
+    let (mut services, mut link) = links(1).unwrap();
+    let link = link.remove(0);
+    let mut stats = xvr_dataplane::Stats::default();
+    let mut budget = PortBudget::default();
+    let mut send = |frame: &[u8], tenant, link: &xvr_dataplane::service::ServiceLink| {
+        let mut buf = vec![0u8; 4096];
+        let mut frames = [Frame::with_data(&mut buf, frame, A1)];
+        frames[0].meta.tenant = tenant;
+        frames[0].meta.verdict = Verdict::Local;
+        link.send(&mut frames, (&t, &mut budget, 0), &mut stats);
+    };
+    // The VM asks, with EDNS for 4,096 bytes; the query goes upstream.
+    let mut query = dns_query(5, "big.example.test", 1);
+    query[11] = 1; // one additional record: OPT, 4,096 bytes
+    query.extend([0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 0]);
+    send(&from_vm(&query), TENANT_A, &link);
+    services.serve_waiting(&t);
+    let mut buf = vec![0u8; 4096];
+    let (len, _) = link.receive_into(&mut buf).unwrap();
+    let forwarded = buf[..len].to_vec();
+    let port = u16::from_be_bytes([forwarded[34], forwarded[35]]);
+    let (id, _, _) = dns_header(&forwarded);
+    // The upstream answers 100 addresses: 1,600 bytes of records.
+    let mut answer = dns_query(id, "big.example.test", 1);
+    answer[2] |= 0x80;
+    answer[6..8].copy_from_slice(&100u16.to_be_bytes());
+    for i in 0..100u8 {
+        answer.extend([
+            0xc0, 12, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4, 198, 51, 100, i,
+        ]);
+    }
+    let upstream = headers(A1_MAC, A1_MAC, UPSTREAM, [10, 0, 0, 1]).udp(53, port, &answer);
+    send(&upstream, TENANT_A, &link);
+    services.serve_waiting(&t);
+    let (len, meta) = link.receive_into(&mut buf).unwrap();
+    assert_eq!(meta.verdict, Verdict::Tx(A1));
+    assert!(len <= 1514, "one Ethernet frame: {len}");
+    let (id, flags, answers) = dns_header(&buf[..len]);
+    assert_eq!(
+        (id, flags & 0x0200, answers),
+        (5, 0x0200, 0),
+        "TC, no records"
+    );
+}

@@ -34,6 +34,9 @@ pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest a negative answer is cached (RFC 2308 suggests 1-3 hours;
 /// VMs come and go faster here).
 const MAX_NEGATIVE_TTL: u32 = 300;
+/// The longest answer sent a VM over UDP: what a 1500-byte frame holds
+/// after the IPv4 and UDP headers. Longer ones go truncated (TC).
+const MAX_UDP_ANSWER: u16 = 1500 - 20 - 8;
 /// What a forwarded query asks upstreams to send at most over UDP.
 const EDNS_PAYLOAD: u16 = 1232;
 /// The top-level domain of every tenant's own names.
@@ -560,7 +563,8 @@ fn read_query(
             port: PORT,
         },
         id: m.id,
-        max_payload: message.max_payload().max(512),
+        // Never past one Ethernet frame: answers are not fragmented.
+        max_payload: message.max_payload().clamp(512, MAX_UDP_ANSWER),
     };
     Some((client, query.clone()))
 }
