@@ -19,7 +19,7 @@ use crate::table::{PortId, PortRole, Tables, TenantId};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, PTR, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,8 @@ pub const CACHE_ENTRIES: usize = 4096;
 /// Queries a tenant may have waiting for upstreams.
 const PENDING_PER_TENANT: usize = 256;
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often expired answers are swept out of the caches.
+const CACHE_SWEEP: Duration = Duration::from_secs(10);
 /// Longest a negative answer is cached (RFC 2308 suggests 1-3 hours;
 /// VMs come and go faster here).
 const MAX_NEGATIVE_TTL: u32 = 300;
@@ -61,20 +63,6 @@ pub struct DnsCounters {
 }
 
 impl DnsCounters {
-    /// What was counted since `before`.
-    pub(super) fn since(&self, before: &DnsCounters) -> DnsCounters {
-        DnsCounters {
-            authoritative: self.authoritative - before.authoritative,
-            from_cache: self.from_cache - before.from_cache,
-            forwarded: self.forwarded - before.forwarded,
-            upstream_answers: self.upstream_answers - before.upstream_answers,
-            refused: self.refused - before.refused,
-            servfail: self.servfail - before.servfail,
-            malformed: self.malformed - before.malformed,
-            unmatched: self.unmatched - before.unmatched,
-        }
-    }
-
     pub(super) fn add(&mut self, o: &DnsCounters) {
         self.authoritative += o.authoritative;
         self.from_cache += o.from_cache;
@@ -182,10 +170,15 @@ pub struct Dns {
     zones: Zones,
     caches: HashMap<TenantId, Cache>,
     pending: HashMap<(TenantId, u16, u16), Pending>,
+    /// Per tenant: how many of `pending` are its.
+    waiting_by_tenant: HashMap<TenantId, usize>,
+    /// When the caches were last swept of expired answers.
+    swept: Option<Instant>,
     /// xorshift64: query IDs and ports (not a secret against a VM that
     /// sees its own queries' NAT ports, only against off-path forgers).
     rng: u64,
-    pub counters: DnsCounters,
+    /// What happened since the services last took them, by tenant.
+    pub(super) counters: BTreeMap<TenantId, DnsCounters>,
 }
 
 impl Dns {
@@ -217,15 +210,15 @@ impl Dns {
     ) {
         self.zones.follow(tables);
         let Some((client, query)) = read_query(tables, (meta, worker), frame) else {
-            self.counters.malformed += 1;
+            self.note(meta.tenant, |c| &mut c.malformed);
             return;
         };
         if let Some(answer) = self.authoritative(&client, &query) {
-            self.counters.authoritative += 1;
+            self.note(client.tenant, |c| &mut c.authoritative);
             return send(&client, answer, out);
         }
         if let Some(answer) = self.cached(&client, &query, now) {
-            self.counters.from_cache += 1;
+            self.note(client.tenant, |c| &mut c.from_cache);
             return send(&client, answer, out);
         }
         self.forward(tables, client, query, now, out);
@@ -306,12 +299,16 @@ impl Dns {
         now: Instant,
         out: &mut Outbox,
     ) {
-        let waiting = self.pending.keys().filter(|k| k.0 == client.tenant).count();
+        let waiting = self
+            .waiting_by_tenant
+            .get(&client.tenant)
+            .copied()
+            .unwrap_or(0);
         let has_upstream = tables
             .tenant_dns(client.tenant)
             .is_some_and(|d| !d.upstreams.is_empty());
         if !has_upstream || waiting >= PENDING_PER_TENANT {
-            self.counters.refused += 1;
+            self.note(client.tenant, |c| &mut c.refused);
             return send(
                 &client,
                 response(&client, &query, ResponseCode::Refused),
@@ -335,7 +332,7 @@ impl Dns {
             .tenant_dns(client.tenant)
             .and_then(|d| d.upstreams.get(pending.tries).copied());
         let Some(upstream) = upstream else {
-            self.counters.servfail += 1;
+            self.note(client.tenant, |c| &mut c.servfail);
             let failed = response(&client, &pending.query, ResponseCode::ServFail);
             return send(&client, failed, out);
         };
@@ -379,8 +376,8 @@ impl Dns {
         out.push((client.worker, frame, meta));
         pending.tries += 1;
         pending.sent = now;
-        self.counters.forwarded += 1;
-        self.pending.insert((client.tenant, port, id), pending);
+        self.note(client.tenant, |c| &mut c.forwarded);
+        self.hold((client.tenant, port, id), pending);
     }
 
     /// An upstream's answer, arrived at a gateway address.
@@ -393,11 +390,11 @@ impl Dns {
         out: &mut Outbox,
     ) {
         let Some(datagram) = udp::read(frame) else {
-            self.counters.malformed += 1;
+            self.note(meta.tenant, |c| &mut c.malformed);
             return;
         };
         let Ok(answer) = Message::from_vec(datagram.payload) else {
-            self.counters.malformed += 1;
+            self.note(meta.tenant, |c| &mut c.malformed);
             return;
         };
         let key = (meta.tenant, datagram.to.port, answer.metadata.id);
@@ -412,11 +409,11 @@ impl Dns {
                     .first()
                     .is_some_and(|q| same_question(q, &p.query))
         });
-        let Some(pending) = matches.then(|| self.pending.remove(&key)).flatten() else {
-            self.counters.unmatched += 1;
+        let Some(pending) = matches.then(|| self.release(&key)).flatten() else {
+            self.note(meta.tenant, |c| &mut c.unmatched);
             return;
         };
-        self.counters.upstream_answers += 1;
+        self.note(pending.client.tenant, |c| &mut c.upstream_answers);
         let code = answer.metadata.response_code;
         if !answer.metadata.truncation {
             self.store(pending.client.tenant, &pending.query, &answer, now);
@@ -477,22 +474,49 @@ impl Dns {
             .map(|(k, _)| *k)
             .collect();
         for key in late {
-            if let Some(pending) = self.pending.remove(&key) {
+            if let Some(pending) = self.release(&key) {
                 self.ask_next(tables, pending, now, out);
             }
         }
-        for cache in self.caches.values_mut() {
-            cache.entries.retain(|_, c| c.expires > now);
-            let entries = &cache.entries;
-            cache.order.retain(|k| entries.contains_key(k));
+        // A full sweep now and then: expired answers are skipped when
+        // asked for, and go here.
+        if self
+            .swept
+            .is_none_or(|t| now.duration_since(t) >= CACHE_SWEEP)
+        {
+            self.swept = Some(now);
+            for cache in self.caches.values_mut() {
+                cache.entries.retain(|_, c| c.expires > now);
+                let entries = &cache.entries;
+                cache.order.retain(|k| entries.contains_key(k));
+            }
         }
         // A deleted tenant's cache goes with it.
         self.caches.retain(|t, _| tables.tenant_dns(*t).is_some());
     }
 
+    /// Counts one event of `tenant`'s.
+    fn note(&mut self, tenant: TenantId, counter: impl Fn(&mut DnsCounters) -> &mut u64) {
+        *counter(self.counters.entry(tenant).or_default()) += 1;
+    }
+
     /// Queries waiting for an upstream.
     pub fn waiting(&self) -> usize {
         self.pending.len()
+    }
+
+    fn hold(&mut self, key: (TenantId, u16, u16), pending: Pending) {
+        if self.pending.insert(key, pending).is_none() {
+            *self.waiting_by_tenant.entry(key.0).or_default() += 1;
+        }
+    }
+
+    fn release(&mut self, key: &(TenantId, u16, u16)) -> Option<Pending> {
+        let pending = self.pending.remove(key)?;
+        if let Some(n) = self.waiting_by_tenant.get_mut(&key.0) {
+            *n = n.saturating_sub(1);
+        }
+        Some(pending)
     }
 }
 

@@ -323,39 +323,36 @@ impl Services {
                 continue;
             }
             let frame = request.get(..len).unwrap_or_default();
-            let dns_before = self.dns.counters;
-            let handled =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    match Request::of(frame) {
-                        Some(Request::Dhcp) => {
-                            let outcome = self.dhcp(tables, (meta, from), frame, &mut out);
-                            counters.dhcp.count(&outcome);
-                            let by_tenant = counters.dhcp_by_tenant.entry(meta.tenant).or_default();
-                            by_tenant.count(&outcome);
-                        }
-                        Some(Request::DnsQuery) => {
-                            self.dns.query(tables, (meta, from), frame, now, &mut out)
-                        }
-                        Some(Request::DnsAnswer) => {
-                            self.dns.upstream_answer(tables, meta, frame, now, &mut out)
-                        }
-                        Some(Request::Metadata) => {
-                            self.metadata
-                                .packet(tables, (meta, from), frame, now, &mut out)
-                        }
-                        None => counters.dns.malformed += 1,
+            let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                match Request::of(frame) {
+                    Some(Request::Dhcp) => {
+                        let outcome = self.dhcp(tables, (meta, from), frame, &mut out);
+                        counters.dhcp.count(&outcome);
+                        let by_tenant = counters.dhcp_by_tenant.entry(meta.tenant).or_default();
+                        by_tenant.count(&outcome);
                     }
-                }));
+                    Some(Request::DnsQuery) => {
+                        self.dns.query(tables, (meta, from), frame, now, &mut out)
+                    }
+                    Some(Request::DnsAnswer) => {
+                        self.dns.upstream_answer(tables, meta, frame, now, &mut out)
+                    }
+                    Some(Request::Metadata) => {
+                        self.metadata
+                            .packet(tables, (meta, from), frame, now, &mut out)
+                    }
+                    // Not a request any service takes (the workers
+                    // mark only these): nothing to answer.
+                    None => counters.dns.malformed += 1,
+                }
+            }));
             if handled.is_err() {
                 counters.panics += 1;
             }
-            let by_tenant = counters.dns_by_tenant.entry(meta.tenant).or_default();
-            by_tenant.add(&self.dns.counters.since(&dns_before));
         }
         self.post(out);
         if served > 0 {
-            counters.dns.add(&self.dns.counters);
-            self.dns.counters = dns::DnsCounters::default();
+            self.take_dns(&mut counters);
             counters.metadata = std::mem::take(&mut self.metadata.counters);
             self.add(&counters);
         }
@@ -405,13 +402,18 @@ impl Services {
         // transmits on any port.
         self.metadata.tick(tables, 0, now, &mut out);
         self.post(out);
-        if self.dns.counters != dns::DnsCounters::default() {
-            let counters = ServiceCounters {
-                dns: self.dns.counters,
-                ..ServiceCounters::default()
-            };
-            self.dns.counters = dns::DnsCounters::default();
+        if !self.dns.counters.is_empty() {
+            let mut counters = ServiceCounters::default();
+            self.take_dns(&mut counters);
             self.add(&counters);
+        }
+    }
+
+    /// Moves what DNS counted into `counters`, in total and by tenant.
+    fn take_dns(&mut self, counters: &mut ServiceCounters) {
+        for (tenant, c) in std::mem::take(&mut self.dns.counters) {
+            counters.dns.add(&c);
+            counters.dns_by_tenant.entry(tenant).or_default().add(&c);
         }
     }
 
