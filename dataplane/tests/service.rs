@@ -532,3 +532,13 @@ fn an_answer_too_big_for_a_frame_goes_truncated() {
         "TC, no records"
     );
 }
+
+#[test]
+fn the_metadata_address_is_answered_by_arp_on_a_vm_port() {
+    let t = tables();
+    let ask = xvr_testkit::arp_request(VM_A10_MAC, [10, 0, 0, 10], [169, 254, 169, 254]);
+    let (verdict, reply, _) = run(&t, A1, &ask);
+    assert_eq!(verdict, Verdict::Tx(A1));
+    assert_eq!(&reply[22..28], &A1_MAC, "the port's router MAC");
+    assert_eq!(&reply[28..32], &[169, 254, 169, 254]);
+}

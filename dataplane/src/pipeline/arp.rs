@@ -1,10 +1,11 @@
-//! ARP responder. The router answers for its gateway address on each VM
-//! port, and for every VM of the asker's tier that it knows (local or remote),
+//! ARP responder. The router answers for its gateway address (and the
+//! metadata service's 169.254.169.254) on each VM port, and for every VM of the asker's tier that it knows (local or remote),
 //! with that VM's MAC, so ARP never has to be flooded over the overlay
 //! (OVN's ARP responder, EVPN's ARP suppression). Requests that arrive from
 //! the overlay are answered only for VMs on this host.
 use super::{after_ethernet, after_ethernet_mut, DropReason, Event, Stats};
 use crate::frame::Frame;
+use crate::service::metadata;
 use crate::table::{Location, PortRole, Tables};
 use crate::wire::arp::{self, Arp};
 use crate::wire::{EthernetAddress, EthernetFrame};
@@ -44,7 +45,9 @@ fn answer(tables: &Tables, frame: &Frame<'_>, target: Ipv4Addr) -> Option<Ethern
     if !from_overlay {
         if let Some(port) = tables.port(frame.meta.in_port) {
             if let PortRole::Vm { gateway, .. } = port.role {
-                if gateway.addr() == target {
+                // The metadata service too, for a VM whose route to it is
+                // on its link.
+                if gateway.addr() == target || target == metadata::ADDRESS {
                     return Some(port.mac);
                 }
             }
