@@ -47,11 +47,10 @@ fn rig(rig: &mut Rig) -> (String, String, String) {
     (host, vm1, vm2)
 }
 
-/// The udhcpc script: logs each event with what the server said, and
-/// configures the interface on `bound` and `renew` as Debian's default
-/// script does.
+/// The udhcpc script: configures the interface on `bound` and `renew`
+/// as Debian's default script does, then logs each event with what the
+/// server said (after: a test that sees `bound` may use the address).
 const SCRIPT: &str = r#"#!/bin/sh
-echo "$1 ip=$ip subnet=$subnet router=$router mtu=$mtu hostname=$hostname domain=$domain lease=$lease serverid=$serverid" >> "$LOG"
 case "$1" in
 bound|renew)
     ip addr flush dev "$interface"
@@ -60,6 +59,7 @@ bound|renew)
     for r in $router; do ip route replace default via "$r" dev "$interface"; done
     ;;
 esac
+echo "$1 ip=$ip subnet=$subnet router=$router mtu=$mtu hostname=$hostname domain=$domain lease=$lease serverid=$serverid" >> "$LOG"
 "#;
 
 struct Client {
@@ -263,12 +263,13 @@ fn a_vm_cannot_take_another_vms_lease_or_crowd_it_out() {
         "the flood was held to its share: {stats}"
     );
     // The services answered vm1 within its port's share only: a
-    // second's worth for each second the flood touched.
+    // second's worth for each second the flood touched, besides vm2's
+    // own few (udhcpc asks 3 times at most).
     let offers = count(&stats, &["services", "dhcp", "offers"]);
     let seconds = lasted.as_secs() + 2;
     let share = u64::from(xvr_dataplane::service::REQUESTS_PER_PORT_SECOND);
     assert!(
-        offers <= seconds * share,
+        offers <= seconds * share + 3,
         "{offers} offers in {lasted:?}: {stats}"
     );
     stop_xvrd(daemon);
