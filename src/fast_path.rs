@@ -45,19 +45,13 @@ fn fast_tier(tier: Tier) -> FastTier {
     }
 }
 
-/// The entries that replay `tables`' L2 decisions. `ifindex_of` gives a
-/// port's interface index by name (None: no such interface, and no
-/// entry for it); `accepts` says whether an interface takes redirected
-/// frames.
-pub fn entries(
-    tables: &Tables,
-    ifindex_of: impl Fn(&str) -> Option<u32>,
-    accepts: impl Fn(u32) -> bool,
-) -> Entries {
+/// The entries that replay `tables`' L2 decisions. `ifindexes` gives
+/// each port's interface index, by port id (None: no such interface,
+/// and no entry for it); `accepting` holds the interfaces that take
+/// redirected frames.
+pub fn entries(tables: &Tables, ifindexes: &[Option<u32>], accepting: &HashSet<u32>) -> Entries {
     let mut entries = Entries::default();
-    // By port id.
-    let ifindexes: Vec<Option<u32>> = tables.ports().iter().map(|p| ifindex_of(&p.name)).collect();
-    for (port, ifindex) in tables.ports().iter().zip(&ifindexes) {
+    for (port, ifindex) in tables.ports().iter().zip(ifindexes) {
         if let (PortRole::Vm { tenant, .. }, Some(ifindex)) = (port.role, ifindex) {
             if let Some(tenant) = tables.tenant(tenant) {
                 entries.port_vnis.insert(*ifindex, tenant.vni);
@@ -65,13 +59,10 @@ pub fn entries(
         }
     }
     entries.remote_vteps = tables.vteps().iter().map(|v| v.ip).collect();
-    let accepting: HashSet<u32> = ifindexes
-        .iter()
-        .flatten()
-        .copied()
-        .filter(|&i| accepts(i))
-        .collect();
-    let accepting_port = |id: u16| ifindexes[usize::from(id)].filter(|i| accepting.contains(i));
+    let accepting_port = |id: u16| {
+        let ifindex = ifindexes.get(usize::from(id)).copied().flatten();
+        ifindex.filter(|i| accepting.contains(i))
+    };
     let uplink = tables.uplink().and_then(|(id, _)| accepting_port(id));
     let max_inner_ip = tables.overlay_ip_mtu().unwrap_or(0) as u32;
     for (tenant, ip, host) in tables.hosts().iter() {
@@ -271,11 +262,7 @@ impl FastPathSync {
             .copied()
             .filter(|&i| accepts(i))
             .collect();
-        let ifindex_of = |name: &str| {
-            let port = tables.port_by_name(name)?;
-            ifindexes.get(usize::from(port)).copied().flatten()
-        };
-        let mut wanted = entries(tables, ifindex_of, |i| accepting.contains(&i));
+        let mut wanted = entries(tables, &ifindexes, &accepting);
         if !self.in_tc {
             for (port, ifindex) in tables.ports().iter().zip(&ifindexes) {
                 let Some(ifindex) = ifindex.filter(|i| accepting.contains(i)) else {
