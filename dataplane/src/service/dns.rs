@@ -360,14 +360,9 @@ impl Dns {
             ip: upstream,
             port: PORT,
         };
-        let mut frame = vec![0u8; bytes.len() + 64];
-        let Some(len) = udp::write(&mut frame, (from, to), bytes.len(), |p| {
-            p.copy_from_slice(&bytes);
-            true
-        }) else {
+        let Some(frame) = udp::frame((from, to), &bytes) else {
             return;
         };
-        frame.truncate(len);
         // Routed from the gateway in the tenant's VRF, as a VM's packet
         // to the internet: through its source NAT.
         let mut meta = Meta::new(client.port);
@@ -604,15 +599,9 @@ fn send(client: &Client, answer: Message, out: &mut Outbox) {
         };
         bytes = cut;
     }
-    let mut frame = vec![0u8; bytes.len() + 64];
-    let written = udp::write(&mut frame, (client.gateway, client.vm), bytes.len(), |p| {
-        p.copy_from_slice(&bytes);
-        true
-    });
-    let Some(len) = written else {
+    let Some(frame) = udp::frame((client.gateway, client.vm), &bytes) else {
         return;
     };
-    frame.truncate(len);
     let mut meta = Meta::new(client.port);
     meta.classify(client.tenant);
     meta.tx(client.port);

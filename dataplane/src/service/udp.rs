@@ -63,6 +63,18 @@ pub fn write(
     filled.then_some(frame_len)
 }
 
+/// A frame from `from` to `to` carrying `payload` (None: too long for
+/// a UDP datagram).
+pub fn frame((from, to): (End, End), payload: &[u8]) -> Option<Vec<u8>> {
+    let mut frame = vec![0u8; ETH_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN + payload.len()];
+    let len = write(&mut frame, (from, to), payload.len(), |p| {
+        p.copy_from_slice(payload);
+        true
+    })?;
+    frame.truncate(len);
+    Some(frame)
+}
+
 /// A datagram as it arrived: its two ends and its payload.
 pub struct Datagram<'a> {
     pub from: End,
