@@ -416,6 +416,40 @@ fn a_forwarded_query_leaves_from_the_gateway_and_a_vm_cannot_answer_it() {
     assert_eq!((sent.len(), counters.dns.unmatched), (0, 1));
 }
 
+#[test]
+fn one_tenants_answers_on_the_uplink_leave_anothers_share() {
+    let t = tables();
+    let share = xvr_dataplane::service::REQUESTS_PER_PORT_SECOND as usize;
+    let (_services, mut link) = links(1).unwrap();
+    let link = link.remove(0);
+    let mut budget = PortBudget::default();
+    let mut stats = xvr_dataplane::Stats::default();
+    let answer = headers(UPLINK_MAC, UPLINK_MAC, UPSTREAM, [10, 0, 0, 1]).udp(53, 40000, &[0; 12]);
+    // As the pipeline hands them over after NAT: arrived on the uplink,
+    // each of its tenant.
+    let mut arrive = |tenant, n: usize, stats: &mut xvr_dataplane::Stats| {
+        let mut bufs: Vec<Vec<u8>> = (0..n).map(|_| vec![0u8; 2048]).collect();
+        let mut batch: Vec<Frame<'_>> = bufs
+            .iter_mut()
+            .map(|buf| {
+                let mut f = Frame::with_data(buf, &answer, UP);
+                f.meta.tenant = tenant;
+                f.meta.verdict = Verdict::Local;
+                f
+            })
+            .collect();
+        link.send(&mut batch, (&t, &mut budget, 3), stats);
+    };
+    arrive(TENANT_A, share + 10, &mut stats);
+    assert_eq!(stats.drops_of(DropReason::ServiceRateLimited), 10);
+    arrive(TENANT_B, 10, &mut stats);
+    assert_eq!(
+        stats.drops_of(DropReason::ServiceRateLimited),
+        10,
+        "B's answers are within B's share"
+    );
+}
+
 proptest! {
     /// Whatever a VM sends to its gateway's port 53, the service answers
     /// or drops it, and never panics.
@@ -447,6 +481,93 @@ proptest! {
         prop_assert_eq!(verdicts, vec![Verdict::Local]);
         prop_assert_eq!(counters.panics, 0);
     }
+}
+
+proptest! {
+    /// Whatever TCP a VM sends its gateway's port 53, its port's stack
+    /// answers or drops it, and never panics.
+    #[test]
+    fn any_tcp_to_the_gateways_dns_is_answered_or_dropped(
+        body in proptest::collection::vec(any::<u8>(), 0..600),
+        syn in any::<bool>(),
+    ) {
+        let t = tables();
+        let vm = headers(VM_A10_MAC, A1_MAC, [10, 0, 0, 10], [10, 0, 0, 1]);
+        let frame = match syn {
+            true => vm.tcp_syn(40000, 53),
+            false => vm.tcp_ack(40000, 53, &body),
+        };
+        let (verdicts, _, counters) = through_services(&t, A1, &[frame]);
+        prop_assert_eq!(verdicts, vec![Verdict::Local]);
+        prop_assert_eq!(counters.panics, 0);
+    }
+}
+
+#[test]
+fn a_vms_tcp_to_its_gateways_dns_is_answered_by_its_ports_stack() {
+    let t = tables();
+    let syn = headers(VM_A10_MAC, A1_MAC, [10, 0, 0, 10], [10, 0, 0, 1]).tcp_syn(40000, 53);
+    let (verdicts, sent, _) = through_services(&t, A1, &[syn]);
+    assert_eq!(verdicts, [Verdict::Local]);
+    let (frame, meta) = &sent[0];
+    assert_eq!(meta.verdict, Verdict::Tx(A1));
+    let p = SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(TransportSlice::Tcp(tcp)) = &p.transport else {
+        panic!("{p:?}")
+    };
+    assert!(tcp.syn() && tcp.ack(), "SYN-ACK from the gateway's port 53");
+    assert_eq!((tcp.source_port(), tcp.destination_port()), (53, 40000));
+}
+
+#[test]
+fn a_truncated_upstream_answer_is_asked_again_over_tcp() {
+    let t = tables();
+    let (mut services, mut link) = links(1).unwrap();
+    let link = link.remove(0);
+    let mut stats = xvr_dataplane::Stats::default();
+    let mut budget = PortBudget::default();
+    let mut send = |frame: &[u8], link: &xvr_dataplane::service::ServiceLink| {
+        let mut buf = vec![0u8; 4096];
+        let mut frames = [Frame::with_data(&mut buf, frame, A1)];
+        frames[0].meta.tenant = TENANT_A;
+        frames[0].meta.verdict = Verdict::Local;
+        link.send(&mut frames, (&t, &mut budget, 0), &mut stats);
+    };
+    send(&from_vm(&dns_query(5, "big.example.test", 16)), &link);
+    services.serve_waiting(&t);
+    let mut buf = vec![0u8; 4096];
+    let (len, _) = link.receive_into(&mut buf).unwrap();
+    let port = u16::from_be_bytes([buf[34], buf[35]]);
+    let (id, _, _) = dns_header(&buf[..len]);
+    // The upstream says: truncated, no records.
+    let mut answer = dns_query(id, "big.example.test", 16);
+    answer[2] |= 0x82;
+    let upstream = headers(A1_MAC, A1_MAC, UPSTREAM, [10, 0, 0, 1]).udp(53, port, &answer);
+    send(&upstream, &link);
+    services.serve_waiting(&t);
+    // Not passed on: a SYN from the gateway to the same upstream's port
+    // 53, into the pipeline at L3 (so through the tenant's NAT).
+    let (len, meta) = link.receive_into(&mut buf).unwrap();
+    assert_eq!((meta.stage, meta.tenant), (Stage::L3, TENANT_A));
+    let syn = buf[..len].to_vec();
+    let p = SlicedPacket::from_ethernet(&syn).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = &p.net else {
+        panic!()
+    };
+    assert_eq!(
+        (ip.header().source(), ip.header().destination()),
+        ([10, 0, 0, 1], UPSTREAM)
+    );
+    let Some(TransportSlice::Tcp(tcp)) = &p.transport else {
+        panic!("{p:?}")
+    };
+    assert!(tcp.syn() && !tcp.ack() && tcp.destination_port() == 53);
+    assert!(
+        link.receive_into(&mut buf).is_none(),
+        "nothing to the VM yet"
+    );
+    let counters = services.counters().lock().unwrap().clone();
+    assert_eq!(counters.dns.tcp_retries, 1);
 }
 
 #[test]

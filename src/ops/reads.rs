@@ -191,7 +191,8 @@ impl DaemonOps {
             json!({ "authoritative": c.authoritative, "from_cache": c.from_cache,
                     "forwarded": c.forwarded, "upstream_answers": c.upstream_answers,
                     "refused": c.refused, "servfail": c.servfail, "malformed": c.malformed,
-                    "unmatched": c.unmatched })
+                    "unmatched": c.unmatched, "tcp_retries": c.tcp_retries,
+                    "tcp_answers": c.tcp_answers })
         };
         let tables = self.tables.load();
         let by_name = |id: &TenantId| Some(tables.tenant(*id)?.name.clone());

@@ -11,8 +11,14 @@
 //! Forwarded queries carry a random ID from a random port; an answer is
 //! taken only from the resolver asked, to that port, with that ID and
 //! question. Unanswered ones are asked of the next resolver after
-//! `UPSTREAM_TIMEOUT`, then answered SERVFAIL.
+//! `UPSTREAM_TIMEOUT`, then answered SERVFAIL. An answer that came
+//! truncated is asked again of the same resolver over TCP.
+//!
+//! VMs ask over UDP, or over TCP (`gateway_tcp`), which takes answers
+//! of any length.
+use super::gateway_tcp::{TcpConn, TcpQuery};
 use super::udp::{self, End};
+use super::upstream_tcp::{self, UpstreamTcp, Via};
 use super::Outbox;
 use crate::pipeline::{Meta, Stage};
 use crate::table::{PortId, PortRole, Tables, TenantId};
@@ -57,6 +63,10 @@ pub struct DnsCounters {
     pub refused: u64,
     /// Every upstream was silent.
     pub servfail: u64,
+    /// Truncated upstream answers asked again over TCP, and how many of
+    /// those TCP answered.
+    pub tcp_retries: u64,
+    pub tcp_answers: u64,
     pub malformed: u64,
     /// An upstream answer nothing waited for (late, or forged).
     pub unmatched: u64,
@@ -70,6 +80,8 @@ impl DnsCounters {
         self.upstream_answers += o.upstream_answers;
         self.refused += o.refused;
         self.servfail += o.servfail;
+        self.tcp_retries += o.tcp_retries;
+        self.tcp_answers += o.tcp_answers;
         self.malformed += o.malformed;
         self.unmatched += o.unmatched;
     }
@@ -81,12 +93,27 @@ struct Client {
     worker: u16,
     port: PortId,
     tenant: TenantId,
-    /// The VM, and the gateway it asked.
-    vm: End,
+    /// The gateway it asked.
     gateway: End,
     id: u16,
-    /// Largest UDP answer it takes.
-    max_payload: u16,
+    reply: Reply,
+}
+
+/// How a client asked.
+#[derive(Debug, Clone, Copy)]
+enum Reply {
+    /// From `vm`, taking UDP answers up to `max_payload` bytes.
+    Udp {
+        vm: End,
+        max_payload: u16,
+    },
+    Tcp(TcpConn),
+}
+
+/// A query asked again over TCP: what it waits for.
+struct TcpAsk {
+    pending: Pending,
+    id: u16,
 }
 
 /// A forwarded query waiting for its answer.
@@ -177,6 +204,10 @@ pub struct Dns {
     /// xorshift64: query IDs and ports (not a secret against a VM that
     /// sees its own queries' NAT ports, only against off-path forgers).
     rng: u64,
+    /// Queries asked again of upstreams over TCP.
+    tcp: UpstreamTcp<TcpAsk>,
+    /// Answers for VMs that asked over TCP, for their connections.
+    pub(super) tcp_answers: Vec<(TcpConn, Vec<u8>)>,
     /// What happened since the services last took them, by tenant.
     pub(super) counters: BTreeMap<TenantId, DnsCounters>,
 }
@@ -208,18 +239,63 @@ impl Dns {
         now: Instant,
         out: &mut Outbox,
     ) {
-        self.zones.follow(tables);
         let Some((client, query)) = read_query(tables, (meta, worker), frame) else {
             self.note(meta.tenant, |c| &mut c.malformed);
             return;
         };
+        self.answer(tables, client, query, now, out);
+    }
+
+    /// A VM's query over TCP.
+    pub(super) fn query_tcp(
+        &mut self,
+        tables: &Tables,
+        asked: TcpQuery,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
+        let read = read_message(&asked.message);
+        let gateway = tables.port(asked.conn.port).and_then(|p| match p.role {
+            PortRole::Vm { gateway, .. } => Some(End {
+                mac: p.mac,
+                ip: gateway.addr(),
+                port: PORT,
+            }),
+            _ => None,
+        });
+        let (Some((id, query, _)), Some(gateway)) = (read, gateway) else {
+            self.note(asked.tenant, |c| &mut c.malformed);
+            return;
+        };
+        let client = Client {
+            worker: asked.worker,
+            port: asked.conn.port,
+            tenant: asked.tenant,
+            gateway,
+            id,
+            reply: Reply::Tcp(asked.conn),
+        };
+        self.answer(tables, client, query, now, out);
+    }
+
+    /// Answers a VM's query: from the tenant's names, its cache, or an
+    /// upstream.
+    fn answer(
+        &mut self,
+        tables: &Tables,
+        client: Client,
+        query: Query,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
+        self.zones.follow(tables);
         if let Some(answer) = self.authoritative(&client, &query) {
             self.note(client.tenant, |c| &mut c.authoritative);
-            return send(&client, answer, out);
+            return self.send(&client, answer, out);
         }
         if let Some(answer) = self.cached(&client, &query, now) {
             self.note(client.tenant, |c| &mut c.from_cache);
-            return send(&client, answer, out);
+            return self.send(&client, answer, out);
         }
         self.forward(tables, client, query, now, out);
     }
@@ -309,7 +385,7 @@ impl Dns {
             .is_some_and(|d| !d.upstreams.is_empty());
         if !has_upstream || waiting >= PENDING_PER_TENANT {
             self.note(client.tenant, |c| &mut c.refused);
-            return send(
+            return self.send(
                 &client,
                 response(&client, &query, ResponseCode::Refused),
                 out,
@@ -334,7 +410,7 @@ impl Dns {
         let Some(upstream) = upstream else {
             self.note(client.tenant, |c| &mut c.servfail);
             let failed = response(&client, &pending.query, ResponseCode::ServFail);
-            return send(&client, failed, out);
+            return self.send(&client, failed, out);
         };
         let (id, port) = loop {
             let (id, port) = (self.random(), self.random() | 0x8000);
@@ -409,6 +485,14 @@ impl Dns {
             return;
         };
         self.note(pending.client.tenant, |c| &mut c.upstream_answers);
+        if answer.metadata.truncation {
+            return self.ask_over_tcp(pending, datagram.from.ip, now, out);
+        }
+        self.pass_on(pending, answer, now, out);
+    }
+
+    /// Stores an upstream's answer, and sends it to the client.
+    fn pass_on(&mut self, pending: Pending, answer: Message, now: Instant, out: &mut Outbox) {
         let code = answer.metadata.response_code;
         if !answer.metadata.truncation {
             self.store(pending.client.tenant, &pending.query, &answer, now);
@@ -417,7 +501,82 @@ impl Dns {
         m.metadata.truncation = answer.metadata.truncation;
         m.insert_answers(answer.answers);
         m.insert_authorities(answer.authorities);
-        send(&pending.client, m, out);
+        self.send(&pending.client, m, out);
+    }
+
+    /// Asks `upstream` again over TCP, from the same gateway; if it
+    /// cannot be, the client is told the answer was truncated.
+    fn ask_over_tcp(
+        &mut self,
+        pending: Pending,
+        upstream: Ipv4Addr,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
+        let client = pending.client;
+        let (id, port) = (self.random(), self.random() | 0x8000);
+        let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+        m.metadata.recursion_desired = true;
+        m.add_query(pending.query.clone());
+        let via = Via {
+            worker: client.worker,
+            port: client.port,
+            mac: client.gateway.mac,
+        };
+        let from = (client.tenant, client.gateway.ip, port);
+        let ask = TcpAsk { pending, id };
+        let asked = match m.to_vec() {
+            Ok(bytes) => self.tcp.ask(from, via, upstream, &bytes, ask, now, out),
+            Err(_) => Err(ask),
+        };
+        match asked {
+            Ok(()) => self.note(client.tenant, |c| &mut c.tcp_retries),
+            Err(ask) => self.truncated(ask.pending, out),
+        }
+    }
+
+    /// Tells the client its answer did not fit (no TCP answer came).
+    fn truncated(&mut self, pending: Pending, out: &mut Outbox) {
+        let mut m = response(&pending.client, &pending.query, ResponseCode::NoError);
+        m.metadata.truncation = true;
+        self.send(&pending.client, m, out);
+    }
+
+    /// A TCP segment from an upstream to a gateway address.
+    pub(super) fn upstream_tcp(
+        &mut self,
+        meta: Meta,
+        frame: &[u8],
+        now: Instant,
+        out: &mut Outbox,
+    ) {
+        let ended = self.tcp.packet(meta.tenant, frame, now, out);
+        self.tcp_ended(ended, now, out);
+    }
+
+    /// Queries over TCP that ended: answered, or told truncated.
+    fn tcp_ended(
+        &mut self,
+        ended: Vec<upstream_tcp::Ended<TcpAsk>>,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
+        for (ask, bytes) in ended {
+            let answer = bytes.and_then(|b| Message::from_vec(&b).ok()).filter(|a| {
+                a.metadata.id == ask.id
+                    && a.metadata.message_type == MessageType::Response
+                    && a.queries
+                        .first()
+                        .is_some_and(|q| same_question(q, &ask.pending.query))
+            });
+            match answer {
+                Some(answer) => {
+                    self.note(ask.pending.client.tenant, |c| &mut c.tcp_answers);
+                    self.pass_on(ask.pending, answer, now, out);
+                }
+                None => self.truncated(ask.pending, out),
+            }
+        }
     }
 
     fn store(&mut self, tenant: TenantId, query: &Query, answer: &Message, now: Instant) {
@@ -473,6 +632,8 @@ impl Dns {
                 self.ask_next(tables, pending, now, out);
             }
         }
+        let ended = self.tcp.tick(now, out);
+        self.tcp_ended(ended, now, out);
         // A full sweep now and then: expired answers are skipped when
         // asked for, and go here.
         if self
@@ -495,9 +656,9 @@ impl Dns {
         *counter(self.counters.entry(tenant).or_default()) += 1;
     }
 
-    /// Queries waiting for an upstream.
+    /// Queries waiting for an upstream, over UDP or TCP.
     pub fn waiting(&self) -> usize {
-        self.pending.len()
+        self.pending.len() + self.tcp.asked()
     }
 
     fn hold(&mut self, key: (TenantId, u16, u16), pending: Pending) {
@@ -559,14 +720,7 @@ fn read_query(
     frame: &[u8],
 ) -> Option<(Client, Query)> {
     let datagram = udp::read(frame)?;
-    let message = Message::from_vec(datagram.payload).ok()?;
-    let m = &message.metadata;
-    if m.message_type != MessageType::Query || m.op_code != OpCode::Query {
-        return None;
-    }
-    let [query] = &message.queries[..] else {
-        return None;
-    };
+    let (id, query, max_payload) = read_message(datagram.payload)?;
     let port = tables.port(meta.in_port)?;
     let PortRole::Vm { gateway, .. } = port.role else {
         return None;
@@ -575,35 +729,62 @@ fn read_query(
         worker,
         port: meta.in_port,
         tenant: meta.tenant,
-        vm: datagram.from,
         gateway: End {
             mac: port.mac,
             ip: gateway.addr(),
             port: PORT,
         },
-        id: m.id,
-        // Never past one Ethernet frame: answers are not fragmented.
-        max_payload: message.max_payload().clamp(512, MAX_UDP_ANSWER),
+        id,
+        reply: Reply::Udp {
+            vm: datagram.from,
+            // Never past one Ethernet frame: answers are not fragmented.
+            max_payload: max_payload.clamp(512, MAX_UDP_ANSWER),
+        },
     };
-    Some((client, query.clone()))
+    Some((client, query))
 }
 
-/// Sends `answer` to `client`, truncated (TC) if it is too big for it.
-fn send(client: &Client, answer: Message, out: &mut Outbox) {
-    let Ok(mut bytes) = answer.to_vec() else {
-        return;
+/// A VM's DNS message: its ID, its one question of class IN, and the
+/// largest UDP answer it takes; None if it is not a standard query.
+fn read_message(bytes: &[u8]) -> Option<(u16, Query, u16)> {
+    let message = Message::from_vec(bytes).ok()?;
+    let m = &message.metadata;
+    if m.message_type != MessageType::Query || m.op_code != OpCode::Query {
+        return None;
+    }
+    let [query] = &message.queries[..] else {
+        return None;
     };
-    if bytes.len() > usize::from(client.max_payload) {
-        let Ok(cut) = answer.truncate().to_vec() else {
+    Some((m.id, query.clone(), message.max_payload()))
+}
+
+impl Dns {
+    /// Sends `answer` to `client`, truncated (TC) if it is too big for
+    /// it: over UDP into `out`, over TCP into `tcp_answers`.
+    fn send(&mut self, client: &Client, answer: Message, out: &mut Outbox) {
+        let max = match client.reply {
+            Reply::Udp { max_payload, .. } => usize::from(max_payload),
+            Reply::Tcp(_) => usize::from(u16::MAX),
+        };
+        let Ok(mut bytes) = answer.to_vec() else {
             return;
         };
-        bytes = cut;
+        if bytes.len() > max {
+            let Ok(cut) = answer.truncate().to_vec() else {
+                return;
+            };
+            bytes = cut;
+        }
+        let vm = match client.reply {
+            Reply::Tcp(conn) => return self.tcp_answers.push((conn, bytes)),
+            Reply::Udp { vm, .. } => vm,
+        };
+        let Some(frame) = udp::frame((client.gateway, vm), &bytes) else {
+            return;
+        };
+        let mut meta = Meta::new(client.port);
+        meta.classify(client.tenant);
+        meta.tx(client.port);
+        out.push((client.worker, frame, meta));
     }
-    let Some(frame) = udp::frame((client.gateway, client.vm), &bytes) else {
-        return;
-    };
-    let mut meta = Meta::new(client.port);
-    meta.classify(client.tenant);
-    meta.tx(client.port);
-    out.push((client.worker, frame, meta));
 }

@@ -10,16 +10,21 @@
 //! worker that sent the request, which transmits it out of the port the
 //! request came in on (`ServiceLink::receive_into`). A DNS query the
 //! service forwards goes the same way, into the pipeline at L3 as if the
-//! tenant's gateway had routed it.
+//! tenant's gateway had routed it. TCP (the metadata service, DNS over
+//! TCP) is served by TCP/IP stacks of the services' own, fed the same
+//! way (`gateway_tcp`, `upstream_tcp`).
 pub mod dhcp;
 pub mod dns;
+mod gateway_tcp;
 pub mod metadata;
+mod stack;
 pub mod udp;
+mod upstream_tcp;
 
 use crate::frame::Frame;
 use crate::parcel::Mailbox;
 use crate::pipeline::{DropReason, Meta, Stats, Verdict};
-use crate::table::{PortId, Tables, TenantId};
+use crate::table::{PortRole, Tables, TenantId};
 use crate::worker::TableSource;
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::RawFd;
@@ -47,10 +52,15 @@ pub struct ServiceLink {
 }
 
 /// A worker's count of each port's requests to the services this second.
+/// What arrives on a port every tenant shares (the uplink's upstream
+/// answers) is counted per tenant there, so that one tenant's answers
+/// never use up another's share.
 #[derive(Debug, Default)]
 pub struct PortBudget {
-    /// Per port id: the second of its last request, and requests in it.
+    /// Per VM port id: the second of its last request, and requests in it.
     ports: Vec<(u32, u32)>,
+    /// The same per tenant id, of what came in on shared ports.
+    shared: Vec<(u32, u32)>,
 }
 
 /// Frames the services send, each to a worker: (worker, frame, meta).
@@ -62,7 +72,7 @@ pub struct Services {
     replies: Vec<Arc<Mailbox>>,
     counters: Arc<Mutex<ServiceCounters>>,
     dns: dns::Dns,
-    metadata: metadata::Metadata,
+    gateway_tcp: gateway_tcp::GatewayTcp,
     /// Per tenant: the second of its last request, and requests in it.
     tenant_budget: HashMap<TenantId, (u64, u32)>,
     started: Instant,
@@ -88,7 +98,7 @@ pub fn links(workers: usize) -> std::io::Result<(Services, Vec<ServiceLink>)> {
         replies,
         counters: Arc::default(),
         dns: dns::Dns::new(),
-        metadata: metadata::Metadata::default(),
+        gateway_tcp: gateway_tcp::GatewayTcp::default(),
         tenant_budget: HashMap::new(),
         started: Instant::now(),
     };
@@ -113,7 +123,15 @@ impl ServiceLink {
                 .tenant(frame.meta.tenant)
                 .and_then(|t| t.limits.service_requests_per_port_second)
                 .unwrap_or(REQUESTS_PER_PORT_SECOND);
-            if !budget.allows(frame.meta.in_port, (now, share)) {
+            let vm_port = matches!(
+                tables.port(frame.meta.in_port).map(|p| p.role),
+                Some(PortRole::Vm { .. })
+            );
+            let counts = match vm_port {
+                true => (&mut budget.ports, usize::from(frame.meta.in_port)),
+                false => (&mut budget.shared, usize::from(frame.meta.tenant)),
+            };
+            if !allows(counts, (now, share)) {
                 frame.meta.drop(stats, DropReason::ServiceRateLimited);
                 continue;
             }
@@ -155,24 +173,21 @@ impl ServiceLink {
     }
 }
 
-impl PortBudget {
-    /// Counts a request from `port` in second `now`: whether it is
-    /// within the port's share.
-    fn allows(&mut self, port: PortId, (now, share): (u32, u32)) -> bool {
-        let at = usize::from(port);
-        if self.ports.len() <= at {
-            // Once per port id ever seen: not per packet.
-            self.ports.resize(at + 1, (0, 0));
-        }
-        let Some((second, count)) = self.ports.get_mut(at) else {
-            return false;
-        };
-        if *second != now {
-            (*second, *count) = (now, 0);
-        }
-        *count = count.saturating_add(1);
-        *count <= share
+/// Counts a request at index `at` of `counts` (a port's or a tenant's)
+/// in second `now`: whether it is within `share`.
+fn allows((counts, at): (&mut Vec<(u32, u32)>, usize), (now, share): (u32, u32)) -> bool {
+    if counts.len() <= at {
+        // Once per id ever seen: not per packet.
+        counts.resize(at + 1, (0, 0));
     }
+    let Some((second, count)) = counts.get_mut(at) else {
+        return false;
+    };
+    if *second != now {
+        (*second, *count) = (now, 0);
+    }
+    *count = count.saturating_add(1);
+    *count <= share
 }
 
 /// What the services answered, in total and per tenant.
@@ -226,19 +241,26 @@ const IDLE_MS: i32 = 100;
 /// How often the services look at their timers (DNS upstreams).
 const TICK: Duration = Duration::from_millis(100);
 
-/// What a request to the services is, by its ports.
+/// What a request to the services is, by its protocol and ports.
 enum Request {
     Dhcp,
     DnsQuery,
     DnsAnswer,
-    Metadata,
+    /// A VM's TCP to its port's services: metadata, DNS over TCP.
+    GatewayTcp,
+    /// An upstream's TCP, answering a query asked over TCP.
+    DnsTcpAnswer,
 }
 
 impl Request {
     fn of(frame: &[u8]) -> Option<Request> {
         let ip = crate::pipeline::after_ethernet(frame);
-        if metadata_packet(ip) {
-            return Some(Request::Metadata);
+        if let Some(ports) = tcp_ports(ip) {
+            return match ports {
+                (dns::PORT, _) => Some(Request::DnsTcpAnswer),
+                (_, dns::PORT | metadata::PORT) => Some(Request::GatewayTcp),
+                _ => None,
+            };
         }
         match udp::ports(ip)? {
             (dhcp::CLIENT_PORT, dhcp::SERVER_PORT) => Some(Request::Dhcp),
@@ -249,27 +271,32 @@ impl Request {
     }
 }
 
-/// Whether an IPv4 packet is TCP to the metadata service (not a later
-/// fragment: TCP segments from Linux have DF).
-pub(crate) fn metadata_packet(ip: &[u8]) -> bool {
-    let Ok(packet) = crate::wire::Ipv4Packet::new_checked(ip) else {
-        return false;
-    };
-    let tcp = packet.next_header() == crate::wire::IpProtocol::Tcp;
+/// The TCP ports of an IPv4 packet that is not a later fragment (TCP
+/// segments from Linux have DF); None: not one.
+fn tcp_ports(ip: &[u8]) -> Option<(u16, u16)> {
+    let packet = crate::wire::Ipv4Packet::new_checked(ip).ok()?;
     let first = packet.frag_offset() == 0 && !packet.more_frags();
-    tcp && first
-        && packet.dst_addr() == metadata::ADDRESS
-        && crate::wire::TcpPacket::new_checked(packet.payload())
-            .is_ok_and(|t| t.dst_port() == metadata::PORT)
+    if packet.next_header() != crate::wire::IpProtocol::Tcp || !first {
+        return None;
+    }
+    let tcp = crate::wire::TcpPacket::new_checked(packet.payload()).ok()?;
+    Some((tcp.src_port(), tcp.dst_port()))
+}
+
+/// Whether an IPv4 packet is TCP to the metadata service.
+pub(crate) fn metadata_packet(ip: &[u8]) -> bool {
+    let to_service =
+        crate::wire::Ipv4Packet::new_checked(ip).is_ok_and(|p| p.dst_addr() == metadata::ADDRESS);
+    to_service && tcp_ports(ip).is_some_and(|(_, to)| to == metadata::PORT)
 }
 
 /// Whether the router's services take an IPv4 packet to a gateway
 /// address (`local`: from a VM of this host): a DHCP client's, a VM's
-/// DNS query, or an upstream's DNS answer (from anywhere its NAT lets
-/// in; the service takes only the answers it waits for).
+/// DNS query (UDP or TCP), or an upstream's DNS answer (from anywhere
+/// its NAT lets in; the service takes only the answers it waits for).
 pub(crate) fn wanted_at_gateway(ip: &[u8], local: bool) -> bool {
-    match udp::ports(ip) {
-        Some((dhcp::CLIENT_PORT, dhcp::SERVER_PORT)) => local,
+    match udp::ports(ip).or_else(|| tcp_ports(ip)) {
+        Some((dhcp::CLIENT_PORT, dhcp::SERVER_PORT)) => local && udp::ports(ip).is_some(),
         Some((dns::PORT, _)) => true,
         Some((_, dns::PORT)) => local,
         _ => false,
@@ -337,9 +364,14 @@ impl Services {
                     Some(Request::DnsAnswer) => {
                         self.dns.upstream_answer(tables, meta, frame, now, &mut out)
                     }
-                    Some(Request::Metadata) => {
-                        self.metadata
-                            .packet(tables, (meta, from), frame, now, &mut out)
+                    Some(Request::GatewayTcp) => {
+                        let queries =
+                            self.gateway_tcp
+                                .packet(tables, (meta, from), frame, now, &mut out);
+                        self.tcp_queries(tables, queries, now, &mut out, &mut counters);
+                    }
+                    Some(Request::DnsTcpAnswer) => {
+                        self.dns.upstream_tcp(meta, frame, now, &mut out)
                     }
                     // Not a request any service takes (the workers
                     // mark only these): nothing to answer.
@@ -350,13 +382,51 @@ impl Services {
                 counters.panics += 1;
             }
         }
+        self.tcp_queries(tables, Vec::new(), now, &mut out, &mut counters);
         self.post(out);
         if served > 0 {
             self.take_dns(&mut counters);
-            counters.metadata = std::mem::take(&mut self.metadata.counters);
+            self.take_metadata(&mut counters);
             self.add(&counters);
         }
         served
+    }
+
+    /// Answers DNS queries VMs sent over TCP, and writes every answer
+    /// waiting for a TCP connection (which may let it read more).
+    fn tcp_queries(
+        &mut self,
+        tables: &Tables,
+        mut queries: Vec<gateway_tcp::TcpQuery>,
+        now: Instant,
+        out: &mut Outbox,
+        counters: &mut ServiceCounters,
+    ) {
+        for _ in 0..4 {
+            for query in queries.drain(..) {
+                // Each query counts, however many a segment carries.
+                if self.tenant_allows(tables, query.tenant, now) {
+                    self.dns.query_tcp(tables, query, now, out);
+                } else {
+                    *counters
+                        .rate_limited_by_tenant
+                        .entry(query.tenant)
+                        .or_default() += 1;
+                }
+            }
+            let mut ports = std::collections::BTreeSet::new();
+            for (conn, answer) in std::mem::take(&mut self.dns.tcp_answers) {
+                if self.gateway_tcp.answer(conn, &answer) {
+                    ports.insert(conn.port);
+                }
+            }
+            for port in ports {
+                queries.extend(self.gateway_tcp.poll(tables, port, now, out));
+            }
+            if queries.is_empty() {
+                break;
+            }
+        }
     }
 
     /// Counts a request of `tenant`: whether it is within its share.
@@ -394,19 +464,26 @@ impl Services {
         outcome
     }
 
-    /// The services' timers: DNS queries whose upstream is silent.
+    /// The services' timers: DNS queries whose upstream is silent, TCP
+    /// retransmissions and timeouts.
     fn tick(&mut self, tables: &Tables, now: Instant) {
         let mut out = Outbox::new();
+        let mut counters = ServiceCounters::default();
         self.dns.tick(tables, now, &mut out);
-        // Retransmissions go through the first worker: any worker
-        // transmits on any port.
-        self.metadata.tick(tables, 0, now, &mut out);
+        let queries = self.gateway_tcp.tick(tables, now, &mut out);
+        self.tcp_queries(tables, queries, now, &mut out, &mut counters);
         self.post(out);
-        if !self.dns.counters.is_empty() {
-            let mut counters = ServiceCounters::default();
-            self.take_dns(&mut counters);
+        self.take_dns(&mut counters);
+        self.take_metadata(&mut counters);
+        if counters != ServiceCounters::default() {
             self.add(&counters);
         }
+    }
+
+    /// Moves what the metadata service counted into `counters`.
+    fn take_metadata(&mut self, counters: &mut ServiceCounters) {
+        counters.metadata = std::mem::take(&mut self.gateway_tcp.counters);
+        counters.metadata.dropped += std::mem::take(&mut self.gateway_tcp.dropped);
     }
 
     /// Moves what DNS counted into `counters`, in total and by tenant.
