@@ -1,7 +1,8 @@
 //! The metadata service live: VMs of two tenants with the same address
 //! (10.0.0.10), and a second VM of the first tenant, read
 //! http://169.254.169.254/ with `curl`. Each gets its own instance id,
-//! user data, keys and addresses, whatever its request says.
+//! user data, keys and addresses, whatever its request says; the second
+//! VM's user data (30,000 bytes) is longer than a socket's buffer.
 mod common;
 
 use common::{start_xvrd, stats_of, stop_xvrd};
@@ -21,7 +22,7 @@ const STATE: &str = r#"{
       "metadata": { "instance_id": "i-acme-web-1", "user_data": "acme's user data\n",
                     "public_keys": ["ssh-ed25519 AAAAacme alice@acme"] } },
     { "tenant": "acme", "ip": "10.0.0.11", "mac": "02:0a:00:00:00:11", "port": "a2", "hostname": "web-2",
-      "metadata": { "instance_id": "i-acme-web-2" } },
+      "metadata": { "instance_id": "i-acme-web-2", "user_data": "LONG_USER_DATA" } },
     { "tenant": "globex", "ip": "10.0.0.10", "mac": "02:0b:00:00:00:10", "port": "b1", "hostname": "db-1",
       "metadata": { "instance_id": "i-globex-db-1", "user_data": "globex's user data\n" } }
   ],
@@ -75,7 +76,9 @@ fn each_vm_reads_its_own_metadata() {
         acme2,
         &["ip", "route", "add", "169.254.169.254/32", "dev", "eth0"],
     );
-    let (_dir, config) = common::state_file(STATE);
+    let long_user_data = "0123456789abcdef\n".repeat(30_000 / 17);
+    let state = STATE.replace("LONG_USER_DATA", &long_user_data.replace('\n', "\\n"));
+    let (_dir, config) = common::state_file(&state);
     let daemon = start_xvrd(&r, &host, &config, &["up0", "a1", "a2", "b1"]);
     let log = || daemon.log();
     // The request claims to be someone else: it changes nothing.
@@ -95,6 +98,7 @@ fn each_vm_reads_its_own_metadata() {
         (globex, "/latest/user-data", "globex's user data\n"),
         (globex, "/latest/meta-data/local-ipv4", "10.0.0.10\n"),
         (acme2, "/latest/meta-data/instance-id", "i-acme-web-2\n"),
+        (acme2, "/latest/user-data", long_user_data.as_str()),
     ];
     for (vm, path, want) in expected {
         let (code, body) = get(&r, vm, path, lie);
@@ -108,7 +112,7 @@ fn each_vm_reads_its_own_metadata() {
     // What a VM does not have is not found, not another's.
     for (vm, path) in [
         (globex, "/latest/meta-data/public-ipv4"),
-        (acme2, "/latest/user-data"),
+        (acme2, "/latest/meta-data/public-ipv4"),
     ] {
         let (code, body) = get(&r, vm, path, lie);
         assert_eq!(code, "404", "{vm} {path}: {body}\n{}", log());
@@ -116,7 +120,7 @@ fn each_vm_reads_its_own_metadata() {
     let stats = stats_of(&config);
     assert_eq!(
         stats["services"]["metadata"]["answered"].as_u64(),
-        Some(10),
+        Some(11),
         "{stats}"
     );
     stop_xvrd(daemon);
