@@ -10,8 +10,8 @@ use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use proptest::prelude::*;
 use xvr_dataplane::pipeline::Meta;
 use xvr_dataplane::pipeline::Stage;
-use xvr_dataplane::service::{dhcp, links, DhcpCounters, PortBudget, ServiceCounters};
-use xvr_dataplane::table::{Guest, Tables, TenantDns};
+use xvr_dataplane::service::{dhcp, links, DhcpCounters, PortBudget, ServiceCounters, ServiceLink};
+use xvr_dataplane::table::{Guest, Tables, TenantDns, TenantId};
 use xvr_dataplane::{DropReason, Frame, Pipeline, Verdict};
 use xvr_testkit::headers;
 
@@ -99,6 +99,29 @@ fn through_services(
     }
     let counters = services.counters().lock().unwrap().clone();
     (verdicts, sent, counters)
+}
+
+/// Posts `n` copies of `frame` into the services through `link`, as a
+/// worker does once the pipeline marked them (arrived on `port`, of
+/// `tenant`), within `budget` at second `now`.
+fn post(
+    link: &ServiceLink,
+    (t, budget, now): (&Tables, &mut PortBudget, u32),
+    (frame, port, tenant): (&[u8], u16, TenantId),
+    n: usize,
+    stats: &mut xvr_dataplane::Stats,
+) {
+    let mut bufs: Vec<Vec<u8>> = (0..n).map(|_| vec![0u8; 4096]).collect();
+    let mut batch: Vec<Frame<'_>> = bufs
+        .iter_mut()
+        .map(|buf| {
+            let mut f = Frame::with_data(buf, frame, port);
+            f.meta.tenant = tenant;
+            f.meta.verdict = Verdict::Local;
+            f
+        })
+        .collect();
+    link.send(&mut batch, (t, budget, now), stats);
 }
 
 /// `through_services` for DHCP: every reply goes out of the request's
@@ -428,17 +451,7 @@ fn one_tenants_answers_on_the_uplink_leave_anothers_share() {
     // As the pipeline hands them over after NAT: arrived on the uplink,
     // each of its tenant.
     let mut arrive = |tenant, n: usize, stats: &mut xvr_dataplane::Stats| {
-        let mut bufs: Vec<Vec<u8>> = (0..n).map(|_| vec![0u8; 2048]).collect();
-        let mut batch: Vec<Frame<'_>> = bufs
-            .iter_mut()
-            .map(|buf| {
-                let mut f = Frame::with_data(buf, &answer, UP);
-                f.meta.tenant = tenant;
-                f.meta.verdict = Verdict::Local;
-                f
-            })
-            .collect();
-        link.send(&mut batch, (&t, &mut budget, 3), stats);
+        post(&link, (&t, &mut budget, 3), (&answer, UP, tenant), n, stats);
     };
     arrive(TENANT_A, share + 10, &mut stats);
     assert_eq!(stats.drops_of(DropReason::ServiceRateLimited), 10);
@@ -464,38 +477,23 @@ proptest! {
 }
 
 proptest! {
-    /// Whatever TCP a VM sends the metadata service, its port's stack
-    /// answers or drops it, and never panics.
+    /// Whatever TCP a VM sends the metadata service or its gateway's
+    /// DNS, its port's stack answers or drops it, and never panics.
     #[test]
-    fn any_tcp_to_the_metadata_service_is_answered_or_dropped(
+    fn any_tcp_to_the_ports_services_is_answered_or_dropped(
         body in proptest::collection::vec(any::<u8>(), 0..600),
         syn in any::<bool>(),
+        dns in any::<bool>(),
     ) {
         let t = tables();
-        let vm = headers(VM_A10_MAC, A1_MAC, [10, 0, 0, 10], [169, 254, 169, 254]);
-        let frame = match syn {
-            true => vm.tcp_syn(40000, 80),
-            false => vm.tcp_ack(40000, 80, &body),
+        let (to, port) = match dns {
+            true => ([10, 0, 0, 1], 53),
+            false => ([169, 254, 169, 254], 80),
         };
-        let (verdicts, _, counters) = through_services(&t, A1, &[frame]);
-        prop_assert_eq!(verdicts, vec![Verdict::Local]);
-        prop_assert_eq!(counters.panics, 0);
-    }
-}
-
-proptest! {
-    /// Whatever TCP a VM sends its gateway's port 53, its port's stack
-    /// answers or drops it, and never panics.
-    #[test]
-    fn any_tcp_to_the_gateways_dns_is_answered_or_dropped(
-        body in proptest::collection::vec(any::<u8>(), 0..600),
-        syn in any::<bool>(),
-    ) {
-        let t = tables();
-        let vm = headers(VM_A10_MAC, A1_MAC, [10, 0, 0, 10], [10, 0, 0, 1]);
+        let vm = headers(VM_A10_MAC, A1_MAC, [10, 0, 0, 10], to);
         let frame = match syn {
-            true => vm.tcp_syn(40000, 53),
-            false => vm.tcp_ack(40000, 53, &body),
+            true => vm.tcp_syn(40000, port),
+            false => vm.tcp_ack(40000, port, &body),
         };
         let (verdicts, _, counters) = through_services(&t, A1, &[frame]);
         prop_assert_eq!(verdicts, vec![Verdict::Local]);
@@ -526,12 +524,14 @@ fn a_truncated_upstream_answer_is_asked_again_over_tcp() {
     let link = link.remove(0);
     let mut stats = xvr_dataplane::Stats::default();
     let mut budget = PortBudget::default();
-    let mut send = |frame: &[u8], link: &xvr_dataplane::service::ServiceLink| {
-        let mut buf = vec![0u8; 4096];
-        let mut frames = [Frame::with_data(&mut buf, frame, A1)];
-        frames[0].meta.tenant = TENANT_A;
-        frames[0].meta.verdict = Verdict::Local;
-        link.send(&mut frames, (&t, &mut budget, 0), &mut stats);
+    let mut send = |frame: &[u8], link: &ServiceLink| {
+        post(
+            link,
+            (&t, &mut budget, 0),
+            (frame, A1, TENANT_A),
+            1,
+            &mut stats,
+        );
     };
     send(&from_vm(&dns_query(5, "big.example.test", 16)), &link);
     services.serve_waiting(&t);
@@ -581,17 +581,8 @@ fn a_tenant_is_held_to_its_share_of_the_services() {
     // from many ports): within two seconds at most, so at least 1,000
     // are over the tenant's share.
     for _ in 0..11 {
-        let mut bufs: Vec<Vec<u8>> = (0..1000).map(|_| vec![0u8; 2048]).collect();
-        let mut batch: Vec<Frame<'_>> = bufs
-            .iter_mut()
-            .map(|buf| {
-                let mut f = Frame::with_data(buf, &discover, A1);
-                f.meta.tenant = TENANT_A;
-                f.meta.verdict = Verdict::Local;
-                f
-            })
-            .collect();
-        link.send(&mut batch, (&t, &mut PortBudget::default(), 0), &mut stats);
+        let budget = (&t, &mut PortBudget::default(), 0);
+        post(&link, budget, (&discover, A1, TENANT_A), 1000, &mut stats);
         services.serve_waiting(&t);
         let mut buf = vec![0u8; 2048];
         while link.receive_into(&mut buf).is_some() {}
@@ -613,12 +604,14 @@ fn an_answer_too_big_for_a_frame_goes_truncated() {
     let link = link.remove(0);
     let mut stats = xvr_dataplane::Stats::default();
     let mut budget = PortBudget::default();
-    let mut send = |frame: &[u8], tenant, link: &xvr_dataplane::service::ServiceLink| {
-        let mut buf = vec![0u8; 4096];
-        let mut frames = [Frame::with_data(&mut buf, frame, A1)];
-        frames[0].meta.tenant = tenant;
-        frames[0].meta.verdict = Verdict::Local;
-        link.send(&mut frames, (&t, &mut budget, 0), &mut stats);
+    let mut send = |frame: &[u8], tenant, link: &ServiceLink| {
+        post(
+            link,
+            (&t, &mut budget, 0),
+            (frame, A1, tenant),
+            1,
+            &mut stats,
+        );
     };
     // The VM asks, with EDNS for 4,096 bytes; the query goes upstream.
     let mut query = dns_query(5, "big.example.test", 1);
