@@ -1,8 +1,11 @@
 //! DNS answers a second, with `dnsperf` as the client, in one run: xvr's
 //! DNS on a VM's gateway (its own name, authoritatively; and a name its
 //! upstream answered once, from the cache) beside dnsmasq answering a
-//! name of its own to a client one veth away. Each side runs on one
-//! core: xvr's services thread (and its worker), dnsmasq's one process.
+//! name of its own to a client one veth away; then both over TCP (two
+//! connections, as many as a VM port's stack takes, queries pipelined on
+//! them). Each side runs on one core: xvr's services thread (and its
+//! worker), dnsmasq's one process (and, over TCP, a child per
+//! connection).
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use xvr::router::{Options, Router};
@@ -15,6 +18,16 @@ pub struct DnsRates {
     pub xvr_authoritative: f64,
     pub xvr_cached: f64,
     pub dnsmasq: f64,
+    pub xvr_tcp: f64,
+    pub dnsmasq_tcp: f64,
+}
+
+/// How dnsperf asks.
+#[derive(Clone, Copy)]
+enum Transport {
+    Udp,
+    /// Over two TCP connections.
+    Tcp,
 }
 
 const RESOLVER: &str = "198.19.0.10";
@@ -42,18 +55,25 @@ const STATE: &str = r#"{
 /// second answered.
 fn dnsperf(
     rig: &Rig,
-    ns: &str,
-    server: &str,
-    name: &str,
+    (ns, server): (&str, &str),
+    (name, transport): (&str, Transport),
     seconds: u32,
     dir: &Path,
 ) -> Result<f64, String> {
     let queries = dir.join(format!("queries-{name}"));
     std::fs::write(&queries, format!("{name} A\n")).map_err(|e| e.to_string())?;
+    let (mode, clients) = match transport {
+        Transport::Udp => ("udp", "1"),
+        Transport::Tcp => ("tcp", "2"),
+    };
     let out = rig.exec(
         ns,
         &[
             "dnsperf",
+            "-m",
+            mode,
+            "-c",
+            clients,
             "-s",
             server,
             "-d",
@@ -76,7 +96,10 @@ fn dnsperf(
         .lines()
         .find(|l| l.contains("Queries lost:"))
         .unwrap_or_default();
-    eprintln!("  dnsperf {name} at {server}: {qps:.0}/s, {}", lost.trim());
+    eprintln!(
+        "  dnsperf {name} at {server} over {mode}: {qps:.0}/s, {}",
+        lost.trim()
+    );
     Ok(qps)
 }
 
@@ -109,7 +132,7 @@ fn dnsmasq(ns: &str, log: &Path) -> Result<Child, String> {
         .map_err(|e| format!("dnsmasq: {e}"))
 }
 
-/// The three rates, `seconds` each.
+/// The five rates, `seconds` each.
 pub fn measure(seconds: u32) -> Result<DnsRates, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut rig = Rig::new("e2e-dns");
@@ -148,31 +171,38 @@ pub fn measure(seconds: u32) -> Result<DnsRates, String> {
     let mut server = dnsmasq(&internet, &dir.path().join("dnsmasq.log"))?;
     std::thread::sleep(std::time::Duration::from_millis(500));
     let result = (|| {
-        let dnsmasq = dnsperf(
-            &rig,
-            &peer,
-            RESOLVER,
-            "www.example.test",
-            seconds,
-            dir.path(),
-        )?;
+        let name = "www.example.test";
+        let ask_dnsmasq = |transport| {
+            dnsperf(
+                &rig,
+                (&peer, RESOLVER),
+                (name, transport),
+                seconds,
+                dir.path(),
+            )
+        };
+        let dnsmasq = ask_dnsmasq(Transport::Udp)?;
+        let dnsmasq_tcp = ask_dnsmasq(Transport::Tcp)?;
         let tables = State::from_json(STATE)
             .and_then(|s| s.build())
             .map_err(|e| e.to_string())?;
-        let (authoritative, cached) = rig.inside(&host, || {
+        let (authoritative, cached, tcp) = rig.inside(&host, || {
             let mut router =
                 Router::start(&tables, &Options::default()).map_err(|e| e.to_string())?;
             let (rates, _) = router.run_while(&tables, || {
-                let own = dnsperf(&rig, &vm, "10.0.0.1", "web.t.internal", seconds, dir.path())?;
-                let cached = dnsperf(
-                    &rig,
-                    &vm,
-                    "10.0.0.1",
-                    "www.example.test",
-                    seconds,
-                    dir.path(),
-                )?;
-                Ok::<_, String>((own, cached))
+                let ask = |name, transport| {
+                    dnsperf(
+                        &rig,
+                        (&vm, "10.0.0.1"),
+                        (name, transport),
+                        seconds,
+                        dir.path(),
+                    )
+                };
+                let own = ask("web.t.internal", Transport::Udp)?;
+                let cached = ask(name, Transport::Udp)?;
+                let tcp = ask(name, Transport::Tcp)?;
+                Ok::<_, String>((own, cached, tcp))
             })?;
             rates
         })?;
@@ -180,6 +210,8 @@ pub fn measure(seconds: u32) -> Result<DnsRates, String> {
             xvr_authoritative: authoritative,
             xvr_cached: cached,
             dnsmasq,
+            xvr_tcp: tcp,
+            dnsmasq_tcp,
         })
     })();
     let _ = server.kill();

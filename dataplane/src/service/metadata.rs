@@ -25,7 +25,8 @@ pub const MAX_USER_DATA: usize = 32 * 1024;
 pub struct MetadataCounters {
     pub answered: u64,
     pub not_found: u64,
-    /// Packets dropped: no stack free, or not IPv4 to the service.
+    /// Packets dropped: no stack free, or not from a VM port of its
+    /// tenant (TCP to the port services: metadata and DNS).
     pub dropped: u64,
 }
 
