@@ -263,14 +263,12 @@ impl FastPathSync {
             .filter(|&i| accepts(i))
             .collect();
         let mut wanted = entries(tables, &ifindexes, &accepting);
-        if !self.in_tc {
-            for (port, ifindex) in tables.ports().iter().zip(&ifindexes) {
-                let Some(ifindex) = ifindex.filter(|i| accepting.contains(i)) else {
-                    continue;
-                };
-                let mtu = crate::netdev::interface_mtu(&port.name).unwrap_or(1500);
-                wanted.flow_outputs.insert(ifindex, u32::from(mtu));
-            }
+        for (port, ifindex) in tables.ports().iter().zip(&ifindexes) {
+            let Some(ifindex) = ifindex.filter(|i| accepting.contains(i)) else {
+                continue;
+            };
+            let mtu = crate::netdev::interface_mtu(&port.name).unwrap_or(1500);
+            wanted.flow_outputs.insert(ifindex, u32::from(mtu));
         }
         self.follow_generation(tables.generation())?;
         self.remove_vanished_flows(Named::of(tables, &ifindexes));

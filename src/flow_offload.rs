@@ -14,11 +14,22 @@ pub type FlowPorts = Arc<ArcSwap<Vec<Option<u32>>>>;
 pub struct BpfFlows {
     table: FlowTable,
     ports: FlowPorts,
+    /// Only flows without VXLAN around them (the fast path in tc
+    /// replays those only).
+    plain_only: bool,
 }
 
 impl BpfFlows {
     pub fn new(table: FlowTable, ports: FlowPorts) -> BpfFlows {
-        BpfFlows { table, ports }
+        BpfFlows {
+            table,
+            ports,
+            plain_only: false,
+        }
+    }
+
+    pub fn plain_only(self, plain_only: bool) -> BpfFlows {
+        BpfFlows { plain_only, ..self }
     }
 
     fn key(&self, flow: &ArrivingFlow) -> Option<FlowKey> {
@@ -41,6 +52,9 @@ impl BpfFlows {
 
 impl FlowOffload for BpfFlows {
     fn install(&mut self, offer: &Offer) {
+        if self.plain_only && !matches!(offer.around, Around::Nothing) {
+            return;
+        }
         let (Some(key), Some(out_ifindex)) = (self.key(&offer.flow), self.ifindex(offer.out_port))
         else {
             return;

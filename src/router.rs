@@ -389,7 +389,7 @@ impl Router {
             _ => None,
         };
         let flow_ports = match &fast_path {
-            Some(sync) if options.flow_offload && !in_tc => {
+            Some(sync) if options.flow_offload => {
                 Some(sync.lock().expect("fast path").flow_ports())
             }
             _ => None,
@@ -414,7 +414,8 @@ impl Router {
             pipeline.workers = views.remove(0);
             if let Some(ports) = &flow_ports {
                 let table = steering.flow_table()?;
-                pipeline.offload = Some(Box::new(BpfFlows::new(table, ports.clone())));
+                let flows = BpfFlows::new(table, ports.clone()).plain_only(in_tc);
+                pipeline.offload = Some(Box::new(flows));
             }
             if let Some(dir) = &sessions {
                 resume_sessions(dir, (w, workers), tables, &mut pipeline)?;

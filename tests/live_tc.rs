@@ -3,12 +3,14 @@
 //! as GSO packets (the steering program is attached in generic mode, so
 //! the VMs keep GSO), too big for a worker's socket. The tc program sends
 //! them through the segmenter, tagged with their port, and the workers
-//! route the segments. iperf3 runs both ways; the steering program's
-//! counters show the segmenter carried the packets; the segmenter is gone
-//! once xvrd stops.
+//! route the segments (flow offload off: with it on, the tc program
+//! forwards established flows itself). iperf3 runs both ways; the
+//! steering program's counters show the segmenter carried the packets;
+//! the segmenter is gone once xvrd stops. With flow offload on, TCP
+//! through source NAT is carried by the tc program, GSO packets whole.
 mod common;
 
-use common::{socket_beside, start_xvrd_with, stop_xvrd, xvrctl};
+use common::{count, socket_beside, start_xvrd_with, stop_xvrd, xvrctl};
 use xvr_testkit::netns::{require_root, Rig};
 
 #[test]
@@ -19,7 +21,7 @@ fn routed_gso_packets_go_through_the_segmenter_to_the_workers() {
     let socket = socket_beside(&config);
     let mut rig = Rig::new("tc-seg");
     let (host, vm1, vm2) = common::two_tiers(&mut rig);
-    let args = ["--xdp-fast-path", "tc"];
+    let args = ["--xdp-fast-path", "tc", "--flow-offload", "off"];
     let daemon = start_xvrd_with(&rig, &host, &config, &["a1", "a2", "xvrseg1"], &args);
     let ping = ["ping", "-c", "2", "-i", "0.2", "-W", "2", "10.0.1.10"];
     assert!(rig.try_exec(&vm1, &ping), "vm1 -> vm2 across the tiers");
@@ -70,7 +72,14 @@ fn source_nat_works_through_the_segmenter() {
     let socket = socket_beside(&config);
     let mut rig = Rig::new("tc-nat");
     let (host, vm, internet) = common::internet_rig(&mut rig, 2);
-    let args = ["--xdp-fast-path", "tc", "--workers", "2"];
+    let args = [
+        "--xdp-fast-path",
+        "tc",
+        "--workers",
+        "2",
+        "--flow-offload",
+        "off",
+    ];
     let daemon = start_xvrd_with(&rig, &host, &config, &["up0", "a1", "xvrseg1"], &args);
     let server = common::INTERNET_SERVER;
     let ping = ["ping", "-c", "2", "-i", "0.2", "-W", "2", server];
@@ -90,4 +99,51 @@ fn source_nat_works_through_the_segmenter() {
     assert_eq!(xdp["drop_too_big"].as_u64().unwrap_or(0), 0, "{stats}");
     let events = &stats["events"];
     assert!(events["nat_out"].as_u64().unwrap_or(0) > 1000, "{stats}");
+}
+
+/// Flow offload in tc mode: once the workers have translated a TCP
+/// flow's first packets, the tc program rewrites its GSO packets whole
+/// (with the checksum helpers, which keep a checksum left to offload
+/// right) and redirects them, both ways. The kernels at both ends judge
+/// the checksums: iperf3 completes.
+#[test]
+#[ignore = "needs root: scripts/test runs it as root"]
+fn source_nat_is_offloaded_to_the_tc_program() {
+    require_root("running xvrd with source NAT over veth");
+    let (_dir, config) = common::state_file(common::SNAT_STATE);
+    let socket = socket_beside(&config);
+    let mut rig = Rig::new("tc-offload");
+    let (host, vm, internet) = common::internet_rig(&mut rig, 1);
+    let args = ["--xdp-fast-path", "tc"];
+    let daemon = start_xvrd_with(&rig, &host, &config, &["up0", "a1", "xvrseg1"], &args);
+    let server = common::INTERNET_SERVER;
+    let stats = || {
+        let out = xvrctl(&socket, &["--json", "stats"]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let before = stats();
+    let up = rig.iperf3(&internet, &vm, server, 3, &[]);
+    let down = rig.iperf3(&internet, &vm, server, 3, &["-R"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let after = stats();
+    let log = stop_xvrd(daemon);
+    for (way, tcp) in [("vm -> internet", up), ("internet -> vm", down)] {
+        let tcp = tcp.unwrap_or_else(|e| panic!("TCP {way}: {e}\n{log}"));
+        eprintln!(
+            "{way}: {:.2} Gbit/s, {} retransmits",
+            tcp.bits_per_second / 1e9,
+            tcp.retransmits
+        );
+        assert!(tcp.bytes_received > 10_000_000, "TCP {way}: {tcp:?}\n{log}");
+    }
+    let fast = count(&after, &["xdp", "fast_flow"]) - count(&before, &["xdp", "fast_flow"]);
+    let segmented =
+        count(&after, &["xdp", "to_segmenter"]) - count(&before, &["xdp", "to_segmenter"]);
+    let translated = count(&after, &["events", "nat_out"]) + count(&after, &["events", "nat_in"]);
+    eprintln!("tc program: {fast} packets; segmenter {segmented}; workers translated {translated}");
+    assert!(
+        fast > 1000 && fast > 9 * segmented,
+        "the tc program carried {fast} packets, the segmenter {segmented}\n{after}\n{log}"
+    );
+    assert_eq!(count(&after, &["xdp", "drop_too_big"]), 0, "{after}");
 }

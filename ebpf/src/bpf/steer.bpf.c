@@ -166,8 +166,13 @@ static __always_inline int redirect_to(__u32 ifindex)
 static __always_inline int fast_flow(struct xdp_md *ctx, struct frame *f)
 {
     struct offloaded o;
-    if (!decide_flow(f, 0, 0, &o) || o.action->kind == FLOW_DECAP)
+    // In tc mode, sizes are judged there (see fast_from_vm), and only
+    // plain flows are offloaded: they go on to the tc program.
+    __u32 len = fast_in_tc() ? FLOW_LEN_UNCHECKED : FLOW_LEN_OF_HEADER;
+    if (!decide_flow(f, 0, 0, len, &o) || o.action->kind == FLOW_DECAP)
         return NOT_TAKEN;
+    if (fast_in_tc())
+        return o.action->kind == FLOW_PLAIN ? pass(PASS_TO_TC) : NOT_TAKEN;
     if (xdp_finish_checksum(ctx, offset_in(f, o.ip)))
         return NOT_TAKEN;
     struct flow_action *a = o.action;
@@ -198,7 +203,7 @@ static __always_inline int fast_flow_decap(struct xdp_md *ctx, struct frame *f,
     if (!overlay_inner(f, up, &inner, &vni))
         return NOT_TAKEN;
     struct offloaded o;
-    if (!decide_flow(&inner, 1, vni, &o) || o.action->kind != FLOW_DECAP)
+    if (!decide_flow(&inner, 1, vni, FLOW_LEN_OF_HEADER, &o) || o.action->kind != FLOW_DECAP)
         return NOT_TAKEN;
     if (o.action->from.vtep != ip->saddr || o.action->from.vni != vni)
         return NOT_TAKEN;
@@ -221,7 +226,7 @@ int xvr_steer(struct xdp_md *ctx)
     __u32 ifindex = f.ifindex;
 
     // Offloaded flows first: they are the bulk of what is ours. (In tc
-    // mode workers install none.)
+    // mode, plain ones pass on to the tc program.)
     int action = fast_flow(ctx, &f);
     if (action != NOT_TAKEN)
         return action;
@@ -345,6 +350,82 @@ static __always_inline int tc_from_overlay(struct __sk_buff *skb, struct frame *
     return bpf_redirect(out, 0);
 }
 
+// A packet of an offloaded plain flow (routed, translated): rewritten as
+// its worker did, with the checksum helpers, which keep a checksum left
+// to offload (a GSO packet's) as it must be: only the pseudo-header's
+// fields change it. NOT_TAKEN for what the entry does not vouch for.
+static __always_inline int tc_flow(struct __sk_buff *skb, struct frame *f)
+{
+    struct offloaded o;
+    struct iphdr *ip = unicast_ipv4(f);
+    if (!ip)
+        return NOT_TAKEN;
+    // A GSO packet leaves as segments of gso_size (of payload), each of
+    // which must fit with its headers.
+    __u32 seg_len = bpf_ntohs(ip->tot_len);
+    if (skb->gso_segs) {
+        struct tcphdr *tcp = (void *)(ip + 1);
+        __u32 l4_len = sizeof(struct udphdr);
+        if (ip->protocol == IPPROTO_TCP) {
+            if ((void *)(tcp + 1) > f->data_end)
+                return NOT_TAKEN;
+            l4_len = tcp->doff * 4;
+        }
+        seg_len = skb->gso_size + sizeof(struct iphdr) + l4_len;
+    }
+    if (!decide_flow(f, 0, 0, seg_len, &o) || o.action->kind != FLOW_PLAIN)
+        return NOT_TAKEN;
+    struct flow_action *a = o.action;
+    // Read before the helpers move the packet: its pointers go stale.
+    __u32 ip_off = (void *)o.ip - f->data;
+    __u32 l4_off = ip_off + sizeof(struct iphdr);
+    __u8 proto = o.ip->protocol;
+    __u32 check_off = (void *)o.check - f->data;
+    __be32 saddr = o.ip->saddr, daddr = o.ip->daddr;
+    __be16 sport = o.ports[0], dport = o.ports[1];
+    __u16 ttl_word = *(__u16 *)&o.ip->ttl;
+    __u32 out = o.out_ifindex, len = f->len;
+    // A UDP checksum of 0 (none) stays 0.
+    __u64 l4 = proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+    __u32 ip_check = ip_off + __builtin_offsetof(struct iphdr, check);
+    if (bpf_skb_store_bytes(skb, 0, a->out_eth, sizeof(a->out_eth), 0))
+        return TC_ACT_SHOT;
+    if (a->ttl_dec) {
+        __u8 ttl = (__u8)(ttl_word & 0xff) - 1; // ttl is the word's first byte
+        __u16 new_word = (ttl_word & 0xff00) | ttl;
+        if (bpf_l3_csum_replace(skb, ip_check, ttl_word, new_word, 2) ||
+            bpf_skb_store_bytes(skb, ip_off + __builtin_offsetof(struct iphdr, ttl), &ttl, 1, 0))
+            return TC_ACT_SHOT;
+    }
+    if (a->saddr != saddr) {
+        if (bpf_l4_csum_replace(skb, check_off, saddr, a->saddr, l4 | BPF_F_PSEUDO_HDR | 4) ||
+            bpf_l3_csum_replace(skb, ip_check, saddr, a->saddr, 4) ||
+            bpf_skb_store_bytes(skb, ip_off + __builtin_offsetof(struct iphdr, saddr), &a->saddr, 4, 0))
+            return TC_ACT_SHOT;
+    }
+    if (a->sport != sport) {
+        if (bpf_l4_csum_replace(skb, check_off, sport, a->sport, l4 | 2) ||
+            bpf_skb_store_bytes(skb, l4_off, &a->sport, 2, 0))
+            return TC_ACT_SHOT;
+    }
+    if (a->daddr != daddr) {
+        if (bpf_l4_csum_replace(skb, check_off, daddr, a->daddr, l4 | BPF_F_PSEUDO_HDR | 4) ||
+            bpf_l3_csum_replace(skb, ip_check, daddr, a->daddr, 4) ||
+            bpf_skb_store_bytes(skb, ip_off + __builtin_offsetof(struct iphdr, daddr), &a->daddr, 4, 0))
+            return TC_ACT_SHOT;
+    }
+    if (a->dport != dport) {
+        if (bpf_l4_csum_replace(skb, check_off, dport, a->dport, l4 | 2) ||
+            bpf_skb_store_bytes(skb, l4_off + 2, &a->dport, 2, 0))
+            return TC_ACT_SHOT;
+    }
+    count_flow(a, len);
+    count(FAST_FLOW);
+    // Never NOT_TAKEN (see redirect_to): the helpers above moved the
+    // packet, and the caller must not read it again.
+    return bpf_redirect(out, 0) == TC_ACT_REDIRECT ? TC_ACT_REDIRECT : TC_ACT_SHOT;
+}
+
 SEC("classifier")
 int xvr_tc(struct __sk_buff *skb)
 {
@@ -355,6 +436,9 @@ int xvr_tc(struct __sk_buff *skb)
         return TC_ACT_OK;
     struct frame f = frame_of_skb(skb);
     __u32 ifindex = f.ifindex;
+    int flow = tc_flow(skb, &f);
+    if (flow != NOT_TAKEN)
+        return flow;
     if (bpf_map_lookup_elem(&vm_ports, &ifindex)) {
         int action = tc_from_vm(skb, &f);
         // What the fast path does not take goes to the workers, whatever

@@ -120,11 +120,18 @@ struct offloaded {
     __u32 out_ifindex;
 };
 
+// What `decide_flow` holds a packet's length to: its IPv4 header's
+// (XDP), none (generic XDP in tc mode, which cannot tell a linearized GSO
+// packet from a frame: tc judges), or a GSO packet's segments (tc).
+#define FLOW_LEN_OF_HEADER 0
+#define FLOW_LEN_UNCHECKED 0xffffffff
+
 // Fills `out` if frame `f` (over the overlay: the inner frame, of VNI
-// `vni`) belongs to an offloaded flow whose entry vouches for it; 0 if
-// the workers must see it.
+// `vni`) belongs to an offloaded flow whose entry vouches for it, its
+// IPv4 length taken as `seg_len` (or a FLOW_LEN_*); 0 if the workers
+// must see it.
 static __always_inline int decide_flow(struct frame *f, __u32 overlay, __u32 vni,
-                                       struct offloaded *out)
+                                       __u32 seg_len, struct offloaded *out)
 {
     struct iphdr *ip = unicast_ipv4(f);
     if (!ip || (ip->frag_off & bpf_htons(FRAGMENT_BITS)))
@@ -166,9 +173,11 @@ static __always_inline int decide_flow(struct frame *f, __u32 overlay, __u32 vni
         return 0;
     __u32 out_ifindex = a->out_ifindex;
     __u32 *mtu = bpf_map_lookup_elem(&flow_outputs, &out_ifindex);
-    __u32 ip_len = bpf_ntohs(ip->tot_len);
+    __u32 ip_len = seg_len == FLOW_LEN_OF_HEADER ? bpf_ntohs(ip->tot_len) : seg_len;
     __u32 out_len = a->kind == FLOW_ENCAP ? ip_len + ETH_HLEN + OUTER_IP_HEADERS : ip_len;
-    if (!mtu || out_len > *mtu || ip_len > a->max_ip_len)
+    if (!mtu)
+        return 0;
+    if (seg_len != FLOW_LEN_UNCHECKED && (out_len > *mtu || ip_len > a->max_ip_len))
         return 0;
     out->action = a;
     out->ip = ip;
@@ -176,6 +185,14 @@ static __always_inline int decide_flow(struct frame *f, __u32 overlay, __u32 vni
     out->ports = ports;
     out->out_ifindex = out_ifindex;
     return 1;
+}
+
+// Counts a packet the entry forwarded, for the workers' expiry and stats.
+static __always_inline void count_flow(struct flow_action *a, __u32 len)
+{
+    a->last_seen_ns = bpf_ktime_get_coarse_ns();
+    __sync_fetch_and_add(&a->packets, 1);
+    __sync_fetch_and_add(&a->bytes, len);
 }
 
 // Rewrites the packet as the worker did, in the worker's order of
@@ -204,9 +221,7 @@ static __always_inline void apply_flow(struct frame *f, struct offloaded *o)
         ip->daddr = a->daddr;
         o->ports[1] = a->dport;
     }
-    a->last_seen_ns = bpf_ktime_get_coarse_ns();
-    __sync_fetch_and_add(&a->packets, 1);
-    __sync_fetch_and_add(&a->bytes, f->len);
+    count_flow(a, f->len);
 }
 
 #endif
