@@ -9,7 +9,8 @@
 //! through their ACL, to and from a VM behind a VTEP too (encapsulated
 //! and decapsulated). What an entry cannot vouch for goes to the workers:
 //! TCP FIN, SYN and RST, TTL 1, fragments, another source MAC, another
-//! generation, a closed session.
+//! generation, a closed session. In tc mode the same for the flows the
+//! tc program replays (no VXLAN), run by the tc program on skbs.
 mod common;
 
 use common::steering::{payload, with_steering};
@@ -23,6 +24,7 @@ use xvr_testkit::netns::require_root;
 use xvr_testkit::{headers, partial_checksum};
 
 const XDP_REDIRECT: u32 = 4;
+const TC_ACT_REDIRECT: u32 = 7;
 
 const STATE: &str = r#"{
   "tenants": [{ "name": "t", "vni": 100 }],
@@ -132,6 +134,27 @@ impl Rigged {
         );
     }
 
+    /// In tc mode: `frame` is passed on by the XDP program and forwarded
+    /// by the tc program exactly as the pipeline forwards it to `out`.
+    fn offloaded_in_tc_as_workers(&mut self, name: &str, port: usize, frame: &[u8], out: usize) {
+        let (_, _, decision) = self.xdp(port, frame);
+        assert_eq!(decision, Decision::PassToTc, "{name}: passed on to tc");
+        let run = self
+            .steering
+            .tc_test_run(self.ifindexes[port], frame)
+            .unwrap();
+        assert_eq!(
+            (run.action, &run.decisions[..]),
+            (TC_ACT_REDIRECT, &[(Decision::FastFlow, 1)][..]),
+            "{name}: offloaded in tc"
+        );
+        let sent = self.worker_sends(name, port, frame, out);
+        assert_eq!(
+            run.frame, sent,
+            "{name}: the tc program's frame is the workers' frame"
+        );
+    }
+
     /// `frame` goes to the workers' socket (the rig binds none: a VM's
     /// frame is dropped for it, a public address's passed).
     fn to_workers(&self, name: &str, port: usize, frame: &[u8]) {
@@ -145,16 +168,25 @@ impl Rigged {
 }
 
 fn with_rig(name: &str, test: impl FnOnce(&mut Rigged) + Send) {
+    with_rig_in(name, false, test)
+}
+
+/// `with_rig`, the fast path in tc if `in_tc`.
+fn with_rig_in(name: &str, in_tc: bool, test: impl FnOnce(&mut Rigged) + Send) {
     with_steering(name, &PORTS, |ifindexes, mut steering| {
         let tables = State::from_json(STATE).unwrap().build().unwrap();
         for public in [PUBLIC, STATIC] {
             steering.add_public_addr(Ipv4Addr::from(public)).unwrap();
         }
-        let mut sync = FastPathSync::new(steering.take_fast_path().unwrap(), false)
+        if in_tc {
+            steering.fast_path_in_tc().unwrap();
+        }
+        let mut sync = FastPathSync::new(steering.take_fast_path().unwrap(), in_tc)
             .with_flow_table(steering.flow_table().unwrap());
         sync.sync_with(&tables, |_| true).unwrap();
         let mut pipeline = Pipeline::new();
-        let flows = BpfFlows::new(steering.flow_table().unwrap(), sync.flow_ports());
+        let flows =
+            BpfFlows::new(steering.flow_table().unwrap(), sync.flow_ports()).plain_only(in_tc);
         pipeline.offload = Some(Box::new(flows));
         test(&mut Rigged {
             steering,
@@ -429,5 +461,61 @@ fn what_an_entry_cannot_vouch_for_goes_to_the_workers() {
         r.to_workers("after the FIN, out", A1, &data);
         let reply = back.tcp_ack(443, nat_port, &payload(10));
         r.to_workers("after the FIN, in", UP, &reply);
+    });
+}
+
+#[test]
+#[ignore = "needs root: scripts/test runs it as root"]
+fn in_tc_mode_offloaded_flows_leave_as_the_workers_send_them() {
+    require_root("running BPF programs");
+    with_rig_in("flow-same-tc", true, |r| {
+        // Source NAT, TCP: the handshake and two packets each way
+        // through the workers, then data both ways offloaded to tc.
+        let out = headers(VM10, ROUTER_A1, [10, 0, 0, 10], REMOTE);
+        let syn = r.worker_sends("SYN out", A1, &out.tcp_syn(40000, 443), UP);
+        let nat_port = public_port(&syn);
+        let back = headers(GATEWAY, UPLINK, REMOTE, PUBLIC);
+        r.worker_sends("SYN-ACK in", UP, &back.tcp_syn_ack(443, nat_port), A1);
+        let ack = out.tcp_ack(40000, 443, &payload(100));
+        let reply = back.tcp_ack(443, nat_port, &payload(300));
+        for _ in 0..2 {
+            r.worker_sends("an ACK", A1, &ack, UP);
+            r.worker_sends("a reply", UP, &reply, A1);
+        }
+        let data_out = out.tcp_ack(40000, 443, &payload(1000));
+        r.offloaded_in_tc_as_workers("SNAT TCP out", A1, &data_out, UP);
+        let data_in = back.tcp_ack(443, nat_port, &payload(1400));
+        r.offloaded_in_tc_as_workers("SNAT TCP in", UP, &data_in, A1);
+
+        // Source NAT, UDP, odd length.
+        let dns = r.worker_sends("UDP out", A1, &out.udp(5353, 53, &payload(40)), UP);
+        let dns_port = public_port(&dns);
+        r.worker_sends("UDP in", UP, &back.udp(53, dns_port, &payload(90)), A1);
+        r.worker_sends("UDP out again", A1, &out.udp(5353, 53, &payload(40)), UP);
+        r.worker_sends("UDP in again", UP, &back.udp(53, dns_port, &payload(9)), A1);
+        r.offloaded_in_tc_as_workers("SNAT UDP out", A1, &out.udp(5353, 53, &payload(41)), UP);
+        r.offloaded_in_tc_as_workers(
+            "SNAT UDP in",
+            UP,
+            &back.udp(53, dns_port, &payload(1001)),
+            A1,
+        );
+
+        // What the entry cannot vouch for stays with the workers: a FIN,
+        // TTL 1, another source MAC.
+        let run = |r: &Rigged, port: usize, frame: &[u8]| {
+            r.steering.tc_test_run(r.ifindexes[port], frame).unwrap()
+        };
+        let fin = out.tcp_fin(40000, 443);
+        assert_ne!(run(r, A1, &fin).action, TC_ACT_REDIRECT, "FIN");
+        let mut ttl1 = data_out.clone();
+        ttl1[22] = 1;
+        assert_ne!(run(r, A1, &ttl1).action, TC_ACT_REDIRECT, "TTL 1");
+        let stranger = headers([2, 9, 9, 9, 9, 9], ROUTER_A1, [10, 0, 0, 10], REMOTE).tcp_ack(
+            40000,
+            443,
+            &payload(10),
+        );
+        assert_ne!(run(r, A1, &stranger).action, TC_ACT_REDIRECT, "another MAC");
     });
 }

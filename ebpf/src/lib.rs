@@ -632,25 +632,60 @@ impl Steering {
     /// program left it, and each decision counted meanwhile with its count
     /// (one decision once, unless other frames went through the program).
     pub fn test_run(&self, ifindex: u32, frame: &[u8]) -> Result<TestRun, Error> {
-        let before = self.counters()?;
-        use aya::programs::{TestRun as _, TestRunOptions};
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
         // rx_queue_index, egress_ifindex
         let ctx: Vec<u8> = [0, frame.len() as u32, 0, ifindex, 0, 0]
             .iter()
             .flat_map(|w| w.to_ne_bytes())
             .collect();
+        self.run_counted(frame, &ctx, |opts| {
+            use aya::programs::TestRun as _;
+            self.program()?
+                .test_run(opts)
+                .context("running the XDP program on a test frame")
+        })
+    }
+
+    /// `test_run` for the tc program (after `fast_path_in_tc`): `frame`
+    /// as an skb that arrived on `ifindex` (not GSO; its checksums as
+    /// they are, none left to offload). Returns the tc action.
+    pub fn tc_test_run(&self, ifindex: u32, frame: &[u8]) -> Result<TestRun, Error> {
+        // struct __sk_buff up to ingress_ifindex (offset 36); the kernel
+        // takes a shorter context, the rest zero.
+        let mut ctx = vec![0u8; 40];
+        ctx[36..40].copy_from_slice(&ifindex.to_ne_bytes());
+        self.run_counted(frame, &ctx, |opts| {
+            use aya::programs::TestRun as _;
+            let program = self
+                .ebpf
+                .program(TC_PROGRAM)
+                .ok_or(Error::MissingProgram(TC_PROGRAM))?;
+            let tc: Result<&SchedClassifier, ProgramError> = program.try_into();
+            let tc = tc.context(TC_PROGRAM)?;
+            tc.test_run(opts)
+                .context("running the tc program on a test frame")
+        })
+    }
+
+    /// Runs a program on `frame` with context `ctx`, and reads what it
+    /// decided from the counters.
+    fn run_counted(
+        &self,
+        frame: &[u8],
+        ctx: &[u8],
+        run: impl FnOnce(
+            aya::programs::TestRunOptions<'_>,
+        ) -> Result<aya::programs::TestRunResult, Error>,
+    ) -> Result<TestRun, Error> {
+        let before = self.counters()?;
         let mut out = vec![0u8; frame.len() + 256];
-        let opts = TestRunOptions {
+        let opts = aya::programs::TestRunOptions {
             data_in: Some(frame),
             data_out: Some(&mut out),
-            ctx_in: Some(&ctx),
+            ctx_in: Some(ctx),
             ..Default::default()
         };
-        let result = self
-            .program()?
-            .test_run(opts)
-            .context("running the XDP program on a test frame")?;
+        let result = run(opts)?;
         out.truncate(result.data_size_out as usize);
         let after = self.counters()?;
         let decisions = before
