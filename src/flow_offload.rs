@@ -14,9 +14,9 @@ pub type FlowPorts = Arc<ArcSwap<Vec<Option<u32>>>>;
 pub struct BpfFlows {
     table: FlowTable,
     ports: FlowPorts,
-    /// Only flows without VXLAN around them (the fast path in tc
-    /// replays those only).
-    plain_only: bool,
+    /// Only flows that arrive plain, not in VXLAN: the fast path in tc
+    /// replays those (and encapsulates), not decapsulation.
+    in_tc: bool,
 }
 
 impl BpfFlows {
@@ -24,12 +24,12 @@ impl BpfFlows {
         BpfFlows {
             table,
             ports,
-            plain_only: false,
+            in_tc: false,
         }
     }
 
-    pub fn plain_only(self, plain_only: bool) -> BpfFlows {
-        BpfFlows { plain_only, ..self }
+    pub fn in_tc(self, in_tc: bool) -> BpfFlows {
+        BpfFlows { in_tc, ..self }
     }
 
     fn key(&self, flow: &ArrivingFlow) -> Option<FlowKey> {
@@ -52,7 +52,7 @@ impl BpfFlows {
 
 impl FlowOffload for BpfFlows {
     fn install(&mut self, offer: &Offer) {
-        if self.plain_only && !matches!(offer.around, Around::Nothing) {
+        if self.in_tc && matches!(offer.around, Around::Decap { .. }) {
             return;
         }
         let (Some(key), Some(out_ifindex)) = (self.key(&offer.flow), self.ifindex(offer.out_port))

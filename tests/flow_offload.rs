@@ -185,8 +185,7 @@ fn with_rig_in(name: &str, in_tc: bool, test: impl FnOnce(&mut Rigged) + Send) {
             .with_flow_table(steering.flow_table().unwrap());
         sync.sync_with(&tables, |_| true).unwrap();
         let mut pipeline = Pipeline::new();
-        let flows =
-            BpfFlows::new(steering.flow_table().unwrap(), sync.flow_ports()).plain_only(in_tc);
+        let flows = BpfFlows::new(steering.flow_table().unwrap(), sync.flow_ports()).in_tc(in_tc);
         pipeline.offload = Some(Box::new(flows));
         test(&mut Rigged {
             steering,
@@ -500,6 +499,35 @@ fn in_tc_mode_offloaded_flows_leave_as_the_workers_send_them() {
             &back.udp(53, dns_port, &payload(1001)),
             A1,
         );
+
+        // Between tiers to a VM behind a VTEP: routed and encapsulated
+        // by the tc program; its answers, decapsulated, stay with the
+        // workers in tc mode.
+        let web_far = headers(VM10, ROUTER_A1, [10, 0, 0, 10], [10, 0, 1, 20]);
+        let syn = r.worker_sends("overlay SYN", A1, &web_far.tcp_syn(40003, 5432), UP);
+        let mut router = [0u8; 6];
+        router.copy_from_slice(&syn[50 + 6..50 + 12]);
+        let far_web = headers(FAR20, router, [10, 0, 1, 20], [10, 0, 0, 10]);
+        let from_vtep = headers(VTEP, UPLINK, [198, 18, 0, 2], [198, 18, 0, 1]);
+        let vxlan = |inner: Vec<u8>| from_vtep.vxlan(50000, 100, 0x08, &inner);
+        r.worker_sends(
+            "overlay SYN-ACK",
+            UP,
+            &vxlan(far_web.tcp_syn_ack(5432, 40003)),
+            A1,
+        );
+        let answer = vxlan(far_web.tcp_ack(5432, 40003, &[1]));
+        for _ in 0..2 {
+            r.worker_sends("overlay ACK", A1, &web_far.tcp_ack(40003, 5432, &[]), UP);
+            r.worker_sends("overlay answer", UP, &answer, A1);
+        }
+        let frame = web_far.tcp_ack(40003, 5432, &payload(1000));
+        r.offloaded_in_tc_as_workers("routed and encapsulated", A1, &frame, UP);
+        let frame = web_far.tcp_ack(40003, 5432, &payload(333));
+        r.offloaded_in_tc_as_workers("routed and encapsulated, odd length", A1, &frame, UP);
+        let frame = vxlan(far_web.tcp_ack(5432, 40003, &payload(700)));
+        let decap = r.steering.tc_test_run(r.ifindexes[UP], &frame).unwrap();
+        assert_ne!(decap.action, TC_ACT_REDIRECT, "no decapsulated flow in tc");
 
         // What the entry cannot vouch for stays with the workers: a FIN,
         // TTL 1, another source MAC.

@@ -172,7 +172,7 @@ static __always_inline int fast_flow(struct xdp_md *ctx, struct frame *f)
     if (!decide_flow(f, 0, 0, len, &o) || o.action->kind == FLOW_DECAP)
         return NOT_TAKEN;
     if (fast_in_tc())
-        return o.action->kind == FLOW_PLAIN ? pass(PASS_TO_TC) : NOT_TAKEN;
+        return pass(PASS_TO_TC);
     if (xdp_finish_checksum(ctx, offset_in(f, o.ip)))
         return NOT_TAKEN;
     struct flow_action *a = o.action;
@@ -350,10 +350,11 @@ static __always_inline int tc_from_overlay(struct __sk_buff *skb, struct frame *
     return bpf_redirect(out, 0);
 }
 
-// A packet of an offloaded plain flow (routed, translated): rewritten as
-// its worker did, with the checksum helpers, which keep a checksum left
-// to offload (a GSO packet's) as it must be: only the pseudo-header's
-// fields change it. NOT_TAKEN for what the entry does not vouch for.
+// A packet of an offloaded flow that arrived plain (routed, translated):
+// rewritten as its worker did, with the checksum helpers, which keep a
+// checksum left to offload (a GSO packet's) as it must be: only the
+// pseudo-header's fields change it; then encapsulated if its worker did,
+// as tc_from_vm does. NOT_TAKEN for what the entry does not vouch for.
 static __always_inline int tc_flow(struct __sk_buff *skb, struct frame *f)
 {
     struct offloaded o;
@@ -373,9 +374,11 @@ static __always_inline int tc_flow(struct __sk_buff *skb, struct frame *f)
         }
         seg_len = skb->gso_size + sizeof(struct iphdr) + l4_len;
     }
-    if (!decide_flow(f, 0, 0, seg_len, &o) || o.action->kind != FLOW_PLAIN)
+    if (!decide_flow(f, 0, 0, seg_len, &o) || o.action->kind == FLOW_DECAP)
         return NOT_TAKEN;
     struct flow_action *a = o.action;
+    if (a->kind == FLOW_ENCAP && f->len + OUTER_IP_HEADERS > 0xffff)
+        return NOT_TAKEN;
     // Read before the helpers move the packet: its pointers go stale.
     __u32 ip_off = (void *)o.ip - f->data;
     __u32 l4_off = ip_off + sizeof(struct iphdr);
@@ -418,6 +421,21 @@ static __always_inline int tc_flow(struct __sk_buff *skb, struct frame *f)
         if (bpf_l4_csum_replace(skb, check_off, dport, a->dport, l4 | 2) ||
             bpf_skb_store_bytes(skb, l4_off + 2, &a->dport, 2, 0))
             return TC_ACT_SHOT;
+    }
+    if (a->kind == FLOW_ENCAP) {
+        // The inner Ethernet header as rewritten, then the outer headers
+        // in front of it.
+        struct ethhdr inner;
+        __builtin_memcpy(&inner, a->out_eth, sizeof(inner.h_dest) + sizeof(inner.h_source));
+        inner.h_proto = bpf_htons(ETH_P_IP);
+        if (bpf_skb_adjust_room(skb, VXLAN_OVERHEAD, BPF_ADJ_ROOM_MAC, ENCAP_FLAGS) ||
+            bpf_skb_store_bytes(skb, 0, a->outer, VXLAN_OVERHEAD, 0) ||
+            bpf_skb_store_bytes(skb, VXLAN_OVERHEAD, &inner, ETH_HLEN, 0))
+            return TC_ACT_SHOT;
+        void *data = (void *)(long)skb->data;
+        if (data + VXLAN_OVERHEAD > (void *)(long)skb->data_end)
+            return TC_ACT_SHOT;
+        set_outer_lengths(data, len);
     }
     count_flow(a, len);
     count(FAST_FLOW);
