@@ -197,6 +197,33 @@ fn with_rig_in(name: &str, in_tc: bool, test: impl FnOnce(&mut Rigged) + Send) {
     });
 }
 
+/// `inner` in VXLAN from the VTEP of 10.0.1.20, VNI 100.
+fn vxlan(inner: Vec<u8>) -> Vec<u8> {
+    let from_vtep = headers(VTEP, UPLINK, [198, 18, 0, 2], [198, 18, 0, 1]);
+    from_vtep.vxlan(50000, 100, 0x08, &inner)
+}
+
+/// TCP between tiers from 10.0.0.10 to the VM behind a VTEP (10.0.1.20),
+/// through the workers until both directions were offered twice: routed
+/// and encapsulated one way, decapsulated and routed (to this router's
+/// MAC, its gateway) the other. Returns the headers each way (the far
+/// VM's inner ones).
+fn open_overlay_flow(r: &mut Rigged) -> (xvr_testkit::Headers, xvr_testkit::Headers) {
+    let web_far = headers(VM10, ROUTER_A1, [10, 0, 0, 10], [10, 0, 1, 20]);
+    let syn = r.worker_sends("overlay SYN", A1, &web_far.tcp_syn(40003, 5432), UP);
+    let mut router = [0u8; 6];
+    router.copy_from_slice(&syn[50 + 6..50 + 12]);
+    let far_web = headers(FAR20, router, [10, 0, 1, 20], [10, 0, 0, 10]);
+    let syn_ack = vxlan(far_web.tcp_syn_ack(5432, 40003));
+    r.worker_sends("overlay SYN-ACK", UP, &syn_ack, A1);
+    let answer = vxlan(far_web.tcp_ack(5432, 40003, &[1]));
+    for _ in 0..2 {
+        r.worker_sends("overlay ACK", A1, &web_far.tcp_ack(40003, 5432, &[]), UP);
+        r.worker_sends("overlay answer", UP, &answer, A1);
+    }
+    (web_far, far_web)
+}
+
 /// The source port source NAT gave a frame the pipeline sent out.
 fn public_port(sent: &[u8]) -> u16 {
     u16::from_be_bytes([sent[34], sent[35]])
@@ -331,21 +358,8 @@ fn offloaded_flows_leave_as_the_workers_send_them() {
         // Between tiers to a VM behind a VTEP: routed and encapsulated,
         // and its answers, which use this router as their gateway,
         // decapsulated and routed.
-        let web_far = headers(VM10, ROUTER_A1, [10, 0, 0, 10], [10, 0, 1, 20]);
-        let syn = r.worker_sends("overlay SYN", A1, &web_far.tcp_syn(40003, 5432), UP);
-        let mut router = [0u8; 6];
-        router.copy_from_slice(&syn[50 + 6..50 + 12]);
-        let far_web = headers(FAR20, router, [10, 0, 1, 20], [10, 0, 0, 10]);
+        let (web_far, far_web) = open_overlay_flow(r);
         let from_vtep = headers(VTEP, UPLINK, [198, 18, 0, 2], [198, 18, 0, 1]);
-        let vxlan = |inner: Vec<u8>| from_vtep.vxlan(50000, 100, 0x08, &inner);
-        let syn_ack = vxlan(far_web.tcp_syn_ack(5432, 40003));
-        r.worker_sends("overlay SYN-ACK", UP, &syn_ack, A1);
-        r.worker_sends("overlay ACK", A1, &web_far.tcp_ack(40003, 5432, &[]), UP);
-        let answer = vxlan(far_web.tcp_ack(5432, 40003, &[1]));
-        r.worker_sends("overlay answer", UP, &answer, A1);
-        let ack = web_far.tcp_ack(40003, 5432, &[]);
-        r.worker_sends("overlay ACK again", A1, &ack, UP);
-        r.worker_sends("overlay answer again", UP, &answer, A1);
         let cases = [
             (
                 "routed and encapsulated",
@@ -503,24 +517,7 @@ fn in_tc_mode_offloaded_flows_leave_as_the_workers_send_them() {
         // Between tiers to a VM behind a VTEP: routed and encapsulated
         // by the tc program; its answers, decapsulated, stay with the
         // workers in tc mode.
-        let web_far = headers(VM10, ROUTER_A1, [10, 0, 0, 10], [10, 0, 1, 20]);
-        let syn = r.worker_sends("overlay SYN", A1, &web_far.tcp_syn(40003, 5432), UP);
-        let mut router = [0u8; 6];
-        router.copy_from_slice(&syn[50 + 6..50 + 12]);
-        let far_web = headers(FAR20, router, [10, 0, 1, 20], [10, 0, 0, 10]);
-        let from_vtep = headers(VTEP, UPLINK, [198, 18, 0, 2], [198, 18, 0, 1]);
-        let vxlan = |inner: Vec<u8>| from_vtep.vxlan(50000, 100, 0x08, &inner);
-        r.worker_sends(
-            "overlay SYN-ACK",
-            UP,
-            &vxlan(far_web.tcp_syn_ack(5432, 40003)),
-            A1,
-        );
-        let answer = vxlan(far_web.tcp_ack(5432, 40003, &[1]));
-        for _ in 0..2 {
-            r.worker_sends("overlay ACK", A1, &web_far.tcp_ack(40003, 5432, &[]), UP);
-            r.worker_sends("overlay answer", UP, &answer, A1);
-        }
+        let (web_far, far_web) = open_overlay_flow(r);
         let frame = web_far.tcp_ack(40003, 5432, &payload(1000));
         r.offloaded_in_tc_as_workers("routed and encapsulated", A1, &frame, UP);
         let frame = web_far.tcp_ack(40003, 5432, &payload(333));
