@@ -48,7 +48,8 @@ const OPT_REBINDING_TIME: u8 = 59;
 /// Whether an IPv4 packet is a DHCP client's message to a server: UDP
 /// from port 68 to 67, not fragmented.
 pub(crate) fn client_request(ip: &[u8]) -> bool {
-    super::udp::ports(ip) == Some((DHCP_CLIENT_PORT, DHCP_SERVER_PORT))
+    let udp = crate::wire::IpProtocol::Udp;
+    super::ports(ip) == Some((udp, DHCP_CLIENT_PORT, DHCP_SERVER_PORT))
 }
 
 /// What a message got.

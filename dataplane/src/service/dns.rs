@@ -255,14 +255,7 @@ impl Dns {
         out: &mut Outbox,
     ) {
         let read = read_message(&asked.message);
-        let gateway = tables.port(asked.conn.port).and_then(|p| match p.role {
-            PortRole::Vm { gateway, .. } => Some(End {
-                mac: p.mac,
-                ip: gateway.addr(),
-                port: PORT,
-            }),
-            _ => None,
-        });
+        let gateway = gateway_of(tables, asked.conn.port);
         let (Some((id, query, _)), Some(gateway)) = (read, gateway) else {
             self.note(asked.tenant, |c| &mut c.malformed);
             return;
@@ -418,9 +411,7 @@ impl Dns {
                 break (id, port);
             }
         };
-        let mut m = Message::new(id, MessageType::Query, OpCode::Query);
-        m.metadata.recursion_desired = true;
-        m.add_query(pending.query.clone());
+        let mut m = upstream_query(id, &pending.query);
         let mut edns = Edns::new();
         edns.set_max_payload(EDNS_PAYLOAD);
         m.set_edns(edns);
@@ -473,12 +464,7 @@ impl Dns {
             let asked = tables
                 .tenant_dns(p.client.tenant)
                 .and_then(|d| d.upstreams.get(p.tries.saturating_sub(1)).copied());
-            asked == Some(datagram.from.ip)
-                && answer.metadata.message_type == MessageType::Response
-                && answer
-                    .queries
-                    .first()
-                    .is_some_and(|q| same_question(q, &p.query))
+            asked == Some(datagram.from.ip) && answers(&answer, &p.query)
         });
         let Some(pending) = matches.then(|| self.release(&key)).flatten() else {
             self.note(meta.tenant, |c| &mut c.unmatched);
@@ -515,9 +501,7 @@ impl Dns {
     ) {
         let client = pending.client;
         let (id, port) = (self.random(), self.random() | 0x8000);
-        let mut m = Message::new(id, MessageType::Query, OpCode::Query);
-        m.metadata.recursion_desired = true;
-        m.add_query(pending.query.clone());
+        let m = upstream_query(id, &pending.query);
         let via = Via {
             worker: client.worker,
             port: client.port,
@@ -562,13 +546,9 @@ impl Dns {
         out: &mut Outbox,
     ) {
         for (ask, bytes) in ended {
-            let answer = bytes.and_then(|b| Message::from_vec(&b).ok()).filter(|a| {
-                a.metadata.id == ask.id
-                    && a.metadata.message_type == MessageType::Response
-                    && a.queries
-                        .first()
-                        .is_some_and(|q| same_question(q, &ask.pending.query))
-            });
+            let answer = bytes
+                .and_then(|b| Message::from_vec(&b).ok())
+                .filter(|a| a.metadata.id == ask.id && answers(a, &ask.pending.query));
             match answer {
                 Some(answer) => {
                     self.note(ask.pending.client.tenant, |c| &mut c.tcp_answers);
@@ -676,6 +656,42 @@ impl Dns {
     }
 }
 
+/// What the services ask an upstream for `query`, with `id`.
+fn upstream_query(id: u16, query: &Query) -> Message {
+    let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(query.clone());
+    m
+}
+
+/// Whether `answer` is a response to `query` (its ID matched by the
+/// caller).
+fn answers(answer: &Message, query: &Query) -> bool {
+    answer.metadata.message_type == MessageType::Response
+        && answer
+            .queries
+            .first()
+            .is_some_and(|q| same_question(q, query))
+}
+
+/// A DNS message framed for TCP (RFC 1035 4.2.2: its length first);
+/// None if it is too long to frame.
+pub(super) fn tcp_framed(message: &[u8]) -> Option<Vec<u8>> {
+    let len = u16::try_from(message.len()).ok()?;
+    let mut framed = len.to_be_bytes().to_vec();
+    framed.extend_from_slice(message);
+    Some(framed)
+}
+
+/// The length the next message read over TCP announces, once its two
+/// bytes are here.
+pub(super) fn tcp_length(read: &[u8]) -> Option<usize> {
+    match read {
+        [hi, lo, ..] => Some(usize::from(u16::from_be_bytes([*hi, *lo]))),
+        _ => None,
+    }
+}
+
 fn same_question(a: &Query, b: &Query) -> bool {
     a.name().to_lowercase() == b.name().to_lowercase()
         && a.query_type() == b.query_type()
@@ -721,19 +737,11 @@ fn read_query(
 ) -> Option<(Client, Query)> {
     let datagram = udp::read(frame)?;
     let (id, query, max_payload) = read_message(datagram.payload)?;
-    let port = tables.port(meta.in_port)?;
-    let PortRole::Vm { gateway, .. } = port.role else {
-        return None;
-    };
     let client = Client {
         worker,
         port: meta.in_port,
         tenant: meta.tenant,
-        gateway: End {
-            mac: port.mac,
-            ip: gateway.addr(),
-            port: PORT,
-        },
+        gateway: gateway_of(tables, meta.in_port)?,
         id,
         reply: Reply::Udp {
             vm: datagram.from,
@@ -742,6 +750,20 @@ fn read_query(
         },
     };
     Some((client, query))
+}
+
+/// Where a VM of `port` asks: its router MAC and gateway, port 53 (None:
+/// not a VM port).
+fn gateway_of(tables: &Tables, port: PortId) -> Option<End> {
+    let p = tables.port(port)?;
+    let PortRole::Vm { gateway, .. } = p.role else {
+        return None;
+    };
+    Some(End {
+        mac: p.mac,
+        ip: gateway.addr(),
+        port: PORT,
+    })
 }
 
 /// A VM's DNS message: its ID, its one question of class IN, and the

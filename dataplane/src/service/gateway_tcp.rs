@@ -12,7 +12,7 @@ use super::stack::{self, Stack};
 use super::Outbox;
 use crate::pipeline::Meta;
 use crate::table::{Location, PortId, PortRole, Tables, TenantId};
-use crate::wire::{EthernetProtocol, Ipv4Packet, ETH_HEADER_LEN};
+use crate::wire::{Ipv4Packet, ETH_HEADER_LEN};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 use std::collections::HashMap;
@@ -191,11 +191,10 @@ impl GatewayTcp {
         }) else {
             return false;
         };
-        let Ok(len) = u16::try_from(message.len()) else {
+        let Some(framed) = super::dns::tcp_framed(message) else {
             return false;
         };
-        c.unsent.extend_from_slice(&len.to_be_bytes());
-        c.unsent.extend_from_slice(message);
+        c.unsent.extend(framed);
         c.owed = c.owed.saturating_sub(1);
         true
     }
@@ -237,9 +236,8 @@ impl GatewayTcp {
             }
             ps.stack.poll(now);
             let mut progressed = false;
-            let owner = (&mut ps.stack, ps.tenant, ps.worker);
             for c in &mut ps.conns {
-                let owner = (&mut *owner.0, owner.1, owner.2);
+                let owner = (&mut ps.stack, ps.tenant, ps.worker);
                 progressed |= serve(&mut ctx, owner, c, &mut self.serials, &mut self.counters);
             }
             if !progressed {
@@ -312,13 +310,7 @@ fn serve(
     if c.closing {
         return wrote;
     }
-    let mut chunk = [0u8; 1024];
-    while let Ok(n) = socket.recv_slice(&mut chunk) {
-        if n == 0 {
-            break;
-        }
-        c.read.extend_from_slice(chunk.get(..n).unwrap_or_default());
-    }
+    stack::read_all(socket, &mut c.read);
     let vm = stack::remote_ip(socket);
     match c.service {
         Service::Metadata => {
@@ -368,20 +360,14 @@ fn serve(
 /// Writes what the connection owes, as far as its socket takes it; a
 /// closing one closes once it is all written. Returns whether it wrote.
 fn flush(socket: &mut tcp::Socket<'static>, c: &mut Conn, now: Instant) -> bool {
-    let mut wrote = false;
-    if !c.unsent.is_empty() {
-        if let Ok(n) = socket.send_slice(&c.unsent) {
-            c.unsent.drain(..n);
-            wrote = n > 0;
-            if c.service == Service::Dns && n > 0 {
-                // An answer on its way is not idleness.
-                c.since = now;
-            }
-        }
+    let wrote = stack::write_some(socket, &mut c.unsent);
+    if wrote && c.service == Service::Dns {
+        // An answer on its way is not idleness.
+        c.since = now;
     }
     if c.closing && c.unsent.is_empty() {
         socket.close();
-        wrote = true;
+        return true;
     }
     wrote
 }
@@ -390,7 +376,7 @@ fn flush(socket: &mut tcp::Socket<'static>, c: &mut Conn, now: Instant) -> bool 
 /// `read`: None if it is not all here; Some(None) if its length is
 /// more than a query may be.
 fn next_message(read: &mut Vec<u8>) -> Option<Option<Vec<u8>>> {
-    let len = usize::from(u16::from_be_bytes([*read.first()?, *read.get(1)?]));
+    let len = super::dns::tcp_length(read)?;
     if len > MAX_QUERY {
         return Some(None);
     }
@@ -409,10 +395,5 @@ fn in_ethernet(tables: &Tables, port: PortId, packet: &[u8]) -> Option<Vec<u8>> 
     if host.location != Location::Local(port) {
         return None;
     }
-    let mut frame = Vec::with_capacity(ETH_HEADER_LEN + packet.len());
-    frame.extend_from_slice(&host.mac.0);
-    frame.extend_from_slice(&p.mac.0);
-    frame.extend_from_slice(&u16::from(EthernetProtocol::Ipv4).to_be_bytes());
-    frame.extend_from_slice(packet);
-    Some(frame)
+    Some(stack::in_ethernet(host.mac, p.mac, packet))
 }

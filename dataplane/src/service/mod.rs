@@ -25,6 +25,7 @@ use crate::frame::Frame;
 use crate::parcel::Mailbox;
 use crate::pipeline::{DropReason, Meta, Stats, Verdict};
 use crate::table::{PortRole, Tables, TenantId};
+use crate::wire::IpProtocol::{self, Tcp, Udp};
 use crate::worker::TableSource;
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::RawFd;
@@ -255,39 +256,43 @@ enum Request {
 impl Request {
     fn of(frame: &[u8]) -> Option<Request> {
         let ip = crate::pipeline::after_ethernet(frame);
-        if let Some(ports) = tcp_ports(ip) {
-            return match ports {
-                (dns::PORT, _) => Some(Request::DnsTcpAnswer),
-                (_, dns::PORT | metadata::PORT) => Some(Request::GatewayTcp),
-                _ => None,
-            };
-        }
-        match udp::ports(ip)? {
-            (dhcp::CLIENT_PORT, dhcp::SERVER_PORT) => Some(Request::Dhcp),
-            (dns::PORT, _) => Some(Request::DnsAnswer),
-            (_, dns::PORT) => Some(Request::DnsQuery),
+        match ports(ip)? {
+            (Tcp, dns::PORT, _) => Some(Request::DnsTcpAnswer),
+            (Tcp, _, dns::PORT | metadata::PORT) => Some(Request::GatewayTcp),
+            (Udp, dhcp::CLIENT_PORT, dhcp::SERVER_PORT) => Some(Request::Dhcp),
+            (Udp, dns::PORT, _) => Some(Request::DnsAnswer),
+            (Udp, _, dns::PORT) => Some(Request::DnsQuery),
             _ => None,
         }
     }
 }
 
-/// The TCP ports of an IPv4 packet that is not a later fragment (TCP
-/// segments from Linux have DF); None: not one.
-fn tcp_ports(ip: &[u8]) -> Option<(u16, u16)> {
+/// The protocol and ports of an IPv4 packet carrying TCP or UDP, not
+/// fragmented (TCP segments from Linux have DF); None: not one. Only
+/// this much is read on a worker; the services read the rest.
+pub(crate) fn ports(ip: &[u8]) -> Option<(IpProtocol, u16, u16)> {
     let packet = crate::wire::Ipv4Packet::new_checked(ip).ok()?;
-    let first = packet.frag_offset() == 0 && !packet.more_frags();
-    if packet.next_header() != crate::wire::IpProtocol::Tcp || !first {
+    if packet.more_frags() || packet.frag_offset() != 0 {
         return None;
     }
-    let tcp = crate::wire::TcpPacket::new_checked(packet.payload()).ok()?;
-    Some((tcp.src_port(), tcp.dst_port()))
+    match packet.next_header() {
+        Tcp => {
+            let tcp = crate::wire::TcpPacket::new_checked(packet.payload()).ok()?;
+            Some((Tcp, tcp.src_port(), tcp.dst_port()))
+        }
+        Udp => {
+            let udp = crate::wire::UdpPacket::new_checked(packet.payload()).ok()?;
+            Some((Udp, udp.src_port(), udp.dst_port()))
+        }
+        _ => None,
+    }
 }
 
 /// Whether an IPv4 packet is TCP to the metadata service.
 pub(crate) fn metadata_packet(ip: &[u8]) -> bool {
     let to_service =
         crate::wire::Ipv4Packet::new_checked(ip).is_ok_and(|p| p.dst_addr() == metadata::ADDRESS);
-    to_service && tcp_ports(ip).is_some_and(|(_, to)| to == metadata::PORT)
+    to_service && matches!(ports(ip), Some((Tcp, _, metadata::PORT)))
 }
 
 /// Whether the router's services take an IPv4 packet to a gateway
@@ -295,10 +300,10 @@ pub(crate) fn metadata_packet(ip: &[u8]) -> bool {
 /// DNS query (UDP or TCP), or an upstream's DNS answer (from anywhere
 /// its NAT lets in; the service takes only the answers it waits for).
 pub(crate) fn wanted_at_gateway(ip: &[u8], local: bool) -> bool {
-    match udp::ports(ip).or_else(|| tcp_ports(ip)) {
-        Some((dhcp::CLIENT_PORT, dhcp::SERVER_PORT)) => local && udp::ports(ip).is_some(),
-        Some((dns::PORT, _)) => true,
-        Some((_, dns::PORT)) => local,
+    match ports(ip) {
+        Some((Udp, dhcp::CLIENT_PORT, dhcp::SERVER_PORT)) => local,
+        Some((_, dns::PORT, _)) => true,
+        Some((_, _, dns::PORT)) => local,
         _ => false,
     }
 }

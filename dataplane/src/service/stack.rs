@@ -2,6 +2,7 @@
 //! IP-medium device): the services push it the IP packets the workers
 //! handed them, poll it, and take what it sends. The metadata service
 //! and DNS over TCP each run their sockets on such stacks.
+use crate::wire::{EthernetAddress, EthernetProtocol, ETH_HEADER_LEN};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp;
@@ -140,6 +141,42 @@ fn net_now(now: Instant) -> NetInstant {
     static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let epoch = *EPOCH.get_or_init(Instant::now);
     NetInstant::from_micros(now.saturating_duration_since(epoch).as_micros() as i64)
+}
+
+/// Reads everything `socket` has into `read`; returns whether it read.
+pub fn read_all(socket: &mut tcp::Socket<'static>, read: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 2048];
+    let mut any = false;
+    while let Ok(n) = socket.recv_slice(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        read.extend_from_slice(chunk.get(..n).unwrap_or_default());
+        any = true;
+    }
+    any
+}
+
+/// Writes as much of `unsent` as `socket` takes, and drops it from
+/// `unsent`; returns whether it wrote.
+pub fn write_some(socket: &mut tcp::Socket<'static>, unsent: &mut Vec<u8>) -> bool {
+    match socket.send_slice(unsent) {
+        Ok(n) if n > 0 => {
+            unsent.drain(..n);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// An IP packet a stack sent, in an Ethernet frame from `src` to `dst`.
+pub fn in_ethernet(dst: EthernetAddress, src: EthernetAddress, packet: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(ETH_HEADER_LEN + packet.len());
+    frame.extend_from_slice(&dst.0);
+    frame.extend_from_slice(&src.0);
+    frame.extend_from_slice(&u16::from(EthernetProtocol::Ipv4).to_be_bytes());
+    frame.extend_from_slice(packet);
+    frame
 }
 
 /// The remote IPv4 address of a connected socket.

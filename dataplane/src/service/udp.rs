@@ -105,15 +105,3 @@ pub fn read(frame: &[u8]) -> Option<Datagram<'_>> {
         payload,
     })
 }
-
-/// The UDP ports of an unfragmented IPv4 packet (None: not one). Only
-/// this much is read on a worker; the service reads the rest.
-pub(crate) fn ports(ip: &[u8]) -> Option<(u16, u16)> {
-    let packet = Ipv4Packet::new_checked(ip).ok()?;
-    let fragment = packet.more_frags() || packet.frag_offset() != 0;
-    if packet.next_header() != IpProtocol::Udp || fragment {
-        return None;
-    }
-    let udp = UdpPacket::new_checked(packet.payload()).ok()?;
-    Some((udp.src_port(), udp.dst_port()))
-}

@@ -11,7 +11,7 @@ use super::stack::{self, Stack};
 use super::Outbox;
 use crate::pipeline::{Meta, Stage};
 use crate::table::{PortId, TenantId};
-use crate::wire::{EthernetAddress, EthernetProtocol, Ipv4Packet, ETH_HEADER_LEN};
+use crate::wire::{EthernetAddress, Ipv4Packet, ETH_HEADER_LEN};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 use std::collections::HashMap;
@@ -93,7 +93,7 @@ impl<P> UpstreamTcp<P> {
             .filter(|((t, _), _)| *t == tenant)
             .map(|(_, s)| s.asks.len())
             .sum();
-        let Ok(len) = u16::try_from(query.len()) else {
+        let Some(unsent) = super::dns::tcp_framed(query) else {
             return Err(pending);
         };
         if asked >= PER_TENANT {
@@ -116,8 +116,6 @@ impl<P> UpstreamTcp<P> {
             client.stack.sockets.remove(handle);
             return Err(pending);
         }
-        let mut unsent = len.to_be_bytes().to_vec();
-        unsent.extend_from_slice(query);
         client.asks.push(Ask {
             handle,
             unsent,
@@ -198,11 +196,7 @@ fn poll<P>(
         keep
     });
     for packet in client.stack.sent() {
-        let mut frame = Vec::with_capacity(ETH_HEADER_LEN + packet.len());
-        frame.extend_from_slice(&client.via.mac.0);
-        frame.extend_from_slice(&client.via.mac.0);
-        frame.extend_from_slice(&u16::from(EthernetProtocol::Ipv4).to_be_bytes());
-        frame.extend_from_slice(&packet);
+        let frame = stack::in_ethernet(client.via.mac, client.via.mac, &packet);
         // Routed from the gateway in the tenant's VRF.
         let mut meta = Meta::new(client.via.port);
         meta.classify(tenant);
@@ -222,26 +216,9 @@ fn advance<P>(
         return false;
     }
     let socket = stack.socket(ask.handle);
-    let mut progressed = false;
-    if !ask.unsent.is_empty() && socket.may_send() {
-        if let Ok(n) = socket.send_slice(&ask.unsent) {
-            ask.unsent.drain(..n);
-            progressed = n > 0;
-        }
-    }
-    let mut chunk = [0u8; 2048];
-    while let Ok(n) = socket.recv_slice(&mut chunk) {
-        if n == 0 {
-            break;
-        }
-        ask.read
-            .extend_from_slice(chunk.get(..n).unwrap_or_default());
-        progressed = true;
-    }
-    let answer = match ask.read.as_slice() {
-        [hi, lo, rest @ ..] => rest.get(..usize::from(u16::from_be_bytes([*hi, *lo]))),
-        _ => None,
-    };
+    let mut progressed = socket.may_send() && stack::write_some(socket, &mut ask.unsent);
+    progressed |= stack::read_all(socket, &mut ask.read);
+    let answer = super::dns::tcp_length(&ask.read).and_then(|len| ask.read.get(2..2 + len));
     let late = now.duration_since(ask.started) >= TIMEOUT;
     let answer = answer.map(<[u8]>::to_vec);
     let hung_up =
