@@ -55,7 +55,8 @@ const STATE: &str = r#"{
   "network_acls": [
     { "tenant": "t", "tier": "10.0.1.0/24", "rules": [
       { "direction": "ingress", "action": "allow", "protocol": "tcp", "source": "10.0.0.0/24", "ports": [5432, 5432] },
-      { "direction": "ingress", "action": "allow", "protocol": "udp", "source": "0.0.0.0/0", "ports": [7001, 7001] }
+      { "direction": "ingress", "action": "allow", "protocol": "udp", "source": "0.0.0.0/0", "ports": [7001, 7001] },
+      { "direction": "egress", "action": "allow", "protocol": "udp", "destination": "0.0.0.0/0", "ports": [53, 53] }
     ] }
   ]
 }"#;
@@ -542,5 +543,32 @@ fn in_tc_mode_offloaded_flows_leave_as_the_workers_send_them() {
             &payload(10),
         );
         assert_ne!(run(r, A1, &stranger).action, TC_ACT_REDIRECT, "another MAC");
+    });
+}
+
+#[test]
+#[ignore = "needs root: scripts/test runs it as root"]
+fn a_vm_behind_a_vtep_through_source_nat_is_offloaded_both_ways() {
+    require_root("running BPF programs");
+    with_rig("flow-far-nat", |r| {
+        // The far VM (10.0.1.20) uses this router as its gateway to the
+        // internet: decapsulated and translated out, translated and
+        // encapsulated back.
+        let (_, far_web) = open_overlay_flow(r);
+        let router: [u8; 6] = far_web.tcp_syn(1, 2)[..6].try_into().unwrap();
+        let far_out = headers(FAR20, router, [10, 0, 1, 20], REMOTE);
+        let back = headers(GATEWAY, UPLINK, REMOTE, PUBLIC);
+        let query = vxlan(far_out.udp(6000, 53, &payload(40)));
+        let sent = r.worker_sends("far UDP out", UP, &query, UP);
+        let port = public_port(&sent);
+        let answer = back.udp(53, port, &payload(90));
+        for _ in 0..2 {
+            r.worker_sends("far UDP in", UP, &answer, UP);
+            r.worker_sends("far UDP out again", UP, &query, UP);
+        }
+        let frame = vxlan(partial_checksum(far_out.udp(6000, 53, &payload(333))));
+        r.offloaded_as_workers("decapsulated and translated", UP, &frame, UP);
+        let frame = back.udp(53, port, &payload(1001));
+        r.offloaded_as_workers("translated and encapsulated", UP, &frame, UP);
     });
 }

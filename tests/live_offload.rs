@@ -200,3 +200,74 @@ fn a_deleted_tenants_offloaded_flows_stop() {
         c.after
     );
 }
+
+/// `examples/kernel-vtep-peer.json` with the tenant's way out: source NAT
+/// to 203.0.113.10 through the kernel VTEP's host, which is the internet
+/// gateway too.
+const FAR_SNAT_STATE: &str = r#"{
+  "tenants": [{ "name": "t", "vni": 100 }],
+  "ports": [
+    { "role": "uplink", "name": "up0", "mac": "02:00:00:00:00:01", "ip": "198.18.0.1", "mtu": 1600,
+      "internet_gateway_mac": "02:00:00:00:00:02" },
+    { "role": "vm", "name": "a1", "mac": "02:aa:00:00:00:01", "tenant": "t", "gateway": "10.0.0.1/24" }
+  ],
+  "neighbors": [{ "tenant": "t", "ip": "10.0.0.10", "mac": "02:0a:00:00:00:10", "port": "a1" }],
+  "vteps": [{ "ip": "198.18.0.2", "mac": "02:00:00:00:00:02" }],
+  "remote_vms": [{ "tenant": "t", "ip": "10.0.0.20", "mac": "02:0a:00:00:00:20", "vtep": "198.18.0.2" }],
+  "routes": [{ "tenant": "t", "prefix": "0.0.0.0/0", "next_hop": "internet" }],
+  "nat": { "source": [{ "tenant": "t", "public_ip": "203.0.113.10" }] }
+}"#;
+
+/// A VM behind a Linux kernel VTEP uses xvr as its gateway to the
+/// internet: decapsulated and translated out, translated and
+/// encapsulated back, both offloaded. The kernel host that is its VTEP
+/// is the internet too (server 198.19.0.10) and has no route to the VM's
+/// network: only translated packets can be answered.
+#[test]
+#[ignore = "needs root: scripts/test runs it as root"]
+fn a_vm_behind_a_kernel_vtep_goes_out_through_offloaded_source_nat() {
+    require_root("creating namespaces and running xvrd");
+    let mut rig = Rig::new("offload-far");
+    let o = rig.overlay(false);
+    rig.gro_everywhere(&o);
+    rig.exec(
+        &o.vm2,
+        &["ip", "route", "add", "default", "via", "10.0.0.1"],
+    );
+    for args in [
+        &["ip", "link", "set", "lo", "up"][..],
+        &["ip", "addr", "add", &format!("{SERVER}/32"), "dev", "lo"],
+        &["ip", "route", "add", "203.0.113.0/24", "via", "198.18.0.1"],
+    ] {
+        rig.exec(&o.kernel, args);
+    }
+    assert!(
+        !rig.try_exec(&o.kernel, &["ip", "route", "get", "10.0.0.20"]),
+        "the internet must not reach the VM's own address"
+    );
+    let (_dir, config) = common::state_file(FAR_SNAT_STATE);
+    let daemon = start_xvrd_with(&rig, &o.host, &config, &["up0", "a1"], &[]);
+    let ping = rig.try_exec(&o.vm2, &["ping", "-c", "3", "-i", "0.2", "-W", "2", SERVER]);
+    let before = stats_of(&config);
+    let run = rig.iperf3(&o.kernel, &o.vm2, SERVER, 3, &[]);
+    let after = stats_of(&config);
+    let log = stop_xvrd(daemon);
+    assert!(ping, "ping from the VM behind the kernel VTEP\n{log}");
+    let run = run.unwrap_or_else(|e| panic!("iperf3 from behind the kernel VTEP: {e}\n{log}"));
+    let fast = count(&after, &["xdp", "fast_flow"]) - count(&before, &["xdp", "fast_flow"]);
+    let workers = worker_rx(&after) - worker_rx(&before);
+    eprintln!(
+        "iperf3: {:.2} Gbit/s, {} retransmits; fast path {fast} packets, workers {workers}",
+        run.bits_per_second / 1e9,
+        run.retransmits
+    );
+    assert!(run.bytes_received > 10_000_000, "{run:?}");
+    assert!(
+        fast > 9 * workers && fast > 10_000,
+        "the fast path carried {fast} packets, the workers {workers}\n{log}"
+    );
+    assert!(
+        count(&after, &["drops", "overlay_dst_not_local"]) == 0,
+        "{after}\n{log}"
+    );
+}

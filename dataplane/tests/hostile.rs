@@ -308,3 +308,35 @@ fn the_internet_route_does_not_reach_the_underlay() {
     let internet = udp(VM_A10_MAC, A1_MAC, "10.0.0.10", "198.19.0.10", 64, b"x");
     assert_eq!(run(&t, A1, &internet).0, Verdict::Tx(UP));
 }
+
+/// A VM behind a VTEP that goes out through this router's source NAT
+/// gets no further than a local VM: not to the underlay, and not with a
+/// forged source.
+#[test]
+fn a_vm_behind_a_vtep_reaches_the_internet_but_not_the_underlay() {
+    let underlay: ipnet::Ipv4Net = "198.18.0.0/24".parse().unwrap();
+    let t = hostile_tables(|b| {
+        let snat = xvr_dataplane::table::SourceNat {
+            ip: [203, 0, 113, 10].into(),
+            ports: (1024, 65535),
+            filtering: Default::default(),
+        };
+        b.set_source_nat(TENANT_A, snat);
+    })
+    .with_protected(vec![underlay]);
+    let router = xvr_dataplane::table::Tenant::default_router_mac(VNI_A).0;
+    let far = |src: &str, dst: &str| {
+        let inner = udp(VM_A20_MAC, router, src, dst, 64, b"x");
+        vxlan(REMOTE_VTEP, VNI_A, &inner)
+    };
+    for dst in ["198.18.0.1", "198.18.0.2", "198.18.0.9"] {
+        let probe = far("10.0.0.20", dst);
+        assert_eq!(dropped(&t, UP, &probe), DropReason::UnderlayGuard, "{dst}");
+    }
+    let forged = far("10.0.0.99", "198.19.0.10");
+    assert_eq!(dropped(&t, UP, &forged), DropReason::VxlanInnerSource);
+    assert_eq!(
+        run(&t, UP, &far("10.0.0.20", "198.19.0.10")).0,
+        Verdict::Tx(UP)
+    );
+}

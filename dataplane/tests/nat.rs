@@ -788,3 +788,34 @@ fn a_mapping_opened_from_outside_frees_its_port_with_its_last_session() {
     let (verdict, _) = send(&mut p, &t, UP, &poke);
     assert_eq!(verdict, Verdict::Drop(DropReason::NatFiltered));
 }
+
+#[test]
+fn a_vm_behind_a_vtep_goes_out_through_this_routers_nat_and_back() {
+    let router = xvr_dataplane::table::Tenant::default_router_mac(VNI_A).0;
+    let far_out = headers(VM_A20_MAC, router, [10, 0, 0, 20], SERVER);
+    let query = vxlan(REMOTE_VTEP, VNI_A, &far_out.udp(5353, 53, b"query"));
+
+    // Without NAT here the remote VM has no way out through this router.
+    let (verdict, _, _) = run(&tables(), UP, &query);
+    assert_eq!(verdict, Verdict::Drop(DropReason::OverlayNotLocal));
+
+    let t = snat_tables();
+    let mut p = Pipeline::new();
+    let (verdict, out) = send(&mut p, &t, UP, &query);
+    assert_eq!(verdict, Verdict::Tx(UP));
+    assert_eq!(&out[0..12], &[INTERNET_GW_MAC, UPLINK_MAC].concat());
+    assert_eq!(fields(&out), (PUBLIC_IP, 5353, SERVER, 53, 63));
+
+    // The answer is translated back and encapsulated toward the VTEP.
+    let (verdict, back) = send(&mut p, &t, UP, &from_server().udp(53, 5353, b"answer"));
+    assert_eq!(verdict, Verdict::Tx(UP));
+    let inner = back.get(50..).unwrap();
+    assert_eq!(&back[30..34], &REMOTE_VTEP.octets(), "to the VM's VTEP");
+    assert_eq!(&inner[0..12], &[VM_A20_MAC, router].concat());
+    assert_eq!(fields(inner), (SERVER, 53, [10, 0, 0, 20], 5353, 63));
+
+    // What a remote router routed to the internet had its own way out.
+    let routed = headers(router, router, [10, 0, 0, 20], SERVER).udp(5354, 53, b"x");
+    let (verdict, _) = send(&mut p, &t, UP, &vxlan(REMOTE_VTEP, VNI_A, &routed));
+    assert_eq!(verdict, Verdict::Drop(DropReason::OverlayNotLocal));
+}

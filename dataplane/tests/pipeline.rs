@@ -338,6 +338,17 @@ fn arp_from_the_overlay_is_answered_through_the_overlay() {
     let request = arp_request(VM_A20_MAC, "10.0.0.20", "10.0.0.20");
     let (verdict, _, _) = run(&t, UP, &vxlan(REMOTE_VTEP, VNI_A, &request));
     assert_eq!(verdict, Verdict::Drop(DropReason::ArpNotOurs));
+    // The gateway of the asker's tier is the tenant's router (for a VM
+    // behind a VTEP with no router of its own); another tier's is not.
+    let request = arp_request(VM_A20_MAC, "10.0.0.20", "10.0.0.1");
+    let (verdict, out, _) = run(&t, UP, &vxlan(REMOTE_VTEP, VNI_A, &request));
+    assert_eq!(verdict, Verdict::Tx(UP));
+    let router = xvr_dataplane::table::Tenant::default_router_mac(VNI_A).0;
+    let (_, arp) = arp_reply_fields(&vxlan_parts(&out).4);
+    assert_eq!((arp.sender_mac, arp.sender_ipv4), (router, [10, 0, 0, 1]));
+    let request = arp_request(VM_A20_MAC, "10.0.0.20", "10.0.1.1");
+    let (verdict, _, _) = run(&t, UP, &vxlan(REMOTE_VTEP, VNI_A, &request));
+    assert_eq!(verdict, Verdict::Drop(DropReason::ArpNotOurs));
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! metadata service's 169.254.169.254) on each VM port, and for every VM of the asker's tier that it knows (local or remote),
 //! with that VM's MAC, so ARP never has to be flooded over the overlay
 //! (OVN's ARP responder, EVPN's ARP suppression). Requests that arrive from
-//! the overlay are answered only for VMs on this host.
+//! the overlay are answered only for VMs on this host, and for the gateway
+//! of the asker's tier (with the tenant's router MAC).
 use super::{after_ethernet, after_ethernet_mut, DropReason, Event, Stats};
 use crate::frame::Frame;
 use crate::service::metadata;
@@ -42,7 +43,15 @@ pub(crate) fn respond(tables: &Tables, frame: &mut Frame<'_>, stats: &mut Stats)
 /// The MAC that owns `target` in the frame's tenant, if we answer for it.
 fn answer(tables: &Tables, frame: &Frame<'_>, target: Ipv4Addr) -> Option<EthernetAddress> {
     let from_overlay = frame.meta.from_vtep.is_some();
-    if !from_overlay {
+    if from_overlay {
+        // A VM behind a VTEP without a router of its own (a Linux VTEP's)
+        // uses this one: its tier's gateway is the tenant's router MAC.
+        let tenant = tables.tenant(frame.meta.tenant)?;
+        let asker_tier = frame.meta.src_tier?;
+        if tenant.is_gateway(target) && asker_tier.contains(&target) {
+            return Some(tenant.router_mac);
+        }
+    } else {
         if let Some(port) = tables.port(frame.meta.in_port) {
             if let PortRole::Vm { gateway, .. } = port.role {
                 // The metadata service too, for a VM whose route to it is

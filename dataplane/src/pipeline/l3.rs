@@ -98,7 +98,13 @@ fn route(
             return icmp::error(tables, frame, &checked, error, stats);
         }
         Some(NextHop::Blackhole) => return frame.meta.drop(stats, DropReason::Blackhole),
-        Some(NextHop::Internet) if frame.meta.from_vtep.is_some() => {
+        // A VM behind a VTEP may use this router as its way out, through
+        // the tenant's NAT here (the answers come back to this router);
+        // what a remote router routed has a way out of its own.
+        Some(NextHop::Internet)
+            if frame.meta.from_vtep.is_some()
+                && (frame.meta.src_tier.is_none() || !tables.nat().translates(tenant_id)) =>
+        {
             return frame.meta.drop(stats, DropReason::OverlayNotLocal)
         }
         // Untranslated internet traffic is guarded here; translated flows
