@@ -50,26 +50,33 @@ fn set_u32(ebpf: &mut Ebpf, map: &str, value: u32) -> Result<(), String> {
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct Head {
-    set: u32,
-    bytes: [u8; HEADERS],
-    pad: [u8; 2],
+    len: u32,
+    port_at: u32,
+    bytes: [u8; VXLAN_HEADERS],
 }
 
-// SAFETY: a plain C struct without padding holes (48 bytes), valid for
+// SAFETY: a plain C struct without padding holes (100 bytes), valid for
 // any bytes.
 unsafe impl aya::Pod for Head {}
-const HEADERS: usize = 14 + 20 + 8;
+const _: () = assert!(std::mem::size_of::<Head>() == 100);
+const PLAIN_HEADERS: usize = 14 + 20 + 8;
+const VXLAN_HEADERS: usize = PLAIN_HEADERS + 8 + PLAIN_HEADERS;
+const VXLAN_PORT: [u8; 2] = 4789u16.to_be_bytes();
 
-/// Has the generator write `frame`'s headers into each frame it sends.
+/// Has the generator write `frame`'s headers into each frame it sends,
+/// and cycle the ports of its UDP header (its inner one, if `frame` is
+/// VXLAN).
 fn set_head(ebpf: &mut Ebpf, frame: &[u8]) -> Result<(), String> {
+    let vxlan = frame.len() >= VXLAN_HEADERS && frame.get(36..38) == Some(&VXLAN_PORT[..]);
+    let len = if vxlan { VXLAN_HEADERS } else { PLAIN_HEADERS };
     let mut head = Head {
-        set: 0,
-        bytes: [0; HEADERS],
-        pad: [0; 2],
+        len: 0,
+        port_at: (len - 8) as u32,
+        bytes: [0; VXLAN_HEADERS],
     };
-    if let Some(headers) = frame.get(..HEADERS) {
-        head.set = 1;
-        head.bytes.copy_from_slice(headers);
+    if let Some(headers) = frame.get(..len) {
+        head.len = len as u32;
+        head.bytes[..len].copy_from_slice(headers);
     }
     let map = ebpf.map_mut("heads").ok_or("heads")?;
     let mut array: Array<_, Head> = Array::try_from(map).map_err(|e| format!("heads: {e}"))?;
@@ -78,7 +85,7 @@ fn set_head(ebpf: &mut Ebpf, frame: &[u8]) -> Result<(), String> {
 
 /// Sends `frame` out of `dev` from one thread per core in `cores` (each
 /// pinned) for `duration`, cycling the UDP source port over `flows`
-/// values; returns the frames sent.
+/// values (the inner packet's, in VXLAN); returns the frames sent.
 pub fn generate(
     dev: &str,
     frame: &[u8],

@@ -4,28 +4,30 @@
 //   - generate: run with BPF_PROG_RUN and BPF_F_TEST_XDP_LIVE_FRAMES, it
 //     sends its test frame out of the interface in tx_port (a DEVMAP),
 //     cycling over `flows` flows so they spread: the UDP source port runs
-//     over 1024..65535, then the destination port moves on by one;
+//     over 1024..65535, then the destination port moves on by one (in
+//     VXLAN, the inner packet's);
 //   - count_and_drop: the sink, counting what arrives (per CPU).
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
-// Offset of the UDP source port in an untagged Ethernet/IPv4 frame
-// without IP options.
-#define UDP_SPORT_AT (14 + 20)
 // Source ports a flow may have (1024..65535).
 #define SPORTS 64512
-// Ethernet, IPv4 without options, UDP.
-#define HEADERS (14 + 20 + 8)
+// Ethernet, IPv4 without options, UDP; and the same in VXLAN.
+#define PLAIN_HEADERS (14 + 20 + 8)
+#define VXLAN_HEADERS (PLAIN_HEADERS + 8 + PLAIN_HEADERS)
 
 // The test frame's headers, written back into each frame before it is
 // sent: live frames' pages are recycled without being reset, so a device
-// under test that rewrites headers in place (NAT, routing) would
-// otherwise send the generator its own rewrites.
+// under test that rewrites headers in place (NAT, routing, decapsulation)
+// would otherwise send the generator its own rewrites.
 struct head {
-    __u32 set;
-    __u8 bytes[HEADERS];
-    __u8 pad[2];
+    // How many bytes of `bytes` to write: 0, PLAIN_HEADERS or VXLAN_HEADERS.
+    __u32 len;
+    // Where the UDP ports that the flows cycle over sit (the inner
+    // ones in VXLAN).
+    __u32 port_at;
+    __u8 bytes[VXLAN_HEADERS];
 };
 
 struct {
@@ -75,13 +77,20 @@ int generate(struct xdp_md *ctx)
     struct head *head = bpf_map_lookup_elem(&heads, &zero);
     if (!n_flows || !seq || !head)
         return XDP_ABORTED;
-    if (head->set) {
-        if (data + HEADERS > end)
+    if (head->len == PLAIN_HEADERS) {
+        if (data + PLAIN_HEADERS > end)
             return XDP_ABORTED;
-        __builtin_memcpy(data, head->bytes, HEADERS);
+        __builtin_memcpy(data, head->bytes, PLAIN_HEADERS);
+    } else if (head->len == VXLAN_HEADERS) {
+        if (data + VXLAN_HEADERS > end)
+            return XDP_ABORTED;
+        __builtin_memcpy(data, head->bytes, VXLAN_HEADERS);
     }
     if (*n_flows > 1) {
-        __u16 *ports = data + UDP_SPORT_AT;
+        __u32 at = head->port_at;
+        if (at > VXLAN_HEADERS)
+            return XDP_ABORTED;
+        __u16 *ports = data + at;
         if ((void *)(ports + 2) > end)
             return XDP_ABORTED;
         // The test frame's UDP checksum is zero, so the ports need no fix.
