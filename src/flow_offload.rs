@@ -14,22 +14,11 @@ pub type FlowPorts = Arc<ArcSwap<Vec<Option<u32>>>>;
 pub struct BpfFlows {
     table: FlowTable,
     ports: FlowPorts,
-    /// Only flows that arrive plain, not in VXLAN: the fast path in tc
-    /// replays those (and encapsulates), not decapsulation.
-    in_tc: bool,
 }
 
 impl BpfFlows {
     pub fn new(table: FlowTable, ports: FlowPorts) -> BpfFlows {
-        BpfFlows {
-            table,
-            ports,
-            in_tc: false,
-        }
-    }
-
-    pub fn in_tc(self, in_tc: bool) -> BpfFlows {
-        BpfFlows { in_tc, ..self }
+        BpfFlows { table, ports }
     }
 
     fn key(&self, flow: &ArrivingFlow) -> Option<FlowKey> {
@@ -52,9 +41,6 @@ impl BpfFlows {
 
 impl FlowOffload for BpfFlows {
     fn install(&mut self, offer: &Offer) {
-        if self.in_tc && matches!(offer.around, Around::Decap { .. }) {
-            return;
-        }
         let (Some(key), Some(out_ifindex)) = (self.key(&offer.flow), self.ifindex(offer.out_port))
         else {
             return;

@@ -414,7 +414,7 @@ impl Router {
             pipeline.workers = views.remove(0);
             if let Some(ports) = &flow_ports {
                 let table = steering.flow_table()?;
-                let flows = BpfFlows::new(table, ports.clone()).in_tc(in_tc);
+                let flows = BpfFlows::new(table, ports.clone());
                 pipeline.offload = Some(Box::new(flows));
             }
             if let Some(dir) = &sessions {

@@ -203,12 +203,16 @@ static __always_inline int fast_flow_decap(struct xdp_md *ctx, struct frame *f,
     if (!overlay_inner(f, up, &inner, &vni))
         return NOT_TAKEN;
     struct offloaded o;
-    if (!decide_flow(&inner, 1, vni, FLOW_LEN_OF_HEADER, &o) || o.action->kind != FLOW_DECAP)
+    // In tc mode sizes are judged there, as for fast_flow.
+    __u32 len = fast_in_tc() ? FLOW_LEN_UNCHECKED : FLOW_LEN_OF_HEADER;
+    if (!decide_flow(&inner, 1, vni, len, &o) || o.action->kind != FLOW_DECAP)
         return NOT_TAKEN;
     if (o.action->from.vtep != ip->saddr || o.action->from.vni != vni)
         return NOT_TAKEN;
     if (outer_checksum_to_verify(ip, up->udp, o.ip, f->data_end))
         return NOT_TAKEN;
+    if (fast_in_tc())
+        return pass(PASS_TO_TC);
     if (xdp_finish_checksum(ctx, offset_in(f, o.ip)))
         return NOT_TAKEN;
     apply_flow(&inner, &o);
@@ -240,7 +244,7 @@ int xvr_steer(struct xdp_md *ctx)
 
     struct uplink up;
     __u32 decision = classify_uplink(&f, &up);
-    if (decision == TO_SOCKET_VXLAN && !fast_in_tc()) {
+    if (decision == TO_SOCKET_VXLAN) {
         action = fast_flow_decap(ctx, &f, &up);
         if (action != NOT_TAKEN)
             return action;
@@ -268,8 +272,8 @@ int xvr_steer(struct xdp_md *ctx)
      BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN))
 
 // Headers read directly: outer Ethernet, IPv4, UDP, VXLAN, inner
-// Ethernet and IPv4, and the inner ports.
-#define TC_HEADERS (VXLAN_OVERHEAD + ETH_HLEN + sizeof(struct iphdr) + 4)
+// Ethernet and IPv4, and the inner TCP header (without options).
+#define TC_HEADERS (VXLAN_OVERHEAD + ETH_HLEN + sizeof(struct iphdr) + sizeof(struct tcphdr))
 
 // A GSO packet the fast path does not take, too big for a socket: tagged
 // with its port's slot (VLAN ID slot + 1) and sent out of the segmenter's
@@ -350,78 +354,125 @@ static __always_inline int tc_from_overlay(struct __sk_buff *skb, struct frame *
     return bpf_redirect(out, 0);
 }
 
+// The length of IPv4 packet `ip` as judged for an offloaded flow: a GSO
+// packet leaves as segments of gso_size (of payload), each of which must
+// fit with its headers. 0 if its TCP header is out of reach.
+static __always_inline __u32 tc_seg_len(struct __sk_buff *skb, struct iphdr *ip, void *data_end)
+{
+    if (!skb->gso_segs)
+        return bpf_ntohs(ip->tot_len);
+    struct tcphdr *tcp = (void *)(ip + 1);
+    __u32 l4_len = sizeof(struct udphdr);
+    if (ip->protocol == IPPROTO_TCP) {
+        if ((void *)(tcp + 1) > data_end)
+            return 0;
+        l4_len = tcp->doff * 4;
+    }
+    return skb->gso_size + sizeof(struct iphdr) + l4_len;
+}
+
+// What tc_apply_flow needs of a packet, read before the helpers move it
+// (its pointers then go stale); offsets as the packet will be when
+// rewritten (decapsulated, if it is to be).
+struct tc_packet {
+    __u32 ip_off;
+    __u32 check_off;
+    __be32 saddr, daddr;
+    __be16 sport, dport;
+    __u16 ttl_word;
+    // A UDP checksum of 0 (none) stays 0.
+    __u64 l4_flags;
+};
+
+static __always_inline void tc_packet_of(struct frame *f, struct offloaded *o, __u32 removed,
+                                         struct tc_packet *p)
+{
+    p->ip_off = (void *)o->ip - f->data - removed;
+    p->check_off = (void *)o->check - f->data - removed;
+    p->saddr = o->ip->saddr;
+    p->daddr = o->ip->daddr;
+    p->sport = o->ports[0];
+    p->dport = o->ports[1];
+    p->ttl_word = *(__u16 *)&o->ip->ttl;
+    p->l4_flags = o->ip->protocol == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+}
+
+// An address at `at` from `from` to `to`, with the IPv4 header checksum
+// and the transport one (through its pseudo-header); nonzero on failure.
+static __always_inline int tc_set_addr(struct __sk_buff *skb, struct tc_packet *p, __u32 at,
+                                       __be32 from, __be32 to)
+{
+    if (from == to)
+        return 0;
+    __u32 ip_check = p->ip_off + __builtin_offsetof(struct iphdr, check);
+    return bpf_l4_csum_replace(skb, p->check_off, from, to, p->l4_flags | BPF_F_PSEUDO_HDR | 4) ||
+           bpf_l3_csum_replace(skb, ip_check, from, to, 4) ||
+           bpf_skb_store_bytes(skb, at, &to, 4, 0);
+}
+
+// A port at `at` from `from` to `to`, with the transport checksum.
+static __always_inline int tc_set_port(struct __sk_buff *skb, struct tc_packet *p, __u32 at,
+                                       __be16 from, __be16 to)
+{
+    if (from == to)
+        return 0;
+    return bpf_l4_csum_replace(skb, p->check_off, from, to, p->l4_flags | 2) ||
+           bpf_skb_store_bytes(skb, at, &to, 2, 0);
+}
+
+// Rewrites packet `p` as the worker did, with the checksum helpers, which
+// keep a checksum left to offload (a GSO packet's) as it must be: only the
+// pseudo-header's fields change it. Nonzero if a helper failed.
+static __always_inline int tc_apply_flow(struct __sk_buff *skb, struct flow_action *a,
+                                         struct tc_packet *p)
+{
+    __u32 ip_off = p->ip_off, l4_off = ip_off + sizeof(struct iphdr);
+    if (bpf_skb_store_bytes(skb, 0, a->out_eth, sizeof(a->out_eth), 0))
+        return -1;
+    if (a->ttl_dec) {
+        __u16 old = p->ttl_word;
+        __u8 ttl = (__u8)(old & 0xff) - 1; // ttl is the word's first byte
+        __u16 new_word = (old & 0xff00) | ttl;
+        __u32 ip_check = ip_off + __builtin_offsetof(struct iphdr, check);
+        if (bpf_l3_csum_replace(skb, ip_check, old, new_word, 2) ||
+            bpf_skb_store_bytes(skb, ip_off + __builtin_offsetof(struct iphdr, ttl), &ttl, 1, 0))
+            return -1;
+    }
+    return tc_set_addr(skb, p, ip_off + __builtin_offsetof(struct iphdr, saddr), p->saddr,
+                       a->saddr) ||
+           tc_set_port(skb, p, l4_off, p->sport, a->sport) ||
+           tc_set_addr(skb, p, ip_off + __builtin_offsetof(struct iphdr, daddr), p->daddr,
+                       a->daddr) ||
+           tc_set_port(skb, p, l4_off + 2, p->dport, a->dport);
+}
+
+// bpf_redirect's verdict, never NOT_TAKEN (see redirect_to): the helpers
+// moved the packet, and the caller must not read it again.
+static __always_inline int tc_redirect_to(__u32 ifindex)
+{
+    return bpf_redirect(ifindex, 0) == TC_ACT_REDIRECT ? TC_ACT_REDIRECT : TC_ACT_SHOT;
+}
+
 // A packet of an offloaded flow that arrived plain (routed, translated):
-// rewritten as its worker did, with the checksum helpers, which keep a
-// checksum left to offload (a GSO packet's) as it must be: only the
-// pseudo-header's fields change it; then encapsulated if its worker did,
-// as tc_from_vm does. NOT_TAKEN for what the entry does not vouch for.
+// rewritten as its worker did, then encapsulated if its worker did, as
+// tc_from_vm does. NOT_TAKEN for what the entry does not vouch for.
 static __always_inline int tc_flow(struct __sk_buff *skb, struct frame *f)
 {
     struct offloaded o;
     struct iphdr *ip = unicast_ipv4(f);
     if (!ip)
         return NOT_TAKEN;
-    // A GSO packet leaves as segments of gso_size (of payload), each of
-    // which must fit with its headers.
-    __u32 seg_len = bpf_ntohs(ip->tot_len);
-    if (skb->gso_segs) {
-        struct tcphdr *tcp = (void *)(ip + 1);
-        __u32 l4_len = sizeof(struct udphdr);
-        if (ip->protocol == IPPROTO_TCP) {
-            if ((void *)(tcp + 1) > f->data_end)
-                return NOT_TAKEN;
-            l4_len = tcp->doff * 4;
-        }
-        seg_len = skb->gso_size + sizeof(struct iphdr) + l4_len;
-    }
-    if (!decide_flow(f, 0, 0, seg_len, &o) || o.action->kind == FLOW_DECAP)
+    __u32 seg_len = tc_seg_len(skb, ip, f->data_end);
+    if (!seg_len || !decide_flow(f, 0, 0, seg_len, &o) || o.action->kind == FLOW_DECAP)
         return NOT_TAKEN;
     struct flow_action *a = o.action;
     if (a->kind == FLOW_ENCAP && f->len + OUTER_IP_HEADERS > 0xffff)
         return NOT_TAKEN;
-    // Read before the helpers move the packet: its pointers go stale.
-    __u32 ip_off = (void *)o.ip - f->data;
-    __u32 l4_off = ip_off + sizeof(struct iphdr);
-    __u8 proto = o.ip->protocol;
-    __u32 check_off = (void *)o.check - f->data;
-    __be32 saddr = o.ip->saddr, daddr = o.ip->daddr;
-    __be16 sport = o.ports[0], dport = o.ports[1];
-    __u16 ttl_word = *(__u16 *)&o.ip->ttl;
+    struct tc_packet p;
+    tc_packet_of(f, &o, 0, &p);
     __u32 out = o.out_ifindex, len = f->len;
-    // A UDP checksum of 0 (none) stays 0.
-    __u64 l4 = proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
-    __u32 ip_check = ip_off + __builtin_offsetof(struct iphdr, check);
-    if (bpf_skb_store_bytes(skb, 0, a->out_eth, sizeof(a->out_eth), 0))
+    if (tc_apply_flow(skb, a, &p))
         return TC_ACT_SHOT;
-    if (a->ttl_dec) {
-        __u8 ttl = (__u8)(ttl_word & 0xff) - 1; // ttl is the word's first byte
-        __u16 new_word = (ttl_word & 0xff00) | ttl;
-        if (bpf_l3_csum_replace(skb, ip_check, ttl_word, new_word, 2) ||
-            bpf_skb_store_bytes(skb, ip_off + __builtin_offsetof(struct iphdr, ttl), &ttl, 1, 0))
-            return TC_ACT_SHOT;
-    }
-    if (a->saddr != saddr) {
-        if (bpf_l4_csum_replace(skb, check_off, saddr, a->saddr, l4 | BPF_F_PSEUDO_HDR | 4) ||
-            bpf_l3_csum_replace(skb, ip_check, saddr, a->saddr, 4) ||
-            bpf_skb_store_bytes(skb, ip_off + __builtin_offsetof(struct iphdr, saddr), &a->saddr, 4, 0))
-            return TC_ACT_SHOT;
-    }
-    if (a->sport != sport) {
-        if (bpf_l4_csum_replace(skb, check_off, sport, a->sport, l4 | 2) ||
-            bpf_skb_store_bytes(skb, l4_off, &a->sport, 2, 0))
-            return TC_ACT_SHOT;
-    }
-    if (a->daddr != daddr) {
-        if (bpf_l4_csum_replace(skb, check_off, daddr, a->daddr, l4 | BPF_F_PSEUDO_HDR | 4) ||
-            bpf_l3_csum_replace(skb, ip_check, daddr, a->daddr, 4) ||
-            bpf_skb_store_bytes(skb, ip_off + __builtin_offsetof(struct iphdr, daddr), &a->daddr, 4, 0))
-            return TC_ACT_SHOT;
-    }
-    if (a->dport != dport) {
-        if (bpf_l4_csum_replace(skb, check_off, dport, a->dport, l4 | 2) ||
-            bpf_skb_store_bytes(skb, l4_off + 2, &a->dport, 2, 0))
-            return TC_ACT_SHOT;
-    }
     if (a->kind == FLOW_ENCAP) {
         // The inner Ethernet header as rewritten, then the outer headers
         // in front of it.
@@ -439,9 +490,43 @@ static __always_inline int tc_flow(struct __sk_buff *skb, struct frame *f)
     }
     count_flow(a, len);
     count(FAST_FLOW);
-    // Never NOT_TAKEN (see redirect_to): the helpers above moved the
-    // packet, and the caller must not read it again.
-    return bpf_redirect(out, 0) == TC_ACT_REDIRECT ? TC_ACT_REDIRECT : TC_ACT_SHOT;
+    return tc_redirect_to(out);
+}
+
+// VXLAN to the local VTEP carrying a packet of an offloaded flow: checked
+// as fast_flow_decap checks it, decapsulated as tc_from_overlay does (the
+// outer Ethernet header stays, and takes the entry's MACs), then rewritten
+// as its worker did. NOT_TAKEN for what the entry does not vouch for.
+static __always_inline int tc_flow_decap(struct __sk_buff *skb, struct frame *f,
+                                         struct uplink *up)
+{
+    struct frame inner;
+    __u32 vni;
+    if (!overlay_inner(f, up, &inner, &vni))
+        return NOT_TAKEN;
+    struct iphdr *ip = unicast_ipv4(&inner);
+    if (!ip)
+        return NOT_TAKEN;
+    struct offloaded o;
+    __u32 seg_len = tc_seg_len(skb, ip, inner.data_end);
+    if (!seg_len || !decide_flow(&inner, 1, vni, seg_len, &o) || o.action->kind != FLOW_DECAP)
+        return NOT_TAKEN;
+    struct flow_action *a = o.action;
+    if (a->from.vtep != up->ip->saddr || a->from.vni != vni)
+        return NOT_TAKEN;
+    if (outer_checksum_to_verify(up->ip, up->udp, o.ip, f->data_end))
+        return NOT_TAKEN;
+    struct tc_packet p;
+    tc_packet_of(f, &o, VXLAN_OVERHEAD, &p);
+    __u32 out = o.out_ifindex, len = inner.len;
+    if (bpf_skb_adjust_room(skb, -(int)VXLAN_OVERHEAD, BPF_ADJ_ROOM_MAC,
+                            BPF_F_ADJ_ROOM_FIXED_GSO))
+        return TC_ACT_SHOT;
+    if (tc_apply_flow(skb, a, &p))
+        return TC_ACT_SHOT;
+    count_flow(a, len);
+    count(FAST_FLOW);
+    return tc_redirect_to(out);
 }
 
 SEC("classifier")
@@ -470,7 +555,10 @@ int xvr_tc(struct __sk_buff *skb)
     struct uplink up;
     __u32 decision = classify_uplink(&f, &up);
     if (decision == TO_SOCKET_VXLAN) {
-        int action = tc_from_overlay(skb, &f, &up);
+        int action = tc_flow_decap(skb, &f, &up);
+        if (action != NOT_TAKEN)
+            return action;
+        action = tc_from_overlay(skb, &f, &up);
         if (action != NOT_TAKEN)
             return action;
     }
