@@ -181,7 +181,7 @@ impl Line {
 
                 rig.veth_queues(&dut, dut_out, None, &sink_ns, "s0", None, queues);
             }
-            None => rig.veth(&gen, "g0", None, &sink_ns, "s0", None),
+            None => rig.veth_queues(&gen, "g0", None, &sink_ns, "s0", None, queues),
         }
         rig.exec(&sink_ns, &["ip", "link", "set", "s0", "address", SINK_MAC]);
         let sink = rig.inside(&sink_ns, || Sink::attach("s0"))?;
@@ -256,6 +256,13 @@ impl Line {
 fn raw_ceiling(seconds: f64) -> Result<Rate, String> {
     let line = Line::new("e2e-raw", None, "", 1)?;
     line.measure(&east_west_frame(), &[GEN_CORE], seconds)
+}
+
+/// The ceiling of the rows whose generator runs on both cores: a thread
+/// on each, two queues on each veth.
+fn raw_ceiling_2c(seconds: f64) -> Result<Rate, String> {
+    let line = Line::new("e2e-raw2", None, "", 2)?;
+    line.measure(&east_west_frame(), &[GEN_CORE, DUT_CORE], seconds)
 }
 
 fn east_west_frame() -> Vec<u8> {
@@ -657,9 +664,16 @@ fn xvr_run(
     seconds: f64,
 ) -> Result<Rate, String> {
     let snat = matches!(path, Carrier::WorkersSnat | Carrier::OffloadSnat);
+    let offloaded = matches!(path, Carrier::OffloadSnat | Carrier::OffloadRouted);
+    // A queue per worker, and per generator thread: on veth a queue's
+    // XDP runs on one core at a time.
+    let queues = match generator {
+        Generator::OwnCore => workers as u32,
+        Generator::EveryCore => workers.max(2) as u32,
+    };
     let mut line = match input == out {
-        true => Line::one_armed(name, input, workers as u32)?,
-        false => Line::new(name, Some(input), out, workers as u32)?,
+        true => Line::one_armed(name, input, queues)?,
+        false => Line::new(name, Some(input), out, queues)?,
     };
     if path != Carrier::Workers
         && path != Carrier::WorkersSnat
@@ -683,7 +697,7 @@ fn xvr_run(
         .into_iter()
         .filter(|d| *d != out && *d != input)
     {
-        let q = workers.to_string();
+        let q = queues.to_string();
         let add = [
             "ip",
             "link",
@@ -730,10 +744,17 @@ fn xvr_run(
         Generator::OwnCore => vec![GEN_CORE],
         Generator::EveryCore => vec![GEN_CORE, DUT_CORE],
     };
+    // Offloaded, the workers see a flow's first packets only: beside a
+    // generator on every core they sleep when idle, as xvrd does by
+    // default, rather than spin on the generator's cores.
+    let idle = match (offloaded, generator) {
+        (true, Generator::EveryCore) => Idle::Sleep,
+        _ => Idle::BusyPoll,
+    };
     let options = Options {
         workers,
         cores,
-        idle: Idle::BusyPoll,
+        idle,
         fast_path: !matches!(path, Carrier::Workers | Carrier::WorkersSnat),
         conntrack: xvr_dataplane::conntrack::Config {
             max_sessions,
@@ -835,8 +856,13 @@ fn run(args: &Args) -> Result<(), String> {
     XDP_COST.store(args.xdp_cost, Ordering::Relaxed);
     let step = |what: &str| eprintln!("measuring {what}...");
     type Scenario = (&'static str, &'static str, fn(f64) -> Result<Rate, String>);
-    let scenarios: [Scenario; 26] = [
+    let scenarios: [Scenario; 31] = [
         ("raw ceiling (gen -> XDP drop)", "raw_ceiling", raw_ceiling),
+        (
+            "raw ceiling, generator on both cores",
+            "raw_ceiling_2c",
+            raw_ceiling_2c,
+        ),
         ("AF_XDP l2fwd, 1 core", "afxdp_l2fwd", afxdp_l2fwd),
         ("Open vSwitch AF_XDP, L2", "ovs_l2", ovs_l2),
         ("Open vSwitch AF_XDP, ct SNAT", "ovs_snat", ovs_snat),
@@ -909,6 +935,42 @@ fn run(args: &Args) -> Result<(), String> {
             |s| {
                 let frame = snat_frame();
                 xvr_with("e2e-xsnato", "up0", &frame, 1, Carrier::OffloadSnat, s)
+            },
+        ),
+        (
+            "xvr source NAT, offloaded, 1 worker, generator on both cores",
+            "xvr_snat_offload_1w_shared",
+            |s| {
+                let (frame, path) = (snat_frame(), Carrier::OffloadSnat);
+                let shared = (1, Generator::EveryCore);
+                xvr_on("e2e-xsnato1s", "up0", &frame, shared, path, s)
+            },
+        ),
+        (
+            "xvr source NAT, offloaded, 2 workers, generator on both cores",
+            "xvr_snat_offload_2w",
+            |s| {
+                let (frame, path) = (snat_frame(), Carrier::OffloadSnat);
+                let shared = (2, Generator::EveryCore);
+                xvr_on("e2e-xsnato2", "up0", &frame, shared, path, s)
+            },
+        ),
+        (
+            "xvr source NAT, 1 worker, generator on both cores",
+            "xvr_snat_1w_shared",
+            |s| {
+                let (frame, path) = (snat_frame(), Carrier::WorkersSnat);
+                let shared = (1, Generator::EveryCore);
+                xvr_on("e2e-xsnat1s", "up0", &frame, shared, path, s)
+            },
+        ),
+        (
+            "xvr source NAT, 2 workers, generator on both cores",
+            "xvr_snat_2w",
+            |s| {
+                let (frame, path) = (snat_frame(), Carrier::WorkersSnat);
+                let shared = (2, Generator::EveryCore);
+                xvr_on("e2e-xsnat2", "up0", &frame, shared, path, s)
             },
         ),
         (
