@@ -301,6 +301,17 @@ fn routed_vxlan_frame() -> Vec<u8> {
     )
 }
 
+/// Source NAT on `workers` workers, a generator thread on each core.
+fn snat_on_both_cores(
+    name: &str,
+    workers: usize,
+    path: Carrier,
+    seconds: f64,
+) -> Result<Rate, String> {
+    let shared = (workers, Generator::EveryCore);
+    xvr_on(name, "up0", &snat_frame(), shared, path, seconds)
+}
+
 /// `STATE` with a2 in a tier of its own (10.0.1.0/24), whose ACL lets UDP
 /// in from the first tier, and a VM of that tier behind the VTEP.
 fn routed_state() -> String {
@@ -856,7 +867,7 @@ fn run(args: &Args) -> Result<(), String> {
     XDP_COST.store(args.xdp_cost, Ordering::Relaxed);
     let step = |what: &str| eprintln!("measuring {what}...");
     type Scenario = (&'static str, &'static str, fn(f64) -> Result<Rate, String>);
-    let scenarios: [Scenario; 31] = [
+    let scenarios: [Scenario; 32] = [
         ("raw ceiling (gen -> XDP drop)", "raw_ceiling", raw_ceiling),
         (
             "raw ceiling, generator on both cores",
@@ -940,38 +951,22 @@ fn run(args: &Args) -> Result<(), String> {
         (
             "xvr source NAT, offloaded, 1 worker, generator on both cores",
             "xvr_snat_offload_1w_shared",
-            |s| {
-                let (frame, path) = (snat_frame(), Carrier::OffloadSnat);
-                let shared = (1, Generator::EveryCore);
-                xvr_on("e2e-xsnato1s", "up0", &frame, shared, path, s)
-            },
+            |s| snat_on_both_cores("e2e-xsnato1s", 1, Carrier::OffloadSnat, s),
         ),
         (
             "xvr source NAT, offloaded, 2 workers, generator on both cores",
             "xvr_snat_offload_2w",
-            |s| {
-                let (frame, path) = (snat_frame(), Carrier::OffloadSnat);
-                let shared = (2, Generator::EveryCore);
-                xvr_on("e2e-xsnato2", "up0", &frame, shared, path, s)
-            },
+            |s| snat_on_both_cores("e2e-xsnato2", 2, Carrier::OffloadSnat, s),
         ),
         (
             "xvr source NAT, 1 worker, generator on both cores",
             "xvr_snat_1w_shared",
-            |s| {
-                let (frame, path) = (snat_frame(), Carrier::WorkersSnat);
-                let shared = (1, Generator::EveryCore);
-                xvr_on("e2e-xsnat1s", "up0", &frame, shared, path, s)
-            },
+            |s| snat_on_both_cores("e2e-xsnat1s", 1, Carrier::WorkersSnat, s),
         ),
         (
             "xvr source NAT, 2 workers, generator on both cores",
             "xvr_snat_2w",
-            |s| {
-                let (frame, path) = (snat_frame(), Carrier::WorkersSnat);
-                let shared = (2, Generator::EveryCore);
-                xvr_on("e2e-xsnat2", "up0", &frame, shared, path, s)
-            },
+            |s| snat_on_both_cores("e2e-xsnat2", 2, Carrier::WorkersSnat, s),
         ),
         (
             "xvr routed between tiers (ACL), offloaded to XDP",
@@ -979,6 +974,15 @@ fn run(args: &Args) -> Result<(), String> {
             |s| {
                 let frame = routed_frame();
                 xvr_with("e2e-xrto", "a2", &frame, 1, Carrier::OffloadRouted, s)
+            },
+        ),
+        (
+            "xvr routed between tiers (ACL), offloaded, generator on both cores",
+            "xvr_routed_offload_1w_shared",
+            |s| {
+                let (frame, path) = (routed_frame(), Carrier::OffloadRouted);
+                let shared = (1, Generator::EveryCore);
+                xvr_on("e2e-xrto1s", "a2", &frame, shared, path, s)
             },
         ),
         (
