@@ -316,7 +316,7 @@ static __always_inline int tc_from_vm(struct __sk_buff *skb, struct frame *f)
     }
     __u32 len = f->len;
     // A GSO packet leaves as segments of gso_size, each of which must fit.
-    __u32 inner_ip = skb->gso_segs ? skb->gso_size + sizeof(struct iphdr) + MAX_TCP_HEADER
+    __u32 inner_ip = skb->gso_size ? skb->gso_size + sizeof(struct iphdr) + MAX_TCP_HEADER
                                    : len - ETH_HLEN;
     if (inner_ip > fwd->max_inner_ip || len + OUTER_IP_HEADERS > 0xffff)
         return NOT_TAKEN;
@@ -359,7 +359,7 @@ static __always_inline int tc_from_overlay(struct __sk_buff *skb, struct frame *
 // fit with its headers. 0 if its TCP header is out of reach.
 static __always_inline __u32 tc_seg_len(struct __sk_buff *skb, struct iphdr *ip, void *data_end)
 {
-    if (!skb->gso_segs)
+    if (!skb->gso_size)
         return bpf_ntohs(ip->tot_len);
     struct tcphdr *tcp = (void *)(ip + 1);
     __u32 l4_len = sizeof(struct udphdr);
@@ -516,9 +516,16 @@ static __always_inline int tc_flow_decap(struct __sk_buff *skb, struct frame *f,
         return NOT_TAKEN;
     if (outer_checksum_to_verify(up->ip, up->udp, o.ip, f->data_end))
         return NOT_TAKEN;
+    // A GSO packet keeps its tunnel GSO state through bpf_skb_adjust_room
+    // (no flag clears it before BPF_F_ADJ_ROOM_DECAP_L4_UDP): harmless to
+    // a VM's stack, wrong wherever the packet might be segmented again.
+    // Only a VM's port takes one (as from tc_from_overlay).
+    __u32 out = o.out_ifindex;
+    if (skb->gso_size && !bpf_map_lookup_elem(&vm_ports, &out))
+        return NOT_TAKEN;
     struct tc_packet p;
     tc_packet_of(f, &o, VXLAN_OVERHEAD, &p);
-    __u32 out = o.out_ifindex, len = inner.len;
+    __u32 len = inner.len;
     if (bpf_skb_adjust_room(skb, -(int)VXLAN_OVERHEAD, BPF_ADJ_ROOM_MAC,
                             BPF_F_ADJ_ROOM_FIXED_GSO))
         return TC_ACT_SHOT;
