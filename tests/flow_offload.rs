@@ -25,6 +25,7 @@ use xvr_testkit::{headers, partial_checksum};
 
 const XDP_REDIRECT: u32 = 4;
 const TC_ACT_REDIRECT: u32 = 7;
+const TC_ACT_SHOT: u32 = 2;
 
 const STATE: &str = r#"{
   "tenants": [{ "name": "t", "vni": 100 }],
@@ -547,6 +548,17 @@ fn in_tc_mode_offloaded_flows_leave_as_the_workers_send_them() {
         };
         let fin = out.tcp_fin(40000, 443);
         assert_ne!(run(r, A1, &fin).action, TC_ACT_REDIRECT, "FIN");
+        // Bigger than a1 takes: passed on by the XDP program, declined by
+        // the tc program, and then the workers', never the host's (this
+        // rig has no segmenter to reach them by: dropped).
+        let big = back.tcp_ack(443, nat_port, &payload(1500));
+        assert_eq!(r.xdp(UP, &big).2, Decision::PassToTc, "too big, in XDP");
+        let declined = run(r, UP, &big);
+        assert_eq!(
+            (declined.action, &declined.decisions[..]),
+            (TC_ACT_SHOT, &[(Decision::DropTooBig, 1)][..]),
+            "too big for a1, in tc"
+        );
         let mut ttl1 = data_out.clone();
         ttl1[22] = 1;
         assert_ne!(run(r, A1, &ttl1).action, TC_ACT_REDIRECT, "TTL 1");

@@ -297,11 +297,16 @@ static __always_inline int to_segmenter(struct __sk_buff *skb, __u32 drop, __u32
     return bpf_redirect(*out, 0);
 }
 
-static __always_inline int tc_too_big(struct __sk_buff *skb)
+// What is ours on the uplink and reached this program, not taken here:
+// passed on by the XDP program as too big for a socket, or as a packet
+// of an offloaded flow that this program then judged by its size. To the
+// workers, never to the host (which would route a public address's
+// packet by its own tables).
+static __always_inline int tc_uplink_to_workers(struct __sk_buff *skb)
 {
-    if (skb->len <= MAX_SOCKET_FRAME + ETH_HLEN)
-        return TC_ACT_OK;
-    return to_segmenter(skb, DROP_TOO_BIG, TO_SEGMENTER);
+    if (skb->len > MAX_SOCKET_FRAME + ETH_HLEN)
+        return to_segmenter(skb, DROP_TOO_BIG, TO_SEGMENTER);
+    return to_segmenter(skb, DROP_TOO_BIG, TC_TO_WORKERS);
 }
 
 static __always_inline int tc_from_vm(struct __sk_buff *skb, struct frame *f)
@@ -570,7 +575,7 @@ int xvr_tc(struct __sk_buff *skb)
             return action;
     }
     if (decision == TO_SOCKET_VXLAN || decision == TO_SOCKET_PUBLIC)
-        return tc_too_big(skb);
+        return tc_uplink_to_workers(skb);
     return TC_ACT_OK;
 }
 
