@@ -309,6 +309,23 @@ static __always_inline int tc_uplink_to_workers(struct __sk_buff *skb)
     return to_segmenter(skb, DROP_TOO_BIG, TC_TO_WORKERS);
 }
 
+// The length of IPv4 packet `ip` as judged for the fast path: a GSO
+// packet leaves as segments of gso_size (of payload), each of which must
+// fit with its headers. 0 if its TCP header is out of reach.
+static __always_inline __u32 tc_seg_len(struct __sk_buff *skb, struct iphdr *ip, void *data_end)
+{
+    if (!skb->gso_size)
+        return bpf_ntohs(ip->tot_len);
+    struct tcphdr *tcp = (void *)(ip + 1);
+    __u32 l4_len = sizeof(struct udphdr);
+    if (ip->protocol == IPPROTO_TCP) {
+        if ((void *)(tcp + 1) > data_end)
+            return 0;
+        l4_len = tcp->doff * 4;
+    }
+    return skb->gso_size + sizeof(struct iphdr) + l4_len;
+}
+
 static __always_inline int tc_from_vm(struct __sk_buff *skb, struct frame *f)
 {
     struct from_vm d;
@@ -320,10 +337,8 @@ static __always_inline int tc_from_vm(struct __sk_buff *skb, struct frame *f)
         return bpf_redirect(fwd->ifindex, 0);
     }
     __u32 len = f->len;
-    // A GSO packet leaves as segments of gso_size, each of which must fit.
-    __u32 inner_ip = skb->gso_size ? skb->gso_size + sizeof(struct iphdr) + MAX_TCP_HEADER
-                                   : len - ETH_HLEN;
-    if (inner_ip > fwd->max_inner_ip || len + OUTER_IP_HEADERS > 0xffff)
+    __u32 inner_ip = tc_seg_len(skb, d.ip, f->data_end);
+    if (!inner_ip || inner_ip > fwd->max_inner_ip || len + OUTER_IP_HEADERS > 0xffff)
         return NOT_TAKEN;
     __u32 hash = flow_hash(d.ip, f->data_end);
     struct ethhdr inner = *(struct ethhdr *)f->data;
@@ -357,23 +372,6 @@ static __always_inline int tc_from_overlay(struct __sk_buff *skb, struct frame *
         return TC_ACT_SHOT;
     count(FAST_DECAP);
     return bpf_redirect(out, 0);
-}
-
-// The length of IPv4 packet `ip` as judged for an offloaded flow: a GSO
-// packet leaves as segments of gso_size (of payload), each of which must
-// fit with its headers. 0 if its TCP header is out of reach.
-static __always_inline __u32 tc_seg_len(struct __sk_buff *skb, struct iphdr *ip, void *data_end)
-{
-    if (!skb->gso_size)
-        return bpf_ntohs(ip->tot_len);
-    struct tcphdr *tcp = (void *)(ip + 1);
-    __u32 l4_len = sizeof(struct udphdr);
-    if (ip->protocol == IPPROTO_TCP) {
-        if ((void *)(tcp + 1) > data_end)
-            return 0;
-        l4_len = tcp->doff * 4;
-    }
-    return skb->gso_size + sizeof(struct iphdr) + l4_len;
 }
 
 // What tc_apply_flow needs of a packet, read before the helpers move it

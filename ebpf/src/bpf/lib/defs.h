@@ -20,8 +20,6 @@ struct vxlanhdr {
 // without options, UDP, VXLAN.
 #define OUTER_IP_HEADERS (sizeof(struct iphdr) + sizeof(struct udphdr) + sizeof(struct vxlanhdr))
 #define VXLAN_OVERHEAD (ETH_HLEN + OUTER_IP_HEADERS)
-// The longest TCP header (data offset 15).
-#define MAX_TCP_HEADER 60
 // IPv4 flags and fragment offset that make a fragment (MF or an offset).
 #define FRAGMENT_BITS 0x3fff
 // The fragment offset alone: set on every fragment but the first.
