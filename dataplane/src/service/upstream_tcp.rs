@@ -39,6 +39,20 @@ pub(super) struct Via {
     pub mac: EthernetAddress,
 }
 
+/// `port`, or the next of 0x8000..=0xffff that none of the stack's
+/// connections uses: two queries on one port to one upstream would be
+/// one connection to smoltcp, and each would read the other's answer.
+fn free_port<P>(client: &mut ClientStack<P>, port: u16) -> u16 {
+    let mut port = port | 0x8000;
+    while client.asks.iter().any(|a| {
+        let socket = client.stack.socket(a.handle);
+        socket.local_endpoint().map(|e| e.port) == Some(port)
+    }) {
+        port = port.wrapping_add(1) | 0x8000;
+    }
+    port
+}
+
 /// One query on its way: its connection, and what it read.
 struct Ask<P> {
     handle: SocketHandle,
@@ -108,6 +122,7 @@ impl<P> UpstreamTcp<P> {
                 asks: Vec::new(),
             });
         client.via = via;
+        let port = free_port(client, port);
         let handle = client.stack.add_socket(RX_BUFFER, TX_BUFFER);
         if !client
             .stack
@@ -235,4 +250,40 @@ fn advance<P>(
         return true;
     }
     progressed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The TCP ports of the SYNs in `out` (IPv4 from the gateway).
+    fn syn_ports(out: &Outbox) -> Vec<u16> {
+        out.iter()
+            .filter_map(|(_, frame, _)| {
+                let ip = Ipv4Packet::new_checked(frame.get(ETH_HEADER_LEN..)?).ok()?;
+                let tcp = ip.payload();
+                Some(u16::from_be_bytes([*tcp.first()?, *tcp.get(1)?]))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn two_queries_drawn_on_one_port_get_two_connections() {
+        let mut tcp = UpstreamTcp::default();
+        let gateway = Ipv4Addr::new(10, 0, 0, 1);
+        let upstream = Ipv4Addr::new(198, 51, 100, 53);
+        let via = Via {
+            worker: 0,
+            port: 1,
+            mac: EthernetAddress([2, 0, 0, 0, 0, 1]),
+        };
+        let query = [0u8; 17];
+        let (now, mut out) = (Instant::now(), Outbox::new());
+        for pending in [1, 2] {
+            let from = (0, gateway, 0x9000);
+            let asked = tcp.ask(from, via, upstream, &query, pending, now, &mut out);
+            assert!(asked.is_ok());
+        }
+        assert_eq!(syn_ports(&out), [0x9000, 0x9001]);
+    }
 }
