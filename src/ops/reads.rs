@@ -216,7 +216,8 @@ impl DaemonOps {
                 "dns": dns(&counters.dns), "dns_by_tenant": dns_by_tenant,
                 "metadata": { "answered": counters.metadata.answered,
                               "not_found": counters.metadata.not_found,
-                              "dropped": counters.metadata.dropped },
+                              "dropped": counters.metadata.dropped,
+                              "stacks_evicted": counters.metadata.stacks_evicted },
                 "panics": counters.panics })
     }
 

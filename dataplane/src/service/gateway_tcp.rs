@@ -36,8 +36,12 @@ const DNS_IDLE: Duration = Duration::from_secs(10);
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// A port's stack goes after this long without a packet.
 const IDLE: Duration = Duration::from_secs(60);
-/// Ports with a stack at once; past it, new ports wait for one to idle.
+/// Ports with a stack at once (80 KiB of socket buffers each); past it,
+/// see `make_room`.
+#[cfg(not(test))]
 const MAX_STACKS: usize = 1024;
+#[cfg(test)]
+const MAX_STACKS: usize = 4;
 /// The longest DNS query taken over TCP; a longer length resets.
 const MAX_QUERY: usize = 4096;
 
@@ -163,7 +167,7 @@ impl GatewayTcp {
             }
         };
         let full = self.stacks.len() >= MAX_STACKS;
-        if full && !self.stacks.contains_key(&meta.in_port) {
+        if full && !self.stacks.contains_key(&meta.in_port) && !self.make_room(meta.tenant) {
             self.dropped += 1;
             return Vec::new();
         }
@@ -179,6 +183,36 @@ impl GatewayTcp {
         stack.worker = worker;
         stack.stack.push(ip);
         self.poll(tables, meta.in_port, now, out)
+    }
+
+    /// Every stack is taken and a port of `tenant` wants one: the least
+    /// recently used stack of the tenant that holds the most goes (its
+    /// connections with it), if that tenant would still hold more than
+    /// `tenant`. So one tenant's ports, however many, keep no other
+    /// tenant from the services. Returns whether there is room now.
+    fn make_room(&mut self, tenant: TenantId) -> bool {
+        let mut held: HashMap<TenantId, usize> = HashMap::new();
+        for s in self.stacks.values() {
+            *held.entry(s.tenant).or_default() += 1;
+        }
+        let mine = held.get(&tenant).copied().unwrap_or(0);
+        let Some((largest, most)) = held.into_iter().max_by_key(|(_, n)| *n) else {
+            return true;
+        };
+        if mine + 1 >= most {
+            return false;
+        }
+        let victim = self
+            .stacks
+            .iter()
+            .filter(|(_, s)| s.tenant == largest)
+            .min_by_key(|(_, s)| s.last_used)
+            .map(|(port, _)| *port);
+        if let Some(port) = victim {
+            self.stacks.remove(&port);
+            self.counters.stacks_evicted += 1;
+        }
+        true
     }
 
     /// An answer to a DNS query of `conn`, written after what it owes
@@ -396,4 +430,80 @@ fn in_ethernet(tables: &Tables, port: PortId, packet: &[u8]) -> Option<Vec<u8>> 
         return None;
     }
     Some(stack::in_ethernet(host.mac, p.mac, packet))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::{Port, TablesBuilder, Tenant};
+    use crate::wire::EthernetAddress;
+
+    /// Tenant a with VM ports 0..=4, tenant b with port 5, all on
+    /// 10.0.0.0/24, VM 10.0.0.(10 + port) on each.
+    fn tables() -> Tables {
+        let mut b = TablesBuilder::new();
+        let tenants = [
+            b.add_tenant(Tenant::new("a", 1, Tenant::default_router_mac(1))),
+            b.add_tenant(Tenant::new("b", 2, Tenant::default_router_mac(2))),
+        ];
+        for port in 0..6u8 {
+            let tenant = tenants[usize::from(port / 5)];
+            let role = PortRole::Vm {
+                tenant,
+                gateway: "10.0.0.1/24".parse().unwrap(),
+            };
+            let mac = EthernetAddress([2, 0xaa, 0, 0, 0, port]);
+            let name = format!("p{port}");
+            let id = b.add_port(Port { name, mac, role });
+            let vm = EthernetAddress([2, 0x0a, 0, 0, 0, port]);
+            b.add_local_host(tenant, Ipv4Addr::new(10, 0, 0, 10 + port), vm, id);
+        }
+        b.build()
+    }
+
+    /// A SYN to the metadata service from the VM on `port`.
+    fn syn(t: &Tables, gw: &mut GatewayTcp, port: PortId, now: Instant) {
+        let p = port as u8;
+        let vm = xvr_testkit::headers(
+            [2, 0x0a, 0, 0, 0, p],
+            [2, 0xaa, 0, 0, 0, p],
+            [10, 0, 0, 10 + p],
+            [169, 254, 169, 254],
+        );
+        let mut meta = Meta::new(port);
+        meta.tenant = u16::from(p / 5);
+        gw.packet(
+            t,
+            (meta, 0),
+            &vm.tcp_syn(40000, 80),
+            now,
+            &mut Outbox::new(),
+        );
+    }
+
+    #[test]
+    fn a_tenant_holding_every_stack_gives_its_oldest_to_another() {
+        let t = tables();
+        let mut gw = GatewayTcp::default();
+        let start = Instant::now();
+        for port in 0..5 {
+            syn(
+                &t,
+                &mut gw,
+                port,
+                start + Duration::from_millis(port.into()),
+            );
+        }
+        // Tenant a took all 4; its fifth port waits (no other tenant's
+        // stack to take, and none of its own).
+        let mut held: Vec<PortId> = gw.stacks.keys().copied().collect();
+        held.sort();
+        assert_eq!((held, gw.dropped), (vec![0, 1, 2, 3], 1));
+        // Tenant b's port gets the least recently used of a's.
+        syn(&t, &mut gw, 5, start + Duration::from_millis(10));
+        let mut held: Vec<PortId> = gw.stacks.keys().copied().collect();
+        held.sort();
+        assert_eq!(held, [1, 2, 3, 5]);
+        assert_eq!((gw.counters.stacks_evicted, gw.dropped), (1, 1));
+    }
 }

@@ -28,6 +28,9 @@ pub struct MetadataCounters {
     /// Packets dropped: no stack free, or not from a VM port of its
     /// tenant (TCP to the port services: metadata and DNS).
     pub dropped: u64,
+    /// Port stacks taken back, all being in use, from the tenant that
+    /// held the most, for a port of another tenant.
+    pub stacks_evicted: u64,
 }
 
 impl MetadataCounters {
@@ -35,6 +38,7 @@ impl MetadataCounters {
         self.answered += o.answered;
         self.not_found += o.not_found;
         self.dropped += o.dropped;
+        self.stacks_evicted += o.stacks_evicted;
     }
 }
 
