@@ -351,6 +351,13 @@ fn snat_vxlan_frame() -> Vec<u8> {
     frame
 }
 
+/// `snat_vxlan_frame` over 1k flows (as Open vSwitch's row), in and out
+/// of the uplink.
+fn far_vm_snat(name: &str, path: Carrier, seconds: f64) -> Result<Rate, String> {
+    let frame = snat_vxlan_frame();
+    xvr_flows(name, ("up0", "up0", &frame), path, 1000, seconds)
+}
+
 fn encap_frame() -> Vec<u8> {
     udp64(VM1_MAC, REMOTE_VM_MAC, [10, 0, 0, 10], [10, 0, 0, 20])
 }
@@ -996,20 +1003,12 @@ fn run(args: &Args) -> Result<(), String> {
         (
             "xvr decap + source NAT (a VM behind a VTEP), 1 worker, 1k flows",
             "xvr_snat_vxlan_1k",
-            |s| {
-                let frame = snat_vxlan_frame();
-                let path = Carrier::WorkersSnat;
-                xvr_flows("e2e-xsvx", ("up0", "up0", &frame), path, 1000, s)
-            },
+            |s| far_vm_snat("e2e-xsvx", Carrier::WorkersSnat, s),
         ),
         (
             "xvr decap + source NAT (a VM behind a VTEP), offloaded to XDP, 1k flows",
             "xvr_snat_vxlan_offload",
-            |s| {
-                let frame = snat_vxlan_frame();
-                let path = Carrier::OffloadSnat;
-                xvr_flows("e2e-xsvxo", ("up0", "up0", &frame), path, 1000, s)
-            },
+            |s| far_vm_snat("e2e-xsvxo", Carrier::OffloadSnat, s),
         ),
         (
             "xvr source NAT, offloaded to XDP, 100k flows",
