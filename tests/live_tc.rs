@@ -197,3 +197,47 @@ fn bridged_gso_packets_that_fit_a_tight_underlay_stay_on_the_fast_path() {
         "fast_encap {fast}, to_segmenter {segmented}\n{stats}\n{log}"
     );
 }
+
+/// A VM whose MTU the underlay cannot carry (1500 over a 1500-byte
+/// underlay), sending TCP without TSO: its full-sized segments, too big
+/// once encapsulated, are left by the tc program to the workers, which
+/// answer "fragmentation needed"; the VM's kernel lowers its path MTU,
+/// the later segments fit and go by the fast path, and the transfer
+/// completes.
+#[test]
+#[ignore = "needs root: scripts/test runs it as root"]
+fn full_sized_segments_too_big_for_the_underlay_go_to_the_workers() {
+    require_root("running xvrd over veth");
+    let state = xvr_testkit::overlay::STATE.replace(r#""mtu": 1600"#, r#""mtu": 1500"#);
+    let (_dir, config) = common::state_file(&state);
+    let socket = socket_beside(&config);
+    let mut rig = Rig::new("tc-nogso");
+    let o = rig.overlay(false);
+    rig.exec(&o.host, &["ip", "link", "set", "up0", "mtu", "1500"]);
+    rig.exec(&o.kernel, &["ip", "link", "set", "eth0", "mtu", "1500"]);
+    let no_tso = ["ethtool", "-K", "eth0", "tso", "off"];
+    rig.exec(&o.vm1, &no_tso);
+    let args = ["--xdp-fast-path", "tc"];
+    let daemon = start_xvrd_with(&rig, &o.host, &config, &["up0", "a1", "xvrseg1"], &args);
+    let tcp = rig.iperf3(&o.vm2, &o.vm1, "10.0.0.20", 2, &[]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let stats = xvrctl(&socket, &["--json", "stats"]);
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    let log = stop_xvrd(daemon);
+    let tcp = tcp.unwrap_or_else(|e| panic!("TCP vm1 -> vm2: {e}\n{log}"));
+    let frag_needed = count(&stats, &["events", "icmp_error_sent"]);
+    eprintln!(
+        "{:.2} Gbit/s, {} retransmits; fast_encap {}, tc_to_workers {}, frag needed {frag_needed}",
+        tcp.bits_per_second / 1e9,
+        tcp.retransmits,
+        count(&stats, &["xdp", "fast_encap"]),
+        count(&stats, &["xdp", "tc_to_workers"]),
+    );
+    assert!(tcp.bytes_received > 1_000_000, "{tcp:?}\n{log}");
+    assert!(
+        frag_needed > 0,
+        "no ICMP error from the workers\n{stats}\n{log}"
+    );
+    let fast = count(&stats, &["xdp", "fast_encap"]);
+    assert!(fast > 1000, "fast_encap {fast}\n{stats}\n{log}");
+}
