@@ -12,6 +12,7 @@ mod common;
 
 use common::{count, socket_beside, start_xvrd_with, stop_xvrd, xvrctl};
 use xvr_testkit::netns::{require_root, Rig};
+use xvr_testkit::overlay::Overlay;
 
 #[test]
 #[ignore = "needs root: scripts/test runs it as root"]
@@ -148,34 +149,22 @@ fn source_nat_is_offloaded_to_the_tc_program() {
     assert_eq!(count(&after, &["xdp", "drop_too_big"]), 0, "{after}");
 }
 
-/// With the underlay's MTU leaving the VMs exactly theirs (1500 less
-/// VXLAN's 50), a VM's GSO packets bridged into the overlay are judged
-/// by their segments' own headers: each fits, so the tc program
-/// encapsulates them whole instead of sending them to the segmenter.
-#[test]
-#[ignore = "needs root: scripts/test runs it as root"]
-fn bridged_gso_packets_that_fit_a_tight_underlay_stay_on_the_fast_path() {
-    require_root("running xvrd over veth");
+/// iperf3 vm1 -> vm2 over the overlay rig with a 1500-byte underlay, the
+/// fast path in tc; `setup` adjusts the rig first. The transfer must
+/// complete; returns xvrd's stats and log.
+fn over_a_1500_underlay(
+    name: &str,
+    setup: impl FnOnce(&Rig, &Overlay),
+) -> (serde_json::Value, String) {
     let state = xvr_testkit::overlay::STATE.replace(r#""mtu": 1600"#, r#""mtu": 1500"#);
     assert_ne!(state, xvr_testkit::overlay::STATE);
     let (_dir, config) = common::state_file(&state);
     let socket = socket_beside(&config);
-    let mut rig = Rig::new("tc-tight");
+    let mut rig = Rig::new(name);
     let o = rig.overlay(false);
-    let mtu = |ns: &str, dev: &str, mtu: &str| {
-        rig.exec(ns, &["ip", "link", "set", dev, "mtu", mtu]);
-    };
-    mtu(&o.host, "up0", "1500");
-    mtu(&o.kernel, "eth0", "1500");
-    for (ns, dev) in [
-        (&o.host, "a1"),
-        (&o.vm1, "eth0"),
-        (&o.kernel, "vxlan100"),
-        (&o.kernel, "b1"),
-        (&o.vm2, "eth0"),
-    ] {
-        mtu(ns, dev, "1450");
-    }
+    rig.exec(&o.host, &["ip", "link", "set", "up0", "mtu", "1500"]);
+    rig.exec(&o.kernel, &["ip", "link", "set", "eth0", "mtu", "1500"]);
+    setup(&rig, &o);
     let args = ["--xdp-fast-path", "tc"];
     let daemon = start_xvrd_with(&rig, &o.host, &config, &["up0", "a1", "xvrseg1"], &args);
     let tcp = rig.iperf3(&o.vm2, &o.vm1, "10.0.0.20", 2, &[]);
@@ -184,14 +173,39 @@ fn bridged_gso_packets_that_fit_a_tight_underlay_stay_on_the_fast_path() {
     let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
     let log = stop_xvrd(daemon);
     let tcp = tcp.unwrap_or_else(|e| panic!("TCP vm1 -> vm2: {e}\n{log}"));
-    let fast = count(&stats, &["xdp", "fast_encap"]);
-    let segmented = count(&stats, &["xdp", "to_segmenter"]);
     eprintln!(
-        "{:.2} Gbit/s, {} retransmits; fast_encap {fast}, to_segmenter {segmented}",
+        "{:.2} Gbit/s, {} retransmits; fast_encap {}, to_segmenter {}, tc_to_workers {}",
         tcp.bits_per_second / 1e9,
-        tcp.retransmits
+        tcp.retransmits,
+        count(&stats, &["xdp", "fast_encap"]),
+        count(&stats, &["xdp", "to_segmenter"]),
+        count(&stats, &["xdp", "tc_to_workers"]),
     );
     assert!(tcp.bytes_received > 1_000_000, "{tcp:?}\n{log}");
+    (stats, log)
+}
+
+/// With the underlay's MTU leaving the VMs exactly theirs (1500 less
+/// VXLAN's 50), a VM's GSO packets bridged into the overlay are judged
+/// by their segments' own headers: each fits, so the tc program
+/// encapsulates them whole instead of sending them to the segmenter.
+#[test]
+#[ignore = "needs root: scripts/test runs it as root"]
+fn bridged_gso_packets_that_fit_a_tight_underlay_stay_on_the_fast_path() {
+    require_root("running xvrd over veth");
+    let (stats, log) = over_a_1500_underlay("tc-tight", |rig, o| {
+        for (ns, dev) in [
+            (&o.host, "a1"),
+            (&o.vm1, "eth0"),
+            (&o.kernel, "vxlan100"),
+            (&o.kernel, "b1"),
+            (&o.vm2, "eth0"),
+        ] {
+            rig.exec(ns, &["ip", "link", "set", dev, "mtu", "1450"]);
+        }
+    });
+    let fast = count(&stats, &["xdp", "fast_encap"]);
+    let segmented = count(&stats, &["xdp", "to_segmenter"]);
     assert!(
         fast > 1000 && fast > 9 * segmented,
         "fast_encap {fast}, to_segmenter {segmented}\n{stats}\n{log}"
@@ -208,32 +222,10 @@ fn bridged_gso_packets_that_fit_a_tight_underlay_stay_on_the_fast_path() {
 #[ignore = "needs root: scripts/test runs it as root"]
 fn full_sized_segments_too_big_for_the_underlay_go_to_the_workers() {
     require_root("running xvrd over veth");
-    let state = xvr_testkit::overlay::STATE.replace(r#""mtu": 1600"#, r#""mtu": 1500"#);
-    let (_dir, config) = common::state_file(&state);
-    let socket = socket_beside(&config);
-    let mut rig = Rig::new("tc-nogso");
-    let o = rig.overlay(false);
-    rig.exec(&o.host, &["ip", "link", "set", "up0", "mtu", "1500"]);
-    rig.exec(&o.kernel, &["ip", "link", "set", "eth0", "mtu", "1500"]);
-    let no_tso = ["ethtool", "-K", "eth0", "tso", "off"];
-    rig.exec(&o.vm1, &no_tso);
-    let args = ["--xdp-fast-path", "tc"];
-    let daemon = start_xvrd_with(&rig, &o.host, &config, &["up0", "a1", "xvrseg1"], &args);
-    let tcp = rig.iperf3(&o.vm2, &o.vm1, "10.0.0.20", 2, &[]);
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let stats = xvrctl(&socket, &["--json", "stats"]);
-    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
-    let log = stop_xvrd(daemon);
-    let tcp = tcp.unwrap_or_else(|e| panic!("TCP vm1 -> vm2: {e}\n{log}"));
+    let (stats, log) = over_a_1500_underlay("tc-nogso", |rig, o| {
+        rig.exec(&o.vm1, &["ethtool", "-K", "eth0", "tso", "off"]);
+    });
     let frag_needed = count(&stats, &["events", "icmp_error_sent"]);
-    eprintln!(
-        "{:.2} Gbit/s, {} retransmits; fast_encap {}, tc_to_workers {}, frag needed {frag_needed}",
-        tcp.bits_per_second / 1e9,
-        tcp.retransmits,
-        count(&stats, &["xdp", "fast_encap"]),
-        count(&stats, &["xdp", "tc_to_workers"]),
-    );
-    assert!(tcp.bytes_received > 1_000_000, "{tcp:?}\n{log}");
     assert!(
         frag_needed > 0,
         "no ICMP error from the workers\n{stats}\n{log}"
