@@ -160,16 +160,22 @@ static __always_inline int redirect_to(__u32 ifindex)
     return bpf_redirect(ifindex, 0) == XDP_REDIRECT ? XDP_REDIRECT : XDP_ABORTED;
 }
 
+// How decide_flow judges a packet's length here: by its header in XDP
+// mode; in tc mode not at all, as tc judges it (see fast_from_vm) and
+// the packet goes on to the tc program.
+static __always_inline __u32 xdp_flow_len(void)
+{
+    return fast_in_tc() ? FLOW_LEN_UNCHECKED : FLOW_LEN_OF_HEADER;
+}
+
 // A packet of an offloaded flow: rewritten as its worker did (and
-// encapsulated, if it did) and sent on; NOT_TAKEN for anything its entry
-// does not vouch for.
+// encapsulated, if it did) and sent on (in tc mode, passed on to the tc
+// program); NOT_TAKEN for anything its entry does not vouch for.
 static __always_inline int fast_flow(struct xdp_md *ctx, struct frame *f)
 {
     struct offloaded o;
-    // In tc mode, sizes are judged there (see fast_from_vm), and only
-    // plain flows are offloaded: they go on to the tc program.
-    __u32 len = fast_in_tc() ? FLOW_LEN_UNCHECKED : FLOW_LEN_OF_HEADER;
-    if (!decide_flow(f, 0, 0, len, &o) || o.action->kind == FLOW_DECAP)
+    // Decapsulated flows are fast_flow_decap's.
+    if (!decide_flow(f, 0, 0, xdp_flow_len(), &o) || o.action->kind == FLOW_DECAP)
         return NOT_TAKEN;
     if (fast_in_tc())
         return pass(PASS_TO_TC);
@@ -203,9 +209,7 @@ static __always_inline int fast_flow_decap(struct xdp_md *ctx, struct frame *f,
     if (!overlay_inner(f, up, &inner, &vni))
         return NOT_TAKEN;
     struct offloaded o;
-    // In tc mode sizes are judged there, as for fast_flow.
-    __u32 len = fast_in_tc() ? FLOW_LEN_UNCHECKED : FLOW_LEN_OF_HEADER;
-    if (!decide_flow(&inner, 1, vni, len, &o) || o.action->kind != FLOW_DECAP)
+    if (!decide_flow(&inner, 1, vni, xdp_flow_len(), &o) || o.action->kind != FLOW_DECAP)
         return NOT_TAKEN;
     if (o.action->from.vtep != ip->saddr || o.action->from.vni != vni)
         return NOT_TAKEN;
@@ -297,16 +301,18 @@ static __always_inline int to_segmenter(struct __sk_buff *skb, __u32 drop, __u32
     return bpf_redirect(*out, 0);
 }
 
-// What is ours on the uplink and reached this program, not taken here:
-// passed on by the XDP program as too big for a socket, or as a packet
-// of an offloaded flow that this program then judged by its size. To the
-// workers, never to the host (which would route a public address's
-// packet by its own tables).
-static __always_inline int tc_uplink_to_workers(struct __sk_buff *skb)
+// What is ours and reached this program, not taken here, goes to the
+// workers through the segmenter, never to the host: a VM's frame, or on
+// the uplink what the XDP program passed on as too big for a socket or
+// as a packet of an offloaded flow that this program then judged by its
+// size (the host would route a public address's packet by its own
+// tables). `no_segmenter`: the drop counted for a frame that fits a
+// socket when there is no segmenter.
+static __always_inline int tc_to_workers(struct __sk_buff *skb, __u32 no_segmenter)
 {
     if (skb->len > MAX_SOCKET_FRAME + ETH_HLEN)
         return to_segmenter(skb, DROP_TOO_BIG, TO_SEGMENTER);
-    return to_segmenter(skb, DROP_TOO_BIG, TC_TO_WORKERS);
+    return to_segmenter(skb, no_segmenter, TC_TO_WORKERS);
 }
 
 // The length of IPv4 packet `ip` as judged for the fast path: a GSO
@@ -554,13 +560,9 @@ int xvr_tc(struct __sk_buff *skb)
         return flow;
     if (bpf_map_lookup_elem(&vm_ports, &ifindex)) {
         int action = tc_from_vm(skb, &f);
-        // What the fast path does not take goes to the workers, whatever
-        // its size: never to the host stack.
         if (action != NOT_TAKEN)
             return action;
-        if (f.len > MAX_SOCKET_FRAME + ETH_HLEN)
-            return to_segmenter(skb, DROP_TOO_BIG, TO_SEGMENTER);
-        return to_segmenter(skb, DROP_VM_NO_SOCKET, TC_TO_WORKERS);
+        return tc_to_workers(skb, DROP_VM_NO_SOCKET);
     }
     struct uplink up;
     __u32 decision = classify_uplink(&f, &up);
@@ -573,7 +575,7 @@ int xvr_tc(struct __sk_buff *skb)
             return action;
     }
     if (decision == TO_SOCKET_VXLAN || decision == TO_SOCKET_PUBLIC)
-        return tc_uplink_to_workers(skb);
+        return tc_to_workers(skb, DROP_TOO_BIG);
     return TC_ACT_OK;
 }
 
