@@ -183,15 +183,7 @@ impl Line {
             }
             None => rig.veth_queues(&gen, "g0", None, &sink_ns, "s0", None, queues),
         }
-        rig.exec(&sink_ns, &["ip", "link", "set", "s0", "address", SINK_MAC]);
-        let sink = rig.inside(&sink_ns, || Sink::attach("s0"))?;
-        Ok(Line {
-            rig,
-            gen,
-            dut,
-            sink,
-            warmup: Duration::from_millis(300),
-        })
+        Line::sinking_at(rig, gen, dut, (sink_ns, "s0"))
     }
 
     /// The generator and the sink on one veth end, `g0`, whose peer `dev`
@@ -202,8 +194,21 @@ impl Line {
         let gen = rig.namespace();
         let dut = rig.namespace();
         rig.veth_queues(&gen, "g0", None, &dut, dev, None, queues);
-        rig.exec(&gen, &["ip", "link", "set", "g0", "address", SINK_MAC]);
-        let sink = rig.inside(&gen, || Sink::attach("g0"))?;
+        let sink = (gen.clone(), "g0");
+        Line::sinking_at(rig, gen, dut, sink)
+    }
+
+    /// The line whose sink counts on `sink_dev` in `sink_ns` (taking the
+    /// MAC the device under test sends to).
+    fn sinking_at(
+        rig: Rig,
+        gen: String,
+        dut: String,
+        (sink_ns, sink_dev): (String, &str),
+    ) -> Result<Line, String> {
+        let set_mac = ["ip", "link", "set", sink_dev, "address", SINK_MAC];
+        rig.exec(&sink_ns, &set_mac);
+        let sink = rig.inside(&sink_ns, || Sink::attach(sink_dev))?;
         Ok(Line {
             rig,
             gen,
@@ -301,15 +306,16 @@ fn routed_vxlan_frame() -> Vec<u8> {
     )
 }
 
-/// Source NAT on `workers` workers, a generator thread on each core.
-fn snat_on_both_cores(
+/// `frame` to `out` on `workers` workers, a generator thread on each core.
+fn on_both_cores(
     name: &str,
+    (out, frame): (&str, &[u8]),
     workers: usize,
     path: Carrier,
     seconds: f64,
 ) -> Result<Rate, String> {
     let shared = (workers, Generator::EveryCore);
-    xvr_on(name, "up0", &snat_frame(), shared, path, seconds)
+    xvr_on(name, out, frame, shared, path, seconds)
 }
 
 /// `STATE` with a2 in a tier of its own (10.0.1.0/24), whose ACL lets UDP
@@ -958,22 +964,54 @@ fn run(args: &Args) -> Result<(), String> {
         (
             "xvr source NAT, offloaded, 1 worker, generator on both cores",
             "xvr_snat_offload_1w_shared",
-            |s| snat_on_both_cores("e2e-xsnato1s", 1, Carrier::OffloadSnat, s),
+            |s| {
+                on_both_cores(
+                    "e2e-xsnato1s",
+                    ("up0", &snat_frame()),
+                    1,
+                    Carrier::OffloadSnat,
+                    s,
+                )
+            },
         ),
         (
             "xvr source NAT, offloaded, 2 workers, generator on both cores",
             "xvr_snat_offload_2w",
-            |s| snat_on_both_cores("e2e-xsnato2", 2, Carrier::OffloadSnat, s),
+            |s| {
+                on_both_cores(
+                    "e2e-xsnato2",
+                    ("up0", &snat_frame()),
+                    2,
+                    Carrier::OffloadSnat,
+                    s,
+                )
+            },
         ),
         (
             "xvr source NAT, 1 worker, generator on both cores",
             "xvr_snat_1w_shared",
-            |s| snat_on_both_cores("e2e-xsnat1s", 1, Carrier::WorkersSnat, s),
+            |s| {
+                on_both_cores(
+                    "e2e-xsnat1s",
+                    ("up0", &snat_frame()),
+                    1,
+                    Carrier::WorkersSnat,
+                    s,
+                )
+            },
         ),
         (
             "xvr source NAT, 2 workers, generator on both cores",
             "xvr_snat_2w",
-            |s| snat_on_both_cores("e2e-xsnat2", 2, Carrier::WorkersSnat, s),
+            |s| {
+                on_both_cores(
+                    "e2e-xsnat2",
+                    ("up0", &snat_frame()),
+                    2,
+                    Carrier::WorkersSnat,
+                    s,
+                )
+            },
         ),
         (
             "xvr routed between tiers (ACL), offloaded to XDP",
@@ -987,9 +1025,13 @@ fn run(args: &Args) -> Result<(), String> {
             "xvr routed between tiers (ACL), offloaded, generator on both cores",
             "xvr_routed_offload_1w_shared",
             |s| {
-                let (frame, path) = (routed_frame(), Carrier::OffloadRouted);
-                let shared = (1, Generator::EveryCore);
-                xvr_on("e2e-xrto1s", "a2", &frame, shared, path, s)
+                on_both_cores(
+                    "e2e-xrto1s",
+                    ("a2", &routed_frame()),
+                    1,
+                    Carrier::OffloadRouted,
+                    s,
+                )
             },
         ),
         (
