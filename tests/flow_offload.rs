@@ -226,6 +226,24 @@ fn open_overlay_flow(r: &mut Rigged) -> (xvr_testkit::Headers, xvr_testkit::Head
     (web_far, far_web)
 }
 
+/// TCP from 10.0.0.10 to the internet through source NAT: the handshake
+/// and two packets each way through the workers, so that both directions
+/// are offloaded. Returns the headers out and back, and the public port.
+fn open_snat_flow(r: &mut Rigged) -> (xvr_testkit::Headers, xvr_testkit::Headers, u16) {
+    let out = headers(VM10, ROUTER_A1, [10, 0, 0, 10], REMOTE);
+    let syn = r.worker_sends("SYN out", A1, &out.tcp_syn(40000, 443), UP);
+    let nat_port = public_port(&syn);
+    let back = headers(GATEWAY, UPLINK, REMOTE, PUBLIC);
+    r.worker_sends("SYN-ACK in", UP, &back.tcp_syn_ack(443, nat_port), A1);
+    let ack = out.tcp_ack(40000, 443, &payload(100));
+    let reply = back.tcp_ack(443, nat_port, &payload(300));
+    for _ in 0..2 {
+        r.worker_sends("an ACK out", A1, &ack, UP);
+        r.worker_sends("a reply in", UP, &reply, A1);
+    }
+    (out, back, nat_port)
+}
+
 /// The source port source NAT gave a frame the pipeline sent out.
 fn public_port(sent: &[u8]) -> u16 {
     u16::from_be_bytes([sent[34], sent[35]])
@@ -423,15 +441,7 @@ fn offloaded_flows_leave_as_the_workers_send_them() {
 fn what_an_entry_cannot_vouch_for_goes_to_the_workers() {
     require_root("running BPF programs");
     with_rig("flow-not", |r| {
-        let out = headers(VM10, ROUTER_A1, [10, 0, 0, 10], REMOTE);
-        let syn = r.worker_sends("SYN out", A1, &out.tcp_syn(40000, 443), UP);
-        let nat_port = public_port(&syn);
-        let back = headers(GATEWAY, UPLINK, REMOTE, PUBLIC);
-        r.worker_sends("SYN-ACK in", UP, &back.tcp_syn_ack(443, nat_port), A1);
-        for _ in 0..2 {
-            r.worker_sends("ACK out", A1, &out.tcp_ack(40000, 443, &[]), UP);
-            r.worker_sends("reply in", UP, &back.tcp_ack(443, nat_port, &[1]), A1);
-        }
+        let (out, back, nat_port) = open_snat_flow(r);
         let data = out.tcp_ack(40000, 443, &payload(100));
         r.offloaded_as_workers("offloaded", A1, &data, UP);
 
@@ -484,19 +494,9 @@ fn what_an_entry_cannot_vouch_for_goes_to_the_workers() {
 fn in_tc_mode_offloaded_flows_leave_as_the_workers_send_them() {
     require_root("running BPF programs");
     with_rig_in("flow-same-tc", true, |r| {
-        // Source NAT, TCP: the handshake and two packets each way
-        // through the workers, then data both ways offloaded to tc.
-        let out = headers(VM10, ROUTER_A1, [10, 0, 0, 10], REMOTE);
-        let syn = r.worker_sends("SYN out", A1, &out.tcp_syn(40000, 443), UP);
-        let nat_port = public_port(&syn);
-        let back = headers(GATEWAY, UPLINK, REMOTE, PUBLIC);
-        r.worker_sends("SYN-ACK in", UP, &back.tcp_syn_ack(443, nat_port), A1);
-        let ack = out.tcp_ack(40000, 443, &payload(100));
-        let reply = back.tcp_ack(443, nat_port, &payload(300));
-        for _ in 0..2 {
-            r.worker_sends("an ACK", A1, &ack, UP);
-            r.worker_sends("a reply", UP, &reply, A1);
-        }
+        // Source NAT, TCP: opened through the workers, then data both
+        // ways offloaded to tc.
+        let (out, back, nat_port) = open_snat_flow(r);
         let data_out = out.tcp_ack(40000, 443, &payload(1000));
         r.offloaded_in_tc_as_workers("SNAT TCP out", A1, &data_out, UP);
         let data_in = back.tcp_ack(443, nat_port, &payload(1400));
