@@ -292,8 +292,8 @@ fn worker_field(log: &str, w: usize, field: &str) -> u64 {
 #[ignore = "needs root: scripts/test runs it as root"]
 fn two_workers_share_source_nat_and_hand_each_flow_to_its_owner() {
     require_root("running xvrd with source NAT on two workers");
-    // A second VM: workers own a VM's flows by its address, and these
-    // two hash to different workers.
+    // Two VMs: each endpoint's flows (address and port) belong to one
+    // worker, so each VM's flows have both workers as owners.
     let two_addresses = STATE
         .replace(
             r#""port": "a1" }"#,
@@ -352,8 +352,9 @@ fn two_workers_share_source_nat_and_hand_each_flow_to_its_owner() {
         ];
         assert!(r.try_exec(&vm, &big), "fragmented ping from core {core}");
     }
-    // 1,000 connections, each VM's from the core whose queue is the other
-    // worker's, so every packet out is handed over; all answered.
+    // 1,000 connections, each VM's from one core: about half of their
+    // endpoints belong to the other worker, whose packets are handed
+    // over; all answered.
     let n = 1000;
     let server = many_connections_server(&internet, n);
     let clients = |core: usize| {

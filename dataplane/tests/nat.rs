@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use etherparse::{IpNumber, PacketHeaders, TransportHeader};
-use xvr_dataplane::conntrack::{self, State};
+use xvr_dataplane::conntrack::{self, State, TCP, UDP};
 use xvr_dataplane::io::memory::MemoryIo;
 use xvr_dataplane::pipeline::owner::Workers;
 use xvr_dataplane::table::{Action, Firewall, Rule, RuleSet, SourceNat, Tables, TablesBuilder};
@@ -490,7 +490,7 @@ fn with_two_workers_each_flow_is_translated_by_its_owner_wherever_it_arrives() {
     let t = dnat_tables();
     let mut w = two_workers();
     let view = w[0].pipeline.workers.clone();
-    let owner = usize::from(view.of_inside(TENANT_A, VM.into()));
+    let owner = usize::from(view.of_inside(TENANT_A, VM.into(), TCP, 40000));
     let other = 1 - owner;
     let block = Workers::all(2)[owner].port_block((20000, 65535)).unwrap();
 
@@ -526,16 +526,46 @@ fn with_two_workers_each_flow_is_translated_by_its_owner_wherever_it_arrives() {
         assert_eq!(fields(&sent[0].2), (SERVER, 80, VM, 40000, 63));
     }
 
-    // A port forward opens its session on the VM's owner, and the VM's
-    // reply, arriving anywhere, finds it.
-    let sent = deliver(&mut w, &t, other, UP, &from_server().tcp_syn(51000, 8080));
-    assert_eq!((sent[0].0, sent[0].1), (owner, A1));
-    let sent = deliver(&mut w, &t, other, A1, &out_of_vm(VM).tcp_syn_ack(80, 51000));
-    assert_eq!((sent[0].0, sent[0].1), (owner, UP));
+    // A port forward opens its session on the owner of the VM's endpoint
+    // (port 80), and the VM's reply, arriving anywhere, finds it.
+    let owner_80 = usize::from(view.of_inside(TENANT_A, VM.into(), TCP, 80));
+    let sent = deliver(
+        &mut w,
+        &t,
+        1 - owner_80,
+        UP,
+        &from_server().tcp_syn(51000, 8080),
+    );
+    assert_eq!((sent[0].0, sent[0].1), (owner_80, A1));
+    // An ICMP error the VM sends about it belongs to the endpoint it
+    // quotes as destination, wherever it arrives.
+    let mut unreachable = Vec::new();
+    etherparse::PacketBuilder::ethernet2(VM_A10_MAC, A1_MAC)
+        .ipv4(VM, SERVER, 64)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::Port,
+        ))
+        .write(&mut unreachable, &sent[0].2[14..14 + 28])
+        .unwrap();
+    let error = deliver(&mut w, &t, 1 - owner_80, A1, &unreachable);
+    assert_eq!(error.len(), 1, "{:?}", w[1 - owner_80].pipeline.stats);
+    assert_eq!((error[0].0, error[0].1), (owner_80, UP));
+    assert_eq!(&error[0].2[26..30], &PUBLIC_IP);
+    assert_eq!(quoted(&error[0].2), (SERVER, SERVER, 51000));
+    let sent = deliver(
+        &mut w,
+        &t,
+        1 - owner_80,
+        A1,
+        &out_of_vm(VM).tcp_syn_ack(80, 51000),
+    );
+    assert_eq!((sent[0].0, sent[0].1), (owner_80, UP));
     assert_eq!(fields(&sent[0].2), (PUBLIC_IP, 8080, SERVER, 51000, 63));
 
     // Fragments of a reply: the first at the owner, the rest at the
     // other worker, which finds their owner in the shared table.
+    let owner = usize::from(view.of_inside(TENANT_A, VM.into(), UDP, 5353));
+    let other = 1 - owner;
     let out = deliver(&mut w, &t, other, A1, &out_of_vm(VM).udp(5353, 53, b"q"));
     let (_, udp_port, ..) = fields(&out[0].2);
     let answer = from_server().udp(53, udp_port, &[9u8; 3000]);
@@ -548,11 +578,67 @@ fn with_two_workers_each_flow_is_translated_by_its_owner_wherever_it_arrives() {
     assert!(back.iter().all(|(by, port, _)| (*by, *port) == (owner, A1)));
     let bytes: Vec<Vec<u8>> = back.into_iter().map(|(_, _, b)| b).collect();
     assert_eq!(fields(&reassemble(&bytes)), (SERVER, 53, VM, 5353, 63));
+    // Each session once, on its owner: the TCP flow, the port forward's
+    // and the UDP one.
+    let sessions = |w: &[xvr_dataplane::worker::Worker<MemoryIo>]| {
+        w.iter().map(|w| w.pipeline.conntrack.len()).sum::<usize>()
+    };
+    assert_eq!(sessions(&w), 3);
+}
+
+#[test]
+fn with_two_workers_one_vms_flows_spread_and_its_fragments_find_their_owner() {
+    let t = snat_tables();
+    let mut w = two_workers();
+    // 64 flows of one VM, all arriving at worker 0: both workers translate
+    // some (each endpoint has one owner, a VM has many).
+    for sport in 40000..40064 {
+        let sent = deliver(&mut w, &t, 0, A1, &out_of_vm(VM).udp(sport, 53, b"q"));
+        assert_eq!(sent.len(), 1, "{sport}: {:?}", w[0].pipeline.stats);
+    }
+    let (first, second) = (w[0].pipeline.conntrack.len(), w[1].pipeline.conntrack.len());
+    assert_eq!(first + second, 64);
+    assert!(first >= 16 && second >= 16, "sessions {first} and {second}");
+
+    // A fragmented datagram of an endpoint the other worker owns, its
+    // fragments in one batch at worker 0: the first is handed over and
+    // noted, so the later ones follow it.
+    let view = w[0].pipeline.workers.clone();
+    let sport = (5000..)
+        .find(|&p| view.of_inside(TENANT_A, VM.into(), UDP, p) == 1)
+        .unwrap();
+    let frags = fragments(&out_of_vm(VM).udp(sport, 53, &[7u8; 3000]), 1480, 79);
+    for f in &frags {
+        w[0].io.push(A1, f);
+    }
+    while w.iter_mut().map(|w| w.poll(&t)).sum::<usize>() > 0 {}
+    let out: Vec<_> = w[1].io.sent.drain(..).map(|(_, b)| b).collect();
     assert_eq!(
-        w[other].pipeline.conntrack.len(),
-        0,
-        "no session on the other"
+        out.len(),
+        3,
+        "{:?} {:?}",
+        w[0].pipeline.stats,
+        w[1].pipeline.stats
     );
+    assert!(w[0].io.sent.is_empty());
+    let (src, public_port, dst, dport, _) = fields(&reassemble(&out));
+    assert_eq!((src, dst, dport), (PUBLIC_IP, SERVER, 53));
+
+    // The answer's fragments, in one batch at worker 0, likewise.
+    let answer = from_server().udp(53, public_port, &[9u8; 3000]);
+    for f in &fragments(&answer, 1480, 80) {
+        w[0].io.push(UP, f);
+    }
+    while w.iter_mut().map(|w| w.poll(&t)).sum::<usize>() > 0 {}
+    let back: Vec<_> = w[1].io.sent.drain(..).map(|(_, b)| b).collect();
+    assert_eq!(
+        back.len(),
+        3,
+        "{:?} {:?}",
+        w[0].pipeline.stats,
+        w[1].pipeline.stats
+    );
+    assert_eq!(fields(&reassemble(&back)), (SERVER, 53, VM, sport, 63));
 }
 
 #[test]
@@ -674,7 +760,7 @@ fn a_frame_of_a_tenant_its_owner_does_not_know_yet_is_dropped_by_name() {
     let new = b.build();
 
     let mut w = two_workers();
-    let owner = usize::from(w[0].pipeline.workers.of_inside(c, VM.into()));
+    let owner = usize::from(w[0].pipeline.workers.of_inside(c, VM.into(), TCP, 40000));
     let other = 1 - owner;
     let syn = headers(VM_C10_MAC, C1_MAC, VM, SERVER).tcp_syn(40000, 80);
     let run = |w: &mut [xvr_dataplane::worker::Worker<MemoryIo>], owner_tables: &Tables| {

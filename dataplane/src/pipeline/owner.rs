@@ -3,15 +3,18 @@
 //! A session lives in one worker's conntrack, so every packet of its flow
 //! must be processed there. The owner follows from fields that each
 //! direction carries before any lookup, so no table is shared:
-//! - from a VM: the VM's address (tenant and IP, hashed). All flows of a
-//!   VM share a worker, which also keeps each inside endpoint's
-//!   endpoint-independent mapping (RFC 4787) in one place.
-//! - to a public address: a static NAT address or a port forward names its
-//!   VM, whose owner it is; any other port of a source-NAT address lies in
-//!   one worker's block of the range, and only that worker allocates it
-//!   (as VPP's NAT44-ED splits ports per thread).
-//! - later fragments to a source-NAT address carry no port: the worker
-//!   that translated the first fragment notes itself in `FragmentOwners`.
+//! - from a VM: its inside endpoint (tenant, address, protocol and port
+//!   or echo identifier, hashed). Each endpoint's endpoint-independent
+//!   mapping (RFC 4787) is then kept in one place, while one VM's many
+//!   flows spread over the workers. An ICMP error a VM sends is about a
+//!   flow toward it: the endpoint it quotes as destination.
+//! - to a public address: a port forward names its VM's endpoint; a static
+//!   NAT address keeps the port, so the VM's endpoint has it; any other
+//!   port of a source-NAT address lies in one worker's block of the range,
+//!   and only that worker allocates it (as VPP's NAT44-ED splits ports per
+//!   thread).
+//! - later fragments carry no port: whoever finds a first fragment's owner
+//!   notes it in `FragmentOwners`, before the later ones are read.
 //!
 //! A frame that reaches another worker is handed to its owner
 //! (`crate::handoff`).
@@ -66,12 +69,16 @@ impl Workers {
         port_block(range, self.me, self.count)
     }
 
-    /// The owner of a VM's flows.
+    /// The owner of the flows of a VM's endpoint `ip`:`port` (for ICMP
+    /// echo, the identifier).
     #[inline]
-    pub fn of_inside(&self, tenant: TenantId, ip: Ipv4Addr) -> u16 {
-        let key = u64::from(u32::from(ip)) << 16 | u64::from(tenant);
-        // Fibonacci hashing: one multiply, the same on every worker.
-        ((key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) % u64::from(self.count)) as u16
+    pub fn of_inside(&self, tenant: TenantId, ip: Ipv4Addr, proto: u8, port: u16) -> u16 {
+        let key = (u64::from(u32::from(ip)) << 32 | u64::from(port) << 16 | u64::from(tenant))
+            ^ u64::from(proto) << 56;
+        // Fibonacci hashing after a fold, so that the port's bits reach
+        // the product's high half: the same on every worker.
+        (((key ^ key >> 29).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) % u64::from(self.count))
+            as u16
     }
 
     /// The owner of an untranslated flow between `a` and `b` in `tenant`
@@ -92,10 +99,10 @@ impl Workers {
     /// dropped, where it is).
     pub fn of_public(&self, nat: &NatTable, public: Ipv4Addr, proto: u8, port: u16) -> Option<u16> {
         if let Some(to) = nat.forward(public, proto, port) {
-            return Some(self.of_inside(to.tenant, to.ip));
+            return Some(self.of_inside(to.tenant, to.ip, proto, to.port));
         }
         if let Some((tenant, vm)) = nat.static_of_public(public) {
-            return Some(self.of_inside(tenant, vm));
+            return Some(self.of_inside(tenant, vm, proto, port));
         }
         let snat = nat.source(nat.owner(public)?)?;
         if snat.ip != public {
@@ -104,19 +111,15 @@ impl Workers {
         block_owner(snat.ports, port, self.count)
     }
 
-    /// The owner of a later fragment from the public side: the VM's, for a
-    /// static NAT address; else whoever noted its first fragment.
-    pub fn of_public_fragment(&self, nat: &NatTable, frag: &FragKey) -> Option<u16> {
-        match nat.static_of_public(frag.dst) {
-            Some((tenant, vm)) => Some(self.of_inside(tenant, vm)),
-            None => self.fragments.owner(frag),
-        }
+    /// The owner of a later fragment, if its first fragment's was noted.
+    pub fn of_fragment(&self, frag: &FragKey) -> Option<u16> {
+        self.fragments.owner(frag)
     }
 
-    /// Notes this worker as the owner of `frag`'s later fragments.
-    pub fn note_fragment(&self, frag: &FragKey) {
+    /// Notes `owner` as the owner of `frag`'s later fragments.
+    pub fn note_fragment(&self, frag: &FragKey, owner: u16) {
         if !self.is_single() {
-            self.fragments.note(frag, self.me);
+            self.fragments.note(frag, owner);
         }
     }
 }
@@ -240,6 +243,25 @@ mod tests {
     }
 
     #[test]
+    fn one_vms_flows_spread_over_the_workers_and_an_endpoint_keeps_one() {
+        let workers = Workers::all(2);
+        let vm = Ipv4Addr::new(10, 0, 0, 10);
+        let on_first = (1024..1088)
+            .filter(|&port| workers[0].of_inside(7, vm, TCP, port) == 0)
+            .count();
+        assert!(
+            (16..=48).contains(&on_first),
+            "{on_first} of 64 on worker 0"
+        );
+        for port in [53, 40000] {
+            assert_eq!(
+                workers[0].of_inside(7, vm, UDP, port),
+                workers[1].of_inside(7, vm, UDP, port)
+            );
+        }
+    }
+
+    #[test]
     fn fragment_owners_are_found_and_other_keys_miss() {
         let workers = Workers::all(2);
         let frag = |id| FragKey {
@@ -249,7 +271,7 @@ mod tests {
             proto: UDP,
             id,
         };
-        workers[1].note_fragment(&frag(7));
+        workers[1].note_fragment(&frag(7), 1);
         assert_eq!(workers[0].fragments.owner(&frag(7)), Some(1));
         assert_eq!(workers[0].fragments.owner(&frag(8)), None);
     }

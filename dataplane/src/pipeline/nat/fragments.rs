@@ -26,10 +26,11 @@ pub(super) fn later_fragments(
     for frame in frames.iter_mut().filter(|f| f.meta.stage == stage) {
         let zone = frame.meta.tenant;
         let ip = flow::ip_packet(frame);
-        if !outbound && !workers.is_single() {
+        if !workers.is_single() {
             // Its first fragment is in another worker's batch: the
-            // owner may have noted it since this batch was read.
-            let owner = workers.of_public_fragment(tables.nat(), &flow::frag_key(ip, PUBLIC));
+            // owner may have been noted since this batch was read.
+            let at = if outbound { zone } else { PUBLIC };
+            let owner = workers.of_fragment(&flow::frag_key(ip, at));
             if let Some(owner) = owner.filter(|&o| o != workers.me) {
                 frame.meta.handoff(owner);
                 continue;

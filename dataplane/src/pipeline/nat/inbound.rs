@@ -83,11 +83,7 @@ impl Translator for Nat<'_, In> {
         frame.meta.session = Some((id, Dir::Reply));
         let ip = flow::ip_packet(frame);
         let more = flow::has_more_fragments(ip);
-        let frag = flow::frag_key(ip, PUBLIC);
-        note_first_fragment(frag, more, id, ct, now)?;
-        if more {
-            self.workers.note_fragment(&frag);
-        }
+        note_first_fragment(flow::frag_key(ip, PUBLIC), more, id, ct, now)?;
         let inside = ct.session(id).ok_or(DropReason::NatNoSession)?.inside;
         p.l4.rewrite(ip, FlowEnd::Destination, inside.src, inside.sport);
         inward(&mut frame.meta, inside.zone);
@@ -101,14 +97,18 @@ impl Translator for Nat<'_, In> {
 fn public_owner(tables: &Tables, ip: &[u8], header_len: usize, workers: &Workers) -> Option<u16> {
     let nat = tables.nat();
     if flow::is_later_fragment(ip) {
-        return workers.of_public_fragment(nat, &flow::frag_key(ip, PUBLIC));
+        return workers.of_fragment(&flow::frag_key(ip, PUBLIC));
     }
     if flow::is_icmp_error(ip, header_len) {
         let (public, proto, port) = owner::quoted_source(ip, header_len)?;
         return workers.of_public(nat, public, proto, port);
     }
     let l4 = flow::transport(ip, header_len).ok()?;
-    workers.of_public(nat, flow::src_dst(ip).1, l4.proto, l4.dport)
+    let owner = workers.of_public(nat, flow::src_dst(ip).1, l4.proto, l4.dport)?;
+    if flow::has_more_fragments(ip) {
+        workers.note_fragment(&flow::frag_key(ip, PUBLIC), owner);
+    }
+    Some(owner)
 }
 
 /// Whether `tenant`'s ingress firewall lets the new flow of `p` in (to its

@@ -11,9 +11,10 @@ use crate::conntrack::{Conntrack, Dir, FlowKey, SessionId};
 use crate::frame::Frame;
 use crate::pipeline::acl;
 use crate::pipeline::flow::{self, FlowEnd, L4};
+use crate::pipeline::owner::Workers;
 use crate::pipeline::session::{note_first_fragment, opening_state, setup_error};
 use crate::pipeline::{byte, DropReason, Event, Stage, Stats};
-use crate::table::{Action, Filtering};
+use crate::table::{Action, Filtering, TenantId};
 
 /// Frames l3 sent toward the internet from a tenant with NAT.
 pub(crate) enum Out {}
@@ -34,10 +35,11 @@ impl Translator for Nat<'_, Out> {
         let header_len = usize::from(byte(ip, 0) & 0x0f) * 4;
         let workers = self.workers;
         if !workers.is_single() {
-            let owner = workers.of_inside(zone, flow::src_dst(ip).0);
-            if owner != workers.me {
-                frame.meta.handoff(owner);
-                return Ok(None);
+            if let Some(owner) = inside_owner(ip, header_len, zone, workers) {
+                if owner != workers.me {
+                    frame.meta.handoff(owner);
+                    return Ok(None);
+                }
             }
         }
         if flow::is_later_fragment(ip) {
@@ -100,6 +102,26 @@ impl Translator for Nat<'_, Out> {
         }
         Ok(())
     }
+}
+
+/// The worker that owns a packet from a VM toward the internet, if one
+/// can be told: see `owner`.
+fn inside_owner(ip: &[u8], header_len: usize, zone: TenantId, workers: &Workers) -> Option<u16> {
+    if flow::is_later_fragment(ip) {
+        return workers.of_fragment(&flow::frag_key(ip, zone));
+    }
+    if flow::is_icmp_error(ip, header_len) {
+        // About a flow toward the VM: its endpoint is the quoted
+        // destination.
+        let quoted = flow::quote(ip, header_len, zone).ok()?.quote;
+        return Some(workers.of_inside(zone, quoted.dst, quoted.proto, quoted.dport));
+    }
+    let l4 = flow::transport(ip, header_len).ok()?;
+    let owner = workers.of_inside(zone, flow::src_dst(ip).0, l4.proto, l4.sport);
+    if flow::has_more_fragments(ip) {
+        workers.note_fragment(&flow::frag_key(ip, zone), owner);
+    }
+    Some(owner)
 }
 
 impl Nat<'_, Out> {
