@@ -23,7 +23,11 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"XVRSESS\0";
-const VERSION: u32 = 1;
+/// Version 2: the same records, but several workers own NAT flows by
+/// their inside endpoint, not by their VM, so a version 1 file of one of
+/// several workers holds sessions another worker now owns. A single
+/// worker's version 1 file is still read.
+const VERSION: u32 = 2;
 const HEADER: usize = 64;
 const RECORD: usize = 32;
 
@@ -256,9 +260,10 @@ fn read(bytes: &[u8], writer: Writer) -> Result<(Vec<Saved>, usize), String> {
     if h.get(..8) != Some(MAGIC.as_slice()) {
         return Err("not a session file".into());
     }
-    if word(8) != VERSION {
+    let one_worker = u16_at(h, 22) == Some(1);
+    if word(8) != VERSION && !(word(8) == 1 && one_worker) {
         return Err(format!(
-            "format version {} (this xvrd reads {VERSION})",
+            "format version {} (this xvrd reads {VERSION}, and 1 of one worker)",
             word(8)
         ));
     }
@@ -351,8 +356,24 @@ mod tests {
         };
         assert!(read(&bytes, other).unwrap_err().contains("worker 1 of 2"));
         let mut newer = bytes.clone();
-        newer[8] = 2;
-        assert!(read(&newer, me).unwrap_err().contains("version 2"));
+        newer[8] = 3;
+        assert!(read(&newer, me).unwrap_err().contains("version 3"));
+        // Version 1: another owner rule on several workers, the same on one.
+        let mut v1 = bytes.clone();
+        v1[8] = 1;
+        let check = crc32fast::hash(&v1[..24]);
+        v1[24..28].copy_from_slice(&check.to_le_bytes());
+        assert!(read(&v1, me).unwrap_err().contains("version 1"));
+        let single = Writer {
+            worker: 0,
+            workers: 1,
+        };
+        let mut v1 = header(4, single).to_vec();
+        v1.extend_from_slice(&saved(1).encode());
+        v1[8] = 1;
+        let check = crc32fast::hash(&v1[..24]);
+        v1[24..28].copy_from_slice(&check.to_le_bytes());
+        assert_eq!(read(&v1, single).unwrap().0, vec![saved(1)]);
         let mut corrupt = bytes.clone();
         corrupt[16] ^= 1;
         assert!(read(&corrupt, me).unwrap_err().contains("corrupt"));
