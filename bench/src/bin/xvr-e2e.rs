@@ -619,8 +619,10 @@ enum Carrier {
     /// Source NAT, the workers offloading each flow to the XDP fast path
     /// after its first packet.
     OffloadSnat,
-    /// Routed between tiers through their ACL (`routed_state`),
-    /// offloaded the same way.
+    /// Routed between tiers through their ACL (`routed_state`) by the
+    /// workers.
+    WorkersRouted,
+    /// The same, offloaded as `OffloadSnat` is.
     OffloadRouted,
 }
 
@@ -699,11 +701,11 @@ fn xvr_run(
         true => Line::one_armed(name, input, queues)?,
         false => Line::new(name, Some(input), out, queues)?,
     };
-    if path != Carrier::Workers
-        && path != Carrier::WorkersSnat
-        && flows > FLOWS
-        && flows < NEW_FLOWS
-    {
+    let on_workers = matches!(
+        path,
+        Carrier::Workers | Carrier::WorkersSnat | Carrier::WorkersRouted
+    );
+    if !on_workers && flows > FLOWS && flows < NEW_FLOWS {
         // Every flow offloaded before the measurement: the workers
         // install INSTALLS_PER_SECOND directions a second at most.
         let install = flows / xvr_dataplane::pipeline::INSTALLS_PER_SECOND + 1;
@@ -738,7 +740,7 @@ fn xvr_run(
         line.rig.exec(&line.dut, &["ip", "link", "set", dev, "up"]);
     }
     let json = match path {
-        Carrier::OffloadRouted => routed_state(),
+        Carrier::WorkersRouted | Carrier::OffloadRouted => routed_state(),
         _ => STATE.to_string(),
     };
     let mut state = State::from_json(&json).map_err(|e| e.to_string())?;
@@ -779,7 +781,7 @@ fn xvr_run(
         workers,
         cores,
         idle,
-        fast_path: !matches!(path, Carrier::Workers | Carrier::WorkersSnat),
+        fast_path: !on_workers,
         conntrack: xvr_dataplane::conntrack::Config {
             max_sessions,
             ..Default::default()
@@ -880,7 +882,7 @@ fn run(args: &Args) -> Result<(), String> {
     XDP_COST.store(args.xdp_cost, Ordering::Relaxed);
     let step = |what: &str| eprintln!("measuring {what}...");
     type Scenario = (&'static str, &'static str, fn(f64) -> Result<Rate, String>);
-    let scenarios: [Scenario; 32] = [
+    let scenarios: [Scenario; 36] = [
         ("raw ceiling (gen -> XDP drop)", "raw_ceiling", raw_ceiling),
         (
             "raw ceiling, generator on both cores",
@@ -1030,6 +1032,59 @@ fn run(args: &Args) -> Result<(), String> {
                     ("a2", &routed_frame()),
                     1,
                     Carrier::OffloadRouted,
+                    s,
+                )
+            },
+        ),
+        (
+            "xvr routed between tiers (ACL), offloaded, 2 workers, generator on both cores",
+            "xvr_routed_offload_2w",
+            |s| {
+                on_both_cores(
+                    "e2e-xrto2",
+                    ("a2", &routed_frame()),
+                    2,
+                    Carrier::OffloadRouted,
+                    s,
+                )
+            },
+        ),
+        (
+            "xvr routed between tiers (ACL), 1 worker",
+            "xvr_routed",
+            |s| {
+                xvr_with(
+                    "e2e-xrt",
+                    "a2",
+                    &routed_frame(),
+                    1,
+                    Carrier::WorkersRouted,
+                    s,
+                )
+            },
+        ),
+        (
+            "xvr routed between tiers (ACL), 1 worker, generator on both cores",
+            "xvr_routed_1w_shared",
+            |s| {
+                on_both_cores(
+                    "e2e-xrt1s",
+                    ("a2", &routed_frame()),
+                    1,
+                    Carrier::WorkersRouted,
+                    s,
+                )
+            },
+        ),
+        (
+            "xvr routed between tiers (ACL), 2 workers, generator on both cores",
+            "xvr_routed_2w",
+            |s| {
+                on_both_cores(
+                    "e2e-xrt2",
+                    ("a2", &routed_frame()),
+                    2,
+                    Carrier::WorkersRouted,
                     s,
                 )
             },

@@ -13,6 +13,8 @@
 //!   port of a source-NAT address lies in one worker's block of the range,
 //!   and only that worker allocates it (as VPP's NAT44-ED splits ports per
 //!   thread).
+//! - between tiers (untranslated, through an ACL): both endpoints,
+//!   ordered, so that both directions agree.
 //! - later fragments carry no port: whoever finds a first fragment's owner
 //!   notes it in `FragmentOwners`, before the later ones are read.
 //!
@@ -81,15 +83,14 @@ impl Workers {
             as u16
     }
 
-    /// The owner of an untranslated flow between `a` and `b` in `tenant`
-    /// (tier ACL sessions): the same both ways.
+    /// The owner of an untranslated flow between endpoints `a` and `b`
+    /// (address, port or echo identifier) in `tenant` (tier ACL
+    /// sessions): the same both ways.
     #[inline]
-    pub fn of_pair(&self, tenant: TenantId, a: Ipv4Addr, b: Ipv4Addr) -> u16 {
-        let (a, b) = (
-            u32::from(a).min(u32::from(b)),
-            u32::from(a).max(u32::from(b)),
-        );
-        let key = (u64::from(a) << 32 | u64::from(b)) ^ u64::from(tenant) << 48;
+    pub fn of_pair(&self, tenant: TenantId, a: (Ipv4Addr, u16), b: (Ipv4Addr, u16)) -> u16 {
+        let end = |(ip, port): (Ipv4Addr, u16)| u64::from(u32::from(ip)) << 16 | u64::from(port);
+        let (lo, hi) = (end(a).min(end(b)), end(a).max(end(b)));
+        let key = lo.wrapping_mul(0xff51_afd7_ed55_8ccd) ^ hi ^ u64::from(tenant) << 48;
         (((key ^ key >> 29).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) % u64::from(self.count))
             as u16
     }
@@ -259,6 +260,22 @@ mod tests {
                 workers[1].of_inside(7, vm, UDP, port)
             );
         }
+    }
+
+    #[test]
+    fn a_pairs_flows_spread_and_each_has_one_owner_both_ways() {
+        let workers = Workers::all(2);
+        let (a, b) = (Ipv4Addr::new(10, 0, 0, 10), Ipv4Addr::new(10, 0, 1, 20));
+        let mut on_first = 0;
+        for port in 1024..1088 {
+            let there = workers[0].of_pair(7, (a, port), (b, 53));
+            assert_eq!(there, workers[1].of_pair(7, (b, 53), (a, port)));
+            on_first += usize::from(there == 0);
+        }
+        assert!(
+            (16..=48).contains(&on_first),
+            "{on_first} of 64 on worker 0"
+        );
     }
 
     #[test]
