@@ -360,8 +360,18 @@ fn snat_vxlan_frame() -> Vec<u8> {
 /// `snat_vxlan_frame` over 1k flows (as Open vSwitch's row), in and out
 /// of the uplink.
 fn far_vm_snat(name: &str, path: Carrier, seconds: f64) -> Result<Rate, String> {
+    far_vm_snat_on(name, (1, Generator::OwnCore), path, seconds)
+}
+
+/// `far_vm_snat` on `workers`, the generator where it says.
+fn far_vm_snat_on(
+    name: &str,
+    workers: (usize, Generator),
+    path: Carrier,
+    seconds: f64,
+) -> Result<Rate, String> {
     let frame = snat_vxlan_frame();
-    xvr_flows(name, ("up0", "up0", &frame), path, 1000, seconds)
+    xvr_run(name, ("up0", "up0", &frame), workers, path, 1000, seconds)
 }
 
 fn encap_frame() -> Vec<u8> {
@@ -882,7 +892,7 @@ fn run(args: &Args) -> Result<(), String> {
     XDP_COST.store(args.xdp_cost, Ordering::Relaxed);
     let step = |what: &str| eprintln!("measuring {what}...");
     type Scenario = (&'static str, &'static str, fn(f64) -> Result<Rate, String>);
-    let scenarios: [Scenario; 36] = [
+    let scenarios: [Scenario; 38] = [
         ("raw ceiling (gen -> XDP drop)", "raw_ceiling", raw_ceiling),
         (
             "raw ceiling, generator on both cores",
@@ -1101,6 +1111,22 @@ fn run(args: &Args) -> Result<(), String> {
             "xvr decap + source NAT (a VM behind a VTEP), 1 worker, 1k flows",
             "xvr_snat_vxlan_1k",
             |s| far_vm_snat("e2e-xsvx", Carrier::WorkersSnat, s),
+        ),
+        (
+            "xvr decap + source NAT, 1 worker, 1k flows, generator on both cores",
+            "xvr_snat_vxlan_1k_1w_shared",
+            |s| {
+                let shared = (1, Generator::EveryCore);
+                far_vm_snat_on("e2e-xsvx1s", shared, Carrier::WorkersSnat, s)
+            },
+        ),
+        (
+            "xvr decap + source NAT, 2 workers, 1k flows, generator on both cores",
+            "xvr_snat_vxlan_1k_2w",
+            |s| {
+                let shared = (2, Generator::EveryCore);
+                far_vm_snat_on("e2e-xsvx2", shared, Carrier::WorkersSnat, s)
+            },
         ),
         (
             "xvr decap + source NAT (a VM behind a VTEP), offloaded to XDP, 1k flows",
