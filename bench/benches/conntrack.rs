@@ -8,34 +8,12 @@
 //!   established sessions picked at random among 1k or 1M live ones, so
 //!   the 1M case pays its cache misses.
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use xvr_bench::{example_tables, first_packets, flow_batches, reset, Buffers, SplitMix};
-use xvr_dataplane::conntrack::{Config, SessionFile, Writer};
+use xvr_bench::{
+    established_sessions, example_tables, first_packets, flow_batches, pipeline_for, reset, Buffers,
+};
+use xvr_dataplane::conntrack::{SessionFile, Writer};
 use xvr_dataplane::frame::BATCH_SIZE;
-use xvr_dataplane::table::{PortId, Tables};
-use xvr_dataplane::{Pipeline, Verdict};
-
-fn pipeline_for(sessions: u32) -> Pipeline {
-    Pipeline::with_conntrack(Config {
-        max_sessions: sessions,
-        ..Config::default()
-    })
-}
-
-/// Runs every batch once (opening their sessions) and checks each frame
-/// went out of the uplink.
-fn open_all(pipeline: &mut Pipeline, tables: &Tables, batches: &[Vec<(PortId, Vec<u8>)>]) {
-    let mut buffers = Buffers::default();
-    let uplink = Verdict::Tx(tables.port_by_name("up0").unwrap());
-    for batch in batches {
-        let mut frames = buffers.frames(batch);
-        pipeline.run(tables, &mut frames);
-        assert!(
-            frames.iter().all(|f| f.meta.verdict == uplink),
-            "{:?}",
-            pipeline.stats
-        );
-    }
-}
+use xvr_dataplane::table::Tables;
 
 fn session_setup(c: &mut Criterion, tables: &Tables) {
     // 2^18 fresh flows; when they are used up, a new pipeline (untimed).
@@ -71,13 +49,7 @@ fn session_setup(c: &mut Criterion, tables: &Tables) {
 }
 
 fn established(c: &mut Criterion, tables: &Tables, id: &str, sessions: u32) {
-    let mut pipeline = pipeline_for(sessions);
-    open_all(&mut pipeline, tables, &flow_batches(tables, 0..sessions));
-    assert_eq!(pipeline.conntrack.len(), sessions as usize);
-    // 1024 batches of flows drawn at random among the live ones.
-    let mut rng = SplitMix(7);
-    let draws = (0..1024 * BATCH_SIZE).map(|_| (rng.next_u64() % u64::from(sessions)) as u32);
-    let inputs = flow_batches(tables, draws);
+    let (mut pipeline, inputs) = established_sessions(tables, sessions);
     let mut buffers = Buffers::default();
     let mut frames = buffers.frames(&inputs[0]);
     let mut group = c.benchmark_group("conntrack");

@@ -357,6 +357,45 @@ pub fn first_packets<'a>(
     }
 }
 
+/// Input frames in batches, each with the port it arrives on.
+pub type Batches = Vec<Vec<(PortId, Vec<u8>)>>;
+
+/// A pipeline whose conntrack holds `sessions` sessions.
+pub fn pipeline_for(sessions: u32) -> Pipeline {
+    Pipeline::with_conntrack(xvr_dataplane::conntrack::Config {
+        max_sessions: sessions,
+        ..Default::default()
+    })
+}
+
+/// Runs every batch once (opening their sessions) and checks each frame
+/// went out of the uplink.
+pub fn open_all(pipeline: &mut Pipeline, tables: &Tables, batches: &[Vec<(PortId, Vec<u8>)>]) {
+    let mut buffers = Buffers::default();
+    let uplink = Verdict::Tx(tables.port_by_name("up0").unwrap());
+    for batch in batches {
+        let mut frames = buffers.frames(batch);
+        pipeline.run(tables, &mut frames);
+        assert!(
+            frames.iter().all(|f| f.meta.verdict == uplink),
+            "{:?}",
+            pipeline.stats
+        );
+    }
+}
+
+/// `sessions` established sessions through source NAT, and 1,024
+/// batches of their frames drawn at random among them (the
+/// `conntrack/established_*` benchmarks).
+pub fn established_sessions(tables: &Tables, sessions: u32) -> (Pipeline, Batches) {
+    let mut pipeline = pipeline_for(sessions);
+    open_all(&mut pipeline, tables, &flow_batches(tables, 0..sessions));
+    assert_eq!(pipeline.conntrack.len(), sessions as usize);
+    let mut rng = SplitMix(7);
+    let draws = (0..1024 * BATCH_SIZE).map(|_| (rng.next_u64() % u64::from(sessions)) as u32);
+    (pipeline, flow_batches(tables, draws))
+}
+
 /// A deterministic pseudo-random sequence (splitmix64) for benchmark inputs.
 pub struct SplitMix(pub u64);
 
