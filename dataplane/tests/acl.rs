@@ -218,15 +218,9 @@ fn with_two_workers_a_flow_between_tiers_has_one_owner_both_ways() {
 fn with_two_workers_a_pairs_flows_spread_and_their_fragments_and_errors_follow() {
     let t = acl_tables();
     let mut w = two_workers();
-    // 64 flows between the same two VMs, all arriving at worker 0: both
+    // 64 flows between the same two VMs arriving at worker 0: both
     // workers hold sessions.
-    for sport in 40000..40064 {
-        let sent = deliver(&mut w, &t, 0, A1, &from(WEB, DB).udp(sport, 5000, b"q"));
-        assert_eq!(sent.len(), 1, "{sport}: {:?}", w[0].pipeline.stats);
-    }
-    let (first, second) = (w[0].pipeline.conntrack.len(), w[1].pipeline.conntrack.len());
-    assert_eq!(first + second, 64);
-    assert!(first >= 16 && second >= 16, "sessions {first} and {second}");
+    assert_flows_spread(&mut w, &t, A1, |sport| from(WEB, DB).udp(sport, 5000, b"q"));
 
     // A flow worker 1 owns, its fragments in one batch at worker 0: the
     // first is handed over and noted, and the later ones follow it.
@@ -235,20 +229,9 @@ fn with_two_workers_a_pairs_flows_spread_and_their_fragments_and_errors_follow()
         .find(|&p| view.of_pair(TENANT_A, (WEB.into(), p), (DB.into(), 5001)) == 1)
         .unwrap();
     let frags = fragments(&from(WEB, DB).udp(sport, 5001, &[7u8; 3000]), 1480, 81);
-    for f in &frags {
-        w[0].io.push(A1, f);
-    }
-    while w.iter_mut().map(|w| w.poll(&t)).sum::<usize>() > 0 {}
-    let out: Vec<_> = w[1].io.sent.drain(..).collect();
-    assert_eq!(
-        out.len(),
-        3,
-        "{:?} {:?}",
-        w[0].pipeline.stats,
-        w[1].pipeline.stats
-    );
-    assert!(out.iter().all(|(port, _)| *port == A2));
-    assert!(w[0].io.sent.is_empty());
+    let out = deliver_batch(&mut w, &t, 0, A1, &frags);
+    assert_eq!(out.len(), 3, "{:?}", w[0].pipeline.stats);
+    assert!(out.iter().all(|(by, port, _)| (*by, *port) == (1, A2)));
 
     // The db VM's port unreachable about that flow, at worker 0, is
     // related to its session on worker 1 (the db tier sends nothing of
@@ -259,7 +242,7 @@ fn with_two_workers_a_pairs_flows_spread_and_their_fragments_and_errors_follow()
         .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
             etherparse::icmpv4::DestUnreachableHeader::Port,
         ))
-        .write(&mut unreachable, &out[0].1[14..14 + 28])
+        .write(&mut unreachable, &out[0].2[14..14 + 28])
         .unwrap();
     let error = deliver(&mut w, &t, 0, A2, &unreachable);
     assert_eq!(error.len(), 1, "{:?}", w[0].pipeline.stats);

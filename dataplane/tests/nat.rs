@@ -590,15 +590,9 @@ fn with_two_workers_each_flow_is_translated_by_its_owner_wherever_it_arrives() {
 fn with_two_workers_one_vms_flows_spread_and_its_fragments_find_their_owner() {
     let t = snat_tables();
     let mut w = two_workers();
-    // 64 flows of one VM, all arriving at worker 0: both workers translate
+    // 64 flows of one VM arriving at worker 0: both workers translate
     // some (each endpoint has one owner, a VM has many).
-    for sport in 40000..40064 {
-        let sent = deliver(&mut w, &t, 0, A1, &out_of_vm(VM).udp(sport, 53, b"q"));
-        assert_eq!(sent.len(), 1, "{sport}: {:?}", w[0].pipeline.stats);
-    }
-    let (first, second) = (w[0].pipeline.conntrack.len(), w[1].pipeline.conntrack.len());
-    assert_eq!(first + second, 64);
-    assert!(first >= 16 && second >= 16, "sessions {first} and {second}");
+    assert_flows_spread(&mut w, &t, A1, |sport| out_of_vm(VM).udp(sport, 53, b"q"));
 
     // A fragmented datagram of an endpoint the other worker owns, its
     // fragments in one batch at worker 0: the first is handed over and
@@ -608,36 +602,19 @@ fn with_two_workers_one_vms_flows_spread_and_its_fragments_find_their_owner() {
         .find(|&p| view.of_inside(TENANT_A, VM.into(), UDP, p) == 1)
         .unwrap();
     let frags = fragments(&out_of_vm(VM).udp(sport, 53, &[7u8; 3000]), 1480, 79);
-    for f in &frags {
-        w[0].io.push(A1, f);
-    }
-    while w.iter_mut().map(|w| w.poll(&t)).sum::<usize>() > 0 {}
-    let out: Vec<_> = w[1].io.sent.drain(..).map(|(_, b)| b).collect();
-    assert_eq!(
-        out.len(),
-        3,
-        "{:?} {:?}",
-        w[0].pipeline.stats,
-        w[1].pipeline.stats
-    );
-    assert!(w[0].io.sent.is_empty());
+    let out = deliver_batch(&mut w, &t, 0, A1, &frags);
+    assert_eq!(out.len(), 3, "{:?}", w[0].pipeline.stats);
+    assert!(out.iter().all(|(by, port, _)| (*by, *port) == (1, UP)));
+    let out: Vec<_> = out.into_iter().map(|(_, _, b)| b).collect();
     let (src, public_port, dst, dport, _) = fields(&reassemble(&out));
     assert_eq!((src, dst, dport), (PUBLIC_IP, SERVER, 53));
 
     // The answer's fragments, in one batch at worker 0, likewise.
     let answer = from_server().udp(53, public_port, &[9u8; 3000]);
-    for f in &fragments(&answer, 1480, 80) {
-        w[0].io.push(UP, f);
-    }
-    while w.iter_mut().map(|w| w.poll(&t)).sum::<usize>() > 0 {}
-    let back: Vec<_> = w[1].io.sent.drain(..).map(|(_, b)| b).collect();
-    assert_eq!(
-        back.len(),
-        3,
-        "{:?} {:?}",
-        w[0].pipeline.stats,
-        w[1].pipeline.stats
-    );
+    let back = deliver_batch(&mut w, &t, 0, UP, &fragments(&answer, 1480, 80));
+    assert_eq!(back.len(), 3, "{:?}", w[0].pipeline.stats);
+    assert!(back.iter().all(|(by, port, _)| (*by, *port) == (1, A1)));
+    let back: Vec<_> = back.into_iter().map(|(_, _, b)| b).collect();
     assert_eq!(fields(&reassemble(&back)), (SERVER, 53, VM, sport, 63));
 }
 

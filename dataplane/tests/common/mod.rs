@@ -178,13 +178,43 @@ pub fn deliver(
     port: u16,
     frame: &[u8],
 ) -> Vec<(usize, u16, Vec<u8>)> {
-    w[at].io.push(port, frame);
+    deliver_batch(w, t, at, port, &[frame.to_vec()])
+}
+
+/// `deliver` for `frames` received in one batch.
+pub fn deliver_batch(
+    w: &mut [Worker<MemoryIo>],
+    t: &Tables,
+    at: usize,
+    port: u16,
+    frames: &[Vec<u8>],
+) -> Vec<(usize, u16, Vec<u8>)> {
+    for frame in frames {
+        w[at].io.push(port, frame);
+    }
     while w.iter_mut().map(|w| w.poll(t)).sum::<usize>() > 0 {}
     let mut sent = Vec::new();
     for (i, w) in w.iter_mut().enumerate() {
         sent.extend(w.io.sent.drain(..).map(|(port, bytes)| (i, port, bytes)));
     }
     sent
+}
+
+/// Sends 64 flows, `flow(sport)` for 64 source ports, to worker 0 of two:
+/// each goes out once, and each worker holds sessions of some.
+pub fn assert_flows_spread(
+    w: &mut [Worker<MemoryIo>],
+    t: &Tables,
+    port: u16,
+    flow: impl Fn(u16) -> Vec<u8>,
+) {
+    for sport in 40000..40064 {
+        let sent = deliver(w, t, 0, port, &flow(sport));
+        assert_eq!(sent.len(), 1, "{sport}: {:?}", w[0].pipeline.stats);
+    }
+    let (first, second) = (w[0].pipeline.conntrack.len(), w[1].pipeline.conntrack.len());
+    assert_eq!(first + second, 64);
+    assert!(first >= 16 && second >= 16, "sessions {first} and {second}");
 }
 
 /// Splits a frame's IPv4 packet into fragments of `size` payload bytes
