@@ -618,6 +618,57 @@ fn with_two_workers_one_vms_flows_spread_and_its_fragments_find_their_owner() {
     assert_eq!(fields(&reassemble(&back)), (SERVER, 53, VM, sport, 63));
 }
 
+/// A hostile VM spraying new flows reaches its tenant's share of each
+/// worker's sessions, and no more: its flows spread over both workers,
+/// and another tenant's still open on both.
+#[test]
+fn with_two_workers_a_flooding_tenant_holds_its_share_of_each_and_no_more() {
+    use xvr_dataplane::table::NextHop;
+    let mut b = builder();
+    with_source_nat(&mut b, (1024, 65535));
+    b.add_route(TENANT_B, "0.0.0.0/0".parse().unwrap(), NextHop::Internet);
+    let snat_b = SourceNat {
+        ip: [203, 0, 113, 30].into(),
+        ports: (1024, 65535),
+        filtering: Default::default(),
+    };
+    b.set_source_nat(TENANT_B, snat_b);
+    let t = b.build();
+    // 400 sessions a worker: each tenant may hold a quarter, 100.
+    let config = conntrack::Config {
+        max_sessions: 400,
+        ..Default::default()
+    };
+    let mut w = two_workers_with(|| Pipeline::with_conntrack(config));
+    let flood: Vec<Vec<u8>> = (0..1000)
+        .map(|i| out_of_vm(VM).udp(20000 + i, 53, b"x"))
+        .collect();
+    let mut out = 0;
+    for batch in flood.chunks(64) {
+        out += deliver_batch(&mut w, &t, 0, A1, batch).len();
+    }
+    assert_eq!(out, 200, "{:?}", w[0].pipeline.stats);
+    for w in &w {
+        assert_eq!(w.pipeline.conntrack.sessions_of(TENANT_A), 100);
+    }
+    let limited: u64 = w
+        .iter()
+        .map(|w| w.pipeline.stats.drops_of(DropReason::TenantSessionLimit))
+        .sum();
+    assert_eq!(limited, 800);
+
+    // Tenant b's VM, at the same worker, opens flows on both.
+    let vm_b = headers(VM_B10_MAC, B1_MAC, VM, SERVER);
+    for sport in 40000..40016 {
+        let sent = deliver(&mut w, &t, 0, B1, &vm_b.udp(sport, 53, b"b"));
+        assert_eq!(sent.len(), 1, "{sport}: {:?}", w[0].pipeline.stats);
+        assert_eq!(&sent[0].2[26..30], &[203, 0, 113, 30]);
+    }
+    for w in &w {
+        assert!(w.pipeline.conntrack.sessions_of(TENANT_B) > 0);
+    }
+}
+
 #[test]
 fn established_packets_take_the_fast_path_with_the_slow_paths_result() {
     let t = snat_tables();

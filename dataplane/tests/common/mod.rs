@@ -158,11 +158,16 @@ pub fn vxlan(vtep: Ipv4Addr, vni: u32, inner: &[u8]) -> Vec<u8> {
 
 /// Two workers over memory I/O that hand frames to each other.
 pub fn two_workers() -> Vec<Worker<MemoryIo>> {
+    two_workers_with(Pipeline::new)
+}
+
+/// Two workers whose pipelines `pipeline` makes.
+pub fn two_workers_with(pipeline: impl Fn() -> Pipeline) -> Vec<Worker<MemoryIo>> {
     let mut handoffs = Handoff::all(2).unwrap();
     Workers::all(2)
         .into_iter()
         .map(|view| {
-            let mut p = Pipeline::new();
+            let mut p = pipeline();
             p.workers = view;
             Worker::with_pipeline(MemoryIo::new(), p).with_handoff(handoffs.remove(0))
         })
