@@ -472,7 +472,7 @@ static __always_inline int tc_flow(struct __sk_buff *skb, struct frame *f)
     if (!ip)
         return NOT_TAKEN;
     __u32 seg_len = tc_seg_len(skb, ip, f->data_end);
-    if (!seg_len || !decide_flow(f, 0, 0, seg_len, &o) || o.action->kind == FLOW_DECAP)
+    if (!seg_len || !decide_flow_at(f, ip, 0, 0, seg_len, &o) || o.action->kind == FLOW_DECAP)
         return NOT_TAKEN;
     struct flow_action *a = o.action;
     if (a->kind == FLOW_ENCAP && f->len + OUTER_IP_HEADERS > 0xffff)
@@ -518,7 +518,8 @@ static __always_inline int tc_flow_decap(struct __sk_buff *skb, struct frame *f,
         return NOT_TAKEN;
     struct offloaded o;
     __u32 seg_len = tc_seg_len(skb, ip, inner.data_end);
-    if (!seg_len || !decide_flow(&inner, 1, vni, seg_len, &o) || o.action->kind != FLOW_DECAP)
+    if (!seg_len || !decide_flow_at(&inner, ip, 1, vni, seg_len, &o) ||
+        o.action->kind != FLOW_DECAP)
         return NOT_TAKEN;
     struct flow_action *a = o.action;
     if (a->from.vtep != up->ip->saddr || a->from.vni != vni)

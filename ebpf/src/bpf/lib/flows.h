@@ -127,13 +127,13 @@ struct offloaded {
 #define FLOW_LEN_UNCHECKED 0xffffffff
 
 // Fills `out` if frame `f` (over the overlay: the inner frame, of VNI
-// `vni`) belongs to an offloaded flow whose entry vouches for it, its
-// IPv4 length taken as `seg_len` (or a FLOW_LEN_*); 0 if the workers
-// must see it.
-static __always_inline int decide_flow(struct frame *f, __u32 overlay, __u32 vni,
-                                       __u32 seg_len, struct offloaded *out)
+// `vni`), whose IPv4 header `unicast_ipv4` found at `ip` (NULL: none),
+// belongs to an offloaded flow whose entry vouches for it, its IPv4
+// length taken as `seg_len` (or a FLOW_LEN_*); 0 if the workers must see
+// it.
+static __always_inline int decide_flow_at(struct frame *f, struct iphdr *ip, __u32 overlay,
+                                          __u32 vni, __u32 seg_len, struct offloaded *out)
 {
-    struct iphdr *ip = unicast_ipv4(f);
     if (!ip || (ip->frag_off & bpf_htons(FRAGMENT_BITS)))
         return 0;
     void *l4 = ip + 1;
@@ -185,6 +185,13 @@ static __always_inline int decide_flow(struct frame *f, __u32 overlay, __u32 vni
     out->ports = ports;
     out->out_ifindex = out_ifindex;
     return 1;
+}
+
+// `decide_flow_at` for a frame not parsed yet.
+static __always_inline int decide_flow(struct frame *f, __u32 overlay, __u32 vni,
+                                       __u32 seg_len, struct offloaded *out)
+{
+    return decide_flow_at(f, unicast_ipv4(f), overlay, vni, seg_len, out);
 }
 
 // Counts a packet the entry forwarded, for the workers' expiry and stats.
