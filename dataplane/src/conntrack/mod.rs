@@ -416,7 +416,7 @@ impl Conntrack {
     /// share of the index.
     pub fn bytes_per_session(&self) -> usize {
         let max = self.config.max_sessions.max(1) as usize;
-        let index = self.index.slots() * FlowIndex::SLOT_BYTES;
+        let index = self.index.bytes();
         (index + max * std::mem::size_of::<Session>()) / max
     }
 
