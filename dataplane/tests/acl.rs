@@ -8,7 +8,7 @@
 mod common;
 
 use common::*;
-use xvr_dataplane::table::{Action, Rule, SourceNat, Tables, TablesBuilder, TierAcl};
+use xvr_dataplane::table::{Action, Rule, Tables, TablesBuilder, TierAcl};
 use xvr_dataplane::{DropReason, Event, Pipeline, Verdict};
 use xvr_testkit::headers;
 
@@ -165,12 +165,7 @@ fn an_icmp_error_about_an_allowed_flow_passes_as_related() {
 fn nat_flows_are_judged_when_their_nat_session_opens() {
     let mut b = builder();
     with_db_acl(&mut b);
-    let snat = SourceNat {
-        ip: [203, 0, 113, 10].into(),
-        ports: (1024, 65535),
-        filtering: Default::default(),
-    };
-    b.set_source_nat(TENANT_A, snat);
+    with_public_ip(&mut b, TENANT_A, [203, 0, 113, 10]);
     let t = b.build();
     let mut p = Pipeline::new();
     // The web tier has no ACL: out through source NAT, and its reply in.
@@ -236,14 +231,7 @@ fn with_two_workers_a_pairs_flows_spread_and_their_fragments_and_errors_follow()
     // The db VM's port unreachable about that flow, at worker 0, is
     // related to its session on worker 1 (the db tier sends nothing of
     // its own accord).
-    let mut unreachable = Vec::new();
-    etherparse::PacketBuilder::ethernet2(VM_A110_MAC, A2_MAC)
-        .ipv4(DB, WEB, 64)
-        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
-            etherparse::icmpv4::DestUnreachableHeader::Port,
-        ))
-        .write(&mut unreachable, &out[0].2[14..14 + 28])
-        .unwrap();
+    let unreachable = port_unreachable((VM_A110_MAC, A2_MAC), (DB, WEB), &out[0].2[14..]);
     let error = deliver(&mut w, &t, 0, A2, &unreachable);
     assert_eq!(error.len(), 1, "{:?}", w[0].pipeline.stats);
     assert_eq!((error[0].0, error[0].1), (1, A1));

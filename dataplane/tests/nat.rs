@@ -539,14 +539,7 @@ fn with_two_workers_each_flow_is_translated_by_its_owner_wherever_it_arrives() {
     assert_eq!((sent[0].0, sent[0].1), (owner_80, A1));
     // An ICMP error the VM sends about it belongs to the endpoint it
     // quotes as destination, wherever it arrives.
-    let mut unreachable = Vec::new();
-    etherparse::PacketBuilder::ethernet2(VM_A10_MAC, A1_MAC)
-        .ipv4(VM, SERVER, 64)
-        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
-            etherparse::icmpv4::DestUnreachableHeader::Port,
-        ))
-        .write(&mut unreachable, &sent[0].2[14..14 + 28])
-        .unwrap();
+    let unreachable = port_unreachable((VM_A10_MAC, A1_MAC), (VM, SERVER), &sent[0].2[14..]);
     let error = deliver(&mut w, &t, 1 - owner_80, A1, &unreachable);
     assert_eq!(error.len(), 1, "{:?}", w[1 - owner_80].pipeline.stats);
     assert_eq!((error[0].0, error[0].1), (owner_80, UP));
@@ -627,12 +620,7 @@ fn with_two_workers_a_flooding_tenant_holds_its_share_of_each_and_no_more() {
     let mut b = builder();
     with_source_nat(&mut b, (1024, 65535));
     b.add_route(TENANT_B, "0.0.0.0/0".parse().unwrap(), NextHop::Internet);
-    let snat_b = SourceNat {
-        ip: [203, 0, 113, 30].into(),
-        ports: (1024, 65535),
-        filtering: Default::default(),
-    };
-    b.set_source_nat(TENANT_B, snat_b);
+    with_public_ip(&mut b, TENANT_B, [203, 0, 113, 30]);
     let t = b.build();
     // 400 sessions a worker: each tenant may hold a quarter, 100.
     let config = conntrack::Config {
@@ -779,12 +767,7 @@ fn a_frame_of_a_tenant_its_owner_does_not_know_yet_is_dropped_by_name() {
     });
     b.add_local_host(c, VM.into(), mac(VM_C10_MAC), c1);
     b.add_route(c, "0.0.0.0/0".parse().unwrap(), NextHop::Internet);
-    let snat = SourceNat {
-        ip: [203, 0, 113, 30].into(),
-        ports: (1024, 65535),
-        filtering: Default::default(),
-    };
-    b.set_source_nat(c, snat);
+    with_public_ip(&mut b, c, [203, 0, 113, 30]);
     let new = b.build();
 
     let mut w = two_workers();

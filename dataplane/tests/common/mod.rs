@@ -8,7 +8,7 @@ use xvr_dataplane::handoff::Handoff;
 use xvr_dataplane::io::memory::MemoryIo;
 use xvr_dataplane::pipeline::owner::Workers;
 use xvr_dataplane::table::{
-    NextHop, Port, PortId, PortRole, Tables, TablesBuilder, Tenant, TenantId,
+    NextHop, Port, PortId, PortRole, SourceNat, Tables, TablesBuilder, Tenant, TenantId,
 };
 use xvr_dataplane::wire::EthernetAddress;
 use xvr_dataplane::worker::Worker;
@@ -154,6 +154,35 @@ pub fn arp_request(src_mac: [u8; 6], sender: &str, target: &str) -> Vec<u8> {
 /// A VXLAN frame from `vtep` to the local VTEP carrying `inner`.
 pub fn vxlan(vtep: Ipv4Addr, vni: u32, inner: &[u8]) -> Vec<u8> {
     headers(VTEP_MAC, UPLINK_MAC, vtep.octets(), LOCAL_VTEP.octets()).vxlan(51234, vni, 0x08, inner)
+}
+
+/// `tenant`'s internet traffic leaves from `ip`, ports 1024 and up, with
+/// the default filtering.
+pub fn with_public_ip(b: &mut TablesBuilder, tenant: TenantId, ip: [u8; 4]) {
+    let snat = SourceNat {
+        ip: ip.into(),
+        ports: (1024, 65535),
+        filtering: Default::default(),
+    };
+    b.set_source_nat(tenant, snat);
+}
+
+/// The port unreachable a VM (`src_mac`, `src`) sends through its
+/// gateway (`dst_mac`) to `dst`, quoting the first 28 bytes of `ip`.
+pub fn port_unreachable(
+    (src_mac, dst_mac): ([u8; 6], [u8; 6]),
+    (src, dst): ([u8; 4], [u8; 4]),
+    ip: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    etherparse::PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(src, dst, 64)
+        .icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::Port,
+        ))
+        .write(&mut out, &ip[..28])
+        .unwrap();
+    out
 }
 
 /// Two workers over memory I/O that hand frames to each other.
