@@ -92,22 +92,18 @@ pub(crate) fn check(
 /// The worker that owns a routed flow's session, if one can be told:
 /// see `owner`.
 fn pair_owner(ip: &[u8], header_len: usize, tenant: TenantId, workers: &Workers) -> Option<u16> {
-    if flow::is_later_fragment(ip) {
-        return workers.of_fragment(&flow::frag_key(ip, tenant));
-    }
-    if flow::is_icmp_error(ip, header_len) {
-        let quoted = flow::quote(ip, header_len, tenant).ok()?.quote;
-        let ends = ((quoted.src, quoted.sport), (quoted.dst, quoted.dport));
-        return Some(workers.of_pair(tenant, ends.0, ends.1));
-    }
-    let (src, dst) = flow::src_dst(ip);
-    // Other protocols have no ports: their flows are the address pair's.
-    let (sport, dport) = flow::transport(ip, header_len).map_or((0, 0), |l4| (l4.sport, l4.dport));
-    let owner = workers.of_pair(tenant, (src, sport), (dst, dport));
-    if flow::has_more_fragments(ip) {
-        workers.note_fragment(&flow::frag_key(ip, tenant), owner);
-    }
-    Some(owner)
+    workers.of_packet(ip, tenant, || {
+        if flow::is_icmp_error(ip, header_len) {
+            let quoted = flow::quote(ip, header_len, tenant).ok()?.quote;
+            let ends = ((quoted.src, quoted.sport), (quoted.dst, quoted.dport));
+            return Some(workers.of_pair(tenant, ends.0, ends.1));
+        }
+        let (src, dst) = flow::src_dst(ip);
+        // Other protocols have no ports: their flows are the address pair's.
+        let (sport, dport) =
+            flow::transport(ip, header_len).map_or((0, 0), |l4| (l4.sport, l4.dport));
+        Some(workers.of_pair(tenant, (src, sport), (dst, dport)))
+    })
 }
 
 fn session_or_rules(

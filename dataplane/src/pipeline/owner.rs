@@ -20,6 +20,7 @@
 //!
 //! A frame that reaches another worker is handed to its owner
 //! (`crate::handoff`).
+use super::flow;
 use crate::conntrack::{FragKey, ICMP, TCP, UDP};
 use crate::table::{NatTable, TenantId};
 use std::net::Ipv4Addr;
@@ -110,6 +111,26 @@ impl Workers {
             return None;
         }
         block_owner(snat.ports, port, self.count)
+    }
+
+    /// The owner of IPv4 packet `ip`, arriving in `zone`: `first` tells it
+    /// for a whole packet or a first fragment, and a first fragment notes
+    /// it for the later ones, which carry no port and go by the note.
+    #[inline]
+    pub(crate) fn of_packet(
+        &self,
+        ip: &[u8],
+        zone: TenantId,
+        first: impl FnOnce() -> Option<u16>,
+    ) -> Option<u16> {
+        if flow::is_later_fragment(ip) {
+            return self.of_fragment(&flow::frag_key(ip, zone));
+        }
+        let owner = first()?;
+        if flow::has_more_fragments(ip) {
+            self.note_fragment(&flow::frag_key(ip, zone), owner);
+        }
+        Some(owner)
     }
 
     /// The owner of a later fragment, if its first fragment's was noted.

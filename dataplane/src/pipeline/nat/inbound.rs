@@ -96,19 +96,14 @@ impl Translator for Nat<'_, In> {
 /// can: see `owner`.
 fn public_owner(tables: &Tables, ip: &[u8], header_len: usize, workers: &Workers) -> Option<u16> {
     let nat = tables.nat();
-    if flow::is_later_fragment(ip) {
-        return workers.of_fragment(&flow::frag_key(ip, PUBLIC));
-    }
-    if flow::is_icmp_error(ip, header_len) {
-        let (public, proto, port) = owner::quoted_source(ip, header_len)?;
-        return workers.of_public(nat, public, proto, port);
-    }
-    let l4 = flow::transport(ip, header_len).ok()?;
-    let owner = workers.of_public(nat, flow::src_dst(ip).1, l4.proto, l4.dport)?;
-    if flow::has_more_fragments(ip) {
-        workers.note_fragment(&flow::frag_key(ip, PUBLIC), owner);
-    }
-    Some(owner)
+    workers.of_packet(ip, PUBLIC, || {
+        if flow::is_icmp_error(ip, header_len) {
+            let (public, proto, port) = owner::quoted_source(ip, header_len)?;
+            return workers.of_public(nat, public, proto, port);
+        }
+        let l4 = flow::transport(ip, header_len).ok()?;
+        workers.of_public(nat, flow::src_dst(ip).1, l4.proto, l4.dport)
+    })
 }
 
 /// Whether `tenant`'s ingress firewall lets the new flow of `p` in (to its

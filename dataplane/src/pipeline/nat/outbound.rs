@@ -107,21 +107,16 @@ impl Translator for Nat<'_, Out> {
 /// The worker that owns a packet from a VM toward the internet, if one
 /// can be told: see `owner`.
 fn inside_owner(ip: &[u8], header_len: usize, zone: TenantId, workers: &Workers) -> Option<u16> {
-    if flow::is_later_fragment(ip) {
-        return workers.of_fragment(&flow::frag_key(ip, zone));
-    }
-    if flow::is_icmp_error(ip, header_len) {
-        // About a flow toward the VM: its endpoint is the quoted
-        // destination.
-        let quoted = flow::quote(ip, header_len, zone).ok()?.quote;
-        return Some(workers.of_inside(zone, quoted.dst, quoted.proto, quoted.dport));
-    }
-    let l4 = flow::transport(ip, header_len).ok()?;
-    let owner = workers.of_inside(zone, flow::src_dst(ip).0, l4.proto, l4.sport);
-    if flow::has_more_fragments(ip) {
-        workers.note_fragment(&flow::frag_key(ip, zone), owner);
-    }
-    Some(owner)
+    workers.of_packet(ip, zone, || {
+        if flow::is_icmp_error(ip, header_len) {
+            // About a flow toward the VM: its endpoint is the quoted
+            // destination.
+            let quoted = flow::quote(ip, header_len, zone).ok()?.quote;
+            return Some(workers.of_inside(zone, quoted.dst, quoted.proto, quoted.dport));
+        }
+        let l4 = flow::transport(ip, header_len).ok()?;
+        Some(workers.of_inside(zone, flow::src_dst(ip).0, l4.proto, l4.sport))
+    })
 }
 
 impl Nat<'_, Out> {
