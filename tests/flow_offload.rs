@@ -227,14 +227,21 @@ fn open_overlay_flow(r: &mut Rigged) -> (xvr_testkit::Headers, xvr_testkit::Head
 }
 
 /// TCP from 10.0.0.10 to the internet through source NAT: the handshake
-/// and two packets each way through the workers, so that both directions
-/// are offloaded. Returns the headers out and back, and the public port.
-fn open_snat_flow(r: &mut Rigged) -> (xvr_testkit::Headers, xvr_testkit::Headers, u16) {
+/// through the workers. Returns the headers out and back, and the public
+/// port.
+fn snat_handshake(r: &mut Rigged) -> (xvr_testkit::Headers, xvr_testkit::Headers, u16) {
     let out = headers(VM10, ROUTER_A1, [10, 0, 0, 10], REMOTE);
     let syn = r.worker_sends("SYN out", A1, &out.tcp_syn(40000, 443), UP);
     let nat_port = public_port(&syn);
     let back = headers(GATEWAY, UPLINK, REMOTE, PUBLIC);
     r.worker_sends("SYN-ACK in", UP, &back.tcp_syn_ack(443, nat_port), A1);
+    (out, back, nat_port)
+}
+
+/// `snat_handshake`, then two packets each way through the workers, so
+/// that both directions are offloaded.
+fn open_snat_flow(r: &mut Rigged) -> (xvr_testkit::Headers, xvr_testkit::Headers, u16) {
+    let (out, back, nat_port) = snat_handshake(r);
     let ack = out.tcp_ack(40000, 443, &payload(100));
     let reply = back.tcp_ack(443, nat_port, &payload(300));
     for _ in 0..2 {
@@ -256,11 +263,7 @@ fn offloaded_flows_leave_as_the_workers_send_them() {
     with_rig("flow-same", |r| {
         // Source NAT, TCP: the handshake through the workers, then data
         // both ways offloaded.
-        let out = headers(VM10, ROUTER_A1, [10, 0, 0, 10], REMOTE);
-        let syn = r.worker_sends("SYN out", A1, &out.tcp_syn(40000, 443), UP);
-        let nat_port = public_port(&syn);
-        let back = headers(GATEWAY, UPLINK, REMOTE, PUBLIC);
-        r.worker_sends("SYN-ACK in", UP, &back.tcp_syn_ack(443, nat_port), A1);
+        let (out, back, nat_port) = snat_handshake(r);
         let ack = out.tcp_ack(40000, 443, &payload(100));
         r.to_workers("the first ACK (not yet offered)", A1, &ack);
         r.worker_sends("the first ACK", A1, &ack, UP);
