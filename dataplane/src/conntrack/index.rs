@@ -132,7 +132,12 @@ impl FlowIndex {
     #[inline]
     pub fn get_from(&self, key: &FlowKey, home: usize) -> Option<u32> {
         let (b, way) = self.find(key, home)?;
-        self.buckets.get(b)?.values.get(way).copied()
+        self.value_at(b, way)
+    }
+
+    #[inline]
+    fn value_at(&self, bucket: usize, way: usize) -> Option<u32> {
+        self.buckets.get(bucket)?.values.get(way).copied()
     }
 
     /// The bucket and way holding `key`, whose home is `home`.
@@ -182,8 +187,8 @@ impl FlowIndex {
             let Some(bucket) = self.buckets.get_mut(b) else {
                 return;
             };
-            let free = bucket.keys.iter_mut().zip(bucket.values.iter_mut());
-            if let Some((k, v)) = free.into_iter().find(|(_, v)| **v == EMPTY) {
+            let mut slots = bucket.keys.iter_mut().zip(bucket.values.iter_mut());
+            if let Some((k, v)) = slots.find(|(_, v)| **v == EMPTY) {
                 (*k, *v) = (key, value);
                 self.len += 1;
                 return;
@@ -195,16 +200,25 @@ impl FlowIndex {
 
     /// Removes `key` if it maps to `value`.
     pub fn remove_if(&mut self, key: &FlowKey, value: u32) -> bool {
-        if self.get(key) != Some(value) {
-            return false;
+        let home = self.home(key);
+        match self.find(key, home) {
+            Some((at, way)) if self.value_at(at, way) == Some(value) => {
+                self.take(home, at, way);
+                true
+            }
+            _ => false,
         }
-        self.remove(key);
-        true
     }
 
     pub fn remove(&mut self, key: &FlowKey) -> Option<u32> {
         let home = self.home(key);
         let (at, way) = self.find(key, home)?;
+        self.take(home, at, way)
+    }
+
+    /// Frees way `way` of bucket `at`, whose key's home is `home`;
+    /// returns its value.
+    fn take(&mut self, home: usize, at: usize, way: usize) -> Option<u32> {
         let bucket = self.buckets.get_mut(at)?;
         let removed = std::mem::replace(bucket.values.get_mut(way)?, EMPTY);
         // The buckets its probe passed through no longer lead to it.
