@@ -130,8 +130,8 @@ fn run_batched<T: Translator>(
             }
         }
         // Prefetches run PREFETCH_AHEAD items ahead of their use: issued
-        // all at once, most of 64 would be dropped by a core with fewer
-        // miss buffers than that, and the lookups would miss one by one.
+        // all at once, 64 overflow the core's miss buffers and the lookups
+        // miss one by one; too few ahead, a lookup waits on DRAM.
         for (_, _, home) in pending.iter().take(PREFETCH_AHEAD) {
             ct.prefetch_home(*home);
         }
@@ -158,8 +158,10 @@ fn run_batched<T: Translator>(
     }
 }
 
-/// How far ahead of its use a batch's lookup prefetches its memory.
-const PREFETCH_AHEAD: usize = 8;
+/// How far ahead of its use a batch's lookup prefetches its memory:
+/// about a DRAM latency's worth of lookups (`xvr-ct-scale`: 24 did better
+/// than 8, 16 and 32; docs/performance.md).
+const PREFETCH_AHEAD: usize = 24;
 
 /// Sends a translated frame out of the uplink (l3 routed it there).
 fn out_of_uplink(tables: &Tables, meta: &mut Meta, stats: &mut Stats) {
