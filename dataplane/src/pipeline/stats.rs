@@ -73,8 +73,9 @@ named_counters! {
         AclEgressDenied = "acl_egress_denied",
         /// A later fragment of a flow between tiers whose first was not seen.
         AclFragment = "acl_fragment_without_first",
-        /// Its owner's mailbox had no empty parcel.
-        HandoffFull = "nat_handoff_full",
+        /// Its flow's owner (the worker of its NAT session or tier-ACL
+        /// pair) is another worker, whose mailbox had no empty parcel.
+        HandoffFull = "handoff_full",
         /// From a VM port, with a source MAC that is no VM of that port.
         PortSecurityMac = "port_security_mac",
         /// From a VM port, IPv4 from an address that is not the VM's.
@@ -142,8 +143,9 @@ named_counters! {
         Hairpin = "nat_hairpin",
         /// Sent by the NAT shortcut (`pipeline::nat::shortcut`).
         NatShortcut = "nat_shortcut",
-        /// Handed to the worker that owns its NAT session.
-        HandedOff = "nat_handoff",
+        /// Handed to the worker that owns its flow (NAT session or
+        /// tier-ACL pair).
+        HandedOff = "handed_off",
         /// An inner packet too big for the overlay, cut into fragments
         /// before encapsulation.
         Fragmented = "fragmented_for_overlay",
