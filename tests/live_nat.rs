@@ -8,7 +8,8 @@
 mod common;
 
 use common::{
-    ask, python, start_xvrd, start_xvrd_with, stop_xvrd, tell_peer_server, tell_peer_server_within,
+    ask, logged_count, python, start_xvrd, start_xvrd_with, stop_xvrd, tell_peer_server,
+    tell_peer_server_within, worker_field,
 };
 use std::process::{Command, Stdio};
 use xvr_testkit::netns::{require_root, Rig};
@@ -276,28 +277,6 @@ fn servers_in_vms_are_reached_through_port_forwarding_and_static_nat() {
     ] {
         assert!(log.contains(reason), "{reason} in {log}");
     }
-}
-
-/// A number after `field` in xvrd's report line of worker `w`.
-fn worker_field(log: &str, w: usize, field: &str) -> u64 {
-    let line = log
-        .lines()
-        .find(|l| l.contains(&format!(" worker {w} (core ")))
-        .unwrap_or_else(|| panic!("no report of worker {w} in:\n{log}"));
-    let after = line.split(&format!(" {field} ")).nth(1).expect(field);
-    after.split_whitespace().next().unwrap().parse().unwrap()
-}
-
-/// The count xvrd's exit report gives `event` (a line `INFO <event> N`).
-fn logged_count(log: &str, event: &str) -> Option<u64> {
-    let prefix = format!(" INFO {event} ");
-    let line = log.lines().find(|l| l.contains(&prefix))?;
-    line.split(&prefix)
-        .nth(1)?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 #[test]

@@ -4,7 +4,9 @@
 //! links with its file descriptors).
 mod common;
 
-use common::{start_xvrd, start_xvrd_env, start_xvrd_with, stop_xvrd, two_vms, TWO_VMS, XVRD};
+use common::{
+    start_xvrd, start_xvrd_env, start_xvrd_with, stop_xvrd, two_vms, worker_field, TWO_VMS, XVRD,
+};
 use std::process::Command;
 use xvr_testkit::netns::{require_root, Rig};
 
@@ -78,16 +80,6 @@ fn bad_config_is_refused_with_the_field_named() {
     assert!(stderr.contains("tenants[0].vni: 0 is outside"), "{stderr}");
 }
 
-/// The `rx N` count xvrd's exit report gives worker `w`.
-fn worker_rx(log: &str, w: usize) -> u64 {
-    let line = log
-        .lines()
-        .find(|l| l.contains(&format!(" worker {w} (core ")))
-        .unwrap_or_else(|| panic!("no report of worker {w} in:\n{log}"));
-    let rx = line.split(" rx ").nth(1).expect("rx field");
-    rx.split_whitespace().next().unwrap().parse().unwrap()
-}
-
 #[test]
 #[ignore = "needs root: scripts/test runs it as root"]
 fn two_pinned_workers_each_serve_their_queue() {
@@ -123,7 +115,7 @@ fn two_pinned_workers_each_serve_their_queue() {
     // Both workers carried traffic (XPS sends each core's frames to its
     // queue; under load the kernel may move a few), and together all of
     // it: 10 requests and 10 replies.
-    let (w0, w1) = (worker_rx(&log, 0), worker_rx(&log, 1));
+    let (w0, w1) = (worker_field(&log, 0, "rx"), worker_field(&log, 1, "rx"));
     assert!(w0 >= 1 && w1 >= 1 && w0 + w1 >= 20, "{log}");
     assert!(log.contains("worker 1 (core 1)"), "{log}");
 }

@@ -255,6 +255,28 @@ pub fn stop_xvrd(daemon: Daemon) -> String {
     log
 }
 
+/// A number after `field` in xvrd's report line of worker `w`.
+pub fn worker_field(log: &str, w: usize, field: &str) -> u64 {
+    let line = log
+        .lines()
+        .find(|l| l.contains(&format!(" worker {w} (core ")))
+        .unwrap_or_else(|| panic!("no report of worker {w} in:\n{log}"));
+    let after = line.split(&format!(" {field} ")).nth(1).expect(field);
+    after.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// The count xvrd's exit report gives `event` (a line `INFO <event> N`).
+pub fn logged_count(log: &str, event: &str) -> Option<u64> {
+    let prefix = format!(" INFO {event} ");
+    let line = log.lines().find(|l| l.contains(&prefix))?;
+    line.split(&prefix)
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// A state file holding `json` in a fresh temporary directory (removed
 /// when the returned guard drops).
 pub fn state_file(json: &str) -> (tempfile::TempDir, std::path::PathBuf) {
